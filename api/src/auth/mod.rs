@@ -1,0 +1,15 @@
+//! Who is calling, and what they may do.
+//!
+//! The HTTP layer turns the `Authorization` header into a [`Principal`] once per
+//! request; every resolver and service receives it. Roles (staff users) and scopes
+//! (API tokens) are the two vocabularies of the design's matrix; [`policy`] holds the
+//! matrix itself.
+
+pub mod jwt;
+pub mod password;
+pub mod policy;
+pub mod principal;
+pub mod secret;
+pub mod sessions;
+
+pub use principal::{AuthFailure, Principal, Scope, TokenPrincipal, UserPrincipal};

@@ -1,0 +1,128 @@
+//! The caller of a request: a staff user with a role, an API token with scopes, or
+//! nobody (with the reason a presented credential was refused).
+
+use std::collections::BTreeSet;
+
+use entity::enums::{Channel, Role};
+use uuid::Uuid;
+
+/// A scope an API token can be granted (see the design's role/scope matrix).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash)]
+pub enum Scope {
+    CustomersRead,
+    CustomersWrite,
+    PiiRead,
+    InteractionsRead,
+    InteractionsWrite,
+    TouchpointsWrite,
+    FeedbackWrite,
+    InsightsRead,
+    Export,
+}
+
+impl Scope {
+    pub const ALL: [Scope; 9] = [
+        Scope::CustomersRead,
+        Scope::CustomersWrite,
+        Scope::PiiRead,
+        Scope::InteractionsRead,
+        Scope::InteractionsWrite,
+        Scope::TouchpointsWrite,
+        Scope::FeedbackWrite,
+        Scope::InsightsRead,
+        Scope::Export,
+    ];
+
+    /// The wire name, e.g. `customers:read`.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Scope::CustomersRead => "customers:read",
+            Scope::CustomersWrite => "customers:write",
+            Scope::PiiRead => "pii:read",
+            Scope::InteractionsRead => "interactions:read",
+            Scope::InteractionsWrite => "interactions:write",
+            Scope::TouchpointsWrite => "touchpoints:write",
+            Scope::FeedbackWrite => "feedback:write",
+            Scope::InsightsRead => "insights:read",
+            Scope::Export => "export",
+        }
+    }
+
+    pub fn parse(s: &str) -> Option<Scope> {
+        Scope::ALL.into_iter().find(|scope| scope.as_str() == s)
+    }
+}
+
+/// A logged-in staff user, as stated by a valid access token.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct UserPrincipal {
+    pub id: Uuid,
+    pub role: Role,
+}
+
+/// A partner or connector acting through an API token.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct TokenPrincipal {
+    pub id: Uuid,
+    pub scopes: BTreeSet<Scope>,
+    /// `None`: every channel; otherwise only these.
+    pub channels: Option<BTreeSet<Channel>>,
+}
+
+/// Why a presented credential was refused; told to the client, which can act on it
+/// (refresh an expired token, log in again).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum AuthFailure {
+    Expired,
+    Invalid,
+    Malformed,
+}
+
+impl AuthFailure {
+    pub fn message(self) -> &'static str {
+        match self {
+            AuthFailure::Expired => "access token expired",
+            AuthFailure::Invalid => "access token invalid",
+            AuthFailure::Malformed => "authorization header malformed: expected `Bearer <token>`",
+        }
+    }
+}
+
+/// The caller of one request.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Principal {
+    /// No credential, or one that was refused (and why).
+    Anonymous(Option<AuthFailure>),
+    User(UserPrincipal),
+    Token(TokenPrincipal),
+}
+
+impl Principal {
+    pub fn user(&self) -> Option<&UserPrincipal> {
+        match self {
+            Principal::User(u) => Some(u),
+            _ => None,
+        }
+    }
+
+    pub fn role(&self) -> Option<Role> {
+        self.user().map(|u| u.role)
+    }
+
+    pub fn has_scope(&self, scope: Scope) -> bool {
+        matches!(self, Principal::Token(t) if t.scopes.contains(&scope))
+    }
+
+    pub fn is_authenticated(&self) -> bool {
+        !matches!(self, Principal::Anonymous(_))
+    }
+
+    /// A short label for logs: never a secret.
+    pub fn kind(&self) -> &'static str {
+        match self {
+            Principal::Anonymous(_) => "anonymous",
+            Principal::User(_) => "user",
+            Principal::Token(_) => "token",
+        }
+    }
+}

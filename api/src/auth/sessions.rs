@@ -1,0 +1,194 @@
+//! Log-in sessions: access token + rotating refresh token.
+//!
+//! Every refresh token belongs to a family started by one log-in. Using a token marks
+//! it used (a conditional `UPDATE … WHERE used_at IS NULL`, so two concurrent uses
+//! cannot both win) and issues the next one in the family. Presenting a token that was
+//! already used means it was copied: the whole family is revoked and the caller must
+//! log in again (OAuth 2.0 Security BCP, refresh token rotation).
+
+use chrono::{DateTime, Utc};
+use entity::{refresh_token, user};
+use sea_orm::sea_query::Expr;
+use sea_orm::{
+    ActiveModelTrait, ColumnTrait, ConnectionTrait, DatabaseConnection, EntityTrait,
+    IntoActiveModel, QueryFilter, Set, TransactionTrait,
+};
+use uuid::Uuid;
+
+use super::jwt::JwtKeys;
+use super::{Principal, password, secret};
+use crate::error::{AppError, AppResult};
+use crate::users;
+
+/// Prefix of refresh tokens ("cxgraph refresh").
+pub const REFRESH_PREFIX: &str = "cxr";
+
+/// What a successful log-in or refresh hands to the client.
+#[derive(Debug)]
+pub struct Session {
+    pub access_token: String,
+    pub access_token_expires_at: DateTime<Utc>,
+    pub refresh_token: String,
+    pub refresh_token_expires_at: DateTime<Utc>,
+    pub user: user::Model,
+}
+
+/// Settings of the session service.
+#[derive(Debug, Clone)]
+pub struct SessionConfig {
+    pub keys: JwtKeys,
+    pub refresh_ttl: std::time::Duration,
+}
+
+/// Checks e-mail and password; `Ok(None)` for wrong credentials (never says which).
+pub async fn login(
+    db: &DatabaseConnection,
+    config: &SessionConfig,
+    email: &str,
+    password_attempt: String,
+) -> AppResult<Option<Session>> {
+    let found = match users::normalize_email(email) {
+        Some(email) => users::find_by_email(db, &email).await?,
+        None => None,
+    };
+    let stored_hash = found
+        .as_ref()
+        .filter(|u| u.active)
+        .map(|u| u.password_hash.clone());
+    if !password::verify(password_attempt, stored_hash).await? {
+        return Ok(None);
+    }
+    let Some(user) = found else { return Ok(None) };
+    let txn = db.begin().await?;
+    let mut active = user.into_active_model();
+    active.last_login_at = Set(Some(Utc::now()));
+    let user = active.update(&txn).await?;
+    let session = start_in_family(&txn, config, user, Uuid::now_v7()).await?;
+    txn.commit().await?;
+    Ok(Some(session))
+}
+
+/// Exchanges a refresh token for a new session in the same family.
+pub async fn refresh(
+    db: &DatabaseConnection,
+    config: &SessionConfig,
+    presented: &str,
+) -> AppResult<Session> {
+    let invalid = || AppError::unauthenticated("refresh token invalid or expired");
+    let hash = secret::hash(presented);
+    let txn = db.begin().await?;
+    let Some(token) = refresh_token::Entity::find()
+        .filter(refresh_token::Column::TokenHash.eq(hash))
+        .one(&txn)
+        .await?
+    else {
+        return Err(invalid());
+    };
+    let now = Utc::now();
+    if token.revoked_at.is_some() || token.expires_at <= now {
+        return Err(invalid());
+    }
+    let claimed = refresh_token::Entity::update_many()
+        .col_expr(refresh_token::Column::UsedAt, Expr::value(now))
+        .filter(refresh_token::Column::Id.eq(token.id))
+        .filter(refresh_token::Column::UsedAt.is_null())
+        .exec(&txn)
+        .await?;
+    if claimed.rows_affected != 1 {
+        revoke_family(&txn, token.family_id, now).await?;
+        txn.commit().await?;
+        tracing::warn!(family = %token.family_id, user = %token.user_id, "refresh token reused; family revoked");
+        return Err(AppError::unauthenticated(
+            "refresh token already used; every session of this log-in is revoked",
+        ));
+    }
+    let user = users::find(&txn, token.user_id)
+        .await?
+        .filter(|u| u.active)
+        .ok_or_else(invalid)?;
+    let session = start_in_family(&txn, config, user, token.family_id).await?;
+    txn.commit().await?;
+    Ok(session)
+}
+
+/// Ends sessions of the calling user: the family of the given refresh token, or all of
+/// them with `everywhere`. Returns how many refresh tokens were revoked.
+pub async fn logout(
+    db: &DatabaseConnection,
+    principal: &Principal,
+    presented: Option<&str>,
+    everywhere: bool,
+) -> AppResult<u64> {
+    let user = principal
+        .user()
+        .ok_or_else(|| AppError::forbidden("only users have sessions"))?;
+    let now = Utc::now();
+    let mut update = refresh_token::Entity::update_many()
+        .col_expr(refresh_token::Column::RevokedAt, Expr::value(now))
+        .filter(refresh_token::Column::UserId.eq(user.id))
+        .filter(refresh_token::Column::RevokedAt.is_null());
+    if !everywhere {
+        let Some(presented) = presented else {
+            return Err(AppError::invalid(
+                &["input", "refreshToken"],
+                "REQUIRED",
+                "give the refresh token to end, or set everywhere: true",
+            ));
+        };
+        let family = refresh_token::Entity::find()
+            .filter(refresh_token::Column::TokenHash.eq(secret::hash(presented)))
+            .filter(refresh_token::Column::UserId.eq(user.id))
+            .one(db)
+            .await?
+            .map(|t| t.family_id);
+        let Some(family) = family else { return Ok(0) };
+        update = update.filter(refresh_token::Column::FamilyId.eq(family));
+    }
+    Ok(update.exec(db).await?.rows_affected)
+}
+
+async fn revoke_family(
+    db: &impl ConnectionTrait,
+    family: Uuid,
+    now: DateTime<Utc>,
+) -> AppResult<()> {
+    refresh_token::Entity::update_many()
+        .col_expr(refresh_token::Column::RevokedAt, Expr::value(now))
+        .filter(refresh_token::Column::FamilyId.eq(family))
+        .filter(refresh_token::Column::RevokedAt.is_null())
+        .exec(db)
+        .await?;
+    Ok(())
+}
+
+async fn start_in_family(
+    db: &impl ConnectionTrait,
+    config: &SessionConfig,
+    user: user::Model,
+    family_id: Uuid,
+) -> AppResult<Session> {
+    let now = Utc::now();
+    let refresh_expires_at =
+        now + chrono::Duration::from_std(config.refresh_ttl).map_err(AppError::internal)?;
+    let new = secret::generate(REFRESH_PREFIX);
+    refresh_token::ActiveModel {
+        id: Set(Uuid::now_v7()),
+        user_id: Set(user.id),
+        family_id: Set(family_id),
+        token_hash: Set(new.hash),
+        created_at: Set(now),
+        expires_at: Set(refresh_expires_at),
+        used_at: Set(None),
+        revoked_at: Set(None),
+    }
+    .insert(db)
+    .await?;
+    let (access_token, access_token_expires_at) = config.keys.issue(user.id, user.role)?;
+    Ok(Session {
+        access_token,
+        access_token_expires_at,
+        refresh_token: new.secret,
+        refresh_token_expires_at: refresh_expires_at,
+        user,
+    })
+}

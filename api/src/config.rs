@@ -1,0 +1,265 @@
+//! Command line and settings, in one documented clap struct.
+//!
+//! Every setting is a flag and a `CXGRAPH_*` environment variable (besides the
+//! conventional `DATABASE_URL`), so `cxgraph --help` is the complete reference and the
+//! README's table mirrors it. Values are parsed, not validated later: a bad value stops
+//! start-up with one clear line.
+
+use std::net::SocketAddr;
+use std::time::Duration;
+
+use clap::{Args, Parser, Subcommand, ValueEnum};
+use entity::enums::Role;
+
+/// cxgraph: one GraphQL API for customers, interactions, journeys and feedback.
+#[derive(Debug, Parser)]
+#[command(name = "cxgraph", version, about, long_about = None)]
+pub struct Cli {
+    #[command(flatten)]
+    pub settings: Settings,
+
+    #[command(subcommand)]
+    pub command: Option<Command>,
+}
+
+#[derive(Debug, Subcommand)]
+pub enum Command {
+    /// Serve the API (the default): migrate, load demo data into an empty database, listen.
+    Serve,
+    /// Apply or revert database migrations.
+    Migrate {
+        #[command(subcommand)]
+        action: Option<MigrateAction>,
+    },
+    /// Load the generated dataset (demo or benchmark sized) into the database.
+    Seed(SeedArgs),
+    /// Print the GraphQL schema (SDL) served by this build.
+    Schema,
+    /// Manage staff users.
+    User {
+        #[command(subcommand)]
+        action: UserAction,
+    },
+}
+
+#[derive(Debug, Clone, Copy, Subcommand)]
+pub enum MigrateAction {
+    /// Apply every pending migration (the default).
+    Up,
+    /// Revert the last `steps` migrations.
+    Down {
+        #[arg(long, default_value_t = 1)]
+        steps: u32,
+    },
+    /// List migrations and whether each is applied.
+    Status,
+}
+
+#[derive(Debug, Clone, Args)]
+pub struct SeedArgs {
+    /// Number of customers to generate.
+    #[arg(long, default_value_t = 300)]
+    pub customers: u32,
+    /// Average number of conversations per customer.
+    #[arg(long, default_value_t = 2)]
+    pub conversations_per_customer: u32,
+    /// Average number of touchpoints per customer.
+    #[arg(long, default_value_t = 4)]
+    pub touchpoints_per_customer: u32,
+    /// Random seed: the same seed gives the same dataset.
+    #[arg(long, default_value_t = 42)]
+    pub seed: u64,
+}
+
+impl Default for SeedArgs {
+    fn default() -> Self {
+        Self {
+            customers: 300,
+            conversations_per_customer: 2,
+            touchpoints_per_customer: 4,
+            seed: 42,
+        }
+    }
+}
+
+#[derive(Debug, Subcommand)]
+pub enum UserAction {
+    /// Create a staff user. The password comes from --password or CXGRAPH_USER_PASSWORD.
+    Create {
+        #[arg(long)]
+        email: String,
+        #[arg(long)]
+        name: Option<String>,
+        #[arg(long, value_enum)]
+        role: RoleArg,
+        #[arg(long, env = "CXGRAPH_USER_PASSWORD", hide_env_values = true)]
+        password: String,
+    },
+}
+
+/// A role on the command line.
+#[derive(Debug, Clone, Copy, ValueEnum)]
+pub enum RoleArg {
+    Admin,
+    Manager,
+    Agent,
+    Analyst,
+}
+
+impl From<RoleArg> for Role {
+    fn from(r: RoleArg) -> Self {
+        match r {
+            RoleArg::Admin => Role::Admin,
+            RoleArg::Manager => Role::Manager,
+            RoleArg::Agent => Role::Agent,
+            RoleArg::Analyst => Role::Analyst,
+        }
+    }
+}
+
+/// Log output format.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum)]
+pub enum LogFormat {
+    /// Human-readable lines (the default for the embedded demo).
+    Pretty,
+    /// One JSON object per line (the default with PostgreSQL).
+    Json,
+}
+
+/// Whether to load the demo dataset into an empty database at start-up.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum)]
+pub enum DemoData {
+    /// On the embedded SQLite database only.
+    Auto,
+    Always,
+    Never,
+}
+
+/// Every runtime setting. Durations are whole seconds.
+#[derive(Debug, Clone, Args)]
+pub struct Settings {
+    /// Database to use: `sqlite://path?mode=rwc` (embedded, the default) or `postgres://…`.
+    #[arg(
+        long,
+        env = "DATABASE_URL",
+        default_value = "sqlite://cxgraph.db?mode=rwc",
+        global = true
+    )]
+    pub database_url: String,
+
+    /// Address to listen on.
+    #[arg(
+        long,
+        env = "CXGRAPH_BIND",
+        default_value = "127.0.0.1:8080",
+        global = true
+    )]
+    pub bind: SocketAddr,
+
+    /// HMAC key for access tokens (at least 32 bytes). Required with PostgreSQL; the
+    /// embedded demo generates a random one (sessions then end at restart).
+    #[arg(
+        long,
+        env = "CXGRAPH_JWT_SECRET",
+        hide_env_values = true,
+        global = true
+    )]
+    pub jwt_secret: Option<String>,
+
+    /// Access token lifetime in seconds.
+    #[arg(long, env = "CXGRAPH_ACCESS_TOKEN_TTL", default_value_t = 900, value_parser = clap::value_parser!(u64).range(30..=86_400), global = true)]
+    pub access_token_ttl: u64,
+
+    /// Refresh token lifetime in seconds.
+    #[arg(long, env = "CXGRAPH_REFRESH_TOKEN_TTL", default_value_t = 30 * 86_400, value_parser = clap::value_parser!(u64).range(60..=365 * 86_400), global = true)]
+    pub refresh_token_ttl: u64,
+
+    /// E-mail of the admin account created on an empty database.
+    #[arg(
+        long,
+        env = "CXGRAPH_ADMIN_EMAIL",
+        default_value = "admin@cxgraph.local",
+        global = true
+    )]
+    pub admin_email: String,
+
+    /// Password of that admin account; a random one is generated and printed once if unset.
+    #[arg(
+        long,
+        env = "CXGRAPH_ADMIN_PASSWORD",
+        hide_env_values = true,
+        global = true
+    )]
+    pub admin_password: Option<String>,
+
+    /// Load the demo dataset into an empty database at start-up.
+    #[arg(long, env = "CXGRAPH_DEMO_DATA", value_enum, default_value_t = DemoData::Auto, global = true)]
+    pub demo_data: DemoData,
+
+    /// Maximum number of pooled database connections.
+    #[arg(long, env = "CXGRAPH_DB_MAX_CONNECTIONS", default_value_t = 16, value_parser = clap::value_parser!(u32).range(1..=1000), global = true)]
+    pub db_max_connections: u32,
+
+    /// Seconds to wait for a pooled connection before failing with UNAVAILABLE.
+    #[arg(long, env = "CXGRAPH_DB_ACQUIRE_TIMEOUT", default_value_t = 5, value_parser = clap::value_parser!(u64).range(1..=300), global = true)]
+    pub db_acquire_timeout: u64,
+
+    /// Largest accepted request body, in bytes.
+    #[arg(long, env = "CXGRAPH_BODY_LIMIT", default_value_t = 2 * 1024 * 1024, value_parser = clap::value_parser!(u64).range(1024..=1024 * 1024 * 1024), global = true)]
+    pub body_limit: u64,
+
+    /// Seconds before a request is abandoned with 408.
+    #[arg(long, env = "CXGRAPH_REQUEST_TIMEOUT", default_value_t = 30, value_parser = clap::value_parser!(u64).range(1..=3600), global = true)]
+    pub request_timeout: u64,
+
+    /// Serve GraphQL introspection (GraphiQL needs it).
+    #[arg(long, env = "CXGRAPH_INTROSPECTION", default_value_t = true, action = clap::ArgAction::Set, global = true)]
+    pub introspection: bool,
+
+    /// Log format; defaults to pretty on SQLite and JSON on PostgreSQL.
+    #[arg(long, env = "CXGRAPH_LOG_FORMAT", value_enum, global = true)]
+    pub log_format: Option<LogFormat>,
+
+    /// Log filter in `tracing` syntax, e.g. `info,cxgraph=debug`.
+    #[arg(long, env = "CXGRAPH_LOG", default_value = "info", global = true)]
+    pub log: String,
+}
+
+impl Settings {
+    /// Settings for tests and tools: every default, on the given database.
+    pub fn for_database(database_url: impl Into<String>) -> Self {
+        let cli = Cli::parse_from(["cxgraph"]);
+        Self {
+            database_url: database_url.into(),
+            ..cli.settings
+        }
+    }
+
+    pub fn is_sqlite(&self) -> bool {
+        self.database_url.starts_with("sqlite:")
+    }
+
+    pub fn access_token_ttl(&self) -> Duration {
+        Duration::from_secs(self.access_token_ttl)
+    }
+
+    pub fn refresh_token_ttl(&self) -> Duration {
+        Duration::from_secs(self.refresh_token_ttl)
+    }
+
+    pub fn log_format(&self) -> LogFormat {
+        self.log_format.unwrap_or(if self.is_sqlite() {
+            LogFormat::Pretty
+        } else {
+            LogFormat::Json
+        })
+    }
+
+    pub fn load_demo_data(&self) -> bool {
+        match self.demo_data {
+            DemoData::Auto => self.is_sqlite(),
+            DemoData::Always => true,
+            DemoData::Never => false,
+        }
+    }
+}

@@ -1,0 +1,119 @@
+//! Access control and error hygiene for every GraphQL request, as one extension.
+//!
+//! - Before a root field runs, its policy from `auth::policy::ROOT_FIELDS` is checked
+//!   against the request's principal; a field with no policy is refused (deny by
+//!   default).
+//! - Parse and validation errors get stable codes (`GRAPHQL_PARSE_FAILED`,
+//!   `GRAPHQL_VALIDATION_FAILED`).
+//! - Any error that still has no `extensions.code` at the end did not come through
+//!   `AppError`; it is logged and masked as `INTERNAL`, so no unexpected message (SQL
+//!   text, a library's internals) ever reaches a client.
+
+use std::sync::Arc;
+
+use async_graphql::extensions::{
+    Extension, ExtensionContext, ExtensionFactory, NextParseQuery, NextRequest, NextResolve,
+    NextValidation, ResolveInfo,
+};
+use async_graphql::parser::types::ExecutableDocument;
+use async_graphql::{
+    ErrorExtensions, PathSegment, Response, ServerError, ServerResult, ValidationResult, Value,
+    Variables,
+};
+
+use crate::auth::Principal;
+use crate::auth::policy::root_policy;
+use crate::error::AppError;
+
+/// Installs the extension on a schema.
+pub struct AccessControl;
+
+impl ExtensionFactory for AccessControl {
+    fn create(&self) -> Arc<dyn Extension> {
+        Arc::new(AccessControlExtension)
+    }
+}
+
+struct AccessControlExtension;
+
+fn with_code(mut errors: Vec<ServerError>, code: &str) -> Vec<ServerError> {
+    for e in &mut errors {
+        e.extensions
+            .get_or_insert_with(Default::default)
+            .set("code", code);
+    }
+    errors
+}
+
+fn has_code(e: &ServerError) -> bool {
+    e.extensions
+        .as_ref()
+        .is_some_and(|ext| ext.get("code").is_some())
+}
+
+#[async_trait::async_trait]
+impl Extension for AccessControlExtension {
+    async fn request(&self, ctx: &ExtensionContext<'_>, next: NextRequest<'_>) -> Response {
+        let mut response = next.run(ctx).await;
+        for e in &mut response.errors {
+            if !has_code(e) {
+                tracing::error!(message = %e.message, path = ?e.path, "uncoded GraphQL error masked");
+                e.message = "internal error".into();
+                e.extensions
+                    .get_or_insert_with(Default::default)
+                    .set("code", "INTERNAL");
+            }
+        }
+        response
+    }
+
+    async fn parse_query(
+        &self,
+        ctx: &ExtensionContext<'_>,
+        query: &str,
+        variables: &Variables,
+        next: NextParseQuery<'_>,
+    ) -> ServerResult<ExecutableDocument> {
+        next.run(ctx, query, variables).await.map_err(|e| {
+            let mut errors = with_code(vec![e], "GRAPHQL_PARSE_FAILED");
+            errors.remove(0)
+        })
+    }
+
+    async fn validation(
+        &self,
+        ctx: &ExtensionContext<'_>,
+        next: NextValidation<'_>,
+    ) -> Result<ValidationResult, Vec<ServerError>> {
+        next.run(ctx)
+            .await
+            .map_err(|errors| with_code(errors, "GRAPHQL_VALIDATION_FAILED"))
+    }
+
+    async fn resolve(
+        &self,
+        ctx: &ExtensionContext<'_>,
+        info: ResolveInfo<'_>,
+        next: NextResolve<'_>,
+    ) -> ServerResult<Option<Value>> {
+        let is_root = info.path_node.parent.is_none();
+        if is_root && !info.is_for_introspection && !info.name.starts_with("__") {
+            let anonymous = Principal::Anonymous(None);
+            let principal = ctx.data_opt::<Principal>().unwrap_or(&anonymous);
+            let decision = match root_policy(info.parent_type, info.name) {
+                Some(policy) => policy.check(principal),
+                None => Err(AppError::forbidden("this field has no access policy")),
+            };
+            if let Err(err) = decision {
+                let gql = err.extend();
+                let mut server_error = ServerError::new(gql.message, None);
+                server_error.extensions = gql.extensions;
+                server_error.path = vec![PathSegment::Field(
+                    info.alias.unwrap_or(info.name).to_owned(),
+                )];
+                return Err(server_error);
+            }
+        }
+        next.run(ctx, info).await
+    }
+}

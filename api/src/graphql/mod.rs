@@ -1,0 +1,66 @@
+//! The GraphQL layer: schema assembly, per-area resolvers, access control and limits.
+//!
+//! Resolvers are thin: they take the principal and state from the context, turn input
+//! into domain values, call one service function and wrap the result in a GraphQL
+//! type. Each area (sessions now; customers, conversations, journeys, feedback,
+//! insights later) contributes a query and a mutation object merged here.
+
+mod access;
+mod session;
+pub mod types;
+
+use async_graphql::{EmptySubscription, MergedObject, SDLExportOptions, Schema, SchemaBuilder};
+
+use crate::state::AppState;
+
+pub use access::AccessControl;
+
+/// Every query field, by area.
+#[derive(MergedObject, Default)]
+#[graphql(name = "Query")]
+pub struct QueryRoot(session::SessionQuery);
+
+/// Every mutation field, by area.
+#[derive(MergedObject, Default)]
+#[graphql(name = "Mutation")]
+pub struct MutationRoot(session::SessionMutation);
+
+pub type AppSchema = Schema<QueryRoot, MutationRoot, EmptySubscription>;
+
+/// Query depth limit: deep enough for the customer 360, shallow enough to stop abuse.
+pub const MAX_DEPTH: usize = 15;
+/// Complexity limit (each field costs 1 unless it says otherwise).
+pub const MAX_COMPLEXITY: usize = 5_000;
+
+fn builder() -> SchemaBuilder<QueryRoot, MutationRoot, EmptySubscription> {
+    Schema::build(
+        QueryRoot::default(),
+        MutationRoot::default(),
+        EmptySubscription,
+    )
+    .extension(AccessControl)
+    .extension(async_graphql::extensions::Tracing)
+    .limit_depth(MAX_DEPTH)
+    .limit_complexity(MAX_COMPLEXITY)
+    .limit_recursive_depth(32)
+    .limit_directives(20)
+}
+
+/// The schema served by the application.
+pub fn build_schema(state: AppState) -> AppSchema {
+    let introspection = state.settings().introspection;
+    let builder = builder().data(state);
+    let builder = if introspection {
+        builder
+    } else {
+        builder.disable_introspection()
+    };
+    builder.finish()
+}
+
+/// The SDL of the schema, as committed in `schema.graphql`.
+pub fn sdl() -> String {
+    builder()
+        .finish()
+        .sdl_with_options(SDLExportOptions::new().sorted_fields().sorted_enum_items())
+}

@@ -1,0 +1,68 @@
+//! GraphQL types shared by every area: user errors, enums mirrored from the entity
+//! crate, and context accessors.
+
+use async_graphql::{Context, Enum, SimpleObject};
+
+use crate::auth::Principal;
+use crate::error::{AppError, FieldError};
+use crate::state::AppState;
+
+/// A problem with the input that the user can fix, reported beside the field.
+#[derive(Debug, Clone, SimpleObject)]
+pub struct UserError {
+    /// Path of the offending input field, e.g. `["input", "email"]`.
+    pub field: Vec<String>,
+    /// Stable machine-readable code, e.g. `INVALID`, `TAKEN`, `INVALID_CREDENTIALS`.
+    pub code: String,
+    /// Human-readable explanation.
+    pub message: String,
+}
+
+impl From<FieldError> for UserError {
+    fn from(e: FieldError) -> Self {
+        Self {
+            field: e.field,
+            code: e.code.to_owned(),
+            message: e.message,
+        }
+    }
+}
+
+/// Splits a service result for a mutation payload: fixable input problems become
+/// `userErrors`; everything else stays a top-level error.
+pub fn split_user_errors<T>(
+    result: Result<T, AppError>,
+) -> Result<(Option<T>, Vec<UserError>), AppError> {
+    match result {
+        Ok(value) => Ok((Some(value), Vec::new())),
+        Err(AppError::Invalid(errors)) => {
+            Ok((None, errors.into_iter().map(UserError::from).collect()))
+        }
+        Err(other) => Err(other),
+    }
+}
+
+/// What a staff user may do.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Enum)]
+#[graphql(remote = "entity::enums::Role")]
+pub enum Role {
+    /// Everything, including users, tokens, erasure and the audit log.
+    Admin,
+    /// Runs the service: configuration, merges, insights.
+    Manager,
+    /// Works conversations and customers.
+    Agent,
+    /// Reads insights; customer data with personal data masked.
+    Analyst,
+}
+
+/// The shared state and the caller, from a resolver's context.
+pub fn context<'a>(ctx: &Context<'a>) -> Result<(&'a AppState, &'a Principal), AppError> {
+    let state = ctx.data_opt::<AppState>().ok_or_else(|| {
+        AppError::internal(anyhow::anyhow!("application state missing from schema"))
+    })?;
+    let principal = ctx
+        .data_opt::<Principal>()
+        .ok_or_else(|| AppError::internal(anyhow::anyhow!("principal missing from request")))?;
+    Ok((state, principal))
+}

@@ -1,0 +1,236 @@
+//! The HTTP surface: routes, authentication of the request, and the tower layers every
+//! request passes (request id, tracing, panic catching, body limit, timeout).
+//!
+//! `/graphql` answers POST (queries and mutations) and GET (queries only: a GET must be
+//! safe to repeat and cache). The request id is taken from `x-request-id` or generated,
+//! put on the tracing span and echoed in the response.
+
+use std::time::Duration;
+
+use async_graphql::http::GraphiQLSource;
+use async_graphql::parser::types::OperationType;
+use async_graphql_axum::rejection::GraphQLRejection;
+use async_graphql_axum::{GraphQLRequest, GraphQLResponse};
+use axum::body::Body;
+use axum::extract::State;
+use axum::http::{HeaderMap, HeaderValue, Request, StatusCode, header};
+use axum::response::{Html, IntoResponse, Response};
+use axum::routing::get;
+use axum::{Json, Router};
+use serde_json::json;
+use tower::ServiceBuilder;
+use tower_http::catch_panic::CatchPanicLayer;
+use tower_http::limit::RequestBodyLimitLayer;
+use tower_http::request_id::{
+    MakeRequestUuid, PropagateRequestIdLayer, RequestId, SetRequestIdLayer,
+};
+use tower_http::timeout::TimeoutLayer;
+use tower_http::trace::TraceLayer;
+
+use crate::auth::{AuthFailure, Principal};
+use crate::graphql::AppSchema;
+use crate::state::AppState;
+use crate::{db, graphql};
+
+const REQUEST_ID: &str = "x-request-id";
+
+/// Shared by the handlers: the schema and the application state.
+#[derive(Clone)]
+pub struct HttpState {
+    pub schema: AppSchema,
+    pub app: AppState,
+}
+
+/// Builds the router with every route and layer.
+pub fn router(app: AppState) -> Router {
+    let settings = app.settings().clone();
+    let state = HttpState {
+        schema: graphql::build_schema(app.clone()),
+        app,
+    };
+    let header_name = header::HeaderName::from_static(REQUEST_ID);
+    let layers = ServiceBuilder::new()
+        .layer(SetRequestIdLayer::new(header_name.clone(), MakeRequestUuid))
+        .layer(TraceLayer::new_for_http().make_span_with(|req: &Request<Body>| {
+            let request_id = req
+                .extensions()
+                .get::<RequestId>()
+                .and_then(|id| id.header_value().to_str().ok())
+                .unwrap_or_default();
+            tracing::info_span!("request", method = %req.method(), path = %req.uri().path(), request_id = %request_id)
+        }))
+        .layer(PropagateRequestIdLayer::new(header_name))
+        .layer(RequestBodyLimitLayer::new(usize::try_from(settings.body_limit).unwrap_or(usize::MAX)))
+        .layer(CatchPanicLayer::custom(panic_response))
+        .layer(TimeoutLayer::with_status_code(
+            StatusCode::REQUEST_TIMEOUT,
+            Duration::from_secs(settings.request_timeout),
+        ));
+    Router::new()
+        .route("/", get(graphiql))
+        .route("/graphql", get(graphql_get).post(graphql_post))
+        .route("/schema.graphql", get(schema_sdl))
+        .route("/healthz", get(healthz))
+        .route("/readyz", get(readyz))
+        .fallback(not_found)
+        .with_state(state)
+        .layer(layers)
+}
+
+/// Reads the caller from the `Authorization` header. A refused credential does not
+/// fail the request here: public fields (log-in) still work, and protected fields say
+/// why the credential was refused.
+pub fn authenticate(app: &AppState, headers: &HeaderMap) -> Principal {
+    let Some(value) = headers.get(header::AUTHORIZATION) else {
+        return Principal::Anonymous(None);
+    };
+    let token = value
+        .to_str()
+        .ok()
+        .and_then(|v| {
+            v.strip_prefix("Bearer ")
+                .or_else(|| v.strip_prefix("bearer "))
+        })
+        .map(str::trim)
+        .filter(|t| !t.is_empty());
+    match token {
+        None => Principal::Anonymous(Some(AuthFailure::Malformed)),
+        Some(token) => match app.sessions().keys.verify(token) {
+            Ok(user) => Principal::User(user),
+            Err(failure) => Principal::Anonymous(Some(failure)),
+        },
+    }
+}
+
+fn request_data(
+    req: async_graphql::Request,
+    state: &HttpState,
+    headers: &HeaderMap,
+) -> async_graphql::Request {
+    let request_id = headers
+        .get(REQUEST_ID)
+        .and_then(|v| v.to_str().ok())
+        .unwrap_or_default()
+        .to_owned();
+    req.data(authenticate(&state.app, headers))
+        .data(RequestIdValue(request_id))
+}
+
+/// The request id, for services that record it (audit log).
+#[derive(Debug, Clone)]
+pub struct RequestIdValue(pub String);
+
+async fn graphql_post(
+    State(state): State<HttpState>,
+    headers: HeaderMap,
+    req: Result<GraphQLRequest, GraphQLRejection>,
+) -> Response {
+    match req {
+        Ok(req) => {
+            let req = request_data(req.into_inner(), &state, &headers);
+            GraphQLResponse::from(state.schema.execute(req).await).into_response()
+        }
+        Err(rejection) => bad_request(&rejection.0.to_string()),
+    }
+}
+
+async fn graphql_get(
+    State(state): State<HttpState>,
+    headers: HeaderMap,
+    req: Result<GraphQLRequest, GraphQLRejection>,
+) -> Response {
+    let req = match req {
+        Ok(req) => req.into_inner(),
+        Err(rejection) => return bad_request(&rejection.0.to_string()),
+    };
+    if !is_query_only(&req) {
+        let body = error_body(
+            "only queries may be sent with GET; use POST for mutations",
+            "METHOD_NOT_ALLOWED",
+        );
+        let mut response = (StatusCode::METHOD_NOT_ALLOWED, Json(body)).into_response();
+        response
+            .headers_mut()
+            .insert(header::ALLOW, HeaderValue::from_static("GET, POST"));
+        return response;
+    }
+    let req = request_data(req, &state, &headers);
+    GraphQLResponse::from(state.schema.execute(req).await).into_response()
+}
+
+/// Whether the operation a request would run is a query. An unparsable document counts
+/// as a query here, so that the executor reports the parse error with its code.
+fn is_query_only(req: &async_graphql::Request) -> bool {
+    let Ok(doc) = async_graphql::parser::parse_query(&req.query) else {
+        return true;
+    };
+    doc.operations.iter().all(|(name, op)| {
+        let selected = match (&req.operation_name, name) {
+            (Some(wanted), Some(name)) => wanted.as_str() == name.as_str(),
+            _ => true,
+        };
+        !selected || op.node.ty == OperationType::Query
+    })
+}
+
+fn error_body(message: &str, code: &str) -> serde_json::Value {
+    json!({ "errors": [{ "message": message, "extensions": { "code": code } }] })
+}
+
+fn bad_request(detail: &str) -> Response {
+    let message = format!("request is not a valid GraphQL request: {detail}");
+    (
+        StatusCode::BAD_REQUEST,
+        Json(error_body(&message, "BAD_REQUEST")),
+    )
+        .into_response()
+}
+
+fn panic_response(_: Box<dyn std::any::Any + Send + 'static>) -> Response {
+    tracing::error!("request handler panicked");
+    (
+        StatusCode::INTERNAL_SERVER_ERROR,
+        Json(error_body("internal error", "INTERNAL")),
+    )
+        .into_response()
+}
+
+async fn graphiql() -> Html<String> {
+    Html(
+        GraphiQLSource::build()
+            .endpoint("/graphql")
+            .title("cxgraph")
+            .finish(),
+    )
+}
+
+async fn schema_sdl() -> impl IntoResponse {
+    (
+        [(header::CONTENT_TYPE, "text/plain; charset=utf-8")],
+        graphql::sdl(),
+    )
+}
+
+async fn healthz() -> Json<serde_json::Value> {
+    Json(json!({ "status": "ok" }))
+}
+
+async fn readyz(State(state): State<HttpState>) -> Response {
+    if db::ping(state.app.db()).await {
+        Json(json!({ "status": "ready", "database": "ok" })).into_response()
+    } else {
+        (
+            StatusCode::SERVICE_UNAVAILABLE,
+            Json(json!({ "status": "unavailable", "database": "unreachable" })),
+        )
+            .into_response()
+    }
+}
+
+async fn not_found() -> Response {
+    (
+        StatusCode::NOT_FOUND,
+        Json(error_body("no such route", "NOT_FOUND")),
+    )
+        .into_response()
+}

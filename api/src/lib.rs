@@ -1,0 +1,19 @@
+//! cxgraph: a GraphQL API for customer experience.
+//!
+//! Layers, top to bottom: [`http`] (axum routes and tower layers) → [`graphql`] (thin
+//! resolvers, access control, limits) → domain services ([`auth`], [`users`], and the
+//! customer, conversation, journey, feedback and insight areas as they land) → the
+//! `entity` crate → the `migration` crate. Services take a connection and a principal
+//! and return [`error::AppError`]; they know nothing of GraphQL.
+
+pub mod auth;
+pub mod config;
+pub mod dataset;
+pub mod db;
+pub mod error;
+pub mod graphql;
+pub mod http;
+pub mod startup;
+pub mod state;
+pub mod telemetry;
+pub mod users;

@@ -1,0 +1,178 @@
+//! Building and running the application: connect, migrate, bootstrap, listen.
+//!
+//! The same [`Application`] serves `cxgraph serve` and the test harness (which binds
+//! port 0 and reads the real address back), so tests exercise exactly what runs in
+//! production.
+
+use std::future::Future;
+use std::net::SocketAddr;
+
+use anyhow::Context as _;
+use entity::enums::Role;
+use sea_orm::{DatabaseConnection, EntityTrait, PaginatorTrait};
+use tokio::net::TcpListener;
+
+use crate::auth::jwt::JwtKeys;
+use crate::auth::secret;
+use crate::auth::sessions::SessionConfig;
+use crate::config::{SeedArgs, Settings};
+use crate::dataset::{self, SeedReport};
+use crate::error::AppError;
+use crate::state::AppState;
+use crate::users::{self, NewUser};
+use crate::{db, http};
+
+/// What start-up did that the operator must hear about once.
+#[derive(Debug, Default)]
+pub struct Bootstrap {
+    /// The admin account created on an empty database, with its password when cxgraph
+    /// generated it (shown once, never stored in clear).
+    pub admin_created: Option<(String, Option<String>)>,
+    /// The demo dataset, when it was loaded.
+    pub demo_data: Option<SeedReport>,
+    /// A random JWT key was generated (embedded demo only): sessions end at restart.
+    pub ephemeral_jwt_secret: bool,
+}
+
+/// A bound, ready-to-run server.
+pub struct Application {
+    listener: TcpListener,
+    state: AppState,
+}
+
+/// Chooses the JWT key: the configured one, or a random one for the embedded demo.
+fn jwt_keys(settings: &Settings) -> anyhow::Result<(JwtKeys, bool)> {
+    let (secret, ephemeral) = match &settings.jwt_secret {
+        Some(s) => (s.clone(), false),
+        None if settings.is_sqlite() => {
+            (secret::random_password() + &secret::random_password(), true)
+        }
+        None => anyhow::bail!(
+            "CXGRAPH_JWT_SECRET must be set (at least 32 bytes) when DATABASE_URL is not SQLite"
+        ),
+    };
+    let keys =
+        JwtKeys::new(secret.as_bytes(), settings.access_token_ttl()).map_err(anyhow::Error::msg)?;
+    Ok((keys, ephemeral))
+}
+
+/// Opens and migrates the database named by the settings.
+pub async fn open_database(settings: &Settings) -> anyhow::Result<DatabaseConnection> {
+    let db = db::connect(settings)
+        .await
+        .map_err(|e| anyhow::anyhow!("cannot open database: {e}"))?;
+    db::migrate(&db)
+        .await
+        .map_err(|e| anyhow::anyhow!("migrations failed: {e}"))?;
+    Ok(db)
+}
+
+fn app_error(context: &str, err: AppError) -> anyhow::Error {
+    match err {
+        AppError::Internal(e) => e.context(context.to_owned()),
+        other => anyhow::anyhow!("{context}: {}", other.message()),
+    }
+}
+
+/// Creates the first admin and the demo data on an empty database.
+pub async fn bootstrap(db: &DatabaseConnection, settings: &Settings) -> anyhow::Result<Bootstrap> {
+    let mut report = Bootstrap::default();
+    if users::count(db)
+        .await
+        .map_err(|e| app_error("counting users", e))?
+        == 0
+    {
+        let (password, generated) = match &settings.admin_password {
+            Some(p) => (p.clone(), false),
+            None => (secret::random_password(), true),
+        };
+        let new = NewUser {
+            email: settings.admin_email.clone(),
+            display_name: Some("Administrator".into()),
+            role: Role::Admin,
+            password: password.clone(),
+        };
+        let admin = users::create(db, new)
+            .await
+            .map_err(|e| app_error("creating the admin account", e))?;
+        report.admin_created = Some((admin.email, generated.then_some(password)));
+    }
+    let empty = entity::customer::Entity::find()
+        .count(db)
+        .await
+        .context("counting customers")?
+        == 0;
+    if settings.load_demo_data() && empty {
+        let seeded = dataset::generate(db, &SeedArgs::default())
+            .await
+            .map_err(|e| app_error("loading demo data", e))?;
+        report.demo_data = Some(seeded);
+    }
+    Ok(report)
+}
+
+impl Application {
+    /// Connects, migrates, bootstraps and binds; does not serve yet.
+    pub async fn build(settings: Settings) -> anyhow::Result<(Application, Bootstrap)> {
+        let (keys, ephemeral) = jwt_keys(&settings)?;
+        let db = open_database(&settings).await?;
+        let mut report = bootstrap(&db, &settings).await?;
+        report.ephemeral_jwt_secret = ephemeral;
+        let listener = TcpListener::bind(settings.bind)
+            .await
+            .with_context(|| format!("cannot listen on {}", settings.bind))?;
+        let sessions = SessionConfig {
+            keys,
+            refresh_ttl: settings.refresh_token_ttl(),
+        };
+        let state = AppState::new(db, sessions, settings);
+        Ok((Application { listener, state }, report))
+    }
+
+    /// The address actually bound (port 0 becomes a real port).
+    pub fn local_addr(&self) -> anyhow::Result<SocketAddr> {
+        Ok(self.listener.local_addr()?)
+    }
+
+    pub fn state(&self) -> &AppState {
+        &self.state
+    }
+
+    /// Serves until `shutdown` completes, then finishes in-flight requests.
+    pub async fn run_until(
+        self,
+        shutdown: impl Future<Output = ()> + Send + 'static,
+    ) -> anyhow::Result<()> {
+        let router = http::router(self.state.clone());
+        axum::serve(self.listener, router)
+            .with_graceful_shutdown(shutdown)
+            .await?;
+        self.state.db().clone().close().await.ok();
+        Ok(())
+    }
+}
+
+/// Completes on SIGINT (Ctrl-C) or SIGTERM.
+pub async fn shutdown_signal() {
+    let ctrl_c = async {
+        if tokio::signal::ctrl_c().await.is_err() {
+            std::future::pending::<()>().await;
+        }
+    };
+    #[cfg(unix)]
+    let terminate = async {
+        match tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate()) {
+            Ok(mut s) => {
+                s.recv().await;
+            }
+            Err(_) => std::future::pending::<()>().await,
+        }
+    };
+    #[cfg(not(unix))]
+    let terminate = std::future::pending::<()>();
+    tokio::select! {
+        () = ctrl_c => {},
+        () = terminate => {},
+    }
+    tracing::info!("shutdown signal received; finishing in-flight requests");
+}

@@ -1,0 +1,99 @@
+//! Staff users: creation (from the CLI, the first-start bootstrap and later the admin
+//! API) and look-ups. E-mails are stored trimmed and lower-cased so that log-in is not
+//! case-sensitive.
+
+use chrono::Utc;
+use entity::enums::Role;
+use entity::user;
+use sea_orm::{
+    ActiveModelTrait, ColumnTrait, ConnectionTrait, EntityTrait, PaginatorTrait, QueryFilter, Set,
+};
+use uuid::Uuid;
+
+use crate::auth::password;
+use crate::error::{AppError, AppResult, FieldError};
+
+/// What it takes to create a user.
+#[derive(Debug, Clone)]
+pub struct NewUser {
+    pub email: String,
+    pub display_name: Option<String>,
+    pub role: Role,
+    pub password: String,
+}
+
+/// Normalises an e-mail for storage and look-up; `None` if it cannot be an address.
+pub fn normalize_email(raw: &str) -> Option<String> {
+    let email = raw.trim().to_lowercase();
+    let (local, domain) = email.split_once('@')?;
+    let plausible = !local.is_empty()
+        && domain.contains('.')
+        && !domain.starts_with('.')
+        && !domain.ends_with('.')
+        && !email.chars().any(char::is_whitespace)
+        && email.len() <= 320;
+    plausible.then_some(email)
+}
+
+/// Creates a user; fixable problems come back as [`AppError::Invalid`].
+pub async fn create(db: &impl ConnectionTrait, new: NewUser) -> AppResult<user::Model> {
+    let mut errors = Vec::new();
+    let email = normalize_email(&new.email);
+    if email.is_none() {
+        errors.push(FieldError::new(
+            &["input", "email"],
+            "INVALID",
+            "is not a valid e-mail address",
+        ));
+    }
+    if let Err(msg) = password::check_strength(&new.password) {
+        errors.push(FieldError::new(&["input", "password"], "TOO_WEAK", msg));
+    }
+    let Some(email) = email.filter(|_| errors.is_empty()) else {
+        return Err(AppError::Invalid(errors));
+    };
+    if find_by_email(db, &email).await?.is_some() {
+        return Err(AppError::invalid(
+            &["input", "email"],
+            "TAKEN",
+            "a user with this e-mail already exists",
+        ));
+    }
+    let now = Utc::now();
+    let display_name = new
+        .display_name
+        .map(|n| n.trim().to_owned())
+        .filter(|n| !n.is_empty())
+        .unwrap_or_else(|| email.split('@').next().unwrap_or_default().to_owned());
+    let model = user::ActiveModel {
+        id: Set(Uuid::now_v7()),
+        email: Set(email),
+        display_name: Set(display_name),
+        password_hash: Set(password::hash(new.password).await?),
+        role: Set(new.role),
+        team_id: Set(None),
+        active: Set(true),
+        created_at: Set(now),
+        updated_at: Set(now),
+        last_login_at: Set(None),
+    };
+    Ok(model.insert(db).await?)
+}
+
+pub async fn find_by_email(
+    db: &impl ConnectionTrait,
+    email: &str,
+) -> AppResult<Option<user::Model>> {
+    Ok(user::Entity::find()
+        .filter(user::Column::Email.eq(email))
+        .one(db)
+        .await?)
+}
+
+pub async fn find(db: &impl ConnectionTrait, id: Uuid) -> AppResult<Option<user::Model>> {
+    Ok(user::Entity::find_by_id(id).one(db).await?)
+}
+
+pub async fn count(db: &impl ConnectionTrait) -> AppResult<u64> {
+    Ok(user::Entity::find().count(db).await?)
+}

@@ -1,0 +1,39 @@
+//! A case / thread with one customer on one channel, with its SLA clock.
+
+use crate::enums::{Channel, ConversationStatus, Priority};
+use sea_orm::entity::prelude::*;
+
+#[derive(Clone, Debug, PartialEq, DeriveEntityModel)]
+#[sea_orm(table_name = "conversations")]
+pub struct Model {
+    #[sea_orm(primary_key, auto_increment = false)]
+    pub id: Uuid,
+    pub customer_id: Uuid,
+    pub channel: Channel,
+    pub inbox: Option<String>,
+    pub status: ConversationStatus,
+    pub priority: Priority,
+    pub subject: Option<String>,
+    pub team_id: Option<Uuid>,
+    pub assignee_id: Option<Uuid>,
+    pub sla_policy_id: Option<Uuid>,
+    pub routing_rule_id: Option<Uuid>,
+    #[sea_orm(column_type = "JsonBinary")]
+    pub tags: Json,
+    pub opened_at: DateTimeUtc,
+    pub last_message_at: DateTimeUtc,
+    pub first_response_due_at: Option<DateTimeUtc>,
+    pub resolution_due_at: Option<DateTimeUtc>,
+    pub first_response_at: Option<DateTimeUtc>,
+    pub resolved_at: Option<DateTimeUtc>,
+    pub closed_at: Option<DateTimeUtc>,
+    pub first_response_breached: bool,
+    pub resolution_breached: bool,
+    pub created_at: DateTimeUtc,
+    pub updated_at: DateTimeUtc,
+}
+
+#[derive(Copy, Clone, Debug, EnumIter, DeriveRelation)]
+pub enum Relation {}
+
+impl ActiveModelBehavior for ActiveModel {}

@@ -1,0 +1,33 @@
+//! cxgraph's database schema as sea-orm migrations.
+//!
+//! Migrations are the schema: tables are never created from entities at run time.
+//! Every migration runs on SQLite and PostgreSQL alike (foreign keys are declared
+//! inside `CREATE TABLE` because SQLite cannot add them later), and every foreign key
+//! and every column the API filters or sorts on has an index. The `cxgraph migrate`
+//! subcommand is the command-line front of this crate.
+
+pub use sea_orm_migration::prelude::*;
+
+mod dsl;
+mod m20261123_000001_create_access;
+mod m20261123_000002_create_customers;
+mod m20261123_000003_create_conversations;
+mod m20261123_000004_create_journeys_and_feedback;
+mod m20261123_000005_create_alerts_audit_outbox;
+
+/// The ordered list of cxgraph migrations.
+#[derive(Debug)]
+pub struct Migrator;
+
+#[async_trait::async_trait]
+impl MigratorTrait for Migrator {
+    fn migrations() -> Vec<Box<dyn MigrationTrait>> {
+        vec![
+            Box::new(m20261123_000001_create_access::Migration),
+            Box::new(m20261123_000002_create_customers::Migration),
+            Box::new(m20261123_000003_create_conversations::Migration),
+            Box::new(m20261123_000004_create_journeys_and_feedback::Migration),
+            Box::new(m20261123_000005_create_alerts_audit_outbox::Migration),
+        ]
+    }
+}
