@@ -221,7 +221,12 @@ pub struct Settings {
     pub log_format: Option<LogFormat>,
 
     /// Log filter in `tracing` syntax, e.g. `info,cxgraph=debug`.
-    #[arg(long, env = "CXGRAPH_LOG", default_value = "info", global = true)]
+    #[arg(
+        long,
+        env = "CXGRAPH_LOG",
+        default_value = "info,sqlx=warn",
+        global = true
+    )]
     pub log: String,
 }
 

@@ -115,12 +115,12 @@ impl Application {
     /// Connects, migrates, bootstraps and binds; does not serve yet.
     pub async fn build(settings: Settings) -> anyhow::Result<(Application, Bootstrap)> {
         let (keys, ephemeral) = jwt_keys(&settings)?;
-        let db = open_database(&settings).await?;
-        let mut report = bootstrap(&db, &settings).await?;
-        report.ephemeral_jwt_secret = ephemeral;
         let listener = TcpListener::bind(settings.bind)
             .await
             .with_context(|| format!("cannot listen on {}", settings.bind))?;
+        let db = open_database(&settings).await?;
+        let mut report = bootstrap(&db, &settings).await?;
+        report.ephemeral_jwt_secret = ephemeral;
         let sessions = SessionConfig {
             keys,
             refresh_ttl: settings.refresh_token_ttl(),

@@ -1,1 +1,316 @@
-//! harness
+//! The end-to-end test harness: the real cxgraph application on a random port, with a
+//! fresh database of its own, spoken to over real HTTP.
+//!
+//! Every database test runs on each backend returned by [`backends`]: SQLite always (a
+//! new file in a temporary directory), PostgreSQL whenever
+//! `CXGRAPH_TEST_POSTGRES_URL` names a server (a new database per test, created here and
+//! dropped when the [`TestApp`] is dropped, even if the test panicked). Under CI
+//! (`CI` set) the PostgreSQL URL is required, so a CI run can never quietly skip it.
+//! Logs are printed only with `TEST_LOG` set.
+
+use std::net::SocketAddr;
+use std::sync::Once;
+
+use cxgraph::config::{DemoData, LogFormat, Settings};
+use cxgraph::startup::{Application, Bootstrap};
+use sea_orm::{ConnectionTrait, Database, DatabaseConnection};
+use serde_json::{Value, json};
+use tokio::sync::oneshot;
+use uuid::Uuid;
+
+/// Environment variable naming the PostgreSQL server for tests (any database on it).
+pub const POSTGRES_ENV: &str = "CXGRAPH_TEST_POSTGRES_URL";
+/// The JWT key test servers sign with.
+pub const JWT_SECRET: &str = "test-secret-test-secret-test-secret-0123";
+pub const ADMIN_EMAIL: &str = "admin@example.com";
+pub const ADMIN_PASSWORD: &str = "admin-password-for-tests";
+
+/// A database backend under test.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Backend {
+    Sqlite,
+    Postgres(String),
+}
+
+impl Backend {
+    pub fn name(&self) -> &'static str {
+        match self {
+            Backend::Sqlite => "sqlite",
+            Backend::Postgres(_) => "postgres",
+        }
+    }
+}
+
+/// The backends every database test must run on.
+pub fn backends() -> Vec<Backend> {
+    let mut out = vec![Backend::Sqlite];
+    match std::env::var(POSTGRES_ENV) {
+        Ok(url) if !url.is_empty() => out.push(Backend::Postgres(url)),
+        _ if std::env::var_os("CI").is_some() => {
+            panic!(
+                "{POSTGRES_ENV} must be set under CI: every database test runs on PostgreSQL too"
+            )
+        }
+        _ => {}
+    }
+    out
+}
+
+fn init_logs() {
+    static ONCE: Once = Once::new();
+    ONCE.call_once(|| {
+        if std::env::var_os("TEST_LOG").is_some() {
+            cxgraph::telemetry::init("info,cxgraph=debug,sqlx=warn", LogFormat::Pretty);
+        }
+    });
+}
+
+/// A fresh, empty database on one backend; dropped with the value.
+pub struct TestDatabase {
+    pub url: String,
+    _dir: Option<tempfile::TempDir>,
+    postgres: Option<(String, String)>,
+}
+
+impl TestDatabase {
+    pub async fn create(backend: &Backend) -> TestDatabase {
+        match backend {
+            Backend::Sqlite => {
+                let dir = tempfile::tempdir().expect("temporary directory");
+                let path = dir.path().join("cxgraph.db");
+                TestDatabase {
+                    url: format!("sqlite://{}?mode=rwc", path.display()),
+                    _dir: Some(dir),
+                    postgres: None,
+                }
+            }
+            Backend::Postgres(server) => {
+                let name = format!("cxgraph_test_{}", Uuid::now_v7().simple());
+                let admin = Database::connect(server.as_str())
+                    .await
+                    .expect("connect to the PostgreSQL test server");
+                admin
+                    .execute_unprepared(&format!("CREATE DATABASE \"{name}\""))
+                    .await
+                    .expect("create test database");
+                admin.close().await.ok();
+                TestDatabase {
+                    url: with_database(server, &name),
+                    _dir: None,
+                    postgres: Some((server.clone(), name)),
+                }
+            }
+        }
+    }
+
+    pub async fn connect(&self) -> DatabaseConnection {
+        cxgraph::db::connect(&Settings::for_database(&self.url))
+            .await
+            .expect("connect to test database")
+    }
+}
+
+impl Drop for TestDatabase {
+    fn drop(&mut self) {
+        let Some((server, name)) = self.postgres.take() else {
+            return;
+        };
+        // Drop runs inside the test's runtime; a database drop needs its own.
+        let _ = std::thread::spawn(move || {
+            let rt = tokio::runtime::Builder::new_current_thread()
+                .enable_all()
+                .build()
+                .expect("runtime");
+            rt.block_on(async {
+                if let Ok(admin) = Database::connect(server.as_str()).await {
+                    let _ = admin
+                        .execute_unprepared(&format!(
+                            "DROP DATABASE IF EXISTS \"{name}\" WITH (FORCE)"
+                        ))
+                        .await;
+                    admin.close().await.ok();
+                }
+            });
+        })
+        .join();
+    }
+}
+
+/// Replaces the database name in a PostgreSQL URL.
+fn with_database(server: &str, name: &str) -> String {
+    let (base, query) = match server.split_once('?') {
+        Some((b, q)) => (b, Some(q)),
+        None => (server, None),
+    };
+    let scheme_end = base.find("://").map_or(0, |i| i + 3);
+    let host_part = match base[scheme_end..].find('/') {
+        Some(i) => &base[..scheme_end + i],
+        None => base,
+    };
+    match query {
+        Some(q) => format!("{host_part}/{name}?{q}"),
+        None => format!("{host_part}/{name}"),
+    }
+}
+
+/// Settings of a test server on `database_url`: port 0, fixed keys, known admin, no
+/// demo data unless a test asks.
+pub fn test_settings(database_url: &str) -> Settings {
+    let mut s = Settings::for_database(database_url);
+    s.bind = "127.0.0.1:0".parse().expect("address");
+    s.jwt_secret = Some(JWT_SECRET.into());
+    s.admin_email = ADMIN_EMAIL.into();
+    s.admin_password = Some(ADMIN_PASSWORD.into());
+    s.demo_data = DemoData::Never;
+    s.db_max_connections = 5;
+    s
+}
+
+/// A running server with its own database.
+pub struct TestApp {
+    pub backend: Backend,
+    pub addr: SocketAddr,
+    pub client: reqwest::Client,
+    /// A separate connection for assertions on what was stored.
+    pub db: DatabaseConnection,
+    pub settings: Settings,
+    pub bootstrap: Bootstrap,
+    shutdown: Option<oneshot::Sender<()>>,
+    server: Option<tokio::task::JoinHandle<anyhow::Result<()>>>,
+    // Declared last: dropped after the server is gone.
+    pub database: TestDatabase,
+}
+
+impl TestApp {
+    pub async fn spawn(backend: &Backend) -> TestApp {
+        Self::spawn_with(backend, |_| {}).await
+    }
+
+    /// Spawns with settings adjusted by `configure`.
+    pub async fn spawn_with(backend: &Backend, configure: impl FnOnce(&mut Settings)) -> TestApp {
+        init_logs();
+        let database = TestDatabase::create(backend).await;
+        let mut settings = test_settings(&database.url);
+        configure(&mut settings);
+        let (app, bootstrap) = Application::build(settings.clone())
+            .await
+            .expect("application starts");
+        let addr = app.local_addr().expect("bound address");
+        let (tx, rx) = oneshot::channel();
+        let server = tokio::spawn(app.run_until(async move {
+            let _ = rx.await;
+        }));
+        TestApp {
+            backend: backend.clone(),
+            addr,
+            client: reqwest::Client::new(),
+            db: database.connect().await,
+            settings,
+            bootstrap,
+            shutdown: Some(tx),
+            server: Some(server),
+            database,
+        }
+    }
+
+    pub fn url(&self, path: &str) -> String {
+        format!("http://{}{path}", self.addr)
+    }
+
+    /// POSTs a GraphQL document; returns the JSON body (whatever the status).
+    pub async fn graphql(&self, query: &str, variables: Value, token: Option<&str>) -> Value {
+        let mut req = self
+            .client
+            .post(self.url("/graphql"))
+            .json(&json!({ "query": query, "variables": variables }));
+        if let Some(token) = token {
+            req = req.bearer_auth(token);
+        }
+        let resp = req.send().await.expect("request sent");
+        resp.json().await.expect("JSON body")
+    }
+
+    /// Logs in; returns `session { accessToken refreshToken }` or panics.
+    pub async fn login(&self, email: &str, password: &str) -> Session {
+        let body = self
+            .graphql(
+                "mutation($e: String!, $p: String!) { login(input: {email: $e, password: $p}) { \
+                 session { accessToken refreshToken } userErrors { code } } }",
+                json!({ "e": email, "p": password }),
+                None,
+            )
+            .await;
+        let session = &body["data"]["login"]["session"];
+        assert!(
+            session.is_object(),
+            "[{}] login failed: {body}",
+            self.backend.name()
+        );
+        Session {
+            access: session["accessToken"]
+                .as_str()
+                .unwrap_or_default()
+                .to_owned(),
+            refresh: session["refreshToken"]
+                .as_str()
+                .unwrap_or_default()
+                .to_owned(),
+        }
+    }
+
+    /// Logs in as the bootstrap admin.
+    pub async fn login_admin(&self) -> Session {
+        self.login(ADMIN_EMAIL, ADMIN_PASSWORD).await
+    }
+
+    /// Creates a user with `role` directly through the service; returns its e-mail and password.
+    pub async fn create_user(&self, role: entity::enums::Role) -> (String, String) {
+        let email = format!("{:?}-{}@example.com", role, Uuid::now_v7().simple()).to_lowercase();
+        let password = "a-long-enough-password".to_owned();
+        let new = cxgraph::users::NewUser {
+            email: email.clone(),
+            display_name: None,
+            role,
+            password: password.clone(),
+        };
+        cxgraph::users::create(&self.db, new)
+            .await
+            .map_err(|e| e.message())
+            .expect("user created");
+        (email, password)
+    }
+
+    /// Stops the server gracefully (in-flight requests finish).
+    pub async fn stop(mut self) {
+        if let Some(tx) = self.shutdown.take() {
+            let _ = tx.send(());
+        }
+        if let Some(server) = self.server.take() {
+            server
+                .await
+                .expect("server task")
+                .expect("server ran cleanly");
+        }
+    }
+}
+
+/// Tokens of a logged-in session.
+#[derive(Debug, Clone)]
+pub struct Session {
+    pub access: String,
+    pub refresh: String,
+}
+
+/// The `extensions.code` of the first error in a GraphQL response.
+pub fn error_code(body: &Value) -> Option<&str> {
+    body["errors"][0]["extensions"]["code"].as_str()
+}
+
+/// Runs `test` against a fresh server on every backend, stopping each afterwards.
+pub async fn on_each_backend(test: impl AsyncFn(&TestApp)) {
+    for backend in backends() {
+        let app = TestApp::spawn(&backend).await;
+        test(&app).await;
+        app.stop().await;
+    }
+}

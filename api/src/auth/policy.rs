@@ -94,3 +94,125 @@ impl async_graphql::Guard for Policy {
         Policy::check(self, principal).map_err(Into::into)
     }
 }
+
+#[cfg(test)]
+mod tests {
+    //! The decision table: every root field × every kind of caller → allowed, denied
+    //! (`FORBIDDEN`) or unauthenticated. The list of fields comes from the schema, so a
+    //! new field without a row here (or without a policy) fails.
+
+    use std::collections::BTreeSet;
+
+    use super::*;
+    use crate::auth::{AuthFailure, TokenPrincipal, UserPrincipal};
+
+    #[derive(Debug, Clone, Copy, PartialEq, Eq)]
+    enum D {
+        Allow,
+        Forbidden,
+        Unauthenticated,
+    }
+    use D::{Allow as A, Forbidden as F, Unauthenticated as U};
+
+    /// Callers, in column order.
+    fn callers() -> Vec<(&'static str, Principal)> {
+        let user = |role| {
+            Principal::User(UserPrincipal {
+                id: uuid::Uuid::nil(),
+                role,
+            })
+        };
+        let token = |scopes: &[Scope]| {
+            Principal::Token(TokenPrincipal {
+                id: uuid::Uuid::nil(),
+                scopes: scopes.iter().copied().collect::<BTreeSet<_>>(),
+                channels: None,
+            })
+        };
+        vec![
+            ("anonymous", Principal::Anonymous(None)),
+            (
+                "expired token",
+                Principal::Anonymous(Some(AuthFailure::Expired)),
+            ),
+            ("admin", user(Role::Admin)),
+            ("manager", user(Role::Manager)),
+            ("agent", user(Role::Agent)),
+            ("analyst", user(Role::Analyst)),
+            ("token, no scopes", token(&[])),
+            ("token, every scope", token(&Scope::ALL)),
+        ]
+    }
+
+    /// Expected decisions, one row per root field, columns as in `callers()`.
+    const EXPECTED: &[(&str, &str, [D; 8])] = &[
+        ("Query", "me", [U, U, A, A, A, A, F, F]),
+        ("Mutation", "login", [A, A, A, A, A, A, A, A]),
+        ("Mutation", "refreshToken", [A, A, A, A, A, A, A, A]),
+        ("Mutation", "logout", [U, U, A, A, A, A, F, F]),
+    ];
+
+    async fn schema_root_fields() -> BTreeSet<(String, String)> {
+        let schema = crate::graphql::build_schema_for_introspection();
+        let resp = schema
+            .execute("{ __schema { queryType { name fields { name } } mutationType { name fields { name } } } }")
+            .await;
+        let json = resp.data.into_json().unwrap_or_default();
+        let mut out = BTreeSet::new();
+        for kind in ["queryType", "mutationType"] {
+            let ty = &json["__schema"][kind];
+            for f in ty["fields"].as_array().into_iter().flatten() {
+                out.insert((
+                    ty["name"].as_str().unwrap_or_default().to_owned(),
+                    f["name"].as_str().unwrap_or_default().to_owned(),
+                ));
+            }
+        }
+        out
+    }
+
+    #[tokio::test]
+    async fn every_root_field_has_a_policy_and_a_row() {
+        let fields = schema_root_fields().await;
+        assert!(!fields.is_empty());
+        for (parent, name) in &fields {
+            assert!(
+                root_policy(parent, name).is_some(),
+                "{parent}.{name} has no policy in ROOT_FIELDS"
+            );
+            assert!(
+                EXPECTED.iter().any(|(p, n, _)| p == parent && n == name),
+                "{parent}.{name} has no row in the decision table"
+            );
+        }
+        for (parent, name, _) in ROOT_FIELDS {
+            assert!(
+                fields.contains(&((*parent).to_owned(), (*name).to_owned())),
+                "policy for missing field {parent}.{name}"
+            );
+        }
+    }
+
+    #[test]
+    fn decisions_match_the_table() {
+        let callers = callers();
+        for (parent, name, row) in EXPECTED {
+            let policy = root_policy(parent, name)
+                .unwrap_or_else(|| panic!("no policy for {parent}.{name}"));
+            for ((caller, principal), expected) in callers.iter().zip(row) {
+                let got = match policy.check(principal) {
+                    Ok(()) => D::Allow,
+                    Err(AppError::Forbidden(_)) => D::Forbidden,
+                    Err(AppError::Unauthenticated(_)) => D::Unauthenticated,
+                    Err(other) => panic!("unexpected {other:?}"),
+                };
+                assert_eq!(got, *expected, "{parent}.{name} for {caller}");
+            }
+        }
+    }
+
+    #[test]
+    fn a_field_without_a_policy_is_denied() {
+        assert!(root_policy("Query", "somethingNew").is_none());
+    }
+}

@@ -58,6 +58,11 @@ pub fn build_schema(state: AppState) -> AppSchema {
     builder.finish()
 }
 
+/// The schema without application state: enough for SDL and introspection.
+pub fn build_schema_for_introspection() -> AppSchema {
+    builder().finish()
+}
+
 /// The SDL of the schema, as committed in `schema.graphql`.
 pub fn sdl() -> String {
     builder()

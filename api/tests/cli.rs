@@ -1,0 +1,183 @@
+//! The `cxgraph` command line: the schema it prints is the committed one, `--help`
+//! documents every setting, bad settings stop start-up with one clear line, and the
+//! maintenance subcommands work on a real SQLite file.
+
+// Test helpers: a failed expectation is the assertion.
+#![allow(clippy::expect_used, clippy::unwrap_used)]
+
+use std::process::{Command, Output};
+
+fn cxgraph(args: &[&str], env: &[(&str, &str)]) -> Output {
+    let mut cmd = Command::new(env!("CARGO_BIN_EXE_cxgraph"));
+    cmd.args(args).env_remove("DATABASE_URL");
+    for (k, _) in std::env::vars() {
+        if k.starts_with("CXGRAPH_") {
+            cmd.env_remove(k);
+        }
+    }
+    for (k, v) in env {
+        cmd.env(k, v);
+    }
+    cmd.output().expect("cxgraph runs")
+}
+
+fn stdout(o: &Output) -> String {
+    String::from_utf8_lossy(&o.stdout).into_owned()
+}
+
+fn stderr(o: &Output) -> String {
+    String::from_utf8_lossy(&o.stderr).into_owned()
+}
+
+#[test]
+fn schema_command_prints_the_committed_schema() {
+    let out = cxgraph(&["schema"], &[]);
+    assert!(out.status.success());
+    let committed =
+        std::fs::read_to_string(concat!(env!("CARGO_MANIFEST_DIR"), "/../schema.graphql")).unwrap();
+    assert!(
+        stdout(&out) == committed,
+        "schema.graphql is out of date: run `cargo run -q -- schema > schema.graphql`"
+    );
+}
+
+#[test]
+fn help_lists_every_setting() {
+    let out = cxgraph(&["--help"], &[]);
+    assert!(out.status.success());
+    let help = stdout(&out);
+    for var in [
+        "DATABASE_URL",
+        "CXGRAPH_BIND",
+        "CXGRAPH_JWT_SECRET",
+        "CXGRAPH_ACCESS_TOKEN_TTL",
+        "CXGRAPH_REFRESH_TOKEN_TTL",
+        "CXGRAPH_ADMIN_EMAIL",
+        "CXGRAPH_ADMIN_PASSWORD",
+        "CXGRAPH_DEMO_DATA",
+        "CXGRAPH_DB_MAX_CONNECTIONS",
+        "CXGRAPH_DB_ACQUIRE_TIMEOUT",
+        "CXGRAPH_BODY_LIMIT",
+        "CXGRAPH_REQUEST_TIMEOUT",
+        "CXGRAPH_INTROSPECTION",
+        "CXGRAPH_LOG_FORMAT",
+        "CXGRAPH_LOG",
+    ] {
+        assert!(help.contains(var), "--help does not mention {var}");
+    }
+    for sub in ["serve", "migrate", "seed", "schema", "user"] {
+        assert!(help.contains(sub), "--help does not list `{sub}`");
+    }
+}
+
+fn assert_one_line_error(out: &Output, needle: &str) {
+    assert!(!out.status.success(), "should fail");
+    let err = stderr(out);
+    let lines: Vec<&str> = err.lines().filter(|l| !l.trim().is_empty()).collect();
+    assert_eq!(lines.len(), 1, "one line expected, got: {err}");
+    assert!(lines[0].starts_with("cxgraph: error:"), "{err}");
+    assert!(lines[0].contains(needle), "`{needle}` not in: {err}");
+    assert!(!err.contains("panicked"), "{err}");
+}
+
+#[test]
+fn bad_settings_stop_with_one_clear_line() {
+    assert_one_line_error(
+        &cxgraph(&["schema"], &[("CXGRAPH_BIND", "not-an-address")]),
+        "--bind",
+    );
+    assert_one_line_error(
+        &cxgraph(&["schema"], &[("CXGRAPH_ACCESS_TOKEN_TTL", "0")]),
+        "--access-token-ttl",
+    );
+    assert_one_line_error(&cxgraph(&["--demo-data", "sometimes"], &[]), "--demo-data");
+    assert_one_line_error(
+        &cxgraph(&["serve"], &[("DATABASE_URL", "postgres://127.0.0.1:1/x")]),
+        "CXGRAPH_JWT_SECRET",
+    );
+    assert_one_line_error(
+        &cxgraph(
+            &["serve"],
+            &[
+                ("CXGRAPH_JWT_SECRET", "short"),
+                ("DATABASE_URL", "sqlite::memory:"),
+            ],
+        ),
+        "at least 32 bytes",
+    );
+    let dir = tempfile::tempdir().unwrap();
+    let url = format!(
+        "sqlite://{}/no/such/dir/x.db?mode=rwc",
+        dir.path().display()
+    );
+    assert_one_line_error(
+        &cxgraph(&["migrate"], &[("DATABASE_URL", &url)]),
+        "cannot open database",
+    );
+}
+
+#[test]
+fn migrate_user_create_and_seed_on_sqlite() {
+    let dir = tempfile::tempdir().unwrap();
+    let url = format!("sqlite://{}/cx.db?mode=rwc", dir.path().display());
+    let env = [("DATABASE_URL", url.as_str())];
+
+    let out = cxgraph(&["migrate"], &env);
+    assert!(out.status.success(), "{}", stderr(&out));
+    let status = cxgraph(&["migrate", "status"], &env);
+    let status = stdout(&status);
+    assert!(
+        status.lines().count() >= 5 && status.lines().all(|l| l.starts_with("applied")),
+        "{status}"
+    );
+
+    let create = [
+        "user",
+        "create",
+        "--email",
+        "Agent@Example.com",
+        "--role",
+        "agent",
+    ];
+    let out = cxgraph(
+        &create,
+        &[
+            ("DATABASE_URL", url.as_str()),
+            ("CXGRAPH_USER_PASSWORD", "long-enough-password"),
+        ],
+    );
+    assert!(out.status.success(), "{}", stderr(&out));
+    assert!(
+        stdout(&out).contains("agent@example.com"),
+        "e-mail normalised: {}",
+        stdout(&out)
+    );
+    let again = cxgraph(
+        &create,
+        &[
+            ("DATABASE_URL", url.as_str()),
+            ("CXGRAPH_USER_PASSWORD", "long-enough-password"),
+        ],
+    );
+    assert_one_line_error(&again, "already exists");
+    let weak = [
+        "user",
+        "create",
+        "--email",
+        "b@example.com",
+        "--role",
+        "agent",
+        "--password",
+        "short",
+    ];
+    assert_one_line_error(&cxgraph(&weak, &env), "at least 12 characters");
+
+    let out = cxgraph(&["seed", "--customers", "25"], &env);
+    assert!(out.status.success(), "{}", stderr(&out));
+    assert!(stdout(&out).contains("customers: 25"), "{}", stdout(&out));
+
+    let down = cxgraph(&["migrate", "down", "--steps", "5"], &env);
+    assert!(down.status.success(), "{}", stderr(&down));
+    let status = stdout(&cxgraph(&["migrate", "status"], &env));
+    assert!(status.lines().all(|l| l.starts_with("pending")), "{status}");
+}

@@ -1,0 +1,334 @@
+//! Log-in, refresh rotation and reuse detection, log-out, and the refusal of every bad
+//! credential on every protected root field.
+
+use cxgraph::auth::jwt::{AUDIENCE, ISSUER};
+use cxgraph::auth::policy::ROOT_FIELDS;
+use cxgraph_tests::{
+    ADMIN_EMAIL, ADMIN_PASSWORD, JWT_SECRET, TestApp, error_code, on_each_backend,
+};
+use entity::enums::Role;
+use jsonwebtoken::{Algorithm, EncodingKey, Header};
+use serde_json::{Value, json};
+
+const ME: &str = "{ me { email role displayName } }";
+
+#[tokio::test]
+async fn login_then_me() {
+    on_each_backend(async |app: &TestApp| {
+        let session = app.login_admin().await;
+        let body = app.graphql(ME, json!({}), Some(&session.access)).await;
+        assert_eq!(body["data"]["me"]["email"], ADMIN_EMAIL, "{body}");
+        assert_eq!(body["data"]["me"]["role"], "ADMIN");
+
+        // E-mail is not case-sensitive.
+        app.login(&ADMIN_EMAIL.to_uppercase(), ADMIN_PASSWORD).await;
+
+        let (email, password) = app.create_user(Role::Analyst).await;
+        let analyst = app.login(&email, &password).await;
+        let body = app.graphql(ME, json!({}), Some(&analyst.access)).await;
+        assert_eq!(body["data"]["me"]["role"], "ANALYST");
+    })
+    .await;
+}
+
+#[tokio::test]
+async fn wrong_credentials_are_a_user_error_that_does_not_say_which() {
+    on_each_backend(async |app: &TestApp| {
+        let login = "mutation($e: String!, $p: String!) { login(input: {email: $e, password: $p}) { \
+                     session { accessToken } userErrors { field code message } } }";
+        let wrong_password = app.graphql(login, json!({ "e": ADMIN_EMAIL, "p": "nope" }), None).await;
+        let unknown_user = app.graphql(login, json!({ "e": "ghost@example.com", "p": "nope" }), None).await;
+        for body in [&wrong_password, &unknown_user] {
+            assert!(body["errors"].is_null(), "{body}");
+            assert!(body["data"]["login"]["session"].is_null());
+            assert_eq!(body["data"]["login"]["userErrors"][0]["code"], "INVALID_CREDENTIALS");
+            assert_eq!(body["data"]["login"]["userErrors"][0]["field"], json!(["input"]));
+        }
+        assert_eq!(
+            wrong_password["data"]["login"]["userErrors"], unknown_user["data"]["login"]["userErrors"],
+            "same answer whether or not the account exists"
+        );
+    })
+    .await;
+}
+
+const REFRESH: &str = "mutation($t: String!) { refreshToken(input: {refreshToken: $t}) { \
+                       session { accessToken refreshToken } } }";
+
+async fn refresh(app: &TestApp, token: &str) -> Value {
+    app.graphql(REFRESH, json!({ "t": token }), None).await
+}
+
+#[tokio::test]
+async fn refresh_rotates_and_reuse_revokes_the_family() {
+    on_each_backend(async |app: &TestApp| {
+        let first = app.login_admin().await;
+        let body = refresh(app, &first.refresh).await;
+        let second = body["data"]["refreshToken"]["session"]["refreshToken"]
+            .as_str()
+            .expect("rotated")
+            .to_owned();
+        let access = body["data"]["refreshToken"]["session"]["accessToken"]
+            .as_str()
+            .unwrap()
+            .to_owned();
+        assert_ne!(second, first.refresh, "a new refresh token on every use");
+        assert!(second.starts_with("cxr_"), "recognisable prefix");
+        let me = app.graphql(ME, json!({}), Some(&access)).await;
+        assert_eq!(me["data"]["me"]["email"], ADMIN_EMAIL);
+
+        // Replaying the first token: refused, and the family is revoked.
+        let replay = refresh(app, &first.refresh).await;
+        assert_eq!(error_code(&replay), Some("UNAUTHENTICATED"), "{replay}");
+        let after = refresh(app, &second).await;
+        assert_eq!(
+            error_code(&after),
+            Some("UNAUTHENTICATED"),
+            "the thief's or owner's newer token dies too"
+        );
+
+        // Another log-in (another family) is unaffected.
+        let other = app.login_admin().await;
+        let ok = refresh(app, &other.refresh).await;
+        assert!(ok["data"]["refreshToken"]["session"].is_object(), "{ok}");
+
+        let garbage = refresh(app, "cxr_not-a-token").await;
+        assert_eq!(error_code(&garbage), Some("UNAUTHENTICATED"));
+    })
+    .await;
+}
+
+#[tokio::test]
+async fn logout_ends_the_session_or_all_of_them() {
+    on_each_backend(async |app: &TestApp| {
+        let a = app.login_admin().await;
+        let b = app.login_admin().await;
+        let logout = "mutation($t: String) { logout(input: {refreshToken: $t}) { revoked userErrors { code } } }";
+        let body = app.graphql(logout, json!({ "t": a.refresh }), Some(&a.access)).await;
+        assert_eq!(body["data"]["logout"]["revoked"], 1, "{body}");
+        assert_eq!(error_code(&refresh(app, &a.refresh).await), Some("UNAUTHENTICATED"));
+        assert!(refresh(app, &b.refresh).await["data"]["refreshToken"].is_object(), "other session lives");
+
+        let missing = app.graphql(logout, json!({ "t": null }), Some(&a.access)).await;
+        assert_eq!(missing["data"]["logout"]["userErrors"][0]["code"], "REQUIRED", "{missing}");
+
+        let c = app.login_admin().await;
+        let all = "mutation { logout(input: {everywhere: true}) { revoked } }";
+        let body = app.graphql(all, json!({}), Some(&c.access)).await;
+        assert!(body["data"]["logout"]["revoked"].as_u64().unwrap() >= 1, "{body}");
+        assert_eq!(error_code(&refresh(app, &c.refresh).await), Some("UNAUTHENTICATED"));
+    })
+    .await;
+}
+
+fn sign(claims: &Value, alg: Algorithm, key: &[u8]) -> String {
+    jsonwebtoken::encode(&Header::new(alg), claims, &EncodingKey::from_secret(key)).unwrap()
+}
+
+fn claims(overrides: Value) -> Value {
+    let now = chrono::Utc::now().timestamp();
+    let mut c = json!({
+        "sub": uuid::Uuid::now_v7(), "role": "admin", "iss": ISSUER, "aud": AUDIENCE,
+        "iat": now, "exp": now + 600, "jti": uuid::Uuid::now_v7(),
+    });
+    for (k, v) in overrides.as_object().unwrap() {
+        if v.is_null() {
+            c.as_object_mut().unwrap().remove(k);
+        } else {
+            c[k] = v.clone();
+        }
+    }
+    c
+}
+
+/// One request per protected root field. A root field added to the schema without a
+/// line here fails `every_protected_root_field_is_sampled`.
+const PROTECTED_SAMPLES: &[(&str, &str)] = &[
+    ("me", "{ me { id } }"),
+    (
+        "logout",
+        "mutation { logout(input: {everywhere: true}) { revoked } }",
+    ),
+];
+
+#[test]
+fn every_protected_root_field_is_sampled() {
+    let sdl = cxgraph::graphql::sdl();
+    for (parent, field, policy) in ROOT_FIELDS {
+        assert!(
+            sdl.contains(&format!("type {parent}")),
+            "policy for unknown type {parent}"
+        );
+        if !policy.public {
+            assert!(
+                PROTECTED_SAMPLES.iter().any(|(name, _)| name == field),
+                "protected root field {parent}.{field} has no sample request in PROTECTED_SAMPLES"
+            );
+        }
+    }
+}
+
+#[tokio::test]
+async fn every_protected_root_field_refuses_bad_credentials() {
+    on_each_backend(async |app: &TestApp| {
+        let session = app.login_admin().await;
+        let user_id = app
+            .graphql("{ me { id } }", json!({}), Some(&session.access))
+            .await["data"]["me"]["id"]
+            .clone();
+        let valid = |extra: Value| {
+            let mut c = claims(extra);
+            c["sub"] = user_id.clone();
+            c
+        };
+        let now = chrono::Utc::now().timestamp();
+        let key = JWT_SECRET.as_bytes();
+        let cases: Vec<(&str, Option<String>)> = vec![
+            ("no token", None),
+            (
+                "expired",
+                Some(format!(
+                    "Bearer {}",
+                    sign(
+                        &valid(json!({"exp": now - 120, "iat": now - 1000})),
+                        Algorithm::HS256,
+                        key
+                    )
+                )),
+            ),
+            (
+                "other key",
+                Some(format!(
+                    "Bearer {}",
+                    sign(
+                        &valid(json!({})),
+                        Algorithm::HS256,
+                        b"another-secret-another-secret-0000"
+                    )
+                )),
+            ),
+            (
+                "other algorithm",
+                Some(format!(
+                    "Bearer {}",
+                    sign(&valid(json!({})), Algorithm::HS512, key)
+                )),
+            ),
+            (
+                "alg none",
+                Some(format!("Bearer {}", unsigned(&valid(json!({}))))),
+            ),
+            (
+                "wrong audience",
+                Some(format!(
+                    "Bearer {}",
+                    sign(
+                        &valid(json!({"aud": "someone-else"})),
+                        Algorithm::HS256,
+                        key
+                    )
+                )),
+            ),
+            (
+                "wrong issuer",
+                Some(format!(
+                    "Bearer {}",
+                    sign(&valid(json!({"iss": "evil"})), Algorithm::HS256, key)
+                )),
+            ),
+            (
+                "no exp",
+                Some(format!(
+                    "Bearer {}",
+                    sign(&valid(json!({"exp": null})), Algorithm::HS256, key)
+                )),
+            ),
+            (
+                "no sub",
+                Some(format!(
+                    "Bearer {}",
+                    sign(&claims(json!({"sub": null})), Algorithm::HS256, key)
+                )),
+            ),
+            ("malformed token", Some("Bearer not.a.jwt".into())),
+            (
+                "malformed header",
+                Some(format!("Basic {}", session.access)),
+            ),
+            ("empty bearer", Some("Bearer ".into())),
+        ];
+        for (field, document) in PROTECTED_SAMPLES {
+            // The valid token works, so a refusal below is the credential's fault.
+            let ok = app
+                .graphql(document, json!({}), Some(&app.login_admin().await.access))
+                .await;
+            assert!(
+                ok["errors"].is_null(),
+                "[{}] {field} with a valid token: {ok}",
+                app.backend.name()
+            );
+            for (case, header) in &cases {
+                let mut req = app
+                    .client
+                    .post(app.url("/graphql"))
+                    .json(&json!({ "query": document }));
+                if let Some(h) = header {
+                    req = req.header("authorization", h);
+                }
+                let body: Value = req.send().await.unwrap().json().await.unwrap();
+                assert_eq!(
+                    error_code(&body),
+                    Some("UNAUTHENTICATED"),
+                    "[{}] {field} / {case}: {body}",
+                    app.backend.name()
+                );
+                assert!(
+                    body["data"].is_null() || body["data"][field].is_null(),
+                    "{field} / {case} leaked data: {body}"
+                );
+            }
+        }
+    })
+    .await;
+}
+
+/// A token with `alg: none` and no signature.
+fn unsigned(claims: &Value) -> String {
+    use base64::Engine;
+    let enc = |v: &Value| base64::engine::general_purpose::URL_SAFE_NO_PAD.encode(v.to_string());
+    format!(
+        "{}.{}.",
+        enc(&json!({"alg": "none", "typ": "JWT"})),
+        enc(claims)
+    )
+}
+
+#[tokio::test]
+async fn expired_token_says_so() {
+    on_each_backend(async |app: &TestApp| {
+        let now = chrono::Utc::now().timestamp();
+        let token = sign(
+            &claims(json!({"exp": now - 60, "iat": now - 1000})),
+            Algorithm::HS256,
+            JWT_SECRET.as_bytes(),
+        );
+        let body = app.graphql(ME, json!({}), Some(&token)).await;
+        assert_eq!(
+            body["errors"][0]["message"], "access token expired",
+            "{body}"
+        );
+    })
+    .await;
+}
+
+#[tokio::test]
+async fn public_mutations_work_without_a_token_even_with_a_stale_one() {
+    on_each_backend(async |app: &TestApp| {
+        let login = format!(
+            "mutation {{ login(input: {{email: \"{ADMIN_EMAIL}\", password: \"{ADMIN_PASSWORD}\"}}) {{ session {{ accessToken }} }} }}"
+        );
+        let body = app.graphql(&login, json!({}), Some("stale.or.garbage")).await;
+        assert!(body["data"]["login"]["session"]["accessToken"].is_string(), "{body}");
+    })
+    .await;
+}

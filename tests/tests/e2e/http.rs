@@ -1,0 +1,218 @@
+//! The HTTP surface: served schema, GraphiQL, request ids, GET vs POST, limits, and
+//! error masking.
+
+use cxgraph_tests::{Backend, TestApp, error_code, on_each_backend};
+use sea_orm::ConnectionTrait;
+use serde_json::{Value, json};
+
+fn committed_schema() -> String {
+    std::fs::read_to_string(concat!(env!("CARGO_MANIFEST_DIR"), "/../schema.graphql"))
+        .expect("schema.graphql")
+}
+
+#[tokio::test]
+async fn serves_exactly_the_committed_schema() {
+    let app = TestApp::spawn(&Backend::Sqlite).await;
+    let served = app
+        .client
+        .get(app.url("/schema.graphql"))
+        .send()
+        .await
+        .unwrap()
+        .text()
+        .await
+        .unwrap();
+    assert_eq!(
+        served,
+        committed_schema(),
+        "served SDL differs from schema.graphql"
+    );
+
+    // And introspection agrees with it on the root fields.
+    let body = app
+        .graphql(
+            "{ __schema { queryType { fields { name } } mutationType { fields { name } } } }",
+            json!({}),
+            None,
+        )
+        .await;
+    for kind in ["queryType", "mutationType"] {
+        for f in body["data"]["__schema"][kind]["fields"].as_array().unwrap() {
+            let name = f["name"].as_str().unwrap();
+            assert!(
+                served.contains(&format!("\t{name}(")) || served.contains(&format!("\t{name}:")),
+                "{name} not in SDL"
+            );
+        }
+    }
+    app.stop().await;
+}
+
+#[tokio::test]
+async fn graphiql_and_unknown_routes() {
+    let app = TestApp::spawn(&Backend::Sqlite).await;
+    let page = app.client.get(app.url("/")).send().await.unwrap();
+    assert_eq!(page.status(), 200);
+    assert!(
+        page.text()
+            .await
+            .unwrap()
+            .to_lowercase()
+            .contains("graphiql")
+    );
+    let missing = app.client.get(app.url("/nope")).send().await.unwrap();
+    assert_eq!(missing.status(), 404);
+    let body: Value = missing.json().await.unwrap();
+    assert_eq!(error_code(&body), Some("NOT_FOUND"));
+    app.stop().await;
+}
+
+#[tokio::test]
+async fn request_id_is_echoed_or_generated() {
+    let app = TestApp::spawn(&Backend::Sqlite).await;
+    let given = app
+        .client
+        .get(app.url("/healthz"))
+        .header("x-request-id", "abc-123")
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(given.headers()["x-request-id"], "abc-123");
+    let generated = app
+        .client
+        .post(app.url("/graphql"))
+        .json(&json!({"query": "{ __typename }"}))
+        .send()
+        .await
+        .unwrap();
+    let id = generated.headers()["x-request-id"]
+        .to_str()
+        .unwrap()
+        .to_owned();
+    assert_eq!(id.len(), 36, "a UUID: {id}");
+    app.stop().await;
+}
+
+#[tokio::test]
+async fn get_runs_queries_but_never_mutations() {
+    let app = TestApp::spawn(&Backend::Sqlite).await;
+    let session = app.login_admin().await;
+    let query = app
+        .client
+        .get(app.url("/graphql"))
+        .query(&[("query", "{ me { email } }")])
+        .bearer_auth(&session.access)
+        .send()
+        .await
+        .unwrap();
+    let body: Value = query.json().await.unwrap();
+    assert!(body["data"]["me"]["email"].is_string(), "{body}");
+
+    let mutation = app
+        .client
+        .get(app.url("/graphql"))
+        .query(&[(
+            "query",
+            "mutation { logout(input: {everywhere: true}) { revoked } }",
+        )])
+        .bearer_auth(&session.access)
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(mutation.status(), 405);
+    let body: Value = mutation.json().await.unwrap();
+    assert_eq!(error_code(&body), Some("METHOD_NOT_ALLOWED"));
+    // Nothing was logged out.
+    let still = app
+        .graphql("{ me { email } }", json!({}), Some(&session.access))
+        .await;
+    assert!(still["errors"].is_null());
+    app.stop().await;
+}
+
+#[tokio::test]
+async fn malformed_requests_get_clear_coded_answers() {
+    let app = TestApp::spawn(&Backend::Sqlite).await;
+    let bad_json = app
+        .client
+        .post(app.url("/graphql"))
+        .header("content-type", "application/json")
+        .body("{\"query\": ")
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(bad_json.status(), 400);
+    assert_eq!(
+        error_code(&bad_json.json::<Value>().await.unwrap()),
+        Some("BAD_REQUEST")
+    );
+
+    let syntax = app.graphql("{ me { ", json!({}), None).await;
+    assert_eq!(error_code(&syntax), Some("GRAPHQL_PARSE_FAILED"));
+    let unknown = app.graphql("{ noSuchField }", json!({}), None).await;
+    assert_eq!(error_code(&unknown), Some("GRAPHQL_VALIDATION_FAILED"));
+
+    // Deeper than the depth limit (introspection is the deepest part of the schema).
+    let depth = cxgraph::graphql::MAX_DEPTH + 2;
+    let deep = format!(
+        "{{ __schema {{ types {{ fields {{ type {} name {} }} }} }} }}",
+        "{ ofType ".repeat(depth),
+        "}".repeat(depth)
+    );
+    let too_deep = app.graphql(&deep, json!({}), None).await;
+    assert_eq!(
+        error_code(&too_deep),
+        Some("GRAPHQL_VALIDATION_FAILED"),
+        "{too_deep}"
+    );
+    app.stop().await;
+}
+
+#[tokio::test]
+async fn oversized_bodies_are_refused() {
+    let app = TestApp::spawn_with(&Backend::Sqlite, |s| s.body_limit = 4096).await;
+    let huge = json!({ "query": format!("{{ __typename }} # {}", "x".repeat(10_000)) });
+    let resp = app
+        .client
+        .post(app.url("/graphql"))
+        .json(&huge)
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(resp.status(), 413);
+    let small = app
+        .client
+        .post(app.url("/graphql"))
+        .json(&json!({"query": "{ __typename }"}))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(small.status(), 200);
+    app.stop().await;
+}
+
+#[tokio::test]
+async fn database_errors_are_masked() {
+    on_each_backend(async |app: &TestApp| {
+        let session = app.login_admin().await;
+        // Break the schema under the running server: the next query fails in SQL.
+        app.db
+            .execute_unprepared("ALTER TABLE users RENAME TO users_gone")
+            .await
+            .unwrap();
+        let body = app
+            .graphql("{ me { email } }", json!({}), Some(&session.access))
+            .await;
+        assert_eq!(error_code(&body), Some("INTERNAL"), "{body}");
+        assert_eq!(body["errors"][0]["message"], "internal error");
+        let text = body.to_string().to_lowercase();
+        for leak in ["users", "select", "relation", "sqlite", "postgres", "table"] {
+            assert!(!text.contains(leak), "error leaks `{leak}`: {body}");
+        }
+        app.db
+            .execute_unprepared("ALTER TABLE users_gone RENAME TO users")
+            .await
+            .unwrap();
+    })
+    .await;
+}

@@ -1,0 +1,7 @@
+//! End-to-end tests over HTTP against the real server, on SQLite and PostgreSQL.
+//! One test binary (one link) with a module per area.
+
+mod auth;
+mod http;
+mod migrations;
+mod startup;
