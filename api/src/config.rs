@@ -240,6 +240,16 @@ impl Settings {
         }
     }
 
+    /// The JWT key, if one is configured (an empty variable counts as unset).
+    pub fn jwt_secret(&self) -> Option<&str> {
+        self.jwt_secret.as_deref().filter(|s| !s.is_empty())
+    }
+
+    /// The admin password, if one is configured (an empty variable counts as unset).
+    pub fn admin_password(&self) -> Option<&str> {
+        self.admin_password.as_deref().filter(|s| !s.is_empty())
+    }
+
     pub fn is_sqlite(&self) -> bool {
         self.database_url.starts_with("sqlite:")
     }

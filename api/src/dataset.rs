@@ -16,7 +16,8 @@ use entity::{
 use rand::{Rng, SeedableRng};
 use rand_chacha::ChaCha8Rng;
 use sea_orm::{
-    ActiveModelTrait, DatabaseConnection, EntityTrait, IntoActiveModel, TransactionTrait,
+    ActiveModelTrait, DatabaseConnection, EntityTrait, IntoActiveModel, PaginatorTrait, QueryOrder,
+    TransactionTrait,
 };
 use serde_json::json;
 use uuid::Uuid;
@@ -133,8 +134,10 @@ pub async fn generate(db: &DatabaseConnection, args: &SeedArgs) -> AppResult<See
         .map_err(AppError::internal)?;
     let catalogue = load_catalogue(db, today).await?;
     let mut report = SeedReport::default();
-    let total = args.customers as usize;
-    let mut start = 0;
+    // Numbering continues after the customers already there, so identities stay unique.
+    let first = usize::try_from(customer::Entity::find().count(db).await?).unwrap_or(usize::MAX);
+    let total = first.saturating_add(args.customers as usize);
+    let mut start = first;
     while start < total {
         let end = (start + CUSTOMERS_PER_CHUNK).min(total);
         let chunk = build_chunk(&mut rng, &catalogue, args, start..end, today);
@@ -144,7 +147,65 @@ pub async fn generate(db: &DatabaseConnection, args: &SeedArgs) -> AppResult<See
     Ok(report)
 }
 
+/// The configuration already in the database, when an earlier run (or an operator)
+/// made one: seeding again adds customers and facts, not a second catalogue.
+async fn existing_catalogue(db: &DatabaseConnection) -> AppResult<Option<Catalogue>> {
+    let journeys = journey::Entity::find()
+        .order_by_asc(journey::Column::Name)
+        .all(db)
+        .await?;
+    let teams: Vec<Uuid> = team::Entity::find()
+        .all(db)
+        .await?
+        .into_iter()
+        .map(|t| t.id)
+        .collect();
+    let surveys: Vec<(Uuid, SurveyKind)> = survey::Entity::find()
+        .all(db)
+        .await?
+        .into_iter()
+        .filter(|s| s.active)
+        .map(|s| (s.id, s.kind))
+        .collect();
+    if journeys.is_empty() || teams.is_empty() || surveys.is_empty() {
+        return Ok(None);
+    }
+    let stages = journey_stage::Entity::find()
+        .order_by_asc(journey_stage::Column::Position)
+        .all(db)
+        .await?;
+    let journeys = journeys
+        .into_iter()
+        .map(|j| {
+            let own = stages
+                .iter()
+                .filter(|s| s.journey_id == j.id)
+                .map(|s| (s.id, s.name.clone()))
+                .collect();
+            (j.id, own)
+        })
+        .collect();
+    let sla_by_channel = sla_policy::Entity::find()
+        .all(db)
+        .await?
+        .into_iter()
+        .filter_map(|p| {
+            p.channel
+                .map(|c| (c, p.id, i64::from(p.first_response_minutes)))
+        })
+        .collect();
+    Ok(Some(Catalogue {
+        teams,
+        sla_by_channel,
+        journeys,
+        surveys,
+    }))
+}
+
 async fn load_catalogue(db: &DatabaseConnection, now: DateTime<Utc>) -> AppResult<Catalogue> {
+    if let Some(existing) = existing_catalogue(db).await? {
+        return Ok(existing);
+    }
     let txn = db.begin().await?;
     let mut teams = Vec::new();
     for name in ["Social care", "Billing", "Tier 1 support", "Deliveries"] {

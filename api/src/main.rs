@@ -37,6 +37,15 @@ async fn main() -> ExitCode {
 
 async fn run(cli: Cli) -> anyhow::Result<()> {
     let settings = cli.settings;
+    // Maintenance commands print their own results; their logs are warnings and errors
+    // unless CXGRAPH_LOG asks for more.
+    let serving = matches!(cli.command, None | Some(Command::Serve));
+    let filter = if serving || std::env::var_os("CXGRAPH_LOG").is_some() {
+        settings.log.as_str()
+    } else {
+        "warn"
+    };
+    telemetry::init(filter, settings.log_format());
     match cli.command.unwrap_or(Command::Serve) {
         Command::Schema => {
             print!("{}", graphql::sdl());
@@ -106,7 +115,6 @@ async fn migrate(settings: &Settings, action: MigrateAction) -> anyhow::Result<(
 }
 
 async fn serve(settings: Settings) -> anyhow::Result<()> {
-    telemetry::init(&settings.log, settings.log_format());
     let (app, report) = Application::build(settings).await?;
     let addr = app.local_addr()?;
     let backend = db::backend_name(app.state().db());

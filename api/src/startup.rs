@@ -42,8 +42,8 @@ pub struct Application {
 
 /// Chooses the JWT key: the configured one, or a random one for the embedded demo.
 fn jwt_keys(settings: &Settings) -> anyhow::Result<(JwtKeys, bool)> {
-    let (secret, ephemeral) = match &settings.jwt_secret {
-        Some(s) => (s.clone(), false),
+    let (secret, ephemeral) = match settings.jwt_secret() {
+        Some(s) => (s.to_owned(), false),
         None if settings.is_sqlite() => {
             (secret::random_password() + &secret::random_password(), true)
         }
@@ -82,8 +82,8 @@ pub async fn bootstrap(db: &DatabaseConnection, settings: &Settings) -> anyhow::
         .map_err(|e| app_error("counting users", e))?
         == 0
     {
-        let (password, generated) = match &settings.admin_password {
-            Some(p) => (p.clone(), false),
+        let (password, generated) = match settings.admin_password() {
+            Some(p) => (p.to_owned(), false),
             None => (secret::random_password(), true),
         };
         let new = NewUser {

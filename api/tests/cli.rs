@@ -175,6 +175,12 @@ fn migrate_user_create_and_seed_on_sqlite() {
     let out = cxgraph(&["seed", "--customers", "25"], &env);
     assert!(out.status.success(), "{}", stderr(&out));
     assert!(stdout(&out).contains("customers: 25"), "{}", stdout(&out));
+    let more = cxgraph(&["seed", "--customers", "10", "--seed", "7"], &env);
+    assert!(
+        more.status.success(),
+        "seeding again adds customers: {}",
+        stderr(&more)
+    );
 
     let down = cxgraph(&["migrate", "down", "--steps", "5"], &env);
     assert!(down.status.success(), "{}", stderr(&down));
