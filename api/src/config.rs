@@ -148,22 +148,12 @@ pub struct Settings {
     pub database_url: String,
 
     /// Address to listen on.
-    #[arg(
-        long,
-        env = "CXGRAPH_BIND",
-        default_value = "127.0.0.1:8080",
-        global = true
-    )]
+    #[arg(long, env = "CXGRAPH_BIND", default_value = "127.0.0.1:8080", global = true)]
     pub bind: SocketAddr,
 
     /// HMAC key for access tokens (at least 32 bytes). Required with PostgreSQL; the
     /// embedded demo generates a random one (sessions then end at restart).
-    #[arg(
-        long,
-        env = "CXGRAPH_JWT_SECRET",
-        hide_env_values = true,
-        global = true
-    )]
+    #[arg(long, env = "CXGRAPH_JWT_SECRET", hide_env_values = true, global = true)]
     pub jwt_secret: Option<String>,
 
     /// Access token lifetime in seconds.
@@ -184,12 +174,7 @@ pub struct Settings {
     pub admin_email: String,
 
     /// Password of that admin account; a random one is generated and printed once if unset.
-    #[arg(
-        long,
-        env = "CXGRAPH_ADMIN_PASSWORD",
-        hide_env_values = true,
-        global = true
-    )]
+    #[arg(long, env = "CXGRAPH_ADMIN_PASSWORD", hide_env_values = true, global = true)]
     pub admin_password: Option<String>,
 
     /// Load the demo dataset into an empty database at start-up.
@@ -221,12 +206,7 @@ pub struct Settings {
     pub log_format: Option<LogFormat>,
 
     /// Log filter in `tracing` syntax, e.g. `info,cxgraph=debug`.
-    #[arg(
-        long,
-        env = "CXGRAPH_LOG",
-        default_value = "info,sqlx=warn",
-        global = true
-    )]
+    #[arg(long, env = "CXGRAPH_LOG", default_value = "info,sqlx=warn", global = true)]
     pub log: String,
 }
 

@@ -10,14 +10,13 @@
 use chrono::{DateTime, Duration, DurationRound, Utc};
 use entity::enums::*;
 use entity::{
-    conversation, customer, customer_identity, feedback, interaction, journey, journey_stage,
-    routing_rule, sla_policy, survey, team, topic, touchpoint,
+    conversation, customer, customer_identity, feedback, interaction, journey, journey_stage, routing_rule, sla_policy,
+    survey, team, topic, touchpoint,
 };
 use rand::{Rng, SeedableRng};
 use rand_chacha::ChaCha8Rng;
 use sea_orm::{
-    ActiveModelTrait, DatabaseConnection, EntityTrait, IntoActiveModel, PaginatorTrait, QueryOrder,
-    TransactionTrait,
+    ActiveModelTrait, DatabaseConnection, EntityTrait, IntoActiveModel, PaginatorTrait, QueryOrder, TransactionTrait,
 };
 use serde_json::json;
 use uuid::Uuid;
@@ -40,14 +39,14 @@ const CUSTOMERS_PER_CHUNK: usize = 200;
 const ROWS_PER_INSERT: usize = 500;
 
 const FIRST: &[&str] = &[
-    "Amelia", "Oliver", "Isla", "George", "Ava", "Noah", "Mia", "Arthur", "Sofia", "Leo", "Grace",
-    "Oscar", "Lily", "Harry", "Freya", "Jack", "Emily", "Charlie", "Ella", "Thomas", "Chloe",
-    "Liam", "Aisha", "Mateo", "Yuki", "Priya", "Lucas", "Zara", "Elena", "Omar",
+    "Amelia", "Oliver", "Isla", "George", "Ava", "Noah", "Mia", "Arthur", "Sofia", "Leo", "Grace", "Oscar", "Lily",
+    "Harry", "Freya", "Jack", "Emily", "Charlie", "Ella", "Thomas", "Chloe", "Liam", "Aisha", "Mateo", "Yuki", "Priya",
+    "Lucas", "Zara", "Elena", "Omar",
 ];
 const LAST: &[&str] = &[
-    "Smith", "Jones", "Taylor", "Brown", "Williams", "Wilson", "Johnson", "Davies", "Patel",
-    "Robinson", "Wright", "Thompson", "Evans", "Walker", "White", "Roberts", "Green", "Hall",
-    "Khan", "Garcia", "Novak", "Tanaka", "Müller", "Rossi",
+    "Smith", "Jones", "Taylor", "Brown", "Williams", "Wilson", "Johnson", "Davies", "Patel", "Robinson", "Wright",
+    "Thompson", "Evans", "Walker", "White", "Roberts", "Green", "Hall", "Khan", "Garcia", "Novak", "Tanaka", "Müller",
+    "Rossi",
 ];
 const SEGMENTS: &[(&str, u32)] = &[("consumer", 70), ("premium", 20), ("business", 10)];
 
@@ -67,22 +66,13 @@ const INBOUND: &[(&str, f64)] = &[
         "Absolutely furious, third time my delivery is late. Cancelling my account.",
         -0.9,
     ),
-    (
-        "Thanks for sorting that out so quickly, great service!",
-        0.8,
-    ),
+    ("Thanks for sorting that out so quickly, great service!", 0.8),
     ("How do I upgrade my plan to premium?", 0.1),
     ("The item arrived damaged, the box was crushed.", -0.6),
     ("Love the new checkout, so much faster than before.", 0.7),
     ("Is there a discount for business accounts?", 0.1),
-    (
-        "Your agent was really helpful yesterday, thank you Sam.",
-        0.9,
-    ),
-    (
-        "Still waiting for a reply to my email from last week...",
-        -0.5,
-    ),
+    ("Your agent was really helpful yesterday, thank you Sam.", 0.9),
+    ("Still waiting for a reply to my email from last week...", -0.5),
 ];
 const OUTBOUND: &[&str] = &[
     "Sorry to hear that! Could you send us your order number in a DM?",
@@ -97,10 +87,7 @@ const COMMENTS: &[(&str, f64)] = &[
     ("Checkout was confusing, I almost gave up.", -0.5),
     ("Great prices, average support.", 0.2),
     ("Best customer service I've had in years.", 0.9),
-    (
-        "Parcel arrived damaged and the refund took two weeks.",
-        -0.8,
-    ),
+    ("Parcel arrived damaged and the refund took two weeks.", -0.8),
 ];
 
 fn label(score: f64) -> SentimentLabel {
@@ -154,12 +141,7 @@ async fn existing_catalogue(db: &DatabaseConnection) -> AppResult<Option<Catalog
         .order_by_asc(journey::Column::Name)
         .all(db)
         .await?;
-    let teams: Vec<Uuid> = team::Entity::find()
-        .all(db)
-        .await?
-        .into_iter()
-        .map(|t| t.id)
-        .collect();
+    let teams: Vec<Uuid> = team::Entity::find().all(db).await?.into_iter().map(|t| t.id).collect();
     let surveys: Vec<(Uuid, SurveyKind)> = survey::Entity::find()
         .all(db)
         .await?
@@ -189,10 +171,7 @@ async fn existing_catalogue(db: &DatabaseConnection) -> AppResult<Option<Catalog
         .all(db)
         .await?
         .into_iter()
-        .filter_map(|p| {
-            p.channel
-                .map(|c| (c, p.id, i64::from(p.first_response_minutes)))
-        })
+        .filter_map(|p| p.channel.map(|c| (c, p.id, i64::from(p.first_response_minutes))))
         .collect();
     Ok(Some(Catalogue {
         teams,
@@ -284,10 +263,7 @@ async fn load_catalogue(db: &DatabaseConnection, now: DateTime<Utc>) -> AppResul
     }
     let mut journeys = Vec::new();
     for (name, stages) in [
-        (
-            "Purchase",
-            vec!["Browse", "Cart", "Checkout", "Delivery", "Support"],
-        ),
+        ("Purchase", vec!["Browse", "Cart", "Checkout", "Delivery", "Support"]),
         ("Onboarding", vec!["Sign-up", "Verification", "First use"]),
     ] {
         let journey_id = Uuid::now_v7();
@@ -354,10 +330,7 @@ async fn load_catalogue(db: &DatabaseConnection, now: DateTime<Utc>) -> AppResul
         surveys.push((id, kind));
     }
     for (name, keywords) in [
-        (
-            "Delivery",
-            vec!["parcel", "delivery", "courier", "tracking"],
-        ),
+        ("Delivery", vec!["parcel", "delivery", "courier", "tracking"]),
         ("Billing", vec!["charged", "refund", "invoice", "discount"]),
         ("App", vec!["app", "logging", "checkout"]),
         ("Staff", vec!["agent", "helpful", "service"]),
@@ -412,14 +385,9 @@ fn build_chunk(
             })
             .find(|(_, acc)| roll < *acc)
             .map_or("consumer", |(name, _)| name);
-        let created_at = today - Duration::days(rng.gen_range(30..730))
-            + Duration::minutes(rng.gen_range(0..1440));
+        let created_at = today - Duration::days(rng.gen_range(30..730)) + Duration::minutes(rng.gen_range(0..1440));
         let customer_id = Uuid::now_v7();
-        let handle = format!(
-            "{}_{}{n}",
-            first.to_lowercase(),
-            last.to_lowercase().replace('ü', "u")
-        );
+        let handle = format!("{}_{}{n}", first.to_lowercase(), last.to_lowercase().replace('ü', "u"));
         let mut identities = vec![
             (IdentityKind::Email, format!("{handle}@example.com")),
             (IdentityKind::Phone, format!("+447{:09}", 700_000_000 + n)),
@@ -480,10 +448,8 @@ fn build_chunk(
                 .iter()
                 .find(|(c, _, _)| *c == channel)
                 .map_or((None, 24 * 60), |(_, id, m)| (Some(*id), *m));
-            let public = matches!(
-                channel,
-                Channel::Twitter | Channel::Facebook | Channel::Instagram
-            ) && rng.gen_bool(0.5);
+            let public =
+                matches!(channel, Channel::Twitter | Channel::Facebook | Channel::Instagram) && rng.gen_bool(0.5);
             let visibility = if public {
                 Visibility::PublicPost
             } else {
@@ -525,11 +491,7 @@ fn build_chunk(
                             AuthorKind::Agent
                         },
                         author_user_id: None,
-                        inbox: Some(if public {
-                            "@AcmeCare".into()
-                        } else {
-                            "support".into()
-                        }),
+                        inbox: Some(if public { "@AcmeCare".into() } else { "support".into() }),
                         body: Some(text),
                         sentiment_score: sentiment,
                         sentiment_label: sentiment.map(label),
@@ -540,7 +502,7 @@ fn build_chunk(
                     .into_active_model(),
                 );
                 last_message_at = at;
-                at += Duration::minutes(rng.gen_range(1..(first_minutes * 2).max(3)));
+                at = (at + Duration::minutes(rng.gen_range(1..(first_minutes * 2).max(3)))).min(today);
             }
             let age = today - opened_at;
             let status = if age < Duration::days(2) {
@@ -557,11 +519,8 @@ fn build_chunk(
             } else {
                 ConversationStatus::Resolved
             };
-            let resolved_at = matches!(
-                status,
-                ConversationStatus::Resolved | ConversationStatus::Closed
-            )
-            .then(|| last_message_at + Duration::minutes(rng.gen_range(5..600)));
+            let resolved_at = matches!(status, ConversationStatus::Resolved | ConversationStatus::Closed)
+                .then(|| (last_message_at + Duration::minutes(rng.gen_range(5..600))).min(today));
             let first_due = opened_at + Duration::minutes(first_minutes);
             let priority = if score < -0.8 {
                 Priority::Urgent
@@ -575,11 +534,7 @@ fn build_chunk(
                     id: conversation_id,
                     customer_id,
                     channel,
-                    inbox: Some(if public {
-                        "@AcmeCare".into()
-                    } else {
-                        "support".into()
-                    }),
+                    inbox: Some(if public { "@AcmeCare".into() } else { "support".into() }),
                     status,
                     priority,
                     subject: Some(body.chars().take(60).collect()),
@@ -594,13 +549,10 @@ fn build_chunk(
                     resolution_due_at: Some(opened_at + Duration::days(1)),
                     first_response_at,
                     resolved_at,
-                    closed_at: (status == ConversationStatus::Closed)
-                        .then_some(resolved_at)
-                        .flatten(),
+                    closed_at: (status == ConversationStatus::Closed).then_some(resolved_at).flatten(),
                     first_response_breached: first_response_at
                         .map_or(age > Duration::minutes(first_minutes), |r| r > first_due),
-                    resolution_breached: resolved_at
-                        .is_some_and(|r| r > opened_at + Duration::days(1)),
+                    resolution_breached: resolved_at.is_some_and(|r| r > opened_at + Duration::days(1)),
                     created_at: opened_at,
                     updated_at: last_message_at,
                 }
@@ -674,13 +626,13 @@ fn build_chunk(
                         sentiment_label: comment.map(|(_, s)| label(s)),
                         source: "demo".into(),
                         external_id: Some(feedback_id.simple().to_string()),
-                        occurred_at: at + Duration::hours(2),
-                        created_at: at + Duration::hours(2),
+                        occurred_at: (at + Duration::hours(2)).min(today),
+                        created_at: (at + Duration::hours(2)).min(today),
                     }
                     .into_active_model(),
                 );
             }
-            at += Duration::minutes(rng.gen_range(5..3 * 1440));
+            at = (at + Duration::minutes(rng.gen_range(5..3 * 1440))).min(today);
         }
         if rng.gen_bool(0.1) {
             let (text, score) = *pick(rng, COMMENTS);
@@ -712,8 +664,7 @@ fn build_chunk(
                 .into_active_model(),
             );
         }
-        let mut attributes =
-            json!({ "language": *pick(rng, &["en", "en", "en", "fr", "de", "es"]) });
+        let mut attributes = json!({ "language": *pick(rng, &["en", "en", "en", "fr", "de", "es"]) });
         if segment == "business" {
             attributes["company"] = json!(format!("{last} & Co"));
         }
@@ -750,11 +701,7 @@ where
     Ok(count)
 }
 
-async fn insert_chunk(
-    db: &DatabaseConnection,
-    chunk: Chunk,
-    report: &mut SeedReport,
-) -> AppResult<()> {
+async fn insert_chunk(db: &DatabaseConnection, chunk: Chunk, report: &mut SeedReport) -> AppResult<()> {
     let txn = db.begin().await?;
     report.customers += insert_rows(&txn, chunk.customers).await?;
     report.identities += insert_rows(&txn, chunk.identities).await?;

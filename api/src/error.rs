@@ -50,9 +50,7 @@ impl AppError {
     /// The message shown to the client: never internal detail.
     pub fn message(&self) -> String {
         match self {
-            AppError::Unauthenticated(m) | AppError::Forbidden(m) | AppError::Conflict(m) => {
-                m.clone()
-            }
+            AppError::Unauthenticated(m) | AppError::Forbidden(m) | AppError::Conflict(m) => m.clone(),
             AppError::NotFound(what) => format!("{what} not found"),
             AppError::Invalid(errors) => summary(errors),
             AppError::Unavailable => "service temporarily unavailable".into(),
@@ -131,7 +129,7 @@ impl From<DbErr> for AppError {
 impl ErrorExtensions for AppError {
     fn extend(&self) -> async_graphql::Error {
         if let AppError::Internal(source) = self {
-            tracing::error!(error = ?source, "internal error");
+            tracing::error!(error = format!("{source:#}"), "internal error");
         }
         async_graphql::Error::new(self.message()).extend_with(|_, ext| {
             ext.set("code", self.code());

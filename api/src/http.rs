@@ -21,9 +21,7 @@ use serde_json::json;
 use tower::ServiceBuilder;
 use tower_http::catch_panic::CatchPanicLayer;
 use tower_http::limit::RequestBodyLimitLayer;
-use tower_http::request_id::{
-    MakeRequestUuid, PropagateRequestIdLayer, RequestId, SetRequestIdLayer,
-};
+use tower_http::request_id::{MakeRequestUuid, PropagateRequestIdLayer, RequestId, SetRequestIdLayer};
 use tower_http::timeout::TimeoutLayer;
 use tower_http::trace::TraceLayer;
 
@@ -60,7 +58,9 @@ pub fn router(app: AppState) -> Router {
             tracing::info_span!("request", method = %req.method(), path = %req.uri().path(), request_id = %request_id)
         }))
         .layer(PropagateRequestIdLayer::new(header_name))
-        .layer(RequestBodyLimitLayer::new(usize::try_from(settings.body_limit).unwrap_or(usize::MAX)))
+        .layer(RequestBodyLimitLayer::new(
+            usize::try_from(settings.body_limit).unwrap_or(usize::MAX),
+        ))
         .layer(CatchPanicLayer::custom(panic_response))
         .layer(TimeoutLayer::with_status_code(
             StatusCode::REQUEST_TIMEOUT,
@@ -87,10 +87,7 @@ pub fn authenticate(app: &AppState, headers: &HeaderMap) -> Principal {
     let token = value
         .to_str()
         .ok()
-        .and_then(|v| {
-            v.strip_prefix("Bearer ")
-                .or_else(|| v.strip_prefix("bearer "))
-        })
+        .and_then(|v| v.strip_prefix("Bearer ").or_else(|| v.strip_prefix("bearer ")))
         .map(str::trim)
         .filter(|t| !t.is_empty());
     match token {
@@ -102,11 +99,7 @@ pub fn authenticate(app: &AppState, headers: &HeaderMap) -> Principal {
     }
 }
 
-fn request_data(
-    req: async_graphql::Request,
-    state: &HttpState,
-    headers: &HeaderMap,
-) -> async_graphql::Request {
+fn request_data(req: async_graphql::Request, state: &HttpState, headers: &HeaderMap) -> async_graphql::Request {
     let request_id = headers
         .get(REQUEST_ID)
         .and_then(|v| v.to_str().ok())
@@ -114,6 +107,7 @@ fn request_data(
         .to_owned();
     req.data(authenticate(&state.app, headers))
         .data(RequestIdValue(request_id))
+        .data(crate::graphql::loaders::for_request(state.app.db().clone()))
 }
 
 /// The request id, for services that record it (audit log).
@@ -179,11 +173,7 @@ fn error_body(message: &str, code: &str) -> serde_json::Value {
 
 fn bad_request(detail: &str) -> Response {
     let message = format!("request is not a valid GraphQL request: {detail}");
-    (
-        StatusCode::BAD_REQUEST,
-        Json(error_body(&message, "BAD_REQUEST")),
-    )
-        .into_response()
+    (StatusCode::BAD_REQUEST, Json(error_body(&message, "BAD_REQUEST"))).into_response()
 }
 
 fn panic_response(_: Box<dyn std::any::Any + Send + 'static>) -> Response {
@@ -196,19 +186,11 @@ fn panic_response(_: Box<dyn std::any::Any + Send + 'static>) -> Response {
 }
 
 async fn graphiql() -> Html<String> {
-    Html(
-        GraphiQLSource::build()
-            .endpoint("/graphql")
-            .title("cxgraph")
-            .finish(),
-    )
+    Html(GraphiQLSource::build().endpoint("/graphql").title("cxgraph").finish())
 }
 
 async fn schema_sdl() -> impl IntoResponse {
-    (
-        [(header::CONTENT_TYPE, "text/plain; charset=utf-8")],
-        graphql::sdl(),
-    )
+    ([(header::CONTENT_TYPE, "text/plain; charset=utf-8")], graphql::sdl())
 }
 
 async fn healthz() -> Json<serde_json::Value> {
@@ -228,9 +210,5 @@ async fn readyz(State(state): State<HttpState>) -> Response {
 }
 
 async fn not_found() -> Response {
-    (
-        StatusCode::NOT_FOUND,
-        Json(error_body("no such route", "NOT_FOUND")),
-    )
-        .into_response()
+    (StatusCode::NOT_FOUND, Json(error_body("no such route", "NOT_FOUND"))).into_response()
 }

@@ -6,8 +6,10 @@
 //! `entity` crate → the `migration` crate. Services take a connection and a principal
 //! and return [`error::AppError`]; they know nothing of GraphQL.
 
+pub mod audit;
 pub mod auth;
 pub mod config;
+pub mod customers;
 pub mod dataset;
 pub mod db;
 pub mod error;

@@ -52,9 +52,7 @@ async fn run(cli: Cli) -> anyhow::Result<()> {
             Ok(())
         }
         Command::Serve => serve(settings).await,
-        Command::Migrate { action } => {
-            migrate(&settings, action.unwrap_or(MigrateAction::Up)).await
-        }
+        Command::Migrate { action } => migrate(&settings, action.unwrap_or(MigrateAction::Up)).await,
         Command::Seed(args) => {
             let db = startup::open_database(&settings).await?;
             let report = dataset::generate(&db, &args)
@@ -119,9 +117,7 @@ async fn serve(settings: Settings) -> anyhow::Result<()> {
     let addr = app.local_addr()?;
     let backend = db::backend_name(app.state().db());
     if report.ephemeral_jwt_secret {
-        tracing::warn!(
-            "CXGRAPH_JWT_SECRET is not set: using a random key, sessions end when the server stops"
-        );
+        tracing::warn!("CXGRAPH_JWT_SECRET is not set: using a random key, sessions end when the server stops");
     }
     println!();
     println!("  cxgraph is serving on {backend}");
@@ -141,11 +137,7 @@ async fn serve(settings: Settings) -> anyhow::Result<()> {
     if let Some(seeded) = report.demo_data {
         println!(
             "  Demo data loaded: {} customers, {} conversations, {} interactions, {} touchpoints, {} feedback",
-            seeded.customers,
-            seeded.conversations,
-            seeded.interactions,
-            seeded.touchpoints,
-            seeded.feedback
+            seeded.customers, seeded.conversations, seeded.interactions, seeded.touchpoints, seeded.feedback
         );
     }
     println!();

@@ -44,15 +44,10 @@ pub struct Application {
 fn jwt_keys(settings: &Settings) -> anyhow::Result<(JwtKeys, bool)> {
     let (secret, ephemeral) = match settings.jwt_secret() {
         Some(s) => (s.to_owned(), false),
-        None if settings.is_sqlite() => {
-            (secret::random_password() + &secret::random_password(), true)
-        }
-        None => anyhow::bail!(
-            "CXGRAPH_JWT_SECRET must be set (at least 32 bytes) when DATABASE_URL is not SQLite"
-        ),
+        None if settings.is_sqlite() => (secret::random_password() + &secret::random_password(), true),
+        None => anyhow::bail!("CXGRAPH_JWT_SECRET must be set (at least 32 bytes) when DATABASE_URL is not SQLite"),
     };
-    let keys =
-        JwtKeys::new(secret.as_bytes(), settings.access_token_ttl()).map_err(anyhow::Error::msg)?;
+    let keys = JwtKeys::new(secret.as_bytes(), settings.access_token_ttl()).map_err(anyhow::Error::msg)?;
     Ok((keys, ephemeral))
 }
 
@@ -77,11 +72,7 @@ fn app_error(context: &str, err: AppError) -> anyhow::Error {
 /// Creates the first admin and the demo data on an empty database.
 pub async fn bootstrap(db: &DatabaseConnection, settings: &Settings) -> anyhow::Result<Bootstrap> {
     let mut report = Bootstrap::default();
-    if users::count(db)
-        .await
-        .map_err(|e| app_error("counting users", e))?
-        == 0
-    {
+    if users::count(db).await.map_err(|e| app_error("counting users", e))? == 0 {
         let (password, generated) = match settings.admin_password() {
             Some(p) => (p.to_owned(), false),
             None => (secret::random_password(), true),
@@ -139,10 +130,7 @@ impl Application {
     }
 
     /// Serves until `shutdown` completes, then finishes in-flight requests.
-    pub async fn run_until(
-        self,
-        shutdown: impl Future<Output = ()> + Send + 'static,
-    ) -> anyhow::Result<()> {
+    pub async fn run_until(self, shutdown: impl Future<Output = ()> + Send + 'static) -> anyhow::Result<()> {
         let router = http::router(self.state.clone());
         axum::serve(self.listener, router)
             .with_graceful_shutdown(shutdown)

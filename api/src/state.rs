@@ -23,11 +23,7 @@ struct Inner {
 impl AppState {
     pub fn new(db: DatabaseConnection, sessions: SessionConfig, settings: Settings) -> Self {
         Self {
-            inner: Arc::new(Inner {
-                db,
-                sessions,
-                settings,
-            }),
+            inner: Arc::new(Inner { db, sessions, settings }),
         }
     }
 

@@ -5,9 +5,7 @@
 use chrono::Utc;
 use entity::enums::Role;
 use entity::user;
-use sea_orm::{
-    ActiveModelTrait, ColumnTrait, ConnectionTrait, EntityTrait, PaginatorTrait, QueryFilter, Set,
-};
+use sea_orm::{ActiveModelTrait, ColumnTrait, ConnectionTrait, EntityTrait, PaginatorTrait, QueryFilter, Set};
 use uuid::Uuid;
 
 use crate::auth::password;
@@ -80,10 +78,7 @@ pub async fn create(db: &impl ConnectionTrait, new: NewUser) -> AppResult<user::
     Ok(model.insert(db).await?)
 }
 
-pub async fn find_by_email(
-    db: &impl ConnectionTrait,
-    email: &str,
-) -> AppResult<Option<user::Model>> {
+pub async fn find_by_email(db: &impl ConnectionTrait, email: &str) -> AppResult<Option<user::Model>> {
     Ok(user::Entity::find()
         .filter(user::Column::Email.eq(email))
         .one(db)

@@ -33,8 +33,7 @@ fn stderr(o: &Output) -> String {
 fn schema_command_prints_the_committed_schema() {
     let out = cxgraph(&["schema"], &[]);
     assert!(out.status.success());
-    let committed =
-        std::fs::read_to_string(concat!(env!("CARGO_MANIFEST_DIR"), "/../schema.graphql")).unwrap();
+    let committed = std::fs::read_to_string(concat!(env!("CARGO_MANIFEST_DIR"), "/../schema.graphql")).unwrap();
     assert!(
         stdout(&out) == committed,
         "schema.graphql is out of date: run `cargo run -q -- schema > schema.graphql`"
@@ -82,10 +81,7 @@ fn assert_one_line_error(out: &Output, needle: &str) {
 
 #[test]
 fn bad_settings_stop_with_one_clear_line() {
-    assert_one_line_error(
-        &cxgraph(&["schema"], &[("CXGRAPH_BIND", "not-an-address")]),
-        "--bind",
-    );
+    assert_one_line_error(&cxgraph(&["schema"], &[("CXGRAPH_BIND", "not-an-address")]), "--bind");
     assert_one_line_error(
         &cxgraph(&["schema"], &[("CXGRAPH_ACCESS_TOKEN_TTL", "0")]),
         "--access-token-ttl",
@@ -98,18 +94,12 @@ fn bad_settings_stop_with_one_clear_line() {
     assert_one_line_error(
         &cxgraph(
             &["serve"],
-            &[
-                ("CXGRAPH_JWT_SECRET", "short"),
-                ("DATABASE_URL", "sqlite::memory:"),
-            ],
+            &[("CXGRAPH_JWT_SECRET", "short"), ("DATABASE_URL", "sqlite::memory:")],
         ),
         "at least 32 bytes",
     );
     let dir = tempfile::tempdir().unwrap();
-    let url = format!(
-        "sqlite://{}/no/such/dir/x.db?mode=rwc",
-        dir.path().display()
-    );
+    let url = format!("sqlite://{}/no/such/dir/x.db?mode=rwc", dir.path().display());
     assert_one_line_error(
         &cxgraph(&["migrate"], &[("DATABASE_URL", &url)]),
         "cannot open database",
@@ -131,14 +121,7 @@ fn migrate_user_create_and_seed_on_sqlite() {
         "{status}"
     );
 
-    let create = [
-        "user",
-        "create",
-        "--email",
-        "Agent@Example.com",
-        "--role",
-        "agent",
-    ];
+    let create = ["user", "create", "--email", "Agent@Example.com", "--role", "agent"];
     let out = cxgraph(
         &create,
         &[
@@ -176,11 +159,7 @@ fn migrate_user_create_and_seed_on_sqlite() {
     assert!(out.status.success(), "{}", stderr(&out));
     assert!(stdout(&out).contains("customers: 25"), "{}", stdout(&out));
     let more = cxgraph(&["seed", "--customers", "10", "--seed", "7"], &env);
-    assert!(
-        more.status.success(),
-        "seeding again adds customers: {}",
-        stderr(&more)
-    );
+    assert!(more.status.success(), "seeding again adds customers: {}", stderr(&more));
 
     let down = cxgraph(&["migrate", "down", "--steps", "5"], &env);
     assert!(down.status.success(), "{}", stderr(&down));

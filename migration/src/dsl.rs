@@ -64,14 +64,8 @@ impl TableDef {
         self
     }
 
-    pub fn fk(
-        mut self,
-        column: &'static str,
-        target: &'static str,
-        on_delete: ForeignKeyAction,
-    ) -> Self {
-        self.create
-            .foreign_key(&mut fk(self.name, column, target, on_delete));
+    pub fn fk(mut self, column: &'static str, target: &'static str, on_delete: ForeignKeyAction) -> Self {
+        self.create.foreign_key(&mut fk(self.name, column, target, on_delete));
         self
     }
 
@@ -124,9 +118,7 @@ pub async fn create_all(manager: &SchemaManager<'_>, tables: Vec<TableDef>) -> R
 /// Drops the tables in reverse order (their indexes go with them).
 pub async fn drop_all(manager: &SchemaManager<'_>, tables: &[&'static str]) -> Result<(), DbErr> {
     for table in tables.iter().rev() {
-        manager
-            .drop_table(Table::drop().table(*table).to_owned())
-            .await?;
+        manager.drop_table(Table::drop().table(*table).to_owned()).await?;
     }
     Ok(())
 }

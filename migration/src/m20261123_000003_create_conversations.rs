@@ -13,12 +13,7 @@ use sea_orm_migration::schema::*;
 #[derive(DeriveMigrationName)]
 pub struct Migration;
 
-const TABLES: &[&str] = &[
-    "sla_policies",
-    "routing_rules",
-    "conversations",
-    "interactions",
-];
+const TABLES: &[&str] = &["sla_policies", "routing_rules", "conversations", "interactions"];
 
 #[async_trait::async_trait]
 impl MigrationTrait for Migration {

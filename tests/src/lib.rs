@@ -47,9 +47,7 @@ pub fn backends() -> Vec<Backend> {
     match std::env::var(POSTGRES_ENV) {
         Ok(url) if !url.is_empty() => out.push(Backend::Postgres(url)),
         _ if std::env::var_os("CI").is_some() => {
-            panic!(
-                "{POSTGRES_ENV} must be set under CI: every database test runs on PostgreSQL too"
-            )
+            panic!("{POSTGRES_ENV} must be set under CI: every database test runs on PostgreSQL too")
         }
         _ => {}
     }
@@ -124,9 +122,7 @@ impl Drop for TestDatabase {
             rt.block_on(async {
                 if let Ok(admin) = Database::connect(server.as_str()).await {
                     let _ = admin
-                        .execute_unprepared(&format!(
-                            "DROP DATABASE IF EXISTS \"{name}\" WITH (FORCE)"
-                        ))
+                        .execute_unprepared(&format!("DROP DATABASE IF EXISTS \"{name}\" WITH (FORCE)"))
                         .await;
                     admin.close().await.ok();
                 }
@@ -192,9 +188,7 @@ impl TestApp {
         let database = TestDatabase::create(backend).await;
         let mut settings = test_settings(&database.url);
         configure(&mut settings);
-        let (app, bootstrap) = Application::build(settings.clone())
-            .await
-            .expect("application starts");
+        let (app, bootstrap) = Application::build(settings.clone()).await.expect("application starts");
         let addr = app.local_addr().expect("bound address");
         let (tx, rx) = oneshot::channel();
         let server = tokio::spawn(app.run_until(async move {
@@ -241,20 +235,10 @@ impl TestApp {
             )
             .await;
         let session = &body["data"]["login"]["session"];
-        assert!(
-            session.is_object(),
-            "[{}] login failed: {body}",
-            self.backend.name()
-        );
+        assert!(session.is_object(), "[{}] login failed: {body}", self.backend.name());
         Session {
-            access: session["accessToken"]
-                .as_str()
-                .unwrap_or_default()
-                .to_owned(),
-            refresh: session["refreshToken"]
-                .as_str()
-                .unwrap_or_default()
-                .to_owned(),
+            access: session["accessToken"].as_str().unwrap_or_default().to_owned(),
+            refresh: session["refreshToken"].as_str().unwrap_or_default().to_owned(),
         }
     }
 
@@ -286,10 +270,7 @@ impl TestApp {
             let _ = tx.send(());
         }
         if let Some(server) = self.server.take() {
-            server
-                .await
-                .expect("server task")
-                .expect("server ran cleanly");
+            server.await.expect("server task").expect("server ran cleanly");
         }
     }
 }

@@ -55,9 +55,7 @@ impl JwtKeys {
     /// Builds the keys from a secret of at least 32 bytes.
     pub fn new(secret: &[u8], ttl: Duration) -> Result<Self, String> {
         if secret.len() < MIN_SECRET_LEN {
-            return Err(format!(
-                "CXGRAPH_JWT_SECRET must be at least {MIN_SECRET_LEN} bytes"
-            ));
+            return Err(format!("CXGRAPH_JWT_SECRET must be at least {MIN_SECRET_LEN} bytes"));
         }
         let mut validation = Validation::new(Algorithm::HS256);
         validation.algorithms = vec![Algorithm::HS256];

@@ -7,6 +7,7 @@
 
 pub mod jwt;
 pub mod password;
+pub mod pii;
 pub mod policy;
 pub mod principal;
 pub mod secret;

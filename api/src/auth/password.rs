@@ -16,14 +16,13 @@ use crate::error::{AppError, AppResult};
 pub const MIN_PASSWORD_LEN: usize = 12;
 
 fn argon2() -> AppResult<Argon2<'static>> {
-    let params = Params::new(19 * 1024, 2, 1, None)
-        .map_err(|e| AppError::internal(anyhow::anyhow!("argon2 params: {e}")))?;
+    let params =
+        Params::new(19 * 1024, 2, 1, None).map_err(|e| AppError::internal(anyhow::anyhow!("argon2 params: {e}")))?;
     Ok(Argon2::new(Algorithm::Argon2id, Version::V0x13, params))
 }
 
 /// A hash of a random password, checked when the e-mail is unknown.
-static DUMMY_HASH: LazyLock<Option<String>> =
-    LazyLock::new(|| hash_blocking("cxgraph-dummy-password").ok());
+static DUMMY_HASH: LazyLock<Option<String>> = LazyLock::new(|| hash_blocking("cxgraph-dummy-password").ok());
 
 fn hash_blocking(password: &str) -> AppResult<String> {
     let salt = SaltString::generate(&mut OsRng);
@@ -34,11 +33,9 @@ fn hash_blocking(password: &str) -> AppResult<String> {
 }
 
 fn verify_blocking(password: &str, phc: &str) -> AppResult<bool> {
-    let parsed = PasswordHash::new(phc)
-        .map_err(|e| AppError::internal(anyhow::anyhow!("stored hash unreadable: {e}")))?;
-    Ok(argon2()?
-        .verify_password(password.as_bytes(), &parsed)
-        .is_ok())
+    let parsed =
+        PasswordHash::new(phc).map_err(|e| AppError::internal(anyhow::anyhow!("stored hash unreadable: {e}")))?;
+    Ok(argon2()?.verify_password(password.as_bytes(), &parsed).is_ok())
 }
 
 /// Hashes a password off the async threads.

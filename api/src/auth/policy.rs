@@ -71,9 +71,26 @@ impl Policy {
     }
 }
 
+/// Staff who work with customers (everyone but analysts).
+pub const OPERATORS: &[Role] = &[Role::Admin, Role::Manager, Role::Agent];
+
+/// Reading customers: all staff (analysts see personal data masked), tokens with
+/// `customers:read`.
+pub const READ_CUSTOMERS: Policy = Policy::roles_or_scopes(STAFF, &[Scope::CustomersRead]);
+/// Writing customers: operators, tokens with `customers:write`.
+pub const WRITE_CUSTOMERS: Policy = Policy::roles_or_scopes(OPERATORS, &[Scope::CustomersWrite]);
+
 /// The policy of every root field, as `(parent type, field, policy)`.
 pub const ROOT_FIELDS: &[(&str, &str, Policy)] = &[
     ("Query", "me", Policy::roles(STAFF)),
+    ("Query", "customer", READ_CUSTOMERS),
+    ("Query", "customerByIdentity", READ_CUSTOMERS),
+    ("Query", "customers", READ_CUSTOMERS),
+    ("Mutation", "createCustomer", WRITE_CUSTOMERS),
+    ("Mutation", "updateCustomer", WRITE_CUSTOMERS),
+    ("Mutation", "linkIdentity", WRITE_CUSTOMERS),
+    ("Mutation", "unlinkIdentity", WRITE_CUSTOMERS),
+    ("Mutation", "resolveCustomer", WRITE_CUSTOMERS),
     ("Mutation", "login", Policy::PUBLIC),
     ("Mutation", "refreshToken", Policy::PUBLIC),
     ("Mutation", "logout", Policy::roles(STAFF)),
@@ -131,10 +148,7 @@ mod tests {
         };
         vec![
             ("anonymous", Principal::Anonymous(None)),
-            (
-                "expired token",
-                Principal::Anonymous(Some(AuthFailure::Expired)),
-            ),
+            ("expired token", Principal::Anonymous(Some(AuthFailure::Expired))),
             ("admin", user(Role::Admin)),
             ("manager", user(Role::Manager)),
             ("agent", user(Role::Agent)),
@@ -150,6 +164,14 @@ mod tests {
         ("Mutation", "login", [A, A, A, A, A, A, A, A]),
         ("Mutation", "refreshToken", [A, A, A, A, A, A, A, A]),
         ("Mutation", "logout", [U, U, A, A, A, A, F, F]),
+        ("Query", "customer", [U, U, A, A, A, A, F, A]),
+        ("Query", "customerByIdentity", [U, U, A, A, A, A, F, A]),
+        ("Query", "customers", [U, U, A, A, A, A, F, A]),
+        ("Mutation", "createCustomer", [U, U, A, A, A, F, F, A]),
+        ("Mutation", "updateCustomer", [U, U, A, A, A, F, F, A]),
+        ("Mutation", "linkIdentity", [U, U, A, A, A, F, F, A]),
+        ("Mutation", "unlinkIdentity", [U, U, A, A, A, F, F, A]),
+        ("Mutation", "resolveCustomer", [U, U, A, A, A, F, F, A]),
     ];
 
     async fn schema_root_fields() -> BTreeSet<(String, String)> {
@@ -197,8 +219,7 @@ mod tests {
     fn decisions_match_the_table() {
         let callers = callers();
         for (parent, name, row) in EXPECTED {
-            let policy = root_policy(parent, name)
-                .unwrap_or_else(|| panic!("no policy for {parent}.{name}"));
+            let policy = root_policy(parent, name).unwrap_or_else(|| panic!("no policy for {parent}.{name}"));
             for ((caller, principal), expected) in callers.iter().zip(row) {
                 let got = match policy.check(principal) {
                     Ok(()) => D::Allow,

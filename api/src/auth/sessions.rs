@@ -10,8 +10,7 @@ use chrono::{DateTime, Utc};
 use entity::{refresh_token, user};
 use sea_orm::sea_query::Expr;
 use sea_orm::{
-    ActiveModelTrait, ColumnTrait, ConnectionTrait, DatabaseConnection, EntityTrait,
-    IntoActiveModel, QueryFilter, Set, TransactionTrait,
+    ActiveModelTrait, ColumnTrait, ConnectionTrait, DatabaseConnection, EntityTrait, IntoActiveModel, QueryFilter, Set,
 };
 use uuid::Uuid;
 
@@ -51,15 +50,12 @@ pub async fn login(
         Some(email) => users::find_by_email(db, &email).await?,
         None => None,
     };
-    let stored_hash = found
-        .as_ref()
-        .filter(|u| u.active)
-        .map(|u| u.password_hash.clone());
+    let stored_hash = found.as_ref().filter(|u| u.active).map(|u| u.password_hash.clone());
     if !password::verify(password_attempt, stored_hash).await? {
         return Ok(None);
     }
     let Some(user) = found else { return Ok(None) };
-    let txn = db.begin().await?;
+    let txn = crate::db::begin_write(db).await?;
     let mut active = user.into_active_model();
     active.last_login_at = Set(Some(Utc::now()));
     let user = active.update(&txn).await?;
@@ -69,14 +65,10 @@ pub async fn login(
 }
 
 /// Exchanges a refresh token for a new session in the same family.
-pub async fn refresh(
-    db: &DatabaseConnection,
-    config: &SessionConfig,
-    presented: &str,
-) -> AppResult<Session> {
+pub async fn refresh(db: &DatabaseConnection, config: &SessionConfig, presented: &str) -> AppResult<Session> {
     let invalid = || AppError::unauthenticated("refresh token invalid or expired");
     let hash = secret::hash(presented);
-    let txn = db.begin().await?;
+    let txn = crate::db::begin_write(db).await?;
     let Some(token) = refresh_token::Entity::find()
         .filter(refresh_token::Column::TokenHash.eq(hash))
         .one(&txn)
@@ -147,11 +139,7 @@ pub async fn logout(
     Ok(update.exec(db).await?.rows_affected)
 }
 
-async fn revoke_family(
-    db: &impl ConnectionTrait,
-    family: Uuid,
-    now: DateTime<Utc>,
-) -> AppResult<()> {
+async fn revoke_family(db: &impl ConnectionTrait, family: Uuid, now: DateTime<Utc>) -> AppResult<()> {
     refresh_token::Entity::update_many()
         .col_expr(refresh_token::Column::RevokedAt, Expr::value(now))
         .filter(refresh_token::Column::FamilyId.eq(family))
@@ -168,8 +156,7 @@ async fn start_in_family(
     family_id: Uuid,
 ) -> AppResult<Session> {
     let now = Utc::now();
-    let refresh_expires_at =
-        now + chrono::Duration::from_std(config.refresh_ttl).map_err(AppError::internal)?;
+    let refresh_expires_at = now + chrono::Duration::from_std(config.refresh_ttl).map_err(AppError::internal)?;
     let new = secret::generate(REFRESH_PREFIX);
     refresh_token::ActiveModel {
         id: Set(Uuid::now_v7()),

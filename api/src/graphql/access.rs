@@ -12,13 +12,12 @@
 use std::sync::Arc;
 
 use async_graphql::extensions::{
-    Extension, ExtensionContext, ExtensionFactory, NextParseQuery, NextRequest, NextResolve,
-    NextValidation, ResolveInfo,
+    Extension, ExtensionContext, ExtensionFactory, NextParseQuery, NextRequest, NextResolve, NextValidation,
+    ResolveInfo,
 };
 use async_graphql::parser::types::ExecutableDocument;
 use async_graphql::{
-    ErrorExtensions, PathSegment, Response, ServerError, ServerResult, ValidationResult, Value,
-    Variables,
+    ErrorExtensions, PathSegment, Response, ServerError, ServerResult, ValidationResult, Value, Variables,
 };
 
 use crate::auth::Principal;
@@ -38,17 +37,13 @@ struct AccessControlExtension;
 
 fn with_code(mut errors: Vec<ServerError>, code: &str) -> Vec<ServerError> {
     for e in &mut errors {
-        e.extensions
-            .get_or_insert_with(Default::default)
-            .set("code", code);
+        e.extensions.get_or_insert_with(Default::default).set("code", code);
     }
     errors
 }
 
 fn has_code(e: &ServerError) -> bool {
-    e.extensions
-        .as_ref()
-        .is_some_and(|ext| ext.get("code").is_some())
+    e.extensions.as_ref().is_some_and(|ext| ext.get("code").is_some())
 }
 
 #[async_trait::async_trait]
@@ -108,9 +103,7 @@ impl Extension for AccessControlExtension {
                 let gql = err.extend();
                 let mut server_error = ServerError::new(gql.message, None);
                 server_error.extensions = gql.extensions;
-                server_error.path = vec![PathSegment::Field(
-                    info.alias.unwrap_or(info.name).to_owned(),
-                )];
+                server_error.path = vec![PathSegment::Field(info.alias.unwrap_or(info.name).to_owned())];
                 return Err(server_error);
             }
         }

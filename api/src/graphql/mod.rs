@@ -6,6 +6,10 @@
 //! insights later) contributes a query and a mutation object merged here.
 
 mod access;
+mod customer;
+pub mod enums;
+mod facts;
+pub mod loaders;
 mod session;
 pub mod types;
 
@@ -18,12 +22,12 @@ pub use access::AccessControl;
 /// Every query field, by area.
 #[derive(MergedObject, Default)]
 #[graphql(name = "Query")]
-pub struct QueryRoot(session::SessionQuery);
+pub struct QueryRoot(session::SessionQuery, customer::CustomerQuery);
 
 /// Every mutation field, by area.
 #[derive(MergedObject, Default)]
 #[graphql(name = "Mutation")]
-pub struct MutationRoot(session::SessionMutation);
+pub struct MutationRoot(session::SessionMutation, customer::CustomerMutation);
 
 pub type AppSchema = Schema<QueryRoot, MutationRoot, EmptySubscription>;
 
@@ -33,17 +37,13 @@ pub const MAX_DEPTH: usize = 15;
 pub const MAX_COMPLEXITY: usize = 5_000;
 
 fn builder() -> SchemaBuilder<QueryRoot, MutationRoot, EmptySubscription> {
-    Schema::build(
-        QueryRoot::default(),
-        MutationRoot::default(),
-        EmptySubscription,
-    )
-    .extension(AccessControl)
-    .extension(async_graphql::extensions::Tracing)
-    .limit_depth(MAX_DEPTH)
-    .limit_complexity(MAX_COMPLEXITY)
-    .limit_recursive_depth(32)
-    .limit_directives(20)
+    Schema::build(QueryRoot::default(), MutationRoot::default(), EmptySubscription)
+        .extension(AccessControl)
+        .extension(async_graphql::extensions::Tracing)
+        .limit_depth(MAX_DEPTH)
+        .limit_complexity(MAX_COMPLEXITY)
+        .limit_recursive_depth(32)
+        .limit_directives(20)
 }
 
 /// The schema served by the application.

@@ -1,11 +1,10 @@
 //! Log-in, token refresh, log-out and `me`.
 
-use async_graphql::{Context, InputObject, Object, Result, SimpleObject};
+use async_graphql::{Context, ID, InputObject, Object, Result, SimpleObject};
 use chrono::{DateTime, Utc};
 use entity::user;
-use uuid::Uuid;
 
-use super::types::{Role, UserError, context, split_user_errors};
+use super::types::{Role, UserError, context, id, split_user_errors};
 use crate::auth::sessions::{self, Session};
 use crate::error::AppError;
 use crate::users;
@@ -16,8 +15,8 @@ pub struct User(pub user::Model);
 #[Object]
 impl User {
     /// Stable id (UUID v7).
-    async fn id(&self) -> Uuid {
-        self.0.id
+    async fn id(&self) -> ID {
+        id(self.0.id)
     }
     /// Log-in e-mail, lower-case.
     async fn email(&self) -> &str {
@@ -32,8 +31,8 @@ impl User {
         self.0.role.into()
     }
     /// The team the user works in, if any.
-    async fn team_id(&self) -> Option<Uuid> {
-        self.0.team_id
+    async fn team_id(&self) -> Option<ID> {
+        self.0.team_id.map(id)
     }
     /// Whether the user may log in.
     async fn active(&self) -> bool {
@@ -141,9 +140,7 @@ impl SessionQuery {
             .user()
             .map(|u| u.id)
             .ok_or_else(|| AppError::forbidden("only users have a profile"))?;
-        let user = users::find(state.db(), id)
-            .await?
-            .ok_or(AppError::NotFound("user"))?;
+        let user = users::find(state.db(), id).await?.ok_or(AppError::NotFound("user"))?;
         Ok(User(user))
     }
 }
@@ -157,8 +154,7 @@ impl SessionMutation {
     /// `INVALID_CREDENTIALS` (it never says which of the two was wrong).
     async fn login(&self, ctx: &Context<'_>, input: LoginInput) -> Result<LoginPayload> {
         let (state, _) = context(ctx)?;
-        let session =
-            sessions::login(state.db(), state.sessions(), &input.email, input.password).await?;
+        let session = sessions::login(state.db(), state.sessions(), &input.email, input.password).await?;
         Ok(match session {
             Some(session) => LoginPayload {
                 session: Some(session.into()),
@@ -177,11 +173,7 @@ impl SessionMutation {
 
     /// Exchanges a refresh token for new tokens. An unknown, expired or revoked token is
     /// `UNAUTHENTICATED`; a token used twice revokes every session of its log-in.
-    async fn refresh_token(
-        &self,
-        ctx: &Context<'_>,
-        input: RefreshTokenInput,
-    ) -> Result<RefreshTokenPayload> {
+    async fn refresh_token(&self, ctx: &Context<'_>, input: RefreshTokenInput) -> Result<RefreshTokenPayload> {
         let (state, _) = context(ctx)?;
         let session = sessions::refresh(state.db(), state.sessions(), &input.refresh_token).await?;
         Ok(RefreshTokenPayload {
@@ -192,13 +184,7 @@ impl SessionMutation {
     /// Ends the caller's session (by its refresh token) or all of them.
     async fn logout(&self, ctx: &Context<'_>, input: LogoutInput) -> Result<LogoutPayload> {
         let (state, principal) = context(ctx)?;
-        let result = sessions::logout(
-            state.db(),
-            principal,
-            input.refresh_token.as_deref(),
-            input.everywhere,
-        )
-        .await;
+        let result = sessions::logout(state.db(), principal, input.refresh_token.as_deref(), input.everywhere).await;
         let (revoked, user_errors) = split_user_errors(result)?;
         Ok(LogoutPayload {
             revoked: revoked.unwrap_or(0),

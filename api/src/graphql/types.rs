@@ -1,7 +1,8 @@
 //! GraphQL types shared by every area: user errors, enums mirrored from the entity
 //! crate, and context accessors.
 
-use async_graphql::{Context, Enum, SimpleObject};
+use async_graphql::{Context, Enum, ID, SimpleObject};
+use uuid::Uuid;
 
 use crate::auth::Principal;
 use crate::error::{AppError, FieldError};
@@ -30,14 +31,10 @@ impl From<FieldError> for UserError {
 
 /// Splits a service result for a mutation payload: fixable input problems become
 /// `userErrors`; everything else stays a top-level error.
-pub fn split_user_errors<T>(
-    result: Result<T, AppError>,
-) -> Result<(Option<T>, Vec<UserError>), AppError> {
+pub fn split_user_errors<T>(result: Result<T, AppError>) -> Result<(Option<T>, Vec<UserError>), AppError> {
     match result {
         Ok(value) => Ok((Some(value), Vec::new())),
-        Err(AppError::Invalid(errors)) => {
-            Ok((None, errors.into_iter().map(UserError::from).collect()))
-        }
+        Err(AppError::Invalid(errors)) => Ok((None, errors.into_iter().map(UserError::from).collect())),
         Err(other) => Err(other),
     }
 }
@@ -58,11 +55,31 @@ pub enum Role {
 
 /// The shared state and the caller, from a resolver's context.
 pub fn context<'a>(ctx: &Context<'a>) -> Result<(&'a AppState, &'a Principal), AppError> {
-    let state = ctx.data_opt::<AppState>().ok_or_else(|| {
-        AppError::internal(anyhow::anyhow!("application state missing from schema"))
-    })?;
+    let state = ctx
+        .data_opt::<AppState>()
+        .ok_or_else(|| AppError::internal(anyhow::anyhow!("application state missing from schema")))?;
     let principal = ctx
         .data_opt::<Principal>()
         .ok_or_else(|| AppError::internal(anyhow::anyhow!("principal missing from request")))?;
     Ok((state, principal))
+}
+
+/// A UUID as a GraphQL `ID`.
+pub fn id(uuid: Uuid) -> ID {
+    ID(uuid.to_string())
+}
+
+/// Parses an `ID` argument; a malformed one is `BAD_USER_INPUT` naming `field`.
+pub fn parse_id(value: &ID, field: &[&str]) -> Result<Uuid, AppError> {
+    Uuid::parse_str(value.as_str()).map_err(|_| AppError::invalid(field, "INVALID", "is not a valid id"))
+}
+
+/// The request's caller and request id, as the audit log records them.
+pub fn actor<'a>(ctx: &Context<'a>) -> Result<crate::audit::Actor<'a>, AppError> {
+    let (_, principal) = context(ctx)?;
+    let request_id = ctx
+        .data_opt::<crate::http::RequestIdValue>()
+        .map(|r| r.0.as_str())
+        .filter(|r| !r.is_empty());
+    Ok(crate::audit::Actor::new(principal, request_id))
 }

@@ -6,8 +6,7 @@ use sea_orm::ConnectionTrait;
 use serde_json::{Value, json};
 
 fn committed_schema() -> String {
-    std::fs::read_to_string(concat!(env!("CARGO_MANIFEST_DIR"), "/../schema.graphql"))
-        .expect("schema.graphql")
+    std::fs::read_to_string(concat!(env!("CARGO_MANIFEST_DIR"), "/../schema.graphql")).expect("schema.graphql")
 }
 
 #[tokio::test]
@@ -22,11 +21,7 @@ async fn serves_exactly_the_committed_schema() {
         .text()
         .await
         .unwrap();
-    assert_eq!(
-        served,
-        committed_schema(),
-        "served SDL differs from schema.graphql"
-    );
+    assert_eq!(served, committed_schema(), "served SDL differs from schema.graphql");
 
     // And introspection agrees with it on the root fields.
     let body = app
@@ -53,13 +48,7 @@ async fn graphiql_and_unknown_routes() {
     let app = TestApp::spawn(&Backend::Sqlite).await;
     let page = app.client.get(app.url("/")).send().await.unwrap();
     assert_eq!(page.status(), 200);
-    assert!(
-        page.text()
-            .await
-            .unwrap()
-            .to_lowercase()
-            .contains("graphiql")
-    );
+    assert!(page.text().await.unwrap().to_lowercase().contains("graphiql"));
     let missing = app.client.get(app.url("/nope")).send().await.unwrap();
     assert_eq!(missing.status(), 404);
     let body: Value = missing.json().await.unwrap();
@@ -85,10 +74,7 @@ async fn request_id_is_echoed_or_generated() {
         .send()
         .await
         .unwrap();
-    let id = generated.headers()["x-request-id"]
-        .to_str()
-        .unwrap()
-        .to_owned();
+    let id = generated.headers()["x-request-id"].to_str().unwrap().to_owned();
     assert_eq!(id.len(), 36, "a UUID: {id}");
     app.stop().await;
 }
@@ -111,10 +97,7 @@ async fn get_runs_queries_but_never_mutations() {
     let mutation = app
         .client
         .get(app.url("/graphql"))
-        .query(&[(
-            "query",
-            "mutation { logout(input: {everywhere: true}) { revoked } }",
-        )])
+        .query(&[("query", "mutation { logout(input: {everywhere: true}) { revoked } }")])
         .bearer_auth(&session.access)
         .send()
         .await
@@ -123,9 +106,7 @@ async fn get_runs_queries_but_never_mutations() {
     let body: Value = mutation.json().await.unwrap();
     assert_eq!(error_code(&body), Some("METHOD_NOT_ALLOWED"));
     // Nothing was logged out.
-    let still = app
-        .graphql("{ me { email } }", json!({}), Some(&session.access))
-        .await;
+    let still = app.graphql("{ me { email } }", json!({}), Some(&session.access)).await;
     assert!(still["errors"].is_null());
     app.stop().await;
 }
@@ -160,11 +141,7 @@ async fn malformed_requests_get_clear_coded_answers() {
         "}".repeat(depth)
     );
     let too_deep = app.graphql(&deep, json!({}), None).await;
-    assert_eq!(
-        error_code(&too_deep),
-        Some("GRAPHQL_VALIDATION_FAILED"),
-        "{too_deep}"
-    );
+    assert_eq!(error_code(&too_deep), Some("GRAPHQL_VALIDATION_FAILED"), "{too_deep}");
     app.stop().await;
 }
 
@@ -172,13 +149,7 @@ async fn malformed_requests_get_clear_coded_answers() {
 async fn oversized_bodies_are_refused() {
     let app = TestApp::spawn_with(&Backend::Sqlite, |s| s.body_limit = 4096).await;
     let huge = json!({ "query": format!("{{ __typename }} # {}", "x".repeat(10_000)) });
-    let resp = app
-        .client
-        .post(app.url("/graphql"))
-        .json(&huge)
-        .send()
-        .await
-        .unwrap();
+    let resp = app.client.post(app.url("/graphql")).json(&huge).send().await.unwrap();
     assert_eq!(resp.status(), 413);
     let small = app
         .client
@@ -200,9 +171,7 @@ async fn database_errors_are_masked() {
             .execute_unprepared("ALTER TABLE users RENAME TO users_gone")
             .await
             .unwrap();
-        let body = app
-            .graphql("{ me { email } }", json!({}), Some(&session.access))
-            .await;
+        let body = app.graphql("{ me { email } }", json!({}), Some(&session.access)).await;
         assert_eq!(error_code(&body), Some("INTERNAL"), "{body}");
         assert_eq!(body["errors"][0]["message"], "internal error");
         let text = body.to_string().to_lowercase();

@@ -6,8 +6,7 @@ use entity::enums::IdentityKind;
 use entity::{customer, customer_identity};
 use migration::{Migrator, MigratorTrait};
 use sea_orm::{
-    ActiveModelTrait, ConnectionTrait, DatabaseConnection, EntityTrait, IntoActiveModel,
-    PaginatorTrait, Statement,
+    ActiveModelTrait, ConnectionTrait, DatabaseConnection, EntityTrait, IntoActiveModel, PaginatorTrait, Statement,
 };
 use serde_json::json;
 use uuid::Uuid;
@@ -25,9 +24,7 @@ async fn table_names(db: &DatabaseConnection) -> Vec<String> {
         .query_all_raw(Statement::from_string(db.get_database_backend(), sql))
         .await
         .unwrap();
-    rows.iter()
-        .map(|r| r.try_get::<String>("", "name").unwrap())
-        .collect()
+    rows.iter().map(|r| r.try_get::<String>("", "name").unwrap()).collect()
 }
 
 const TABLES: &[&str] = &[
@@ -61,12 +58,7 @@ async fn migrations_go_up_down_and_up_again() {
         let database = TestDatabase::create(&backend).await;
         let db = database.connect().await;
         Migrator::up(&db, None).await.unwrap();
-        assert_eq!(
-            table_names(&db).await,
-            TABLES,
-            "[{}] after up",
-            backend.name()
-        );
+        assert_eq!(table_names(&db).await, TABLES, "[{}] after up", backend.name());
         Migrator::down(&db, None).await.unwrap();
         assert_eq!(
             table_names(&db).await,
@@ -75,18 +67,8 @@ async fn migrations_go_up_down_and_up_again() {
             backend.name()
         );
         Migrator::up(&db, None).await.unwrap();
-        assert_eq!(
-            table_names(&db).await,
-            TABLES,
-            "[{}] after up again",
-            backend.name()
-        );
-        assert!(
-            Migrator::get_pending_migrations(&db)
-                .await
-                .unwrap()
-                .is_empty()
-        );
+        assert_eq!(table_names(&db).await, TABLES, "[{}] after up again", backend.name());
+        assert!(Migrator::get_pending_migrations(&db).await.unwrap().is_empty());
         db.close().await.ok();
     }
 }
@@ -129,40 +111,20 @@ async fn schema_enforces_foreign_keys_and_identity_uniqueness() {
             .into_active_model()
             .insert(&db)
             .await;
-        assert!(
-            orphan.is_err(),
-            "[{who}] an identity of a missing customer is refused"
-        );
+        assert!(orphan.is_err(), "[{who}] an identity of a missing customer is refused");
 
-        let a = new_customer()
-            .into_active_model()
-            .insert(&db)
-            .await
-            .unwrap();
-        let b = new_customer()
-            .into_active_model()
-            .insert(&db)
-            .await
-            .unwrap();
+        let a = new_customer().into_active_model().insert(&db).await.unwrap();
+        let b = new_customer().into_active_model().insert(&db).await.unwrap();
         identity(a.id, "ann@example.com")
             .into_active_model()
             .insert(&db)
             .await
             .unwrap();
-        let taken = identity(b.id, "ann@example.com")
-            .into_active_model()
-            .insert(&db)
-            .await;
-        assert!(
-            taken.is_err(),
-            "[{who}] one identity belongs to one customer"
-        );
+        let taken = identity(b.id, "ann@example.com").into_active_model().insert(&db).await;
+        assert!(taken.is_err(), "[{who}] one identity belongs to one customer");
 
         // Identities go with their customer (ON DELETE CASCADE).
-        customer::Entity::delete_by_id(a.id)
-            .exec(&db)
-            .await
-            .unwrap();
+        customer::Entity::delete_by_id(a.id).exec(&db).await.unwrap();
         let left = customer_identity::Entity::find().count(&db).await.unwrap();
         assert_eq!(left, 0, "[{who}] identities cascade with their customer");
         db.close().await.ok();

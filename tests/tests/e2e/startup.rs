@@ -24,28 +24,12 @@ async fn first_start_creates_admin_and_demo_data_once() {
         );
         let seeded = app.bootstrap.demo_data.expect("demo data loaded");
         assert_eq!(seeded.customers, 300, "[{who}]");
-        assert_eq!(
-            Customer::find().count(&app.db).await.unwrap(),
-            300,
-            "[{who}]"
-        );
+        assert_eq!(Customer::find().count(&app.db).await.unwrap(), 300, "[{who}]");
         for (table, rows) in [
-            (
-                "identities",
-                CustomerIdentity::find().count(&app.db).await.unwrap(),
-            ),
-            (
-                "conversations",
-                Conversation::find().count(&app.db).await.unwrap(),
-            ),
-            (
-                "interactions",
-                Interaction::find().count(&app.db).await.unwrap(),
-            ),
-            (
-                "touchpoints",
-                Touchpoint::find().count(&app.db).await.unwrap(),
-            ),
+            ("identities", CustomerIdentity::find().count(&app.db).await.unwrap()),
+            ("conversations", Conversation::find().count(&app.db).await.unwrap()),
+            ("interactions", Interaction::find().count(&app.db).await.unwrap()),
+            ("touchpoints", Touchpoint::find().count(&app.db).await.unwrap()),
             ("feedback", Feedback::find().count(&app.db).await.unwrap()),
             ("journeys", Journey::find().count(&app.db).await.unwrap()),
         ] {
@@ -61,11 +45,7 @@ async fn first_start_creates_admin_and_demo_data_once() {
         let again = bootstrap(&app.db, &app.settings).await.unwrap();
         assert!(again.admin_created.is_none(), "[{who}] admin created twice");
         assert!(again.demo_data.is_none(), "[{who}] demo data loaded twice");
-        assert_eq!(
-            Customer::find().count(&app.db).await.unwrap(),
-            300,
-            "[{who}]"
-        );
+        assert_eq!(Customer::find().count(&app.db).await.unwrap(), 300, "[{who}]");
         assert_eq!(User::find().count(&app.db).await.unwrap(), 1, "[{who}]");
         app.stop().await;
     }
@@ -111,11 +91,7 @@ async fn demo_data_is_deterministic_for_a_seed() {
         a.bootstrap.demo_data, b.bootstrap.demo_data,
         "same sizes for the same seed"
     );
-    assert_eq!(
-        names(&a).await,
-        names(&b).await,
-        "same customers for the same seed"
-    );
+    assert_eq!(names(&a).await, names(&b).await, "same customers for the same seed");
     a.stop().await;
     b.stop().await;
 }
@@ -165,10 +141,7 @@ async fn health_and_readiness() {
 /// PostgreSQL only: an embedded SQLite file cannot become unreachable under an open pool.
 #[tokio::test]
 async fn readiness_turns_red_when_postgres_refuses_connections() {
-    let Some(backend) = backends()
-        .into_iter()
-        .find(|b| matches!(b, Backend::Postgres(_)))
-    else {
+    let Some(backend) = backends().into_iter().find(|b| matches!(b, Backend::Postgres(_))) else {
         eprintln!("PostgreSQL not configured: readiness-failure test runs on PostgreSQL only");
         return;
     };
@@ -180,8 +153,7 @@ async fn readiness_turns_red_when_postgres_refuses_connections() {
     let admin = sea_orm::Database::connect(server.as_str()).await.unwrap();
     let lock_out = format!("ALTER DATABASE \"{name}\" ALLOW_CONNECTIONS false");
     admin.execute_unprepared(&lock_out).await.unwrap();
-    let kill =
-        format!("SELECT pg_terminate_backend(pid) FROM pg_stat_activity WHERE datname = '{name}'");
+    let kill = format!("SELECT pg_terminate_backend(pid) FROM pg_stat_activity WHERE datname = '{name}'");
     admin.execute_unprepared(&kill).await.unwrap();
 
     let ready = app.client.get(app.url("/readyz")).send().await.unwrap();

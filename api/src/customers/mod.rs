@@ -1,0 +1,15 @@
+//! Customers: one view of a person across every channel.
+//!
+//! - [`identity`]: normalising `(kind, value)` identities.
+//! - [`service`]: finding, creating, updating customers, linking identities and
+//!   resolving an inbound contact to a customer (the function every ingest path calls).
+//! - [`listing`]: the filtered, sorted, keyset-paginated customer list.
+//! - [`view`]: set-based loaders for the 360 view (identities, facts, metrics) that
+//!   answer for many customers in one statement each.
+
+pub mod identity;
+pub mod listing;
+pub mod service;
+pub mod view;
+
+pub use service::{CustomerPatch, IdentityInput, NewCustomer, Resolution};

@@ -1,0 +1,560 @@
+//! Writing customers and resolving contacts to them.
+//!
+//! Every write runs in one transaction with its audit entry. Resolution is safe under
+//! concurrency: the unique `(kind, value)` index decides between two requests that
+//! both saw an unknown identity, and the loser retries and finds the winner's customer.
+
+use std::collections::HashSet;
+
+use chrono::Utc;
+use entity::enums::IdentityKind;
+use entity::{customer, customer_identity};
+use sea_orm::{
+    ActiveModelTrait, ColumnTrait, Condition, ConnectionTrait, DatabaseConnection, EntityTrait, IntoActiveModel,
+    QueryFilter, Set,
+};
+use serde_json::{Value, json};
+use uuid::Uuid;
+
+use super::identity;
+use crate::audit::{self, Actor};
+use crate::auth::Scope;
+use crate::auth::policy::STAFF;
+use crate::db;
+use crate::error::{AppError, AppResult, FieldError};
+
+/// An identity as given by a caller, before normalisation.
+#[derive(Debug, Clone)]
+pub struct IdentityInput {
+    pub kind: IdentityKind,
+    pub value: String,
+}
+
+/// A normalised identity.
+#[derive(Debug, Clone, PartialEq, Eq, Hash)]
+pub struct Identity {
+    pub kind: IdentityKind,
+    pub value: String,
+}
+
+/// Profile fields of a new customer.
+#[derive(Debug, Clone, Default)]
+pub struct NewCustomer {
+    pub display_name: Option<String>,
+    pub segment: Option<String>,
+    pub attributes: Option<Value>,
+    pub identities: Vec<IdentityInput>,
+}
+
+/// A partial update: `None` leaves a field as it is, `Some(None)` clears it.
+#[derive(Debug, Clone, Default)]
+pub struct CustomerPatch {
+    pub display_name: Option<Option<String>>,
+    pub segment: Option<Option<String>>,
+    pub attributes: Option<Value>,
+}
+
+/// The outcome of resolving a contact.
+#[derive(Debug, Clone)]
+pub struct Resolution {
+    pub customer: customer::Model,
+    /// A new customer was created for the contact.
+    pub created: bool,
+    /// Identities newly attached to the customer.
+    pub linked: Vec<customer_identity::Model>,
+    /// Given identities that belong to other customers (possible duplicates to merge).
+    pub other_owners: Vec<(Identity, Uuid)>,
+}
+
+const MAX_NAME_LEN: usize = 300;
+const MAX_SEGMENT_LEN: usize = 100;
+const MAX_IDENTITIES: usize = 20;
+const RESOLVE_ATTEMPTS: usize = 5;
+
+/// Normalises identities, naming each bad one by its index under `path`.
+pub fn normalize_all(path: &[&str], inputs: &[IdentityInput]) -> AppResult<Vec<Identity>> {
+    if inputs.len() > MAX_IDENTITIES {
+        return Err(AppError::invalid(
+            path,
+            "TOO_MANY",
+            format!("at most {MAX_IDENTITIES} identities"),
+        ));
+    }
+    let mut errors = Vec::new();
+    let mut out: Vec<Identity> = Vec::new();
+    for (i, input) in inputs.iter().enumerate() {
+        match identity::normalize(input.kind, &input.value) {
+            Ok(value) => {
+                let id = Identity {
+                    kind: input.kind,
+                    value,
+                };
+                if !out.contains(&id) {
+                    out.push(id);
+                }
+            }
+            Err(msg) => {
+                let index = i.to_string();
+                let mut field: Vec<&str> = path.to_vec();
+                field.extend([index.as_str(), "value"]);
+                errors.push(FieldError::new(&field, "INVALID", msg));
+            }
+        }
+    }
+    if errors.is_empty() {
+        Ok(out)
+    } else {
+        Err(AppError::Invalid(errors))
+    }
+}
+
+fn clean_text(field: &[&str], value: Option<String>, max: usize, errors: &mut Vec<FieldError>) -> Option<String> {
+    let value = value.map(|v| v.trim().to_owned()).filter(|v| !v.is_empty())?;
+    if value.chars().count() > max {
+        errors.push(FieldError::new(
+            field,
+            "TOO_LONG",
+            format!("must be at most {max} characters"),
+        ));
+        return None;
+    }
+    Some(value)
+}
+
+fn check_attributes(field: &[&str], value: &Value, errors: &mut Vec<FieldError>) {
+    if !value.is_object() {
+        errors.push(FieldError::new(field, "INVALID", "must be a JSON object"));
+    } else if value.to_string().len() > 16 * 1024 {
+        errors.push(FieldError::new(field, "TOO_LONG", "must be at most 16 KiB of JSON"));
+    }
+}
+
+/// A live customer by id; a tombstone is followed to its survivor.
+pub async fn find(db: &impl ConnectionTrait, id: Uuid) -> AppResult<Option<customer::Model>> {
+    Ok(customer::Entity::find_by_id(id).one(db).await?)
+}
+
+/// The customer holding an identity, after normalising it.
+pub async fn find_by_identity(
+    db: &impl ConnectionTrait,
+    kind: IdentityKind,
+    raw: &str,
+) -> AppResult<Option<customer::Model>> {
+    let value = identity::normalize(kind, raw).map_err(|msg| AppError::invalid(&["value"], "INVALID", msg))?;
+    let Some(found) = customer_identity::Entity::find()
+        .filter(customer_identity::Column::Kind.eq(kind))
+        .filter(customer_identity::Column::Value.eq(value))
+        .one(db)
+        .await?
+    else {
+        return Ok(None);
+    };
+    find(db, found.customer_id).await
+}
+
+fn identity_condition(identities: &[Identity]) -> Condition {
+    identities.iter().fold(Condition::any(), |cond, id| {
+        cond.add(
+            Condition::all()
+                .add(customer_identity::Column::Kind.eq(id.kind))
+                .add(customer_identity::Column::Value.eq(id.value.clone())),
+        )
+    })
+}
+
+/// Whether the caller may learn which customer owns an identity.
+fn may_see_customers(actor: Actor<'_>) -> bool {
+    actor.principal.role().is_some_and(|r| STAFF.contains(&r)) || actor.principal.has_scope(Scope::CustomersRead)
+}
+
+fn owned_elsewhere(actor: Actor<'_>, field: &[&str], owner: Uuid) -> FieldError {
+    let message = if may_see_customers(actor) {
+        format!("belongs to another customer ({owner})")
+    } else {
+        "belongs to another customer".to_owned()
+    };
+    FieldError::new(field, "CONFLICT", message)
+}
+
+fn new_identity(customer_id: Uuid, id: &Identity) -> customer_identity::ActiveModel {
+    customer_identity::ActiveModel {
+        id: Set(Uuid::now_v7()),
+        customer_id: Set(customer_id),
+        kind: Set(id.kind),
+        value: Set(id.value.clone()),
+        verified: Set(false),
+        created_at: Set(Utc::now()),
+    }
+}
+
+fn kinds(identities: &[Identity]) -> Vec<IdentityKind> {
+    identities.iter().map(|i| i.kind).collect()
+}
+
+/// Creates a customer with its identities. An identity that already belongs to
+/// someone is a `CONFLICT` user error naming the owner (when the caller may see it).
+pub async fn create(db: &DatabaseConnection, actor: Actor<'_>, new: NewCustomer) -> AppResult<customer::Model> {
+    let mut errors = Vec::new();
+    let display_name = clean_text(&["input", "displayName"], new.display_name, MAX_NAME_LEN, &mut errors);
+    let segment = clean_text(&["input", "segment"], new.segment, MAX_SEGMENT_LEN, &mut errors);
+    let attributes = new.attributes.unwrap_or_else(|| json!({}));
+    check_attributes(&["input", "attributes"], &attributes, &mut errors);
+    let identities = match normalize_all(&["input", "identities"], &new.identities) {
+        Ok(ids) => ids,
+        Err(AppError::Invalid(mut e)) => {
+            errors.append(&mut e);
+            Vec::new()
+        }
+        Err(other) => return Err(other),
+    };
+    if !errors.is_empty() {
+        return Err(AppError::Invalid(errors));
+    }
+    let txn = db::begin_write(db).await?;
+    if !identities.is_empty() {
+        let taken = customer_identity::Entity::find()
+            .filter(identity_condition(&identities))
+            .all(&txn)
+            .await?;
+        if !taken.is_empty() {
+            let errors = identities
+                .iter()
+                .enumerate()
+                .filter_map(|(i, id)| {
+                    let owner = taken.iter().find(|t| t.kind == id.kind && t.value == id.value)?;
+                    let index = i.to_string();
+                    Some(owned_elsewhere(
+                        actor,
+                        &["input", "identities", &index, "value"],
+                        owner.customer_id,
+                    ))
+                })
+                .collect();
+            return Err(AppError::Invalid(errors));
+        }
+    }
+    let now = Utc::now();
+    let model = customer::ActiveModel {
+        id: Set(Uuid::now_v7()),
+        display_name: Set(display_name),
+        segment: Set(segment),
+        attributes: Set(attributes),
+        merged_into_id: Set(None),
+        erased_at: Set(None),
+        last_contact_at: Set(None),
+        created_at: Set(now),
+        updated_at: Set(now),
+    }
+    .insert(&txn)
+    .await?;
+    for id in &identities {
+        new_identity(model.id, id)
+            .insert(&txn)
+            .await
+            .map_err(|e| conflict_on_race(e, actor))?;
+    }
+    audit::record(
+        &txn,
+        actor,
+        "createCustomer",
+        "customer",
+        Some(model.id),
+        json!({ "identities": kinds(&identities) }),
+    )
+    .await?;
+    txn.commit().await?;
+    Ok(model)
+}
+
+/// A unique violation that slipped between our check and our insert: another request
+/// took the identity at the same moment.
+fn conflict_on_race(err: sea_orm::DbErr, actor: Actor<'_>) -> AppError {
+    if db::is_unique_violation(&err) {
+        let _ = actor;
+        AppError::Conflict("an identity was taken by a concurrent request; retry".into())
+    } else {
+        err.into()
+    }
+}
+
+/// A live customer for writing: not found, merged and erased customers are refused.
+async fn writable(db: &impl ConnectionTrait, id: Uuid, field: &[&str]) -> AppResult<customer::Model> {
+    let customer = find(db, id).await?.ok_or(AppError::NotFound("customer"))?;
+    if let Some(survivor) = customer.merged_into_id {
+        return Err(AppError::invalid(
+            field,
+            "MERGED",
+            format!("was merged into {survivor}; write to that customer"),
+        ));
+    }
+    if customer.erased_at.is_some() {
+        return Err(AppError::invalid(field, "ERASED", "was erased; it cannot be changed"));
+    }
+    Ok(customer)
+}
+
+/// Applies a partial update to the profile.
+pub async fn update(
+    db: &DatabaseConnection,
+    actor: Actor<'_>,
+    id: Uuid,
+    patch: CustomerPatch,
+) -> AppResult<customer::Model> {
+    let mut errors = Vec::new();
+    let mut changed = Vec::new();
+    let txn = db::begin_write(db).await?;
+    let current = writable(&txn, id, &["input", "id"]).await?;
+    let mut active = current.into_active_model();
+    if let Some(name) = patch.display_name {
+        active.display_name = Set(clean_text(&["input", "displayName"], name, MAX_NAME_LEN, &mut errors));
+        changed.push("displayName");
+    }
+    if let Some(segment) = patch.segment {
+        active.segment = Set(clean_text(&["input", "segment"], segment, MAX_SEGMENT_LEN, &mut errors));
+        changed.push("segment");
+    }
+    if let Some(attributes) = patch.attributes {
+        check_attributes(&["input", "attributes"], &attributes, &mut errors);
+        active.attributes = Set(attributes);
+        changed.push("attributes");
+    }
+    if !errors.is_empty() {
+        return Err(AppError::Invalid(errors));
+    }
+    active.updated_at = Set(Utc::now());
+    let model = active.update(&txn).await?;
+    audit::record(
+        &txn,
+        actor,
+        "updateCustomer",
+        "customer",
+        Some(id),
+        json!({ "fields": changed }),
+    )
+    .await?;
+    txn.commit().await?;
+    Ok(model)
+}
+
+/// Attaches an identity to a customer. Already on this customer: returned unchanged.
+pub async fn link_identity(
+    db: &DatabaseConnection,
+    actor: Actor<'_>,
+    customer_id: Uuid,
+    input: IdentityInput,
+) -> AppResult<customer_identity::Model> {
+    let value = identity::normalize(input.kind, &input.value)
+        .map_err(|msg| AppError::invalid(&["input", "identity", "value"], "INVALID", msg))?;
+    let wanted = Identity {
+        kind: input.kind,
+        value,
+    };
+    let txn = db::begin_write(db).await?;
+    writable(&txn, customer_id, &["input", "customerId"]).await?;
+    let existing = customer_identity::Entity::find()
+        .filter(identity_condition(std::slice::from_ref(&wanted)))
+        .one(&txn)
+        .await?;
+    if let Some(existing) = existing {
+        if existing.customer_id == customer_id {
+            return Ok(existing);
+        }
+        return Err(AppError::Invalid(vec![owned_elsewhere(
+            actor,
+            &["input", "identity", "value"],
+            existing.customer_id,
+        )]));
+    }
+    let model = new_identity(customer_id, &wanted)
+        .insert(&txn)
+        .await
+        .map_err(|e| conflict_on_race(e, actor))?;
+    audit::record(
+        &txn,
+        actor,
+        "linkIdentity",
+        "customer",
+        Some(customer_id),
+        json!({ "kind": wanted.kind }),
+    )
+    .await?;
+    txn.commit().await?;
+    Ok(model)
+}
+
+/// Detaches an identity from its customer; returns what was removed.
+pub async fn unlink_identity(
+    db: &DatabaseConnection,
+    actor: Actor<'_>,
+    identity_id: Uuid,
+) -> AppResult<customer_identity::Model> {
+    let txn = db::begin_write(db).await?;
+    let found = customer_identity::Entity::find_by_id(identity_id)
+        .one(&txn)
+        .await?
+        .ok_or(AppError::NotFound("identity"))?;
+    writable(&txn, found.customer_id, &["input", "identityId"]).await?;
+    customer_identity::Entity::delete_by_id(identity_id).exec(&txn).await?;
+    audit::record(
+        &txn,
+        actor,
+        "unlinkIdentity",
+        "customer",
+        Some(found.customer_id),
+        json!({ "kind": found.kind }),
+    )
+    .await?;
+    txn.commit().await?;
+    Ok(found)
+}
+
+/// Finds the customer for a contact by any of its identities, attaches the identities
+/// nobody holds yet, or creates the customer. Identities held by *other* customers are
+/// left where they are and reported as possible duplicates.
+///
+/// Runs in a transaction of its own and retries when a concurrent request took one of
+/// the identities first; ingest paths that need the resolution inside their own
+/// transaction call [`resolve_in`] and retry on [`ResolveError::Race`].
+pub async fn resolve(
+    db: &DatabaseConnection,
+    actor: Actor<'_>,
+    identities: &[IdentityInput],
+    profile: NewCustomer,
+) -> AppResult<Resolution> {
+    let identities = normalize_all(&["input", "identities"], identities)?;
+    if identities.is_empty() {
+        return Err(AppError::invalid(
+            &["input", "identities"],
+            "REQUIRED",
+            "give at least one identity",
+        ));
+    }
+    let mut last_err = None;
+    for _ in 0..RESOLVE_ATTEMPTS {
+        let txn = db::begin_write(db).await?;
+        match resolve_in(&txn, actor, &identities, &profile).await {
+            Ok(resolution) => {
+                txn.commit().await?;
+                return Ok(resolution);
+            }
+            Err(ResolveError::Race(e)) => {
+                txn.rollback().await.ok();
+                last_err = Some(e);
+            }
+            Err(ResolveError::App(e)) => return Err(e),
+        }
+    }
+    tracing::warn!(error = ?last_err, "customer resolution kept colliding");
+    Err(AppError::Conflict(
+        "customer resolution kept colliding with concurrent requests; retry".into(),
+    ))
+}
+
+/// Why [`resolve_in`] failed.
+#[derive(Debug)]
+pub enum ResolveError {
+    /// A concurrent request inserted one of the identities first: roll back and retry.
+    Race(sea_orm::DbErr),
+    App(AppError),
+}
+
+impl From<sea_orm::DbErr> for ResolveError {
+    fn from(e: sea_orm::DbErr) -> Self {
+        if db::is_unique_violation(&e) {
+            ResolveError::Race(e)
+        } else {
+            ResolveError::App(e.into())
+        }
+    }
+}
+
+impl From<AppError> for ResolveError {
+    fn from(e: AppError) -> Self {
+        ResolveError::App(e)
+    }
+}
+
+/// One resolution attempt inside the caller's transaction (see [`resolve`]).
+pub async fn resolve_in<C: ConnectionTrait>(
+    txn: &C,
+    actor: Actor<'_>,
+    identities: &[Identity],
+    profile: &NewCustomer,
+) -> Result<Resolution, ResolveError> {
+    let held = customer_identity::Entity::find()
+        .filter(identity_condition(identities))
+        .all(txn)
+        .await?;
+    // The owner of the first given identity that anyone holds wins.
+    let owner = identities.iter().find_map(|id| {
+        held.iter()
+            .find(|h| h.kind == id.kind && h.value == id.value)
+            .map(|h| h.customer_id)
+    });
+    let (customer, created) = match owner {
+        Some(owner) => {
+            let customer = find(txn, owner).await?.ok_or(AppError::NotFound("customer"))?;
+            (customer, false)
+        }
+        None => {
+            let now = Utc::now();
+            let customer = customer::ActiveModel {
+                id: Set(Uuid::now_v7()),
+                display_name: Set(profile.display_name.clone().filter(|n| !n.trim().is_empty())),
+                segment: Set(profile.segment.clone()),
+                attributes: Set(profile.attributes.clone().unwrap_or_else(|| json!({}))),
+                merged_into_id: Set(None),
+                erased_at: Set(None),
+                last_contact_at: Set(None),
+                created_at: Set(now),
+                updated_at: Set(now),
+            }
+            .insert(txn)
+            .await?;
+            (customer, true)
+        }
+    };
+    let held_keys: HashSet<(IdentityKind, &str)> = held.iter().map(|h| (h.kind, h.value.as_str())).collect();
+    let mut linked = Vec::new();
+    for id in identities
+        .iter()
+        .filter(|id| !held_keys.contains(&(id.kind, id.value.as_str())))
+    {
+        linked.push(new_identity(customer.id, id).insert(txn).await?);
+    }
+    let other_owners = held
+        .iter()
+        .filter(|h| h.customer_id != customer.id)
+        .map(|h| {
+            (
+                Identity {
+                    kind: h.kind,
+                    value: h.value.clone(),
+                },
+                h.customer_id,
+            )
+        })
+        .collect();
+    if created || !linked.is_empty() {
+        let op = if created {
+            "resolveCustomer.create"
+        } else {
+            "resolveCustomer.link"
+        };
+        audit::record(
+            txn,
+            actor,
+            op,
+            "customer",
+            Some(customer.id),
+            json!({ "identities": kinds(identities) }),
+        )
+        .await?;
+    }
+    Ok(Resolution {
+        customer,
+        created,
+        linked,
+        other_owners,
+    })
+}

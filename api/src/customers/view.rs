@@ -1,0 +1,294 @@
+//! Set-based loading for the customer 360: each function answers for a whole batch of
+//! customers with one statement, so a page of 50 customers with everything on it costs
+//! the same handful of statements as a page of 5. The GraphQL layer calls these from
+//! its DataLoaders; nothing here runs a query per customer.
+//!
+//! "Latest N per customer" uses `ROW_NUMBER() OVER (PARTITION BY customer_id …)`, which
+//! SQLite (3.25+) and PostgreSQL both run over the `(customer_id, occurred_at)` indexes.
+
+use std::collections::HashMap;
+
+use chrono::{DateTime, Duration, Utc};
+use entity::enums::{Channel, ConversationStatus, FeedbackKind, TouchpointOutcome};
+use entity::{conversation, customer_identity, feedback, interaction, touchpoint};
+use sea_orm::{ActiveEnum, ColumnTrait, ConnectionTrait, EntityTrait, QueryFilter, QueryOrder, Value};
+use uuid::Uuid;
+
+use crate::db::{placeholders, statement};
+use crate::error::AppResult;
+
+/// Window of the "recent sentiment" metric.
+pub const SENTIMENT_WINDOW_DAYS: i64 = 90;
+
+fn ids_values(ids: &[Uuid]) -> Vec<Value> {
+    ids.iter().map(|id| Value::from(*id)).collect()
+}
+
+fn group<T>(rows: Vec<T>, key: impl Fn(&T) -> Uuid) -> HashMap<Uuid, Vec<T>> {
+    let mut out: HashMap<Uuid, Vec<T>> = HashMap::new();
+    for row in rows {
+        out.entry(key(&row)).or_default().push(row);
+    }
+    out
+}
+
+/// Identities of each customer, oldest first.
+pub async fn identities(
+    db: &impl ConnectionTrait,
+    ids: &[Uuid],
+) -> AppResult<HashMap<Uuid, Vec<customer_identity::Model>>> {
+    let rows = customer_identity::Entity::find()
+        .filter(customer_identity::Column::CustomerId.is_in(ids.iter().copied()))
+        .order_by_asc(customer_identity::Column::CreatedAt)
+        .order_by_asc(customer_identity::Column::Id)
+        .all(db)
+        .await?;
+    Ok(group(rows, |r| r.customer_id))
+}
+
+/// `SELECT * FROM (… ROW_NUMBER() …) WHERE rn <= limit` over one customer-owned table.
+fn latest_sql(table: &str, ids: usize, extra_where: &str, limit: u64) -> String {
+    format!(
+        "SELECT * FROM (SELECT t.*, ROW_NUMBER() OVER (PARTITION BY t.customer_id ORDER BY t.occurred_at DESC, t.id DESC) AS rn \
+         FROM {table} t WHERE t.customer_id IN ({}){extra_where}) ranked WHERE rn <= {limit} \
+         ORDER BY customer_id, occurred_at DESC, id DESC",
+        placeholders(ids)
+    )
+}
+
+/// Which interactions of a customer to show, newest first.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+pub struct InteractionSlice {
+    pub channel: Option<Channel>,
+    /// Rows to return (the caller asks for one more to learn whether a next page exists).
+    pub limit: u64,
+    /// Only rows older than this `(occurred_at, id)` position.
+    pub before: Option<(DateTime<Utc>, Uuid)>,
+}
+
+/// The newest interactions of each customer.
+pub async fn interactions(
+    db: &impl ConnectionTrait,
+    ids: &[Uuid],
+    slice: InteractionSlice,
+) -> AppResult<HashMap<Uuid, Vec<interaction::Model>>> {
+    let mut values = ids_values(ids);
+    let mut extra = String::new();
+    if let Some(channel) = slice.channel {
+        extra.push_str(" AND t.channel = ?");
+        values.push(Value::from(channel.to_value()));
+    }
+    if let Some((at, id)) = slice.before {
+        extra.push_str(" AND (t.occurred_at < ? OR (t.occurred_at = ? AND t.id < ?))");
+        values.extend([Value::from(at), Value::from(at), Value::from(id)]);
+    }
+    let sql = latest_sql("interactions", ids.len(), &extra, slice.limit);
+    let stmt = statement(db.get_database_backend(), &sql, values);
+    let rows = interaction::Entity::find().from_raw_sql(stmt).all(db).await?;
+    Ok(group(rows, |r| r.customer_id))
+}
+
+/// Conversations of each customer, most recently active first, optionally by status.
+pub async fn conversations(
+    db: &impl ConnectionTrait,
+    ids: &[Uuid],
+    statuses: Option<&[ConversationStatus]>,
+    limit: u64,
+) -> AppResult<HashMap<Uuid, Vec<conversation::Model>>> {
+    let mut values = ids_values(ids);
+    let mut extra = String::new();
+    if let Some(statuses) = statuses.filter(|s| !s.is_empty()) {
+        extra = format!(" AND t.status IN ({})", placeholders(statuses.len()));
+        values.extend(statuses.iter().map(|s| Value::from(s.to_value())));
+    }
+    let sql = format!(
+        "SELECT * FROM (SELECT t.*, ROW_NUMBER() OVER (PARTITION BY t.customer_id ORDER BY t.last_message_at DESC, t.id DESC) AS rn \
+         FROM conversations t WHERE t.customer_id IN ({}){extra}) ranked WHERE rn <= {limit} \
+         ORDER BY customer_id, last_message_at DESC, id DESC",
+        placeholders(ids.len())
+    );
+    let stmt = statement(db.get_database_backend(), &sql, values);
+    let rows = conversation::Entity::find().from_raw_sql(stmt).all(db).await?;
+    Ok(group(rows, |r| r.customer_id))
+}
+
+/// The newest touchpoints of each customer.
+pub async fn touchpoints(
+    db: &impl ConnectionTrait,
+    ids: &[Uuid],
+    limit: u64,
+) -> AppResult<HashMap<Uuid, Vec<touchpoint::Model>>> {
+    let sql = latest_sql("touchpoints", ids.len(), "", limit);
+    let stmt = statement(db.get_database_backend(), &sql, ids_values(ids));
+    let rows = touchpoint::Entity::find().from_raw_sql(stmt).all(db).await?;
+    Ok(group(rows, |r| r.customer_id))
+}
+
+/// The newest feedback of each customer.
+pub async fn feedback(
+    db: &impl ConnectionTrait,
+    ids: &[Uuid],
+    limit: u64,
+) -> AppResult<HashMap<Uuid, Vec<feedback::Model>>> {
+    let sql = latest_sql("feedback", ids.len(), "", limit);
+    let stmt = statement(db.get_database_backend(), &sql, ids_values(ids));
+    let rows = feedback::Entity::find().from_raw_sql(stmt).all(db).await?;
+    Ok(group(rows, |r| r.customer_id))
+}
+
+/// Where a customer stands in one journey: the stage of their latest touchpoint in it.
+#[derive(Debug, Clone, PartialEq)]
+pub struct JourneyPosition {
+    pub journey_id: Uuid,
+    pub journey_name: String,
+    pub stage_id: Uuid,
+    pub stage_name: String,
+    pub stage_position: i32,
+    pub outcome: TouchpointOutcome,
+    pub reached_at: DateTime<Utc>,
+}
+
+/// The current stage of each customer in every journey they have touched.
+pub async fn journey_positions(
+    db: &impl ConnectionTrait,
+    ids: &[Uuid],
+) -> AppResult<HashMap<Uuid, Vec<JourneyPosition>>> {
+    let sql = format!(
+        "SELECT r.customer_id, r.journey_id, j.name AS journey_name, r.stage_id, s.name AS stage_name, \
+         s.position AS stage_position, r.outcome, r.occurred_at FROM (SELECT t.customer_id, t.journey_id, t.stage_id, \
+         t.outcome, t.occurred_at, ROW_NUMBER() OVER (PARTITION BY t.customer_id, t.journey_id \
+         ORDER BY t.occurred_at DESC, t.id DESC) AS rn FROM touchpoints t WHERE t.customer_id IN ({})) r \
+         JOIN journeys j ON j.id = r.journey_id JOIN journey_stages s ON s.id = r.stage_id \
+         WHERE r.rn = 1 ORDER BY r.customer_id, j.name",
+        placeholders(ids.len())
+    );
+    let stmt = statement(db.get_database_backend(), &sql, ids_values(ids));
+    let rows = db.query_all_raw(stmt).await?;
+    let mut out: HashMap<Uuid, Vec<JourneyPosition>> = HashMap::new();
+    for row in rows {
+        let outcome: String = row.try_get("", "outcome")?;
+        let position = JourneyPosition {
+            journey_id: row.try_get("", "journey_id")?,
+            journey_name: row.try_get("", "journey_name")?,
+            stage_id: row.try_get("", "stage_id")?,
+            stage_name: row.try_get("", "stage_name")?,
+            stage_position: row.try_get("", "stage_position")?,
+            outcome: <TouchpointOutcome as sea_orm::ActiveEnum>::try_from_value(&outcome)?,
+            reached_at: row.try_get("", "occurred_at")?,
+        };
+        out.entry(row.try_get("", "customer_id")?).or_default().push(position);
+    }
+    Ok(out)
+}
+
+/// Figures about one customer, computed in SQL.
+#[derive(Debug, Clone, Default, PartialEq)]
+pub struct CustomerMetrics {
+    pub last_interaction_at: Option<DateTime<Utc>>,
+    /// Lifetime interaction count per channel, most used first.
+    pub interactions_by_channel: Vec<(Channel, i64)>,
+    pub open_conversations: i64,
+    pub latest_nps: Option<(i16, DateTime<Utc>)>,
+    pub csat_average: Option<f64>,
+    pub csat_responses: i64,
+    /// Mean sentiment of interactions and feedback of the last 90 days, in [-1, 1].
+    pub recent_sentiment: Option<f64>,
+    pub recent_sentiment_samples: i64,
+}
+
+fn get_f64(row: &sea_orm::QueryResult, col: &str) -> AppResult<Option<f64>> {
+    Ok(row.try_get::<Option<f64>>("", col)?)
+}
+
+/// Metrics for each customer: four grouped statements for the whole batch.
+pub async fn metrics(db: &impl ConnectionTrait, ids: &[Uuid]) -> AppResult<HashMap<Uuid, CustomerMetrics>> {
+    let backend = db.get_database_backend();
+    let since = Utc::now() - Duration::days(SENTIMENT_WINDOW_DAYS);
+    let list = placeholders(ids.len());
+    let mut out: HashMap<Uuid, CustomerMetrics> = ids.iter().map(|id| (*id, CustomerMetrics::default())).collect();
+    let mut sentiment: HashMap<Uuid, (f64, i64)> = HashMap::new();
+
+    let mut values = vec![Value::from(since), Value::from(since)];
+    values.extend(ids_values(ids));
+    let sql = format!(
+        "SELECT customer_id, channel, COUNT(*) AS n, MAX(occurred_at) AS last_at, \
+         SUM(CASE WHEN occurred_at >= ? THEN sentiment_score END) AS s_sum, \
+         COUNT(CASE WHEN occurred_at >= ? THEN sentiment_score END) AS s_n \
+         FROM interactions WHERE customer_id IN ({list}) GROUP BY customer_id, channel"
+    );
+    for row in db.query_all_raw(statement(backend, &sql, values)).await? {
+        let id: Uuid = row.try_get("", "customer_id")?;
+        let channel: String = row.try_get("", "channel")?;
+        let channel = <Channel as sea_orm::ActiveEnum>::try_from_value(&channel)?;
+        let m = out.entry(id).or_default();
+        m.interactions_by_channel.push((channel, row.try_get("", "n")?));
+        let last: Option<DateTime<Utc>> = row.try_get("", "last_at")?;
+        m.last_interaction_at = m.last_interaction_at.max(last);
+        let s = sentiment.entry(id).or_default();
+        s.0 += get_f64(&row, "s_sum")?.unwrap_or(0.0);
+        s.1 += row.try_get::<i64>("", "s_n")?;
+    }
+
+    let mut values = ids_values(ids);
+    values.extend([ConversationStatus::Open, ConversationStatus::Pending].map(|s| Value::from(s.to_value())));
+    let sql = format!(
+        "SELECT customer_id, COUNT(*) AS n FROM conversations WHERE customer_id IN ({list}) \
+         AND status IN (?, ?) GROUP BY customer_id"
+    );
+    for row in db.query_all_raw(statement(backend, &sql, values)).await? {
+        out.entry(row.try_get("", "customer_id")?)
+            .or_default()
+            .open_conversations = row.try_get("", "n")?;
+    }
+
+    let csat = FeedbackKind::Csat.to_value();
+    let mut values = vec![
+        Value::from(csat.clone()),
+        Value::from(csat),
+        Value::from(since),
+        Value::from(since),
+    ];
+    values.extend(ids_values(ids));
+    let sql = format!(
+        "SELECT customer_id, \
+         SUM(CASE WHEN kind = ? THEN score END) AS csat_sum, COUNT(CASE WHEN kind = ? THEN score END) AS csat_n, \
+         SUM(CASE WHEN occurred_at >= ? THEN sentiment_score END) AS s_sum, \
+         COUNT(CASE WHEN occurred_at >= ? THEN sentiment_score END) AS s_n \
+         FROM feedback WHERE customer_id IN ({list}) GROUP BY customer_id"
+    );
+    for row in db.query_all_raw(statement(backend, &sql, values)).await? {
+        let id: Uuid = row.try_get("", "customer_id")?;
+        let m = out.entry(id).or_default();
+        let csat_sum: Option<i64> = row.try_get("", "csat_sum")?;
+        m.csat_responses = row.try_get("", "csat_n")?;
+        if m.csat_responses > 0 {
+            m.csat_average = csat_sum.map(|s| s as f64 / m.csat_responses as f64);
+        }
+        let s = sentiment.entry(id).or_default();
+        s.0 += get_f64(&row, "s_sum")?.unwrap_or(0.0);
+        s.1 += row.try_get::<i64>("", "s_n")?;
+    }
+
+    let mut values = ids_values(ids);
+    values.push(Value::from(FeedbackKind::Nps.to_value()));
+    let sql = format!(
+        "SELECT customer_id, score, occurred_at FROM (SELECT customer_id, score, occurred_at, ROW_NUMBER() OVER \
+         (PARTITION BY customer_id ORDER BY occurred_at DESC, id DESC) AS rn FROM feedback \
+         WHERE customer_id IN ({list}) AND kind = ? AND score IS NOT NULL) ranked WHERE rn = 1"
+    );
+    for row in db.query_all_raw(statement(backend, &sql, values)).await? {
+        let id: Uuid = row.try_get("", "customer_id")?;
+        let score: i16 = row.try_get("", "score")?;
+        out.entry(id).or_default().latest_nps = Some((score, row.try_get("", "occurred_at")?));
+    }
+
+    for (id, m) in &mut out {
+        m.interactions_by_channel
+            .sort_by(|a, b| b.1.cmp(&a.1).then(a.0.cmp(&b.0)));
+        if let Some((sum, n)) = sentiment.get(id).filter(|(_, n)| *n > 0) {
+            m.recent_sentiment = Some(sum / *n as f64);
+            m.recent_sentiment_samples = *n;
+        }
+    }
+    Ok(out)
+}

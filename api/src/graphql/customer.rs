@@ -1,0 +1,716 @@
+//! The customer 360 over GraphQL: queries, the `Customer` type with everything known
+//! about the person (each nested field through a DataLoader), and the write mutations.
+
+use async_graphql::connection::{Connection, Edge, EmptyFields};
+use async_graphql::{Context, Enum, ID, InputObject, Json, MaybeUndefined, Object, Result, SimpleObject};
+use chrono::{DateTime, Utc};
+use entity::{customer, customer_identity};
+
+use super::enums::{Channel, ConversationStatus, IdentityKind, NpsCategory};
+use super::facts::{Conversation, Feedback, Interaction, JourneyPosition, Touchpoint, reads_pii};
+use super::loaders::{
+    ConversationsOf, CustomerById, FeedbackOf, IdentitiesOf, InteractionsOf, JourneysOf, Loaders, MetricsOf,
+    TouchpointsOf, load_error,
+};
+use super::types::{UserError, actor, context, id, parse_id, split_user_errors};
+use crate::auth::Scope;
+use crate::auth::pii;
+use crate::auth::policy::{Policy, STAFF};
+use crate::customers::listing::{self, CustomerFilter as DomainFilter, PageRequest, Sort, SortField};
+use crate::customers::view::InteractionSlice;
+use crate::customers::{self, CustomerPatch, IdentityInput, NewCustomer, service};
+use crate::error::AppError;
+
+/// Nested lists default to 20 rows and never return more than this.
+const MAX_NESTED: i32 = 100;
+
+/// Who may see interactions and conversations nested in a customer.
+const READ_INTERACTIONS: Policy = Policy::roles_or_scopes(STAFF, &[Scope::InteractionsRead]);
+
+fn loaders<'a>(ctx: &Context<'a>) -> Result<&'a Loaders> {
+    ctx.data_opt::<Loaders>()
+        .ok_or_else(|| AppError::internal(anyhow::anyhow!("loaders missing from request")).into())
+}
+
+fn nested_limit(first: i32) -> Result<u64> {
+    if !(0..=MAX_NESTED).contains(&first) {
+        return Err(AppError::invalid(
+            &["first"],
+            "OUT_OF_RANGE",
+            format!("must be between 0 and {MAX_NESTED}"),
+        )
+        .into());
+    }
+    Ok(u64::try_from(first).unwrap_or(0))
+}
+
+/// A person we serve, seen across every channel.
+pub struct Customer(pub customer::Model);
+
+#[Object]
+impl Customer {
+    /// Stable id (UUID v7).
+    async fn id(&self) -> ID {
+        id(self.0.id)
+    }
+    /// Name to show. Masked (`A*** L***`) without the right to personal data.
+    async fn display_name(&self, ctx: &Context<'_>) -> Option<String> {
+        let name = self.0.display_name.as_deref()?;
+        Some(if reads_pii(ctx) {
+            name.to_owned()
+        } else {
+            pii::mask_name(name)
+        })
+    }
+    /// Segment or tier, e.g. `consumer`, `premium`, `business`.
+    async fn segment(&self) -> Option<&str> {
+        self.0.segment.as_deref()
+    }
+    /// Free attributes (JSON object). Null without the right to personal data.
+    async fn attributes(&self, ctx: &Context<'_>) -> Option<Json<serde_json::Value>> {
+        reads_pii(ctx).then(|| Json(self.0.attributes.clone()))
+    }
+    /// True when personal fields of this response are masked for the caller.
+    async fn pii_masked(&self, ctx: &Context<'_>) -> bool {
+        !reads_pii(ctx)
+    }
+    /// When the customer was created.
+    async fn created_at(&self) -> DateTime<Utc> {
+        self.0.created_at
+    }
+    /// When the profile last changed.
+    async fn updated_at(&self) -> DateTime<Utc> {
+        self.0.updated_at
+    }
+    /// Latest contact with us on any channel.
+    async fn last_contact_at(&self) -> Option<DateTime<Utc>> {
+        self.0.last_contact_at
+    }
+    /// Set when this customer was merged into another: this record is a tombstone and
+    /// the survivor holds everything.
+    async fn merged_into_id(&self) -> Option<ID> {
+        self.0.merged_into_id.map(id)
+    }
+    /// Set when the customer's personal data was erased (GDPR art. 17).
+    async fn erased_at(&self) -> Option<DateTime<Utc>> {
+        self.0.erased_at
+    }
+    /// Every identity of the customer, oldest first.
+    async fn identities(&self, ctx: &Context<'_>) -> Result<Vec<CustomerIdentity>> {
+        let rows = loaders(ctx)?
+            .load_one(IdentitiesOf(self.0.id))
+            .await
+            .map_err(load_error)?;
+        Ok(rows.unwrap_or_default().into_iter().map(CustomerIdentity).collect())
+    }
+    /// Interactions on every channel, newest first.
+    #[graphql(guard = "READ_INTERACTIONS")]
+    async fn interactions(
+        &self,
+        ctx: &Context<'_>,
+        #[graphql(desc = "Only this channel.")] channel: Option<Channel>,
+        #[graphql(desc = "Page size (at most 100).", default = 20)] first: i32,
+        #[graphql(desc = "Cursor of the last interaction of the previous page.")] after: Option<String>,
+    ) -> Result<Connection<String, Interaction, EmptyFields, EmptyFields>> {
+        let limit = nested_limit(first)?;
+        let before = after.as_deref().map(decode_interaction_cursor).transpose()?;
+        let slice = InteractionSlice {
+            channel: channel.map(Into::into),
+            limit: limit + 1,
+            before,
+        };
+        let mut rows = loaders(ctx)?
+            .load_one(InteractionsOf(self.0.id, slice))
+            .await
+            .map_err(load_error)?
+            .unwrap_or_default();
+        let has_next = rows.len() as u64 > limit;
+        rows.truncate(usize::try_from(limit).unwrap_or(0));
+        let mut connection = Connection::new(after.is_some(), has_next);
+        connection.edges.extend(
+            rows.into_iter()
+                .map(|r| Edge::new(encode_interaction_cursor(r.occurred_at, r.id), Interaction(r))),
+        );
+        Ok(connection)
+    }
+    /// Conversations, most recently active first.
+    #[graphql(guard = "READ_INTERACTIONS")]
+    async fn conversations(
+        &self,
+        ctx: &Context<'_>,
+        #[graphql(desc = "Only these statuses.")] status: Option<Vec<ConversationStatus>>,
+        #[graphql(desc = "At most this many (at most 100).", default = 20)] first: i32,
+    ) -> Result<Vec<Conversation>> {
+        let limit = nested_limit(first)?;
+        let statuses = status.map(|s| {
+            let mut s: Vec<entity::enums::ConversationStatus> = s.into_iter().map(Into::into).collect();
+            s.sort();
+            s.dedup();
+            s
+        });
+        let rows = loaders(ctx)?
+            .load_one(ConversationsOf(self.0.id, statuses, limit))
+            .await
+            .map_err(load_error)?;
+        Ok(rows.unwrap_or_default().into_iter().map(Conversation).collect())
+    }
+    /// Journey touchpoints, newest first.
+    async fn touchpoints(
+        &self,
+        ctx: &Context<'_>,
+        #[graphql(desc = "At most this many (at most 100).", default = 20)] first: i32,
+    ) -> Result<Vec<Touchpoint>> {
+        let limit = nested_limit(first)?;
+        let rows = loaders(ctx)?
+            .load_one(TouchpointsOf(self.0.id, limit))
+            .await
+            .map_err(load_error)?;
+        Ok(rows.unwrap_or_default().into_iter().map(Touchpoint).collect())
+    }
+    /// Survey answers and unsolicited feedback, newest first.
+    async fn feedback(
+        &self,
+        ctx: &Context<'_>,
+        #[graphql(desc = "At most this many (at most 100).", default = 20)] first: i32,
+    ) -> Result<Vec<Feedback>> {
+        let limit = nested_limit(first)?;
+        let rows = loaders(ctx)?
+            .load_one(FeedbackOf(self.0.id, limit))
+            .await
+            .map_err(load_error)?;
+        Ok(rows.unwrap_or_default().into_iter().map(Feedback).collect())
+    }
+    /// The customer's current stage in every journey they have touched.
+    async fn journeys(&self, ctx: &Context<'_>) -> Result<Vec<JourneyPosition>> {
+        let rows = loaders(ctx)?
+            .load_one(JourneysOf(self.0.id))
+            .await
+            .map_err(load_error)?;
+        Ok(rows.unwrap_or_default().into_iter().map(Into::into).collect())
+    }
+    /// Figures about the customer, computed in the database.
+    async fn metrics(&self, ctx: &Context<'_>) -> Result<CustomerMetrics> {
+        let m = loaders(ctx)?
+            .load_one(MetricsOf(self.0.id))
+            .await
+            .map_err(load_error)?
+            .unwrap_or_default();
+        Ok(CustomerMetrics {
+            last_contact_at: self.0.last_contact_at,
+            inner: m,
+        })
+    }
+}
+
+fn encode_interaction_cursor(at: DateTime<Utc>, row: uuid::Uuid) -> String {
+    use base64::Engine;
+    base64::engine::general_purpose::URL_SAFE_NO_PAD.encode(format!("{}|{row}", at.to_rfc3339()))
+}
+
+fn decode_interaction_cursor(s: &str) -> Result<(DateTime<Utc>, uuid::Uuid), AppError> {
+    use base64::Engine;
+    let bad = || AppError::invalid(&["after"], "INVALID_CURSOR", "is not a cursor of this list");
+    let raw = base64::engine::general_purpose::URL_SAFE_NO_PAD
+        .decode(s)
+        .map_err(|_| bad())?;
+    let raw = String::from_utf8(raw).map_err(|_| bad())?;
+    let (at, row) = raw.split_once('|').ok_or_else(bad)?;
+    let at = DateTime::parse_from_rfc3339(at).map_err(|_| bad())?.with_timezone(&Utc);
+    Ok((at, uuid::Uuid::parse_str(row).map_err(|_| bad())?))
+}
+
+/// One identity of a customer.
+pub struct CustomerIdentity(pub customer_identity::Model);
+
+#[Object]
+impl CustomerIdentity {
+    /// Stable id (give it to `unlinkIdentity`).
+    async fn id(&self) -> ID {
+        id(self.0.id)
+    }
+    /// The kind of identity.
+    async fn kind(&self) -> IdentityKind {
+        self.0.kind.into()
+    }
+    /// The normalised value. Masked without the right to personal data.
+    async fn value(&self, ctx: &Context<'_>) -> String {
+        if reads_pii(ctx) {
+            self.0.value.clone()
+        } else {
+            pii::mask_identity(self.0.kind, &self.0.value)
+        }
+    }
+    /// Whether the customer proved they own it.
+    async fn verified(&self) -> bool {
+        self.0.verified
+    }
+    /// When it was attached.
+    async fn created_at(&self) -> DateTime<Utc> {
+        self.0.created_at
+    }
+}
+
+/// Interactions on one channel.
+#[derive(SimpleObject)]
+pub struct ChannelCount {
+    /// The channel.
+    channel: Channel,
+    /// Lifetime number of interactions on it.
+    count: i64,
+}
+
+/// The latest NPS answer.
+#[derive(SimpleObject)]
+pub struct NpsAnswer {
+    /// Score 0–10.
+    score: i16,
+    /// Promoter, passive or detractor.
+    category: NpsCategory,
+    /// When it was given.
+    answered_at: DateTime<Utc>,
+}
+
+/// Figures about one customer.
+pub struct CustomerMetrics {
+    last_contact_at: Option<DateTime<Utc>>,
+    inner: customers::view::CustomerMetrics,
+}
+
+#[Object]
+impl CustomerMetrics {
+    /// Latest contact on any channel (as recorded on the profile).
+    async fn last_contact_at(&self) -> Option<DateTime<Utc>> {
+        self.last_contact_at.max(self.inner.last_interaction_at)
+    }
+    /// Every channel the customer has used, most used first.
+    async fn channels_used(&self) -> Vec<Channel> {
+        self.inner
+            .interactions_by_channel
+            .iter()
+            .map(|(c, _)| (*c).into())
+            .collect()
+    }
+    /// Lifetime interaction count per channel, most used first.
+    async fn interactions_by_channel(&self) -> Vec<ChannelCount> {
+        self.inner
+            .interactions_by_channel
+            .iter()
+            .map(|(c, n)| ChannelCount {
+                channel: (*c).into(),
+                count: *n,
+            })
+            .collect()
+    }
+    /// Lifetime interaction count, all channels.
+    async fn interaction_count(&self) -> i64 {
+        self.inner.interactions_by_channel.iter().map(|(_, n)| n).sum()
+    }
+    /// Conversations open or pending.
+    async fn open_conversations(&self) -> i64 {
+        self.inner.open_conversations
+    }
+    /// The latest NPS answer and its category.
+    async fn latest_nps(&self) -> Option<NpsAnswer> {
+        self.inner.latest_nps.map(|(score, at)| NpsAnswer {
+            score,
+            category: listing::NpsCategory::of(score).into(),
+            answered_at: at,
+        })
+    }
+    /// Mean CSAT score (1–5) over all answers.
+    async fn csat_average(&self) -> Option<f64> {
+        self.inner.csat_average
+    }
+    /// Number of CSAT answers behind the mean.
+    async fn csat_responses(&self) -> i64 {
+        self.inner.csat_responses
+    }
+    /// Mean sentiment in [-1, 1] of interactions and feedback of the last 90 days.
+    async fn recent_sentiment(&self) -> Option<f64> {
+        self.inner.recent_sentiment
+    }
+    /// Number of scored items behind the mean.
+    async fn recent_sentiment_samples(&self) -> i64 {
+        self.inner.recent_sentiment_samples
+    }
+}
+
+/// Which customers to list. Every condition given must hold.
+#[derive(InputObject, Default)]
+pub struct CustomerFilter {
+    /// Prefix of the name or of any identity value (e-mail, phone, handle), case-insensitive.
+    search: Option<String>,
+    /// Customers in one of these segments.
+    segments: Option<Vec<String>>,
+    /// Customers who used one of these channels.
+    channels: Option<Vec<Channel>>,
+    /// Customers whose latest NPS answer is in this category.
+    nps_category: Option<NpsCategory>,
+    /// Customers with (true) or without (false) an open or pending conversation.
+    has_open_conversation: Option<bool>,
+    /// Last contact at or after this time.
+    last_contact_from: Option<DateTime<Utc>>,
+    /// Last contact before this time.
+    last_contact_to: Option<DateTime<Utc>>,
+}
+
+/// Fields customers can be sorted by.
+#[derive(Enum, Clone, Copy, PartialEq, Eq)]
+#[graphql(remote = "crate::customers::listing::SortField")]
+pub enum CustomerSortField {
+    /// Latest contact; never contacted customers last.
+    LastContact,
+    /// Creation time.
+    CreatedAt,
+    /// Display name; customers without one last.
+    Name,
+}
+
+/// Sort direction.
+#[derive(Enum, Clone, Copy, PartialEq, Eq)]
+#[graphql(remote = "crate::customers::listing::SortDirection")]
+pub enum SortDirection {
+    /// Smallest first.
+    Asc,
+    /// Largest first.
+    Desc,
+}
+
+/// Sort order of the customer list.
+#[derive(InputObject)]
+pub struct CustomerOrder {
+    /// Field to sort by.
+    field: CustomerSortField,
+    /// Direction.
+    #[graphql(default_with = "SortDirection::Desc")]
+    direction: SortDirection,
+}
+
+/// Extra fields of the customer list.
+#[derive(SimpleObject)]
+pub struct CustomerConnectionFields {
+    /// Number of customers matching the filter (counted only when asked for).
+    total_count: Option<u64>,
+}
+
+#[derive(Default)]
+pub struct CustomerQuery;
+
+#[Object]
+impl CustomerQuery {
+    /// One customer by id. A merged customer is returned as its tombstone: follow
+    /// `mergedIntoId` to the survivor.
+    async fn customer(&self, ctx: &Context<'_>, id: ID) -> Result<Option<Customer>> {
+        let uuid = parse_id(&id, &["id"])?;
+        let found = loaders(ctx)?.load_one(CustomerById(uuid)).await.map_err(load_error)?;
+        Ok(found.map(Customer))
+    }
+
+    /// The customer holding an identity; the value is normalised first, so
+    /// `@AcmeFan` finds `acmefan`.
+    async fn customer_by_identity(
+        &self,
+        ctx: &Context<'_>,
+        kind: IdentityKind,
+        value: String,
+    ) -> Result<Option<Customer>> {
+        let (state, _) = context(ctx)?;
+        Ok(service::find_by_identity(state.db(), kind.into(), &value)
+            .await?
+            .map(Customer))
+    }
+
+    /// Customers, filtered and sorted, as a Relay connection (page size at most 100).
+    #[allow(clippy::too_many_arguments)]
+    async fn customers(
+        &self,
+        ctx: &Context<'_>,
+        filter: Option<CustomerFilter>,
+        #[graphql(desc = "Defaults to latest contact, newest first.")] order_by: Option<CustomerOrder>,
+        first: Option<i32>,
+        after: Option<String>,
+        last: Option<i32>,
+        before: Option<String>,
+    ) -> Result<Connection<String, Customer, CustomerConnectionFields, EmptyFields>> {
+        let (state, _) = context(ctx)?;
+        let size = |v: Option<i32>, field: &str| -> Result<Option<u64>, AppError> {
+            v.map(|n| u64::try_from(n).map_err(|_| AppError::invalid(&[field], "OUT_OF_RANGE", "must not be negative")))
+                .transpose()
+        };
+        let page = PageRequest {
+            first: size(first, "first")?,
+            after,
+            last: size(last, "last")?,
+            before,
+        };
+        let filter = filter.unwrap_or_default();
+        let filter = DomainFilter {
+            search: filter.search,
+            segments: filter.segments,
+            channels: filter.channels.map(|c| c.into_iter().map(Into::into).collect()),
+            nps_category: filter.nps_category.map(Into::into),
+            has_open_conversation: filter.has_open_conversation,
+            last_contact_from: filter.last_contact_from,
+            last_contact_to: filter.last_contact_to,
+        };
+        let sort = order_by.map_or_else(Sort::default, |o| Sort {
+            field: SortField::from(o.field),
+            direction: listing::SortDirection::from(o.direction),
+        });
+        let result = listing::list(state.db(), &filter, sort, &page).await?;
+        let total_count = if ctx.look_ahead().field("totalCount").exists() {
+            Some(listing::count(state.db(), &filter).await?)
+        } else {
+            None
+        };
+        let mut connection = Connection::with_additional_fields(
+            result.has_previous_page,
+            result.has_next_page,
+            CustomerConnectionFields { total_count },
+        );
+        connection.edges.extend(
+            result
+                .rows
+                .into_iter()
+                .map(|(cursor, row)| Edge::new(cursor.encode(), Customer(row))),
+        );
+        Ok(connection)
+    }
+}
+
+/// An identity to attach or look for.
+#[derive(InputObject, Clone)]
+pub struct IdentityValueInput {
+    /// Kind of identity.
+    kind: IdentityKind,
+    /// Value as the channel gives it; normalised on the way in.
+    value: String,
+}
+
+impl From<IdentityValueInput> for IdentityInput {
+    fn from(i: IdentityValueInput) -> Self {
+        IdentityInput {
+            kind: i.kind.into(),
+            value: i.value,
+        }
+    }
+}
+
+/// A new customer.
+#[derive(InputObject)]
+pub struct CreateCustomerInput {
+    /// Name to show.
+    display_name: Option<String>,
+    /// Segment or tier.
+    segment: Option<String>,
+    /// Free attributes (a JSON object, at most 16 KiB).
+    attributes: Option<Json<serde_json::Value>>,
+    /// Identities to attach (at most 20); each must be free.
+    #[graphql(default)]
+    identities: Vec<IdentityValueInput>,
+}
+
+/// A partial update: absent fields stay as they are, `null` clears a field.
+#[derive(InputObject)]
+pub struct UpdateCustomerInput {
+    /// The customer.
+    id: ID,
+    /// New name, or null to clear.
+    display_name: MaybeUndefined<String>,
+    /// New segment, or null to clear.
+    segment: MaybeUndefined<String>,
+    /// New free attributes (replaces the object).
+    attributes: Option<Json<serde_json::Value>>,
+}
+
+/// Result of a mutation that changes one customer.
+#[derive(SimpleObject)]
+pub struct CustomerPayload {
+    /// The customer after the change; null if nothing changed.
+    customer: Option<Customer>,
+    /// Problems the user can fix.
+    user_errors: Vec<UserError>,
+}
+
+/// An identity to attach to a customer.
+#[derive(InputObject)]
+pub struct LinkIdentityInput {
+    /// The customer.
+    customer_id: ID,
+    /// The identity.
+    identity: IdentityValueInput,
+}
+
+/// An identity to detach.
+#[derive(InputObject)]
+pub struct UnlinkIdentityInput {
+    /// Id of the identity (`Customer.identities.id`).
+    identity_id: ID,
+}
+
+/// Result of `linkIdentity` / `unlinkIdentity`.
+#[derive(SimpleObject)]
+pub struct IdentityPayload {
+    /// The identity linked or unlinked.
+    identity: Option<CustomerIdentity>,
+    /// Its customer.
+    customer: Option<Customer>,
+    /// Problems the user can fix (`CONFLICT` when the identity belongs to someone else).
+    user_errors: Vec<UserError>,
+}
+
+/// A contact to resolve to a customer.
+#[derive(InputObject)]
+pub struct ResolveCustomerInput {
+    /// Every identity known for the contact, most trusted first: the owner of the
+    /// first one somebody holds wins.
+    identities: Vec<IdentityValueInput>,
+    /// Name for a new customer (ignored when one is found).
+    display_name: Option<String>,
+    /// Segment for a new customer.
+    segment: Option<String>,
+}
+
+/// A given identity that belongs to a different customer than the one resolved.
+#[derive(SimpleObject)]
+pub struct PossibleDuplicate {
+    /// Kind of the identity.
+    kind: IdentityKind,
+    /// The customer holding it: a candidate for `mergeCustomers`.
+    customer_id: ID,
+}
+
+/// Result of `resolveCustomer`.
+#[derive(SimpleObject)]
+pub struct ResolveCustomerPayload {
+    /// The customer the contact resolved to.
+    customer: Option<Customer>,
+    /// True when a new customer was created.
+    created: bool,
+    /// Identities attached by this call.
+    linked_identities: Vec<CustomerIdentity>,
+    /// Identities that belong to other customers (left where they are).
+    possible_duplicates: Vec<PossibleDuplicate>,
+    /// Problems the user can fix.
+    user_errors: Vec<UserError>,
+}
+
+#[derive(Default)]
+pub struct CustomerMutation;
+
+#[Object]
+impl CustomerMutation {
+    /// Creates a customer with its identities.
+    async fn create_customer(&self, ctx: &Context<'_>, input: CreateCustomerInput) -> Result<CustomerPayload> {
+        let (state, _) = context(ctx)?;
+        let new = NewCustomer {
+            display_name: input.display_name,
+            segment: input.segment,
+            attributes: input.attributes.map(|j| j.0),
+            identities: input.identities.into_iter().map(Into::into).collect(),
+        };
+        let (customer, user_errors) = split_user_errors(service::create(state.db(), actor(ctx)?, new).await)?;
+        Ok(CustomerPayload {
+            customer: customer.map(Customer),
+            user_errors,
+        })
+    }
+
+    /// Changes profile fields of a customer.
+    async fn update_customer(&self, ctx: &Context<'_>, input: UpdateCustomerInput) -> Result<CustomerPayload> {
+        let (state, _) = context(ctx)?;
+        let customer_id = parse_id(&input.id, &["input", "id"])?;
+        let patch = CustomerPatch {
+            display_name: maybe(input.display_name),
+            segment: maybe(input.segment),
+            attributes: input.attributes.map(|j| j.0),
+        };
+        let result = service::update(state.db(), actor(ctx)?, customer_id, patch).await;
+        let (customer, user_errors) = split_user_errors(result)?;
+        Ok(CustomerPayload {
+            customer: customer.map(Customer),
+            user_errors,
+        })
+    }
+
+    /// Attaches an identity to a customer. One that already belongs to someone else is
+    /// a `CONFLICT` user error naming the owner (when the caller may read customers).
+    async fn link_identity(&self, ctx: &Context<'_>, input: LinkIdentityInput) -> Result<IdentityPayload> {
+        let (state, _) = context(ctx)?;
+        let customer_id = parse_id(&input.customer_id, &["input", "customerId"])?;
+        let result = service::link_identity(state.db(), actor(ctx)?, customer_id, input.identity.into()).await;
+        let (identity, user_errors) = split_user_errors(result)?;
+        let customer = match &identity {
+            Some(_) => service::find(state.db(), customer_id).await?.map(Customer),
+            None => None,
+        };
+        Ok(IdentityPayload {
+            identity: identity.map(CustomerIdentity),
+            customer,
+            user_errors,
+        })
+    }
+
+    /// Detaches an identity from its customer.
+    async fn unlink_identity(&self, ctx: &Context<'_>, input: UnlinkIdentityInput) -> Result<IdentityPayload> {
+        let (state, _) = context(ctx)?;
+        let identity_id = parse_id(&input.identity_id, &["input", "identityId"])?;
+        let result = service::unlink_identity(state.db(), actor(ctx)?, identity_id).await;
+        let (identity, user_errors) = split_user_errors(result)?;
+        let customer = match &identity {
+            Some(i) => service::find(state.db(), i.customer_id).await?.map(Customer),
+            None => None,
+        };
+        Ok(IdentityPayload {
+            identity: identity.map(CustomerIdentity),
+            customer,
+            user_errors,
+        })
+    }
+
+    /// Finds the customer for a contact by any identity, attaches the identities nobody
+    /// holds yet, or creates the customer. Safe to call concurrently with the same new
+    /// identity: exactly one customer is created.
+    async fn resolve_customer(&self, ctx: &Context<'_>, input: ResolveCustomerInput) -> Result<ResolveCustomerPayload> {
+        let (state, _) = context(ctx)?;
+        let identities: Vec<IdentityInput> = input.identities.into_iter().map(Into::into).collect();
+        let profile = NewCustomer {
+            display_name: input.display_name,
+            segment: input.segment,
+            ..Default::default()
+        };
+        let result = service::resolve(state.db(), actor(ctx)?, &identities, profile).await;
+        let (resolution, user_errors) = split_user_errors(result)?;
+        Ok(match resolution {
+            Some(r) => ResolveCustomerPayload {
+                customer: Some(Customer(r.customer)),
+                created: r.created,
+                linked_identities: r.linked.into_iter().map(CustomerIdentity).collect(),
+                possible_duplicates: r
+                    .other_owners
+                    .into_iter()
+                    .map(|(identity, owner)| PossibleDuplicate {
+                        kind: identity.kind.into(),
+                        customer_id: id(owner),
+                    })
+                    .collect(),
+                user_errors,
+            },
+            None => ResolveCustomerPayload {
+                customer: None,
+                created: false,
+                linked_identities: Vec::new(),
+                possible_duplicates: Vec::new(),
+                user_errors,
+            },
+        })
+    }
+}
+
+fn maybe(v: MaybeUndefined<String>) -> Option<Option<String>> {
+    match v {
+        MaybeUndefined::Undefined => None,
+        MaybeUndefined::Null => Some(None),
+        MaybeUndefined::Value(s) => Some(Some(s)),
+    }
+}
