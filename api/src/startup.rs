@@ -18,7 +18,7 @@ use crate::auth::sessions::SessionConfig;
 use crate::config::{SeedArgs, Settings};
 use crate::dataset::{self, SeedReport};
 use crate::error::AppError;
-use crate::state::AppState;
+use crate::state::{AppState, DbStats};
 use crate::users::{self, NewUser};
 use crate::{db, http};
 
@@ -109,14 +109,15 @@ impl Application {
         let listener = TcpListener::bind(settings.bind)
             .await
             .with_context(|| format!("cannot listen on {}", settings.bind))?;
-        let db = open_database(&settings).await?;
+        let mut db = open_database(&settings).await?;
+        let db_stats = DbStats::install(&mut db);
         let mut report = bootstrap(&db, &settings).await?;
         report.ephemeral_jwt_secret = ephemeral;
         let sessions = SessionConfig {
             keys,
             refresh_ttl: settings.refresh_token_ttl(),
         };
-        let state = AppState::new(db, sessions, settings);
+        let state = AppState::new(db, sessions, settings, db_stats);
         Ok((Application { listener, state }, report))
     }
 

@@ -1,6 +1,8 @@
-//! What every request shares: the database pool, session keys and settings.
+//! What every request shares: the database pool, session keys, settings and the
+//! statement counters.
 
 use std::sync::Arc;
+use std::sync::atomic::{AtomicU64, Ordering};
 
 use sea_orm::DatabaseConnection;
 
@@ -18,12 +20,52 @@ struct Inner {
     db: DatabaseConnection,
     sessions: SessionConfig,
     settings: Settings,
+    db_stats: Arc<DbStats>,
+}
+
+/// Counters of the statements the application sent, fed by sea-orm's metric callback.
+/// Cheap (a relaxed atomic add per statement); `/metrics` and the N+1 tests read it.
+#[derive(Debug, Default)]
+pub struct DbStats {
+    statements: AtomicU64,
+    failed: AtomicU64,
+}
+
+impl DbStats {
+    /// Statements sent so far.
+    pub fn statements(&self) -> u64 {
+        self.statements.load(Ordering::Relaxed)
+    }
+
+    /// Statements that returned an error.
+    pub fn failed(&self) -> u64 {
+        self.failed.load(Ordering::Relaxed)
+    }
+
+    /// Installs the counters on a connection.
+    pub fn install(db: &mut DatabaseConnection) -> Arc<DbStats> {
+        let stats = Arc::new(DbStats::default());
+        let counter = Arc::clone(&stats);
+        db.set_metric_callback(move |info| {
+            counter.statements.fetch_add(1, Ordering::Relaxed);
+            if info.failed {
+                counter.failed.fetch_add(1, Ordering::Relaxed);
+            }
+        });
+        stats
+    }
 }
 
 impl AppState {
-    pub fn new(db: DatabaseConnection, sessions: SessionConfig, settings: Settings) -> Self {
+    /// State over a connection whose statements are counted in `db_stats`.
+    pub fn new(db: DatabaseConnection, sessions: SessionConfig, settings: Settings, db_stats: Arc<DbStats>) -> Self {
         Self {
-            inner: Arc::new(Inner { db, sessions, settings }),
+            inner: Arc::new(Inner {
+                db,
+                sessions,
+                settings,
+                db_stats,
+            }),
         }
     }
 
@@ -37,5 +79,9 @@ impl AppState {
 
     pub fn settings(&self) -> &Settings {
         &self.inner.settings
+    }
+
+    pub fn db_stats(&self) -> &DbStats {
+        &self.inner.db_stats
     }
 }

@@ -171,6 +171,8 @@ pub struct TestApp {
     pub db: DatabaseConnection,
     pub settings: Settings,
     pub bootstrap: Bootstrap,
+    /// The server's shared state (its pool, its statement counters).
+    pub state: cxgraph::state::AppState,
     shutdown: Option<oneshot::Sender<()>>,
     server: Option<tokio::task::JoinHandle<anyhow::Result<()>>>,
     // Declared last: dropped after the server is gone.
@@ -190,6 +192,7 @@ impl TestApp {
         configure(&mut settings);
         let (app, bootstrap) = Application::build(settings.clone()).await.expect("application starts");
         let addr = app.local_addr().expect("bound address");
+        let state = app.state().clone();
         let (tx, rx) = oneshot::channel();
         let server = tokio::spawn(app.run_until(async move {
             let _ = rx.await;
@@ -201,6 +204,7 @@ impl TestApp {
             db: database.connect().await,
             settings,
             bootstrap,
+            state,
             shutdown: Some(tx),
             server: Some(server),
             database,
@@ -272,6 +276,16 @@ impl TestApp {
         if let Some(server) = self.server.take() {
             server.await.expect("server task").expect("server ran cleanly");
         }
+    }
+}
+
+impl TestApp {
+    /// Runs a GraphQL document and returns its body and the number of SQL statements
+    /// the server sent for it.
+    pub async fn graphql_counting(&self, query: &str, variables: Value, token: Option<&str>) -> (Value, u64) {
+        let before = self.state.db_stats().statements();
+        let body = self.graphql(query, variables, token).await;
+        (body, self.state.db_stats().statements() - before)
     }
 }
 

@@ -83,6 +83,8 @@ mod tests {
             (Email, "  Ann.Lee@Example.COM ", "ann.lee@example.com"),
             (Phone, "+44 20 7946 0958", "+442079460958"),
             (Phone, "0044 (20) 7946-0958", "+442079460958"),
+            // The demo dataset's numbers are valid ones.
+            (Phone, "+447700000127", "+447700000127"),
             (Whatsapp, "+1 (202) 555-0143", "+12025550143"),
             (Twitter, "@AcmeCare", "acmecare"),
             (Instagram, "Ann.Lee_", "ann.lee_"),

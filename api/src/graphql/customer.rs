@@ -1,6 +1,8 @@
 //! The customer 360 over GraphQL: queries, the `Customer` type with everything known
 //! about the person (each nested field through a DataLoader), and the write mutations.
 
+use std::sync::Arc;
+
 use async_graphql::connection::{Connection, Edge, EmptyFields};
 use async_graphql::{Context, Enum, ID, InputObject, Json, MaybeUndefined, Object, Result, SimpleObject};
 use chrono::{DateTime, Utc};
@@ -8,10 +10,7 @@ use entity::{customer, customer_identity};
 
 use super::enums::{Channel, ConversationStatus, IdentityKind, NpsCategory};
 use super::facts::{Conversation, Feedback, Interaction, JourneyPosition, Touchpoint, reads_pii};
-use super::loaders::{
-    ConversationsOf, CustomerById, FeedbackOf, IdentitiesOf, InteractionsOf, JourneysOf, Loaders, MetricsOf,
-    TouchpointsOf, load_error,
-};
+use super::loaders::{Batch, Loaders};
 use super::types::{UserError, actor, context, id, parse_id, split_user_errors};
 use crate::auth::Scope;
 use crate::auth::pii;
@@ -45,17 +44,43 @@ fn nested_limit(first: i32) -> Result<u64> {
 }
 
 /// A person we serve, seen across every channel.
-pub struct Customer(pub customer::Model);
+pub struct Customer {
+    model: customer::Model,
+    /// The page this customer came in: nested fields load for all of it at once.
+    batch: Arc<Batch>,
+}
+
+impl Customer {
+    /// A customer on its own (a page of one).
+    pub fn single(model: customer::Model) -> Customer {
+        Customer {
+            batch: Batch::of([model.id]),
+            model,
+        }
+    }
+
+    /// A page of customers whose nested fields load together.
+    pub fn page(models: Vec<customer::Model>) -> Vec<Customer> {
+        let batch = Batch::of(models.iter().map(|m| m.id));
+        models
+            .into_iter()
+            .map(|model| Customer {
+                model,
+                batch: Arc::clone(&batch),
+            })
+            .collect()
+    }
+}
 
 #[Object]
 impl Customer {
     /// Stable id (UUID v7).
     async fn id(&self) -> ID {
-        id(self.0.id)
+        id(self.model.id)
     }
     /// Name to show. Masked (`A*** L***`) without the right to personal data.
     async fn display_name(&self, ctx: &Context<'_>) -> Option<String> {
-        let name = self.0.display_name.as_deref()?;
+        let name = self.model.display_name.as_deref()?;
         Some(if reads_pii(ctx) {
             name.to_owned()
         } else {
@@ -64,11 +89,11 @@ impl Customer {
     }
     /// Segment or tier, e.g. `consumer`, `premium`, `business`.
     async fn segment(&self) -> Option<&str> {
-        self.0.segment.as_deref()
+        self.model.segment.as_deref()
     }
     /// Free attributes (JSON object). Null without the right to personal data.
     async fn attributes(&self, ctx: &Context<'_>) -> Option<Json<serde_json::Value>> {
-        reads_pii(ctx).then(|| Json(self.0.attributes.clone()))
+        reads_pii(ctx).then(|| Json(self.model.attributes.clone()))
     }
     /// True when personal fields of this response are masked for the caller.
     async fn pii_masked(&self, ctx: &Context<'_>) -> bool {
@@ -76,32 +101,29 @@ impl Customer {
     }
     /// When the customer was created.
     async fn created_at(&self) -> DateTime<Utc> {
-        self.0.created_at
+        self.model.created_at
     }
     /// When the profile last changed.
     async fn updated_at(&self) -> DateTime<Utc> {
-        self.0.updated_at
+        self.model.updated_at
     }
     /// Latest contact with us on any channel.
     async fn last_contact_at(&self) -> Option<DateTime<Utc>> {
-        self.0.last_contact_at
+        self.model.last_contact_at
     }
     /// Set when this customer was merged into another: this record is a tombstone and
     /// the survivor holds everything.
     async fn merged_into_id(&self) -> Option<ID> {
-        self.0.merged_into_id.map(id)
+        self.model.merged_into_id.map(id)
     }
     /// Set when the customer's personal data was erased (GDPR art. 17).
     async fn erased_at(&self) -> Option<DateTime<Utc>> {
-        self.0.erased_at
+        self.model.erased_at
     }
     /// Every identity of the customer, oldest first.
     async fn identities(&self, ctx: &Context<'_>) -> Result<Vec<CustomerIdentity>> {
-        let rows = loaders(ctx)?
-            .load_one(IdentitiesOf(self.0.id))
-            .await
-            .map_err(load_error)?;
-        Ok(rows.unwrap_or_default().into_iter().map(CustomerIdentity).collect())
+        let rows = loaders(ctx)?.identities(&self.batch, self.model.id).await?;
+        Ok(rows.into_iter().map(CustomerIdentity).collect())
     }
     /// Interactions on every channel, newest first.
     #[graphql(guard = "READ_INTERACTIONS")]
@@ -119,11 +141,7 @@ impl Customer {
             limit: limit + 1,
             before,
         };
-        let mut rows = loaders(ctx)?
-            .load_one(InteractionsOf(self.0.id, slice))
-            .await
-            .map_err(load_error)?
-            .unwrap_or_default();
+        let mut rows = loaders(ctx)?.interactions(&self.batch, self.model.id, slice).await?;
         let has_next = rows.len() as u64 > limit;
         rows.truncate(usize::try_from(limit).unwrap_or(0));
         let mut connection = Connection::new(after.is_some(), has_next);
@@ -149,10 +167,9 @@ impl Customer {
             s
         });
         let rows = loaders(ctx)?
-            .load_one(ConversationsOf(self.0.id, statuses, limit))
-            .await
-            .map_err(load_error)?;
-        Ok(rows.unwrap_or_default().into_iter().map(Conversation).collect())
+            .conversations(&self.batch, self.model.id, statuses, limit)
+            .await?;
+        Ok(rows.into_iter().map(Conversation).collect())
     }
     /// Journey touchpoints, newest first.
     async fn touchpoints(
@@ -161,11 +178,8 @@ impl Customer {
         #[graphql(desc = "At most this many (at most 100).", default = 20)] first: i32,
     ) -> Result<Vec<Touchpoint>> {
         let limit = nested_limit(first)?;
-        let rows = loaders(ctx)?
-            .load_one(TouchpointsOf(self.0.id, limit))
-            .await
-            .map_err(load_error)?;
-        Ok(rows.unwrap_or_default().into_iter().map(Touchpoint).collect())
+        let rows = loaders(ctx)?.touchpoints(&self.batch, self.model.id, limit).await?;
+        Ok(rows.into_iter().map(Touchpoint).collect())
     }
     /// Survey answers and unsolicited feedback, newest first.
     async fn feedback(
@@ -174,29 +188,19 @@ impl Customer {
         #[graphql(desc = "At most this many (at most 100).", default = 20)] first: i32,
     ) -> Result<Vec<Feedback>> {
         let limit = nested_limit(first)?;
-        let rows = loaders(ctx)?
-            .load_one(FeedbackOf(self.0.id, limit))
-            .await
-            .map_err(load_error)?;
-        Ok(rows.unwrap_or_default().into_iter().map(Feedback).collect())
+        let rows = loaders(ctx)?.feedback(&self.batch, self.model.id, limit).await?;
+        Ok(rows.into_iter().map(Feedback).collect())
     }
     /// The customer's current stage in every journey they have touched.
     async fn journeys(&self, ctx: &Context<'_>) -> Result<Vec<JourneyPosition>> {
-        let rows = loaders(ctx)?
-            .load_one(JourneysOf(self.0.id))
-            .await
-            .map_err(load_error)?;
-        Ok(rows.unwrap_or_default().into_iter().map(Into::into).collect())
+        let rows = loaders(ctx)?.journeys(&self.batch, self.model.id).await?;
+        Ok(rows.into_iter().map(Into::into).collect())
     }
     /// Figures about the customer, computed in the database.
     async fn metrics(&self, ctx: &Context<'_>) -> Result<CustomerMetrics> {
-        let m = loaders(ctx)?
-            .load_one(MetricsOf(self.0.id))
-            .await
-            .map_err(load_error)?
-            .unwrap_or_default();
+        let m = loaders(ctx)?.metrics(&self.batch, self.model.id).await?;
         Ok(CustomerMetrics {
-            last_contact_at: self.0.last_contact_at,
+            last_contact_at: self.model.last_contact_at,
             inner: m,
         })
     }
@@ -401,9 +405,9 @@ impl CustomerQuery {
     /// One customer by id. A merged customer is returned as its tombstone: follow
     /// `mergedIntoId` to the survivor.
     async fn customer(&self, ctx: &Context<'_>, id: ID) -> Result<Option<Customer>> {
+        let (state, _) = context(ctx)?;
         let uuid = parse_id(&id, &["id"])?;
-        let found = loaders(ctx)?.load_one(CustomerById(uuid)).await.map_err(load_error)?;
-        Ok(found.map(Customer))
+        Ok(service::find(state.db(), uuid).await?.map(Customer::single))
     }
 
     /// The customer holding an identity; the value is normalised first, so
@@ -417,7 +421,7 @@ impl CustomerQuery {
         let (state, _) = context(ctx)?;
         Ok(service::find_by_identity(state.db(), kind.into(), &value)
             .await?
-            .map(Customer))
+            .map(Customer::single))
     }
 
     /// Customers, filtered and sorted, as a Relay connection (page size at most 100).
@@ -468,11 +472,13 @@ impl CustomerQuery {
             result.has_next_page,
             CustomerConnectionFields { total_count },
         );
+        let (cursors, rows): (Vec<_>, Vec<_>) = result.rows.into_iter().unzip();
+        let customers = Customer::page(rows);
         connection.edges.extend(
-            result
-                .rows
+            cursors
                 .into_iter()
-                .map(|(cursor, row)| Edge::new(cursor.encode(), Customer(row))),
+                .zip(customers)
+                .map(|(c, customer)| Edge::new(c.encode(), customer)),
         );
         Ok(connection)
     }
@@ -611,7 +617,7 @@ impl CustomerMutation {
         };
         let (customer, user_errors) = split_user_errors(service::create(state.db(), actor(ctx)?, new).await)?;
         Ok(CustomerPayload {
-            customer: customer.map(Customer),
+            customer: customer.map(Customer::single),
             user_errors,
         })
     }
@@ -628,7 +634,7 @@ impl CustomerMutation {
         let result = service::update(state.db(), actor(ctx)?, customer_id, patch).await;
         let (customer, user_errors) = split_user_errors(result)?;
         Ok(CustomerPayload {
-            customer: customer.map(Customer),
+            customer: customer.map(Customer::single),
             user_errors,
         })
     }
@@ -641,7 +647,7 @@ impl CustomerMutation {
         let result = service::link_identity(state.db(), actor(ctx)?, customer_id, input.identity.into()).await;
         let (identity, user_errors) = split_user_errors(result)?;
         let customer = match &identity {
-            Some(_) => service::find(state.db(), customer_id).await?.map(Customer),
+            Some(_) => service::find(state.db(), customer_id).await?.map(Customer::single),
             None => None,
         };
         Ok(IdentityPayload {
@@ -658,7 +664,7 @@ impl CustomerMutation {
         let result = service::unlink_identity(state.db(), actor(ctx)?, identity_id).await;
         let (identity, user_errors) = split_user_errors(result)?;
         let customer = match &identity {
-            Some(i) => service::find(state.db(), i.customer_id).await?.map(Customer),
+            Some(i) => service::find(state.db(), i.customer_id).await?.map(Customer::single),
             None => None,
         };
         Ok(IdentityPayload {
@@ -683,7 +689,7 @@ impl CustomerMutation {
         let (resolution, user_errors) = split_user_errors(result)?;
         Ok(match resolution {
             Some(r) => ResolveCustomerPayload {
-                customer: Some(Customer(r.customer)),
+                customer: Some(Customer::single(r.customer)),
                 created: r.created,
                 linked_identities: r.linked.into_iter().map(CustomerIdentity).collect(),
                 possible_duplicates: r

@@ -1,192 +1,213 @@
-//! DataLoaders: every nested list or object of the customer 360 is loaded through
-//! here, batched per request, one statement per batch (see `customers::view`).
+//! Batched loading of the customer 360: every nested list or object of a customer is
+//! loaded for the whole page of customers at once, one statement per field and
+//! argument set (see `customers::view`).
 //!
-//! Loaders are made per request, so nothing cached outlives the request that loaded it
-//! and no row read under one caller's rights can reach another caller.
+//! Why not async-graphql's time-window `DataLoader`: it gathers keys for 1 ms and then
+//! loads what it has, so under load (or in a debug build) a page of 50 customers can
+//! be split into two batches — measured: 11 statements for 5 customers, 12 for 50 on
+//! PostgreSQL. Here the batch is known up front: the resolver that produced the page
+//! (the `customers` list, or `customer(id)` for a page of one) hands every `Customer`
+//! the same [`Batch`], and the first nested resolver to ask for a field starts one
+//! shared load for the whole batch that its siblings await. No timers, no extra
+//! latency, and the statement count is a property of the query, not of timing.
+//!
+//! The memo lives for one request, so nothing read under one caller's rights can reach
+//! another caller.
 
 use std::collections::HashMap;
+use std::future::Future;
 use std::hash::Hash;
-use std::sync::Arc;
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::{Arc, Mutex, PoisonError};
 
-use async_graphql::dataloader::{DataLoader, Loader};
 use entity::enums::ConversationStatus;
-use entity::{conversation, customer, customer_identity, feedback, interaction, touchpoint};
-use sea_orm::{ColumnTrait, DatabaseConnection, EntityTrait, QueryFilter};
+use entity::{conversation, customer_identity, feedback, interaction, touchpoint};
+use futures::FutureExt;
+use futures::future::{BoxFuture, Shared};
+use sea_orm::DatabaseConnection;
 use uuid::Uuid;
 
 use crate::customers::view::{self, CustomerMetrics, InteractionSlice, JourneyPosition};
-use crate::error::AppError;
+use crate::error::{AppError, AppResult};
 
-/// The loaders of one request.
-pub type Loaders = DataLoader<ViewLoader>;
+/// Customers whose nested fields load together (one page of a list).
+#[derive(Debug)]
+pub struct Batch {
+    key: u64,
+    ids: Arc<[Uuid]>,
+}
+
+static NEXT_BATCH: AtomicU64 = AtomicU64::new(1);
+
+impl Batch {
+    pub fn of(ids: impl IntoIterator<Item = Uuid>) -> Arc<Batch> {
+        Arc::new(Batch {
+            key: NEXT_BATCH.fetch_add(1, Ordering::Relaxed),
+            ids: ids.into_iter().collect(),
+        })
+    }
+}
+
+type Loaded<V> = Result<Arc<HashMap<Uuid, V>>, Arc<AppError>>;
+type Slot<V> = Shared<BoxFuture<'static, Loaded<V>>>;
+
+/// One shared load per (batch, arguments).
+struct Memo<P, V> {
+    slots: Mutex<HashMap<(u64, P), Slot<V>>>,
+}
+
+impl<P: Eq + Hash + Clone, V: Send + Sync + 'static> Memo<P, V> {
+    fn new() -> Self {
+        Memo {
+            slots: Mutex::new(HashMap::new()),
+        }
+    }
+
+    async fn get<Fut>(&self, batch: &Batch, params: P, load: impl FnOnce(Arc<[Uuid]>, P) -> Fut) -> Loaded<V>
+    where
+        Fut: Future<Output = AppResult<HashMap<Uuid, V>>> + Send + 'static,
+    {
+        let slot = {
+            let mut slots = self.slots.lock().unwrap_or_else(PoisonError::into_inner);
+            slots
+                .entry((batch.key, params.clone()))
+                .or_insert_with(|| {
+                    load(Arc::clone(&batch.ids), params)
+                        .map(|r| r.map(Arc::new).map_err(Arc::new))
+                        .boxed()
+                        .shared()
+                })
+                .clone()
+        };
+        slot.await
+    }
+}
+
+fn pick<V: Clone + Default>(loaded: Loaded<V>, id: Uuid) -> Result<V, async_graphql::Error> {
+    use async_graphql::ErrorExtensions;
+    match loaded {
+        Ok(map) => Ok(map.get(&id).cloned().unwrap_or_default()),
+        Err(e) => Err(e.extend()),
+    }
+}
+
+/// The batched loaders of one request.
+pub struct Loaders {
+    db: DatabaseConnection,
+    identities: Memo<(), Vec<customer_identity::Model>>,
+    interactions: Memo<InteractionSlice, Vec<interaction::Model>>,
+    conversations: Memo<(Option<Vec<ConversationStatus>>, u64), Vec<conversation::Model>>,
+    touchpoints: Memo<u64, Vec<touchpoint::Model>>,
+    feedback: Memo<u64, Vec<feedback::Model>>,
+    journeys: Memo<(), Vec<JourneyPosition>>,
+    metrics: Memo<(), CustomerMetrics>,
+}
 
 /// Builds the loaders for one request.
 pub fn for_request(db: DatabaseConnection) -> Loaders {
-    DataLoader::new(ViewLoader { db }, tokio::spawn)
-}
-
-/// Loads slices of the customer 360 for batches of customers.
-pub struct ViewLoader {
-    db: DatabaseConnection,
-}
-
-/// Loader errors are shared between every key of the failed batch.
-pub type LoadError = Arc<AppError>;
-
-/// A customer by id.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
-pub struct CustomerById(pub Uuid);
-/// The identities of a customer.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
-pub struct IdentitiesOf(pub Uuid);
-/// The newest interactions of a customer.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
-pub struct InteractionsOf(pub Uuid, pub InteractionSlice);
-/// The conversations of a customer, by status.
-#[derive(Debug, Clone, PartialEq, Eq, Hash)]
-pub struct ConversationsOf(pub Uuid, pub Option<Vec<ConversationStatus>>, pub u64);
-/// The newest touchpoints of a customer.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
-pub struct TouchpointsOf(pub Uuid, pub u64);
-/// The newest feedback of a customer.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
-pub struct FeedbackOf(pub Uuid, pub u64);
-/// A customer's current stage in each journey.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
-pub struct JourneysOf(pub Uuid);
-/// A customer's metrics.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
-pub struct MetricsOf(pub Uuid);
-
-/// Groups keys that share their parameters, so each group is one statement.
-fn by_params<K: Clone, P: Eq + Hash + Clone>(keys: &[K], split: impl Fn(&K) -> (Uuid, P)) -> HashMap<P, Vec<Uuid>> {
-    let mut groups: HashMap<P, Vec<Uuid>> = HashMap::new();
-    for key in keys {
-        let (id, params) = split(key);
-        groups.entry(params).or_default().push(id);
-    }
-    groups
-}
-
-fn take<V: Default>(map: &mut HashMap<Uuid, V>, id: Uuid) -> V {
-    map.remove(&id).unwrap_or_default()
-}
-
-impl Loader<CustomerById> for ViewLoader {
-    type Value = customer::Model;
-    type Error = LoadError;
-
-    async fn load(&self, keys: &[CustomerById]) -> Result<HashMap<CustomerById, customer::Model>, LoadError> {
-        let rows = customer::Entity::find()
-            .filter(customer::Column::Id.is_in(keys.iter().map(|k| k.0)))
-            .all(&self.db)
-            .await
-            .map_err(|e| Arc::new(AppError::from(e)))?;
-        Ok(rows.into_iter().map(|r| (CustomerById(r.id), r)).collect())
+    Loaders {
+        db,
+        identities: Memo::new(),
+        interactions: Memo::new(),
+        conversations: Memo::new(),
+        touchpoints: Memo::new(),
+        feedback: Memo::new(),
+        journeys: Memo::new(),
+        metrics: Memo::new(),
     }
 }
 
-impl Loader<IdentitiesOf> for ViewLoader {
-    type Value = Vec<customer_identity::Model>;
-    type Error = LoadError;
+type GqlResult<T> = Result<T, async_graphql::Error>;
 
-    async fn load(&self, keys: &[IdentitiesOf]) -> Result<HashMap<IdentitiesOf, Self::Value>, LoadError> {
-        let ids: Vec<Uuid> = keys.iter().map(|k| k.0).collect();
-        let mut found = view::identities(&self.db, &ids).await.map_err(Arc::new)?;
-        Ok(keys.iter().map(|k| (*k, take(&mut found, k.0))).collect())
+impl Loaders {
+    pub async fn identities(&self, batch: &Batch, id: Uuid) -> GqlResult<Vec<customer_identity::Model>> {
+        let db = self.db.clone();
+        pick(
+            self.identities
+                .get(batch, (), |ids, ()| async move { view::identities(&db, &ids).await })
+                .await,
+            id,
+        )
     }
-}
 
-impl Loader<InteractionsOf> for ViewLoader {
-    type Value = Vec<interaction::Model>;
-    type Error = LoadError;
-
-    async fn load(&self, keys: &[InteractionsOf]) -> Result<HashMap<InteractionsOf, Self::Value>, LoadError> {
-        let mut out = HashMap::new();
-        for (slice, ids) in by_params(keys, |k| (k.0, k.1)) {
-            let mut found = view::interactions(&self.db, &ids, slice).await.map_err(Arc::new)?;
-            out.extend(
-                ids.into_iter()
-                    .map(|id| (InteractionsOf(id, slice), take(&mut found, id))),
-            );
-        }
-        Ok(out)
+    pub async fn interactions(
+        &self,
+        batch: &Batch,
+        id: Uuid,
+        slice: InteractionSlice,
+    ) -> GqlResult<Vec<interaction::Model>> {
+        let db = self.db.clone();
+        let loaded = self
+            .interactions
+            .get(
+                batch,
+                slice,
+                |ids, s| async move { view::interactions(&db, &ids, s).await },
+            )
+            .await;
+        pick(loaded, id)
     }
-}
 
-impl Loader<ConversationsOf> for ViewLoader {
-    type Value = Vec<conversation::Model>;
-    type Error = LoadError;
-
-    async fn load(&self, keys: &[ConversationsOf]) -> Result<HashMap<ConversationsOf, Self::Value>, LoadError> {
-        let mut out = HashMap::new();
-        for ((statuses, limit), ids) in by_params(keys, |k| (k.0, (k.1.clone(), k.2))) {
-            let mut found = view::conversations(&self.db, &ids, statuses.as_deref(), limit)
-                .await
-                .map_err(Arc::new)?;
-            for id in ids {
-                out.insert(ConversationsOf(id, statuses.clone(), limit), take(&mut found, id));
-            }
-        }
-        Ok(out)
+    pub async fn conversations(
+        &self,
+        batch: &Batch,
+        id: Uuid,
+        statuses: Option<Vec<ConversationStatus>>,
+        limit: u64,
+    ) -> GqlResult<Vec<conversation::Model>> {
+        let db = self.db.clone();
+        let loaded = self
+            .conversations
+            .get(batch, (statuses, limit), |ids, (s, n)| async move {
+                view::conversations(&db, &ids, s.as_deref(), n).await
+            })
+            .await;
+        pick(loaded, id)
     }
-}
 
-impl Loader<TouchpointsOf> for ViewLoader {
-    type Value = Vec<touchpoint::Model>;
-    type Error = LoadError;
-
-    async fn load(&self, keys: &[TouchpointsOf]) -> Result<HashMap<TouchpointsOf, Self::Value>, LoadError> {
-        let mut out = HashMap::new();
-        for (limit, ids) in by_params(keys, |k| (k.0, k.1)) {
-            let mut found = view::touchpoints(&self.db, &ids, limit).await.map_err(Arc::new)?;
-            out.extend(
-                ids.into_iter()
-                    .map(|id| (TouchpointsOf(id, limit), take(&mut found, id))),
-            );
-        }
-        Ok(out)
+    pub async fn touchpoints(&self, batch: &Batch, id: Uuid, limit: u64) -> GqlResult<Vec<touchpoint::Model>> {
+        let db = self.db.clone();
+        let loaded = self
+            .touchpoints
+            .get(
+                batch,
+                limit,
+                |ids, n| async move { view::touchpoints(&db, &ids, n).await },
+            )
+            .await;
+        pick(loaded, id)
     }
-}
 
-impl Loader<FeedbackOf> for ViewLoader {
-    type Value = Vec<feedback::Model>;
-    type Error = LoadError;
-
-    async fn load(&self, keys: &[FeedbackOf]) -> Result<HashMap<FeedbackOf, Self::Value>, LoadError> {
-        let mut out = HashMap::new();
-        for (limit, ids) in by_params(keys, |k| (k.0, k.1)) {
-            let mut found = view::feedback(&self.db, &ids, limit).await.map_err(Arc::new)?;
-            out.extend(ids.into_iter().map(|id| (FeedbackOf(id, limit), take(&mut found, id))));
-        }
-        Ok(out)
+    pub async fn feedback(&self, batch: &Batch, id: Uuid, limit: u64) -> GqlResult<Vec<feedback::Model>> {
+        let db = self.db.clone();
+        let loaded = self
+            .feedback
+            .get(batch, limit, |ids, n| async move { view::feedback(&db, &ids, n).await })
+            .await;
+        pick(loaded, id)
     }
-}
 
-impl Loader<JourneysOf> for ViewLoader {
-    type Value = Vec<JourneyPosition>;
-    type Error = LoadError;
-
-    async fn load(&self, keys: &[JourneysOf]) -> Result<HashMap<JourneysOf, Self::Value>, LoadError> {
-        let ids: Vec<Uuid> = keys.iter().map(|k| k.0).collect();
-        let mut found = view::journey_positions(&self.db, &ids).await.map_err(Arc::new)?;
-        Ok(keys.iter().map(|k| (*k, take(&mut found, k.0))).collect())
+    pub async fn journeys(&self, batch: &Batch, id: Uuid) -> GqlResult<Vec<JourneyPosition>> {
+        let db = self.db.clone();
+        pick(
+            self.journeys
+                .get(
+                    batch,
+                    (),
+                    |ids, ()| async move { view::journey_positions(&db, &ids).await },
+                )
+                .await,
+            id,
+        )
     }
-}
 
-impl Loader<MetricsOf> for ViewLoader {
-    type Value = CustomerMetrics;
-    type Error = LoadError;
-
-    async fn load(&self, keys: &[MetricsOf]) -> Result<HashMap<MetricsOf, Self::Value>, LoadError> {
-        let ids: Vec<Uuid> = keys.iter().map(|k| k.0).collect();
-        let mut found = view::metrics(&self.db, &ids).await.map_err(Arc::new)?;
-        Ok(keys.iter().map(|k| (*k, take(&mut found, k.0))).collect())
+    pub async fn metrics(&self, batch: &Batch, id: Uuid) -> GqlResult<CustomerMetrics> {
+        let db = self.db.clone();
+        pick(
+            self.metrics
+                .get(batch, (), |ids, ()| async move { view::metrics(&db, &ids).await })
+                .await,
+            id,
+        )
     }
-}
-
-/// Turns a loader error into a coded GraphQL error.
-pub fn load_error(e: LoadError) -> async_graphql::Error {
-    use async_graphql::ErrorExtensions;
-    e.extend()
 }

@@ -2,6 +2,7 @@
 //! One test binary (one link) with a module per area.
 
 mod auth;
+mod customers;
 mod http;
 mod migrations;
 mod startup;
