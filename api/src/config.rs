@@ -201,6 +201,15 @@ pub struct Settings {
     #[arg(long, env = "CXGRAPH_INTROSPECTION", default_value_t = true, action = clap::ArgAction::Set, global = true)]
     pub introspection: bool,
 
+    /// Remove personal text (message bodies, subjects, comments) older than this many
+    /// days; unset keeps it.
+    #[arg(long, env = "CXGRAPH_RETENTION_TEXT_DAYS", value_parser = clap::value_parser!(u32).range(1..=36_500), global = true)]
+    pub retention_text_days: Option<u32>,
+
+    /// Seconds between two runs of the retention job.
+    #[arg(long, env = "CXGRAPH_RETENTION_INTERVAL", default_value_t = 3600, value_parser = clap::value_parser!(u64).range(1..=604_800), global = true)]
+    pub retention_interval: u64,
+
     /// Log format; defaults to pretty on SQLite and JSON on PostgreSQL.
     #[arg(long, env = "CXGRAPH_LOG_FORMAT", value_enum, global = true)]
     pub log_format: Option<LogFormat>,

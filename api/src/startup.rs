@@ -16,6 +16,7 @@ use crate::auth::jwt::JwtKeys;
 use crate::auth::secret;
 use crate::auth::sessions::SessionConfig;
 use crate::config::{SeedArgs, Settings};
+use crate::customers::privacy::{RetentionPolicy, spawn_retention};
 use crate::dataset::{self, SeedReport};
 use crate::error::AppError;
 use crate::state::{AppState, DbStats};
@@ -132,6 +133,12 @@ impl Application {
 
     /// Serves until `shutdown` completes, then finishes in-flight requests.
     pub async fn run_until(self, shutdown: impl Future<Output = ()> + Send + 'static) -> anyhow::Result<()> {
+        let settings = self.state.settings();
+        if let Some(days) = settings.retention_text_days {
+            let policy = RetentionPolicy { text_days: days };
+            let interval = std::time::Duration::from_secs(settings.retention_interval);
+            spawn_retention(self.state.db().clone(), policy, interval);
+        }
         let router = http::router(self.state.clone());
         axum::serve(self.listener, router)
             .with_graceful_shutdown(shutdown)

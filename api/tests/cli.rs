@@ -59,6 +59,8 @@ fn help_lists_every_setting() {
         "CXGRAPH_BODY_LIMIT",
         "CXGRAPH_REQUEST_TIMEOUT",
         "CXGRAPH_INTROSPECTION",
+        "CXGRAPH_RETENTION_TEXT_DAYS",
+        "CXGRAPH_RETENTION_INTERVAL",
         "CXGRAPH_LOG_FORMAT",
         "CXGRAPH_LOG",
     ] {
@@ -161,7 +163,7 @@ fn migrate_user_create_and_seed_on_sqlite() {
     let more = cxgraph(&["seed", "--customers", "10", "--seed", "7"], &env);
     assert!(more.status.success(), "seeding again adds customers: {}", stderr(&more));
 
-    let down = cxgraph(&["migrate", "down", "--steps", "5"], &env);
+    let down = cxgraph(&["migrate", "down", "--steps", "99"], &env);
     assert!(down.status.success(), "{}", stderr(&down));
     let status = stdout(&cxgraph(&["migrate", "status"], &env));
     assert!(status.lines().all(|l| l.starts_with("pending")), "{status}");

@@ -14,6 +14,8 @@ pub mod audit_entry;
 pub mod conversation;
 pub mod customer;
 pub mod customer_identity;
+pub mod customer_merge;
+pub mod customer_merge_row;
 pub mod feedback;
 pub mod feedback_topic;
 pub mod interaction;
@@ -38,6 +40,8 @@ pub mod prelude {
     pub use super::conversation::Entity as Conversation;
     pub use super::customer::Entity as Customer;
     pub use super::customer_identity::Entity as CustomerIdentity;
+    pub use super::customer_merge::Entity as CustomerMerge;
+    pub use super::customer_merge_row::Entity as CustomerMergeRow;
     pub use super::feedback::Entity as Feedback;
     pub use super::feedback_topic::Entity as FeedbackTopic;
     pub use super::interaction::Entity as Interaction;

@@ -14,6 +14,7 @@ mod m20261123_000002_create_customers;
 mod m20261123_000003_create_conversations;
 mod m20261123_000004_create_journeys_and_feedback;
 mod m20261123_000005_create_alerts_audit_outbox;
+mod m20261123_000006_create_customer_merges;
 
 /// The ordered list of cxgraph migrations.
 #[derive(Debug)]
@@ -28,6 +29,7 @@ impl MigratorTrait for Migrator {
             Box::new(m20261123_000003_create_conversations::Migration),
             Box::new(m20261123_000004_create_journeys_and_feedback::Migration),
             Box::new(m20261123_000005_create_alerts_audit_outbox::Migration),
+            Box::new(m20261123_000006_create_customer_merges::Migration),
         ]
     }
 }

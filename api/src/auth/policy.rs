@@ -91,6 +91,19 @@ pub const ROOT_FIELDS: &[(&str, &str, Policy)] = &[
     ("Mutation", "linkIdentity", WRITE_CUSTOMERS),
     ("Mutation", "unlinkIdentity", WRITE_CUSTOMERS),
     ("Mutation", "resolveCustomer", WRITE_CUSTOMERS),
+    ("Query", "customerMerges", READ_CUSTOMERS),
+    (
+        "Mutation",
+        "mergeCustomers",
+        Policy::roles(&[Role::Admin, Role::Manager]),
+    ),
+    (
+        "Mutation",
+        "unmergeCustomers",
+        Policy::roles(&[Role::Admin, Role::Manager]),
+    ),
+    ("Query", "exportCustomerData", Policy::roles(&[Role::Admin])),
+    ("Mutation", "eraseCustomer", Policy::roles(&[Role::Admin])),
     ("Mutation", "login", Policy::PUBLIC),
     ("Mutation", "refreshToken", Policy::PUBLIC),
     ("Mutation", "logout", Policy::roles(STAFF)),
@@ -172,6 +185,11 @@ mod tests {
         ("Mutation", "linkIdentity", [U, U, A, A, A, F, F, A]),
         ("Mutation", "unlinkIdentity", [U, U, A, A, A, F, F, A]),
         ("Mutation", "resolveCustomer", [U, U, A, A, A, F, F, A]),
+        ("Query", "customerMerges", [U, U, A, A, A, A, F, A]),
+        ("Mutation", "mergeCustomers", [U, U, A, A, F, F, F, F]),
+        ("Mutation", "unmergeCustomers", [U, U, A, A, F, F, F, F]),
+        ("Query", "exportCustomerData", [U, U, A, F, F, F, F, F]),
+        ("Mutation", "eraseCustomer", [U, U, A, F, F, F, F, F]),
     ];
 
     async fn schema_root_fields() -> BTreeSet<(String, String)> {

@@ -4,11 +4,15 @@
 //! - [`service`]: finding, creating, updating customers, linking identities and
 //!   resolving an inbound contact to a customer (the function every ingest path calls).
 //! - [`listing`]: the filtered, sorted, keyset-paginated customer list.
+//! - [`merge`]: merging duplicates and undoing a wrong merge.
+//! - [`privacy`]: GDPR export and erasure, and the retention job.
 //! - [`view`]: set-based loaders for the 360 view (identities, facts, metrics) that
 //!   answer for many customers in one statement each.
 
 pub mod identity;
 pub mod listing;
+pub mod merge;
+pub mod privacy;
 pub mod service;
 pub mod view;
 

@@ -402,12 +402,22 @@ pub struct CustomerQuery;
 
 #[Object]
 impl CustomerQuery {
-    /// One customer by id. A merged customer is returned as its tombstone: follow
-    /// `mergedIntoId` to the survivor.
-    async fn customer(&self, ctx: &Context<'_>, id: ID) -> Result<Option<Customer>> {
+    /// One customer by id. The id of a merged customer keeps working: it redirects to
+    /// the survivor (whose `id` then differs from the one asked for); with
+    /// `followMerges: false` the tombstone itself comes back, `mergedIntoId` set.
+    async fn customer(
+        &self,
+        ctx: &Context<'_>,
+        id: ID,
+        #[graphql(default = true)] follow_merges: bool,
+    ) -> Result<Option<Customer>> {
         let (state, _) = context(ctx)?;
         let uuid = parse_id(&id, &["id"])?;
-        Ok(service::find(state.db(), uuid).await?.map(Customer::single))
+        let mut found = service::find(state.db(), uuid).await?;
+        if follow_merges && let Some(survivor) = found.as_ref().and_then(|c| c.merged_into_id) {
+            found = service::find(state.db(), survivor).await?;
+        }
+        Ok(found.map(Customer::single))
     }
 
     /// The customer holding an identity; the value is normalised first, so

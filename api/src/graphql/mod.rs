@@ -10,6 +10,7 @@ mod customer;
 pub mod enums;
 mod facts;
 pub mod loaders;
+mod privacy;
 mod session;
 pub mod types;
 
@@ -22,12 +23,16 @@ pub use access::AccessControl;
 /// Every query field, by area.
 #[derive(MergedObject, Default)]
 #[graphql(name = "Query")]
-pub struct QueryRoot(session::SessionQuery, customer::CustomerQuery);
+pub struct QueryRoot(session::SessionQuery, customer::CustomerQuery, privacy::PrivacyQuery);
 
 /// Every mutation field, by area.
 #[derive(MergedObject, Default)]
 #[graphql(name = "Mutation")]
-pub struct MutationRoot(session::SessionMutation, customer::CustomerMutation);
+pub struct MutationRoot(
+    session::SessionMutation,
+    customer::CustomerMutation,
+    privacy::PrivacyMutation,
+);
 
 pub type AppSchema = Schema<QueryRoot, MutationRoot, EmptySubscription>;
 

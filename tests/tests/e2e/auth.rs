@@ -184,6 +184,27 @@ const PROTECTED_SAMPLES: &[(&str, &str)] = &[
         "resolveCustomer",
         "mutation { resolveCustomer(input: {identities: [{kind: EMAIL, value: \"r@example.com\"}]}) { created } }",
     ),
+    (
+        "customerMerges",
+        "{ customerMerges(customerId: \"01a20815-91b7-7562-85d0-8fc0ed28182d\") { id } }",
+    ),
+    (
+        "exportCustomerData",
+        "{ exportCustomerData(id: \"01a20815-91b7-7562-85d0-8fc0ed28182d\") }",
+    ),
+    (
+        "mergeCustomers",
+        "mutation { mergeCustomers(input: {survivorId: \"01a20815-91b7-7562-85d0-8fc0ed28182d\", \
+         duplicateId: \"01a20815-91b7-7562-85d0-8fc0ed28182e\"}) { userErrors { code } } }",
+    ),
+    (
+        "unmergeCustomers",
+        "mutation { unmergeCustomers(input: {mergeId: \"01a20815-91b7-7562-85d0-8fc0ed28182d\"}) { userErrors { code } } }",
+    ),
+    (
+        "eraseCustomer",
+        "mutation { eraseCustomer(input: {id: \"01a20815-91b7-7562-85d0-8fc0ed28182d\"}) { userErrors { code } } }",
+    ),
 ];
 
 #[test]

@@ -5,4 +5,5 @@ mod auth;
 mod customers;
 mod http;
 mod migrations;
+mod privacy;
 mod startup;

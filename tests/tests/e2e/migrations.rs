@@ -33,6 +33,8 @@ const TABLES: &[&str] = &[
     "audit_entries",
     "conversations",
     "customer_identities",
+    "customer_merge_rows",
+    "customer_merges",
     "customers",
     "feedback",
     "feedback_topics",

@@ -1,0 +1,560 @@
+//! Merge and unmerge, GDPR export and erasure (with canary strings hunted in every
+//! column of every table), and the retention job, on both backends.
+
+use chrono::{Duration, Utc};
+use cxgraph::customers::privacy::{RetentionPolicy, apply_retention};
+use cxgraph_tests::{TestApp, error_code, on_each_backend};
+use entity::enums::*;
+use entity::prelude::*;
+use entity::{conversation, feedback, interaction, journey, journey_stage, touchpoint};
+use sea_orm::{
+    ActiveModelTrait, ColumnTrait, ConnectionTrait, DatabaseConnection, EntityTrait, IntoActiveModel, PaginatorTrait,
+    QueryFilter, Statement,
+};
+use serde_json::{Value, json};
+use uuid::Uuid;
+
+const CREATE: &str = "mutation($input: CreateCustomerInput!) { createCustomer(input: $input) { customer { id } \
+                      userErrors { code message } } }";
+
+async fn create(app: &TestApp, token: &str, input: Value) -> Uuid {
+    let body = app.graphql(CREATE, json!({ "input": input }), Some(token)).await;
+    let id = body["data"]["createCustomer"]["customer"]["id"]
+        .as_str()
+        .unwrap_or_else(|| panic!("{body}"));
+    Uuid::parse_str(id).unwrap()
+}
+
+/// A journey with one stage, for touchpoints.
+async fn stage(db: &DatabaseConnection) -> (Uuid, Uuid) {
+    let now = Utc::now();
+    let j = journey::Model {
+        id: Uuid::now_v7(),
+        name: format!("J{}", Uuid::now_v7()),
+        description: None,
+        created_at: now,
+        updated_at: now,
+    }
+    .into_active_model()
+    .insert(db)
+    .await
+    .unwrap();
+    let s = journey_stage::Model {
+        id: Uuid::now_v7(),
+        journey_id: j.id,
+        name: "Checkout".into(),
+        position: 0,
+        created_at: now,
+    }
+    .into_active_model()
+    .insert(db)
+    .await
+    .unwrap();
+    (j.id, s.id)
+}
+
+/// One conversation with two interactions, a touchpoint and a feedback, all carrying `tag`.
+async fn add_facts(db: &DatabaseConnection, customer_id: Uuid, tag: &str, at: chrono::DateTime<Utc>) {
+    let (journey_id, stage_id) = stage(db).await;
+    let conversation_id = Uuid::now_v7();
+    conversation::Model {
+        id: conversation_id,
+        customer_id,
+        channel: Channel::Email,
+        inbox: Some("support".into()),
+        status: ConversationStatus::Open,
+        priority: Priority::Normal,
+        subject: Some(format!("subject {tag}")),
+        team_id: None,
+        assignee_id: None,
+        sla_policy_id: None,
+        routing_rule_id: None,
+        tags: json!([]),
+        opened_at: at,
+        last_message_at: at,
+        first_response_due_at: None,
+        resolution_due_at: None,
+        first_response_at: None,
+        resolved_at: None,
+        closed_at: None,
+        first_response_breached: false,
+        resolution_breached: false,
+        created_at: at,
+        updated_at: at,
+    }
+    .into_active_model()
+    .insert(db)
+    .await
+    .unwrap();
+    for n in 0..2 {
+        interaction::Model {
+            id: Uuid::now_v7(),
+            customer_id,
+            conversation_id: Some(conversation_id),
+            channel: Channel::Email,
+            direction: Direction::Inbound,
+            visibility: Visibility::Private,
+            author_kind: AuthorKind::Customer,
+            author_user_id: None,
+            inbox: Some("support".into()),
+            body: Some(format!("my name is {tag}, message {n}")),
+            sentiment_score: Some(-0.5),
+            sentiment_label: Some(SentimentLabel::Negative),
+            external_id: Some(format!("{tag}-msg-{n}-{}", Uuid::now_v7())),
+            occurred_at: at,
+            created_at: at,
+        }
+        .into_active_model()
+        .insert(db)
+        .await
+        .unwrap();
+    }
+    let touchpoint_id = Uuid::now_v7();
+    touchpoint::Model {
+        id: touchpoint_id,
+        customer_id,
+        journey_id,
+        stage_id,
+        channel: Channel::Web,
+        name: "checkout".into(),
+        outcome: TouchpointOutcome::Success,
+        interaction_id: None,
+        source: "shop".into(),
+        external_id: Some(format!("{tag}-order-{}", Uuid::now_v7())),
+        occurred_at: at,
+        created_at: at,
+    }
+    .into_active_model()
+    .insert(db)
+    .await
+    .unwrap();
+    feedback::Model {
+        id: Uuid::now_v7(),
+        customer_id,
+        survey_id: None,
+        kind: FeedbackKind::Comment,
+        score: None,
+        comment: Some(format!("{tag} says the parcel was late")),
+        channel: Channel::Email,
+        touchpoint_id: Some(touchpoint_id),
+        interaction_id: None,
+        sentiment_score: Some(-0.4),
+        sentiment_label: Some(SentimentLabel::Negative),
+        source: "survey-vendor".into(),
+        external_id: Some(format!("{tag}-fb-{}", Uuid::now_v7())),
+        occurred_at: at,
+        created_at: at,
+    }
+    .into_active_model()
+    .insert(db)
+    .await
+    .unwrap();
+}
+
+/// Rows owned by a customer in each moved table.
+async fn owned(db: &DatabaseConnection, id: Uuid) -> [u64; 5] {
+    [
+        CustomerIdentity::find()
+            .filter(entity::customer_identity::Column::CustomerId.eq(id))
+            .count(db)
+            .await
+            .unwrap(),
+        Conversation::find()
+            .filter(conversation::Column::CustomerId.eq(id))
+            .count(db)
+            .await
+            .unwrap(),
+        Interaction::find()
+            .filter(interaction::Column::CustomerId.eq(id))
+            .count(db)
+            .await
+            .unwrap(),
+        Touchpoint::find()
+            .filter(touchpoint::Column::CustomerId.eq(id))
+            .count(db)
+            .await
+            .unwrap(),
+        Feedback::find()
+            .filter(feedback::Column::CustomerId.eq(id))
+            .count(db)
+            .await
+            .unwrap(),
+    ]
+}
+
+const MERGE: &str = "mutation($s: ID!, $d: ID!) { mergeCustomers(input: {survivorId: $s, duplicateId: $d, \
+    identityKinds: [EMAIL], note: \"same person\"}) { merge { id survivorId duplicateId evidence } \
+    survivor { id } moved { table rows } userErrors { field code message } } }";
+const UNMERGE: &str = "mutation($m: ID!) { unmergeCustomers(input: {mergeId: $m}) { merge { unmergedAt } \
+    moved { table rows } userErrors { code } } }";
+
+#[tokio::test]
+async fn merge_moves_everything_and_unmerge_undoes_exactly_that() {
+    on_each_backend(async |app: &TestApp| {
+        let admin = app.login_admin().await.access;
+        let now = Utc::now();
+        let ann = create(
+            app,
+            &admin,
+            json!({ "displayName": "Ann", "identities": [{ "kind": "EMAIL", "value": "ann@example.com" }] }),
+        )
+        .await;
+        let dup = create(
+            app,
+            &admin,
+            json!({ "displayName": "Ann L", "identities": [
+            { "kind": "TWITTER", "value": "annl" }, { "kind": "PHONE", "value": "+442079460958" }] }),
+        )
+        .await;
+        add_facts(&app.db, ann, "ann", now).await;
+        add_facts(&app.db, dup, "dup", now).await;
+        let before_ann = owned(&app.db, ann).await;
+        let before_dup = owned(&app.db, dup).await;
+
+        let body = app
+            .graphql(
+                MERGE,
+                json!({ "s": ann.to_string(), "d": dup.to_string() }),
+                Some(&admin),
+            )
+            .await;
+        let m = &body["data"]["mergeCustomers"];
+        assert_eq!(m["userErrors"], json!([]), "{body}");
+        let merge_id = m["merge"]["id"].as_str().unwrap().to_owned();
+        assert_eq!(m["merge"]["evidence"]["identityKinds"], json!(["email"]));
+        let moved: u64 = m["moved"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .map(|r| r["rows"].as_u64().unwrap())
+            .sum();
+        assert_eq!(
+            moved,
+            before_dup.iter().sum::<u64>(),
+            "every row of the duplicate moved"
+        );
+        let after = owned(&app.db, ann).await;
+        for i in 0..5 {
+            assert_eq!(after[i], before_ann[i] + before_dup[i], "table {i}");
+        }
+        assert_eq!(owned(&app.db, dup).await, [0; 5]);
+
+        // The old id redirects; the tombstone says where it went.
+        let q = "query($id: ID!, $f: Boolean!) { customer(id: $id, followMerges: $f) { id mergedIntoId } }";
+        let redirect = app
+            .graphql(q, json!({ "id": dup.to_string(), "f": true }), Some(&admin))
+            .await;
+        assert_eq!(redirect["data"]["customer"]["id"], ann.to_string());
+        let tomb = app
+            .graphql(q, json!({ "id": dup.to_string(), "f": false }), Some(&admin))
+            .await;
+        assert_eq!(tomb["data"]["customer"]["mergedIntoId"], ann.to_string());
+        // The twitter handle of the duplicate now finds the survivor.
+        let by = "{ customerByIdentity(kind: TWITTER, value: \"annl\") { id } }";
+        assert_eq!(
+            app.graphql(by, json!({}), Some(&admin)).await["data"]["customerByIdentity"]["id"],
+            ann.to_string()
+        );
+
+        // Clear errors for impossible merges.
+        for (s, d, code) in [(ann, ann, "SAME_CUSTOMER"), (ann, dup, "MERGED"), (dup, ann, "MERGED")] {
+            let body = app
+                .graphql(MERGE, json!({ "s": s.to_string(), "d": d.to_string() }), Some(&admin))
+                .await;
+            assert_eq!(body["data"]["mergeCustomers"]["userErrors"][0]["code"], code, "{body}");
+        }
+        let missing = app
+            .graphql(
+                MERGE,
+                json!({ "s": ann.to_string(), "d": Uuid::now_v7().to_string() }),
+                Some(&admin),
+            )
+            .await;
+        assert_eq!(error_code(&missing), Some("NOT_FOUND"));
+
+        // Something new arrives for the survivor after the merge: it stays on unmerge.
+        add_facts(&app.db, ann, "later", now + Duration::minutes(5)).await;
+        let undone = app.graphql(UNMERGE, json!({ "m": merge_id }), Some(&admin)).await;
+        assert_eq!(undone["data"]["unmergeCustomers"]["userErrors"], json!([]), "{undone}");
+        assert!(undone["data"]["unmergeCustomers"]["merge"]["unmergedAt"].is_string());
+        assert_eq!(
+            owned(&app.db, dup).await,
+            before_dup,
+            "exactly the duplicate's rows went back"
+        );
+        let ann_now = owned(&app.db, ann).await;
+        assert_eq!(
+            ann_now[1..],
+            [
+                before_ann[1] + 1,
+                before_ann[2] + 2,
+                before_ann[3] + 1,
+                before_ann[4] + 1
+            ]
+        );
+        let live = app
+            .graphql(q, json!({ "id": dup.to_string(), "f": false }), Some(&admin))
+            .await;
+        assert!(
+            live["data"]["customer"]["mergedIntoId"].is_null(),
+            "duplicate is live again"
+        );
+        let again = app.graphql(UNMERGE, json!({ "m": merge_id }), Some(&admin)).await;
+        assert_eq!(
+            again["data"]["unmergeCustomers"]["userErrors"][0]["code"],
+            "ALREADY_UNMERGED"
+        );
+
+        // Audited, and only admins and managers may merge.
+        let ops: Vec<String> = AuditEntry::find()
+            .filter(entity::audit_entry::Column::TargetId.eq(ann.to_string()))
+            .all(&app.db)
+            .await
+            .unwrap()
+            .into_iter()
+            .map(|e| e.operation)
+            .collect();
+        assert!(
+            ops.contains(&"mergeCustomers".to_owned()) && ops.contains(&"unmergeCustomers".to_owned()),
+            "{ops:?}"
+        );
+        let (email, password) = app.create_user(Role::Agent).await;
+        let agent = app.login(&email, &password).await.access;
+        let denied = app
+            .graphql(
+                MERGE,
+                json!({ "s": ann.to_string(), "d": dup.to_string() }),
+                Some(&agent),
+            )
+            .await;
+        assert_eq!(error_code(&denied), Some("FORBIDDEN"));
+    })
+    .await;
+}
+
+/// Every (table, column) of the schema.
+async fn columns(db: &DatabaseConnection) -> Vec<(String, String)> {
+    let backend = db.get_database_backend();
+    let sql = match backend {
+        sea_orm::DatabaseBackend::Sqlite => {
+            "SELECT m.name AS t, p.name AS c FROM sqlite_master m JOIN pragma_table_info(m.name) p \
+             WHERE m.type = 'table' AND m.name NOT LIKE 'sqlite_%'"
+        }
+        _ => "SELECT table_name AS t, column_name AS c FROM information_schema.columns WHERE table_schema = 'public'",
+    };
+    let rows = db.query_all_raw(Statement::from_string(backend, sql)).await.unwrap();
+    rows.iter()
+        .map(|r| {
+            (
+                r.try_get::<String>("", "t").unwrap(),
+                r.try_get::<String>("", "c").unwrap(),
+            )
+        })
+        .collect()
+}
+
+/// Where a string occurs in the database, as `table.column` (case-insensitive).
+async fn occurrences(db: &DatabaseConnection, needle: &str) -> Vec<String> {
+    let mut out = Vec::new();
+    for (table, column) in columns(db).await {
+        let sql = format!("SELECT COUNT(*) AS n FROM {table} WHERE LOWER(CAST({column} AS TEXT)) LIKE '%{needle}%'");
+        let n: i64 = db
+            .query_one_raw(Statement::from_string(db.get_database_backend(), sql))
+            .await
+            .unwrap()
+            .unwrap()
+            .try_get("", "n")
+            .unwrap();
+        if n > 0 {
+            out.push(format!("{table}.{column}"));
+        }
+    }
+    out
+}
+
+#[tokio::test]
+async fn erasure_leaves_no_trace_of_the_person_and_spares_everyone_else() {
+    on_each_backend(async |app: &TestApp| {
+        let admin = app.login_admin().await.access;
+        let now = Utc::now();
+        let canary = "zqcanary";
+        let victim = create(
+            app,
+            &admin,
+            json!({
+                "displayName": format!("Ann {canary}"), "segment": "premium",
+                "attributes": { "note": format!("lives at {canary} street") },
+                "identities": [
+                    { "kind": "EMAIL", "value": format!("{canary}@example.com") },
+                    { "kind": "TWITTER", "value": canary },
+                    { "kind": "EXTERNAL_ID", "value": format!("crm-{canary}") },
+                ],
+            }),
+        )
+        .await;
+        // A tombstone merged into the victim carries the canary too.
+        let old = create(
+            app,
+            &admin,
+            json!({ "displayName": format!("Old {canary}"), "identities": [
+            { "kind": "WEB", "value": format!("device-{canary}") }] }),
+        )
+        .await;
+        add_facts(&app.db, victim, canary, now).await;
+        add_facts(&app.db, old, canary, now).await;
+        let body = app
+            .graphql(
+                MERGE,
+                json!({ "s": victim.to_string(), "d": old.to_string() }),
+                Some(&admin),
+            )
+            .await;
+        assert_eq!(body["data"]["mergeCustomers"]["userErrors"], json!([]), "{body}");
+        let bystander_tag = "zqbystander";
+        let bystander = create(
+            app,
+            &admin,
+            json!({ "displayName": format!("Bob {bystander_tag}"), "identities": [
+            { "kind": "EMAIL", "value": format!("{bystander_tag}@example.com") }] }),
+        )
+        .await;
+        add_facts(&app.db, bystander, bystander_tag, now).await;
+        assert!(!occurrences(&app.db, canary).await.is_empty(), "canaries are planted");
+        let bystander_before = occurrences(&app.db, bystander_tag).await;
+        let interactions_before = Interaction::find().count(&app.db).await.unwrap();
+
+        let erase = "mutation($id: ID!) { eraseCustomer(input: {id: $id}) { erasedCustomerId customers identities \
+                     interactions conversations feedback userErrors { code } } }";
+        let erased = app
+            .graphql(erase, json!({ "id": victim.to_string() }), Some(&admin))
+            .await;
+        let e = &erased["data"]["eraseCustomer"];
+        assert_eq!(e["userErrors"], json!([]), "{erased}");
+        assert_eq!(e["customers"], 2, "the customer and its tombstone");
+        assert_eq!(e["identities"], 4);
+        assert_eq!(e["interactions"], 4);
+
+        let left = occurrences(&app.db, canary).await;
+        assert!(
+            left.is_empty(),
+            "[{}] personal data survives erasure in {left:?}",
+            app.backend.name()
+        );
+        assert_eq!(
+            occurrences(&app.db, bystander_tag).await,
+            bystander_before,
+            "other customers untouched"
+        );
+        assert_eq!(
+            Interaction::find().count(&app.db).await.unwrap(),
+            interactions_before,
+            "anonymous rows stay"
+        );
+        let kept = Customer::find_by_id(victim).one(&app.db).await.unwrap().unwrap();
+        assert_eq!(
+            kept.segment.as_deref(),
+            Some("premium"),
+            "non-personal fields stay for aggregates"
+        );
+        assert!(kept.erased_at.is_some());
+        let audit = AuditEntry::find()
+            .filter(entity::audit_entry::Column::Operation.eq("eraseCustomer"))
+            .one(&app.db)
+            .await
+            .unwrap()
+            .unwrap();
+        assert!(audit.actor_user_id.is_some(), "who erased is recorded");
+
+        // It cannot be undone or written to.
+        let again = app
+            .graphql(erase, json!({ "id": victim.to_string() }), Some(&admin))
+            .await;
+        assert_eq!(again["data"]["eraseCustomer"]["userErrors"][0]["code"], "ERASED");
+        let update =
+            "mutation($id: ID!) { updateCustomer(input: {id: $id, displayName: \"Back\"}) { userErrors { code } } }";
+        let refused = app
+            .graphql(update, json!({ "id": victim.to_string() }), Some(&admin))
+            .await;
+        assert_eq!(
+            refused["data"]["updateCustomer"]["userErrors"][0]["code"], "ERASED",
+            "{refused}"
+        );
+        let merge_id = app
+            .graphql(
+                "query($c: ID!) { customerMerges(customerId: $c) { id } }",
+                json!({ "c": victim.to_string() }),
+                Some(&admin),
+            )
+            .await["data"]["customerMerges"][0]["id"]
+            .clone();
+        let unmerge = app.graphql(UNMERGE, json!({ "m": merge_id }), Some(&admin)).await;
+        assert!(
+            !unmerge["data"]["unmergeCustomers"]["userErrors"]
+                .as_array()
+                .unwrap()
+                .is_empty(),
+            "{unmerge}"
+        );
+    })
+    .await;
+}
+
+#[tokio::test]
+async fn export_returns_everything_held_and_is_admin_only() {
+    on_each_backend(async |app: &TestApp| {
+        let admin = app.login_admin().await.access;
+        let id = create(
+            app,
+            &admin,
+            json!({ "displayName": "Eve", "identities": [{ "kind": "EMAIL", "value": "eve@example.com" }] }),
+        )
+        .await;
+        add_facts(&app.db, id, "eve", Utc::now()).await;
+        let q = "query($id: ID!) { exportCustomerData(id: $id) }";
+        let body = app.graphql(q, json!({ "id": id.to_string() }), Some(&admin)).await;
+        let doc = &body["data"]["exportCustomerData"];
+        assert_eq!(doc["customer"]["displayName"], "Eve", "{body}");
+        assert_eq!(doc["identities"][0]["value"], "eve@example.com");
+        assert_eq!(doc["interactions"].as_array().unwrap().len(), 2);
+        assert_eq!(doc["conversations"].as_array().unwrap().len(), 1);
+        assert_eq!(doc["touchpoints"].as_array().unwrap().len(), 1);
+        assert_eq!(doc["feedback"][0]["comment"], "eve says the parcel was late");
+        assert!(
+            doc["auditTrail"]
+                .as_array()
+                .unwrap()
+                .iter()
+                .any(|a| a["operation"] == "createCustomer")
+        );
+        let exported = AuditEntry::find()
+            .filter(entity::audit_entry::Column::Operation.eq("exportCustomerData"))
+            .count(&app.db)
+            .await
+            .unwrap();
+        assert_eq!(exported, 1, "the export is audited");
+        let (email, password) = app.create_user(Role::Manager).await;
+        let manager = app.login(&email, &password).await.access;
+        let denied = app.graphql(q, json!({ "id": id.to_string() }), Some(&manager)).await;
+        assert_eq!(error_code(&denied), Some("FORBIDDEN"));
+    })
+    .await;
+}
+
+#[tokio::test]
+async fn retention_removes_old_text_once_and_keeps_the_rest() {
+    on_each_backend(async |app: &TestApp| {
+        let admin = app.login_admin().await.access;
+        let id = create(app, &admin, json!({ "displayName": "Old timer" })).await;
+        add_facts(&app.db, id, "ancient", Utc::now() - Duration::days(400)).await;
+        add_facts(&app.db, id, "recent", Utc::now() - Duration::days(10)).await;
+        let policy = RetentionPolicy { text_days: 365 };
+        let first = apply_retention(&app.db, policy).await.map_err(|e| e.message()).unwrap();
+        assert_eq!(first, 4, "two bodies, one comment, one subject");
+        let second = apply_retention(&app.db, policy).await.map_err(|e| e.message()).unwrap();
+        assert_eq!(second, 0, "idempotent");
+        assert!(occurrences(&app.db, "my name is ancient").await.is_empty());
+        assert_eq!(occurrences(&app.db, "my name is recent").await, ["interactions.body"]);
+        assert_eq!(Interaction::find().count(&app.db).await.unwrap(), 4, "rows stay");
+    })
+    .await;
+}
