@@ -168,3 +168,65 @@ fn migrate_user_create_and_seed_on_sqlite() {
     let status = stdout(&cxgraph(&["migrate", "status"], &env));
     assert!(status.lines().all(|l| l.starts_with("pending")), "{status}");
 }
+
+/// A plain HTTP/1.1 GET over a TCP socket; returns the whole response.
+fn http_get(addr: &str, path: &str) -> String {
+    use std::io::{Read, Write};
+    let mut stream = std::net::TcpStream::connect(addr).unwrap();
+    write!(stream, "GET {path} HTTP/1.1\r\nHost: {addr}\r\nConnection: close\r\n\r\n").unwrap();
+    let mut response = String::new();
+    stream.read_to_string(&mut response).unwrap();
+    response
+}
+
+#[test]
+fn serve_prints_where_to_go_loads_demo_data_and_stops_on_sigterm() {
+    use std::io::{BufRead, BufReader};
+    use std::process::Stdio;
+    let dir = tempfile::tempdir().unwrap();
+    let url = format!("sqlite://{}/demo.db?mode=rwc", dir.path().display());
+    let mut cmd = Command::new(env!("CARGO_BIN_EXE_cxgraph"));
+    for (k, _) in std::env::vars() {
+        if k.starts_with("CXGRAPH_") || k == "DATABASE_URL" {
+            cmd.env_remove(k);
+        }
+    }
+    let mut child = cmd
+        .env("DATABASE_URL", &url)
+        .env("CXGRAPH_BIND", "127.0.0.1:0")
+        .stdout(Stdio::piped())
+        .stderr(Stdio::null())
+        .spawn()
+        .unwrap();
+    let stdout = child.stdout.take().unwrap();
+    let mut banner = Vec::new();
+    let mut addr = None;
+    for line in BufReader::new(stdout).lines() {
+        let line = line.unwrap();
+        banner.push(line.clone());
+        if let Some(rest) = line.trim().strip_prefix("GraphiQL:") {
+            addr = Some(rest.trim().trim_start_matches("http://").trim_end_matches('/').to_owned());
+        }
+        if line.contains("Demo data loaded") {
+            break;
+        }
+    }
+    let banner = banner.join("\n");
+    let addr = addr.unwrap_or_else(|| panic!("no address in the banner:\n{banner}"));
+    assert!(banner.contains("Password (shown once"), "{banner}");
+    assert!(banner.contains("Demo data loaded: 300 customers"), "{banner}");
+    assert!(http_get(&addr, "/healthz").starts_with("HTTP/1.1 200"));
+    assert!(http_get(&addr, "/").to_lowercase().contains("graphiql"));
+
+    let kill = Command::new("kill").args(["-TERM", &child.id().to_string()]).status().unwrap();
+    assert!(kill.success());
+    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(15);
+    let status = loop {
+        if let Some(status) = child.try_wait().unwrap() {
+            break status;
+        }
+        assert!(std::time::Instant::now() < deadline, "server did not stop on SIGTERM");
+        std::thread::sleep(std::time::Duration::from_millis(50));
+    };
+    assert!(status.success(), "graceful shutdown exits 0, got {status}");
+}
