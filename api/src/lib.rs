@@ -15,6 +15,8 @@ pub mod db;
 pub mod error;
 pub mod graphql;
 pub mod http;
+pub mod interactions;
+pub mod sentiment;
 pub mod startup;
 pub mod state;
 pub mod telemetry;

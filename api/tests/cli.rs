@@ -173,7 +173,11 @@ fn migrate_user_create_and_seed_on_sqlite() {
 fn http_get(addr: &str, path: &str) -> String {
     use std::io::{Read, Write};
     let mut stream = std::net::TcpStream::connect(addr).unwrap();
-    write!(stream, "GET {path} HTTP/1.1\r\nHost: {addr}\r\nConnection: close\r\n\r\n").unwrap();
+    write!(
+        stream,
+        "GET {path} HTTP/1.1\r\nHost: {addr}\r\nConnection: close\r\n\r\n"
+    )
+    .unwrap();
     let mut response = String::new();
     stream.read_to_string(&mut response).unwrap();
     response
@@ -205,7 +209,12 @@ fn serve_prints_where_to_go_loads_demo_data_and_stops_on_sigterm() {
         let line = line.unwrap();
         banner.push(line.clone());
         if let Some(rest) = line.trim().strip_prefix("GraphiQL:") {
-            addr = Some(rest.trim().trim_start_matches("http://").trim_end_matches('/').to_owned());
+            addr = Some(
+                rest.trim()
+                    .trim_start_matches("http://")
+                    .trim_end_matches('/')
+                    .to_owned(),
+            );
         }
         if line.contains("Demo data loaded") {
             break;
@@ -218,7 +227,10 @@ fn serve_prints_where_to_go_loads_demo_data_and_stops_on_sigterm() {
     assert!(http_get(&addr, "/healthz").starts_with("HTTP/1.1 200"));
     assert!(http_get(&addr, "/").to_lowercase().contains("graphiql"));
 
-    let kill = Command::new("kill").args(["-TERM", &child.id().to_string()]).status().unwrap();
+    let kill = Command::new("kill")
+        .args(["-TERM", &child.id().to_string()])
+        .status()
+        .unwrap();
     assert!(kill.success());
     let deadline = std::time::Instant::now() + std::time::Duration::from_secs(15);
     let status = loop {

@@ -80,6 +80,9 @@ pub const READ_CUSTOMERS: Policy = Policy::roles_or_scopes(STAFF, &[Scope::Custo
 /// Writing customers: operators, tokens with `customers:write`.
 pub const WRITE_CUSTOMERS: Policy = Policy::roles_or_scopes(OPERATORS, &[Scope::CustomersWrite]);
 
+/// Recording interactions: operators, tokens with `interactions:write`.
+pub const WRITE_INTERACTIONS: Policy = Policy::roles_or_scopes(OPERATORS, &[Scope::InteractionsWrite]);
+
 /// The policy of every root field, as `(parent type, field, policy)`.
 pub const ROOT_FIELDS: &[(&str, &str, Policy)] = &[
     ("Query", "me", Policy::roles(STAFF)),
@@ -104,6 +107,8 @@ pub const ROOT_FIELDS: &[(&str, &str, Policy)] = &[
     ),
     ("Query", "exportCustomerData", Policy::roles(&[Role::Admin])),
     ("Mutation", "eraseCustomer", Policy::roles(&[Role::Admin])),
+    ("Mutation", "recordInteraction", WRITE_INTERACTIONS),
+    ("Mutation", "ingestInteractions", WRITE_INTERACTIONS),
     ("Mutation", "login", Policy::PUBLIC),
     ("Mutation", "refreshToken", Policy::PUBLIC),
     ("Mutation", "logout", Policy::roles(STAFF)),
@@ -190,6 +195,8 @@ mod tests {
         ("Mutation", "unmergeCustomers", [U, U, A, A, F, F, F, F]),
         ("Query", "exportCustomerData", [U, U, A, F, F, F, F, F]),
         ("Mutation", "eraseCustomer", [U, U, A, F, F, F, F, F]),
+        ("Mutation", "recordInteraction", [U, U, A, A, A, F, F, A]),
+        ("Mutation", "ingestInteractions", [U, U, A, A, A, F, F, A]),
     ];
 
     async fn schema_root_fields() -> BTreeSet<(String, String)> {

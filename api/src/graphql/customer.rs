@@ -498,9 +498,9 @@ impl CustomerQuery {
 #[derive(InputObject, Clone)]
 pub struct IdentityValueInput {
     /// Kind of identity.
-    kind: IdentityKind,
+    pub kind: IdentityKind,
     /// Value as the channel gives it; normalised on the way in.
-    value: String,
+    pub value: String,
 }
 
 impl From<IdentityValueInput> for IdentityInput {

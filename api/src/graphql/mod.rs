@@ -9,6 +9,7 @@ mod access;
 mod customer;
 pub mod enums;
 mod facts;
+pub mod interactions;
 pub mod loaders;
 mod privacy;
 mod session;
@@ -32,6 +33,7 @@ pub struct MutationRoot(
     session::SessionMutation,
     customer::CustomerMutation,
     privacy::PrivacyMutation,
+    interactions::InteractionMutation,
 );
 
 pub type AppSchema = Schema<QueryRoot, MutationRoot, EmptySubscription>;

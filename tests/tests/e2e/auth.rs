@@ -202,6 +202,15 @@ const PROTECTED_SAMPLES: &[(&str, &str)] = &[
         "mutation { unmergeCustomers(input: {mergeId: \"01a20815-91b7-7562-85d0-8fc0ed28182d\"}) { userErrors { code } } }",
     ),
     (
+        "recordInteraction",
+        "mutation { recordInteraction(input: {channel: EMAIL, direction: INBOUND, externalId: \"s-1\", \
+         identities: [{kind: EMAIL, value: \"s@example.com\"}]}) { duplicate } }",
+    ),
+    (
+        "ingestInteractions",
+        "mutation { ingestInteractions(inputs: []) { created } }",
+    ),
+    (
         "eraseCustomer",
         "mutation { eraseCustomer(input: {id: \"01a20815-91b7-7562-85d0-8fc0ed28182d\"}) { userErrors { code } } }",
     ),

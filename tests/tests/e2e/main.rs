@@ -4,6 +4,7 @@
 mod auth;
 mod customers;
 mod http;
+mod interactions;
 mod migrations;
 mod privacy;
 mod startup;

@@ -558,3 +558,27 @@ async fn retention_removes_old_text_once_and_keeps_the_rest() {
     })
     .await;
 }
+
+#[tokio::test]
+async fn the_server_runs_the_retention_job_when_configured() {
+    for backend in cxgraph_tests::backends() {
+        let app = TestApp::spawn_with(&backend, |s| {
+            s.retention_text_days = Some(30);
+            s.retention_interval = 1;
+        })
+        .await;
+        let admin = app.login_admin().await.access;
+        let id = create(&app, &admin, json!({ "displayName": "Job" })).await;
+        add_facts(&app.db, id, "stale", Utc::now() - Duration::days(31)).await;
+        let deadline = std::time::Instant::now() + std::time::Duration::from_secs(15);
+        while !occurrences(&app.db, "my name is stale").await.is_empty() {
+            assert!(
+                std::time::Instant::now() < deadline,
+                "[{}] the job never ran",
+                backend.name()
+            );
+            tokio::time::sleep(std::time::Duration::from_millis(200)).await;
+        }
+        app.stop().await;
+    }
+}

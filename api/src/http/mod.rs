@@ -30,6 +30,8 @@ use crate::graphql::AppSchema;
 use crate::state::AppState;
 use crate::{db, graphql};
 
+mod ingest;
+
 const REQUEST_ID: &str = "x-request-id";
 
 /// Shared by the handlers: the schema and the application state.
@@ -70,6 +72,7 @@ pub fn router(app: AppState) -> Router {
         .route("/", get(graphiql))
         .route("/graphql", get(graphql_get).post(graphql_post))
         .route("/schema.graphql", get(schema_sdl))
+        .route("/ingest/interactions", axum::routing::post(ingest::interactions))
         .route("/healthz", get(healthz))
         .route("/readyz", get(readyz))
         .fallback(not_found)
@@ -100,14 +103,19 @@ pub fn authenticate(app: &AppState, headers: &HeaderMap) -> Principal {
 }
 
 fn request_data(req: async_graphql::Request, state: &HttpState, headers: &HeaderMap) -> async_graphql::Request {
-    let request_id = headers
-        .get(REQUEST_ID)
-        .and_then(|v| v.to_str().ok())
-        .unwrap_or_default()
-        .to_owned();
+    let request_id = request_id(headers);
     req.data(authenticate(&state.app, headers))
         .data(RequestIdValue(request_id))
         .data(crate::graphql::loaders::for_request(state.app.db().clone()))
+}
+
+/// The request id set (or passed on) by the request-id layer.
+fn request_id(headers: &HeaderMap) -> String {
+    headers
+        .get(REQUEST_ID)
+        .and_then(|v| v.to_str().ok())
+        .unwrap_or_default()
+        .to_owned()
 }
 
 /// The request id, for services that record it (audit log).

@@ -1,0 +1,223 @@
+//! Ingest over GraphQL: one event (`recordInteraction`) or a batch
+//! (`ingestInteractions`) answered per item.
+
+use async_graphql::{Context, Enum, ID, InputObject, Object, Result, SimpleObject};
+use chrono::{DateTime, Utc};
+
+use super::customer::IdentityValueInput;
+use super::enums::{AuthorKind, Channel, Direction, Visibility};
+use super::facts::Interaction;
+use super::types::{UserError, actor, context, parse_id, split_user_errors};
+use crate::error::AppError;
+use crate::interactions::ingest::{self, CustomerRef, NewInteraction, Recorded};
+
+/// One event from a channel: a message, post, call or e-mail.
+#[derive(InputObject, Clone)]
+pub struct RecordInteractionInput {
+    /// Channel it happened on.
+    pub channel: Channel,
+    /// From the customer (INBOUND) or from us (OUTBOUND).
+    pub direction: Direction,
+    /// Public post or private message.
+    #[graphql(default_with = "Visibility::Private")]
+    pub visibility: Visibility,
+    /// Who wrote it; defaults to the customer (inbound) or an agent (outbound).
+    pub author_kind: Option<AuthorKind>,
+    /// Which of our accounts or addresses it reached.
+    pub inbox: Option<String>,
+    /// The text (at most 64 KiB).
+    pub body: Option<String>,
+    /// When it happened; defaults to now.
+    pub occurred_at: Option<DateTime<Utc>>,
+    /// The channel's id for the event. The same (channel, externalId) again is the
+    /// same event: it is returned, not recorded twice.
+    pub external_id: String,
+    /// The customer, when known.
+    pub customer_id: Option<ID>,
+    /// Identities of the author, to find or create the customer.
+    #[graphql(default)]
+    pub identities: Vec<IdentityValueInput>,
+    /// Name for a customer created from this event.
+    pub customer_name: Option<String>,
+}
+
+impl RecordInteractionInput {
+    /// The domain input; a malformed customer id is a user error at `path`.
+    pub fn into_domain(self, path: &[&str]) -> Result<NewInteraction, AppError> {
+        let customer_id = match &self.customer_id {
+            Some(id) => Some(parse_id(id, &[path, &["customerId"]].concat())?),
+            None => None,
+        };
+        Ok(NewInteraction {
+            channel: self.channel.into(),
+            direction: self.direction.into(),
+            visibility: self.visibility.into(),
+            author_kind: self.author_kind.map(Into::into),
+            inbox: self.inbox,
+            body: self.body,
+            occurred_at: self.occurred_at,
+            external_id: self.external_id,
+            customer: CustomerRef {
+                id: customer_id,
+                identities: self.identities.into_iter().map(Into::into).collect(),
+                display_name: self.customer_name,
+            },
+        })
+    }
+}
+
+/// Result of `recordInteraction`.
+#[derive(SimpleObject)]
+pub struct RecordInteractionPayload {
+    /// The stored interaction (the earlier one for a duplicate).
+    interaction: Option<Interaction>,
+    /// True when the event was already known and nothing changed.
+    duplicate: bool,
+    /// Problems the caller can fix.
+    user_errors: Vec<UserError>,
+}
+
+/// What happened to one item of a batch.
+#[derive(Enum, Copy, Clone, PartialEq, Eq)]
+pub enum IngestStatus {
+    /// Recorded now.
+    Created,
+    /// Already known; nothing changed.
+    Duplicate,
+    /// Not recorded; see `userErrors` / `error`.
+    Rejected,
+}
+
+/// The answer for one item of a batch.
+#[derive(SimpleObject)]
+pub struct IngestItemResult {
+    /// Position of the item in the batch (0 first).
+    index: i32,
+    /// Outcome.
+    status: IngestStatus,
+    /// The stored interaction, unless rejected.
+    interaction: Option<Interaction>,
+    /// Problems with the item the caller can fix.
+    user_errors: Vec<UserError>,
+    /// Code of any other failure (`CONFLICT`, `NOT_FOUND`, `INTERNAL`, …).
+    error_code: Option<String>,
+}
+
+/// Result of `ingestInteractions`.
+#[derive(SimpleObject)]
+pub struct IngestInteractionsPayload {
+    /// One answer per item, in order.
+    results: Vec<IngestItemResult>,
+    /// Items recorded now.
+    created: i32,
+    /// Items already known.
+    duplicates: i32,
+    /// Items refused.
+    rejected: i32,
+}
+
+/// Turns a per-item result into its answer.
+pub fn item_result(index: usize, result: Result<Recorded, AppError>) -> IngestItemResult {
+    let index = i32::try_from(index).unwrap_or(i32::MAX);
+    match result {
+        Ok(r) => IngestItemResult {
+            index,
+            status: if r.created {
+                IngestStatus::Created
+            } else {
+                IngestStatus::Duplicate
+            },
+            interaction: Some(Interaction(r.interaction)),
+            user_errors: Vec::new(),
+            error_code: None,
+        },
+        Err(AppError::Invalid(errors)) => IngestItemResult {
+            index,
+            status: IngestStatus::Rejected,
+            interaction: None,
+            user_errors: errors.into_iter().map(UserError::from).collect(),
+            error_code: Some("BAD_USER_INPUT".into()),
+        },
+        Err(other) => IngestItemResult {
+            index,
+            status: IngestStatus::Rejected,
+            interaction: None,
+            user_errors: Vec::new(),
+            error_code: Some(other.code().into()),
+        },
+    }
+}
+
+#[derive(Default)]
+pub struct InteractionMutation;
+
+#[Object]
+impl InteractionMutation {
+    /// Records one event: resolves the customer, threads it into a conversation
+    /// (routing and SLA for a new one) and scores its sentiment. Idempotent on
+    /// (channel, externalId).
+    async fn record_interaction(
+        &self,
+        ctx: &Context<'_>,
+        input: RecordInteractionInput,
+    ) -> Result<RecordInteractionPayload> {
+        let (state, _) = context(ctx)?;
+        let result = match input.into_domain(&["input"]) {
+            Ok(domain) => ingest::record(state.db(), actor(ctx)?, domain).await,
+            Err(e) => Err(e),
+        };
+        let (recorded, user_errors) = split_user_errors(result)?;
+        Ok(RecordInteractionPayload {
+            duplicate: recorded.as_ref().is_some_and(|r| !r.created),
+            interaction: recorded.map(|r| Interaction(r.interaction)),
+            user_errors,
+        })
+    }
+
+    /// Records up to 1,000 events, each on its own: one bad item never loses the others.
+    async fn ingest_interactions(
+        &self,
+        ctx: &Context<'_>,
+        inputs: Vec<RecordInteractionInput>,
+    ) -> Result<IngestInteractionsPayload> {
+        let (state, _) = context(ctx)?;
+        let mut domain = Vec::with_capacity(inputs.len());
+        let mut early: Vec<Option<AppError>> = Vec::with_capacity(inputs.len());
+        for (i, input) in inputs.into_iter().enumerate() {
+            let index = i.to_string();
+            match input.into_domain(&["inputs", &index]) {
+                Ok(d) => {
+                    domain.push(Some(d));
+                    early.push(None);
+                }
+                Err(e) => {
+                    domain.push(None);
+                    early.push(Some(e));
+                }
+            }
+        }
+        let valid: Vec<NewInteraction> = domain.iter().flatten().cloned().collect();
+        let mut recorded = ingest::record_batch(state.db(), actor(ctx)?, valid).await?.into_iter();
+        let results: Vec<IngestItemResult> = early
+            .into_iter()
+            .enumerate()
+            .map(|(i, e)| match e {
+                Some(e) => item_result(i, Err(e)),
+                None => item_result(
+                    i,
+                    recorded
+                        .next()
+                        .unwrap_or_else(|| Err(AppError::internal(anyhow::anyhow!("missing result")))),
+                ),
+            })
+            .collect();
+        let count =
+            |s: IngestStatus| i32::try_from(results.iter().filter(|r| r.status == s).count()).unwrap_or(i32::MAX);
+        Ok(IngestInteractionsPayload {
+            created: count(IngestStatus::Created),
+            duplicates: count(IngestStatus::Duplicate),
+            rejected: count(IngestStatus::Rejected),
+            results,
+        })
+    }
+}

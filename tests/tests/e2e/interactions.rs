@@ -1,0 +1,375 @@
+//! Ingest over HTTP on both backends: resolution, threading, routing, SLA due times,
+//! the first reply stopping the clock, sentiment, idempotency (also under concurrent
+//! delivery), batches with bad items, and the NDJSON endpoint.
+
+use chrono::{Duration, Utc};
+use cxgraph_tests::{TestApp, backends, error_code, on_each_backend};
+use entity::enums::{Channel, ConversationStatus, Priority, Role};
+use entity::prelude::*;
+use entity::{interaction, routing_rule, sla_policy, team};
+use sea_orm::{ActiveModelTrait, ColumnTrait, EntityTrait, IntoActiveModel, PaginatorTrait, QueryFilter};
+use serde_json::{Value, json};
+use uuid::Uuid;
+
+const RECORD: &str = "mutation($input: RecordInteractionInput!) { recordInteraction(input: $input) { \
+    duplicate interaction { id customerId conversationId channel direction sentimentScore sentimentLabel body } \
+    userErrors { field code message } } }";
+
+async fn record(app: &TestApp, token: &str, input: Value) -> Value {
+    let body = app.graphql(RECORD, json!({ "input": input }), Some(token)).await;
+    assert!(body["errors"].is_null(), "{body}");
+    body["data"]["recordInteraction"].clone()
+}
+
+/// A social-care team, a rule sending public complaints about refunds to it at high
+/// priority, and SLA policies: public social 30 min, the rest 24 h.
+async fn configure(app: &TestApp) -> (Uuid, Uuid) {
+    let now = Utc::now();
+    let team_id = team::Model {
+        id: Uuid::now_v7(),
+        name: "Social care".into(),
+        created_at: now,
+    }
+    .into_active_model()
+    .insert(&app.db)
+    .await
+    .unwrap()
+    .id;
+    let rule_id = routing_rule::Model {
+        id: Uuid::now_v7(),
+        name: "Public refund complaints".into(),
+        position: 1,
+        enabled: true,
+        conditions: json!({ "channels": ["twitter"], "visibility": "public_post", "keywords": ["refund"] }),
+        team_id: Some(team_id),
+        set_priority: Some(Priority::High),
+        add_tags: json!(["refund", "public"]),
+        created_at: now,
+        updated_at: now,
+    }
+    .into_active_model()
+    .insert(&app.db)
+    .await
+    .unwrap()
+    .id;
+    for (channel, priority, first, resolve) in [
+        (Some(Channel::Twitter), Some(Priority::High), 30, 240),
+        (None, None, 24 * 60, 72 * 60),
+    ] {
+        sla_policy::Model {
+            id: Uuid::now_v7(),
+            name: format!("{channel:?} {priority:?}"),
+            channel,
+            priority,
+            first_response_minutes: first,
+            resolution_minutes: resolve,
+            active: true,
+            created_at: now,
+            updated_at: now,
+        }
+        .into_active_model()
+        .insert(&app.db)
+        .await
+        .unwrap();
+    }
+    (team_id, rule_id)
+}
+
+#[tokio::test]
+async fn ingest_resolves_threads_routes_and_starts_the_sla_clock() {
+    on_each_backend(async |app: &TestApp| {
+        let admin = app.login_admin().await.access;
+        let (team_id, rule_id) = configure(app).await;
+        let at = Utc::now() - Duration::minutes(10);
+        let first = record(
+            app,
+            &admin,
+            json!({
+                "channel": "TWITTER", "direction": "INBOUND", "visibility": "PUBLIC_POST", "inbox": "@AcmeCare",
+                "body": "Still waiting for my refund, absolutely furious!!", "externalId": "tw-1",
+                "occurredAt": at.to_rfc3339(), "identities": [{ "kind": "TWITTER", "value": "@AngryAnn" }],
+                "customerName": "Ann",
+            }),
+        )
+        .await;
+        assert_eq!(first["userErrors"], json!([]), "{first}");
+        assert_eq!(first["duplicate"], false);
+        let i = &first["interaction"];
+        assert_eq!(i["sentimentLabel"], "NEGATIVE", "{first}");
+        assert!(i["sentimentScore"].as_f64().unwrap() < -0.3);
+        let customer_id = Uuid::parse_str(i["customerId"].as_str().unwrap()).unwrap();
+        let conversation_id = Uuid::parse_str(i["conversationId"].as_str().unwrap()).unwrap();
+
+        let c = Conversation::find_by_id(conversation_id)
+            .one(&app.db)
+            .await
+            .unwrap()
+            .unwrap();
+        assert_eq!(c.customer_id, customer_id);
+        assert_eq!(
+            (c.team_id, c.routing_rule_id, c.priority),
+            (Some(team_id), Some(rule_id), Priority::High)
+        );
+        assert_eq!(c.tags, json!(["refund", "public"]));
+        assert_eq!(c.status, ConversationStatus::Open);
+        let due = c.first_response_due_at.unwrap();
+        assert!(
+            (due - (at + Duration::minutes(30))).num_seconds().abs() <= 1,
+            "30-minute public social SLA: {due}"
+        );
+        let customer = Customer::find_by_id(customer_id).one(&app.db).await.unwrap().unwrap();
+        assert_eq!(customer.display_name.as_deref(), Some("Ann"));
+        assert!(customer.last_contact_at.is_some());
+
+        // The same customer again on the same channel joins the open conversation.
+        let second = record(
+            app,
+            &admin,
+            json!({
+                "channel": "TWITTER", "direction": "INBOUND", "visibility": "PUBLIC_POST", "body": "hello??",
+                "externalId": "tw-2", "identities": [{ "kind": "TWITTER", "value": "angryann" }],
+            }),
+        )
+        .await;
+        assert_eq!(second["interaction"]["conversationId"], conversation_id.to_string());
+        assert_eq!(second["interaction"]["customerId"], customer_id.to_string());
+
+        // Our first reply stops the first-response clock, in time.
+        let reply = record(
+            app,
+            &admin,
+            json!({
+                "channel": "TWITTER", "direction": "OUTBOUND", "visibility": "PUBLIC_POST", "body": "Sorry Ann, DM us",
+                "externalId": "tw-3", "customerId": customer_id.to_string(),
+            }),
+        )
+        .await;
+        assert_eq!(
+            reply["interaction"]["conversationId"],
+            conversation_id.to_string(),
+            "{reply}"
+        );
+        assert!(
+            reply["interaction"]["sentimentScore"].is_null(),
+            "only inbound text is scored"
+        );
+        let c = Conversation::find_by_id(conversation_id)
+            .one(&app.db)
+            .await
+            .unwrap()
+            .unwrap();
+        assert!(c.first_response_at.is_some());
+        assert!(!c.first_response_breached);
+
+        // Another channel opens another conversation, under the default policy and route.
+        let email = record(
+            app,
+            &admin,
+            json!({
+                "channel": "EMAIL", "direction": "INBOUND", "body": "Can I change my address?", "externalId": "m-1",
+                "customerId": customer_id.to_string(),
+            }),
+        )
+        .await;
+        let other = Uuid::parse_str(email["interaction"]["conversationId"].as_str().unwrap()).unwrap();
+        assert_ne!(other, conversation_id);
+        let c = Conversation::find_by_id(other).one(&app.db).await.unwrap().unwrap();
+        assert_eq!(
+            (c.team_id, c.routing_rule_id, c.priority),
+            (None, None, Priority::Normal)
+        );
+        assert!(
+            c.first_response_due_at.unwrap() > Utc::now() + Duration::hours(23),
+            "24 h default SLA"
+        );
+    })
+    .await;
+}
+
+#[tokio::test]
+async fn a_resolved_conversation_reopens_on_a_new_inbound_message() {
+    on_each_backend(async |app: &TestApp| {
+        let admin = app.login_admin().await.access;
+        let ids = json!([{ "kind": "EMAIL", "value": "re@example.com" }]);
+        let first = record(
+            app,
+            &admin,
+            json!({ "channel": "EMAIL", "direction": "INBOUND", "body": "help",
+            "externalId": "r-1", "identities": ids }),
+        )
+        .await;
+        let conversation_id = Uuid::parse_str(first["interaction"]["conversationId"].as_str().unwrap()).unwrap();
+        let mut c = Conversation::find_by_id(conversation_id)
+            .one(&app.db)
+            .await
+            .unwrap()
+            .unwrap()
+            .into_active_model();
+        c.status = sea_orm::Set(ConversationStatus::Resolved);
+        c.resolved_at = sea_orm::Set(Some(Utc::now()));
+        c.update(&app.db).await.unwrap();
+        let again = record(
+            app,
+            &admin,
+            json!({ "channel": "EMAIL", "direction": "INBOUND", "body": "still broken",
+            "externalId": "r-2", "identities": ids }),
+        )
+        .await;
+        assert_eq!(again["interaction"]["conversationId"], conversation_id.to_string());
+        let c = Conversation::find_by_id(conversation_id)
+            .one(&app.db)
+            .await
+            .unwrap()
+            .unwrap();
+        assert_eq!(c.status, ConversationStatus::Open);
+        assert!(c.resolved_at.is_none());
+    })
+    .await;
+}
+
+#[tokio::test]
+async fn the_same_event_twice_is_one_interaction_also_when_delivered_concurrently() {
+    for backend in backends() {
+        let app = TestApp::spawn_with(&backend, |s| s.db_max_connections = 10).await;
+        let admin = app.login_admin().await.access;
+        let event = json!({ "channel": "SMS", "direction": "INBOUND", "body": "where is my order",
+            "externalId": "sms-42", "identities": [{ "kind": "PHONE", "value": "+44 20 7946 0958" }] });
+        let first = record(&app, &admin, event.clone()).await;
+        let again = record(&app, &admin, event.clone()).await;
+        assert_eq!(again["duplicate"], true, "[{}] {again}", backend.name());
+        assert_eq!(again["interaction"]["id"], first["interaction"]["id"]);
+
+        let burst = json!({ "channel": "WHATSAPP", "direction": "INBOUND", "body": "hi",
+            "externalId": "wa-7", "identities": [{ "kind": "WHATSAPP", "value": "+12025550143" }] });
+        let answers =
+            futures::future::join_all((0..12).map(|_| app.graphql(RECORD, json!({ "input": burst }), Some(&admin))))
+                .await;
+        let mut ids: Vec<String> = answers
+            .iter()
+            .map(|a| {
+                a["data"]["recordInteraction"]["interaction"]["id"]
+                    .as_str()
+                    .unwrap_or_else(|| panic!("{a}"))
+                    .to_owned()
+            })
+            .collect();
+        ids.dedup();
+        assert_eq!(
+            ids.len(),
+            1,
+            "[{}] every copy answers with the one interaction",
+            backend.name()
+        );
+        let created = answers
+            .iter()
+            .filter(|a| a["data"]["recordInteraction"]["duplicate"] == false)
+            .count();
+        assert_eq!(created, 1, "[{}] exactly one copy created it", backend.name());
+        assert_eq!(Interaction::find().count(&app.db).await.unwrap(), 2);
+        assert_eq!(
+            Customer::find().count(&app.db).await.unwrap(),
+            2,
+            "and one customer each"
+        );
+        assert_eq!(Conversation::find().count(&app.db).await.unwrap(), 2);
+        app.stop().await;
+    }
+}
+
+const INGEST: &str = "mutation($inputs: [RecordInteractionInput!]!) { ingestInteractions(inputs: $inputs) { \
+    created duplicates rejected results { index status interaction { id } userErrors { field code } errorCode } } }";
+
+#[tokio::test]
+async fn a_batch_answers_per_item_and_a_bad_item_loses_nothing_else() {
+    on_each_backend(async |app: &TestApp| {
+        let admin = app.login_admin().await.access;
+        let item = |ext: &str, value: &str| {
+            json!({ "channel": "EMAIL", "direction": "INBOUND", "body": "hi", "externalId": ext,
+                "identities": [{ "kind": "EMAIL", "value": value }] })
+        };
+        let inputs = json!([
+            item("b-1", "one@example.com"),
+            item("b-2", "not-an-email"),
+            item("b-3", "three@example.com"),
+            item("b-1", "one@example.com"),
+            { "channel": "EMAIL", "direction": "INBOUND", "externalId": "b-5", "customerId": "nope" },
+            { "channel": "EMAIL", "direction": "INBOUND", "externalId": "b-6", "customerId": Uuid::now_v7().to_string() },
+        ]);
+        let body = app.graphql(INGEST, json!({ "inputs": inputs }), Some(&admin)).await;
+        let p = &body["data"]["ingestInteractions"];
+        assert_eq!((p["created"].as_i64(), p["duplicates"].as_i64(), p["rejected"].as_i64()), (Some(2), Some(1), Some(3)), "{body}");
+        let statuses: Vec<&str> = p["results"].as_array().unwrap().iter().map(|r| r["status"].as_str().unwrap()).collect();
+        assert_eq!(statuses, ["CREATED", "REJECTED", "CREATED", "DUPLICATE", "REJECTED", "REJECTED"]);
+        assert_eq!(p["results"][1]["userErrors"][0]["field"], json!(["inputs", "1", "identities", "0", "value"]));
+        assert_eq!(p["results"][4]["userErrors"][0]["field"], json!(["inputs", "4", "customerId"]));
+        assert_eq!(p["results"][5]["errorCode"], "NOT_FOUND");
+        assert_eq!(p["results"][3]["interaction"]["id"], p["results"][0]["interaction"]["id"]);
+        assert_eq!(Interaction::find().count(&app.db).await.unwrap(), 2);
+        assert_eq!(Customer::find().count(&app.db).await.unwrap(), 2, "the rejected item created no customer");
+    })
+    .await;
+}
+
+#[tokio::test]
+async fn ndjson_ingest_for_connectors() {
+    on_each_backend(async |app: &TestApp| {
+        let admin = app.login_admin().await.access;
+        let lines = [
+            json!({ "channel": "FACEBOOK", "direction": "INBOUND", "visibility": "PUBLIC_POST", "externalId": "fb-1",
+                "body": "Love the new app!", "identities": [{ "kind": "FACEBOOK", "value": "Ann.Lee" }] })
+            .to_string(),
+            "{not json".to_owned(),
+            json!({ "channel": "CARRIER_PIGEON", "direction": "INBOUND", "externalId": "x" }).to_string(),
+            json!({ "channel": "facebook", "direction": "inbound", "externalId": "fb-1",
+                "identities": [{ "kind": "FACEBOOK", "value": "ann.lee" }] })
+            .to_string(),
+        ];
+        let resp = app
+            .client
+            .post(app.url("/ingest/interactions"))
+            .bearer_auth(&admin)
+            .header("content-type", "application/x-ndjson")
+            .body(lines.join("\n"))
+            .send()
+            .await
+            .unwrap();
+        assert_eq!(resp.status(), 200);
+        let text = resp.text().await.unwrap();
+        let answers: Vec<Value> = text.lines().map(|l| serde_json::from_str(l).unwrap()).collect();
+        let statuses: Vec<&str> = answers.iter().map(|a| a["status"].as_str().unwrap()).collect();
+        assert_eq!(statuses, ["created", "rejected", "rejected", "duplicate"], "{text}");
+        assert_eq!(answers[1]["errors"][0]["code"], "MALFORMED");
+        assert_eq!(answers[2]["errors"][0]["field"], json!(["2", "channel"]));
+        assert_eq!(answers[3]["interactionId"], answers[0]["interactionId"]);
+        let stored = Interaction::find()
+            .filter(interaction::Column::ExternalId.eq("fb-1"))
+            .one(&app.db)
+            .await
+            .unwrap()
+            .unwrap();
+        assert_eq!(stored.sentiment_label, Some(entity::enums::SentimentLabel::Positive));
+
+        let anonymous = app
+            .client
+            .post(app.url("/ingest/interactions"))
+            .body(lines[0].clone())
+            .send()
+            .await
+            .unwrap();
+        assert_eq!(anonymous.status(), 401);
+        let (email, password) = app.create_user(Role::Analyst).await;
+        let analyst = app.login(&email, &password).await.access;
+        let denied = app
+            .client
+            .post(app.url("/ingest/interactions"))
+            .bearer_auth(analyst)
+            .body(lines[0].clone())
+            .send()
+            .await
+            .unwrap();
+        assert_eq!(denied.status(), 403);
+        let body: Value = denied.json().await.unwrap();
+        assert_eq!(error_code(&body), Some("FORBIDDEN"));
+    })
+    .await;
+}
