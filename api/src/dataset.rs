@@ -553,6 +553,13 @@ fn build_chunk(
                     first_response_breached: first_response_at
                         .map_or(age > Duration::minutes(first_minutes), |r| r > first_due),
                     resolution_breached: resolved_at.is_some_and(|r| r > opened_at + Duration::days(1)),
+                    pending_since: (status == ConversationStatus::Pending).then_some(last_message_at),
+                    next_due_at: crate::interactions::conversations::next_due(
+                        status,
+                        first_response_at,
+                        Some(first_due),
+                        Some(opened_at + Duration::days(1)),
+                    ),
                     created_at: opened_at,
                     updated_at: last_message_at,
                 }

@@ -16,6 +16,7 @@ pub mod error;
 pub mod graphql;
 pub mod http;
 pub mod interactions;
+pub mod pagination;
 pub mod sentiment;
 pub mod startup;
 pub mod state;

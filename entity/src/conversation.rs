@@ -29,6 +29,11 @@ pub struct Model {
     pub closed_at: Option<DateTimeUtc>,
     pub first_response_breached: bool,
     pub resolution_breached: bool,
+    /// Set while the conversation waits on the customer (the resolution clock is paused).
+    pub pending_since: Option<DateTimeUtc>,
+    /// Due time of the clock running now (first response, then resolution); null when
+    /// no clock runs.
+    pub next_due_at: Option<DateTimeUtc>,
     pub created_at: DateTimeUtc,
     pub updated_at: DateTimeUtc,
 }

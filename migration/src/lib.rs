@@ -15,6 +15,8 @@ mod m20261123_000003_create_conversations;
 mod m20261123_000004_create_journeys_and_feedback;
 mod m20261123_000005_create_alerts_audit_outbox;
 mod m20261123_000006_create_customer_merges;
+mod m20261123_000007_add_conversation_sla_clocks;
+mod m20261123_000008_add_feed_indexes;
 
 /// The ordered list of cxgraph migrations.
 #[derive(Debug)]
@@ -30,6 +32,8 @@ impl MigratorTrait for Migrator {
             Box::new(m20261123_000004_create_journeys_and_feedback::Migration),
             Box::new(m20261123_000005_create_alerts_audit_outbox::Migration),
             Box::new(m20261123_000006_create_customer_merges::Migration),
+            Box::new(m20261123_000007_add_conversation_sla_clocks::Migration),
+            Box::new(m20261123_000008_add_feed_indexes::Migration),
         ]
     }
 }

@@ -83,6 +83,12 @@ pub const WRITE_CUSTOMERS: Policy = Policy::roles_or_scopes(OPERATORS, &[Scope::
 /// Recording interactions: operators, tokens with `interactions:write`.
 pub const WRITE_INTERACTIONS: Policy = Policy::roles_or_scopes(OPERATORS, &[Scope::InteractionsWrite]);
 
+/// Reading conversations and interactions: all staff (analysts without bodies), tokens
+/// with `interactions:read`.
+pub const READ_INTERACTIONS: Policy = Policy::roles_or_scopes(STAFF, &[Scope::InteractionsRead]);
+/// Working conversations (reply, assign, resolve): operators only.
+pub const WORK_CONVERSATIONS: Policy = Policy::roles(OPERATORS);
+
 /// The policy of every root field, as `(parent type, field, policy)`.
 pub const ROOT_FIELDS: &[(&str, &str, Policy)] = &[
     ("Query", "me", Policy::roles(STAFF)),
@@ -109,6 +115,16 @@ pub const ROOT_FIELDS: &[(&str, &str, Policy)] = &[
     ("Mutation", "eraseCustomer", Policy::roles(&[Role::Admin])),
     ("Mutation", "recordInteraction", WRITE_INTERACTIONS),
     ("Mutation", "ingestInteractions", WRITE_INTERACTIONS),
+    ("Query", "conversation", READ_INTERACTIONS),
+    ("Query", "conversations", READ_INTERACTIONS),
+    ("Query", "interactions", READ_INTERACTIONS),
+    ("Mutation", "replyToConversation", WORK_CONVERSATIONS),
+    ("Mutation", "assignConversation", WORK_CONVERSATIONS),
+    ("Mutation", "setConversationPriority", WORK_CONVERSATIONS),
+    ("Mutation", "setConversationStatus", WORK_CONVERSATIONS),
+    ("Mutation", "resolveConversation", WORK_CONVERSATIONS),
+    ("Mutation", "reopenConversation", WORK_CONVERSATIONS),
+    ("Mutation", "tagConversation", WORK_CONVERSATIONS),
     ("Mutation", "login", Policy::PUBLIC),
     ("Mutation", "refreshToken", Policy::PUBLIC),
     ("Mutation", "logout", Policy::roles(STAFF)),
@@ -197,6 +213,16 @@ mod tests {
         ("Mutation", "eraseCustomer", [U, U, A, F, F, F, F, F]),
         ("Mutation", "recordInteraction", [U, U, A, A, A, F, F, A]),
         ("Mutation", "ingestInteractions", [U, U, A, A, A, F, F, A]),
+        ("Query", "conversation", [U, U, A, A, A, A, F, A]),
+        ("Query", "conversations", [U, U, A, A, A, A, F, A]),
+        ("Query", "interactions", [U, U, A, A, A, A, F, A]),
+        ("Mutation", "replyToConversation", [U, U, A, A, A, F, F, F]),
+        ("Mutation", "assignConversation", [U, U, A, A, A, F, F, F]),
+        ("Mutation", "setConversationPriority", [U, U, A, A, A, F, F, F]),
+        ("Mutation", "setConversationStatus", [U, U, A, A, A, F, F, F]),
+        ("Mutation", "resolveConversation", [U, U, A, A, A, F, F, F]),
+        ("Mutation", "reopenConversation", [U, U, A, A, A, F, F, F]),
+        ("Mutation", "tagConversation", [U, U, A, A, A, F, F, F]),
     ];
 
     async fn schema_root_fields() -> BTreeSet<(String, String)> {

@@ -1,30 +1,18 @@
-//! The customer list: filters, sorting and keyset (cursor) pagination.
-//!
-//! Cursors hold the sort value and the id of a row, so a page is "the next N rows after
-//! this one in this order": stable under inserts, and served by the sort column's
-//! index instead of an `OFFSET` scan. Rows whose sort value is null (never contacted,
-//! no name) always come last, in both directions. Merged tombstones are left out.
+//! The customer list: filters and sorting over `pagination`'s keyset pages. Rows whose
+//! sort value is null (never contacted, no name) come last. Merged tombstones are left
+//! out.
 
-use base64::Engine;
-use base64::engine::general_purpose::URL_SAFE_NO_PAD;
 use chrono::{DateTime, Utc};
 use entity::enums::{Channel, ConversationStatus, FeedbackKind};
 use entity::{conversation, customer, customer_identity, feedback, interaction};
-use sea_orm::sea_query::{
-    Expr, ExprTrait, Func, LikeExpr, NullOrdering, Order, Query, QueryStatementBuilder, SimpleExpr,
-};
-use sea_orm::{
-    ColumnTrait, Condition, ConnectionTrait, EntityTrait, PaginatorTrait, QueryFilter, QueryOrder, QuerySelect,
-};
-use serde::{Deserialize, Serialize};
-use uuid::Uuid;
+use sea_orm::sea_query::{Expr, ExprTrait, Func, LikeExpr, Order, Query, QueryStatementBuilder, SimpleExpr};
+use sea_orm::{ColumnTrait, Condition, ConnectionTrait, EntityTrait, PaginatorTrait, QueryFilter};
 
-use crate::error::{AppError, AppResult};
+use crate::error::AppResult;
+use crate::pagination::{self, Page, PageRequest, SortKey};
 
 /// Largest page a caller may ask for.
 pub const MAX_PAGE: u64 = 100;
-/// Page size when the caller gives none.
-pub const DEFAULT_PAGE: u64 = 20;
 
 /// NPS category of a customer's latest NPS answer.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -96,62 +84,6 @@ impl Default for Sort {
             direction: SortDirection::Desc,
         }
     }
-}
-
-/// The position of a row in a sort order.
-#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
-pub struct Cursor {
-    #[serde(rename = "t", default, skip_serializing_if = "Option::is_none")]
-    time: Option<DateTime<Utc>>,
-    #[serde(rename = "s", default, skip_serializing_if = "Option::is_none")]
-    text: Option<String>,
-    #[serde(rename = "i")]
-    id: Uuid,
-}
-
-impl Cursor {
-    fn of(row: &customer::Model, field: SortField) -> Cursor {
-        let (time, text) = match field {
-            SortField::LastContact => (row.last_contact_at, None),
-            SortField::CreatedAt => (Some(row.created_at), None),
-            SortField::Name => (None, row.display_name.clone()),
-        };
-        Cursor { time, text, id: row.id }
-    }
-
-    pub fn encode(&self) -> String {
-        URL_SAFE_NO_PAD.encode(serde_json::to_vec(self).unwrap_or_default())
-    }
-
-    pub fn decode(s: &str, field: &'static str) -> AppResult<Cursor> {
-        let bad = || AppError::invalid(&[field], "INVALID_CURSOR", "is not a cursor of this list");
-        let bytes = URL_SAFE_NO_PAD.decode(s).map_err(|_| bad())?;
-        serde_json::from_slice(&bytes).map_err(|_| bad())
-    }
-
-    fn value(&self, field: SortField) -> Option<SimpleExpr> {
-        match field {
-            SortField::LastContact | SortField::CreatedAt => self.time.map(Expr::val),
-            SortField::Name => self.text.clone().map(Expr::val),
-        }
-    }
-}
-
-/// Which slice of the list: Relay's `first`/`after` or `last`/`before`.
-#[derive(Debug, Clone, Default)]
-pub struct PageRequest {
-    pub first: Option<u64>,
-    pub after: Option<String>,
-    pub last: Option<u64>,
-    pub before: Option<String>,
-}
-
-/// One page, in list order, with the cursor of each row.
-#[derive(Debug)]
-pub struct Page {
-    pub rows: Vec<(Cursor, customer::Model)>,
-    pub has_next_page: bool,
-    pub has_previous_page: bool,
 }
 
 fn sort_column(field: SortField) -> customer::Column {
@@ -253,107 +185,25 @@ fn filter_condition(filter: &CustomerFilter) -> Condition {
     cond
 }
 
-/// Rows strictly after (`forward`) or before the cursor in the list order, with nulls
-/// sorting last.
-fn keyset_condition(sort: Sort, cursor: &Cursor, forward: bool) -> Condition {
-    let col = sort_column(sort.field);
-    let ascending = sort.direction == SortDirection::Asc;
-    // Moving forward in an ascending list means greater values, and so on.
-    let greater = ascending == forward;
-    let id_beyond = if greater {
-        customer::Column::Id.gt(cursor.id)
-    } else {
-        customer::Column::Id.lt(cursor.id)
-    };
-    match cursor.value(sort.field) {
-        Some(value) => {
-            let beyond = if greater {
-                Expr::col(col).gt(value.clone())
-            } else {
-                Expr::col(col).lt(value.clone())
-            };
-            let tie = Condition::all().add(Expr::col(col).eq(value)).add(id_beyond);
-            let mut cond = Condition::any().add(beyond).add(tie);
-            if forward {
-                // Null rows come after every valued row.
-                cond = cond.add(col.is_null());
-            }
-            cond
-        }
-        None if forward => Condition::all().add(col.is_null()).add(id_beyond),
-        // Before a null row: every valued row, and the null rows before it.
-        None => Condition::any()
-            .add(col.is_not_null())
-            .add(Condition::all().add(col.is_null()).add(id_beyond)),
-    }
-}
-
 /// One page of the list.
 pub async fn list(
     db: &impl ConnectionTrait,
     filter: &CustomerFilter,
     sort: Sort,
     page: &PageRequest,
-) -> AppResult<Page> {
-    let forward = page.last.is_none() || page.first.is_some();
-    let size = if forward {
-        page.first.unwrap_or(DEFAULT_PAGE)
-    } else {
-        page.last.unwrap_or(DEFAULT_PAGE)
+) -> AppResult<Page<customer::Model>> {
+    let order = pagination::Sort {
+        column: sort_column(sort.field),
+        id: customer::Column::Id,
+        ascending: sort.direction == SortDirection::Asc,
     };
-    if size > MAX_PAGE {
-        let field = if forward { "first" } else { "last" };
-        return Err(AppError::invalid(
-            &[field],
-            "OUT_OF_RANGE",
-            format!("must be at most {MAX_PAGE}"),
-        ));
-    }
-    let cursor = match (forward, &page.after, &page.before) {
-        (true, Some(after), _) => Some(Cursor::decode(after, "after")?),
-        (false, _, Some(before)) => Some(Cursor::decode(before, "before")?),
-        _ => None,
+    let query = customer::Entity::find().filter(filter_condition(filter));
+    let key_of = |row: &customer::Model| match sort.field {
+        SortField::LastContact => SortKey::Time(row.last_contact_at),
+        SortField::CreatedAt => SortKey::Time(Some(row.created_at)),
+        SortField::Name => SortKey::Text(row.display_name.clone()),
     };
-    let mut query = customer::Entity::find().filter(filter_condition(filter));
-    if let Some(cursor) = &cursor {
-        query = query.filter(keyset_condition(sort, cursor, forward));
-    }
-    let col = sort_column(sort.field);
-    let list_order = if sort.direction == SortDirection::Asc {
-        Order::Asc
-    } else {
-        Order::Desc
-    };
-    let (order, nulls) = if forward {
-        (list_order, NullOrdering::Last)
-    } else {
-        (
-            if list_order == Order::Asc {
-                Order::Desc
-            } else {
-                Order::Asc
-            },
-            NullOrdering::First,
-        )
-    };
-    let id_order = order.clone();
-    let mut rows = query
-        .order_by_with_nulls(col, order, nulls)
-        .order_by(customer::Column::Id, id_order)
-        .limit(size + 1)
-        .all(db)
-        .await?;
-    let more = rows.len() as u64 > size;
-    rows.truncate(usize::try_from(size).unwrap_or(usize::MAX));
-    if !forward {
-        rows.reverse();
-    }
-    let rows = rows.into_iter().map(|r| (Cursor::of(&r, sort.field), r)).collect();
-    Ok(Page {
-        rows,
-        has_next_page: if forward { more } else { page.before.is_some() },
-        has_previous_page: if forward { page.after.is_some() } else { more },
-    })
+    pagination::fetch(db, query, order, page, MAX_PAGE, key_of, |row| row.id).await
 }
 
 /// How many customers match the filter.

@@ -32,6 +32,15 @@ fn group<T>(rows: Vec<T>, key: impl Fn(&T) -> Uuid) -> HashMap<Uuid, Vec<T>> {
     out
 }
 
+/// Customers by id.
+pub async fn customers(db: &impl ConnectionTrait, ids: &[Uuid]) -> AppResult<HashMap<Uuid, entity::customer::Model>> {
+    let rows = entity::customer::Entity::find()
+        .filter(entity::customer::Column::Id.is_in(ids.iter().copied()))
+        .all(db)
+        .await?;
+    Ok(rows.into_iter().map(|r| (r.id, r)).collect())
+}
+
 /// Identities of each customer, oldest first.
 pub async fn identities(
     db: &impl ConnectionTrait,

@@ -12,21 +12,18 @@ use super::enums::{Channel, ConversationStatus, IdentityKind, NpsCategory};
 use super::facts::{Conversation, Feedback, Interaction, JourneyPosition, Touchpoint, reads_pii};
 use super::loaders::{Batch, Loaders};
 use super::types::{UserError, actor, context, id, parse_id, split_user_errors};
-use crate::auth::Scope;
 use crate::auth::pii;
-use crate::auth::policy::{Policy, STAFF};
-use crate::customers::listing::{self, CustomerFilter as DomainFilter, PageRequest, Sort, SortField};
+use crate::auth::policy::READ_INTERACTIONS;
+use crate::customers::listing::{self, CustomerFilter as DomainFilter, Sort, SortField};
 use crate::customers::view::InteractionSlice;
 use crate::customers::{self, CustomerPatch, IdentityInput, NewCustomer, service};
 use crate::error::AppError;
+use crate::pagination::PageRequest;
 
 /// Nested lists default to 20 rows and never return more than this.
 const MAX_NESTED: i32 = 100;
 
-/// Who may see interactions and conversations nested in a customer.
-const READ_INTERACTIONS: Policy = Policy::roles_or_scopes(STAFF, &[Scope::InteractionsRead]);
-
-fn loaders<'a>(ctx: &Context<'a>) -> Result<&'a Loaders> {
+pub(super) fn loaders<'a>(ctx: &Context<'a>) -> Result<&'a Loaders> {
     ctx.data_opt::<Loaders>()
         .ok_or_else(|| AppError::internal(anyhow::anyhow!("loaders missing from request")).into())
 }
@@ -57,6 +54,11 @@ impl Customer {
             batch: Batch::of([model.id]),
             model,
         }
+    }
+
+    /// A customer loaded as part of `batch`.
+    pub fn in_batch(model: customer::Model, batch: Arc<Batch>) -> Customer {
+        Customer { model, batch }
     }
 
     /// A page of customers whose nested fields load together.
@@ -169,7 +171,10 @@ impl Customer {
         let rows = loaders(ctx)?
             .conversations(&self.batch, self.model.id, statuses, limit)
             .await?;
-        Ok(rows.into_iter().map(Conversation).collect())
+        Ok(rows
+            .into_iter()
+            .map(|c| Conversation::in_batch(c, Arc::clone(&self.batch)))
+            .collect())
     }
     /// Journey touchpoints, newest first.
     async fn touchpoints(

@@ -2,14 +2,18 @@
 //! touchpoints and feedback. Each wraps its entity model and decides per field what
 //! the caller may read (free text is null without the right to personal data).
 
+use std::sync::Arc;
+
 use async_graphql::{Context, ID, Object, SimpleObject};
 use chrono::{DateTime, Utc};
 use entity::{conversation, feedback, interaction, touchpoint};
 
+use super::customer::Customer;
 use super::enums::{
     AuthorKind, Channel, ConversationStatus, Direction, FeedbackKind, Priority, SentimentLabel, TouchpointOutcome,
     Visibility,
 };
+use super::loaders::Batch;
 use super::types::{context, id};
 use crate::auth::pii;
 
@@ -82,53 +86,71 @@ impl Interaction {
 }
 
 /// A case / thread with one customer on one channel.
-pub struct Conversation(pub conversation::Model);
+pub struct Conversation {
+    model: conversation::Model,
+    /// Customers of the page this conversation came in: `customer` loads for all at once.
+    customers: Arc<Batch>,
+}
+
+impl Conversation {
+    /// A conversation from a page whose customers are `customers`.
+    pub fn in_batch(model: conversation::Model, customers: Arc<Batch>) -> Self {
+        Conversation { model, customers }
+    }
+}
 
 #[Object]
 impl Conversation {
+    /// The customer.
+    async fn customer(&self, ctx: &Context<'_>) -> async_graphql::Result<Option<Customer>> {
+        let found = super::customer::loaders(ctx)?
+            .customer(&self.customers, self.model.customer_id)
+            .await?;
+        Ok(found.map(|m| Customer::in_batch(m, Arc::clone(&self.customers))))
+    }
     /// Stable id.
     async fn id(&self) -> ID {
-        id(self.0.id)
+        id(self.model.id)
     }
     /// The customer.
     async fn customer_id(&self) -> ID {
-        id(self.0.customer_id)
+        id(self.model.customer_id)
     }
     /// Channel of the conversation.
     async fn channel(&self) -> Channel {
-        self.0.channel.into()
+        self.model.channel.into()
     }
     /// Which of our accounts it reached.
     async fn inbox(&self) -> Option<&str> {
-        self.0.inbox.as_deref()
+        self.model.inbox.as_deref()
     }
     /// Workflow status.
     async fn status(&self) -> ConversationStatus {
-        self.0.status.into()
+        self.model.status.into()
     }
     /// Priority.
     async fn priority(&self) -> Priority {
-        self.0.priority.into()
+        self.model.priority.into()
     }
     /// Subject (from the first message). Null without the right to personal data.
     async fn subject(&self, ctx: &Context<'_>) -> Option<&str> {
         if reads_pii(ctx) {
-            self.0.subject.as_deref()
+            self.model.subject.as_deref()
         } else {
             None
         }
     }
     /// Team it is routed to.
     async fn team_id(&self) -> Option<ID> {
-        self.0.team_id.map(id)
+        self.model.team_id.map(id)
     }
     /// Agent it is assigned to.
     async fn assignee_id(&self) -> Option<ID> {
-        self.0.assignee_id.map(id)
+        self.model.assignee_id.map(id)
     }
     /// Tags.
     async fn tags(&self) -> Vec<String> {
-        self.0
+        self.model
             .tags
             .as_array()
             .map(|tags| tags.iter().filter_map(|t| t.as_str().map(str::to_owned)).collect())
@@ -136,39 +158,39 @@ impl Conversation {
     }
     /// When it was opened.
     async fn opened_at(&self) -> DateTime<Utc> {
-        self.0.opened_at
+        self.model.opened_at
     }
     /// Latest message in either direction.
     async fn last_message_at(&self) -> DateTime<Utc> {
-        self.0.last_message_at
+        self.model.last_message_at
     }
     /// First response due by (SLA).
     async fn first_response_due_at(&self) -> Option<DateTime<Utc>> {
-        self.0.first_response_due_at
+        self.model.first_response_due_at
     }
     /// Resolution due by (SLA).
     async fn resolution_due_at(&self) -> Option<DateTime<Utc>> {
-        self.0.resolution_due_at
+        self.model.resolution_due_at
     }
     /// When we first answered.
     async fn first_response_at(&self) -> Option<DateTime<Utc>> {
-        self.0.first_response_at
+        self.model.first_response_at
     }
     /// When it was resolved.
     async fn resolved_at(&self) -> Option<DateTime<Utc>> {
-        self.0.resolved_at
+        self.model.resolved_at
     }
     /// When it was closed.
     async fn closed_at(&self) -> Option<DateTime<Utc>> {
-        self.0.closed_at
+        self.model.closed_at
     }
     /// The first response came (or is) later than due.
     async fn first_response_breached(&self) -> bool {
-        self.0.first_response_breached
+        self.model.first_response_breached
     }
     /// The resolution came (or is) later than due.
     async fn resolution_breached(&self) -> bool {
-        self.0.resolution_breached
+        self.model.resolution_breached
     }
 }
 

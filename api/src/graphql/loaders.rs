@@ -21,7 +21,7 @@ use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, Mutex, PoisonError};
 
 use entity::enums::ConversationStatus;
-use entity::{conversation, customer_identity, feedback, interaction, touchpoint};
+use entity::{conversation, customer, customer_identity, feedback, interaction, touchpoint};
 use futures::FutureExt;
 use futures::future::{BoxFuture, Shared};
 use sea_orm::DatabaseConnection;
@@ -94,6 +94,7 @@ fn pick<V: Clone + Default>(loaded: Loaded<V>, id: Uuid) -> Result<V, async_grap
 /// The batched loaders of one request.
 pub struct Loaders {
     db: DatabaseConnection,
+    customers: Memo<(), customer::Model>,
     identities: Memo<(), Vec<customer_identity::Model>>,
     interactions: Memo<InteractionSlice, Vec<interaction::Model>>,
     conversations: Memo<(Option<Vec<ConversationStatus>>, u64), Vec<conversation::Model>>,
@@ -107,6 +108,7 @@ pub struct Loaders {
 pub fn for_request(db: DatabaseConnection) -> Loaders {
     Loaders {
         db,
+        customers: Memo::new(),
         identities: Memo::new(),
         interactions: Memo::new(),
         conversations: Memo::new(),
@@ -120,6 +122,20 @@ pub fn for_request(db: DatabaseConnection) -> Loaders {
 type GqlResult<T> = Result<T, async_graphql::Error>;
 
 impl Loaders {
+    /// A customer of the batch by id (for objects that point at customers, e.g. a page of
+    /// conversations); `None` if it does not exist.
+    pub async fn customer(&self, batch: &Batch, id: Uuid) -> GqlResult<Option<customer::Model>> {
+        let db = self.db.clone();
+        let loaded = self
+            .customers
+            .get(batch, (), |ids, ()| async move { view::customers(&db, &ids).await })
+            .await;
+        match loaded {
+            Ok(map) => Ok(map.get(&id).cloned()),
+            Err(e) => Err(async_graphql::ErrorExtensions::extend(e.as_ref())),
+        }
+    }
+
     pub async fn identities(&self, batch: &Batch, id: Uuid) -> GqlResult<Vec<customer_identity::Model>> {
         let db = self.db.clone();
         pick(

@@ -6,6 +6,7 @@
 //! insights later) contributes a query and a mutation object merged here.
 
 mod access;
+mod conversations;
 mod customer;
 pub mod enums;
 mod facts;
@@ -24,7 +25,12 @@ pub use access::AccessControl;
 /// Every query field, by area.
 #[derive(MergedObject, Default)]
 #[graphql(name = "Query")]
-pub struct QueryRoot(session::SessionQuery, customer::CustomerQuery, privacy::PrivacyQuery);
+pub struct QueryRoot(
+    session::SessionQuery,
+    customer::CustomerQuery,
+    privacy::PrivacyQuery,
+    conversations::ConversationQuery,
+);
 
 /// Every mutation field, by area.
 #[derive(MergedObject, Default)]
@@ -34,6 +40,7 @@ pub struct MutationRoot(
     customer::CustomerMutation,
     privacy::PrivacyMutation,
     interactions::InteractionMutation,
+    conversations::ConversationMutation,
 );
 
 pub type AppSchema = Schema<QueryRoot, MutationRoot, EmptySubscription>;

@@ -388,15 +388,18 @@ async fn thread(
         let last = *c.last_message_at.as_ref();
         c.last_message_at = Set(last.max(at));
         if inbound {
-            // A customer's message reopens a resolved conversation and ends "pending".
-            c.status = Set(ConversationStatus::Open);
-            c.resolved_at = Set(None);
+            // A customer's message reopens a resolved conversation and ends "pending"
+            // (which restarts the paused resolution clock).
+            if *c.status.as_ref() != ConversationStatus::Open {
+                super::conversations::apply_status(&mut c, ConversationStatus::Open, at.max(now));
+            }
         } else if c.first_response_at.as_ref().is_none() {
             c.first_response_at = Set(Some(at));
             let due = *c.first_response_due_at.as_ref();
             c.first_response_breached = Set(due.is_some_and(|d| at > d));
         }
         c.updated_at = Set(now);
+        super::conversations::refresh_next_due(&mut c);
         c.update(txn).await?;
         return Ok(id);
     }
@@ -414,6 +417,12 @@ async fn thread(
     let due = sla::pick(&pipeline.policies, input.channel, priority).map(|p| sla::due_times(p, at));
     let subject = input.body.as_deref().map(|b| b.chars().take(120).collect::<String>());
     let id = Uuid::now_v7();
+    let status = if inbound {
+        ConversationStatus::Open
+    } else {
+        ConversationStatus::Pending
+    };
+    let first_response_at = if inbound { None } else { Some(at) };
     conversation::ActiveModel {
         id: Set(id),
         customer_id: Set(customer.id),
@@ -436,11 +445,18 @@ async fn thread(
         last_message_at: Set(at),
         first_response_due_at: Set(due.map(|d| d.first_response_due_at)),
         resolution_due_at: Set(due.map(|d| d.resolution_due_at)),
-        first_response_at: Set(if inbound { None } else { Some(at) }),
+        first_response_at: Set(first_response_at),
         resolved_at: Set(None),
         closed_at: Set(None),
         first_response_breached: Set(false),
         resolution_breached: Set(false),
+        pending_since: Set((!inbound).then_some(at)),
+        next_due_at: Set(super::conversations::next_due(
+            status,
+            first_response_at,
+            due.map(|d| d.first_response_due_at),
+            due.map(|d| d.resolution_due_at),
+        )),
         created_at: Set(now),
         updated_at: Set(now),
     }

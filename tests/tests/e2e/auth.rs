@@ -211,6 +211,40 @@ const PROTECTED_SAMPLES: &[(&str, &str)] = &[
         "mutation { ingestInteractions(inputs: []) { created } }",
     ),
     (
+        "conversation",
+        "{ conversation(id: \"01a20815-91b7-7562-85d0-8fc0ed28182d\") { id } }",
+    ),
+    ("conversations", "{ conversations(first: 1) { edges { cursor } } }"),
+    ("interactions", "{ interactions(first: 1) { edges { cursor } } }"),
+    (
+        "replyToConversation",
+        "mutation { replyToConversation(input: {conversationId: \"01a20815-91b7-7562-85d0-8fc0ed28182d\", body: \"b\"}) { userErrors { code } } }",
+    ),
+    (
+        "assignConversation",
+        "mutation { assignConversation(input: {conversationId: \"01a20815-91b7-7562-85d0-8fc0ed28182d\"}) { userErrors { code } } }",
+    ),
+    (
+        "setConversationPriority",
+        "mutation { setConversationPriority(input: {conversationId: \"01a20815-91b7-7562-85d0-8fc0ed28182d\", priority: LOW}) { userErrors { code } } }",
+    ),
+    (
+        "setConversationStatus",
+        "mutation { setConversationStatus(input: {conversationId: \"01a20815-91b7-7562-85d0-8fc0ed28182d\", status: OPEN}) { userErrors { code } } }",
+    ),
+    (
+        "resolveConversation",
+        "mutation { resolveConversation(input: {conversationId: \"01a20815-91b7-7562-85d0-8fc0ed28182d\"}) { userErrors { code } } }",
+    ),
+    (
+        "reopenConversation",
+        "mutation { reopenConversation(input: {conversationId: \"01a20815-91b7-7562-85d0-8fc0ed28182d\"}) { userErrors { code } } }",
+    ),
+    (
+        "tagConversation",
+        "mutation { tagConversation(input: {conversationId: \"01a20815-91b7-7562-85d0-8fc0ed28182d\"}) { userErrors { code } } }",
+    ),
+    (
         "eraseCustomer",
         "mutation { eraseCustomer(input: {id: \"01a20815-91b7-7562-85d0-8fc0ed28182d\"}) { userErrors { code } } }",
     ),

@@ -373,3 +373,152 @@ async fn ndjson_ingest_for_connectors() {
     })
     .await;
 }
+
+const STATUS: &str = "mutation($id: ID!, $s: ConversationStatus!) { setConversationStatus(input: \
+    {conversationId: $id, status: $s}) { conversation { status } userErrors { code message } } }";
+
+async fn set_status(app: &TestApp, token: &str, id: &str, status: &str) -> Value {
+    app.graphql(STATUS, json!({ "id": id, "s": status }), Some(token)).await["data"]["setConversationStatus"].clone()
+}
+
+#[tokio::test]
+async fn the_conversation_workflow_moves_its_clocks_and_refuses_invalid_moves() {
+    on_each_backend(async |app: &TestApp| {
+        let admin = app.login_admin().await.access;
+        configure(app).await;
+        let ids = json!([{ "kind": "EMAIL", "value": "flow@example.com" }]);
+        let first = record(app, &admin, json!({ "channel": "EMAIL", "direction": "INBOUND", "body": "my order?",
+            "externalId": "f-1", "identities": ids })).await;
+        let id = first["interaction"]["conversationId"].as_str().unwrap().to_owned();
+        let uuid = Uuid::parse_str(&id).unwrap();
+
+        let closed = set_status(app, &admin, &id, "CLOSED").await;
+        assert_eq!(closed["userErrors"][0]["code"], "INVALID_TRANSITION", "{closed}");
+
+        let reply = "mutation($id: ID!, $b: String!) { replyToConversation(input: {conversationId: $id, body: $b}) { \
+                     conversation { firstResponseAt status } interaction { direction authorKind body } userErrors { code } } }";
+        let r = app.graphql(reply, json!({ "id": id, "b": "On its way!" }), Some(&admin)).await;
+        let r = &r["data"]["replyToConversation"];
+        assert!(r["conversation"]["firstResponseAt"].is_string(), "{r}");
+        assert_eq!(r["interaction"]["direction"], "OUTBOUND");
+        assert_eq!(r["interaction"]["authorKind"], "AGENT");
+
+        // Pending pauses the resolution clock; the customer's answer resumes it later.
+        let due_before = Conversation::find_by_id(uuid).one(&app.db).await.unwrap().unwrap().resolution_due_at.unwrap();
+        assert_eq!(set_status(app, &admin, &id, "PENDING").await["conversation"]["status"], "PENDING");
+        let pending = Conversation::find_by_id(uuid).one(&app.db).await.unwrap().unwrap();
+        assert!(pending.pending_since.is_some() && pending.next_due_at.is_none(), "no clock runs while pending");
+        tokio::time::sleep(std::time::Duration::from_millis(1100)).await;
+        record(app, &admin, json!({ "channel": "EMAIL", "direction": "INBOUND", "body": "thanks", "externalId": "f-2",
+            "identities": ids })).await;
+        let resumed = Conversation::find_by_id(uuid).one(&app.db).await.unwrap().unwrap();
+        assert_eq!(resumed.status, ConversationStatus::Open);
+        assert!(resumed.resolution_due_at.unwrap() >= due_before + Duration::seconds(1), "due time moved on by the pause");
+        assert_eq!(resumed.next_due_at, resumed.resolution_due_at, "the resolution clock runs again");
+
+        let resolve = "mutation($id: ID!) { resolveConversation(input: {conversationId: $id}) { conversation { status resolvedAt } userErrors { code } } }";
+        let done = app.graphql(resolve, json!({ "id": id }), Some(&admin)).await;
+        assert_eq!(done["data"]["resolveConversation"]["conversation"]["status"], "RESOLVED", "{done}");
+        let reopen = "mutation($id: ID!) { reopenConversation(input: {conversationId: $id}) { conversation { status resolvedAt } } }";
+        let again = app.graphql(reopen, json!({ "id": id }), Some(&admin)).await;
+        assert_eq!(again["data"]["reopenConversation"]["conversation"]["status"], "OPEN");
+        assert!(again["data"]["reopenConversation"]["conversation"]["resolvedAt"].is_null());
+        app.graphql(resolve, json!({ "id": id }), Some(&admin)).await;
+        assert_eq!(set_status(app, &admin, &id, "CLOSED").await["conversation"]["status"], "CLOSED");
+        let late = app.graphql(reply, json!({ "id": id, "b": "hello?" }), Some(&admin)).await;
+        assert_eq!(late["data"]["replyToConversation"]["userErrors"][0]["code"], "CLOSED");
+        // A new message after closing opens a new conversation.
+        let after = record(app, &admin, json!({ "channel": "EMAIL", "direction": "INBOUND", "body": "one more thing",
+            "externalId": "f-3", "identities": ids })).await;
+        assert_ne!(after["interaction"]["conversationId"], id.as_str());
+
+        // Priority, assignment and tags.
+        let other = after["interaction"]["conversationId"].as_str().unwrap().to_owned();
+        let prio = "mutation($id: ID!) { setConversationPriority(input: {conversationId: $id, priority: URGENT}) { \
+                    conversation { priority } } }";
+        assert_eq!(app.graphql(prio, json!({ "id": other }), Some(&admin)).await["data"]["setConversationPriority"]["conversation"]["priority"], "URGENT");
+        let assign = "mutation($id: ID!, $t: ID) { assignConversation(input: {conversationId: $id, teamId: $t}) { \
+                      conversation { teamId } userErrors { field code } } }";
+        let bad = app.graphql(assign, json!({ "id": other, "t": Uuid::now_v7().to_string() }), Some(&admin)).await;
+        assert_eq!(bad["data"]["assignConversation"]["userErrors"][0]["code"], "NOT_FOUND", "{bad}");
+        let team_id = Team::find().one(&app.db).await.unwrap().unwrap().id.to_string();
+        let good = app.graphql(assign, json!({ "id": other, "t": team_id }), Some(&admin)).await;
+        assert_eq!(good["data"]["assignConversation"]["conversation"]["teamId"], team_id.as_str());
+        let tag = "mutation($id: ID!) { tagConversation(input: {conversationId: $id, add: [\" VIP \", \"late\"], remove: [\"late\"]}) { \
+                   conversation { tags } } }";
+        assert_eq!(app.graphql(tag, json!({ "id": other }), Some(&admin)).await["data"]["tagConversation"]["conversation"]["tags"], json!(["vip"]));
+
+        let (email, password) = app.create_user(Role::Analyst).await;
+        let analyst = app.login(&email, &password).await.access;
+        let denied = app.graphql(reply, json!({ "id": other, "b": "x" }), Some(&analyst)).await;
+        assert_eq!(error_code(&denied), Some("FORBIDDEN"));
+    })
+    .await;
+}
+
+#[tokio::test]
+async fn the_queue_sorts_by_due_time_and_filters() {
+    on_each_backend(async |app: &TestApp| {
+        let admin = app.login_admin().await.access;
+        configure(app).await;
+        // Public refund complaints get a 30-minute clock; e-mails 24 hours.
+        for (i, (channel, visibility, body)) in [
+            ("EMAIL", "PRIVATE", "address change"),
+            ("TWITTER", "PUBLIC_POST", "where is my refund"),
+            ("EMAIL", "PRIVATE", "invoice please"),
+        ]
+        .iter()
+        .enumerate()
+        {
+            record(
+                app,
+                &admin,
+                json!({ "channel": channel, "direction": "INBOUND", "visibility": visibility, "body": body,
+                "externalId": format!("q-{i}"), "identities": [{ "kind": "WEB", "value": format!("dev-{i}") }] }),
+            )
+            .await;
+        }
+        let q = "query($f: ConversationFilter) { conversations(filter: $f, first: 10) { edges { node { channel \
+                 status teamId customer { identities { value } } } } } }";
+        let all = app.graphql(q, json!({}), Some(&admin)).await;
+        let channels: Vec<&str> = all["data"]["conversations"]["edges"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .map(|e| e["node"]["channel"].as_str().unwrap())
+            .collect();
+        assert_eq!(channels, ["TWITTER", "EMAIL", "EMAIL"], "soonest due first: {all}");
+        assert_eq!(
+            all["data"]["conversations"]["edges"][0]["node"]["customer"]["identities"][0]["value"],
+            "dev-1"
+        );
+        let soon = app
+            .graphql(q, json!({ "f": { "dueWithinMinutes": 60 } }), Some(&admin))
+            .await;
+        assert_eq!(
+            soon["data"]["conversations"]["edges"].as_array().unwrap().len(),
+            1,
+            "{soon}"
+        );
+        let routed = app
+            .graphql(
+                q,
+                json!({ "f": { "unassigned": true, "channels": ["EMAIL"] } }),
+                Some(&admin),
+            )
+            .await;
+        assert_eq!(routed["data"]["conversations"]["edges"].as_array().unwrap().len(), 2);
+
+        let feed = "query($f: InteractionFilter) { interactions(filter: $f, first: 10) { edges { node { channel \
+                    visibility sentimentLabel } } } }";
+        let public = app
+            .graphql(feed, json!({ "f": { "visibility": "PUBLIC_POST" } }), Some(&admin))
+            .await;
+        let edges = public["data"]["interactions"]["edges"].as_array().unwrap();
+        assert_eq!(edges.len(), 1, "{public}");
+        assert_eq!(edges[0]["node"]["channel"], "TWITTER");
+        let everything = app.graphql(feed, json!({}), Some(&admin)).await;
+        assert_eq!(everything["data"]["interactions"]["edges"].as_array().unwrap().len(), 3);
+    })
+    .await;
+}

@@ -79,6 +79,8 @@ async fn add_facts(db: &DatabaseConnection, customer_id: Uuid, tag: &str, at: ch
         closed_at: None,
         first_response_breached: false,
         resolution_breached: false,
+        pending_since: None,
+        next_due_at: None,
         created_at: at,
         updated_at: at,
     }
