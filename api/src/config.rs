@@ -210,6 +210,14 @@ pub struct Settings {
     #[arg(long, env = "CXGRAPH_RETENTION_INTERVAL", default_value_t = 3600, value_parser = clap::value_parser!(u64).range(1..=604_800), global = true)]
     pub retention_interval: u64,
 
+    /// Seconds between two runs of the SLA sweeper (breaches and at-risk alerts).
+    #[arg(long, env = "CXGRAPH_SLA_SWEEP_INTERVAL", default_value_t = 30, value_parser = clap::value_parser!(u64).range(1..=3600), global = true)]
+    pub sla_sweep_interval: u64,
+
+    /// A running SLA clock due within this many minutes raises an "at risk" alert.
+    #[arg(long, env = "CXGRAPH_SLA_AT_RISK_MINUTES", default_value_t = 10, value_parser = clap::value_parser!(u32).range(1..=1440), global = true)]
+    pub sla_at_risk_minutes: u32,
+
     /// Log format; defaults to pretty on SQLite and JSON on PostgreSQL.
     #[arg(long, env = "CXGRAPH_LOG_FORMAT", value_enum, global = true)]
     pub log_format: Option<LogFormat>,

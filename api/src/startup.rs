@@ -19,6 +19,7 @@ use crate::config::{SeedArgs, Settings};
 use crate::customers::privacy::{RetentionPolicy, spawn_retention};
 use crate::dataset::{self, SeedReport};
 use crate::error::AppError;
+use crate::interactions::sweeper::spawn_sweeper;
 use crate::state::{AppState, DbStats};
 use crate::users::{self, NewUser};
 use crate::{db, http};
@@ -139,6 +140,11 @@ impl Application {
             let interval = std::time::Duration::from_secs(settings.retention_interval);
             spawn_retention(self.state.db().clone(), policy, interval);
         }
+        spawn_sweeper(
+            self.state.db().clone(),
+            std::time::Duration::from_secs(settings.sla_sweep_interval),
+            chrono::Duration::minutes(i64::from(settings.sla_at_risk_minutes)),
+        );
         let router = http::router(self.state.clone());
         axum::serve(self.listener, router)
             .with_graceful_shutdown(shutdown)

@@ -61,6 +61,8 @@ fn help_lists_every_setting() {
         "CXGRAPH_INTROSPECTION",
         "CXGRAPH_RETENTION_TEXT_DAYS",
         "CXGRAPH_RETENTION_INTERVAL",
+        "CXGRAPH_SLA_SWEEP_INTERVAL",
+        "CXGRAPH_SLA_AT_RISK_MINUTES",
         "CXGRAPH_LOG_FORMAT",
         "CXGRAPH_LOG",
     ] {

@@ -6,9 +6,11 @@
 //! - [`queue`]: the agent queue and the interaction feed.
 //! - [`routing`]: ordered routing rules, first match wins.
 //! - [`sla`]: picking the SLA policy and computing due times.
+//! - [`sweeper`]: marking breaches and raising SLA alerts exactly once.
 
 pub mod conversations;
 pub mod ingest;
 pub mod queue;
 pub mod routing;
 pub mod sla;
+pub mod sweeper;

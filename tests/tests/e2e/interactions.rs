@@ -522,3 +522,69 @@ async fn the_queue_sorts_by_due_time_and_filters() {
     })
     .await;
 }
+
+#[tokio::test]
+async fn the_sweeper_marks_breaches_and_alerts_exactly_once_across_replicas() {
+    for backend in backends() {
+        let app = TestApp::spawn_with(&backend, |s| s.sla_sweep_interval = 1).await;
+        let admin = app.login_admin().await.access;
+        configure(&app).await;
+        let now = Utc::now();
+        let event = |ext: &str, handle: &str, minutes_ago: i64| {
+            json!({ "channel": "TWITTER", "direction": "INBOUND", "visibility": "PUBLIC_POST",
+                "body": "where is my refund", "externalId": ext, "occurredAt": (now - Duration::minutes(minutes_ago)).to_rfc3339(),
+                "identities": [{ "kind": "TWITTER", "value": handle }] })
+        };
+        let late = record(&app, &admin, event("s-1", "late_one", 40)).await;
+        let close = record(&app, &admin, event("s-2", "close_one", 25)).await;
+        record(
+            &app,
+            &admin,
+            json!({ "channel": "EMAIL", "direction": "INBOUND", "body": "no rush", "externalId": "s-3",
+            "identities": [{ "kind": "EMAIL", "value": "calm@example.com" }] }),
+        )
+        .await;
+
+        // Three more "replicas" sweep at the same time as the server's own sweeper.
+        let at_risk = Duration::minutes(10);
+        let sweeps = futures::future::join_all(
+            (0..3).map(|_| cxgraph::interactions::sweeper::sweep(&app.db, Utc::now(), at_risk)),
+        )
+        .await;
+        for s in &sweeps {
+            assert!(s.is_ok(), "[{}] sweep failed", backend.name());
+        }
+        // Let the server's sweeper run too.
+        tokio::time::sleep(std::time::Duration::from_millis(2500)).await;
+        let alerts = Alert::find().all(&app.db).await.unwrap();
+        let mut kinds: Vec<(String, Option<Uuid>)> =
+            alerts.iter().map(|a| (a.kind.clone(), a.conversation_id)).collect();
+        kinds.sort();
+        let late_conv = Uuid::parse_str(late["interaction"]["conversationId"].as_str().unwrap()).unwrap();
+        let close_conv = Uuid::parse_str(close["interaction"]["conversationId"].as_str().unwrap()).unwrap();
+        let mut expected = vec![
+            ("sla_at_risk".to_owned(), Some(close_conv)),
+            ("sla_breached".to_owned(), Some(late_conv)),
+        ];
+        expected.sort();
+        assert_eq!(
+            kinds,
+            expected,
+            "[{}] one alert per conversation and clock",
+            backend.name()
+        );
+        let c = Conversation::find_by_id(late_conv).one(&app.db).await.unwrap().unwrap();
+        assert!(c.first_response_breached, "[{}] the breach is marked", backend.name());
+
+        // Answering late keeps the breach on record.
+        let reply = "mutation($id: ID!) { replyToConversation(input: {conversationId: $id, body: \"sorry!\"}) { conversation { firstResponseBreached } } }";
+        let r = app
+            .graphql(reply, json!({ "id": late_conv.to_string() }), Some(&admin))
+            .await;
+        assert_eq!(
+            r["data"]["replyToConversation"]["conversation"]["firstResponseBreached"], true,
+            "{r}"
+        );
+        app.stop().await;
+    }
+}
