@@ -89,6 +89,9 @@ pub const READ_INTERACTIONS: Policy = Policy::roles_or_scopes(STAFF, &[Scope::In
 /// Working conversations (reply, assign, resolve): operators only.
 pub const WORK_CONVERSATIONS: Policy = Policy::roles(OPERATORS);
 
+/// Service configuration (SLA, routing, journeys, topics): admins and managers.
+pub const CONFIGURE: Policy = Policy::roles(&[Role::Admin, Role::Manager]);
+
 /// The policy of every root field, as `(parent type, field, policy)`.
 pub const ROOT_FIELDS: &[(&str, &str, Policy)] = &[
     ("Query", "me", Policy::roles(STAFF)),
@@ -125,6 +128,11 @@ pub const ROOT_FIELDS: &[(&str, &str, Policy)] = &[
     ("Mutation", "resolveConversation", WORK_CONVERSATIONS),
     ("Mutation", "reopenConversation", WORK_CONVERSATIONS),
     ("Mutation", "tagConversation", WORK_CONVERSATIONS),
+    ("Query", "routingRules", CONFIGURE),
+    ("Query", "slaPolicies", CONFIGURE),
+    ("Mutation", "saveRoutingRule", CONFIGURE),
+    ("Mutation", "deleteRoutingRule", CONFIGURE),
+    ("Mutation", "saveSlaPolicy", CONFIGURE),
     ("Mutation", "login", Policy::PUBLIC),
     ("Mutation", "refreshToken", Policy::PUBLIC),
     ("Mutation", "logout", Policy::roles(STAFF)),
@@ -223,6 +231,11 @@ mod tests {
         ("Mutation", "resolveConversation", [U, U, A, A, A, F, F, F]),
         ("Mutation", "reopenConversation", [U, U, A, A, A, F, F, F]),
         ("Mutation", "tagConversation", [U, U, A, A, A, F, F, F]),
+        ("Query", "routingRules", [U, U, A, A, F, F, F, F]),
+        ("Query", "slaPolicies", [U, U, A, A, F, F, F, F]),
+        ("Mutation", "saveRoutingRule", [U, U, A, A, F, F, F, F]),
+        ("Mutation", "deleteRoutingRule", [U, U, A, A, F, F, F, F]),
+        ("Mutation", "saveSlaPolicy", [U, U, A, A, F, F, F, F]),
     ];
 
     async fn schema_root_fields() -> BTreeSet<(String, String)> {

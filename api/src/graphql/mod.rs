@@ -6,6 +6,7 @@
 //! insights later) contributes a query and a mutation object merged here.
 
 mod access;
+mod config;
 mod conversations;
 mod customer;
 pub mod enums;
@@ -30,6 +31,7 @@ pub struct QueryRoot(
     customer::CustomerQuery,
     privacy::PrivacyQuery,
     conversations::ConversationQuery,
+    config::ConfigQuery,
 );
 
 /// Every mutation field, by area.
@@ -41,6 +43,7 @@ pub struct MutationRoot(
     privacy::PrivacyMutation,
     interactions::InteractionMutation,
     conversations::ConversationMutation,
+    config::ConfigMutation,
 );
 
 pub type AppSchema = Schema<QueryRoot, MutationRoot, EmptySubscription>;

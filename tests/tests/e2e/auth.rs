@@ -210,6 +210,20 @@ const PROTECTED_SAMPLES: &[(&str, &str)] = &[
         "ingestInteractions",
         "mutation { ingestInteractions(inputs: []) { created } }",
     ),
+    ("routingRules", "{ routingRules { id } }"),
+    ("slaPolicies", "{ slaPolicies { id } }"),
+    (
+        "saveRoutingRule",
+        "mutation { saveRoutingRule(input: {name: \"r\"}) { userErrors { code } } }",
+    ),
+    (
+        "deleteRoutingRule",
+        "mutation { deleteRoutingRule(id: \"01a20815-91b7-7562-85d0-8fc0ed28182d\") }",
+    ),
+    (
+        "saveSlaPolicy",
+        "mutation { saveSlaPolicy(input: {name: \"p\"}) { userErrors { code } } }",
+    ),
     (
         "conversation",
         "{ conversation(id: \"01a20815-91b7-7562-85d0-8fc0ed28182d\") { id } }",

@@ -588,3 +588,72 @@ async fn the_sweeper_marks_breaches_and_alerts_exactly_once_across_replicas() {
         app.stop().await;
     }
 }
+
+const SAVE_RULE: &str = "mutation($input: RoutingRuleInput!) { saveRoutingRule(input: $input) { \
+    routingRule { id name position enabled conditions { channels keywords businessHours { start end } } teamId setPriority addTags } \
+    userErrors { field code } } }";
+const SAVE_POLICY: &str = "mutation($input: SlaPolicyInput!) { saveSlaPolicy(input: $input) { \
+    slaPolicy { id channel priority firstResponseMinutes } userErrors { field code } } }";
+
+#[tokio::test]
+async fn managers_configure_routing_and_slas_that_ingest_then_follows() {
+    on_each_backend(async |app: &TestApp| {
+        let (email, password) = app.create_user(Role::Manager).await;
+        let manager = app.login(&email, &password).await.access;
+        let team_id = team::Model { id: Uuid::now_v7(), name: "Billing".into(), created_at: Utc::now() }
+            .into_active_model()
+            .insert(&app.db)
+            .await
+            .unwrap()
+            .id
+            .to_string();
+
+        let bad = app.graphql(SAVE_RULE, json!({ "input": { "name": "x", "teamId": Uuid::now_v7().to_string(),
+            "conditions": { "businessHours": { "days": [1], "start": 18, "end": 9 } } } }), Some(&manager)).await;
+        let fields: Vec<Value> = bad["data"]["saveRoutingRule"]["userErrors"].as_array().unwrap().iter().map(|e| e["field"].clone()).collect();
+        assert_eq!(fields, [json!(["input", "conditions", "businessHours"]), json!(["input", "teamId"])], "{bad}");
+
+        let saved = app.graphql(SAVE_RULE, json!({ "input": { "name": "Billing words", "position": 1, "teamId": team_id,
+            "setPriority": "HIGH", "addTags": ["Billing"], "conditions": { "keywords": ["invoice", "charged"] } } }), Some(&manager)).await;
+        let rule = &saved["data"]["saveRoutingRule"]["routingRule"];
+        assert_eq!(rule["conditions"]["keywords"], json!(["invoice", "charged"]), "{saved}");
+        assert_eq!(rule["addTags"], json!(["billing"]));
+        let rule_id = rule["id"].as_str().unwrap().to_owned();
+
+        let policy = app.graphql(SAVE_POLICY, json!({ "input": { "name": "Email high", "channel": "EMAIL", "priority": "HIGH",
+            "firstResponseMinutes": 60, "resolutionMinutes": 480 } }), Some(&manager)).await;
+        assert_eq!(policy["data"]["saveSlaPolicy"]["slaPolicy"]["firstResponseMinutes"], 60, "{policy}");
+        let missing = app.graphql(SAVE_POLICY, json!({ "input": { "name": "half" } }), Some(&manager)).await;
+        assert_eq!(missing["data"]["saveSlaPolicy"]["userErrors"].as_array().unwrap().len(), 2, "{missing}");
+
+        let admin = app.login_admin().await.access;
+        let at = Utc::now();
+        let got = record(app, &admin, json!({ "channel": "EMAIL", "direction": "INBOUND", "body": "I was charged twice",
+            "externalId": "cfg-1", "occurredAt": at.to_rfc3339(), "identities": [{ "kind": "EMAIL", "value": "bill@example.com" }] })).await;
+        let conv = Uuid::parse_str(got["interaction"]["conversationId"].as_str().unwrap()).unwrap();
+        let c = Conversation::find_by_id(conv).one(&app.db).await.unwrap().unwrap();
+        assert_eq!(c.routing_rule_id.map(|r| r.to_string()), Some(rule_id.clone()), "routed by the rule");
+        assert_eq!(c.priority, Priority::High);
+        assert!((c.first_response_due_at.unwrap() - (at + Duration::minutes(60))).num_seconds().abs() <= 1);
+
+        // Disabled, the rule no longer routes.
+        app.graphql(SAVE_RULE, json!({ "input": { "id": rule_id, "enabled": false } }), Some(&manager)).await;
+        let next = record(app, &admin, json!({ "channel": "SMS", "direction": "INBOUND", "body": "invoice?",
+            "externalId": "cfg-2", "identities": [{ "kind": "PHONE", "value": "+12025550143" }] })).await;
+        let c = Conversation::find_by_id(Uuid::parse_str(next["interaction"]["conversationId"].as_str().unwrap()).unwrap())
+            .one(&app.db).await.unwrap().unwrap();
+        assert!(c.routing_rule_id.is_none());
+
+        let (email, password) = app.create_user(Role::Agent).await;
+        let agent = app.login(&email, &password).await.access;
+        let denied = app.graphql("{ routingRules { id } }", json!({}), Some(&agent)).await;
+        assert_eq!(error_code(&denied), Some("FORBIDDEN"));
+        let listed = app.graphql("{ routingRules { id enabled } slaPolicies { id } }", json!({}), Some(&manager)).await;
+        assert_eq!(listed["data"]["routingRules"][0]["enabled"], false);
+        let deleted = app.graphql("mutation($id: ID!) { deleteRoutingRule(id: $id) }", json!({ "id": rule_id }), Some(&manager)).await;
+        assert_eq!(deleted["data"]["deleteRoutingRule"], rule_id.as_str());
+        let gone = app.graphql("mutation($id: ID!) { deleteRoutingRule(id: $id) }", json!({ "id": rule_id }), Some(&manager)).await;
+        assert_eq!(error_code(&gone), Some("NOT_FOUND"));
+    })
+    .await;
+}
