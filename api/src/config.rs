@@ -73,12 +73,7 @@ pub struct SeedArgs {
 
 impl Default for SeedArgs {
     fn default() -> Self {
-        Self {
-            customers: 300,
-            conversations_per_customer: 2,
-            touchpoints_per_customer: 4,
-            seed: 42,
-        }
+        Self { customers: 300, conversations_per_customer: 2, touchpoints_per_customer: 4, seed: 42 }
     }
 }
 
@@ -139,12 +134,7 @@ pub enum DemoData {
 #[derive(Debug, Clone, Args)]
 pub struct Settings {
     /// Database to use: `sqlite://path?mode=rwc` (embedded, the default) or `postgres://…`.
-    #[arg(
-        long,
-        env = "DATABASE_URL",
-        default_value = "sqlite://cxgraph.db?mode=rwc",
-        global = true
-    )]
+    #[arg(long, env = "DATABASE_URL", default_value = "sqlite://cxgraph.db?mode=rwc", global = true)]
     pub database_url: String,
 
     /// Address to listen on.
@@ -165,12 +155,7 @@ pub struct Settings {
     pub refresh_token_ttl: u64,
 
     /// E-mail of the admin account created on an empty database.
-    #[arg(
-        long,
-        env = "CXGRAPH_ADMIN_EMAIL",
-        default_value = "admin@cxgraph.local",
-        global = true
-    )]
+    #[arg(long, env = "CXGRAPH_ADMIN_EMAIL", default_value = "admin@cxgraph.local", global = true)]
     pub admin_email: String,
 
     /// Password of that admin account; a random one is generated and printed once if unset.
@@ -231,10 +216,7 @@ impl Settings {
     /// Settings for tests and tools: every default, on the given database.
     pub fn for_database(database_url: impl Into<String>) -> Self {
         let cli = Cli::parse_from(["cxgraph"]);
-        Self {
-            database_url: database_url.into(),
-            ..cli.settings
-        }
+        Self { database_url: database_url.into(), ..cli.settings }
     }
 
     /// The JWT key, if one is configured (an empty variable counts as unset).
@@ -260,11 +242,7 @@ impl Settings {
     }
 
     pub fn log_format(&self) -> LogFormat {
-        self.log_format.unwrap_or(if self.is_sqlite() {
-            LogFormat::Pretty
-        } else {
-            LogFormat::Json
-        })
+        self.log_format.unwrap_or(if self.is_sqlite() { LogFormat::Pretty } else { LogFormat::Json })
     }
 
     pub fn load_demo_data(&self) -> bool {

@@ -52,20 +52,11 @@ const SEGMENTS: &[(&str, u32)] = &[("consumer", 70), ("premium", 20), ("business
 
 /// (body, sentiment score) of inbound messages.
 const INBOUND: &[(&str, f64)] = &[
-    (
-        "Where is my parcel? It was due yesterday and tracking hasn't moved.",
-        -0.5,
-    ),
-    (
-        "I was charged twice for my last order, please refund the duplicate.",
-        -0.6,
-    ),
+    ("Where is my parcel? It was due yesterday and tracking hasn't moved.", -0.5),
+    ("I was charged twice for my last order, please refund the duplicate.", -0.6),
     ("The app keeps logging me out when I try to pay.", -0.4),
     ("Can I change the delivery address on my order?", 0.0),
-    (
-        "Absolutely furious, third time my delivery is late. Cancelling my account.",
-        -0.9,
-    ),
+    ("Absolutely furious, third time my delivery is late. Cancelling my account.", -0.9),
     ("Thanks for sorting that out so quickly, great service!", 0.8),
     ("How do I upgrade my plan to premium?", 0.1),
     ("The item arrived damaged, the box was crushed.", -0.6),
@@ -116,9 +107,7 @@ struct Catalogue {
 /// database error; sizes come from `args`.
 pub async fn generate(db: &DatabaseConnection, args: &SeedArgs) -> AppResult<SeedReport> {
     let mut rng = ChaCha8Rng::seed_from_u64(args.seed);
-    let today = Utc::now()
-        .duration_trunc(Duration::days(1))
-        .map_err(AppError::internal)?;
+    let today = Utc::now().duration_trunc(Duration::days(1)).map_err(AppError::internal)?;
     let catalogue = load_catalogue(db, today).await?;
     let mut report = SeedReport::default();
     // Numbering continues after the customers already there, so identities stay unique.
@@ -137,33 +126,18 @@ pub async fn generate(db: &DatabaseConnection, args: &SeedArgs) -> AppResult<See
 /// The configuration already in the database, when an earlier run (or an operator)
 /// made one: seeding again adds customers and facts, not a second catalogue.
 async fn existing_catalogue(db: &DatabaseConnection) -> AppResult<Option<Catalogue>> {
-    let journeys = journey::Entity::find()
-        .order_by_asc(journey::Column::Name)
-        .all(db)
-        .await?;
+    let journeys = journey::Entity::find().order_by_asc(journey::Column::Name).all(db).await?;
     let teams: Vec<Uuid> = team::Entity::find().all(db).await?.into_iter().map(|t| t.id).collect();
-    let surveys: Vec<(Uuid, SurveyKind)> = survey::Entity::find()
-        .all(db)
-        .await?
-        .into_iter()
-        .filter(|s| s.active)
-        .map(|s| (s.id, s.kind))
-        .collect();
+    let surveys: Vec<(Uuid, SurveyKind)> =
+        survey::Entity::find().all(db).await?.into_iter().filter(|s| s.active).map(|s| (s.id, s.kind)).collect();
     if journeys.is_empty() || teams.is_empty() || surveys.is_empty() {
         return Ok(None);
     }
-    let stages = journey_stage::Entity::find()
-        .order_by_asc(journey_stage::Column::Position)
-        .all(db)
-        .await?;
+    let stages = journey_stage::Entity::find().order_by_asc(journey_stage::Column::Position).all(db).await?;
     let journeys = journeys
         .into_iter()
         .map(|j| {
-            let own = stages
-                .iter()
-                .filter(|s| s.journey_id == j.id)
-                .map(|s| (s.id, s.name.clone()))
-                .collect();
+            let own = stages.iter().filter(|s| s.journey_id == j.id).map(|s| (s.id, s.name.clone())).collect();
             (j.id, own)
         })
         .collect();
@@ -173,12 +147,7 @@ async fn existing_catalogue(db: &DatabaseConnection) -> AppResult<Option<Catalog
         .into_iter()
         .filter_map(|p| p.channel.map(|c| (c, p.id, i64::from(p.first_response_minutes))))
         .collect();
-    Ok(Some(Catalogue {
-        teams,
-        sla_by_channel,
-        journeys,
-        surveys,
-    }))
+    Ok(Some(Catalogue { teams, sla_by_channel, journeys, surveys }))
 }
 
 async fn load_catalogue(db: &DatabaseConnection, now: DateTime<Utc>) -> AppResult<Catalogue> {
@@ -189,14 +158,7 @@ async fn load_catalogue(db: &DatabaseConnection, now: DateTime<Utc>) -> AppResul
     let mut teams = Vec::new();
     for name in ["Social care", "Billing", "Tier 1 support", "Deliveries"] {
         let id = Uuid::now_v7();
-        team::Model {
-            id,
-            name: name.into(),
-            created_at: now,
-        }
-        .into_active_model()
-        .insert(&txn)
-        .await?;
+        team::Model { id, name: name.into(), created_at: now }.into_active_model().insert(&txn).await?;
         teams.push(id);
     }
     let mut sla_by_channel = Vec::new();
@@ -228,18 +190,8 @@ async fn load_catalogue(db: &DatabaseConnection, now: DateTime<Utc>) -> AppResul
         sla_by_channel.push((channel, id, i64::from(first)));
     }
     for (position, (name, team_idx, keywords, priority)) in [
-        (
-            "Public complaints to social care",
-            0,
-            vec!["furious", "cancelling"],
-            Some(Priority::Urgent),
-        ),
-        (
-            "Billing questions",
-            1,
-            vec!["charged", "refund", "invoice"],
-            Some(Priority::High),
-        ),
+        ("Public complaints to social care", 0, vec!["furious", "cancelling"], Some(Priority::Urgent)),
+        ("Billing questions", 1, vec!["charged", "refund", "invoice"], Some(Priority::High)),
         ("Deliveries", 3, vec!["parcel", "delivery", "courier"], None),
     ]
     .into_iter()
@@ -296,21 +248,9 @@ async fn load_catalogue(db: &DatabaseConnection, now: DateTime<Utc>) -> AppResul
     }
     let mut surveys = Vec::new();
     for (name, kind, question) in [
-        (
-            "Relationship NPS",
-            SurveyKind::Nps,
-            "How likely are you to recommend us to a friend or colleague?",
-        ),
-        (
-            "Support CSAT",
-            SurveyKind::Csat,
-            "How satisfied are you with the help you received?",
-        ),
-        (
-            "Checkout effort",
-            SurveyKind::Ces,
-            "How easy was it to complete your purchase?",
-        ),
+        ("Relationship NPS", SurveyKind::Nps, "How likely are you to recommend us to a friend or colleague?"),
+        ("Support CSAT", SurveyKind::Csat, "How satisfied are you with the help you received?"),
+        ("Checkout effort", SurveyKind::Ces, "How easy was it to complete your purchase?"),
     ] {
         let id = Uuid::now_v7();
         survey::Model {
@@ -347,12 +287,7 @@ async fn load_catalogue(db: &DatabaseConnection, now: DateTime<Utc>) -> AppResul
         .await?;
     }
     txn.commit().await?;
-    Ok(Catalogue {
-        teams,
-        sla_by_channel,
-        journeys,
-        surveys,
-    })
+    Ok(Catalogue { teams, sla_by_channel, journeys, surveys })
 }
 
 #[derive(Default)]
@@ -392,19 +327,11 @@ fn build_chunk(
             (IdentityKind::Email, format!("{handle}@example.com")),
             (IdentityKind::Phone, format!("+447{:09}", 700_000_000 + n)),
         ];
-        let social = [
-            IdentityKind::Twitter,
-            IdentityKind::Facebook,
-            IdentityKind::Instagram,
-            IdentityKind::Whatsapp,
-        ];
+        let social = [IdentityKind::Twitter, IdentityKind::Facebook, IdentityKind::Instagram, IdentityKind::Whatsapp];
         for kind in social {
             if rng.gen_bool(0.3) {
-                let value = if kind == IdentityKind::Whatsapp {
-                    format!("+447{:09}", 700_000_000 + n)
-                } else {
-                    handle.clone()
-                };
+                let value =
+                    if kind == IdentityKind::Whatsapp { format!("+447{:09}", 700_000_000 + n) } else { handle.clone() };
                 identities.push((kind, value));
             }
         }
@@ -450,11 +377,7 @@ fn build_chunk(
                 .map_or((None, 24 * 60), |(_, id, m)| (Some(*id), *m));
             let public =
                 matches!(channel, Channel::Twitter | Channel::Facebook | Channel::Instagram) && rng.gen_bool(0.5);
-            let visibility = if public {
-                Visibility::PublicPost
-            } else {
-                Visibility::Private
-            };
+            let visibility = if public { Visibility::PublicPost } else { Visibility::Private };
             let messages = rng.gen_range(1..=5);
             let mut at = opened_at;
             let mut first_response_at = None;
@@ -479,17 +402,9 @@ fn build_chunk(
                         customer_id,
                         conversation_id: Some(conversation_id),
                         channel,
-                        direction: if inbound {
-                            Direction::Inbound
-                        } else {
-                            Direction::Outbound
-                        },
+                        direction: if inbound { Direction::Inbound } else { Direction::Outbound },
                         visibility,
-                        author_kind: if inbound {
-                            AuthorKind::Customer
-                        } else {
-                            AuthorKind::Agent
-                        },
+                        author_kind: if inbound { AuthorKind::Customer } else { AuthorKind::Agent },
                         author_user_id: None,
                         inbox: Some(if public { "@AcmeCare".into() } else { "support".into() }),
                         body: Some(text),
@@ -506,14 +421,7 @@ fn build_chunk(
             }
             let age = today - opened_at;
             let status = if age < Duration::days(2) {
-                *pick(
-                    rng,
-                    &[
-                        ConversationStatus::Open,
-                        ConversationStatus::Pending,
-                        ConversationStatus::Resolved,
-                    ],
-                )
+                *pick(rng, &[ConversationStatus::Open, ConversationStatus::Pending, ConversationStatus::Resolved])
             } else if rng.gen_bool(0.8) {
                 ConversationStatus::Closed
             } else {
@@ -587,13 +495,7 @@ fn build_chunk(
                     stage_id: *stage_id,
                     channel: *pick(
                         rng,
-                        &[
-                            Channel::Web,
-                            Channel::Web,
-                            Channel::Email,
-                            Channel::Phone,
-                            Channel::InPerson,
-                        ],
+                        &[Channel::Web, Channel::Web, Channel::Email, Channel::Phone, Channel::InPerson],
                     ),
                     name: stage_name.to_lowercase(),
                     outcome,
@@ -651,11 +553,7 @@ fn build_chunk(
                     id: feedback_id,
                     customer_id,
                     survey_id: None,
-                    kind: if channel == Channel::Review {
-                        FeedbackKind::Review
-                    } else {
-                        FeedbackKind::SocialMention
-                    },
+                    kind: if channel == Channel::Review { FeedbackKind::Review } else { FeedbackKind::SocialMention },
                     score: (channel == Channel::Review).then(|| *pick(rng, &[1, 2, 4, 5, 5])),
                     comment: Some(text.into()),
                     channel,
@@ -701,9 +599,7 @@ where
     let mut rows = rows.into_iter().peekable();
     while rows.peek().is_some() {
         let batch: Vec<A> = rows.by_ref().take(ROWS_PER_INSERT).collect();
-        <A::Entity as EntityTrait>::insert_many(batch)
-            .exec_without_returning(txn)
-            .await?;
+        <A::Entity as EntityTrait>::insert_many(batch).exec_without_returning(txn).await?;
     }
     Ok(count)
 }

@@ -44,10 +44,8 @@ pub async fn connect(settings: &Settings) -> Result<DatabaseConnection, DbErr> {
 /// (busy timeout) instead of failing when another writer committed in between; on
 /// PostgreSQL it is a plain `BEGIN`.
 pub async fn begin_write<C: TransactionTrait>(db: &C) -> Result<C::Transaction, DbErr> {
-    let options = TransactionOptions {
-        sqlite_transaction_mode: Some(SqliteTransactionMode::Immediate),
-        ..Default::default()
-    };
+    let options =
+        TransactionOptions { sqlite_transaction_mode: Some(SqliteTransactionMode::Immediate), ..Default::default() };
     db.begin_with_options(options).await
 }
 

@@ -83,20 +83,12 @@ pub struct FieldError {
 
 impl FieldError {
     pub fn new(field: &[&str], code: &'static str, message: impl Into<String>) -> Self {
-        Self {
-            field: field.iter().map(|s| (*s).to_owned()).collect(),
-            code,
-            message: message.into(),
-        }
+        Self { field: field.iter().map(|s| (*s).to_owned()).collect(), code, message: message.into() }
     }
 }
 
 fn summary(errors: &[FieldError]) -> String {
-    errors
-        .iter()
-        .map(|e| format!("{}: {}", e.field.join("."), e.message))
-        .collect::<Vec<_>>()
-        .join("; ")
+    errors.iter().map(|e| format!("{}: {}", e.field.join("."), e.message)).collect::<Vec<_>>().join("; ")
 }
 
 impl AppError {

@@ -6,6 +6,7 @@
 //! `entity` crate → the `migration` crate. Services take a connection and a principal
 //! and return [`error::AppError`]; they know nothing of GraphQL.
 
+pub mod alerts;
 pub mod audit;
 pub mod auth;
 pub mod config;
@@ -13,6 +14,7 @@ pub mod customers;
 pub mod dataset;
 pub mod db;
 pub mod error;
+pub mod events;
 pub mod graphql;
 pub mod http;
 pub mod interactions;

@@ -40,11 +40,7 @@ async fn run(cli: Cli) -> anyhow::Result<()> {
     // Maintenance commands print their own results; their logs are warnings and errors
     // unless CXGRAPH_LOG asks for more.
     let serving = matches!(cli.command, None | Some(Command::Serve));
-    let filter = if serving || std::env::var_os("CXGRAPH_LOG").is_some() {
-        settings.log.as_str()
-    } else {
-        "warn"
-    };
+    let filter = if serving || std::env::var_os("CXGRAPH_LOG").is_some() { settings.log.as_str() } else { "warn" };
     telemetry::init(filter, settings.log_format());
     match cli.command.unwrap_or(Command::Serve) {
         Command::Schema => {
@@ -55,31 +51,15 @@ async fn run(cli: Cli) -> anyhow::Result<()> {
         Command::Migrate { action } => migrate(&settings, action.unwrap_or(MigrateAction::Up)).await,
         Command::Seed(args) => {
             let db = startup::open_database(&settings).await?;
-            let report = dataset::generate(&db, &args)
-                .await
-                .map_err(|e| anyhow::anyhow!("seeding failed: {}", e.message()))?;
+            let report =
+                dataset::generate(&db, &args).await.map_err(|e| anyhow::anyhow!("seeding failed: {}", e.message()))?;
             println!("seeded {report:?}");
             Ok(())
         }
-        Command::User {
-            action:
-                UserAction::Create {
-                    email,
-                    name,
-                    role,
-                    password,
-                },
-        } => {
+        Command::User { action: UserAction::Create { email, name, role, password } } => {
             let db = startup::open_database(&settings).await?;
-            let new = users::NewUser {
-                email,
-                display_name: name,
-                role: role.into(),
-                password,
-            };
-            let user = users::create(&db, new)
-                .await
-                .map_err(|e| anyhow::anyhow!("{}", e.message()))?;
+            let new = users::NewUser { email, display_name: name, role: role.into(), password };
+            let user = users::create(&db, new).await.map_err(|e| anyhow::anyhow!("{}", e.message()))?;
             println!("created {:?} user {} ({})", user.role, user.email, user.id);
             Ok(())
         }
@@ -87,24 +67,15 @@ async fn run(cli: Cli) -> anyhow::Result<()> {
 }
 
 async fn migrate(settings: &Settings, action: MigrateAction) -> anyhow::Result<()> {
-    let db = db::connect(settings)
-        .await
-        .map_err(|e| anyhow::anyhow!("cannot open database: {e}"))?;
+    let db = db::connect(settings).await.map_err(|e| anyhow::anyhow!("cannot open database: {e}"))?;
     match action {
         MigrateAction::Up => Migrator::up(&db, None).await?,
         MigrateAction::Down { steps } => Migrator::down(&db, Some(steps)).await?,
         MigrateAction::Status => {
-            let applied: Vec<String> = Migrator::get_applied_migrations(&db)
-                .await?
-                .iter()
-                .map(|m| m.name().to_owned())
-                .collect();
+            let applied: Vec<String> =
+                Migrator::get_applied_migrations(&db).await?.iter().map(|m| m.name().to_owned()).collect();
             for m in Migrator::migrations() {
-                let state = if applied.iter().any(|a| a == m.name()) {
-                    "applied"
-                } else {
-                    "pending"
-                };
+                let state = if applied.iter().any(|a| a == m.name()) { "applied" } else { "pending" };
                 println!("{state:8} {}", m.name());
             }
         }

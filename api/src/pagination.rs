@@ -89,18 +89,10 @@ fn keyset_condition<C: ColumnTrait + Copy>(sort: &Sort<C>, cursor: &Cursor, forw
     let col = sort.column;
     // Moving forward in an ascending list means greater values, and so on.
     let greater = sort.ascending == forward;
-    let id_beyond = if greater {
-        sort.id.gt(cursor.id)
-    } else {
-        sort.id.lt(cursor.id)
-    };
+    let id_beyond = if greater { sort.id.gt(cursor.id) } else { sort.id.lt(cursor.id) };
     match cursor.value() {
         Some(value) => {
-            let beyond = if greater {
-                Expr::col(col).gt(value.clone())
-            } else {
-                Expr::col(col).lt(value.clone())
-            };
+            let beyond = if greater { Expr::col(col).gt(value.clone()) } else { Expr::col(col).lt(value.clone()) };
             let tie = Condition::all().add(Expr::col(col).eq(value)).add(id_beyond);
             let mut cond = Condition::any().add(beyond).add(tie);
             if forward {
@@ -111,9 +103,7 @@ fn keyset_condition<C: ColumnTrait + Copy>(sort: &Sort<C>, cursor: &Cursor, forw
         }
         None if forward => Condition::all().add(col.is_null()).add(id_beyond),
         // Before a null row: every valued row, and the null rows before it.
-        None => Condition::any()
-            .add(col.is_not_null())
-            .add(Condition::all().add(col.is_null()).add(id_beyond)),
+        None => Condition::any().add(col.is_not_null()).add(Condition::all().add(col.is_null()).add(id_beyond)),
     }
 }
 
@@ -132,18 +122,10 @@ where
     C: ColumnTrait + Copy,
 {
     let forward = page.last.is_none() || page.first.is_some();
-    let size = if forward {
-        page.first.unwrap_or(DEFAULT_PAGE)
-    } else {
-        page.last.unwrap_or(DEFAULT_PAGE)
-    };
+    let size = if forward { page.first.unwrap_or(DEFAULT_PAGE) } else { page.last.unwrap_or(DEFAULT_PAGE) };
     if size > max {
         let field = if forward { "first" } else { "last" };
-        return Err(AppError::invalid(
-            &[field],
-            "OUT_OF_RANGE",
-            format!("must be at most {max}"),
-        ));
+        return Err(AppError::invalid(&[field], "OUT_OF_RANGE", format!("must be at most {max}")));
     }
     let cursor = match (forward, &page.after, &page.before) {
         (true, Some(after), _) => Some(Cursor::decode(after, "after")?),
@@ -158,10 +140,7 @@ where
     let (order, nulls) = if forward {
         (list_order, NullOrdering::Last)
     } else {
-        (
-            if sort.ascending { Order::Desc } else { Order::Asc },
-            NullOrdering::First,
-        )
+        (if sort.ascending { Order::Desc } else { Order::Asc }, NullOrdering::First)
     };
     let mut rows = query
         .order_by_with_nulls(sort.column, order.clone(), nulls)
@@ -174,10 +153,7 @@ where
     if !forward {
         rows.reverse();
     }
-    let rows = rows
-        .into_iter()
-        .map(|r| (Cursor::new(key_of(&r), id_of(&r)), r))
-        .collect();
+    let rows = rows.into_iter().map(|r| (Cursor::new(key_of(&r), id_of(&r)), r)).collect();
     Ok(Page {
         rows,
         has_next_page: if forward { more } else { page.before.is_some() },

@@ -308,9 +308,7 @@ pub fn analyse(text: &str) -> Sentiment {
     // Words shouted in the original (all capitals) keep that mark after lower-casing.
     let shouted: Vec<String> = tokens(text).into_iter().filter(|(_, s)| *s).map(|(w, _)| w).collect();
     let kept: Vec<String> = tokens(&consumed).into_iter().map(|(w, _)| w).collect();
-    let contrast = kept
-        .iter()
-        .position(|w| matches!(w.as_str(), "but" | "however" | "although" | "despite"));
+    let contrast = kept.iter().position(|w| matches!(w.as_str(), "but" | "however" | "although" | "despite"));
     let mut sum = 0.0;
     for (i, word) in kept.iter().enumerate() {
         let Some(mut v) = valence(word) else { continue };
@@ -327,9 +325,7 @@ pub fn analyse(text: &str) -> Sentiment {
         let lexical = word.chars().any(char::is_alphabetic);
         let negated = kept[from..i].iter().enumerate().any(|(k, w)| {
             let is_negation = NEGATIONS.contains(&w.as_str()) || w.ends_with("n't");
-            let idiom = kept
-                .get(from + k + 1)
-                .is_some_and(|next| next == "believe" || next == "wait");
+            let idiom = kept.get(from + k + 1).is_some_and(|next| next == "believe" || next == "wait");
             is_negation && !idiom
         });
         if lexical && negated {
@@ -389,11 +385,7 @@ mod tests {
     fn evaluate(file: &str) -> (f64, f64, usize) {
         let path = format!("{}/../tests/data/{file}", env!("CARGO_MANIFEST_DIR"));
         let data = std::fs::read_to_string(path).expect("labelled set");
-        let labels = [
-            SentimentLabel::Negative,
-            SentimentLabel::Neutral,
-            SentimentLabel::Positive,
-        ];
+        let labels = [SentimentLabel::Negative, SentimentLabel::Neutral, SentimentLabel::Positive];
         let mut confusion = [[0usize; 3]; 3];
         for line in data.lines().filter(|l| !l.starts_with('#') && !l.trim().is_empty()) {
             let mut cols = line.splitn(3, '\t');
@@ -437,14 +429,8 @@ mod tests {
             let (accuracy, macro_f1, n) = evaluate(file);
             eprintln!("{file}: accuracy {accuracy:.3}, macro-F1 {macro_f1:.3} on {n} messages");
             assert!(n >= min_size, "{file} has at least {min_size} messages");
-            assert!(
-                accuracy >= accuracy_floor,
-                "{file}: accuracy {accuracy:.3} fell below {accuracy_floor}"
-            );
-            assert!(
-                macro_f1 >= f1_floor,
-                "{file}: macro-F1 {macro_f1:.3} fell below {f1_floor}"
-            );
+            assert!(accuracy >= accuracy_floor, "{file}: accuracy {accuracy:.3} fell below {accuracy_floor}");
+            assert!(macro_f1 >= f1_floor, "{file}: macro-F1 {macro_f1:.3} fell below {f1_floor}");
         }
     }
 

@@ -40,6 +40,8 @@ pub struct Bootstrap {
 pub struct Application {
     listener: TcpListener,
     state: AppState,
+    /// The pool for background jobs (not counted in `DbStats`).
+    jobs_db: DatabaseConnection,
 }
 
 /// Chooses the JWT key: the configured one, or a random one for the embedded demo.
@@ -55,12 +57,8 @@ fn jwt_keys(settings: &Settings) -> anyhow::Result<(JwtKeys, bool)> {
 
 /// Opens and migrates the database named by the settings.
 pub async fn open_database(settings: &Settings) -> anyhow::Result<DatabaseConnection> {
-    let db = db::connect(settings)
-        .await
-        .map_err(|e| anyhow::anyhow!("cannot open database: {e}"))?;
-    db::migrate(&db)
-        .await
-        .map_err(|e| anyhow::anyhow!("migrations failed: {e}"))?;
+    let db = db::connect(settings).await.map_err(|e| anyhow::anyhow!("cannot open database: {e}"))?;
+    db::migrate(&db).await.map_err(|e| anyhow::anyhow!("migrations failed: {e}"))?;
     Ok(db)
 }
 
@@ -85,20 +83,13 @@ pub async fn bootstrap(db: &DatabaseConnection, settings: &Settings) -> anyhow::
             role: Role::Admin,
             password: password.clone(),
         };
-        let admin = users::create(db, new)
-            .await
-            .map_err(|e| app_error("creating the admin account", e))?;
+        let admin = users::create(db, new).await.map_err(|e| app_error("creating the admin account", e))?;
         report.admin_created = Some((admin.email, generated.then_some(password)));
     }
-    let empty = entity::customer::Entity::find()
-        .count(db)
-        .await
-        .context("counting customers")?
-        == 0;
+    let empty = entity::customer::Entity::find().count(db).await.context("counting customers")? == 0;
     if settings.load_demo_data() && empty {
-        let seeded = dataset::generate(db, &SeedArgs::default())
-            .await
-            .map_err(|e| app_error("loading demo data", e))?;
+        let seeded =
+            dataset::generate(db, &SeedArgs::default()).await.map_err(|e| app_error("loading demo data", e))?;
         report.demo_data = Some(seeded);
     }
     Ok(report)
@@ -108,19 +99,18 @@ impl Application {
     /// Connects, migrates, bootstraps and binds; does not serve yet.
     pub async fn build(settings: Settings) -> anyhow::Result<(Application, Bootstrap)> {
         let (keys, ephemeral) = jwt_keys(&settings)?;
-        let listener = TcpListener::bind(settings.bind)
-            .await
-            .with_context(|| format!("cannot listen on {}", settings.bind))?;
+        let listener =
+            TcpListener::bind(settings.bind).await.with_context(|| format!("cannot listen on {}", settings.bind))?;
         let mut db = open_database(&settings).await?;
+        // Background jobs share the pool through a clone made before the statement
+        // counters are installed: `DbStats` counts what requests cost.
+        let jobs_db = db.clone();
         let db_stats = DbStats::install(&mut db);
         let mut report = bootstrap(&db, &settings).await?;
         report.ephemeral_jwt_secret = ephemeral;
-        let sessions = SessionConfig {
-            keys,
-            refresh_ttl: settings.refresh_token_ttl(),
-        };
+        let sessions = SessionConfig { keys, refresh_ttl: settings.refresh_token_ttl() };
         let state = AppState::new(db, sessions, settings, db_stats);
-        Ok((Application { listener, state }, report))
+        Ok((Application { listener, state, jobs_db }, report))
     }
 
     /// The address actually bound (port 0 becomes a real port).
@@ -138,17 +128,17 @@ impl Application {
         if let Some(days) = settings.retention_text_days {
             let policy = RetentionPolicy { text_days: days };
             let interval = std::time::Duration::from_secs(settings.retention_interval);
-            spawn_retention(self.state.db().clone(), policy, interval);
+            spawn_retention(self.jobs_db.clone(), policy, interval);
         }
+        self.state.bus().start(self.jobs_db.clone(), &settings.database_url).await;
         spawn_sweeper(
-            self.state.db().clone(),
+            self.jobs_db.clone(),
+            self.state.bus().clone(),
             std::time::Duration::from_secs(settings.sla_sweep_interval),
             chrono::Duration::minutes(i64::from(settings.sla_at_risk_minutes)),
         );
         let router = http::router(self.state.clone());
-        axum::serve(self.listener, router)
-            .with_graceful_shutdown(shutdown)
-            .await?;
+        axum::serve(self.listener, router).with_graceful_shutdown(shutdown).await?;
         self.state.db().clone().close().await.ok();
         Ok(())
     }

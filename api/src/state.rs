@@ -8,6 +8,7 @@ use sea_orm::DatabaseConnection;
 
 use crate::auth::sessions::SessionConfig;
 use crate::config::Settings;
+use crate::events::Bus;
 
 /// Shared application state; cheap to clone.
 #[derive(Debug, Clone)]
@@ -21,6 +22,7 @@ struct Inner {
     sessions: SessionConfig,
     settings: Settings,
     db_stats: Arc<DbStats>,
+    bus: Bus,
 }
 
 /// Counters of the statements the application sent, fed by sea-orm's metric callback.
@@ -59,14 +61,7 @@ impl DbStats {
 impl AppState {
     /// State over a connection whose statements are counted in `db_stats`.
     pub fn new(db: DatabaseConnection, sessions: SessionConfig, settings: Settings, db_stats: Arc<DbStats>) -> Self {
-        Self {
-            inner: Arc::new(Inner {
-                db,
-                sessions,
-                settings,
-                db_stats,
-            }),
-        }
+        Self { inner: Arc::new(Inner { db, sessions, settings, db_stats, bus: Bus::new() }) }
     }
 
     pub fn db(&self) -> &DatabaseConnection {
@@ -79,6 +74,11 @@ impl AppState {
 
     pub fn settings(&self) -> &Settings {
         &self.inner.settings
+    }
+
+    /// This process's event bus.
+    pub fn bus(&self) -> &Bus {
+        &self.inner.bus
     }
 
     pub fn db_stats(&self) -> &DbStats {

@@ -38,11 +38,7 @@ pub async fn create(db: &impl ConnectionTrait, new: NewUser) -> AppResult<user::
     let mut errors = Vec::new();
     let email = normalize_email(&new.email);
     if email.is_none() {
-        errors.push(FieldError::new(
-            &["input", "email"],
-            "INVALID",
-            "is not a valid e-mail address",
-        ));
+        errors.push(FieldError::new(&["input", "email"], "INVALID", "is not a valid e-mail address"));
     }
     if let Err(msg) = password::check_strength(&new.password) {
         errors.push(FieldError::new(&["input", "password"], "TOO_WEAK", msg));
@@ -51,11 +47,7 @@ pub async fn create(db: &impl ConnectionTrait, new: NewUser) -> AppResult<user::
         return Err(AppError::Invalid(errors));
     };
     if find_by_email(db, &email).await?.is_some() {
-        return Err(AppError::invalid(
-            &["input", "email"],
-            "TAKEN",
-            "a user with this e-mail already exists",
-        ));
+        return Err(AppError::invalid(&["input", "email"], "TAKEN", "a user with this e-mail already exists"));
     }
     let now = Utc::now();
     let display_name = new
@@ -79,10 +71,7 @@ pub async fn create(db: &impl ConnectionTrait, new: NewUser) -> AppResult<user::
 }
 
 pub async fn find_by_email(db: &impl ConnectionTrait, email: &str) -> AppResult<Option<user::Model>> {
-    Ok(user::Entity::find()
-        .filter(user::Column::Email.eq(email))
-        .one(db)
-        .await?)
+    Ok(user::Entity::find().filter(user::Column::Email.eq(email)).one(db).await?)
 }
 
 pub async fn find(db: &impl ConnectionTrait, id: Uuid) -> AppResult<Option<user::Model>> {

@@ -34,10 +34,7 @@ fn schema_command_prints_the_committed_schema() {
     let out = cxgraph(&["schema"], &[]);
     assert!(out.status.success());
     let committed = std::fs::read_to_string(concat!(env!("CARGO_MANIFEST_DIR"), "/../schema.graphql")).unwrap();
-    assert!(
-        stdout(&out) == committed,
-        "schema.graphql is out of date: run `cargo run -q -- schema > schema.graphql`"
-    );
+    assert!(stdout(&out) == committed, "schema.graphql is out of date: run `cargo run -q -- schema > schema.graphql`");
 }
 
 #[test]
@@ -86,28 +83,16 @@ fn assert_one_line_error(out: &Output, needle: &str) {
 #[test]
 fn bad_settings_stop_with_one_clear_line() {
     assert_one_line_error(&cxgraph(&["schema"], &[("CXGRAPH_BIND", "not-an-address")]), "--bind");
-    assert_one_line_error(
-        &cxgraph(&["schema"], &[("CXGRAPH_ACCESS_TOKEN_TTL", "0")]),
-        "--access-token-ttl",
-    );
+    assert_one_line_error(&cxgraph(&["schema"], &[("CXGRAPH_ACCESS_TOKEN_TTL", "0")]), "--access-token-ttl");
     assert_one_line_error(&cxgraph(&["--demo-data", "sometimes"], &[]), "--demo-data");
+    assert_one_line_error(&cxgraph(&["serve"], &[("DATABASE_URL", "postgres://127.0.0.1:1/x")]), "CXGRAPH_JWT_SECRET");
     assert_one_line_error(
-        &cxgraph(&["serve"], &[("DATABASE_URL", "postgres://127.0.0.1:1/x")]),
-        "CXGRAPH_JWT_SECRET",
-    );
-    assert_one_line_error(
-        &cxgraph(
-            &["serve"],
-            &[("CXGRAPH_JWT_SECRET", "short"), ("DATABASE_URL", "sqlite::memory:")],
-        ),
+        &cxgraph(&["serve"], &[("CXGRAPH_JWT_SECRET", "short"), ("DATABASE_URL", "sqlite::memory:")]),
         "at least 32 bytes",
     );
     let dir = tempfile::tempdir().unwrap();
     let url = format!("sqlite://{}/no/such/dir/x.db?mode=rwc", dir.path().display());
-    assert_one_line_error(
-        &cxgraph(&["migrate"], &[("DATABASE_URL", &url)]),
-        "cannot open database",
-    );
+    assert_one_line_error(&cxgraph(&["migrate"], &[("DATABASE_URL", &url)]), "cannot open database");
 }
 
 #[test]
@@ -120,43 +105,15 @@ fn migrate_user_create_and_seed_on_sqlite() {
     assert!(out.status.success(), "{}", stderr(&out));
     let status = cxgraph(&["migrate", "status"], &env);
     let status = stdout(&status);
-    assert!(
-        status.lines().count() >= 5 && status.lines().all(|l| l.starts_with("applied")),
-        "{status}"
-    );
+    assert!(status.lines().count() >= 5 && status.lines().all(|l| l.starts_with("applied")), "{status}");
 
     let create = ["user", "create", "--email", "Agent@Example.com", "--role", "agent"];
-    let out = cxgraph(
-        &create,
-        &[
-            ("DATABASE_URL", url.as_str()),
-            ("CXGRAPH_USER_PASSWORD", "long-enough-password"),
-        ],
-    );
+    let out = cxgraph(&create, &[("DATABASE_URL", url.as_str()), ("CXGRAPH_USER_PASSWORD", "long-enough-password")]);
     assert!(out.status.success(), "{}", stderr(&out));
-    assert!(
-        stdout(&out).contains("agent@example.com"),
-        "e-mail normalised: {}",
-        stdout(&out)
-    );
-    let again = cxgraph(
-        &create,
-        &[
-            ("DATABASE_URL", url.as_str()),
-            ("CXGRAPH_USER_PASSWORD", "long-enough-password"),
-        ],
-    );
+    assert!(stdout(&out).contains("agent@example.com"), "e-mail normalised: {}", stdout(&out));
+    let again = cxgraph(&create, &[("DATABASE_URL", url.as_str()), ("CXGRAPH_USER_PASSWORD", "long-enough-password")]);
     assert_one_line_error(&again, "already exists");
-    let weak = [
-        "user",
-        "create",
-        "--email",
-        "b@example.com",
-        "--role",
-        "agent",
-        "--password",
-        "short",
-    ];
+    let weak = ["user", "create", "--email", "b@example.com", "--role", "agent", "--password", "short"];
     assert_one_line_error(&cxgraph(&weak, &env), "at least 12 characters");
 
     let out = cxgraph(&["seed", "--customers", "25"], &env);
@@ -175,11 +132,7 @@ fn migrate_user_create_and_seed_on_sqlite() {
 fn http_get(addr: &str, path: &str) -> String {
     use std::io::{Read, Write};
     let mut stream = std::net::TcpStream::connect(addr).unwrap();
-    write!(
-        stream,
-        "GET {path} HTTP/1.1\r\nHost: {addr}\r\nConnection: close\r\n\r\n"
-    )
-    .unwrap();
+    write!(stream, "GET {path} HTTP/1.1\r\nHost: {addr}\r\nConnection: close\r\n\r\n").unwrap();
     let mut response = String::new();
     stream.read_to_string(&mut response).unwrap();
     response
@@ -211,12 +164,7 @@ fn serve_prints_where_to_go_loads_demo_data_and_stops_on_sigterm() {
         let line = line.unwrap();
         banner.push(line.clone());
         if let Some(rest) = line.trim().strip_prefix("GraphiQL:") {
-            addr = Some(
-                rest.trim()
-                    .trim_start_matches("http://")
-                    .trim_end_matches('/')
-                    .to_owned(),
-            );
+            addr = Some(rest.trim().trim_start_matches("http://").trim_end_matches('/').to_owned());
         }
         if line.contains("Demo data loaded") {
             break;
@@ -229,10 +177,7 @@ fn serve_prints_where_to_go_loads_demo_data_and_stops_on_sigterm() {
     assert!(http_get(&addr, "/healthz").starts_with("HTTP/1.1 200"));
     assert!(http_get(&addr, "/").to_lowercase().contains("graphiql"));
 
-    let kill = Command::new("kill")
-        .args(["-TERM", &child.id().to_string()])
-        .status()
-        .unwrap();
+    let kill = Command::new("kill").args(["-TERM", &child.id().to_string()]).status().unwrap();
     assert!(kill.success());
     let deadline = std::time::Instant::now() + std::time::Duration::from_secs(15);
     let status = loop {

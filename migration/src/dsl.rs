@@ -52,11 +52,7 @@ pub struct TableDef {
 
 impl TableDef {
     pub fn new(name: &'static str) -> Self {
-        Self {
-            create: Table::create().table(name).take(),
-            indexes: Vec::new(),
-            name,
-        }
+        Self { create: Table::create().table(name).take(), indexes: Vec::new(), name }
     }
 
     pub fn col(mut self, col: ColumnDef) -> Self {
@@ -81,10 +77,8 @@ impl TableDef {
 
     fn add_index(mut self, columns: &[&'static str], unique: bool) -> Self {
         let prefix = if unique { "ux" } else { "ix" };
-        let mut idx = Index::create()
-            .name(format!("{prefix}_{}_{}", self.name, columns.join("_")))
-            .table(self.name)
-            .take();
+        let mut idx =
+            Index::create().name(format!("{prefix}_{}_{}", self.name, columns.join("_"))).table(self.name).take();
         for c in columns {
             idx.col(*c);
         }

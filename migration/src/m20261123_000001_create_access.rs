@@ -27,11 +27,7 @@ fn tables() -> Vec<TableDef> {
     use ForeignKeyAction::{Cascade, Restrict, SetNull};
     let _ = (Cascade, Restrict, SetNull);
     vec![
-        TableDef::new("teams")
-            .col(pk_uuid("id"))
-            .col(string_len("name", 200))
-            .col(ts("created_at"))
-            .unique(&["name"]),
+        TableDef::new("teams").col(pk_uuid("id")).col(string_len("name", 200)).col(ts("created_at")).unique(&["name"]),
         TableDef::new("users")
             .col(pk_uuid("id"))
             .col(string_len("email", 320))

@@ -19,10 +19,7 @@ impl MigrationTrait for Migration {
         for column in ["pending_since", "next_due_at"] {
             manager
                 .alter_table(
-                    Table::alter()
-                        .table("conversations")
-                        .add_column(timestamp_with_time_zone_null(column))
-                        .to_owned(),
+                    Table::alter().table("conversations").add_column(timestamp_with_time_zone_null(column)).to_owned(),
                 )
                 .await?;
         }
@@ -49,14 +46,10 @@ impl MigrationTrait for Migration {
 
     async fn down(&self, manager: &SchemaManager) -> Result<(), DbErr> {
         for index in ["ix_conversations_status_next_due_at", "ix_conversations_next_due_at"] {
-            manager
-                .drop_index(Index::drop().name(index).table("conversations").to_owned())
-                .await?;
+            manager.drop_index(Index::drop().name(index).table("conversations").to_owned()).await?;
         }
         for column in ["next_due_at", "pending_since"] {
-            manager
-                .alter_table(Table::alter().table("conversations").drop_column(column).to_owned())
-                .await?;
+            manager.alter_table(Table::alter().table("conversations").drop_column(column).to_owned()).await?;
         }
         Ok(())
     }

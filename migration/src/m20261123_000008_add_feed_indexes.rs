@@ -7,26 +7,10 @@ use sea_orm_migration::prelude::*;
 pub struct Migration;
 
 const INDEXES: &[(&str, &str, &[&str])] = &[
-    (
-        "ix_interactions_visibility_occurred_at",
-        "interactions",
-        &["visibility", "occurred_at"],
-    ),
-    (
-        "ix_interactions_sentiment_label_occurred_at",
-        "interactions",
-        &["sentiment_label", "occurred_at"],
-    ),
-    (
-        "ix_interactions_direction_occurred_at",
-        "interactions",
-        &["direction", "occurred_at"],
-    ),
-    (
-        "ix_conversations_priority_next_due_at",
-        "conversations",
-        &["priority", "next_due_at"],
-    ),
+    ("ix_interactions_visibility_occurred_at", "interactions", &["visibility", "occurred_at"]),
+    ("ix_interactions_sentiment_label_occurred_at", "interactions", &["sentiment_label", "occurred_at"]),
+    ("ix_interactions_direction_occurred_at", "interactions", &["direction", "occurred_at"]),
+    ("ix_conversations_priority_next_due_at", "conversations", &["priority", "next_due_at"]),
 ];
 
 #[async_trait::async_trait]
@@ -44,9 +28,7 @@ impl MigrationTrait for Migration {
 
     async fn down(&self, manager: &SchemaManager) -> Result<(), DbErr> {
         for (name, table, _) in INDEXES {
-            manager
-                .drop_index(Index::drop().name(*name).table(*table).to_owned())
-                .await?;
+            manager.drop_index(Index::drop().name(*name).table(*table).to_owned()).await?;
         }
         Ok(())
     }

@@ -76,35 +76,25 @@ impl TestDatabase {
             Backend::Sqlite => {
                 let dir = tempfile::tempdir().expect("temporary directory");
                 let path = dir.path().join("cxgraph.db");
-                TestDatabase {
-                    url: format!("sqlite://{}?mode=rwc", path.display()),
-                    _dir: Some(dir),
-                    postgres: None,
-                }
+                TestDatabase { url: format!("sqlite://{}?mode=rwc", path.display()), _dir: Some(dir), postgres: None }
             }
             Backend::Postgres(server) => {
                 let name = format!("cxgraph_test_{}", Uuid::now_v7().simple());
-                let admin = Database::connect(server.as_str())
-                    .await
-                    .expect("connect to the PostgreSQL test server");
-                admin
-                    .execute_unprepared(&format!("CREATE DATABASE \"{name}\""))
-                    .await
-                    .expect("create test database");
+                let admin = Database::connect(server.as_str()).await.expect("connect to the PostgreSQL test server");
+                admin.execute_unprepared(&format!("CREATE DATABASE \"{name}\"")).await.expect("create test database");
                 admin.close().await.ok();
-                TestDatabase {
-                    url: with_database(server, &name),
-                    _dir: None,
-                    postgres: Some((server.clone(), name)),
-                }
+                TestDatabase { url: with_database(server, &name), _dir: None, postgres: Some((server.clone(), name)) }
             }
         }
     }
 
+    /// The same database, for a second server (dropped by its owner only).
+    pub fn shared(&self) -> TestDatabase {
+        TestDatabase { url: self.url.clone(), _dir: None, postgres: None }
+    }
+
     pub async fn connect(&self) -> DatabaseConnection {
-        cxgraph::db::connect(&Settings::for_database(&self.url))
-            .await
-            .expect("connect to test database")
+        cxgraph::db::connect(&Settings::for_database(&self.url)).await.expect("connect to test database")
     }
 }
 
@@ -115,15 +105,10 @@ impl Drop for TestDatabase {
         };
         // Drop runs inside the test's runtime; a database drop needs its own.
         let _ = std::thread::spawn(move || {
-            let rt = tokio::runtime::Builder::new_current_thread()
-                .enable_all()
-                .build()
-                .expect("runtime");
+            let rt = tokio::runtime::Builder::new_current_thread().enable_all().build().expect("runtime");
             rt.block_on(async {
                 if let Ok(admin) = Database::connect(server.as_str()).await {
-                    let _ = admin
-                        .execute_unprepared(&format!("DROP DATABASE IF EXISTS \"{name}\" WITH (FORCE)"))
-                        .await;
+                    let _ = admin.execute_unprepared(&format!("DROP DATABASE IF EXISTS \"{name}\" WITH (FORCE)")).await;
                     admin.close().await.ok();
                 }
             });
@@ -186,8 +171,17 @@ impl TestApp {
 
     /// Spawns with settings adjusted by `configure`.
     pub async fn spawn_with(backend: &Backend, configure: impl FnOnce(&mut Settings)) -> TestApp {
-        init_logs();
         let database = TestDatabase::create(backend).await;
+        Self::spawn_on(backend, database, configure).await
+    }
+
+    /// A second server (another replica) on the same database as `self`.
+    pub async fn spawn_replica(&self) -> TestApp {
+        Self::spawn_on(&self.backend, self.database.shared(), |_| {}).await
+    }
+
+    async fn spawn_on(backend: &Backend, database: TestDatabase, configure: impl FnOnce(&mut Settings)) -> TestApp {
+        init_logs();
         let mut settings = test_settings(&database.url);
         configure(&mut settings);
         let (app, bootstrap) = Application::build(settings.clone()).await.expect("application starts");
@@ -217,10 +211,7 @@ impl TestApp {
 
     /// POSTs a GraphQL document; returns the JSON body (whatever the status).
     pub async fn graphql(&self, query: &str, variables: Value, token: Option<&str>) -> Value {
-        let mut req = self
-            .client
-            .post(self.url("/graphql"))
-            .json(&json!({ "query": query, "variables": variables }));
+        let mut req = self.client.post(self.url("/graphql")).json(&json!({ "query": query, "variables": variables }));
         if let Some(token) = token {
             req = req.bearer_auth(token);
         }
@@ -255,16 +246,9 @@ impl TestApp {
     pub async fn create_user(&self, role: entity::enums::Role) -> (String, String) {
         let email = format!("{:?}-{}@example.com", role, Uuid::now_v7().simple()).to_lowercase();
         let password = "a-long-enough-password".to_owned();
-        let new = cxgraph::users::NewUser {
-            email: email.clone(),
-            display_name: None,
-            role,
-            password: password.clone(),
-        };
-        cxgraph::users::create(&self.db, new)
-            .await
-            .map_err(|e| e.message())
-            .expect("user created");
+        let new =
+            cxgraph::users::NewUser { email: email.clone(), display_name: None, role, password: password.clone() };
+        cxgraph::users::create(&self.db, new).await.map_err(|e| e.message()).expect("user created");
         (email, password)
     }
 
@@ -286,6 +270,72 @@ impl TestApp {
         let before = self.state.db_stats().statements();
         let body = self.graphql(query, variables, token).await;
         (body, self.state.db_stats().statements() - before)
+    }
+}
+
+/// A GraphQL subscription over a WebSocket (`graphql-transport-ws`).
+pub struct Subscription {
+    socket: tokio_tungstenite::WebSocketStream<tokio_tungstenite::MaybeTlsStream<tokio::net::TcpStream>>,
+}
+
+impl Subscription {
+    /// Connects, authenticates with `token` in `connection_init`, and subscribes.
+    /// Returns the first non-ack message instead when the server refuses.
+    pub async fn start(app: &TestApp, token: Option<&str>, query: &str) -> Result<Subscription, Value> {
+        use futures::SinkExt;
+        use tokio_tungstenite::tungstenite::client::IntoClientRequest;
+        use tokio_tungstenite::tungstenite::{Message, http::HeaderValue};
+        let mut request = format!("ws://{}/graphql", app.addr).into_client_request().expect("request");
+        request.headers_mut().insert("sec-websocket-protocol", HeaderValue::from_static("graphql-transport-ws"));
+        let (mut socket, _) = tokio_tungstenite::connect_async(request).await.expect("websocket connects");
+        let init = match token {
+            Some(t) => json!({ "type": "connection_init", "payload": { "Authorization": format!("Bearer {t}") } }),
+            None => json!({ "type": "connection_init", "payload": {} }),
+        };
+        socket.send(Message::Text(init.to_string().into())).await.expect("send init");
+        let ack = next_json(&mut socket).await;
+        assert_eq!(ack["type"], "connection_ack", "{ack}");
+        let subscribe = json!({ "id": "1", "type": "subscribe", "payload": { "query": query } });
+        socket.send(Message::Text(subscribe.to_string().into())).await.expect("send subscribe");
+        let mut sub = Subscription { socket };
+        // A refused subscription answers at once (an `error`, or a `next` carrying the
+        // errors); an accepted one is silent until its first event.
+        match tokio::time::timeout(std::time::Duration::from_millis(300), next_json(&mut sub.socket)).await {
+            Ok(msg) if msg["type"] == "error" => Err(msg["payload"].clone()),
+            Ok(msg) if msg["type"] == "next" && msg["payload"]["errors"].is_array() => {
+                Err(msg["payload"]["errors"].clone())
+            }
+            Ok(msg) => panic!("unexpected message before any event: {msg}"),
+            Err(_) => Ok(sub),
+        }
+    }
+
+    /// The payload of the next `next` message, waiting at most `secs`.
+    pub async fn next(&mut self, secs: u64) -> Option<Value> {
+        let msg = tokio::time::timeout(std::time::Duration::from_secs(secs), next_json(&mut self.socket)).await.ok()?;
+        assert_eq!(msg["type"], "next", "{msg}");
+        Some(msg["payload"].clone())
+    }
+}
+
+async fn next_json(
+    socket: &mut tokio_tungstenite::WebSocketStream<tokio_tungstenite::MaybeTlsStream<tokio::net::TcpStream>>,
+) -> Value {
+    use futures::StreamExt;
+    use tokio_tungstenite::tungstenite::Message;
+    loop {
+        match socket.next().await {
+            Some(Ok(Message::Text(t))) => {
+                let v: Value = serde_json::from_str(&t).expect("JSON message");
+                if v["type"] == "ping" || v["type"] == "pong" {
+                    continue;
+                }
+                return v;
+            }
+            Some(Ok(Message::Close(frame))) => return json!({ "type": "closed", "frame": format!("{frame:?}") }),
+            Some(Ok(_)) => continue,
+            other => return json!({ "type": "closed", "error": format!("{other:?}") }),
+        }
     }
 }
 

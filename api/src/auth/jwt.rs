@@ -45,9 +45,7 @@ pub struct JwtKeys {
 
 impl fmt::Debug for JwtKeys {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        f.debug_struct("JwtKeys")
-            .field("ttl", &self.ttl)
-            .finish_non_exhaustive()
+        f.debug_struct("JwtKeys").field("ttl", &self.ttl).finish_non_exhaustive()
     }
 }
 
@@ -97,10 +95,7 @@ impl JwtKeys {
     /// Checks an access token and returns who it names.
     pub fn verify(&self, token: &str) -> Result<UserPrincipal, AuthFailure> {
         match jsonwebtoken::decode::<Claims>(token, &self.decoding, &self.validation) {
-            Ok(data) => Ok(UserPrincipal {
-                id: data.claims.sub,
-                role: data.claims.role,
-            }),
+            Ok(data) => Ok(UserPrincipal { id: data.claims.sub, role: data.claims.role }),
             Err(e) => Err(match e.kind() {
                 ErrorKind::ExpiredSignature => AuthFailure::Expired,
                 _ => AuthFailure::Invalid,

@@ -40,9 +40,7 @@ fn verify_blocking(password: &str, phc: &str) -> AppResult<bool> {
 
 /// Hashes a password off the async threads.
 pub async fn hash(password: String) -> AppResult<String> {
-    tokio::task::spawn_blocking(move || hash_blocking(&password))
-        .await
-        .map_err(AppError::internal)?
+    tokio::task::spawn_blocking(move || hash_blocking(&password)).await.map_err(AppError::internal)?
 }
 
 /// Verifies a password against a stored hash, or against the dummy hash when `phc` is

@@ -26,10 +26,7 @@ fn first_char_then_stars(s: &str) -> String {
 
 /// A name with each word cut to its first letter: `Ann Lee` → `A*** L***`.
 pub fn mask_name(name: &str) -> String {
-    name.split_whitespace()
-        .map(first_char_then_stars)
-        .collect::<Vec<_>>()
-        .join(" ")
+    name.split_whitespace().map(first_char_then_stars).collect::<Vec<_>>().join(" ")
 }
 
 /// An identity value masked by kind: e-mails keep their domain, phone numbers their
@@ -41,14 +38,7 @@ pub fn mask_identity(kind: IdentityKind, value: &str) -> String {
             None => first_char_then_stars(value),
         },
         IdentityKind::Phone | IdentityKind::Whatsapp => {
-            let tail: String = value
-                .chars()
-                .rev()
-                .take(3)
-                .collect::<Vec<_>>()
-                .into_iter()
-                .rev()
-                .collect();
+            let tail: String = value.chars().rev().take(3).collect::<Vec<_>>().into_iter().rev().collect();
             format!("***{tail}")
         }
         _ => first_char_then_stars(value),
@@ -62,10 +52,7 @@ mod tests {
     #[test]
     fn masks_keep_only_a_hint() {
         assert_eq!(mask_name("Ann  Lee"), "A*** L***");
-        assert_eq!(
-            mask_identity(IdentityKind::Email, "ann.lee@example.com"),
-            "a***@example.com"
-        );
+        assert_eq!(mask_identity(IdentityKind::Email, "ann.lee@example.com"), "a***@example.com");
         assert_eq!(mask_identity(IdentityKind::Phone, "+447700900123"), "***123");
         assert_eq!(mask_identity(IdentityKind::Twitter, "acmecare"), "a***");
     }

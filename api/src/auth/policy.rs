@@ -25,28 +25,16 @@ pub const STAFF: &[Role] = &[Role::Admin, Role::Manager, Role::Agent, Role::Anal
 
 impl Policy {
     /// No credential needed (log-in, refresh).
-    pub const PUBLIC: Policy = Policy {
-        public: true,
-        roles: &[],
-        scopes: &[],
-    };
+    pub const PUBLIC: Policy = Policy { public: true, roles: &[], scopes: &[] };
 
     /// Users with one of these roles; no token.
     pub const fn roles(roles: &'static [Role]) -> Policy {
-        Policy {
-            public: false,
-            roles,
-            scopes: &[],
-        }
+        Policy { public: false, roles, scopes: &[] }
     }
 
     /// Users with one of these roles, or tokens with one of these scopes.
     pub const fn roles_or_scopes(roles: &'static [Role], scopes: &'static [Scope]) -> Policy {
-        Policy {
-            public: false,
-            roles,
-            scopes,
-        }
+        Policy { public: false, roles, scopes }
     }
 
     /// Decides for one principal: `UNAUTHENTICATED` when there is no (valid) credential,
@@ -63,11 +51,7 @@ impl Policy {
             Principal::User(user) => self.roles.contains(&user.role),
             Principal::Token(_) => self.scopes.iter().any(|s| principal.has_scope(*s)),
         };
-        if allowed {
-            Ok(())
-        } else {
-            Err(AppError::forbidden("not allowed for this role or token"))
-        }
+        if allowed { Ok(()) } else { Err(AppError::forbidden("not allowed for this role or token")) }
     }
 }
 
@@ -92,6 +76,9 @@ pub const WORK_CONVERSATIONS: Policy = Policy::roles(OPERATORS);
 /// Service configuration (SLA, routing, journeys, topics): admins and managers.
 pub const CONFIGURE: Policy = Policy::roles(&[Role::Admin, Role::Manager]);
 
+/// Reading alerts: all staff, tokens with `insights:read`.
+pub const READ_ALERTS: Policy = Policy::roles_or_scopes(STAFF, &[Scope::InsightsRead]);
+
 /// The policy of every root field, as `(parent type, field, policy)`.
 pub const ROOT_FIELDS: &[(&str, &str, Policy)] = &[
     ("Query", "me", Policy::roles(STAFF)),
@@ -104,16 +91,8 @@ pub const ROOT_FIELDS: &[(&str, &str, Policy)] = &[
     ("Mutation", "unlinkIdentity", WRITE_CUSTOMERS),
     ("Mutation", "resolveCustomer", WRITE_CUSTOMERS),
     ("Query", "customerMerges", READ_CUSTOMERS),
-    (
-        "Mutation",
-        "mergeCustomers",
-        Policy::roles(&[Role::Admin, Role::Manager]),
-    ),
-    (
-        "Mutation",
-        "unmergeCustomers",
-        Policy::roles(&[Role::Admin, Role::Manager]),
-    ),
+    ("Mutation", "mergeCustomers", Policy::roles(&[Role::Admin, Role::Manager])),
+    ("Mutation", "unmergeCustomers", Policy::roles(&[Role::Admin, Role::Manager])),
     ("Query", "exportCustomerData", Policy::roles(&[Role::Admin])),
     ("Mutation", "eraseCustomer", Policy::roles(&[Role::Admin])),
     ("Mutation", "recordInteraction", WRITE_INTERACTIONS),
@@ -133,6 +112,11 @@ pub const ROOT_FIELDS: &[(&str, &str, Policy)] = &[
     ("Mutation", "saveRoutingRule", CONFIGURE),
     ("Mutation", "deleteRoutingRule", CONFIGURE),
     ("Mutation", "saveSlaPolicy", CONFIGURE),
+    ("Query", "alerts", READ_ALERTS),
+    ("Mutation", "acknowledgeAlert", WORK_CONVERSATIONS),
+    ("Subscription", "interactionReceived", READ_INTERACTIONS),
+    ("Subscription", "conversationUpdated", READ_INTERACTIONS),
+    ("Subscription", "slaAlert", READ_ALERTS),
     ("Mutation", "login", Policy::PUBLIC),
     ("Mutation", "refreshToken", Policy::PUBLIC),
     ("Mutation", "logout", Policy::roles(STAFF)),
@@ -140,10 +124,7 @@ pub const ROOT_FIELDS: &[(&str, &str, Policy)] = &[
 
 /// The policy of a root field, if it has one.
 pub fn root_policy(parent_type: &str, field: &str) -> Option<Policy> {
-    ROOT_FIELDS
-        .iter()
-        .find(|(parent, name, _)| *parent == parent_type && *name == field)
-        .map(|(_, _, policy)| *policy)
+    ROOT_FIELDS.iter().find(|(parent, name, _)| *parent == parent_type && *name == field).map(|(_, _, policy)| *policy)
 }
 
 impl async_graphql::Guard for Policy {
@@ -175,12 +156,7 @@ mod tests {
 
     /// Callers, in column order.
     fn callers() -> Vec<(&'static str, Principal)> {
-        let user = |role| {
-            Principal::User(UserPrincipal {
-                id: uuid::Uuid::nil(),
-                role,
-            })
-        };
+        let user = |role| Principal::User(UserPrincipal { id: uuid::Uuid::nil(), role });
         let token = |scopes: &[Scope]| {
             Principal::Token(TokenPrincipal {
                 id: uuid::Uuid::nil(),
@@ -236,16 +212,24 @@ mod tests {
         ("Mutation", "saveRoutingRule", [U, U, A, A, F, F, F, F]),
         ("Mutation", "deleteRoutingRule", [U, U, A, A, F, F, F, F]),
         ("Mutation", "saveSlaPolicy", [U, U, A, A, F, F, F, F]),
+        ("Query", "alerts", [U, U, A, A, A, A, F, A]),
+        ("Mutation", "acknowledgeAlert", [U, U, A, A, A, F, F, F]),
+        ("Subscription", "interactionReceived", [U, U, A, A, A, A, F, A]),
+        ("Subscription", "conversationUpdated", [U, U, A, A, A, A, F, A]),
+        ("Subscription", "slaAlert", [U, U, A, A, A, A, F, A]),
     ];
 
     async fn schema_root_fields() -> BTreeSet<(String, String)> {
         let schema = crate::graphql::build_schema_for_introspection();
         let resp = schema
-            .execute("{ __schema { queryType { name fields { name } } mutationType { name fields { name } } } }")
+            .execute(
+                "{ __schema { queryType { name fields { name } } mutationType { name fields { name } } \
+                 subscriptionType { name fields { name } } } }",
+            )
             .await;
         let json = resp.data.into_json().unwrap_or_default();
         let mut out = BTreeSet::new();
-        for kind in ["queryType", "mutationType"] {
+        for kind in ["queryType", "mutationType", "subscriptionType"] {
             let ty = &json["__schema"][kind];
             for f in ty["fields"].as_array().into_iter().flatten() {
                 out.insert((
@@ -262,10 +246,7 @@ mod tests {
         let fields = schema_root_fields().await;
         assert!(!fields.is_empty());
         for (parent, name) in &fields {
-            assert!(
-                root_policy(parent, name).is_some(),
-                "{parent}.{name} has no policy in ROOT_FIELDS"
-            );
+            assert!(root_policy(parent, name).is_some(), "{parent}.{name} has no policy in ROOT_FIELDS");
             assert!(
                 EXPECTED.iter().any(|(p, n, _)| p == parent && n == name),
                 "{parent}.{name} has no row in the decision table"

@@ -17,9 +17,7 @@ pub struct NewSecret {
 
 impl std::fmt::Debug for NewSecret {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        f.debug_struct("NewSecret")
-            .field("hash", &self.hash)
-            .finish_non_exhaustive()
+        f.debug_struct("NewSecret").field("hash", &self.hash).finish_non_exhaustive()
     }
 }
 

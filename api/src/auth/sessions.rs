@@ -69,10 +69,7 @@ pub async fn refresh(db: &DatabaseConnection, config: &SessionConfig, presented:
     let invalid = || AppError::unauthenticated("refresh token invalid or expired");
     let hash = secret::hash(presented);
     let txn = crate::db::begin_write(db).await?;
-    let Some(token) = refresh_token::Entity::find()
-        .filter(refresh_token::Column::TokenHash.eq(hash))
-        .one(&txn)
-        .await?
+    let Some(token) = refresh_token::Entity::find().filter(refresh_token::Column::TokenHash.eq(hash)).one(&txn).await?
     else {
         return Err(invalid());
     };
@@ -90,14 +87,9 @@ pub async fn refresh(db: &DatabaseConnection, config: &SessionConfig, presented:
         revoke_family(&txn, token.family_id, now).await?;
         txn.commit().await?;
         tracing::warn!(family = %token.family_id, user = %token.user_id, "refresh token reused; family revoked");
-        return Err(AppError::unauthenticated(
-            "refresh token already used; every session of this log-in is revoked",
-        ));
+        return Err(AppError::unauthenticated("refresh token already used; every session of this log-in is revoked"));
     }
-    let user = users::find(&txn, token.user_id)
-        .await?
-        .filter(|u| u.active)
-        .ok_or_else(invalid)?;
+    let user = users::find(&txn, token.user_id).await?.filter(|u| u.active).ok_or_else(invalid)?;
     let session = start_in_family(&txn, config, user, token.family_id).await?;
     txn.commit().await?;
     Ok(session)
@@ -111,9 +103,7 @@ pub async fn logout(
     presented: Option<&str>,
     everywhere: bool,
 ) -> AppResult<u64> {
-    let user = principal
-        .user()
-        .ok_or_else(|| AppError::forbidden("only users have sessions"))?;
+    let user = principal.user().ok_or_else(|| AppError::forbidden("only users have sessions"))?;
     let now = Utc::now();
     let mut update = refresh_token::Entity::update_many()
         .col_expr(refresh_token::Column::RevokedAt, Expr::value(now))

@@ -58,15 +58,9 @@ fn handle(raw: &str, max: usize, dots: bool) -> Result<String, String> {
     if h.is_empty() || h.chars().count() > max {
         return Err(format!("must be 1 to {max} characters"));
     }
-    let ok = h
-        .chars()
-        .all(|c| c.is_ascii_alphanumeric() || c == '_' || (dots && c == '.'));
+    let ok = h.chars().all(|c| c.is_ascii_alphanumeric() || c == '_' || (dots && c == '.'));
     if !ok {
-        let allowed = if dots {
-            "letters, digits, `_` and `.`"
-        } else {
-            "letters, digits and `_`"
-        };
+        let allowed = if dots { "letters, digits, `_` and `.`" } else { "letters, digits and `_`" };
         return Err(format!("may contain only {allowed}"));
     }
     Ok(h)

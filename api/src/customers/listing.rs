@@ -79,10 +79,7 @@ pub struct Sort {
 
 impl Default for Sort {
     fn default() -> Self {
-        Sort {
-            field: SortField::LastContact,
-            direction: SortDirection::Desc,
-        }
+        Sort { field: SortField::LastContact, direction: SortDirection::Desc }
     }
 }
 
@@ -208,8 +205,5 @@ pub async fn list(
 
 /// How many customers match the filter.
 pub async fn count(db: &impl ConnectionTrait, filter: &CustomerFilter) -> AppResult<u64> {
-    Ok(customer::Entity::find()
-        .filter(filter_condition(filter))
-        .count(db)
-        .await?)
+    Ok(customer::Entity::find().filter(filter_condition(filter)).count(db).await?)
 }

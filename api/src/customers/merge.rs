@@ -21,13 +21,7 @@ use crate::db::{self, statement};
 use crate::error::{AppError, AppResult};
 
 /// The customer-owned tables whose rows follow a merge.
-pub const MOVED_TABLES: &[&str] = &[
-    "customer_identities",
-    "conversations",
-    "interactions",
-    "touchpoints",
-    "feedback",
-];
+pub const MOVED_TABLES: &[&str] = &["customer_identities", "conversations", "interactions", "touchpoints", "feedback"];
 
 /// Why two customers are the same person.
 #[derive(Debug, Clone, Default)]
@@ -51,11 +45,7 @@ pub struct MergeOutcome {
 async fn live(db: &impl ConnectionTrait, id: Uuid, field: &[&str]) -> AppResult<customer::Model> {
     let c = find(db, id).await?.ok_or(AppError::NotFound("customer"))?;
     if let Some(to) = c.merged_into_id {
-        return Err(AppError::invalid(
-            field,
-            "MERGED",
-            format!("was already merged into {to}"),
-        ));
+        return Err(AppError::invalid(field, "MERGED", format!("was already merged into {to}")));
     }
     if c.erased_at.is_some() {
         return Err(AppError::invalid(field, "ERASED", "was erased"));
@@ -106,27 +96,16 @@ pub async fn merge(
         let record = format!(
             "INSERT INTO customer_merge_rows (merge_id, table_name, row_id) SELECT ?, ?, id FROM {table} WHERE customer_id = ?"
         );
-        txn.execute_raw(statement(
-            backend,
-            &record,
-            vec![merge.id.into(), (*table).into(), duplicate_id.into()],
-        ))
-        .await?;
-        let update = format!("UPDATE {table} SET customer_id = ? WHERE customer_id = ?");
-        let done = txn
-            .execute_raw(statement(
-                backend,
-                &update,
-                vec![survivor_id.into(), duplicate_id.into()],
-            ))
+        txn.execute_raw(statement(backend, &record, vec![merge.id.into(), (*table).into(), duplicate_id.into()]))
             .await?;
+        let update = format!("UPDATE {table} SET customer_id = ? WHERE customer_id = ?");
+        let done = txn.execute_raw(statement(backend, &update, vec![survivor_id.into(), duplicate_id.into()])).await?;
         moved.push((*table, done.rows_affected()));
     }
     // Earlier tombstones of the duplicate now point at the survivor (one hop).
     let repoint = "INSERT INTO customer_merge_rows (merge_id, table_name, row_id) SELECT ?, 'customers', id \
                    FROM customers WHERE merged_into_id = ?";
-    txn.execute_raw(statement(backend, repoint, vec![merge.id.into(), duplicate_id.into()]))
-        .await?;
+    txn.execute_raw(statement(backend, repoint, vec![merge.id.into(), duplicate_id.into()])).await?;
     customer::Entity::update_many()
         .col_expr(customer::Column::MergedIntoId, Expr::value(survivor_id))
         .filter(customer::Column::MergedIntoId.eq(duplicate_id))
@@ -145,11 +124,8 @@ pub async fn merge(
         .filter(customer::Column::Id.eq(survivor_id))
         .exec(&txn)
         .await?;
-    let moved_json: Value = moved
-        .iter()
-        .map(|(t, n)| ((*t).to_owned(), json!(n)))
-        .collect::<serde_json::Map<_, _>>()
-        .into();
+    let moved_json: Value =
+        moved.iter().map(|(t, n)| ((*t).to_owned(), json!(n))).collect::<serde_json::Map<_, _>>().into();
     audit::record(
         &txn,
         actor,
@@ -176,36 +152,21 @@ fn actor_ids(principal: &Principal) -> (Option<Uuid>, Option<Uuid>) {
 /// which becomes a live customer again.
 pub async fn unmerge(db: &DatabaseConnection, actor: Actor<'_>, merge_id: Uuid) -> AppResult<MergeOutcome> {
     let txn = db::begin_write(db).await?;
-    let merge = customer_merge::Entity::find_by_id(merge_id)
-        .one(&txn)
-        .await?
-        .ok_or(AppError::NotFound("merge"))?;
+    let merge = customer_merge::Entity::find_by_id(merge_id).one(&txn).await?.ok_or(AppError::NotFound("merge"))?;
     if merge.unmerged_at.is_some() {
-        return Err(AppError::invalid(
-            &["input", "mergeId"],
-            "ALREADY_UNMERGED",
-            "this merge was already undone",
-        ));
+        return Err(AppError::invalid(&["input", "mergeId"], "ALREADY_UNMERGED", "this merge was already undone"));
     }
-    live(&txn, merge.survivor_id, &["input", "mergeId"])
-        .await
-        .map_err(|e| match e {
-            AppError::Invalid(_) => AppError::invalid(
-                &["input", "mergeId"],
-                "SURVIVOR_CHANGED",
-                "the survivor was merged or erased since; undo that first",
-            ),
-            other => other,
-        })?;
-    let duplicate = find(&txn, merge.duplicate_id)
-        .await?
-        .ok_or(AppError::NotFound("customer"))?;
-    if duplicate.erased_at.is_some() {
-        return Err(AppError::invalid(
+    live(&txn, merge.survivor_id, &["input", "mergeId"]).await.map_err(|e| match e {
+        AppError::Invalid(_) => AppError::invalid(
             &["input", "mergeId"],
-            "ERASED",
-            "the duplicate was erased",
-        ));
+            "SURVIVOR_CHANGED",
+            "the survivor was merged or erased since; undo that first",
+        ),
+        other => other,
+    })?;
+    let duplicate = find(&txn, merge.duplicate_id).await?.ok_or(AppError::NotFound("customer"))?;
+    if duplicate.erased_at.is_some() {
+        return Err(AppError::invalid(&["input", "mergeId"], "ERASED", "the duplicate was erased"));
     }
     let backend = txn.get_database_backend();
     let mut moved = Vec::new();
@@ -214,12 +175,7 @@ pub async fn unmerge(db: &DatabaseConnection, actor: Actor<'_>, merge_id: Uuid) 
             "UPDATE {table} SET customer_id = ? WHERE customer_id = ? AND id IN \
              (SELECT row_id FROM customer_merge_rows WHERE merge_id = ? AND table_name = ?)"
         );
-        let values = vec![
-            merge.duplicate_id.into(),
-            merge.survivor_id.into(),
-            merge.id.into(),
-            (*table).into(),
-        ];
+        let values = vec![merge.duplicate_id.into(), merge.survivor_id.into(), merge.id.into(), (*table).into()];
         let done = txn.execute_raw(statement(backend, &back, values)).await?;
         moved.push((*table, done.rows_affected()));
     }
@@ -253,9 +209,7 @@ pub async fn unmerge(db: &DatabaseConnection, actor: Actor<'_>, merge_id: Uuid) 
         json!({ "duplicateId": merge.duplicate_id, "mergeId": merge.id }),
     )
     .await?;
-    let survivor = find(&txn, merge.survivor_id)
-        .await?
-        .ok_or(AppError::NotFound("customer"))?;
+    let survivor = find(&txn, merge.survivor_id).await?.ok_or(AppError::NotFound("customer"))?;
     txn.commit().await?;
     Ok(MergeOutcome { merge, survivor, moved })
 }

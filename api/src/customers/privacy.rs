@@ -29,14 +29,9 @@ fn to_json<T: serde::Serialize>(v: T) -> Value {
 /// document. The export itself is audited: reading someone's whole file is an event.
 pub async fn export(db: &DatabaseConnection, actor: Actor<'_>, id: Uuid) -> AppResult<Value> {
     let customer = find(db, id).await?.ok_or(AppError::NotFound("customer"))?;
-    let tombstones = customer::Entity::find()
-        .filter(customer::Column::MergedIntoId.eq(id))
-        .all(db)
-        .await?;
-    let identities = customer_identity::Entity::find()
-        .filter(customer_identity::Column::CustomerId.eq(id))
-        .all(db)
-        .await?;
+    let tombstones = customer::Entity::find().filter(customer::Column::MergedIntoId.eq(id)).all(db).await?;
+    let identities =
+        customer_identity::Entity::find().filter(customer_identity::Column::CustomerId.eq(id)).all(db).await?;
     let conversations = conversation::Entity::find()
         .filter(conversation::Column::CustomerId.eq(id))
         .order_by_asc(conversation::Column::OpenedAt)
@@ -193,8 +188,7 @@ pub async fn erase(db: &DatabaseConnection, actor: Actor<'_>, id: Uuid) -> AppRe
     let mut values = vec![json!({ "erased": true }).into()];
     values.extend(ids.iter().map(|i| sea_orm::Value::from(*i)));
     values.extend(ids.iter().map(|i| sea_orm::Value::from(*i)));
-    txn.execute_raw(statement(txn.get_database_backend(), &scrub, values))
-        .await?;
+    txn.execute_raw(statement(txn.get_database_backend(), &scrub, values)).await?;
     audit::record(
         &txn,
         actor,

@@ -74,21 +74,14 @@ const RESOLVE_ATTEMPTS: usize = 5;
 /// Normalises identities, naming each bad one by its index under `path`.
 pub fn normalize_all(path: &[&str], inputs: &[IdentityInput]) -> AppResult<Vec<Identity>> {
     if inputs.len() > MAX_IDENTITIES {
-        return Err(AppError::invalid(
-            path,
-            "TOO_MANY",
-            format!("at most {MAX_IDENTITIES} identities"),
-        ));
+        return Err(AppError::invalid(path, "TOO_MANY", format!("at most {MAX_IDENTITIES} identities")));
     }
     let mut errors = Vec::new();
     let mut out: Vec<Identity> = Vec::new();
     for (i, input) in inputs.iter().enumerate() {
         match identity::normalize(input.kind, &input.value) {
             Ok(value) => {
-                let id = Identity {
-                    kind: input.kind,
-                    value,
-                };
+                let id = Identity { kind: input.kind, value };
                 if !out.contains(&id) {
                     out.push(id);
                 }
@@ -101,21 +94,13 @@ pub fn normalize_all(path: &[&str], inputs: &[IdentityInput]) -> AppResult<Vec<I
             }
         }
     }
-    if errors.is_empty() {
-        Ok(out)
-    } else {
-        Err(AppError::Invalid(errors))
-    }
+    if errors.is_empty() { Ok(out) } else { Err(AppError::Invalid(errors)) }
 }
 
 fn clean_text(field: &[&str], value: Option<String>, max: usize, errors: &mut Vec<FieldError>) -> Option<String> {
     let value = value.map(|v| v.trim().to_owned()).filter(|v| !v.is_empty())?;
     if value.chars().count() > max {
-        errors.push(FieldError::new(
-            field,
-            "TOO_LONG",
-            format!("must be at most {max} characters"),
-        ));
+        errors.push(FieldError::new(field, "TOO_LONG", format!("must be at most {max} characters")));
         return None;
     }
     Some(value)
@@ -212,10 +197,7 @@ pub async fn create(db: &DatabaseConnection, actor: Actor<'_>, new: NewCustomer)
     }
     let txn = db::begin_write(db).await?;
     if !identities.is_empty() {
-        let taken = customer_identity::Entity::find()
-            .filter(identity_condition(&identities))
-            .all(&txn)
-            .await?;
+        let taken = customer_identity::Entity::find().filter(identity_condition(&identities)).all(&txn).await?;
         if !taken.is_empty() {
             let errors = identities
                 .iter()
@@ -223,11 +205,7 @@ pub async fn create(db: &DatabaseConnection, actor: Actor<'_>, new: NewCustomer)
                 .filter_map(|(i, id)| {
                     let owner = taken.iter().find(|t| t.kind == id.kind && t.value == id.value)?;
                     let index = i.to_string();
-                    Some(owned_elsewhere(
-                        actor,
-                        &["input", "identities", &index, "value"],
-                        owner.customer_id,
-                    ))
+                    Some(owned_elsewhere(actor, &["input", "identities", &index, "value"], owner.customer_id))
                 })
                 .collect();
             return Err(AppError::Invalid(errors));
@@ -248,10 +226,7 @@ pub async fn create(db: &DatabaseConnection, actor: Actor<'_>, new: NewCustomer)
     .insert(&txn)
     .await?;
     for id in &identities {
-        new_identity(model.id, id)
-            .insert(&txn)
-            .await
-            .map_err(|e| conflict_on_race(e, actor))?;
+        new_identity(model.id, id).insert(&txn).await.map_err(|e| conflict_on_race(e, actor))?;
     }
     audit::record(
         &txn,
@@ -281,11 +256,7 @@ fn conflict_on_race(err: sea_orm::DbErr, actor: Actor<'_>) -> AppError {
 async fn writable(db: &impl ConnectionTrait, id: Uuid, field: &[&str]) -> AppResult<customer::Model> {
     let customer = find(db, id).await?.ok_or(AppError::NotFound("customer"))?;
     if let Some(survivor) = customer.merged_into_id {
-        return Err(AppError::invalid(
-            field,
-            "MERGED",
-            format!("was merged into {survivor}; write to that customer"),
-        ));
+        return Err(AppError::invalid(field, "MERGED", format!("was merged into {survivor}; write to that customer")));
     }
     if customer.erased_at.is_some() {
         return Err(AppError::invalid(field, "ERASED", "was erased; it cannot be changed"));
@@ -323,15 +294,7 @@ pub async fn update(
     }
     active.updated_at = Set(Utc::now());
     let model = active.update(&txn).await?;
-    audit::record(
-        &txn,
-        actor,
-        "updateCustomer",
-        "customer",
-        Some(id),
-        json!({ "fields": changed }),
-    )
-    .await?;
+    audit::record(&txn, actor, "updateCustomer", "customer", Some(id), json!({ "fields": changed })).await?;
     txn.commit().await?;
     Ok(model)
 }
@@ -345,16 +308,11 @@ pub async fn link_identity(
 ) -> AppResult<customer_identity::Model> {
     let value = identity::normalize(input.kind, &input.value)
         .map_err(|msg| AppError::invalid(&["input", "identity", "value"], "INVALID", msg))?;
-    let wanted = Identity {
-        kind: input.kind,
-        value,
-    };
+    let wanted = Identity { kind: input.kind, value };
     let txn = db::begin_write(db).await?;
     writable(&txn, customer_id, &["input", "customerId"]).await?;
-    let existing = customer_identity::Entity::find()
-        .filter(identity_condition(std::slice::from_ref(&wanted)))
-        .one(&txn)
-        .await?;
+    let existing =
+        customer_identity::Entity::find().filter(identity_condition(std::slice::from_ref(&wanted))).one(&txn).await?;
     if let Some(existing) = existing {
         if existing.customer_id == customer_id {
             return Ok(existing);
@@ -365,19 +323,8 @@ pub async fn link_identity(
             existing.customer_id,
         )]));
     }
-    let model = new_identity(customer_id, &wanted)
-        .insert(&txn)
-        .await
-        .map_err(|e| conflict_on_race(e, actor))?;
-    audit::record(
-        &txn,
-        actor,
-        "linkIdentity",
-        "customer",
-        Some(customer_id),
-        json!({ "kind": wanted.kind }),
-    )
-    .await?;
+    let model = new_identity(customer_id, &wanted).insert(&txn).await.map_err(|e| conflict_on_race(e, actor))?;
+    audit::record(&txn, actor, "linkIdentity", "customer", Some(customer_id), json!({ "kind": wanted.kind })).await?;
     txn.commit().await?;
     Ok(model)
 }
@@ -389,21 +336,12 @@ pub async fn unlink_identity(
     identity_id: Uuid,
 ) -> AppResult<customer_identity::Model> {
     let txn = db::begin_write(db).await?;
-    let found = customer_identity::Entity::find_by_id(identity_id)
-        .one(&txn)
-        .await?
-        .ok_or(AppError::NotFound("identity"))?;
+    let found =
+        customer_identity::Entity::find_by_id(identity_id).one(&txn).await?.ok_or(AppError::NotFound("identity"))?;
     writable(&txn, found.customer_id, &["input", "identityId"]).await?;
     customer_identity::Entity::delete_by_id(identity_id).exec(&txn).await?;
-    audit::record(
-        &txn,
-        actor,
-        "unlinkIdentity",
-        "customer",
-        Some(found.customer_id),
-        json!({ "kind": found.kind }),
-    )
-    .await?;
+    audit::record(&txn, actor, "unlinkIdentity", "customer", Some(found.customer_id), json!({ "kind": found.kind }))
+        .await?;
     txn.commit().await?;
     Ok(found)
 }
@@ -423,11 +361,7 @@ pub async fn resolve(
 ) -> AppResult<Resolution> {
     let identities = normalize_all(&["input", "identities"], identities)?;
     if identities.is_empty() {
-        return Err(AppError::invalid(
-            &["input", "identities"],
-            "REQUIRED",
-            "give at least one identity",
-        ));
+        return Err(AppError::invalid(&["input", "identities"], "REQUIRED", "give at least one identity"));
     }
     let mut last_err = None;
     for _ in 0..RESOLVE_ATTEMPTS {
@@ -445,9 +379,7 @@ pub async fn resolve(
         }
     }
     tracing::warn!(error = ?last_err, "customer resolution kept colliding");
-    Err(AppError::Conflict(
-        "customer resolution kept colliding with concurrent requests; retry".into(),
-    ))
+    Err(AppError::Conflict("customer resolution kept colliding with concurrent requests; retry".into()))
 }
 
 /// Why [`resolve_in`] failed.
@@ -460,11 +392,7 @@ pub enum ResolveError {
 
 impl From<sea_orm::DbErr> for ResolveError {
     fn from(e: sea_orm::DbErr) -> Self {
-        if db::is_unique_violation(&e) {
-            ResolveError::Race(e)
-        } else {
-            ResolveError::App(e.into())
-        }
+        if db::is_unique_violation(&e) { ResolveError::Race(e) } else { ResolveError::App(e.into()) }
     }
 }
 
@@ -481,16 +409,11 @@ pub async fn resolve_in<C: ConnectionTrait>(
     identities: &[Identity],
     profile: &NewCustomer,
 ) -> Result<Resolution, ResolveError> {
-    let held = customer_identity::Entity::find()
-        .filter(identity_condition(identities))
-        .all(txn)
-        .await?;
+    let held = customer_identity::Entity::find().filter(identity_condition(identities)).all(txn).await?;
     // The owner of the first given identity that anyone holds wins.
-    let owner = identities.iter().find_map(|id| {
-        held.iter()
-            .find(|h| h.kind == id.kind && h.value == id.value)
-            .map(|h| h.customer_id)
-    });
+    let owner = identities
+        .iter()
+        .find_map(|id| held.iter().find(|h| h.kind == id.kind && h.value == id.value).map(|h| h.customer_id));
     let (customer, created) = match owner {
         Some(owner) => {
             let customer = find(txn, owner).await?.ok_or(AppError::NotFound("customer"))?;
@@ -516,45 +439,18 @@ pub async fn resolve_in<C: ConnectionTrait>(
     };
     let held_keys: HashSet<(IdentityKind, &str)> = held.iter().map(|h| (h.kind, h.value.as_str())).collect();
     let mut linked = Vec::new();
-    for id in identities
-        .iter()
-        .filter(|id| !held_keys.contains(&(id.kind, id.value.as_str())))
-    {
+    for id in identities.iter().filter(|id| !held_keys.contains(&(id.kind, id.value.as_str()))) {
         linked.push(new_identity(customer.id, id).insert(txn).await?);
     }
     let other_owners = held
         .iter()
         .filter(|h| h.customer_id != customer.id)
-        .map(|h| {
-            (
-                Identity {
-                    kind: h.kind,
-                    value: h.value.clone(),
-                },
-                h.customer_id,
-            )
-        })
+        .map(|h| (Identity { kind: h.kind, value: h.value.clone() }, h.customer_id))
         .collect();
     if created || !linked.is_empty() {
-        let op = if created {
-            "resolveCustomer.create"
-        } else {
-            "resolveCustomer.link"
-        };
-        audit::record(
-            txn,
-            actor,
-            op,
-            "customer",
-            Some(customer.id),
-            json!({ "identities": kinds(identities) }),
-        )
-        .await?;
+        let op = if created { "resolveCustomer.create" } else { "resolveCustomer.link" };
+        audit::record(txn, actor, op, "customer", Some(customer.id), json!({ "identities": kinds(identities) }))
+            .await?;
     }
-    Ok(Resolution {
-        customer,
-        created,
-        linked,
-        other_owners,
-    })
+    Ok(Resolution { customer, created, linked, other_owners })
 }

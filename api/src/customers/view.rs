@@ -245,18 +245,11 @@ pub async fn metrics(db: &impl ConnectionTrait, ids: &[Uuid]) -> AppResult<HashM
          AND status IN (?, ?) GROUP BY customer_id"
     );
     for row in db.query_all_raw(statement(backend, &sql, values)).await? {
-        out.entry(row.try_get("", "customer_id")?)
-            .or_default()
-            .open_conversations = row.try_get("", "n")?;
+        out.entry(row.try_get("", "customer_id")?).or_default().open_conversations = row.try_get("", "n")?;
     }
 
     let csat = FeedbackKind::Csat.to_value();
-    let mut values = vec![
-        Value::from(csat.clone()),
-        Value::from(csat),
-        Value::from(since),
-        Value::from(since),
-    ];
+    let mut values = vec![Value::from(csat.clone()), Value::from(csat), Value::from(since), Value::from(since)];
     values.extend(ids_values(ids));
     let sql = format!(
         "SELECT customer_id, \
@@ -292,8 +285,7 @@ pub async fn metrics(db: &impl ConnectionTrait, ids: &[Uuid]) -> AppResult<HashM
     }
 
     for (id, m) in &mut out {
-        m.interactions_by_channel
-            .sort_by(|a, b| b.1.cmp(&a.1).then(a.0.cmp(&b.0)));
+        m.interactions_by_channel.sort_by(|a, b| b.1.cmp(&a.1).then(a.0.cmp(&b.0)));
         if let Some((sum, n)) = sentiment.get(id).filter(|(_, n)| *n > 0) {
             m.recent_sentiment = Some(sum / *n as f64);
             m.recent_sentiment_samples = *n;

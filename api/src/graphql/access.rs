@@ -23,6 +23,7 @@ use async_graphql::{
 use crate::auth::Principal;
 use crate::auth::policy::root_policy;
 use crate::error::AppError;
+use crate::state::AppState;
 
 /// Installs the extension on a schema.
 pub struct AccessControl;
@@ -54,9 +55,7 @@ impl Extension for AccessControlExtension {
             if !has_code(e) {
                 tracing::error!(message = %e.message, path = ?e.path, "uncoded GraphQL error masked");
                 e.message = "internal error".into();
-                e.extensions
-                    .get_or_insert_with(Default::default)
-                    .set("code", "INTERNAL");
+                e.extensions.get_or_insert_with(Default::default).set("code", "INTERNAL");
             }
         }
         response
@@ -80,9 +79,7 @@ impl Extension for AccessControlExtension {
         ctx: &ExtensionContext<'_>,
         next: NextValidation<'_>,
     ) -> Result<ValidationResult, Vec<ServerError>> {
-        next.run(ctx)
-            .await
-            .map_err(|errors| with_code(errors, "GRAPHQL_VALIDATION_FAILED"))
+        next.run(ctx).await.map_err(|errors| with_code(errors, "GRAPHQL_VALIDATION_FAILED"))
     }
 
     async fn resolve(
@@ -107,6 +104,12 @@ impl Extension for AccessControlExtension {
                 return Err(server_error);
             }
         }
-        next.run(ctx, info).await
+        let is_mutation = is_root && info.parent_type == "Mutation";
+        let result = next.run(ctx, info).await;
+        if is_mutation && let Some(state) = ctx.data_opt::<AppState>() {
+            // A mutation may have committed events: let this process's dispatcher look.
+            state.bus().wake();
+        }
+        result
     }
 }

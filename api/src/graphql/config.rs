@@ -111,9 +111,7 @@ impl RoutingRule {
     }
     /// What must hold.
     async fn conditions(&self) -> Option<RoutingConditions> {
-        serde_json::from_value::<Conditions>(self.0.conditions.clone())
-            .ok()
-            .map(Into::into)
+        serde_json::from_value::<Conditions>(self.0.conditions.clone()).ok().map(Into::into)
     }
     /// Team the conversation goes to.
     async fn team_id(&self) -> Option<ID> {
@@ -276,10 +274,7 @@ impl ConfigMutation {
             add_tags: input.add_tags,
         };
         let (rule, user_errors) = split_user_errors(config::save_rule(state.db(), actor(ctx)?, rule_id, domain).await)?;
-        Ok(RoutingRulePayload {
-            routing_rule: rule.map(RoutingRule),
-            user_errors,
-        })
+        Ok(RoutingRulePayload { routing_rule: rule.map(RoutingRule), user_errors })
     }
 
     /// Deletes a routing rule; returns its id.
@@ -304,9 +299,6 @@ impl ConfigMutation {
         };
         let (policy, user_errors) =
             split_user_errors(config::save_policy(state.db(), actor(ctx)?, policy_id, domain).await)?;
-        Ok(SlaPolicyPayload {
-            sla_policy: policy.map(SlaPolicy),
-            user_errors,
-        })
+        Ok(SlaPolicyPayload { sla_policy: policy.map(SlaPolicy), user_errors })
     }
 }

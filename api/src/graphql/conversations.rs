@@ -27,12 +27,7 @@ fn page_request(
         v.map(|n| u64::try_from(n).map_err(|_| AppError::invalid(&[field], "OUT_OF_RANGE", "must not be negative")))
             .transpose()
     };
-    Ok(PageRequest {
-        first: size(first, "first")?,
-        after,
-        last: size(last, "last")?,
-        before,
-    })
+    Ok(PageRequest { first: size(first, "first")?, after, last: size(last, "last")?, before })
 }
 
 fn optional_id(id: Option<ID>, field: &[&str]) -> Result<Option<uuid::Uuid>, AppError> {
@@ -178,12 +173,7 @@ impl ConversationQuery {
         };
         let result = queue::interactions(state.db(), &domain, &page_request(first, after, last, before)?).await?;
         let mut connection = Connection::new(result.has_previous_page, result.has_next_page);
-        connection.edges.extend(
-            result
-                .rows
-                .into_iter()
-                .map(|(cursor, i)| Edge::new(cursor.encode(), Interaction(i))),
-        );
+        connection.edges.extend(result.rows.into_iter().map(|(cursor, i)| Edge::new(cursor.encode(), Interaction(i))));
         Ok(connection)
     }
 }
@@ -297,14 +287,7 @@ impl ConversationMutation {
     async fn reply_to_conversation(&self, ctx: &Context<'_>, input: ReplyToConversationInput) -> Result<ReplyPayload> {
         let (state, _) = context(ctx)?;
         let id = parse_id(&input.conversation_id, &["input", "conversationId"])?;
-        let result = workflow::reply(
-            state.db(),
-            actor(ctx)?,
-            id,
-            input.body,
-            input.visibility.map(Into::into),
-        )
-        .await;
+        let result = workflow::reply(state.db(), actor(ctx)?, id, input.body, input.visibility.map(Into::into)).await;
         let (done, user_errors) = split_user_errors(result)?;
         Ok(match done {
             Some((c, i)) => ReplyPayload {
@@ -312,11 +295,7 @@ impl ConversationMutation {
                 conversation: Some(Conversation::in_batch(c.clone(), Batch::of([c.customer_id]))),
                 user_errors,
             },
-            None => ReplyPayload {
-                conversation: None,
-                interaction: None,
-                user_errors,
-            },
+            None => ReplyPayload { conversation: None, interaction: None, user_errors },
         })
     }
 

@@ -24,18 +24,12 @@ use crate::pagination::PageRequest;
 const MAX_NESTED: i32 = 100;
 
 pub(super) fn loaders<'a>(ctx: &Context<'a>) -> Result<&'a Loaders> {
-    ctx.data_opt::<Loaders>()
-        .ok_or_else(|| AppError::internal(anyhow::anyhow!("loaders missing from request")).into())
+    ctx.data_opt::<Loaders>().ok_or_else(|| AppError::internal(anyhow::anyhow!("loaders missing from request")).into())
 }
 
 fn nested_limit(first: i32) -> Result<u64> {
     if !(0..=MAX_NESTED).contains(&first) {
-        return Err(AppError::invalid(
-            &["first"],
-            "OUT_OF_RANGE",
-            format!("must be between 0 and {MAX_NESTED}"),
-        )
-        .into());
+        return Err(AppError::invalid(&["first"], "OUT_OF_RANGE", format!("must be between 0 and {MAX_NESTED}")).into());
     }
     Ok(u64::try_from(first).unwrap_or(0))
 }
@@ -50,10 +44,7 @@ pub struct Customer {
 impl Customer {
     /// A customer on its own (a page of one).
     pub fn single(model: customer::Model) -> Customer {
-        Customer {
-            batch: Batch::of([model.id]),
-            model,
-        }
+        Customer { batch: Batch::of([model.id]), model }
     }
 
     /// A customer loaded as part of `batch`.
@@ -64,13 +55,7 @@ impl Customer {
     /// A page of customers whose nested fields load together.
     pub fn page(models: Vec<customer::Model>) -> Vec<Customer> {
         let batch = Batch::of(models.iter().map(|m| m.id));
-        models
-            .into_iter()
-            .map(|model| Customer {
-                model,
-                batch: Arc::clone(&batch),
-            })
-            .collect()
+        models.into_iter().map(|model| Customer { model, batch: Arc::clone(&batch) }).collect()
     }
 }
 
@@ -83,11 +68,7 @@ impl Customer {
     /// Name to show. Masked (`A*** L***`) without the right to personal data.
     async fn display_name(&self, ctx: &Context<'_>) -> Option<String> {
         let name = self.model.display_name.as_deref()?;
-        Some(if reads_pii(ctx) {
-            name.to_owned()
-        } else {
-            pii::mask_name(name)
-        })
+        Some(if reads_pii(ctx) { name.to_owned() } else { pii::mask_name(name) })
     }
     /// Segment or tier, e.g. `consumer`, `premium`, `business`.
     async fn segment(&self) -> Option<&str> {
@@ -138,18 +119,13 @@ impl Customer {
     ) -> Result<Connection<String, Interaction, EmptyFields, EmptyFields>> {
         let limit = nested_limit(first)?;
         let before = after.as_deref().map(decode_interaction_cursor).transpose()?;
-        let slice = InteractionSlice {
-            channel: channel.map(Into::into),
-            limit: limit + 1,
-            before,
-        };
+        let slice = InteractionSlice { channel: channel.map(Into::into), limit: limit + 1, before };
         let mut rows = loaders(ctx)?.interactions(&self.batch, self.model.id, slice).await?;
         let has_next = rows.len() as u64 > limit;
         rows.truncate(usize::try_from(limit).unwrap_or(0));
         let mut connection = Connection::new(after.is_some(), has_next);
         connection.edges.extend(
-            rows.into_iter()
-                .map(|r| Edge::new(encode_interaction_cursor(r.occurred_at, r.id), Interaction(r))),
+            rows.into_iter().map(|r| Edge::new(encode_interaction_cursor(r.occurred_at, r.id), Interaction(r))),
         );
         Ok(connection)
     }
@@ -168,13 +144,8 @@ impl Customer {
             s.dedup();
             s
         });
-        let rows = loaders(ctx)?
-            .conversations(&self.batch, self.model.id, statuses, limit)
-            .await?;
-        Ok(rows
-            .into_iter()
-            .map(|c| Conversation::in_batch(c, Arc::clone(&self.batch)))
-            .collect())
+        let rows = loaders(ctx)?.conversations(&self.batch, self.model.id, statuses, limit).await?;
+        Ok(rows.into_iter().map(|c| Conversation::in_batch(c, Arc::clone(&self.batch))).collect())
     }
     /// Journey touchpoints, newest first.
     async fn touchpoints(
@@ -204,10 +175,7 @@ impl Customer {
     /// Figures about the customer, computed in the database.
     async fn metrics(&self, ctx: &Context<'_>) -> Result<CustomerMetrics> {
         let m = loaders(ctx)?.metrics(&self.batch, self.model.id).await?;
-        Ok(CustomerMetrics {
-            last_contact_at: self.model.last_contact_at,
-            inner: m,
-        })
+        Ok(CustomerMetrics { last_contact_at: self.model.last_contact_at, inner: m })
     }
 }
 
@@ -219,9 +187,7 @@ fn encode_interaction_cursor(at: DateTime<Utc>, row: uuid::Uuid) -> String {
 fn decode_interaction_cursor(s: &str) -> Result<(DateTime<Utc>, uuid::Uuid), AppError> {
     use base64::Engine;
     let bad = || AppError::invalid(&["after"], "INVALID_CURSOR", "is not a cursor of this list");
-    let raw = base64::engine::general_purpose::URL_SAFE_NO_PAD
-        .decode(s)
-        .map_err(|_| bad())?;
+    let raw = base64::engine::general_purpose::URL_SAFE_NO_PAD.decode(s).map_err(|_| bad())?;
     let raw = String::from_utf8(raw).map_err(|_| bad())?;
     let (at, row) = raw.split_once('|').ok_or_else(bad)?;
     let at = DateTime::parse_from_rfc3339(at).map_err(|_| bad())?.with_timezone(&Utc);
@@ -243,11 +209,7 @@ impl CustomerIdentity {
     }
     /// The normalised value. Masked without the right to personal data.
     async fn value(&self, ctx: &Context<'_>) -> String {
-        if reads_pii(ctx) {
-            self.0.value.clone()
-        } else {
-            pii::mask_identity(self.0.kind, &self.0.value)
-        }
+        if reads_pii(ctx) { self.0.value.clone() } else { pii::mask_identity(self.0.kind, &self.0.value) }
     }
     /// Whether the customer proved they own it.
     async fn verified(&self) -> bool {
@@ -293,21 +255,14 @@ impl CustomerMetrics {
     }
     /// Every channel the customer has used, most used first.
     async fn channels_used(&self) -> Vec<Channel> {
-        self.inner
-            .interactions_by_channel
-            .iter()
-            .map(|(c, _)| (*c).into())
-            .collect()
+        self.inner.interactions_by_channel.iter().map(|(c, _)| (*c).into()).collect()
     }
     /// Lifetime interaction count per channel, most used first.
     async fn interactions_by_channel(&self) -> Vec<ChannelCount> {
         self.inner
             .interactions_by_channel
             .iter()
-            .map(|(c, n)| ChannelCount {
-                channel: (*c).into(),
-                count: *n,
-            })
+            .map(|(c, n)| ChannelCount { channel: (*c).into(), count: *n })
             .collect()
     }
     /// Lifetime interaction count, all channels.
@@ -434,9 +389,7 @@ impl CustomerQuery {
         value: String,
     ) -> Result<Option<Customer>> {
         let (state, _) = context(ctx)?;
-        Ok(service::find_by_identity(state.db(), kind.into(), &value)
-            .await?
-            .map(Customer::single))
+        Ok(service::find_by_identity(state.db(), kind.into(), &value).await?.map(Customer::single))
     }
 
     /// Customers, filtered and sorted, as a Relay connection (page size at most 100).
@@ -456,12 +409,7 @@ impl CustomerQuery {
             v.map(|n| u64::try_from(n).map_err(|_| AppError::invalid(&[field], "OUT_OF_RANGE", "must not be negative")))
                 .transpose()
         };
-        let page = PageRequest {
-            first: size(first, "first")?,
-            after,
-            last: size(last, "last")?,
-            before,
-        };
+        let page = PageRequest { first: size(first, "first")?, after, last: size(last, "last")?, before };
         let filter = filter.unwrap_or_default();
         let filter = DomainFilter {
             search: filter.search,
@@ -489,12 +437,9 @@ impl CustomerQuery {
         );
         let (cursors, rows): (Vec<_>, Vec<_>) = result.rows.into_iter().unzip();
         let customers = Customer::page(rows);
-        connection.edges.extend(
-            cursors
-                .into_iter()
-                .zip(customers)
-                .map(|(c, customer)| Edge::new(c.encode(), customer)),
-        );
+        connection
+            .edges
+            .extend(cursors.into_iter().zip(customers).map(|(c, customer)| Edge::new(c.encode(), customer)));
         Ok(connection)
     }
 }
@@ -510,10 +455,7 @@ pub struct IdentityValueInput {
 
 impl From<IdentityValueInput> for IdentityInput {
     fn from(i: IdentityValueInput) -> Self {
-        IdentityInput {
-            kind: i.kind.into(),
-            value: i.value,
-        }
+        IdentityInput { kind: i.kind.into(), value: i.value }
     }
 }
 
@@ -631,10 +573,7 @@ impl CustomerMutation {
             identities: input.identities.into_iter().map(Into::into).collect(),
         };
         let (customer, user_errors) = split_user_errors(service::create(state.db(), actor(ctx)?, new).await)?;
-        Ok(CustomerPayload {
-            customer: customer.map(Customer::single),
-            user_errors,
-        })
+        Ok(CustomerPayload { customer: customer.map(Customer::single), user_errors })
     }
 
     /// Changes profile fields of a customer.
@@ -648,10 +587,7 @@ impl CustomerMutation {
         };
         let result = service::update(state.db(), actor(ctx)?, customer_id, patch).await;
         let (customer, user_errors) = split_user_errors(result)?;
-        Ok(CustomerPayload {
-            customer: customer.map(Customer::single),
-            user_errors,
-        })
+        Ok(CustomerPayload { customer: customer.map(Customer::single), user_errors })
     }
 
     /// Attaches an identity to a customer. One that already belongs to someone else is
@@ -665,11 +601,7 @@ impl CustomerMutation {
             Some(_) => service::find(state.db(), customer_id).await?.map(Customer::single),
             None => None,
         };
-        Ok(IdentityPayload {
-            identity: identity.map(CustomerIdentity),
-            customer,
-            user_errors,
-        })
+        Ok(IdentityPayload { identity: identity.map(CustomerIdentity), customer, user_errors })
     }
 
     /// Detaches an identity from its customer.
@@ -682,11 +614,7 @@ impl CustomerMutation {
             Some(i) => service::find(state.db(), i.customer_id).await?.map(Customer::single),
             None => None,
         };
-        Ok(IdentityPayload {
-            identity: identity.map(CustomerIdentity),
-            customer,
-            user_errors,
-        })
+        Ok(IdentityPayload { identity: identity.map(CustomerIdentity), customer, user_errors })
     }
 
     /// Finds the customer for a contact by any identity, attaches the identities nobody
@@ -695,11 +623,7 @@ impl CustomerMutation {
     async fn resolve_customer(&self, ctx: &Context<'_>, input: ResolveCustomerInput) -> Result<ResolveCustomerPayload> {
         let (state, _) = context(ctx)?;
         let identities: Vec<IdentityInput> = input.identities.into_iter().map(Into::into).collect();
-        let profile = NewCustomer {
-            display_name: input.display_name,
-            segment: input.segment,
-            ..Default::default()
-        };
+        let profile = NewCustomer { display_name: input.display_name, segment: input.segment, ..Default::default() };
         let result = service::resolve(state.db(), actor(ctx)?, &identities, profile).await;
         let (resolution, user_errors) = split_user_errors(result)?;
         Ok(match resolution {
@@ -710,10 +634,7 @@ impl CustomerMutation {
                 possible_duplicates: r
                     .other_owners
                     .into_iter()
-                    .map(|(identity, owner)| PossibleDuplicate {
-                        kind: identity.kind.into(),
-                        customer_id: id(owner),
-                    })
+                    .map(|(identity, owner)| PossibleDuplicate { kind: identity.kind.into(), customer_id: id(owner) })
                     .collect(),
                 user_errors,
             },

@@ -103,9 +103,7 @@ impl Conversation {
 impl Conversation {
     /// The customer.
     async fn customer(&self, ctx: &Context<'_>) -> async_graphql::Result<Option<Customer>> {
-        let found = super::customer::loaders(ctx)?
-            .customer(&self.customers, self.model.customer_id)
-            .await?;
+        let found = super::customer::loaders(ctx)?.customer(&self.customers, self.model.customer_id).await?;
         Ok(found.map(|m| Customer::in_batch(m, Arc::clone(&self.customers))))
     }
     /// Stable id.
@@ -134,11 +132,7 @@ impl Conversation {
     }
     /// Subject (from the first message). Null without the right to personal data.
     async fn subject(&self, ctx: &Context<'_>) -> Option<&str> {
-        if reads_pii(ctx) {
-            self.model.subject.as_deref()
-        } else {
-            None
-        }
+        if reads_pii(ctx) { self.model.subject.as_deref() } else { None }
     }
     /// Team it is routed to.
     async fn team_id(&self) -> Option<ID> {
@@ -272,11 +266,7 @@ impl Feedback {
     }
     /// Free text. Null without the right to personal data, or after erasure.
     async fn comment(&self, ctx: &Context<'_>) -> Option<&str> {
-        if reads_pii(ctx) {
-            self.0.comment.as_deref()
-        } else {
-            None
-        }
+        if reads_pii(ctx) { self.0.comment.as_deref() } else { None }
     }
     /// Channel it came through.
     async fn channel(&self) -> Channel {

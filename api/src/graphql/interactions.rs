@@ -122,11 +122,7 @@ pub fn item_result(index: usize, result: Result<Recorded, AppError>) -> IngestIt
     match result {
         Ok(r) => IngestItemResult {
             index,
-            status: if r.created {
-                IngestStatus::Created
-            } else {
-                IngestStatus::Duplicate
-            },
+            status: if r.created { IngestStatus::Created } else { IngestStatus::Duplicate },
             interaction: Some(Interaction(r.interaction)),
             user_errors: Vec::new(),
             error_code: None,
@@ -205,9 +201,7 @@ impl InteractionMutation {
                 Some(e) => item_result(i, Err(e)),
                 None => item_result(
                     i,
-                    recorded
-                        .next()
-                        .unwrap_or_else(|| Err(AppError::internal(anyhow::anyhow!("missing result")))),
+                    recorded.next().unwrap_or_else(|| Err(AppError::internal(anyhow::anyhow!("missing result")))),
                 ),
             })
             .collect();

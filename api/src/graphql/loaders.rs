@@ -41,12 +41,12 @@ static NEXT_BATCH: AtomicU64 = AtomicU64::new(1);
 
 impl Batch {
     pub fn of(ids: impl IntoIterator<Item = Uuid>) -> Arc<Batch> {
-        Arc::new(Batch {
-            key: NEXT_BATCH.fetch_add(1, Ordering::Relaxed),
-            ids: ids.into_iter().collect(),
-        })
+        Arc::new(Batch { key: NEXT_BATCH.fetch_add(1, Ordering::Relaxed), ids: ids.into_iter().collect() })
     }
 }
+
+/// Batches remembered per field before the memo starts afresh.
+const MAX_SLOTS: usize = 1024;
 
 type Loaded<V> = Result<Arc<HashMap<Uuid, V>>, Arc<AppError>>;
 type Slot<V> = Shared<BoxFuture<'static, Loaded<V>>>;
@@ -58,9 +58,7 @@ struct Memo<P, V> {
 
 impl<P: Eq + Hash + Clone, V: Send + Sync + 'static> Memo<P, V> {
     fn new() -> Self {
-        Memo {
-            slots: Mutex::new(HashMap::new()),
-        }
+        Memo { slots: Mutex::new(HashMap::new()) }
     }
 
     async fn get<Fut>(&self, batch: &Batch, params: P, load: impl FnOnce(Arc<[Uuid]>, P) -> Fut) -> Loaded<V>
@@ -69,13 +67,15 @@ impl<P: Eq + Hash + Clone, V: Send + Sync + 'static> Memo<P, V> {
     {
         let slot = {
             let mut slots = self.slots.lock().unwrap_or_else(PoisonError::into_inner);
+            // A subscription's loaders live as long as its socket: forget old batches
+            // rather than grow without bound (at worst a sibling loads again).
+            if slots.len() >= MAX_SLOTS {
+                slots.clear();
+            }
             slots
                 .entry((batch.key, params.clone()))
                 .or_insert_with(|| {
-                    load(Arc::clone(&batch.ids), params)
-                        .map(|r| r.map(Arc::new).map_err(Arc::new))
-                        .boxed()
-                        .shared()
+                    load(Arc::clone(&batch.ids), params).map(|r| r.map(Arc::new).map_err(Arc::new)).boxed().shared()
                 })
                 .clone()
         };
@@ -126,10 +126,7 @@ impl Loaders {
     /// conversations); `None` if it does not exist.
     pub async fn customer(&self, batch: &Batch, id: Uuid) -> GqlResult<Option<customer::Model>> {
         let db = self.db.clone();
-        let loaded = self
-            .customers
-            .get(batch, (), |ids, ()| async move { view::customers(&db, &ids).await })
-            .await;
+        let loaded = self.customers.get(batch, (), |ids, ()| async move { view::customers(&db, &ids).await }).await;
         match loaded {
             Ok(map) => Ok(map.get(&id).cloned()),
             Err(e) => Err(async_graphql::ErrorExtensions::extend(e.as_ref())),
@@ -138,12 +135,7 @@ impl Loaders {
 
     pub async fn identities(&self, batch: &Batch, id: Uuid) -> GqlResult<Vec<customer_identity::Model>> {
         let db = self.db.clone();
-        pick(
-            self.identities
-                .get(batch, (), |ids, ()| async move { view::identities(&db, &ids).await })
-                .await,
-            id,
-        )
+        pick(self.identities.get(batch, (), |ids, ()| async move { view::identities(&db, &ids).await }).await, id)
     }
 
     pub async fn interactions(
@@ -153,14 +145,8 @@ impl Loaders {
         slice: InteractionSlice,
     ) -> GqlResult<Vec<interaction::Model>> {
         let db = self.db.clone();
-        let loaded = self
-            .interactions
-            .get(
-                batch,
-                slice,
-                |ids, s| async move { view::interactions(&db, &ids, s).await },
-            )
-            .await;
+        let loaded =
+            self.interactions.get(batch, slice, |ids, s| async move { view::interactions(&db, &ids, s).await }).await;
         pick(loaded, id)
     }
 
@@ -183,47 +169,24 @@ impl Loaders {
 
     pub async fn touchpoints(&self, batch: &Batch, id: Uuid, limit: u64) -> GqlResult<Vec<touchpoint::Model>> {
         let db = self.db.clone();
-        let loaded = self
-            .touchpoints
-            .get(
-                batch,
-                limit,
-                |ids, n| async move { view::touchpoints(&db, &ids, n).await },
-            )
-            .await;
+        let loaded =
+            self.touchpoints.get(batch, limit, |ids, n| async move { view::touchpoints(&db, &ids, n).await }).await;
         pick(loaded, id)
     }
 
     pub async fn feedback(&self, batch: &Batch, id: Uuid, limit: u64) -> GqlResult<Vec<feedback::Model>> {
         let db = self.db.clone();
-        let loaded = self
-            .feedback
-            .get(batch, limit, |ids, n| async move { view::feedback(&db, &ids, n).await })
-            .await;
+        let loaded = self.feedback.get(batch, limit, |ids, n| async move { view::feedback(&db, &ids, n).await }).await;
         pick(loaded, id)
     }
 
     pub async fn journeys(&self, batch: &Batch, id: Uuid) -> GqlResult<Vec<JourneyPosition>> {
         let db = self.db.clone();
-        pick(
-            self.journeys
-                .get(
-                    batch,
-                    (),
-                    |ids, ()| async move { view::journey_positions(&db, &ids).await },
-                )
-                .await,
-            id,
-        )
+        pick(self.journeys.get(batch, (), |ids, ()| async move { view::journey_positions(&db, &ids).await }).await, id)
     }
 
     pub async fn metrics(&self, batch: &Batch, id: Uuid) -> GqlResult<CustomerMetrics> {
         let db = self.db.clone();
-        pick(
-            self.metrics
-                .get(batch, (), |ids, ()| async move { view::metrics(&db, &ids).await })
-                .await,
-            id,
-        )
+        pick(self.metrics.get(batch, (), |ids, ()| async move { view::metrics(&db, &ids).await }).await, id)
     }
 }

@@ -6,6 +6,7 @@
 //! insights later) contributes a query and a mutation object merged here.
 
 mod access;
+mod alerts;
 mod config;
 mod conversations;
 mod customer;
@@ -15,9 +16,12 @@ pub mod interactions;
 pub mod loaders;
 mod privacy;
 mod session;
+mod subscriptions;
 pub mod types;
 
-use async_graphql::{EmptySubscription, MergedObject, SDLExportOptions, Schema, SchemaBuilder};
+use async_graphql::{MergedObject, SDLExportOptions, Schema, SchemaBuilder};
+
+pub use subscriptions::SubscriptionRoot;
 
 use crate::state::AppState;
 
@@ -32,6 +36,7 @@ pub struct QueryRoot(
     privacy::PrivacyQuery,
     conversations::ConversationQuery,
     config::ConfigQuery,
+    alerts::AlertQuery,
 );
 
 /// Every mutation field, by area.
@@ -44,17 +49,18 @@ pub struct MutationRoot(
     interactions::InteractionMutation,
     conversations::ConversationMutation,
     config::ConfigMutation,
+    alerts::AlertMutation,
 );
 
-pub type AppSchema = Schema<QueryRoot, MutationRoot, EmptySubscription>;
+pub type AppSchema = Schema<QueryRoot, MutationRoot, SubscriptionRoot>;
 
 /// Query depth limit: deep enough for the customer 360, shallow enough to stop abuse.
 pub const MAX_DEPTH: usize = 15;
 /// Complexity limit (each field costs 1 unless it says otherwise).
 pub const MAX_COMPLEXITY: usize = 5_000;
 
-fn builder() -> SchemaBuilder<QueryRoot, MutationRoot, EmptySubscription> {
-    Schema::build(QueryRoot::default(), MutationRoot::default(), EmptySubscription)
+fn builder() -> SchemaBuilder<QueryRoot, MutationRoot, SubscriptionRoot> {
+    Schema::build(QueryRoot::default(), MutationRoot::default(), SubscriptionRoot)
         .extension(AccessControl)
         .extension(async_graphql::extensions::Tracing)
         .limit_depth(MAX_DEPTH)
@@ -67,11 +73,7 @@ fn builder() -> SchemaBuilder<QueryRoot, MutationRoot, EmptySubscription> {
 pub fn build_schema(state: AppState) -> AppSchema {
     let introspection = state.settings().introspection;
     let builder = builder().data(state);
-    let builder = if introspection {
-        builder
-    } else {
-        builder.disable_introspection()
-    };
+    let builder = if introspection { builder } else { builder.disable_introspection() };
     builder.finish()
 }
 
@@ -82,7 +84,5 @@ pub fn build_schema_for_introspection() -> AppSchema {
 
 /// The SDL of the schema, as committed in `schema.graphql`.
 pub fn sdl() -> String {
-    builder()
-        .finish()
-        .sdl_with_options(SDLExportOptions::new().sorted_fields().sorted_enum_items())
+    builder().finish().sdl_with_options(SDLExportOptions::new().sorted_fields().sorted_enum_items())
 }

@@ -88,22 +88,10 @@ impl MergePayload {
             Some(o) => MergePayload {
                 merge: Some(CustomerMerge(o.merge)),
                 survivor: Some(Customer::single(o.survivor)),
-                moved: o
-                    .moved
-                    .into_iter()
-                    .map(|(t, n)| MovedRows {
-                        table: t.to_owned(),
-                        rows: n,
-                    })
-                    .collect(),
+                moved: o.moved.into_iter().map(|(t, n)| MovedRows { table: t.to_owned(), rows: n }).collect(),
                 user_errors,
             },
-            None => MergePayload {
-                merge: None,
-                survivor: None,
-                moved: Vec::new(),
-                user_errors,
-            },
+            None => MergePayload { merge: None, survivor: None, moved: Vec::new(), user_errors },
         })
     }
 }
@@ -152,11 +140,7 @@ impl PrivacyQuery {
     async fn customer_merges(&self, ctx: &Context<'_>, customer_id: ID) -> Result<Vec<CustomerMerge>> {
         let (state, _) = context(ctx)?;
         let customer_id = parse_id(&customer_id, &["customerId"])?;
-        Ok(merge::history(state.db(), customer_id)
-            .await?
-            .into_iter()
-            .map(CustomerMerge)
-            .collect())
+        Ok(merge::history(state.db(), customer_id).await?.into_iter().map(CustomerMerge).collect())
     }
 
     /// Everything held on one customer, as one JSON document (GDPR art. 15). Audited.

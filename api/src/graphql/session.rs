@@ -136,10 +136,7 @@ impl SessionQuery {
     /// The user making the request.
     async fn me(&self, ctx: &Context<'_>) -> Result<User> {
         let (state, principal) = context(ctx)?;
-        let id = principal
-            .user()
-            .map(|u| u.id)
-            .ok_or_else(|| AppError::forbidden("only users have a profile"))?;
+        let id = principal.user().map(|u| u.id).ok_or_else(|| AppError::forbidden("only users have a profile"))?;
         let user = users::find(state.db(), id).await?.ok_or(AppError::NotFound("user"))?;
         Ok(User(user))
     }
@@ -156,10 +153,7 @@ impl SessionMutation {
         let (state, _) = context(ctx)?;
         let session = sessions::login(state.db(), state.sessions(), &input.email, input.password).await?;
         Ok(match session {
-            Some(session) => LoginPayload {
-                session: Some(session.into()),
-                user_errors: Vec::new(),
-            },
+            Some(session) => LoginPayload { session: Some(session.into()), user_errors: Vec::new() },
             None => LoginPayload {
                 session: None,
                 user_errors: vec![UserError {
@@ -176,9 +170,7 @@ impl SessionMutation {
     async fn refresh_token(&self, ctx: &Context<'_>, input: RefreshTokenInput) -> Result<RefreshTokenPayload> {
         let (state, _) = context(ctx)?;
         let session = sessions::refresh(state.db(), state.sessions(), &input.refresh_token).await?;
-        Ok(RefreshTokenPayload {
-            session: session.into(),
-        })
+        Ok(RefreshTokenPayload { session: session.into() })
     }
 
     /// Ends the caller's session (by its refresh token) or all of them.
@@ -186,9 +178,6 @@ impl SessionMutation {
         let (state, principal) = context(ctx)?;
         let result = sessions::logout(state.db(), principal, input.refresh_token.as_deref(), input.everywhere).await;
         let (revoked, user_errors) = split_user_errors(result)?;
-        Ok(LogoutPayload {
-            revoked: revoked.unwrap_or(0),
-            user_errors,
-        })
+        Ok(LogoutPayload { revoked: revoked.unwrap_or(0), user_errors })
     }
 }

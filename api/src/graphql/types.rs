@@ -21,11 +21,7 @@ pub struct UserError {
 
 impl From<FieldError> for UserError {
     fn from(e: FieldError) -> Self {
-        Self {
-            field: e.field,
-            code: e.code.to_owned(),
-            message: e.message,
-        }
+        Self { field: e.field, code: e.code.to_owned(), message: e.message }
     }
 }
 
@@ -77,9 +73,6 @@ pub fn parse_id(value: &ID, field: &[&str]) -> Result<Uuid, AppError> {
 /// The request's caller and request id, as the audit log records them.
 pub fn actor<'a>(ctx: &Context<'a>) -> Result<crate::audit::Actor<'a>, AppError> {
     let (_, principal) = context(ctx)?;
-    let request_id = ctx
-        .data_opt::<crate::http::RequestIdValue>()
-        .map(|r| r.0.as_str())
-        .filter(|r| !r.is_empty());
+    let request_id = ctx.data_opt::<crate::http::RequestIdValue>().map(|r| r.0.as_str()).filter(|r| !r.is_empty());
     Ok(crate::audit::Actor::new(principal, request_id))
 }

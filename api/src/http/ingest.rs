@@ -63,17 +63,10 @@ fn parse_line(index: &str, text: &str) -> Result<NewInteraction, AppError> {
     let mut errors = Vec::new();
     let channel: Option<Channel> = keep(&mut errors, enum_value(&line.channel, index, "channel"));
     let direction: Option<Direction> = keep(&mut errors, enum_value(&line.direction, index, "direction"));
-    let visibility: Option<Visibility> = keep(
-        &mut errors,
-        enum_value(line.visibility.as_deref().unwrap_or("private"), index, "visibility"),
-    );
-    let author_kind: Option<Option<AuthorKind>> = keep(
-        &mut errors,
-        line.author_kind
-            .as_deref()
-            .map(|a| enum_value(a, index, "authorKind"))
-            .transpose(),
-    );
+    let visibility: Option<Visibility> =
+        keep(&mut errors, enum_value(line.visibility.as_deref().unwrap_or("private"), index, "visibility"));
+    let author_kind: Option<Option<AuthorKind>> =
+        keep(&mut errors, line.author_kind.as_deref().map(|a| enum_value(a, index, "authorKind")).transpose());
     let customer_id = keep(
         &mut errors,
         line.customer_id
@@ -88,10 +81,8 @@ fn parse_line(index: &str, text: &str) -> Result<NewInteraction, AppError> {
         .identities
         .iter()
         .filter_map(|i| {
-            keep(&mut errors, enum_value::<IdentityKind>(&i.kind, index, "identities")).map(|kind| IdentityInput {
-                kind,
-                value: i.value.clone(),
-            })
+            keep(&mut errors, enum_value::<IdentityKind>(&i.kind, index, "identities"))
+                .map(|kind| IdentityInput { kind, value: i.value.clone() })
         })
         .collect();
     let (Some(channel), Some(direction), Some(visibility), Some(author_kind), Some(customer_id)) =
@@ -111,11 +102,7 @@ fn parse_line(index: &str, text: &str) -> Result<NewInteraction, AppError> {
         body: line.body,
         occurred_at: line.occurred_at,
         external_id: line.external_id,
-        customer: CustomerRef {
-            id: customer_id,
-            identities,
-            display_name: line.customer_name,
-        },
+        customer: CustomerRef { id: customer_id, identities, display_name: line.customer_name },
     })
 }
 
@@ -141,17 +128,10 @@ pub async fn interactions(State(state): State<HttpState>, headers: HeaderMap, bo
     let lines: Vec<&str> = body.lines().filter(|l| !l.trim().is_empty()).collect();
     if lines.len() > MAX_BATCH {
         let e = AppError::invalid(&["body"], "TOO_MANY", format!("at most {MAX_BATCH} events per request"));
-        return (
-            StatusCode::PAYLOAD_TOO_LARGE,
-            axum::Json(error_body(&e.message(), "TOO_MANY")),
-        )
-            .into_response();
+        return (StatusCode::PAYLOAD_TOO_LARGE, axum::Json(error_body(&e.message(), "TOO_MANY"))).into_response();
     }
-    let parsed: Vec<Result<NewInteraction, AppError>> = lines
-        .iter()
-        .enumerate()
-        .map(|(i, l)| parse_line(&i.to_string(), l))
-        .collect();
+    let parsed: Vec<Result<NewInteraction, AppError>> =
+        lines.iter().enumerate().map(|(i, l)| parse_line(&i.to_string(), l)).collect();
     let valid: Vec<NewInteraction> = parsed.iter().filter_map(|p| p.as_ref().ok().cloned()).collect();
     let request_id = request_id(&headers);
     let actor = Actor::new(&principal, Some(request_id.as_str()).filter(|r| !r.is_empty()));
@@ -159,13 +139,12 @@ pub async fn interactions(State(state): State<HttpState>, headers: HeaderMap, bo
         Ok(r) => r,
         Err(e) => return error_response(&e),
     };
+    state.app.bus().wake();
     let mut recorded = recorded.into_iter();
     let mut out = String::new();
     for (index, p) in parsed.into_iter().enumerate() {
         let result = match p {
-            Ok(_) => recorded
-                .next()
-                .unwrap_or_else(|| Err(AppError::internal(anyhow::anyhow!("missing result")))),
+            Ok(_) => recorded.next().unwrap_or_else(|| Err(AppError::internal(anyhow::anyhow!("missing result")))),
             Err(e) => Err(e),
         };
         let line = match result {

@@ -10,9 +10,10 @@ use std::time::Duration;
 use async_graphql::http::GraphiQLSource;
 use async_graphql::parser::types::OperationType;
 use async_graphql_axum::rejection::GraphQLRejection;
-use async_graphql_axum::{GraphQLRequest, GraphQLResponse};
+use async_graphql_axum::{GraphQLProtocol, GraphQLRequest, GraphQLResponse, GraphQLWebSocket};
 use axum::body::Body;
 use axum::extract::State;
+use axum::extract::ws::{WebSocketUpgrade, rejection::WebSocketUpgradeRejection};
 use axum::http::{HeaderMap, HeaderValue, Request, StatusCode, header};
 use axum::response::{Html, IntoResponse, Response};
 use axum::routing::get;
@@ -44,25 +45,17 @@ pub struct HttpState {
 /// Builds the router with every route and layer.
 pub fn router(app: AppState) -> Router {
     let settings = app.settings().clone();
-    let state = HttpState {
-        schema: graphql::build_schema(app.clone()),
-        app,
-    };
+    let state = HttpState { schema: graphql::build_schema(app.clone()), app };
     let header_name = header::HeaderName::from_static(REQUEST_ID);
     let layers = ServiceBuilder::new()
         .layer(SetRequestIdLayer::new(header_name.clone(), MakeRequestUuid))
         .layer(TraceLayer::new_for_http().make_span_with(|req: &Request<Body>| {
-            let request_id = req
-                .extensions()
-                .get::<RequestId>()
-                .and_then(|id| id.header_value().to_str().ok())
-                .unwrap_or_default();
+            let request_id =
+                req.extensions().get::<RequestId>().and_then(|id| id.header_value().to_str().ok()).unwrap_or_default();
             tracing::info_span!("request", method = %req.method(), path = %req.uri().path(), request_id = %request_id)
         }))
         .layer(PropagateRequestIdLayer::new(header_name))
-        .layer(RequestBodyLimitLayer::new(
-            usize::try_from(settings.body_limit).unwrap_or(usize::MAX),
-        ))
+        .layer(RequestBodyLimitLayer::new(usize::try_from(settings.body_limit).unwrap_or(usize::MAX)))
         .layer(CatchPanicLayer::custom(panic_response))
         .layer(TimeoutLayer::with_status_code(
             StatusCode::REQUEST_TIMEOUT,
@@ -111,11 +104,7 @@ fn request_data(req: async_graphql::Request, state: &HttpState, headers: &Header
 
 /// The request id set (or passed on) by the request-id layer.
 fn request_id(headers: &HeaderMap) -> String {
-    headers
-        .get(REQUEST_ID)
-        .and_then(|v| v.to_str().ok())
-        .unwrap_or_default()
-        .to_owned()
+    headers.get(REQUEST_ID).and_then(|v| v.to_str().ok()).unwrap_or_default().to_owned()
 }
 
 /// The request id, for services that record it (audit log).
@@ -139,25 +128,63 @@ async fn graphql_post(
 async fn graphql_get(
     State(state): State<HttpState>,
     headers: HeaderMap,
+    upgrade: Result<WebSocketUpgrade, WebSocketUpgradeRejection>,
+    protocol: Result<GraphQLProtocol, StatusCode>,
     req: Result<GraphQLRequest, GraphQLRejection>,
 ) -> Response {
+    if let (Ok(upgrade), Ok(protocol)) = (upgrade, protocol) {
+        return subscriptions(state, headers, upgrade, protocol);
+    }
     let req = match req {
         Ok(req) => req.into_inner(),
         Err(rejection) => return bad_request(&rejection.0.to_string()),
     };
     if !is_query_only(&req) {
-        let body = error_body(
-            "only queries may be sent with GET; use POST for mutations",
-            "METHOD_NOT_ALLOWED",
-        );
+        let body = error_body("only queries may be sent with GET; use POST for mutations", "METHOD_NOT_ALLOWED");
         let mut response = (StatusCode::METHOD_NOT_ALLOWED, Json(body)).into_response();
-        response
-            .headers_mut()
-            .insert(header::ALLOW, HeaderValue::from_static("GET, POST"));
+        response.headers_mut().insert(header::ALLOW, HeaderValue::from_static("GET, POST"));
         return response;
     }
     let req = request_data(req, &state, &headers);
     GraphQLResponse::from(state.schema.execute(req).await).into_response()
+}
+
+/// Serves GraphQL subscriptions over a WebSocket (`graphql-transport-ws`, and the
+/// older `graphql-ws`). The caller authenticates in `connection_init` with
+/// `{"Authorization": "Bearer <token>"}` (or `{"token": "<token>"}`); the upgrade
+/// request's own `Authorization` header is the fallback. Keep-alive pings close a
+/// socket whose client stopped answering; a closed socket drops its streams.
+fn subscriptions(
+    state: HttpState,
+    headers: HeaderMap,
+    upgrade: WebSocketUpgrade,
+    protocol: GraphQLProtocol,
+) -> Response {
+    let request_id = request_id(&headers);
+    upgrade.protocols(async_graphql::http::ALL_WEBSOCKET_PROTOCOLS).on_upgrade(move |socket| async move {
+        let app = state.app.clone();
+        GraphQLWebSocket::new(socket, state.schema.clone(), protocol)
+            .on_connection_init(move |payload| async move {
+                let token = payload
+                    .get("Authorization")
+                    .or_else(|| payload.get("authorization"))
+                    .and_then(|v| v.as_str())
+                    .map(str::to_owned)
+                    .or_else(|| payload.get("token").and_then(|v| v.as_str()).map(|t| format!("Bearer {t}")));
+                let mut auth_headers = headers.clone();
+                if let Some(value) = token.and_then(|t| HeaderValue::from_str(&t).ok()) {
+                    auth_headers.insert(header::AUTHORIZATION, value);
+                }
+                let mut data = async_graphql::Data::default();
+                data.insert(authenticate(&app, &auth_headers));
+                data.insert(RequestIdValue(request_id));
+                data.insert(crate::graphql::loaders::for_request(app.db().clone()));
+                Ok(data)
+            })
+            .keepalive_timeout(Duration::from_secs(30))
+            .serve()
+            .await;
+    })
 }
 
 /// Whether the operation a request would run is a query. An unparsable document counts
@@ -186,11 +213,7 @@ fn bad_request(detail: &str) -> Response {
 
 fn panic_response(_: Box<dyn std::any::Any + Send + 'static>) -> Response {
     tracing::error!("request handler panicked");
-    (
-        StatusCode::INTERNAL_SERVER_ERROR,
-        Json(error_body("internal error", "INTERNAL")),
-    )
-        .into_response()
+    (StatusCode::INTERNAL_SERVER_ERROR, Json(error_body("internal error", "INTERNAL"))).into_response()
 }
 
 async fn graphiql() -> Html<String> {
@@ -209,10 +232,7 @@ async fn readyz(State(state): State<HttpState>) -> Response {
     if db::ping(state.app.db()).await {
         Json(json!({ "status": "ready", "database": "ok" })).into_response()
     } else {
-        (
-            StatusCode::SERVICE_UNAVAILABLE,
-            Json(json!({ "status": "unavailable", "database": "unreachable" })),
-        )
+        (StatusCode::SERVICE_UNAVAILABLE, Json(json!({ "status": "unavailable", "database": "unreachable" })))
             .into_response()
     }
 }

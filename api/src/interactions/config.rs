@@ -39,11 +39,7 @@ fn check_conditions(c: &Conditions, errors: &mut Vec<FieldError>) {
     if let Some(t) = c.sentiment_below
         && !(-1.0..=1.0).contains(&t)
     {
-        errors.push(FieldError::new(
-            &["input", "conditions", "sentimentBelow"],
-            "OUT_OF_RANGE",
-            "must be in [-1, 1]",
-        ));
+        errors.push(FieldError::new(&["input", "conditions", "sentimentBelow"], "OUT_OF_RANGE", "must be in [-1, 1]"));
     }
 }
 
@@ -64,11 +60,7 @@ fn check_name(name: Option<&str>, errors: &mut Vec<FieldError>) {
     if let Some(n) = name
         && (n.trim().is_empty() || n.chars().count() > 200)
     {
-        errors.push(FieldError::new(
-            &["input", "name"],
-            "INVALID",
-            "must be 1 to 200 characters",
-        ));
+        errors.push(FieldError::new(&["input", "name"], "INVALID", "must be 1 to 200 characters"));
     }
 }
 
@@ -91,11 +83,7 @@ pub async fn save_rule(
     let mut errors = Vec::new();
     check_name(input.name.as_deref(), &mut errors);
     if id.is_none() && input.name.is_none() {
-        errors.push(FieldError::new(
-            &["input", "name"],
-            "REQUIRED",
-            "a new rule needs a name",
-        ));
+        errors.push(FieldError::new(&["input", "name"], "REQUIRED", "a new rule needs a name"));
     }
     if let Some(c) = &input.conditions {
         check_conditions(c, &mut errors);
@@ -144,24 +132,12 @@ pub async fn save_rule(
         rule.set_priority = Set(p);
     }
     if let Some(tags) = input.add_tags {
-        rule.add_tags = Set(json!(
-            tags.iter()
-                .map(|t| t.trim().to_lowercase())
-                .filter(|t| !t.is_empty())
-                .collect::<Vec<_>>()
-        ));
+        rule.add_tags =
+            Set(json!(tags.iter().map(|t| t.trim().to_lowercase()).filter(|t| !t.is_empty()).collect::<Vec<_>>()));
     }
     rule.updated_at = Set(now);
-    let saved = if id.is_some() {
-        rule.update(&txn).await?
-    } else {
-        rule.insert(&txn).await?
-    };
-    let op = if id.is_some() {
-        "updateRoutingRule"
-    } else {
-        "createRoutingRule"
-    };
+    let saved = if id.is_some() { rule.update(&txn).await? } else { rule.insert(&txn).await? };
+    let op = if id.is_some() { "updateRoutingRule" } else { "createRoutingRule" };
     audit::record(&txn, actor, op, "routing_rule", Some(saved.id), json!({})).await?;
     txn.commit().await?;
     Ok(saved)
@@ -192,10 +168,7 @@ pub struct PolicyInput {
 
 /// Every SLA policy.
 pub async fn policies(db: &DatabaseConnection) -> AppResult<Vec<sla_policy::Model>> {
-    Ok(sla_policy::Entity::find()
-        .order_by_asc(sla_policy::Column::Name)
-        .all(db)
-        .await?)
+    Ok(sla_policy::Entity::find().order_by_asc(sla_policy::Column::Name).all(db).await?)
 }
 
 /// Creates (`id` none) or updates an SLA policy. Conversations keep the due times they
@@ -208,31 +181,18 @@ pub async fn save_policy(
 ) -> AppResult<sla_policy::Model> {
     let mut errors = Vec::new();
     check_name(input.name.as_deref(), &mut errors);
-    for (field, v) in [
-        ("firstResponseMinutes", input.first_response_minutes),
-        ("resolutionMinutes", input.resolution_minutes),
-    ] {
+    for (field, v) in
+        [("firstResponseMinutes", input.first_response_minutes), ("resolutionMinutes", input.resolution_minutes)]
+    {
         if v.is_some_and(|m| !(1..=525_600).contains(&m)) {
-            errors.push(FieldError::new(
-                &["input", field],
-                "OUT_OF_RANGE",
-                "must be between 1 minute and a year",
-            ));
+            errors.push(FieldError::new(&["input", field], "OUT_OF_RANGE", "must be between 1 minute and a year"));
         }
         if id.is_none() && v.is_none() {
-            errors.push(FieldError::new(
-                &["input", field],
-                "REQUIRED",
-                "a new policy needs both targets",
-            ));
+            errors.push(FieldError::new(&["input", field], "REQUIRED", "a new policy needs both targets"));
         }
     }
     if id.is_none() && input.name.is_none() {
-        errors.push(FieldError::new(
-            &["input", "name"],
-            "REQUIRED",
-            "a new policy needs a name",
-        ));
+        errors.push(FieldError::new(&["input", "name"], "REQUIRED", "a new policy needs a name"));
     }
     if !errors.is_empty() {
         return Err(AppError::Invalid(errors));
@@ -276,16 +236,8 @@ pub async fn save_policy(
         p.active = Set(a);
     }
     p.updated_at = Set(now);
-    let saved = if id.is_some() {
-        p.update(&txn).await?
-    } else {
-        p.insert(&txn).await?
-    };
-    let op = if id.is_some() {
-        "updateSlaPolicy"
-    } else {
-        "createSlaPolicy"
-    };
+    let saved = if id.is_some() { p.update(&txn).await? } else { p.insert(&txn).await? };
+    let op = if id.is_some() { "updateSlaPolicy" } else { "createSlaPolicy" };
     audit::record(&txn, actor, op, "sla_policy", Some(saved.id), json!({})).await?;
     txn.commit().await?;
     Ok(saved)

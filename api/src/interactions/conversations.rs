@@ -19,13 +19,11 @@ use super::sla;
 use crate::audit::{self, Actor};
 use crate::db;
 use crate::error::{AppError, AppResult, FieldError};
+use crate::events::{self, NewEvent};
 
 /// Whether a conversation may move from one status to another.
 pub fn allowed(from: ConversationStatus, to: ConversationStatus) -> bool {
-    matches!(
-        (from, to),
-        (Open, Pending | Resolved) | (Pending, Open | Resolved) | (Resolved, Open | Closed)
-    )
+    matches!((from, to), (Open, Pending | Resolved) | (Pending, Open | Resolved) | (Resolved, Open | Closed))
 }
 
 /// The due time of the clock that runs in a state: the first response until we have
@@ -85,11 +83,20 @@ pub fn apply_status(c: &mut conversation::ActiveModel, to: ConversationStatus, a
     refresh_next_due(c);
 }
 
+/// The `conversation.updated` event (ids only; subscribers load the current state).
+pub fn updated_event(id: Uuid, customer_id: Uuid, channel: entity::enums::Channel) -> NewEvent {
+    NewEvent {
+        event_type: "conversation.updated",
+        aggregate_type: "conversation",
+        aggregate_id: id,
+        customer_id: Some(customer_id),
+        channel: Some(channel),
+        payload: json!({}),
+    }
+}
+
 async fn load(db: &impl ConnectionTrait, id: Uuid) -> AppResult<conversation::Model> {
-    conversation::Entity::find_by_id(id)
-        .one(db)
-        .await?
-        .ok_or(AppError::NotFound("conversation"))
+    conversation::Entity::find_by_id(id).one(db).await?.ok_or(AppError::NotFound("conversation"))
 }
 
 /// Moves a conversation to a new status, if the workflow allows it.
@@ -112,15 +119,9 @@ pub async fn set_status(
     let mut c = current.into_active_model();
     apply_status(&mut c, to, Utc::now());
     let updated = c.update(&txn).await?;
-    audit::record(
-        &txn,
-        actor,
-        "setConversationStatus",
-        "conversation",
-        Some(id),
-        json!({ "from": from, "to": to }),
-    )
-    .await?;
+    events::emit(&txn, updated_event(updated.id, updated.customer_id, updated.channel)).await?;
+    audit::record(&txn, actor, "setConversationStatus", "conversation", Some(id), json!({ "from": from, "to": to }))
+        .await?;
     txn.commit().await?;
     Ok(updated)
 }
@@ -135,20 +136,12 @@ pub async fn reply(
     visibility: Option<Visibility>,
 ) -> AppResult<(conversation::Model, interaction::Model)> {
     if body.trim().is_empty() || body.len() > super::ingest::MAX_BODY {
-        return Err(AppError::invalid(
-            &["input", "body"],
-            "INVALID",
-            "must be 1 byte to 64 KiB of text",
-        ));
+        return Err(AppError::invalid(&["input", "body"], "INVALID", "must be 1 byte to 64 KiB of text"));
     }
     let txn = db::begin_write(db).await?;
     let current = load(&txn, id).await?;
     if current.status == Closed {
-        return Err(AppError::invalid(
-            &["input", "conversationId"],
-            "CLOSED",
-            "the conversation is closed",
-        ));
+        return Err(AppError::invalid(&["input", "conversationId"], "CLOSED", "the conversation is closed"));
     }
     let now = Utc::now();
     let reply = interaction::ActiveModel {
@@ -180,15 +173,10 @@ pub async fn reply(
     c.updated_at = Set(now);
     refresh_next_due(&mut c);
     let updated = c.update(&txn).await?;
-    audit::record(
-        &txn,
-        actor,
-        "replyToConversation",
-        "conversation",
-        Some(id),
-        json!({ "interactionId": reply.id }),
-    )
-    .await?;
+    events::emit(&txn, updated_event(updated.id, updated.customer_id, updated.channel)).await?;
+    events::emit(&txn, super::ingest::interaction_event(&reply)).await?;
+    audit::record(&txn, actor, "replyToConversation", "conversation", Some(id), json!({ "interactionId": reply.id }))
+        .await?;
     txn.commit().await?;
     Ok((updated, reply))
 }
@@ -212,11 +200,7 @@ pub async fn assign(
     if let Some(Some(u)) = assignee_id {
         match user::Entity::find_by_id(u).one(&txn).await? {
             Some(agent) if agent.active => {}
-            Some(_) => errors.push(FieldError::new(
-                &["input", "assigneeId"],
-                "INACTIVE",
-                "the user is deactivated",
-            )),
+            Some(_) => errors.push(FieldError::new(&["input", "assigneeId"], "INACTIVE", "the user is deactivated")),
             None => errors.push(FieldError::new(&["input", "assigneeId"], "NOT_FOUND", "no such user")),
         }
     }
@@ -235,15 +219,8 @@ pub async fn assign(
     }
     c.updated_at = Set(Utc::now());
     let updated = c.update(&txn).await?;
-    audit::record(
-        &txn,
-        actor,
-        "assignConversation",
-        "conversation",
-        Some(id),
-        json!({ "fields": changed }),
-    )
-    .await?;
+    events::emit(&txn, updated_event(updated.id, updated.customer_id, updated.channel)).await?;
+    audit::record(&txn, actor, "assignConversation", "conversation", Some(id), json!({ "fields": changed })).await?;
     txn.commit().await?;
     Ok(updated)
 }
@@ -269,6 +246,7 @@ pub async fn set_priority(
     c.updated_at = Set(Utc::now());
     refresh_next_due(&mut c);
     let updated = c.update(&txn).await?;
+    events::emit(&txn, updated_event(updated.id, updated.customer_id, updated.channel)).await?;
     audit::record(
         &txn,
         actor,
@@ -292,11 +270,7 @@ pub async fn tag(
 ) -> AppResult<conversation::Model> {
     let clean = |t: &String| t.trim().to_lowercase();
     if add.iter().map(clean).any(|t| t.is_empty() || t.chars().count() > 50) {
-        return Err(AppError::invalid(
-            &["input", "add"],
-            "INVALID",
-            "tags are 1 to 50 characters",
-        ));
+        return Err(AppError::invalid(&["input", "add"], "INVALID", "tags are 1 to 50 characters"));
     }
     let txn = db::begin_write(db).await?;
     let current = load(&txn, id).await?;
@@ -315,6 +289,7 @@ pub async fn tag(
     c.tags = Set(json!(tags));
     c.updated_at = Set(Utc::now());
     let updated = c.update(&txn).await?;
+    events::emit(&txn, updated_event(updated.id, updated.customer_id, updated.channel)).await?;
     audit::record(&txn, actor, "tagConversation", "conversation", Some(id), json!({})).await?;
     txn.commit().await?;
     Ok(updated)

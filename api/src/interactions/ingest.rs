@@ -25,6 +25,7 @@ use crate::audit::{self, Actor};
 use crate::customers::service::{self as customers, IdentityInput, NewCustomer, ResolveError};
 use crate::db;
 use crate::error::{AppError, AppResult, FieldError};
+use crate::events::{self, NewEvent};
 use crate::sentiment;
 
 /// Largest accepted body, in bytes.
@@ -74,10 +75,7 @@ pub struct Pipeline {
 
 impl Pipeline {
     pub async fn load(db: &impl ConnectionTrait) -> AppResult<Pipeline> {
-        Ok(Pipeline {
-            rules: routing::load_rules(db).await?,
-            policies: sla::load(db).await?,
-        })
+        Ok(Pipeline { rules: routing::load_rules(db).await?, policies: sla::load(db).await? })
     }
 }
 
@@ -86,11 +84,7 @@ fn field(path: &[&str], name: &str) -> Vec<String> {
 }
 
 fn invalid(path: &[&str], name: &str, code: &'static str, message: impl Into<String>) -> FieldError {
-    FieldError {
-        field: field(path, name),
-        code,
-        message: message.into(),
-    }
+    FieldError { field: field(path, name), code, message: message.into() }
 }
 
 /// Checks what can be checked without the database.
@@ -101,49 +95,29 @@ fn validate(path: &[&str], input: &NewInteraction) -> AppResult<()> {
         errors.push(invalid(path, "externalId", "INVALID", "must be 1 to 300 characters"));
     }
     if input.body.as_ref().is_some_and(|b| b.len() > MAX_BODY) {
-        errors.push(invalid(
-            path,
-            "body",
-            "TOO_LONG",
-            format!("must be at most {MAX_BODY} bytes"),
-        ));
+        errors.push(invalid(path, "body", "TOO_LONG", format!("must be at most {MAX_BODY} bytes")));
     }
     if input.inbox.as_ref().is_some_and(|i| i.chars().count() > 200) {
         errors.push(invalid(path, "inbox", "TOO_LONG", "must be at most 200 characters"));
     }
     match (input.direction, input.author_kind) {
-        (Direction::Inbound, Some(AuthorKind::Agent | AuthorKind::Bot)) => errors.push(invalid(
-            path,
-            "authorKind",
-            "INVALID",
-            "an inbound event is written by the customer",
-        )),
-        (Direction::Outbound, Some(AuthorKind::Customer)) => errors.push(invalid(
-            path,
-            "authorKind",
-            "INVALID",
-            "an outbound event is written by an agent or a bot",
-        )),
+        (Direction::Inbound, Some(AuthorKind::Agent | AuthorKind::Bot)) => {
+            errors.push(invalid(path, "authorKind", "INVALID", "an inbound event is written by the customer"))
+        }
+        (Direction::Outbound, Some(AuthorKind::Customer)) => {
+            errors.push(invalid(path, "authorKind", "INVALID", "an outbound event is written by an agent or a bot"))
+        }
         _ => {}
     }
     if input.customer.id.is_none() && input.customer.identities.is_empty() {
-        errors.push(invalid(
-            path,
-            "identities",
-            "REQUIRED",
-            "give customerId or at least one identity",
-        ));
+        errors.push(invalid(path, "identities", "REQUIRED", "give customerId or at least one identity"));
     }
     if let Some(at) = input.occurred_at
         && at > Utc::now() + chrono::Duration::minutes(5)
     {
         errors.push(invalid(path, "occurredAt", "IN_FUTURE", "must not be in the future"));
     }
-    if errors.is_empty() {
-        Ok(())
-    } else {
-        Err(AppError::Invalid(errors))
-    }
+    if errors.is_empty() { Ok(()) } else { Err(AppError::Invalid(errors)) }
 }
 
 /// Records one event.
@@ -151,15 +125,7 @@ pub async fn record(db: &DatabaseConnection, actor: Actor<'_>, input: NewInterac
     let pipeline = Pipeline::load(db).await?;
     let recorded = record_with(db, actor, &pipeline, &["input"], input).await?;
     if recorded.created {
-        audit::record(
-            db,
-            actor,
-            "recordInteraction",
-            "interaction",
-            Some(recorded.interaction.id),
-            json!({}),
-        )
-        .await?;
+        audit::record(db, actor, "recordInteraction", "interaction", Some(recorded.interaction.id), json!({})).await?;
     }
     Ok(recorded)
 }
@@ -171,11 +137,7 @@ pub async fn record_batch(
     inputs: Vec<NewInteraction>,
 ) -> AppResult<Vec<AppResult<Recorded>>> {
     if inputs.len() > MAX_BATCH {
-        return Err(AppError::invalid(
-            &["inputs"],
-            "TOO_MANY",
-            format!("at most {MAX_BATCH} events per batch"),
-        ));
+        return Err(AppError::invalid(&["inputs"], "TOO_MANY", format!("at most {MAX_BATCH} events per batch")));
     }
     let pipeline = Pipeline::load(db).await?;
     let mut out = Vec::with_capacity(inputs.len());
@@ -189,14 +151,8 @@ pub async fn record_batch(
         }
         out.push(result);
     }
-    let created = out
-        .iter()
-        .filter(|r| matches!(r, Ok(Recorded { created: true, .. })))
-        .count();
-    let duplicates = out
-        .iter()
-        .filter(|r| matches!(r, Ok(Recorded { created: false, .. })))
-        .count();
+    let created = out.iter().filter(|r| matches!(r, Ok(Recorded { created: true, .. }))).count();
+    let duplicates = out.iter().filter(|r| matches!(r, Ok(Recorded { created: false, .. }))).count();
     let rejected = out.len() - created - duplicates;
     audit::record(
         db,
@@ -245,9 +201,7 @@ pub async fn record_with(
             Attempt::Retry => continue,
         }
     }
-    Err(AppError::Conflict(
-        "the event kept colliding with concurrent writes; retry".into(),
-    ))
+    Err(AppError::Conflict("the event kept colliding with concurrent writes; retry".into()))
 }
 
 async fn attempt(
@@ -260,10 +214,7 @@ async fn attempt(
     let txn = db::begin_write(db).await?;
     if let Some(existing) = find_existing(&txn, input.channel, &input.external_id).await? {
         txn.rollback().await.ok();
-        return Ok(Attempt::Done(Recorded {
-            interaction: existing,
-            created: false,
-        }));
+        return Ok(Attempt::Done(Recorded { interaction: existing, created: false }));
     }
     let customer = match resolve_customer(&txn, actor, path, input).await {
         Ok(c) => c,
@@ -275,26 +226,11 @@ async fn attempt(
     };
     let at = input.occurred_at.unwrap_or_else(Utc::now);
     let inbound = input.direction == Direction::Inbound;
-    let score = if inbound {
-        input
-            .body
-            .as_deref()
-            .filter(|b| !b.trim().is_empty())
-            .map(sentiment::analyse)
-    } else {
-        None
-    };
+    let score =
+        if inbound { input.body.as_deref().filter(|b| !b.trim().is_empty()).map(sentiment::analyse) } else { None };
     let conversation_id = thread(&txn, pipeline, &customer, input, at, score.map(|s| s.score)).await?;
-    let author_kind = input.author_kind.unwrap_or(if inbound {
-        AuthorKind::Customer
-    } else {
-        AuthorKind::Agent
-    });
-    let author_user_id = if author_kind == AuthorKind::Agent {
-        actor.principal.user().map(|u| u.id)
-    } else {
-        None
-    };
+    let author_kind = input.author_kind.unwrap_or(if inbound { AuthorKind::Customer } else { AuthorKind::Agent });
+    let author_user_id = if author_kind == AuthorKind::Agent { actor.principal.user().map(|u| u.id) } else { None };
     let row = interaction::ActiveModel {
         id: Set(Uuid::now_v7()),
         customer_id: Set(customer.id),
@@ -320,6 +256,8 @@ async fn attempt(
         }
         Err(e) => return Err(e.into()),
     };
+    events::emit(&txn, interaction_event(&inserted)).await?;
+    events::emit(&txn, super::conversations::updated_event(conversation_id, customer.id, input.channel)).await?;
     if customer.last_contact_at.is_none_or(|last| last < at) {
         customer::Entity::update_many()
             .col_expr(customer::Column::LastContactAt, Expr::value(at))
@@ -328,10 +266,19 @@ async fn attempt(
             .await?;
     }
     txn.commit().await?;
-    Ok(Attempt::Done(Recorded {
-        interaction: inserted,
-        created: true,
-    }))
+    Ok(Attempt::Done(Recorded { interaction: inserted, created: true }))
+}
+
+/// The `interaction.received` event of a stored interaction (ids and codes only).
+pub fn interaction_event(i: &interaction::Model) -> NewEvent {
+    NewEvent {
+        event_type: "interaction.received",
+        aggregate_type: "interaction",
+        aggregate_id: i.id,
+        customer_id: Some(i.customer_id),
+        channel: Some(i.channel),
+        payload: json!({ "conversationId": i.conversation_id, "direction": i.direction, "visibility": i.visibility }),
+    }
 }
 
 async fn resolve_customer(
@@ -343,9 +290,7 @@ async fn resolve_customer(
     if let Some(id) = input.customer.id {
         let mut found = customers::find(txn, id).await?.ok_or(AppError::NotFound("customer"))?;
         if let Some(survivor) = found.merged_into_id {
-            found = customers::find(txn, survivor)
-                .await?
-                .ok_or(AppError::NotFound("customer"))?;
+            found = customers::find(txn, survivor).await?.ok_or(AppError::NotFound("customer"))?;
         }
         if found.erased_at.is_some() {
             return Err(AppError::invalid(&[path, &["customerId"]].concat(), "ERASED", "was erased").into());
@@ -353,10 +298,7 @@ async fn resolve_customer(
         return Ok(found);
     }
     let identities = customers::normalize_all(&[path, &["identities"]].concat(), &input.customer.identities)?;
-    let profile = NewCustomer {
-        display_name: input.customer.display_name.clone(),
-        ..Default::default()
-    };
+    let profile = NewCustomer { display_name: input.customer.display_name.clone(), ..Default::default() };
     Ok(customers::resolve_in(txn, actor, &identities, &profile).await?.customer)
 }
 
@@ -417,11 +359,7 @@ async fn thread(
     let due = sla::pick(&pipeline.policies, input.channel, priority).map(|p| sla::due_times(p, at));
     let subject = input.body.as_deref().map(|b| b.chars().take(120).collect::<String>());
     let id = Uuid::now_v7();
-    let status = if inbound {
-        ConversationStatus::Open
-    } else {
-        ConversationStatus::Pending
-    };
+    let status = if inbound { ConversationStatus::Open } else { ConversationStatus::Pending };
     let first_response_at = if inbound { None } else { Some(at) };
     conversation::ActiveModel {
         id: Set(id),
@@ -429,11 +367,7 @@ async fn thread(
         channel: Set(input.channel),
         inbox: Set(input.inbox.clone()),
         // We wrote first (outreach): waiting on the customer.
-        status: Set(if inbound {
-            ConversationStatus::Open
-        } else {
-            ConversationStatus::Pending
-        }),
+        status: Set(if inbound { ConversationStatus::Open } else { ConversationStatus::Pending }),
         priority: Set(priority),
         subject: Set(subject),
         team_id: Set(route.team_id),

@@ -84,6 +84,11 @@ pub async fn find_conversation(db: &impl ConnectionTrait, id: Uuid) -> AppResult
     Ok(conversation::Entity::find_by_id(id).one(db).await?)
 }
 
+/// One interaction by id.
+pub async fn find_interaction(db: &impl ConnectionTrait, id: Uuid) -> AppResult<Option<interaction::Model>> {
+    Ok(interaction::Entity::find_by_id(id).one(db).await?)
+}
+
 /// One page of the queue.
 pub async fn conversations(
     db: &impl ConnectionTrait,
@@ -96,11 +101,7 @@ pub async fn conversations(
         ConversationSort::LastMessage => (conversation::Column::LastMessageAt, false),
         ConversationSort::Opened => (conversation::Column::OpenedAt, false),
     };
-    let order = Sort {
-        column,
-        id: conversation::Column::Id,
-        ascending,
-    };
+    let order = Sort { column, id: conversation::Column::Id, ascending };
     let query = conversation::Entity::find().filter(conversation_condition(filter));
     let key = move |c: &conversation::Model| {
         SortKey::Time(match sort {
@@ -156,20 +157,7 @@ pub async fn interactions(
     if let Some(to) = f.to {
         c = c.add(interaction::Column::OccurredAt.lt(to));
     }
-    let order = Sort {
-        column: interaction::Column::OccurredAt,
-        id: interaction::Column::Id,
-        ascending: false,
-    };
+    let order = Sort { column: interaction::Column::OccurredAt, id: interaction::Column::Id, ascending: false };
     let query = interaction::Entity::find().filter(c);
-    pagination::fetch(
-        db,
-        query,
-        order,
-        page,
-        MAX_PAGE,
-        |i| SortKey::Time(Some(i.occurred_at)),
-        |i| i.id,
-    )
-    .await
+    pagination::fetch(db, query, order, page, MAX_PAGE, |i| SortKey::Time(Some(i.occurred_at)), |i| i.id).await
 }

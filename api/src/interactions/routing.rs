@@ -97,9 +97,7 @@ pub struct Route {
 
 fn has_word(text: &str, word: &str) -> bool {
     let word = word.to_lowercase();
-    text.to_lowercase()
-        .split(|c: char| !c.is_alphanumeric() && c != '\'')
-        .any(|w| w == word)
+    text.to_lowercase().split(|c: char| !c.is_alphanumeric() && c != '\'').any(|w| w == word)
         || (word.contains(' ') && text.to_lowercase().contains(&word))
 }
 
@@ -107,18 +105,12 @@ impl Conditions {
     pub fn matches(&self, f: &RoutingFacts<'_>) -> bool {
         self.channels.as_ref().is_none_or(|c| c.contains(&f.channel))
             && self.visibility.is_none_or(|v| v == f.visibility)
-            && self.inboxes.as_ref().is_none_or(|i| {
-                f.inbox
-                    .is_some_and(|inbox| i.iter().any(|x| x.eq_ignore_ascii_case(inbox)))
-            })
             && self
-                .keywords
+                .inboxes
                 .as_ref()
-                .is_none_or(|k| f.body.is_some_and(|b| k.iter().any(|w| has_word(b, w))))
-            && self
-                .segments
-                .as_ref()
-                .is_none_or(|s| f.segment.is_some_and(|seg| s.iter().any(|x| x == seg)))
+                .is_none_or(|i| f.inbox.is_some_and(|inbox| i.iter().any(|x| x.eq_ignore_ascii_case(inbox))))
+            && self.keywords.as_ref().is_none_or(|k| f.body.is_some_and(|b| k.iter().any(|w| has_word(b, w))))
+            && self.segments.as_ref().is_none_or(|s| f.segment.is_some_and(|seg| s.iter().any(|x| x == seg)))
             && self.sentiment_below.is_none_or(|t| f.sentiment.is_some_and(|s| s < t))
             && self.business_hours.as_ref().is_none_or(|h| h.contains(f.at))
     }
@@ -145,13 +137,7 @@ pub async fn load_rules(db: &impl ConnectionTrait) -> AppResult<Vec<Rule>> {
                 }
             };
             let tags = serde_json::from_value::<Vec<String>>(r.add_tags.clone()).unwrap_or_default();
-            Some(Rule {
-                id: r.id,
-                conditions,
-                team_id: r.team_id,
-                priority: r.set_priority,
-                tags,
-            })
+            Some(Rule { id: r.id, conditions, team_id: r.team_id, priority: r.set_priority, tags })
         })
         .collect())
 }
@@ -161,12 +147,7 @@ pub fn route(rules: &[Rule], facts: &RoutingFacts<'_>) -> Route {
     rules
         .iter()
         .find(|r| r.conditions.matches(facts))
-        .map(|r| Route {
-            rule_id: Some(r.id),
-            team_id: r.team_id,
-            priority: r.priority,
-            tags: r.tags.clone(),
-        })
+        .map(|r| Route { rule_id: Some(r.id), team_id: r.team_id, priority: r.priority, tags: r.tags.clone() })
         .unwrap_or_default()
 }
 
@@ -183,10 +164,7 @@ mod tests {
             body: Some(body),
             segment: Some("premium"),
             sentiment: Some(-0.6),
-            at: Utc
-                .with_ymd_and_hms(2026, 11, 23, 10, 0, 0)
-                .single()
-                .unwrap_or_default(),
+            at: Utc.with_ymd_and_hms(2026, 11, 23, 10, 0, 0).single().unwrap_or_default(),
         }
     }
 
@@ -213,20 +191,9 @@ mod tests {
     #[test]
     fn every_condition_must_hold() {
         let f = facts("parcel late");
-        assert!(
-            rule(serde_json::json!({ "segments": ["premium"], "sentimentBelow": -0.5 }))
-                .conditions
-                .matches(&f)
-        );
-        assert!(
-            !rule(serde_json::json!({ "segments": ["premium"], "sentimentBelow": -0.7 }))
-                .conditions
-                .matches(&f)
-        );
-        assert!(
-            !rule(serde_json::json!({ "keywords": ["par"] })).conditions.matches(&f),
-            "whole words only"
-        );
+        assert!(rule(serde_json::json!({ "segments": ["premium"], "sentimentBelow": -0.5 })).conditions.matches(&f));
+        assert!(!rule(serde_json::json!({ "segments": ["premium"], "sentimentBelow": -0.7 })).conditions.matches(&f));
+        assert!(!rule(serde_json::json!({ "keywords": ["par"] })).conditions.matches(&f), "whole words only");
         let monday_10 = serde_json::json!({ "businessHours": { "days": [1,2,3,4,5], "start": 9, "end": 17 } });
         assert!(rule(monday_10).conditions.matches(&f));
         let evening =

@@ -29,12 +29,7 @@ pub fn pick(policies: &[sla_policy::Model], channel: Channel, priority: Priority
         (None, None) => Some(3),
         _ => None,
     };
-    policies
-        .iter()
-        .filter(|p| p.active)
-        .filter_map(|p| rank(p).map(|r| (r, p)))
-        .min_by_key(|(r, _)| *r)
-        .map(|(_, p)| p)
+    policies.iter().filter(|p| p.active).filter_map(|p| rank(p).map(|r| (r, p))).min_by_key(|(r, _)| *r).map(|(_, p)| p)
 }
 
 /// Due times for a conversation.
@@ -48,8 +43,5 @@ pub fn due_times(policy: &sla_policy::Model, opened_at: DateTime<Utc>) -> DueTim
 
 /// Every active policy (a handful of rows; loaded once per ingest batch).
 pub async fn load(db: &impl ConnectionTrait) -> AppResult<Vec<sla_policy::Model>> {
-    Ok(sla_policy::Entity::find()
-        .filter(sla_policy::Column::Active.eq(true))
-        .all(db)
-        .await?)
+    Ok(sla_policy::Entity::find().filter(sla_policy::Column::Active.eq(true)).all(db).await?)
 }

@@ -11,13 +11,13 @@ use chrono::{DateTime, Duration, Utc};
 use entity::enums::{AlertSeverity, AlertStatus, ConversationStatus};
 use entity::{alert, conversation};
 use sea_orm::sea_query::{Expr, OnConflict};
-use sea_orm::{
-    ColumnTrait, ConnectionTrait, DatabaseConnection, EntityTrait, QueryFilter, QueryOrder, QuerySelect, Set,
-};
+use sea_orm::{ColumnTrait, DatabaseConnection, EntityTrait, QueryFilter, QueryOrder, QuerySelect, Set};
 use serde_json::json;
 use uuid::Uuid;
 
+use crate::db;
 use crate::error::AppResult;
+use crate::events::{self, Bus, NewEvent};
 
 /// Conversations looked at per sweep and kind (the rest wait for the next sweep).
 const BATCH: u64 = 500;
@@ -30,19 +30,31 @@ pub struct SweepReport {
 }
 
 fn clock(c: &conversation::Model) -> &'static str {
-    if c.first_response_at.is_none() {
-        "first_response"
-    } else {
-        "resolution"
-    }
+    if c.first_response_at.is_none() { "first_response" } else { "resolution" }
 }
 
-/// Inserts an alert unless its dedupe key exists; true when this call raised it.
-async fn raise(db: &impl ConnectionTrait, a: alert::ActiveModel) -> AppResult<bool> {
+/// Inserts an alert unless its dedupe key exists, with its `sla.alert` event in the
+/// same transaction; true when this call raised it.
+async fn raise(db: &DatabaseConnection, c: &conversation::Model, a: alert::ActiveModel) -> AppResult<bool> {
+    let txn = db::begin_write(db).await?;
+    let id = *a.id.as_ref();
+    let kind = a.kind.as_ref().clone();
     let inserted = alert::Entity::insert(a)
         .on_conflict(OnConflict::column(alert::Column::DedupeKey).do_nothing().to_owned())
-        .exec_without_returning(db)
+        .exec_without_returning(&txn)
         .await?;
+    if inserted == 1 {
+        let event = NewEvent {
+            event_type: "sla.alert",
+            aggregate_type: "alert",
+            aggregate_id: id,
+            customer_id: Some(c.customer_id),
+            channel: Some(c.channel),
+            payload: json!({ "kind": kind, "conversationId": c.id }),
+        };
+        events::emit(&txn, event).await?;
+    }
+    txn.commit().await?;
     Ok(inserted == 1)
 }
 
@@ -103,7 +115,7 @@ pub async fn sweep(db: &DatabaseConnection, now: DateTime<Utc>, at_risk: Duratio
         }
         let what = if first { "First response" } else { "Resolution" };
         let title = format!("{what} SLA breached on {:?} conversation", c.channel);
-        if raise(db, sla_alert(&c, "sla_breached", AlertSeverity::Critical, title, now)).await? {
+        if raise(db, &c, sla_alert(&c, "sla_breached", AlertSeverity::Critical, title, now)).await? {
             report.breaches_raised += 1;
         }
     }
@@ -117,13 +129,9 @@ pub async fn sweep(db: &DatabaseConnection, now: DateTime<Utc>, at_risk: Duratio
         .await?;
     for c in soon {
         let minutes = c.next_due_at.map_or(0, |d| (d - now).num_minutes());
-        let what = if c.first_response_at.is_none() {
-            "First response"
-        } else {
-            "Resolution"
-        };
+        let what = if c.first_response_at.is_none() { "First response" } else { "Resolution" };
         let title = format!("{what} due in {minutes} min on {:?} conversation", c.channel);
-        if raise(db, sla_alert(&c, "sla_at_risk", AlertSeverity::Warning, title, now)).await? {
+        if raise(db, &c, sla_alert(&c, "sla_at_risk", AlertSeverity::Warning, title, now)).await? {
             report.at_risk_raised += 1;
         }
     }
@@ -131,7 +139,7 @@ pub async fn sweep(db: &DatabaseConnection, now: DateTime<Utc>, at_risk: Duratio
 }
 
 /// Runs the sweeper every `interval` until the process ends.
-pub fn spawn_sweeper(db: DatabaseConnection, interval: std::time::Duration, at_risk: Duration) {
+pub fn spawn_sweeper(db: DatabaseConnection, bus: Bus, interval: std::time::Duration, at_risk: Duration) {
     tokio::spawn(async move {
         let mut tick = tokio::time::interval(interval);
         tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
@@ -139,11 +147,10 @@ pub fn spawn_sweeper(db: DatabaseConnection, interval: std::time::Duration, at_r
             tick.tick().await;
             match sweep(&db, Utc::now(), at_risk).await {
                 Ok(r) if r == SweepReport::default() => {}
-                Ok(r) => tracing::info!(
-                    at_risk = r.at_risk_raised,
-                    breached = r.breaches_raised,
-                    "SLA alerts raised"
-                ),
+                Ok(r) => {
+                    bus.wake();
+                    tracing::info!(at_risk = r.at_risk_raised, breached = r.breaches_raised, "SLA alerts raised");
+                }
                 Err(e) => tracing::warn!(error = e.message(), "SLA sweep failed; retrying next interval"),
             }
         }

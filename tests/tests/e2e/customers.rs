@@ -42,20 +42,11 @@ async fn identities_are_normalised_and_validated() {
 
         // Any spelling of an identity finds the customer.
         let by = "query($k: IdentityKind!, $v: String!) { customerByIdentity(kind: $k, value: $v) { id } }";
-        for (kind, value) in [
-            ("EMAIL", "ANN.LEE@example.com"),
-            ("PHONE", "0044 20 7946 0958"),
-            ("TWITTER", "annlee"),
-        ] {
+        for (kind, value) in [("EMAIL", "ANN.LEE@example.com"), ("PHONE", "0044 20 7946 0958"), ("TWITTER", "annlee")] {
             let body = app.graphql(by, json!({ "k": kind, "v": value }), Some(&admin)).await;
-            assert_eq!(
-                body["data"]["customerByIdentity"]["id"], created["customer"]["id"],
-                "{kind} {value}: {body}"
-            );
+            assert_eq!(body["data"]["customerByIdentity"]["id"], created["customer"]["id"], "{kind} {value}: {body}");
         }
-        let bad = app
-            .graphql(by, json!({ "k": "PHONE", "v": "not a phone" }), Some(&admin))
-            .await;
+        let bad = app.graphql(by, json!({ "k": "PHONE", "v": "not a phone" }), Some(&admin)).await;
         assert_eq!(error_code(&bad), Some("BAD_USER_INPUT"), "{bad}");
         assert_eq!(bad["errors"][0]["extensions"]["fields"], json!(["value"]));
 
@@ -72,32 +63,14 @@ async fn identities_are_normalised_and_validated() {
         )
         .await;
         assert!(refused["customer"].is_null());
-        let fields: Vec<Value> = refused["userErrors"]
-            .as_array()
-            .unwrap()
-            .iter()
-            .map(|e| e["field"].clone())
-            .collect();
+        let fields: Vec<Value> = refused["userErrors"].as_array().unwrap().iter().map(|e| e["field"].clone()).collect();
         assert_eq!(
             fields,
-            [
-                json!(["input", "identities", "1", "value"]),
-                json!(["input", "identities", "2", "value"])
-            ],
+            [json!(["input", "identities", "1", "value"]), json!(["input", "identities", "2", "value"])],
             "{refused}"
         );
-        assert!(
-            refused["userErrors"]
-                .as_array()
-                .unwrap()
-                .iter()
-                .all(|e| e["code"] == "INVALID")
-        );
-        assert_eq!(
-            Customer::find().count(&app.db).await.unwrap(),
-            before,
-            "nothing half-written"
-        );
+        assert!(refused["userErrors"].as_array().unwrap().iter().all(|e| e["code"] == "INVALID"));
+        assert_eq!(Customer::find().count(&app.db).await.unwrap(), before, "nothing half-written");
     })
     .await;
 }
@@ -106,12 +79,7 @@ async fn identities_are_normalised_and_validated() {
 async fn an_identity_belongs_to_one_customer() {
     on_each_backend(async |app: &TestApp| {
         let admin = app.login_admin().await.access;
-        let ann = create(
-            app,
-            &admin,
-            json!({ "identities": [{ "kind": "EMAIL", "value": "ann@example.com" }] }),
-        )
-        .await;
+        let ann = create(app, &admin, json!({ "identities": [{ "kind": "EMAIL", "value": "ann@example.com" }] })).await;
         let ann_id = ann["customer"]["id"].as_str().unwrap().to_owned();
         let bob = create(app, &admin, json!({ "displayName": "Bob" })).await;
         let bob_id = bob["customer"]["id"].as_str().unwrap().to_owned();
@@ -119,51 +87,29 @@ async fn an_identity_belongs_to_one_customer() {
         let link = "mutation($c: ID!, $v: String!) { linkIdentity(input: {customerId: $c, \
                     identity: {kind: EMAIL, value: $v}}) { identity { id value } customer { id } \
                     userErrors { field code message } } }";
-        let taken = app
-            .graphql(link, json!({ "c": bob_id, "v": "ANN@example.com" }), Some(&admin))
-            .await;
+        let taken = app.graphql(link, json!({ "c": bob_id, "v": "ANN@example.com" }), Some(&admin)).await;
         let err = &taken["data"]["linkIdentity"]["userErrors"][0];
         assert_eq!(err["code"], "CONFLICT", "{taken}");
         assert_eq!(err["field"], json!(["input", "identity", "value"]));
-        assert!(
-            err["message"].as_str().unwrap().contains(&ann_id),
-            "says to whom: {err}"
-        );
+        assert!(err["message"].as_str().unwrap().contains(&ann_id), "says to whom: {err}");
 
-        let dup = create(
-            app,
-            &admin,
-            json!({ "identities": [{ "kind": "EMAIL", "value": "ann@example.com" }] }),
-        )
-        .await;
+        let dup = create(app, &admin, json!({ "identities": [{ "kind": "EMAIL", "value": "ann@example.com" }] })).await;
         assert_eq!(dup["userErrors"][0]["code"], "CONFLICT", "{dup}");
 
         // Linking one's own identity again is a no-op; a free one is attached.
-        let again = app
-            .graphql(link, json!({ "c": ann_id, "v": "ann@example.com" }), Some(&admin))
-            .await;
+        let again = app.graphql(link, json!({ "c": ann_id, "v": "ann@example.com" }), Some(&admin)).await;
         assert_eq!(again["data"]["linkIdentity"]["userErrors"], json!([]), "{again}");
-        let new = app
-            .graphql(link, json!({ "c": bob_id, "v": "bob@example.com" }), Some(&admin))
-            .await;
-        let identity_id = new["data"]["linkIdentity"]["identity"]["id"]
-            .as_str()
-            .unwrap()
-            .to_owned();
+        let new = app.graphql(link, json!({ "c": bob_id, "v": "bob@example.com" }), Some(&admin)).await;
+        let identity_id = new["data"]["linkIdentity"]["identity"]["id"].as_str().unwrap().to_owned();
         assert_eq!(new["data"]["linkIdentity"]["customer"]["id"], bob_id.as_str());
 
         let unlink = "mutation($i: ID!) { unlinkIdentity(input: {identityId: $i}) { identity { value } \
                       customer { identities { value } } userErrors { code } } }";
         let gone = app.graphql(unlink, json!({ "i": identity_id }), Some(&admin)).await;
-        assert_eq!(
-            gone["data"]["unlinkIdentity"]["identity"]["value"], "bob@example.com",
-            "{gone}"
-        );
+        assert_eq!(gone["data"]["unlinkIdentity"]["identity"]["value"], "bob@example.com", "{gone}");
         assert_eq!(gone["data"]["unlinkIdentity"]["customer"]["identities"], json!([]));
         // Now free: Ann can't take Bob's old address? She can: it belongs to nobody.
-        let free = app
-            .graphql(link, json!({ "c": ann_id, "v": "bob@example.com" }), Some(&admin))
-            .await;
+        let free = app.graphql(link, json!({ "c": ann_id, "v": "bob@example.com" }), Some(&admin)).await;
         assert_eq!(free["data"]["linkIdentity"]["userErrors"], json!([]), "{free}");
     })
     .await;
@@ -177,10 +123,7 @@ const RESOLVE: &str = "mutation($ids: [IdentityValueInput!]!, $name: String) { r
 async fn resolution_finds_links_or_creates() {
     on_each_backend(async |app: &TestApp| {
         let admin = app.login_admin().await.access;
-        let resolve = async |ids: Value| {
-            app.graphql(RESOLVE, json!({ "ids": ids, "name": "Cat" }), Some(&admin))
-                .await
-        };
+        let resolve = async |ids: Value| app.graphql(RESOLVE, json!({ "ids": ids, "name": "Cat" }), Some(&admin)).await;
 
         let first = resolve(json!([{ "kind": "TWITTER", "value": "@CatFan" }])).await;
         let r = &first["data"]["resolveCustomer"];
@@ -193,18 +136,9 @@ async fn resolution_finds_links_or_creates() {
         let r = &second["data"]["resolveCustomer"];
         assert_eq!(r["created"], false, "{second}");
         assert_eq!(r["customer"]["id"], cat.as_str(), "found by the handle");
-        assert_eq!(
-            r["linkedIdentities"],
-            json!([{ "kind": "EMAIL", "value": "cat@example.com" }]),
-            "email attached"
-        );
+        assert_eq!(r["linkedIdentities"], json!([{ "kind": "EMAIL", "value": "cat@example.com" }]), "email attached");
 
-        let other = create(
-            app,
-            &admin,
-            json!({ "identities": [{ "kind": "PHONE", "value": "+12025550143" }] }),
-        )
-        .await;
+        let other = create(app, &admin, json!({ "identities": [{ "kind": "PHONE", "value": "+12025550143" }] })).await;
         let other_id = other["customer"]["id"].as_str().unwrap().to_owned();
         let third = resolve(
             json!([{ "kind": "EMAIL", "value": "cat@example.com" }, { "kind": "PHONE", "value": "+1 202 555 0143" }]),
@@ -212,22 +146,12 @@ async fn resolution_finds_links_or_creates() {
         .await;
         let r = &third["data"]["resolveCustomer"];
         assert_eq!(r["customer"]["id"], cat.as_str(), "the first identity's owner wins");
-        assert_eq!(
-            r["possibleDuplicates"],
-            json!([{ "kind": "PHONE", "customerId": other_id }]),
-            "{third}"
-        );
+        assert_eq!(r["possibleDuplicates"], json!([{ "kind": "PHONE", "customerId": other_id }]), "{third}");
 
         let invalid = resolve(json!([{ "kind": "EMAIL", "value": "nope" }])).await;
-        assert_eq!(
-            invalid["data"]["resolveCustomer"]["userErrors"][0]["code"], "INVALID",
-            "{invalid}"
-        );
+        assert_eq!(invalid["data"]["resolveCustomer"]["userErrors"][0]["code"], "INVALID", "{invalid}");
         let empty = resolve(json!([])).await;
-        assert_eq!(
-            empty["data"]["resolveCustomer"]["userErrors"][0]["code"], "REQUIRED",
-            "{empty}"
-        );
+        assert_eq!(empty["data"]["resolveCustomer"]["userErrors"][0]["code"], "REQUIRED", "{empty}");
     })
     .await;
 }
@@ -248,22 +172,12 @@ async fn concurrent_resolution_of_one_new_identity_creates_one_customer() {
                 .iter()
                 .map(|a| {
                     let c = &a["data"]["resolveCustomer"]["customer"]["id"];
-                    c.as_str()
-                        .unwrap_or_else(|| panic!("[{}] {a}", backend.name()))
-                        .to_owned()
+                    c.as_str().unwrap_or_else(|| panic!("[{}] {a}", backend.name())).to_owned()
                 })
                 .collect();
-            let created = answers
-                .iter()
-                .filter(|a| a["data"]["resolveCustomer"]["created"] == true)
-                .count();
+            let created = answers.iter().filter(|a| a["data"]["resolveCustomer"]["created"] == true).count();
             ids.dedup();
-            assert_eq!(
-                ids.len(),
-                1,
-                "[{}] every request resolved to the same customer",
-                backend.name()
-            );
+            assert_eq!(ids.len(), 1, "[{}] every request resolved to the same customer", backend.name());
             assert_eq!(created, 1, "[{}] exactly one request created it", backend.name());
             let holders = CustomerIdentity::find()
                 .filter(entity::customer_identity::Column::Value.eq(email.clone()))
@@ -272,12 +186,7 @@ async fn concurrent_resolution_of_one_new_identity_creates_one_customer() {
                 .unwrap();
             assert_eq!(holders, 1);
         }
-        assert_eq!(
-            Customer::find().count(&app.db).await.unwrap(),
-            3,
-            "[{}] one customer per identity",
-            backend.name()
-        );
+        assert_eq!(Customer::find().count(&app.db).await.unwrap(), 3, "[{}] one customer per identity", backend.name());
         app.stop().await;
     }
 }
@@ -302,20 +211,15 @@ async fn the_360_costs_the_same_statements_for_5_and_for_50_customers() {
         assert!(fifty["errors"].is_null(), "{fifty}");
         assert_eq!(fifty["data"]["customers"]["edges"].as_array().unwrap().len(), 50);
         let who = backend.name();
-        assert_eq!(
-            cost_5, cost_50,
-            "[{who}] statements grow with the page size: 5 → {cost_5}, 50 → {cost_50}"
-        );
+        assert_eq!(cost_5, cost_50, "[{who}] statements grow with the page size: 5 → {cost_5}, 50 → {cost_50}");
         // list + identities + interactions + conversations + touchpoints + feedback +
         // journeys + 4 metric statements
         assert!(cost_50 <= 12, "[{who}] {cost_50} statements for the 360 page");
 
         // The nested data is really there and matches the database.
         let edges = fifty["data"]["customers"]["edges"].as_array().unwrap();
-        let with_interactions = edges
-            .iter()
-            .filter(|e| !e["node"]["interactions"]["edges"].as_array().unwrap().is_empty())
-            .count();
+        let with_interactions =
+            edges.iter().filter(|e| !e["node"]["interactions"]["edges"].as_array().unwrap().is_empty()).count();
         assert!(with_interactions > 10, "[{who}] demo customers have interactions");
         for edge in edges {
             let node = &edge["node"];
@@ -325,16 +229,10 @@ async fn the_360_costs_the_same_statements_for_5_and_for_50_customers() {
                 .count(&app.db)
                 .await
                 .unwrap();
-            assert_eq!(
-                node["metrics"]["interactionCount"], stored,
-                "[{who}] metrics count what is stored"
-            );
+            assert_eq!(node["metrics"]["interactionCount"], stored, "[{who}] metrics count what is stored");
             let shown = node["interactions"]["edges"].as_array().unwrap();
             assert_eq!(shown.len() as u64, stored.min(20));
-            let times: Vec<&str> = shown
-                .iter()
-                .map(|e| e["node"]["occurredAt"].as_str().unwrap())
-                .collect();
+            let times: Vec<&str> = shown.iter().map(|e| e["node"]["occurredAt"].as_str().unwrap()).collect();
             let mut sorted = times.clone();
             sorted.sort_by(|a, b| b.cmp(a));
             assert_eq!(times, sorted, "[{who}] newest first");
@@ -355,12 +253,7 @@ async fn list(app: &TestApp, token: &str, vars: Value) -> Value {
 }
 
 fn ids(page: &Value) -> Vec<String> {
-    page["edges"]
-        .as_array()
-        .unwrap()
-        .iter()
-        .map(|e| e["node"]["id"].as_str().unwrap().to_owned())
-        .collect()
+    page["edges"].as_array().unwrap().iter().map(|e| e["node"]["id"].as_str().unwrap().to_owned()).collect()
 }
 
 #[tokio::test]
@@ -368,12 +261,8 @@ async fn paging_forward_and_backward_visits_every_customer_once_in_order() {
     for backend in backends() {
         let app = TestApp::spawn_with(&backend, |s| s.demo_data = DemoData::Always).await;
         let admin = app.login_admin().await.access;
-        for (field, direction) in [
-            ("LAST_CONTACT", "DESC"),
-            ("NAME", "ASC"),
-            ("CREATED_AT", "DESC"),
-            ("NAME", "DESC"),
-        ] {
+        for (field, direction) in [("LAST_CONTACT", "DESC"), ("NAME", "ASC"), ("CREATED_AT", "DESC"), ("NAME", "DESC")]
+        {
             let order = json!({ "field": field, "direction": direction });
             let mut forward = Vec::new();
             let mut after: Option<String> = None;
@@ -421,9 +310,7 @@ async fn paging_forward_and_backward_visits_every_customer_once_in_order() {
 
         let too_big = app.graphql(LIST, json!({ "first": 101 }), Some(&admin)).await;
         assert_eq!(error_code(&too_big), Some("BAD_USER_INPUT"), "page size is capped");
-        let bad_cursor = app
-            .graphql(LIST, json!({ "first": 5, "after": "garbage" }), Some(&admin))
-            .await;
+        let bad_cursor = app.graphql(LIST, json!({ "first": 5, "after": "garbage" }), Some(&admin)).await;
         assert_eq!(error_code(&bad_cursor), Some("BAD_USER_INPUT"));
         app.stop().await;
     }
@@ -445,37 +332,20 @@ async fn list_filters_match_the_stored_facts() {
         };
 
         let (premium, page) = all(json!({ "segments": ["premium"] })).await;
-        let stored = Customer::find()
-            .filter(entity::customer::Column::Segment.eq("premium"))
-            .count(&app.db)
-            .await
-            .unwrap();
+        let stored =
+            Customer::find().filter(entity::customer::Column::Segment.eq("premium")).count(&app.db).await.unwrap();
         assert_eq!(premium, stored, "[{who}] segment");
-        assert!(
-            page["edges"]
-                .as_array()
-                .unwrap()
-                .iter()
-                .all(|e| e["node"]["segment"] == "premium")
-        );
+        assert!(page["edges"].as_array().unwrap().iter().all(|e| e["node"]["segment"] == "premium"));
 
         // Search by a name prefix (any case), an e-mail prefix, a handle with @.
-        let someone = &list(
-            &app,
-            &admin,
-            json!({ "first": 1, "o": { "field": "NAME", "direction": "ASC" } }),
-        )
-        .await["edges"][0]["node"];
+        let someone = &list(&app, &admin, json!({ "first": 1, "o": { "field": "NAME", "direction": "ASC" } })).await["edges"]
+            [0]["node"];
         let name = someone["displayName"].as_str().unwrap();
         let first_name = name.split(' ').next().unwrap().to_lowercase();
         let (n, page) = all(json!({ "search": first_name })).await;
         assert!(n >= 1, "[{who}] name prefix");
         for e in page["edges"].as_array().unwrap() {
-            let matches_name = e["node"]["displayName"]
-                .as_str()
-                .unwrap()
-                .to_lowercase()
-                .starts_with(&first_name);
+            let matches_name = e["node"]["displayName"].as_str().unwrap().to_lowercase().starts_with(&first_name);
             assert!(matches_name || n > 1, "[{who}] name search hit {e}");
         }
         let id = someone["id"].as_str().unwrap();
@@ -488,11 +358,7 @@ async fn list_filters_match_the_stored_facts() {
             .unwrap()
             .value;
         let (n, page) = all(json!({ "search": email.to_uppercase() })).await;
-        assert_eq!(
-            (n, ids(&page)),
-            (1, vec![id.to_owned()]),
-            "[{who}] full e-mail finds exactly them"
-        );
+        assert_eq!((n, ids(&page)), (1, vec![id.to_owned()]), "[{who}] full e-mail finds exactly them");
         let (n, _) = all(json!({ "search": "%" })).await;
         assert_eq!(n, 0, "[{who}] LIKE wildcards are literal");
 
@@ -506,10 +372,7 @@ async fn list_filters_match_the_stored_facts() {
         for e in page["edges"].as_array().unwrap() {
             let q = "query($id: ID!) { customer(id: $id) { metrics { openConversations } } }";
             let c = app.graphql(q, json!({ "id": e["node"]["id"] }), Some(&admin)).await;
-            assert!(
-                c["data"]["customer"]["metrics"]["openConversations"].as_i64().unwrap() > 0,
-                "[{who}] {c}"
-            );
+            assert!(c["data"]["customer"]["metrics"]["openConversations"].as_i64().unwrap() > 0, "[{who}] {c}");
         }
         let (promoters, page) = all(json!({ "npsCategory": "PROMOTER" })).await;
         let (passives, _) = all(json!({ "npsCategory": "PASSIVE" })).await;
@@ -524,18 +387,11 @@ async fn list_filters_match_the_stored_facts() {
             .map(|f| f.customer_id)
             .collect::<std::collections::HashSet<_>>()
             .len() as u64;
-        assert_eq!(
-            promoters + passives + detractors,
-            with_nps,
-            "[{who}] categories partition NPS answerers"
-        );
+        assert_eq!(promoters + passives + detractors, with_nps, "[{who}] categories partition NPS answerers");
         for e in page["edges"].as_array().unwrap() {
             let q = "query($id: ID!) { customer(id: $id) { metrics { latestNps { category } } } }";
             let c = app.graphql(q, json!({ "id": e["node"]["id"] }), Some(&admin)).await;
-            assert_eq!(
-                c["data"]["customer"]["metrics"]["latestNps"]["category"], "PROMOTER",
-                "[{who}]"
-            );
+            assert_eq!(c["data"]["customer"]["metrics"]["latestNps"]["category"], "PROMOTER", "[{who}]");
         }
         let from = chrono::Utc::now() - chrono::Duration::days(30);
         let (recent, page) = all(json!({ "lastContactFrom": from.to_rfc3339() })).await;
@@ -578,19 +434,12 @@ async fn analysts_see_masked_personal_data_and_cannot_write() {
         assert_eq!(clear["data"]["customer"]["piiMasked"], false);
         assert_eq!(clear["data"]["customer"]["attributes"], json!({ "vip": true }));
 
-        let refused = app
-            .graphql(CREATE, json!({ "input": { "displayName": "X" } }), Some(&analyst))
-            .await;
+        let refused = app.graphql(CREATE, json!({ "input": { "displayName": "X" } }), Some(&analyst)).await;
         assert_eq!(error_code(&refused), Some("FORBIDDEN"), "{refused}");
         let (email, password) = app.create_user(Role::Agent).await;
         let agent = app.login(&email, &password).await.access;
-        let allowed = app
-            .graphql(CREATE, json!({ "input": { "displayName": "X" } }), Some(&agent))
-            .await;
-        assert!(
-            allowed["data"]["createCustomer"]["customer"]["id"].is_string(),
-            "{allowed}"
-        );
+        let allowed = app.graphql(CREATE, json!({ "input": { "displayName": "X" } }), Some(&agent)).await;
+        assert!(allowed["data"]["createCustomer"]["customer"]["id"].is_string(), "{allowed}");
     })
     .await;
 }
@@ -603,26 +452,10 @@ async fn updates_are_partial_validated_and_audited() {
         let id = created["customer"]["id"].as_str().unwrap().to_owned();
         let update = "mutation($input: UpdateCustomerInput!) { updateCustomer(input: $input) { \
                       customer { displayName segment attributes } userErrors { field code } } }";
-        let changed = app
-            .graphql(
-                update,
-                json!({ "input": { "id": id, "segment": "premium" } }),
-                Some(&admin),
-            )
-            .await;
+        let changed = app.graphql(update, json!({ "input": { "id": id, "segment": "premium" } }), Some(&admin)).await;
         let c = &changed["data"]["updateCustomer"]["customer"];
-        assert_eq!(
-            (c["displayName"].as_str(), c["segment"].as_str()),
-            (Some("Dee"), Some("premium")),
-            "{changed}"
-        );
-        let cleared = app
-            .graphql(
-                update,
-                json!({ "input": { "id": id, "displayName": null } }),
-                Some(&admin),
-            )
-            .await;
+        assert_eq!((c["displayName"].as_str(), c["segment"].as_str()), (Some("Dee"), Some("premium")), "{changed}");
+        let cleared = app.graphql(update, json!({ "input": { "id": id, "displayName": null } }), Some(&admin)).await;
         let c = &cleared["data"]["updateCustomer"]["customer"];
         assert!(c["displayName"].is_null(), "null clears: {cleared}");
         assert_eq!(c["segment"], "premium", "absent stays");
@@ -639,11 +472,7 @@ async fn updates_are_partial_validated_and_audited() {
             .iter()
             .map(|e| e["field"].clone())
             .collect();
-        assert_eq!(
-            fields,
-            [json!(["input", "segment"]), json!(["input", "attributes"])],
-            "{bad}"
-        );
+        assert_eq!(fields, [json!(["input", "segment"]), json!(["input", "attributes"])], "{bad}");
         let missing = app
             .graphql(
                 update,
@@ -652,29 +481,17 @@ async fn updates_are_partial_validated_and_audited() {
             )
             .await;
         assert_eq!(error_code(&missing), Some("NOT_FOUND"));
-        let malformed = app
-            .graphql(update, json!({ "input": { "id": "not-a-uuid" } }), Some(&admin))
-            .await;
+        let malformed = app.graphql(update, json!({ "input": { "id": "not-a-uuid" } }), Some(&admin)).await;
         assert_eq!(error_code(&malformed), Some("BAD_USER_INPUT"));
 
         // Every change left an audit entry naming the user and the request, and no values.
-        let entries = AuditEntry::find()
-            .filter(entity::audit_entry::Column::TargetId.eq(id.clone()))
-            .all(&app.db)
-            .await
-            .unwrap();
+        let entries =
+            AuditEntry::find().filter(entity::audit_entry::Column::TargetId.eq(id.clone())).all(&app.db).await.unwrap();
         let ops: Vec<&str> = entries.iter().map(|e| e.operation.as_str()).collect();
         assert_eq!(ops, ["createCustomer", "updateCustomer", "updateCustomer"]);
-        assert!(
-            entries
-                .iter()
-                .all(|e| e.actor_user_id.is_some() && e.request_id.is_some())
-        );
+        assert!(entries.iter().all(|e| e.actor_user_id.is_some() && e.request_id.is_some()));
         assert_eq!(entries[1].changes, json!({ "fields": ["segment"] }));
-        assert!(
-            !entries.iter().any(|e| e.changes.to_string().contains("premium")),
-            "no values in the log"
-        );
+        assert!(!entries.iter().any(|e| e.changes.to_string().contains("premium")), "no values in the log");
     })
     .await;
 }

@@ -12,24 +12,12 @@ fn committed_schema() -> String {
 #[tokio::test]
 async fn serves_exactly_the_committed_schema() {
     let app = TestApp::spawn(&Backend::Sqlite).await;
-    let served = app
-        .client
-        .get(app.url("/schema.graphql"))
-        .send()
-        .await
-        .unwrap()
-        .text()
-        .await
-        .unwrap();
+    let served = app.client.get(app.url("/schema.graphql")).send().await.unwrap().text().await.unwrap();
     assert_eq!(served, committed_schema(), "served SDL differs from schema.graphql");
 
     // And introspection agrees with it on the root fields.
     let body = app
-        .graphql(
-            "{ __schema { queryType { fields { name } } mutationType { fields { name } } } }",
-            json!({}),
-            None,
-        )
+        .graphql("{ __schema { queryType { fields { name } } mutationType { fields { name } } } }", json!({}), None)
         .await;
     for kind in ["queryType", "mutationType"] {
         for f in body["data"]["__schema"][kind]["fields"].as_array().unwrap() {
@@ -59,21 +47,10 @@ async fn graphiql_and_unknown_routes() {
 #[tokio::test]
 async fn request_id_is_echoed_or_generated() {
     let app = TestApp::spawn(&Backend::Sqlite).await;
-    let given = app
-        .client
-        .get(app.url("/healthz"))
-        .header("x-request-id", "abc-123")
-        .send()
-        .await
-        .unwrap();
+    let given = app.client.get(app.url("/healthz")).header("x-request-id", "abc-123").send().await.unwrap();
     assert_eq!(given.headers()["x-request-id"], "abc-123");
-    let generated = app
-        .client
-        .post(app.url("/graphql"))
-        .json(&json!({"query": "{ __typename }"}))
-        .send()
-        .await
-        .unwrap();
+    let generated =
+        app.client.post(app.url("/graphql")).json(&json!({"query": "{ __typename }"})).send().await.unwrap();
     let id = generated.headers()["x-request-id"].to_str().unwrap().to_owned();
     assert_eq!(id.len(), 36, "a UUID: {id}");
     app.stop().await;
@@ -123,10 +100,7 @@ async fn malformed_requests_get_clear_coded_answers() {
         .await
         .unwrap();
     assert_eq!(bad_json.status(), 400);
-    assert_eq!(
-        error_code(&bad_json.json::<Value>().await.unwrap()),
-        Some("BAD_REQUEST")
-    );
+    assert_eq!(error_code(&bad_json.json::<Value>().await.unwrap()), Some("BAD_REQUEST"));
 
     let syntax = app.graphql("{ me { ", json!({}), None).await;
     assert_eq!(error_code(&syntax), Some("GRAPHQL_PARSE_FAILED"));
@@ -151,13 +125,7 @@ async fn oversized_bodies_are_refused() {
     let huge = json!({ "query": format!("{{ __typename }} # {}", "x".repeat(10_000)) });
     let resp = app.client.post(app.url("/graphql")).json(&huge).send().await.unwrap();
     assert_eq!(resp.status(), 413);
-    let small = app
-        .client
-        .post(app.url("/graphql"))
-        .json(&json!({"query": "{ __typename }"}))
-        .send()
-        .await
-        .unwrap();
+    let small = app.client.post(app.url("/graphql")).json(&json!({"query": "{ __typename }"})).send().await.unwrap();
     assert_eq!(small.status(), 200);
     app.stop().await;
 }
@@ -167,10 +135,7 @@ async fn database_errors_are_masked() {
     on_each_backend(async |app: &TestApp| {
         let session = app.login_admin().await;
         // Break the schema under the running server: the next query fails in SQL.
-        app.db
-            .execute_unprepared("ALTER TABLE users RENAME TO users_gone")
-            .await
-            .unwrap();
+        app.db.execute_unprepared("ALTER TABLE users RENAME TO users_gone").await.unwrap();
         let body = app.graphql("{ me { email } }", json!({}), Some(&session.access)).await;
         assert_eq!(error_code(&body), Some("INTERNAL"), "{body}");
         assert_eq!(body["errors"][0]["message"], "internal error");
@@ -178,10 +143,7 @@ async fn database_errors_are_masked() {
         for leak in ["users", "select", "relation", "sqlite", "postgres", "table"] {
             assert!(!text.contains(leak), "error leaks `{leak}`: {body}");
         }
-        app.db
-            .execute_unprepared("ALTER TABLE users_gone RENAME TO users")
-            .await
-            .unwrap();
+        app.db.execute_unprepared("ALTER TABLE users_gone RENAME TO users").await.unwrap();
     })
     .await;
 }

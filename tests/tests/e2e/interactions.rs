@@ -25,16 +25,12 @@ async fn record(app: &TestApp, token: &str, input: Value) -> Value {
 /// priority, and SLA policies: public social 30 min, the rest 24 h.
 async fn configure(app: &TestApp) -> (Uuid, Uuid) {
     let now = Utc::now();
-    let team_id = team::Model {
-        id: Uuid::now_v7(),
-        name: "Social care".into(),
-        created_at: now,
-    }
-    .into_active_model()
-    .insert(&app.db)
-    .await
-    .unwrap()
-    .id;
+    let team_id = team::Model { id: Uuid::now_v7(), name: "Social care".into(), created_at: now }
+        .into_active_model()
+        .insert(&app.db)
+        .await
+        .unwrap()
+        .id;
     let rule_id = routing_rule::Model {
         id: Uuid::now_v7(),
         name: "Public refund complaints".into(),
@@ -52,10 +48,9 @@ async fn configure(app: &TestApp) -> (Uuid, Uuid) {
     .await
     .unwrap()
     .id;
-    for (channel, priority, first, resolve) in [
-        (Some(Channel::Twitter), Some(Priority::High), 30, 240),
-        (None, None, 24 * 60, 72 * 60),
-    ] {
+    for (channel, priority, first, resolve) in
+        [(Some(Channel::Twitter), Some(Priority::High), 30, 240), (None, None, 24 * 60, 72 * 60)]
+    {
         sla_policy::Model {
             id: Uuid::now_v7(),
             name: format!("{channel:?} {priority:?}"),
@@ -100,23 +95,13 @@ async fn ingest_resolves_threads_routes_and_starts_the_sla_clock() {
         let customer_id = Uuid::parse_str(i["customerId"].as_str().unwrap()).unwrap();
         let conversation_id = Uuid::parse_str(i["conversationId"].as_str().unwrap()).unwrap();
 
-        let c = Conversation::find_by_id(conversation_id)
-            .one(&app.db)
-            .await
-            .unwrap()
-            .unwrap();
+        let c = Conversation::find_by_id(conversation_id).one(&app.db).await.unwrap().unwrap();
         assert_eq!(c.customer_id, customer_id);
-        assert_eq!(
-            (c.team_id, c.routing_rule_id, c.priority),
-            (Some(team_id), Some(rule_id), Priority::High)
-        );
+        assert_eq!((c.team_id, c.routing_rule_id, c.priority), (Some(team_id), Some(rule_id), Priority::High));
         assert_eq!(c.tags, json!(["refund", "public"]));
         assert_eq!(c.status, ConversationStatus::Open);
         let due = c.first_response_due_at.unwrap();
-        assert!(
-            (due - (at + Duration::minutes(30))).num_seconds().abs() <= 1,
-            "30-minute public social SLA: {due}"
-        );
+        assert!((due - (at + Duration::minutes(30))).num_seconds().abs() <= 1, "30-minute public social SLA: {due}");
         let customer = Customer::find_by_id(customer_id).one(&app.db).await.unwrap().unwrap();
         assert_eq!(customer.display_name.as_deref(), Some("Ann"));
         assert!(customer.last_contact_at.is_some());
@@ -144,20 +129,9 @@ async fn ingest_resolves_threads_routes_and_starts_the_sla_clock() {
             }),
         )
         .await;
-        assert_eq!(
-            reply["interaction"]["conversationId"],
-            conversation_id.to_string(),
-            "{reply}"
-        );
-        assert!(
-            reply["interaction"]["sentimentScore"].is_null(),
-            "only inbound text is scored"
-        );
-        let c = Conversation::find_by_id(conversation_id)
-            .one(&app.db)
-            .await
-            .unwrap()
-            .unwrap();
+        assert_eq!(reply["interaction"]["conversationId"], conversation_id.to_string(), "{reply}");
+        assert!(reply["interaction"]["sentimentScore"].is_null(), "only inbound text is scored");
+        let c = Conversation::find_by_id(conversation_id).one(&app.db).await.unwrap().unwrap();
         assert!(c.first_response_at.is_some());
         assert!(!c.first_response_breached);
 
@@ -174,14 +148,8 @@ async fn ingest_resolves_threads_routes_and_starts_the_sla_clock() {
         let other = Uuid::parse_str(email["interaction"]["conversationId"].as_str().unwrap()).unwrap();
         assert_ne!(other, conversation_id);
         let c = Conversation::find_by_id(other).one(&app.db).await.unwrap().unwrap();
-        assert_eq!(
-            (c.team_id, c.routing_rule_id, c.priority),
-            (None, None, Priority::Normal)
-        );
-        assert!(
-            c.first_response_due_at.unwrap() > Utc::now() + Duration::hours(23),
-            "24 h default SLA"
-        );
+        assert_eq!((c.team_id, c.routing_rule_id, c.priority), (None, None, Priority::Normal));
+        assert!(c.first_response_due_at.unwrap() > Utc::now() + Duration::hours(23), "24 h default SLA");
     })
     .await;
 }
@@ -199,12 +167,7 @@ async fn a_resolved_conversation_reopens_on_a_new_inbound_message() {
         )
         .await;
         let conversation_id = Uuid::parse_str(first["interaction"]["conversationId"].as_str().unwrap()).unwrap();
-        let mut c = Conversation::find_by_id(conversation_id)
-            .one(&app.db)
-            .await
-            .unwrap()
-            .unwrap()
-            .into_active_model();
+        let mut c = Conversation::find_by_id(conversation_id).one(&app.db).await.unwrap().unwrap().into_active_model();
         c.status = sea_orm::Set(ConversationStatus::Resolved);
         c.resolved_at = sea_orm::Set(Some(Utc::now()));
         c.update(&app.db).await.unwrap();
@@ -216,11 +179,7 @@ async fn a_resolved_conversation_reopens_on_a_new_inbound_message() {
         )
         .await;
         assert_eq!(again["interaction"]["conversationId"], conversation_id.to_string());
-        let c = Conversation::find_by_id(conversation_id)
-            .one(&app.db)
-            .await
-            .unwrap()
-            .unwrap();
+        let c = Conversation::find_by_id(conversation_id).one(&app.db).await.unwrap().unwrap();
         assert_eq!(c.status, ConversationStatus::Open);
         assert!(c.resolved_at.is_none());
     })
@@ -247,30 +206,15 @@ async fn the_same_event_twice_is_one_interaction_also_when_delivered_concurrentl
         let mut ids: Vec<String> = answers
             .iter()
             .map(|a| {
-                a["data"]["recordInteraction"]["interaction"]["id"]
-                    .as_str()
-                    .unwrap_or_else(|| panic!("{a}"))
-                    .to_owned()
+                a["data"]["recordInteraction"]["interaction"]["id"].as_str().unwrap_or_else(|| panic!("{a}")).to_owned()
             })
             .collect();
         ids.dedup();
-        assert_eq!(
-            ids.len(),
-            1,
-            "[{}] every copy answers with the one interaction",
-            backend.name()
-        );
-        let created = answers
-            .iter()
-            .filter(|a| a["data"]["recordInteraction"]["duplicate"] == false)
-            .count();
+        assert_eq!(ids.len(), 1, "[{}] every copy answers with the one interaction", backend.name());
+        let created = answers.iter().filter(|a| a["data"]["recordInteraction"]["duplicate"] == false).count();
         assert_eq!(created, 1, "[{}] exactly one copy created it", backend.name());
         assert_eq!(Interaction::find().count(&app.db).await.unwrap(), 2);
-        assert_eq!(
-            Customer::find().count(&app.db).await.unwrap(),
-            2,
-            "and one customer each"
-        );
+        assert_eq!(Customer::find().count(&app.db).await.unwrap(), 2, "and one customer each");
         assert_eq!(Conversation::find().count(&app.db).await.unwrap(), 2);
         app.stop().await;
     }
@@ -341,21 +285,11 @@ async fn ndjson_ingest_for_connectors() {
         assert_eq!(answers[1]["errors"][0]["code"], "MALFORMED");
         assert_eq!(answers[2]["errors"][0]["field"], json!(["2", "channel"]));
         assert_eq!(answers[3]["interactionId"], answers[0]["interactionId"]);
-        let stored = Interaction::find()
-            .filter(interaction::Column::ExternalId.eq("fb-1"))
-            .one(&app.db)
-            .await
-            .unwrap()
-            .unwrap();
+        let stored =
+            Interaction::find().filter(interaction::Column::ExternalId.eq("fb-1")).one(&app.db).await.unwrap().unwrap();
         assert_eq!(stored.sentiment_label, Some(entity::enums::SentimentLabel::Positive));
 
-        let anonymous = app
-            .client
-            .post(app.url("/ingest/interactions"))
-            .body(lines[0].clone())
-            .send()
-            .await
-            .unwrap();
+        let anonymous = app.client.post(app.url("/ingest/interactions")).body(lines[0].clone()).send().await.unwrap();
         assert_eq!(anonymous.status(), 401);
         let (email, password) = app.create_user(Role::Analyst).await;
         let analyst = app.login(&email, &password).await.access;
@@ -488,32 +422,15 @@ async fn the_queue_sorts_by_due_time_and_filters() {
             .map(|e| e["node"]["channel"].as_str().unwrap())
             .collect();
         assert_eq!(channels, ["TWITTER", "EMAIL", "EMAIL"], "soonest due first: {all}");
-        assert_eq!(
-            all["data"]["conversations"]["edges"][0]["node"]["customer"]["identities"][0]["value"],
-            "dev-1"
-        );
-        let soon = app
-            .graphql(q, json!({ "f": { "dueWithinMinutes": 60 } }), Some(&admin))
-            .await;
-        assert_eq!(
-            soon["data"]["conversations"]["edges"].as_array().unwrap().len(),
-            1,
-            "{soon}"
-        );
-        let routed = app
-            .graphql(
-                q,
-                json!({ "f": { "unassigned": true, "channels": ["EMAIL"] } }),
-                Some(&admin),
-            )
-            .await;
+        assert_eq!(all["data"]["conversations"]["edges"][0]["node"]["customer"]["identities"][0]["value"], "dev-1");
+        let soon = app.graphql(q, json!({ "f": { "dueWithinMinutes": 60 } }), Some(&admin)).await;
+        assert_eq!(soon["data"]["conversations"]["edges"].as_array().unwrap().len(), 1, "{soon}");
+        let routed = app.graphql(q, json!({ "f": { "unassigned": true, "channels": ["EMAIL"] } }), Some(&admin)).await;
         assert_eq!(routed["data"]["conversations"]["edges"].as_array().unwrap().len(), 2);
 
         let feed = "query($f: InteractionFilter) { interactions(filter: $f, first: 10) { edges { node { channel \
                     visibility sentimentLabel } } } }";
-        let public = app
-            .graphql(feed, json!({ "f": { "visibility": "PUBLIC_POST" } }), Some(&admin))
-            .await;
+        let public = app.graphql(feed, json!({ "f": { "visibility": "PUBLIC_POST" } }), Some(&admin)).await;
         let edges = public["data"]["interactions"]["edges"].as_array().unwrap();
         assert_eq!(edges.len(), 1, "{public}");
         assert_eq!(edges[0]["node"]["channel"], "TWITTER");
@@ -562,29 +479,17 @@ async fn the_sweeper_marks_breaches_and_alerts_exactly_once_across_replicas() {
         kinds.sort();
         let late_conv = Uuid::parse_str(late["interaction"]["conversationId"].as_str().unwrap()).unwrap();
         let close_conv = Uuid::parse_str(close["interaction"]["conversationId"].as_str().unwrap()).unwrap();
-        let mut expected = vec![
-            ("sla_at_risk".to_owned(), Some(close_conv)),
-            ("sla_breached".to_owned(), Some(late_conv)),
-        ];
+        let mut expected =
+            vec![("sla_at_risk".to_owned(), Some(close_conv)), ("sla_breached".to_owned(), Some(late_conv))];
         expected.sort();
-        assert_eq!(
-            kinds,
-            expected,
-            "[{}] one alert per conversation and clock",
-            backend.name()
-        );
+        assert_eq!(kinds, expected, "[{}] one alert per conversation and clock", backend.name());
         let c = Conversation::find_by_id(late_conv).one(&app.db).await.unwrap().unwrap();
         assert!(c.first_response_breached, "[{}] the breach is marked", backend.name());
 
         // Answering late keeps the breach on record.
         let reply = "mutation($id: ID!) { replyToConversation(input: {conversationId: $id, body: \"sorry!\"}) { conversation { firstResponseBreached } } }";
-        let r = app
-            .graphql(reply, json!({ "id": late_conv.to_string() }), Some(&admin))
-            .await;
-        assert_eq!(
-            r["data"]["replyToConversation"]["conversation"]["firstResponseBreached"], true,
-            "{r}"
-        );
+        let r = app.graphql(reply, json!({ "id": late_conv.to_string() }), Some(&admin)).await;
+        assert_eq!(r["data"]["replyToConversation"]["conversation"]["firstResponseBreached"], true, "{r}");
         app.stop().await;
     }
 }

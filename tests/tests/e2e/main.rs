@@ -8,3 +8,4 @@ mod interactions;
 mod migrations;
 mod privacy;
 mod startup;
+mod subscriptions;

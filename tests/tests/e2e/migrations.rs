@@ -20,10 +20,7 @@ async fn table_names(db: &DatabaseConnection) -> Vec<String> {
             "SELECT table_name AS name FROM information_schema.tables WHERE table_schema = 'public' ORDER BY table_name"
         }
     };
-    let rows = db
-        .query_all_raw(Statement::from_string(db.get_database_backend(), sql))
-        .await
-        .unwrap();
+    let rows = db.query_all_raw(Statement::from_string(db.get_database_backend(), sql)).await.unwrap();
     rows.iter().map(|r| r.try_get::<String>("", "name").unwrap()).collect()
 }
 
@@ -62,12 +59,7 @@ async fn migrations_go_up_down_and_up_again() {
         Migrator::up(&db, None).await.unwrap();
         assert_eq!(table_names(&db).await, TABLES, "[{}] after up", backend.name());
         Migrator::down(&db, None).await.unwrap();
-        assert_eq!(
-            table_names(&db).await,
-            ["seaql_migrations"],
-            "[{}] after down",
-            backend.name()
-        );
+        assert_eq!(table_names(&db).await, ["seaql_migrations"], "[{}] after down", backend.name());
         Migrator::up(&db, None).await.unwrap();
         assert_eq!(table_names(&db).await, TABLES, "[{}] after up again", backend.name());
         assert!(Migrator::get_pending_migrations(&db).await.unwrap().is_empty());
@@ -109,19 +101,12 @@ async fn schema_enforces_foreign_keys_and_identity_uniqueness() {
         let db = database.connect().await;
         Migrator::up(&db, None).await.unwrap();
 
-        let orphan = identity(Uuid::now_v7(), "nobody@example.com")
-            .into_active_model()
-            .insert(&db)
-            .await;
+        let orphan = identity(Uuid::now_v7(), "nobody@example.com").into_active_model().insert(&db).await;
         assert!(orphan.is_err(), "[{who}] an identity of a missing customer is refused");
 
         let a = new_customer().into_active_model().insert(&db).await.unwrap();
         let b = new_customer().into_active_model().insert(&db).await.unwrap();
-        identity(a.id, "ann@example.com")
-            .into_active_model()
-            .insert(&db)
-            .await
-            .unwrap();
+        identity(a.id, "ann@example.com").into_active_model().insert(&db).await.unwrap();
         let taken = identity(b.id, "ann@example.com").into_active_model().insert(&db).await;
         assert!(taken.is_err(), "[{who}] one identity belongs to one customer");
 

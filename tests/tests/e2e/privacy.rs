@@ -19,9 +19,7 @@ const CREATE: &str = "mutation($input: CreateCustomerInput!) { createCustomer(in
 
 async fn create(app: &TestApp, token: &str, input: Value) -> Uuid {
     let body = app.graphql(CREATE, json!({ "input": input }), Some(token)).await;
-    let id = body["data"]["createCustomer"]["customer"]["id"]
-        .as_str()
-        .unwrap_or_else(|| panic!("{body}"));
+    let id = body["data"]["createCustomer"]["customer"]["id"].as_str().unwrap_or_else(|| panic!("{body}"));
     Uuid::parse_str(id).unwrap()
 }
 
@@ -156,31 +154,11 @@ async fn add_facts(db: &DatabaseConnection, customer_id: Uuid, tag: &str, at: ch
 /// Rows owned by a customer in each moved table.
 async fn owned(db: &DatabaseConnection, id: Uuid) -> [u64; 5] {
     [
-        CustomerIdentity::find()
-            .filter(entity::customer_identity::Column::CustomerId.eq(id))
-            .count(db)
-            .await
-            .unwrap(),
-        Conversation::find()
-            .filter(conversation::Column::CustomerId.eq(id))
-            .count(db)
-            .await
-            .unwrap(),
-        Interaction::find()
-            .filter(interaction::Column::CustomerId.eq(id))
-            .count(db)
-            .await
-            .unwrap(),
-        Touchpoint::find()
-            .filter(touchpoint::Column::CustomerId.eq(id))
-            .count(db)
-            .await
-            .unwrap(),
-        Feedback::find()
-            .filter(feedback::Column::CustomerId.eq(id))
-            .count(db)
-            .await
-            .unwrap(),
+        CustomerIdentity::find().filter(entity::customer_identity::Column::CustomerId.eq(id)).count(db).await.unwrap(),
+        Conversation::find().filter(conversation::Column::CustomerId.eq(id)).count(db).await.unwrap(),
+        Interaction::find().filter(interaction::Column::CustomerId.eq(id)).count(db).await.unwrap(),
+        Touchpoint::find().filter(touchpoint::Column::CustomerId.eq(id)).count(db).await.unwrap(),
+        Feedback::find().filter(feedback::Column::CustomerId.eq(id)).count(db).await.unwrap(),
     ]
 }
 
@@ -213,28 +191,13 @@ async fn merge_moves_everything_and_unmerge_undoes_exactly_that() {
         let before_ann = owned(&app.db, ann).await;
         let before_dup = owned(&app.db, dup).await;
 
-        let body = app
-            .graphql(
-                MERGE,
-                json!({ "s": ann.to_string(), "d": dup.to_string() }),
-                Some(&admin),
-            )
-            .await;
+        let body = app.graphql(MERGE, json!({ "s": ann.to_string(), "d": dup.to_string() }), Some(&admin)).await;
         let m = &body["data"]["mergeCustomers"];
         assert_eq!(m["userErrors"], json!([]), "{body}");
         let merge_id = m["merge"]["id"].as_str().unwrap().to_owned();
         assert_eq!(m["merge"]["evidence"]["identityKinds"], json!(["email"]));
-        let moved: u64 = m["moved"]
-            .as_array()
-            .unwrap()
-            .iter()
-            .map(|r| r["rows"].as_u64().unwrap())
-            .sum();
-        assert_eq!(
-            moved,
-            before_dup.iter().sum::<u64>(),
-            "every row of the duplicate moved"
-        );
+        let moved: u64 = m["moved"].as_array().unwrap().iter().map(|r| r["rows"].as_u64().unwrap()).sum();
+        assert_eq!(moved, before_dup.iter().sum::<u64>(), "every row of the duplicate moved");
         let after = owned(&app.db, ann).await;
         for i in 0..5 {
             assert_eq!(after[i], before_ann[i] + before_dup[i], "table {i}");
@@ -243,35 +206,21 @@ async fn merge_moves_everything_and_unmerge_undoes_exactly_that() {
 
         // The old id redirects; the tombstone says where it went.
         let q = "query($id: ID!, $f: Boolean!) { customer(id: $id, followMerges: $f) { id mergedIntoId } }";
-        let redirect = app
-            .graphql(q, json!({ "id": dup.to_string(), "f": true }), Some(&admin))
-            .await;
+        let redirect = app.graphql(q, json!({ "id": dup.to_string(), "f": true }), Some(&admin)).await;
         assert_eq!(redirect["data"]["customer"]["id"], ann.to_string());
-        let tomb = app
-            .graphql(q, json!({ "id": dup.to_string(), "f": false }), Some(&admin))
-            .await;
+        let tomb = app.graphql(q, json!({ "id": dup.to_string(), "f": false }), Some(&admin)).await;
         assert_eq!(tomb["data"]["customer"]["mergedIntoId"], ann.to_string());
         // The twitter handle of the duplicate now finds the survivor.
         let by = "{ customerByIdentity(kind: TWITTER, value: \"annl\") { id } }";
-        assert_eq!(
-            app.graphql(by, json!({}), Some(&admin)).await["data"]["customerByIdentity"]["id"],
-            ann.to_string()
-        );
+        assert_eq!(app.graphql(by, json!({}), Some(&admin)).await["data"]["customerByIdentity"]["id"], ann.to_string());
 
         // Clear errors for impossible merges.
         for (s, d, code) in [(ann, ann, "SAME_CUSTOMER"), (ann, dup, "MERGED"), (dup, ann, "MERGED")] {
-            let body = app
-                .graphql(MERGE, json!({ "s": s.to_string(), "d": d.to_string() }), Some(&admin))
-                .await;
+            let body = app.graphql(MERGE, json!({ "s": s.to_string(), "d": d.to_string() }), Some(&admin)).await;
             assert_eq!(body["data"]["mergeCustomers"]["userErrors"][0]["code"], code, "{body}");
         }
-        let missing = app
-            .graphql(
-                MERGE,
-                json!({ "s": ann.to_string(), "d": Uuid::now_v7().to_string() }),
-                Some(&admin),
-            )
-            .await;
+        let missing =
+            app.graphql(MERGE, json!({ "s": ann.to_string(), "d": Uuid::now_v7().to_string() }), Some(&admin)).await;
         assert_eq!(error_code(&missing), Some("NOT_FOUND"));
 
         // Something new arrives for the survivor after the merge: it stays on unmerge.
@@ -279,33 +228,13 @@ async fn merge_moves_everything_and_unmerge_undoes_exactly_that() {
         let undone = app.graphql(UNMERGE, json!({ "m": merge_id }), Some(&admin)).await;
         assert_eq!(undone["data"]["unmergeCustomers"]["userErrors"], json!([]), "{undone}");
         assert!(undone["data"]["unmergeCustomers"]["merge"]["unmergedAt"].is_string());
-        assert_eq!(
-            owned(&app.db, dup).await,
-            before_dup,
-            "exactly the duplicate's rows went back"
-        );
+        assert_eq!(owned(&app.db, dup).await, before_dup, "exactly the duplicate's rows went back");
         let ann_now = owned(&app.db, ann).await;
-        assert_eq!(
-            ann_now[1..],
-            [
-                before_ann[1] + 1,
-                before_ann[2] + 2,
-                before_ann[3] + 1,
-                before_ann[4] + 1
-            ]
-        );
-        let live = app
-            .graphql(q, json!({ "id": dup.to_string(), "f": false }), Some(&admin))
-            .await;
-        assert!(
-            live["data"]["customer"]["mergedIntoId"].is_null(),
-            "duplicate is live again"
-        );
+        assert_eq!(ann_now[1..], [before_ann[1] + 1, before_ann[2] + 2, before_ann[3] + 1, before_ann[4] + 1]);
+        let live = app.graphql(q, json!({ "id": dup.to_string(), "f": false }), Some(&admin)).await;
+        assert!(live["data"]["customer"]["mergedIntoId"].is_null(), "duplicate is live again");
         let again = app.graphql(UNMERGE, json!({ "m": merge_id }), Some(&admin)).await;
-        assert_eq!(
-            again["data"]["unmergeCustomers"]["userErrors"][0]["code"],
-            "ALREADY_UNMERGED"
-        );
+        assert_eq!(again["data"]["unmergeCustomers"]["userErrors"][0]["code"], "ALREADY_UNMERGED");
 
         // Audited, and only admins and managers may merge.
         let ops: Vec<String> = AuditEntry::find()
@@ -316,19 +245,10 @@ async fn merge_moves_everything_and_unmerge_undoes_exactly_that() {
             .into_iter()
             .map(|e| e.operation)
             .collect();
-        assert!(
-            ops.contains(&"mergeCustomers".to_owned()) && ops.contains(&"unmergeCustomers".to_owned()),
-            "{ops:?}"
-        );
+        assert!(ops.contains(&"mergeCustomers".to_owned()) && ops.contains(&"unmergeCustomers".to_owned()), "{ops:?}");
         let (email, password) = app.create_user(Role::Agent).await;
         let agent = app.login(&email, &password).await.access;
-        let denied = app
-            .graphql(
-                MERGE,
-                json!({ "s": ann.to_string(), "d": dup.to_string() }),
-                Some(&agent),
-            )
-            .await;
+        let denied = app.graphql(MERGE, json!({ "s": ann.to_string(), "d": dup.to_string() }), Some(&agent)).await;
         assert_eq!(error_code(&denied), Some("FORBIDDEN"));
     })
     .await;
@@ -345,14 +265,7 @@ async fn columns(db: &DatabaseConnection) -> Vec<(String, String)> {
         _ => "SELECT table_name AS t, column_name AS c FROM information_schema.columns WHERE table_schema = 'public'",
     };
     let rows = db.query_all_raw(Statement::from_string(backend, sql)).await.unwrap();
-    rows.iter()
-        .map(|r| {
-            (
-                r.try_get::<String>("", "t").unwrap(),
-                r.try_get::<String>("", "c").unwrap(),
-            )
-        })
-        .collect()
+    rows.iter().map(|r| (r.try_get::<String>("", "t").unwrap(), r.try_get::<String>("", "c").unwrap())).collect()
 }
 
 /// Where a string occurs in the database, as `table.column` (case-insensitive).
@@ -404,13 +317,7 @@ async fn erasure_leaves_no_trace_of_the_person_and_spares_everyone_else() {
         .await;
         add_facts(&app.db, victim, canary, now).await;
         add_facts(&app.db, old, canary, now).await;
-        let body = app
-            .graphql(
-                MERGE,
-                json!({ "s": victim.to_string(), "d": old.to_string() }),
-                Some(&admin),
-            )
-            .await;
+        let body = app.graphql(MERGE, json!({ "s": victim.to_string(), "d": old.to_string() }), Some(&admin)).await;
         assert_eq!(body["data"]["mergeCustomers"]["userErrors"], json!([]), "{body}");
         let bystander_tag = "zqbystander";
         let bystander = create(
@@ -427,9 +334,7 @@ async fn erasure_leaves_no_trace_of_the_person_and_spares_everyone_else() {
 
         let erase = "mutation($id: ID!) { eraseCustomer(input: {id: $id}) { erasedCustomerId customers identities \
                      interactions conversations feedback userErrors { code } } }";
-        let erased = app
-            .graphql(erase, json!({ "id": victim.to_string() }), Some(&admin))
-            .await;
+        let erased = app.graphql(erase, json!({ "id": victim.to_string() }), Some(&admin)).await;
         let e = &erased["data"]["eraseCustomer"];
         assert_eq!(e["userErrors"], json!([]), "{erased}");
         assert_eq!(e["customers"], 2, "the customer and its tombstone");
@@ -437,27 +342,11 @@ async fn erasure_leaves_no_trace_of_the_person_and_spares_everyone_else() {
         assert_eq!(e["interactions"], 4);
 
         let left = occurrences(&app.db, canary).await;
-        assert!(
-            left.is_empty(),
-            "[{}] personal data survives erasure in {left:?}",
-            app.backend.name()
-        );
-        assert_eq!(
-            occurrences(&app.db, bystander_tag).await,
-            bystander_before,
-            "other customers untouched"
-        );
-        assert_eq!(
-            Interaction::find().count(&app.db).await.unwrap(),
-            interactions_before,
-            "anonymous rows stay"
-        );
+        assert!(left.is_empty(), "[{}] personal data survives erasure in {left:?}", app.backend.name());
+        assert_eq!(occurrences(&app.db, bystander_tag).await, bystander_before, "other customers untouched");
+        assert_eq!(Interaction::find().count(&app.db).await.unwrap(), interactions_before, "anonymous rows stay");
         let kept = Customer::find_by_id(victim).one(&app.db).await.unwrap().unwrap();
-        assert_eq!(
-            kept.segment.as_deref(),
-            Some("premium"),
-            "non-personal fields stay for aggregates"
-        );
+        assert_eq!(kept.segment.as_deref(), Some("premium"), "non-personal fields stay for aggregates");
         assert!(kept.erased_at.is_some());
         let audit = AuditEntry::find()
             .filter(entity::audit_entry::Column::Operation.eq("eraseCustomer"))
@@ -468,19 +357,12 @@ async fn erasure_leaves_no_trace_of_the_person_and_spares_everyone_else() {
         assert!(audit.actor_user_id.is_some(), "who erased is recorded");
 
         // It cannot be undone or written to.
-        let again = app
-            .graphql(erase, json!({ "id": victim.to_string() }), Some(&admin))
-            .await;
+        let again = app.graphql(erase, json!({ "id": victim.to_string() }), Some(&admin)).await;
         assert_eq!(again["data"]["eraseCustomer"]["userErrors"][0]["code"], "ERASED");
         let update =
             "mutation($id: ID!) { updateCustomer(input: {id: $id, displayName: \"Back\"}) { userErrors { code } } }";
-        let refused = app
-            .graphql(update, json!({ "id": victim.to_string() }), Some(&admin))
-            .await;
-        assert_eq!(
-            refused["data"]["updateCustomer"]["userErrors"][0]["code"], "ERASED",
-            "{refused}"
-        );
+        let refused = app.graphql(update, json!({ "id": victim.to_string() }), Some(&admin)).await;
+        assert_eq!(refused["data"]["updateCustomer"]["userErrors"][0]["code"], "ERASED", "{refused}");
         let merge_id = app
             .graphql(
                 "query($c: ID!) { customerMerges(customerId: $c) { id } }",
@@ -490,13 +372,7 @@ async fn erasure_leaves_no_trace_of_the_person_and_spares_everyone_else() {
             .await["data"]["customerMerges"][0]["id"]
             .clone();
         let unmerge = app.graphql(UNMERGE, json!({ "m": merge_id }), Some(&admin)).await;
-        assert!(
-            !unmerge["data"]["unmergeCustomers"]["userErrors"]
-                .as_array()
-                .unwrap()
-                .is_empty(),
-            "{unmerge}"
-        );
+        assert!(!unmerge["data"]["unmergeCustomers"]["userErrors"].as_array().unwrap().is_empty(), "{unmerge}");
     })
     .await;
 }
@@ -521,13 +397,7 @@ async fn export_returns_everything_held_and_is_admin_only() {
         assert_eq!(doc["conversations"].as_array().unwrap().len(), 1);
         assert_eq!(doc["touchpoints"].as_array().unwrap().len(), 1);
         assert_eq!(doc["feedback"][0]["comment"], "eve says the parcel was late");
-        assert!(
-            doc["auditTrail"]
-                .as_array()
-                .unwrap()
-                .iter()
-                .any(|a| a["operation"] == "createCustomer")
-        );
+        assert!(doc["auditTrail"].as_array().unwrap().iter().any(|a| a["operation"] == "createCustomer"));
         let exported = AuditEntry::find()
             .filter(entity::audit_entry::Column::Operation.eq("exportCustomerData"))
             .count(&app.db)
@@ -574,11 +444,7 @@ async fn the_server_runs_the_retention_job_when_configured() {
         add_facts(&app.db, id, "stale", Utc::now() - Duration::days(31)).await;
         let deadline = std::time::Instant::now() + std::time::Duration::from_secs(15);
         while !occurrences(&app.db, "my name is stale").await.is_empty() {
-            assert!(
-                std::time::Instant::now() < deadline,
-                "[{}] the job never ran",
-                backend.name()
-            );
+            assert!(std::time::Instant::now() < deadline, "[{}] the job never ran", backend.name());
             tokio::time::sleep(std::time::Duration::from_millis(200)).await;
         }
         app.stop().await;

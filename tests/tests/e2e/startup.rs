@@ -12,16 +12,9 @@ async fn first_start_creates_admin_and_demo_data_once() {
     for backend in backends() {
         let app = TestApp::spawn_with(&backend, |s| s.demo_data = DemoData::Always).await;
         let who = backend.name();
-        let (email, generated) = app
-            .bootstrap
-            .admin_created
-            .clone()
-            .expect("admin created on empty database");
+        let (email, generated) = app.bootstrap.admin_created.clone().expect("admin created on empty database");
         assert_eq!(email, ADMIN_EMAIL, "[{who}]");
-        assert!(
-            generated.is_none(),
-            "[{who}] password came from settings, nothing generated"
-        );
+        assert!(generated.is_none(), "[{who}] password came from settings, nothing generated");
         let seeded = app.bootstrap.demo_data.expect("demo data loaded");
         assert_eq!(seeded.customers, 300, "[{who}]");
         assert_eq!(Customer::find().count(&app.db).await.unwrap(), 300, "[{who}]");
@@ -35,11 +28,7 @@ async fn first_start_creates_admin_and_demo_data_once() {
         ] {
             assert!(rows > 0, "[{who}] demo data has no {table}");
         }
-        assert_eq!(
-            seeded.interactions,
-            Interaction::find().count(&app.db).await.unwrap(),
-            "[{who}]"
-        );
+        assert_eq!(seeded.interactions, Interaction::find().count(&app.db).await.unwrap(), "[{who}]");
 
         // A second start on the same database changes nothing.
         let again = bootstrap(&app.db, &app.settings).await.unwrap();
@@ -79,18 +68,10 @@ async fn demo_data_is_deterministic_for_a_seed() {
             .await
             .unwrap();
         rows.iter()
-            .map(|r| {
-                (
-                    r.try_get::<String>("", "display_name").unwrap(),
-                    r.try_get::<String>("", "segment").unwrap(),
-                )
-            })
+            .map(|r| (r.try_get::<String>("", "display_name").unwrap(), r.try_get::<String>("", "segment").unwrap()))
             .collect::<Vec<_>>()
     };
-    assert_eq!(
-        a.bootstrap.demo_data, b.bootstrap.demo_data,
-        "same sizes for the same seed"
-    );
+    assert_eq!(a.bootstrap.demo_data, b.bootstrap.demo_data, "same sizes for the same seed");
     assert_eq!(names(&a).await, names(&b).await, "same customers for the same seed");
     a.stop().await;
     b.stop().await;
@@ -102,25 +83,15 @@ async fn sqlite_runs_in_wal_mode_with_foreign_keys() {
     let pragma = async |name: &str| {
         let row = app
             .db
-            .query_one_raw(Statement::from_string(
-                sea_orm::DatabaseBackend::Sqlite,
-                format!("PRAGMA {name}"),
-            ))
+            .query_one_raw(Statement::from_string(sea_orm::DatabaseBackend::Sqlite, format!("PRAGMA {name}")))
             .await
             .unwrap()
             .unwrap();
-        row.try_get_by_index::<i64>(0)
-            .map(|v| v.to_string())
-            .or_else(|_| row.try_get_by_index::<String>(0))
-            .unwrap()
+        row.try_get_by_index::<i64>(0).map(|v| v.to_string()).or_else(|_| row.try_get_by_index::<String>(0)).unwrap()
     };
     assert_eq!(pragma("journal_mode").await, "wal");
     assert_eq!(pragma("foreign_keys").await, "1");
-    assert_eq!(
-        pragma("synchronous").await,
-        "2",
-        "FULL: acknowledged writes survive a crash"
-    );
+    assert_eq!(pragma("synchronous").await, "2", "FULL: acknowledged writes survive a crash");
     assert!(pragma("busy_timeout").await.parse::<i64>().unwrap() >= 1000);
     app.stop().await;
 }
@@ -145,9 +116,7 @@ async fn readiness_turns_red_when_postgres_refuses_connections() {
         eprintln!("PostgreSQL not configured: readiness-failure test runs on PostgreSQL only");
         return;
     };
-    let Backend::Postgres(server) = &backend else {
-        unreachable!()
-    };
+    let Backend::Postgres(server) = &backend else { unreachable!() };
     let app = TestApp::spawn_with(&backend, |s| s.db_acquire_timeout = 1).await;
     let name = app.database.url.rsplit('/').next().unwrap().to_owned();
     let admin = sea_orm::Database::connect(server.as_str()).await.unwrap();

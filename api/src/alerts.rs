@@ -1,0 +1,56 @@
+//! Alerts: early warnings (SLA at risk or breached now; negative-mention spikes later),
+//! raised once, read by staff, acknowledged by a person.
+
+use chrono::Utc;
+use entity::alert;
+use entity::enums::AlertStatus;
+use sea_orm::{
+    ActiveModelTrait, ColumnTrait, ConnectionTrait, DatabaseConnection, EntityTrait, IntoActiveModel, QueryFilter, Set,
+};
+use serde_json::json;
+use uuid::Uuid;
+
+use crate::audit::{self, Actor};
+use crate::db;
+use crate::error::{AppError, AppResult};
+use crate::pagination::{self, Page, PageRequest, Sort, SortKey};
+
+/// One alert by id.
+pub async fn find(db: &impl ConnectionTrait, id: Uuid) -> AppResult<Option<alert::Model>> {
+    Ok(alert::Entity::find_by_id(id).one(db).await?)
+}
+
+/// Alerts, newest first, optionally by status and kind.
+pub async fn list(
+    db: &impl ConnectionTrait,
+    status: Option<AlertStatus>,
+    kind: Option<String>,
+    page: &PageRequest,
+) -> AppResult<Page<alert::Model>> {
+    let mut query = alert::Entity::find();
+    if let Some(s) = status {
+        query = query.filter(alert::Column::Status.eq(s));
+    }
+    if let Some(k) = kind {
+        query = query.filter(alert::Column::Kind.eq(k));
+    }
+    let sort = Sort { column: alert::Column::RaisedAt, id: alert::Column::Id, ascending: false };
+    pagination::fetch(db, query, sort, page, 100, |a| SortKey::Time(Some(a.raised_at)), |a| a.id).await
+}
+
+/// Marks an alert as seen by the calling user.
+pub async fn acknowledge(db: &DatabaseConnection, actor: Actor<'_>, id: Uuid) -> AppResult<alert::Model> {
+    let txn = db::begin_write(db).await?;
+    let found = find(&txn, id).await?.ok_or(AppError::NotFound("alert"))?;
+    if found.status != AlertStatus::Open {
+        return Err(AppError::invalid(&["input", "alertId"], "ALREADY_ACKNOWLEDGED", "the alert is not open"));
+    }
+    let mut a = found.into_active_model();
+    a.status = Set(AlertStatus::Acknowledged);
+    a.acknowledged_at = Set(Some(Utc::now()));
+    a.acknowledged_by = Set(actor.principal.user().map(|u| u.id));
+    let updated = a.update(&txn).await?;
+    audit::record(&txn, actor, "acknowledgeAlert", "alert", Some(id), json!({})).await?;
+    txn.commit().await?;
+    Ok(updated)
+}

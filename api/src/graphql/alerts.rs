@@ -1,0 +1,136 @@
+//! Alerts over GraphQL: list, acknowledge.
+
+use async_graphql::connection::{Connection, Edge, EmptyFields};
+use async_graphql::{Context, Enum, ID, InputObject, Json, Object, Result, SimpleObject};
+use chrono::{DateTime, Utc};
+use entity::alert;
+
+use super::enums::Channel;
+use super::types::{UserError, actor, context, id, parse_id, split_user_errors};
+use crate::alerts;
+use crate::pagination::PageRequest;
+
+/// How urgent an alert is.
+#[derive(Enum, Clone, Copy, PartialEq, Eq)]
+#[graphql(remote = "entity::enums::AlertSeverity")]
+pub enum AlertSeverity {
+    /// For information.
+    Info,
+    /// Needs attention soon (e.g. an SLA at risk).
+    Warning,
+    /// Needs attention now (e.g. an SLA breached).
+    Critical,
+}
+
+/// Where an alert is in its life.
+#[derive(Enum, Clone, Copy, PartialEq, Eq)]
+#[graphql(remote = "entity::enums::AlertStatus")]
+pub enum AlertStatus {
+    /// Raised, nobody has looked yet.
+    Open,
+    /// A person has seen it.
+    Acknowledged,
+    /// Over.
+    Resolved,
+}
+
+/// An early warning, raised once.
+pub struct Alert(pub alert::Model);
+
+#[Object]
+impl Alert {
+    /// Stable id.
+    async fn id(&self) -> ID {
+        id(self.0.id)
+    }
+    /// Kind, e.g. `sla_at_risk`, `sla_breached`.
+    async fn kind(&self) -> &str {
+        &self.0.kind
+    }
+    /// How urgent.
+    async fn severity(&self) -> AlertSeverity {
+        self.0.severity.into()
+    }
+    /// Open, acknowledged or resolved.
+    async fn status(&self) -> AlertStatus {
+        self.0.status.into()
+    }
+    /// One line for a person.
+    async fn title(&self) -> &str {
+        &self.0.title
+    }
+    /// Channel concerned.
+    async fn channel(&self) -> Option<Channel> {
+        self.0.channel.map(Into::into)
+    }
+    /// Conversation concerned.
+    async fn conversation_id(&self) -> Option<ID> {
+        self.0.conversation_id.map(id)
+    }
+    /// Details (ids, due time, clock).
+    async fn details(&self) -> Json<serde_json::Value> {
+        Json(self.0.details.clone())
+    }
+    /// When it was raised.
+    async fn raised_at(&self) -> DateTime<Utc> {
+        self.0.raised_at
+    }
+    /// When a person acknowledged it.
+    async fn acknowledged_at(&self) -> Option<DateTime<Utc>> {
+        self.0.acknowledged_at
+    }
+}
+
+/// An alert to acknowledge.
+#[derive(InputObject)]
+pub struct AcknowledgeAlertInput {
+    /// The alert.
+    alert_id: ID,
+}
+
+/// Result of `acknowledgeAlert`.
+#[derive(SimpleObject)]
+pub struct AlertPayload {
+    /// The alert after the change.
+    alert: Option<Alert>,
+    /// Problems the user can fix.
+    user_errors: Vec<UserError>,
+}
+
+#[derive(Default)]
+pub struct AlertQuery;
+
+#[Object]
+impl AlertQuery {
+    /// Alerts, newest first.
+    async fn alerts(
+        &self,
+        ctx: &Context<'_>,
+        status: Option<AlertStatus>,
+        #[graphql(desc = "e.g. `sla_breached`")] kind: Option<String>,
+        first: Option<i32>,
+        after: Option<String>,
+    ) -> Result<Connection<String, Alert, EmptyFields, EmptyFields>> {
+        let (state, _) = context(ctx)?;
+        let first = first.map(|n| u64::try_from(n).unwrap_or(0));
+        let page = PageRequest { first, after, last: None, before: None };
+        let result = alerts::list(state.db(), status.map(Into::into), kind, &page).await?;
+        let mut connection = Connection::new(result.has_previous_page, result.has_next_page);
+        connection.edges.extend(result.rows.into_iter().map(|(c, a)| Edge::new(c.encode(), Alert(a))));
+        Ok(connection)
+    }
+}
+
+#[derive(Default)]
+pub struct AlertMutation;
+
+#[Object]
+impl AlertMutation {
+    /// Marks an open alert as seen by the calling user.
+    async fn acknowledge_alert(&self, ctx: &Context<'_>, input: AcknowledgeAlertInput) -> Result<AlertPayload> {
+        let (state, _) = context(ctx)?;
+        let alert_id = parse_id(&input.alert_id, &["input", "alertId"])?;
+        let (alert, user_errors) = split_user_errors(alerts::acknowledge(state.db(), actor(ctx)?, alert_id).await)?;
+        Ok(AlertPayload { alert: alert.map(Alert), user_errors })
+    }
+}

@@ -1,0 +1,145 @@
+//! Subscriptions over WebSocket on both backends: authentication in
+//! `connection_init`, filters, masking, delivery across two servers (replicas) on one
+//! database, and no event from a rolled-back transaction.
+
+use cxgraph_tests::{Backend, Subscription, TestApp, backends};
+use entity::enums::Role;
+use sea_orm::TransactionTrait;
+use serde_json::{Value, json};
+
+const RECORD: &str = "mutation($input: RecordInteractionInput!) { recordInteraction(input: $input) { \
+    interaction { id conversationId } userErrors { code } } }";
+
+async fn record(app: &TestApp, token: &str, channel: &str, ext: &str, body: &str) -> Value {
+    let input = json!({ "channel": channel, "direction": "INBOUND", "body": body, "externalId": ext,
+        "identities": [{ "kind": "EMAIL", "value": format!("{ext}@example.com") }] });
+    let out = app.graphql(RECORD, json!({ "input": input }), Some(token)).await;
+    assert!(out["data"]["recordInteraction"]["interaction"]["id"].is_string(), "{out}");
+    out["data"]["recordInteraction"]["interaction"].clone()
+}
+
+const INTERACTIONS: &str = "subscription { interactionReceived(channels: [EMAIL]) { id channel externalId body } }";
+
+#[tokio::test]
+async fn subscribers_receive_committed_interactions_with_their_filters_and_rights() {
+    for backend in backends() {
+        let app = TestApp::spawn(&backend).await;
+        let admin = app.login_admin().await.access;
+        let (email, password) = app.create_user(Role::Analyst).await;
+        let analyst = app.login(&email, &password).await.access;
+        let mut as_admin = Subscription::start(&app, Some(&admin), INTERACTIONS).await.expect("admin may subscribe");
+        let mut as_analyst =
+            Subscription::start(&app, Some(&analyst), INTERACTIONS).await.expect("analyst may subscribe");
+
+        record(&app, &admin, "SMS", "sms-1", "not for the email subscribers").await;
+        let sent = record(&app, &admin, "EMAIL", "mail-1", "hello by email").await;
+        let got = as_admin.next(10).await.unwrap_or_else(|| panic!("[{}] no event", backend.name()));
+        let item = &got["data"]["interactionReceived"];
+        assert_eq!(item["id"], sent["id"], "[{}] the SMS was filtered out: {got}", backend.name());
+        assert_eq!(item["body"], "hello by email");
+        let masked = as_analyst.next(10).await.expect("analyst event");
+        assert_eq!(masked["data"]["interactionReceived"]["id"], sent["id"]);
+        assert!(masked["data"]["interactionReceived"]["body"].is_null(), "analysts get no bodies");
+
+        let refused = Subscription::start(&app, None, INTERACTIONS).await.err().expect("anonymous refused");
+        assert_eq!(refused[0]["extensions"]["code"], "UNAUTHENTICATED", "{refused}");
+        let bad = Subscription::start(&app, Some("garbage"), INTERACTIONS).await.err().expect("bad token refused");
+        assert_eq!(bad[0]["extensions"]["code"], "UNAUTHENTICATED", "{bad}");
+        assert_eq!(bad[0]["message"], "access token invalid");
+        app.stop().await;
+    }
+}
+
+#[tokio::test]
+async fn an_event_committed_on_one_replica_reaches_a_subscriber_on_another() {
+    for backend in backends() {
+        let first = TestApp::spawn(&backend).await;
+        let second = first.spawn_replica().await;
+        let admin_first = first.login_admin().await.access;
+        let admin_second = second.login_admin().await.access;
+        let mut on_second = Subscription::start(&second, Some(&admin_second), INTERACTIONS).await.expect("subscribes");
+        let mut updates = Subscription::start(
+            &second,
+            Some(&admin_second),
+            "subscription { conversationUpdated { id status customer { id } } }",
+        )
+        .await
+        .expect("subscribes");
+        let sent = record(&first, &admin_first, "EMAIL", "x-1", "from the other replica").await;
+        let got = on_second.next(10).await.unwrap_or_else(|| panic!("[{}] nothing crossed replicas", backend.name()));
+        assert_eq!(got["data"]["interactionReceived"]["id"], sent["id"]);
+        let update = updates.next(10).await.expect("conversation update crossed replicas");
+        assert_eq!(update["data"]["conversationUpdated"]["id"], sent["conversationId"]);
+        assert!(update["data"]["conversationUpdated"]["customer"]["id"].is_string());
+        second.stop().await;
+        first.stop().await;
+    }
+}
+
+#[tokio::test]
+async fn an_event_from_a_rolled_back_transaction_is_never_delivered() {
+    for backend in backends() {
+        let app = TestApp::spawn(&backend).await;
+        let admin = app.login_admin().await.access;
+        let mut sub = Subscription::start(&app, Some(&admin), INTERACTIONS).await.expect("subscribes");
+        let ghost = uuid::Uuid::now_v7();
+        let txn = app.db.begin().await.unwrap();
+        let event = cxgraph::events::NewEvent {
+            event_type: "interaction.received",
+            aggregate_type: "interaction",
+            aggregate_id: ghost,
+            customer_id: None,
+            channel: Some(entity::enums::Channel::Email),
+            payload: json!({}),
+        };
+        cxgraph::events::emit(&txn, event).await.map_err(|e| e.message()).unwrap();
+        txn.rollback().await.unwrap();
+        let sent = record(&app, &admin, "EMAIL", "real-1", "committed").await;
+        let got = sub.next(10).await.expect("the committed event arrives");
+        assert_eq!(
+            got["data"]["interactionReceived"]["id"],
+            sent["id"],
+            "[{}] only the committed event",
+            backend.name()
+        );
+        assert!(sub.next(1).await.is_none(), "nothing else");
+        app.stop().await;
+    }
+}
+
+#[tokio::test]
+async fn sla_alerts_are_pushed() {
+    let app = TestApp::spawn(&Backend::Sqlite).await;
+    let admin = app.login_admin().await.access;
+    let mut sub = Subscription::start(&app, Some(&admin), "subscription { slaAlert { kind severity conversationId } }")
+        .await
+        .expect("subscribes");
+    let now = chrono::Utc::now();
+    let policy = entity::sla_policy::Model {
+        id: uuid::Uuid::now_v7(),
+        name: "fast".into(),
+        channel: None,
+        priority: None,
+        first_response_minutes: 1,
+        resolution_minutes: 60,
+        active: true,
+        created_at: now,
+        updated_at: now,
+    };
+    sea_orm::ActiveModelTrait::insert(sea_orm::IntoActiveModel::into_active_model(policy), &app.db).await.unwrap();
+    let input = json!({ "channel": "CHAT", "direction": "INBOUND", "body": "hi", "externalId": "late-chat",
+        "occurredAt": (now - chrono::Duration::minutes(5)).to_rfc3339(), "identities": [{ "kind": "WEB", "value": "d1" }] });
+    let rec = app.graphql(RECORD, json!({ "input": input }), Some(&admin)).await;
+    cxgraph::interactions::sweeper::sweep(&app.db, chrono::Utc::now(), chrono::Duration::minutes(10))
+        .await
+        .map_err(|e| e.message())
+        .unwrap();
+    app.state.bus().wake();
+    let got = sub.next(10).await.expect("alert pushed");
+    assert_eq!(got["data"]["slaAlert"]["kind"], "sla_breached");
+    assert_eq!(
+        got["data"]["slaAlert"]["conversationId"],
+        rec["data"]["recordInteraction"]["interaction"]["conversationId"]
+    );
+    app.stop().await;
+}
