@@ -181,6 +181,7 @@ async fn load_catalogue(db: &DatabaseConnection, now: DateTime<Utc>) -> AppResul
             first_response_minutes: first,
             resolution_minutes: resolve,
             active: true,
+            business_hours: None,
             created_at: now,
             updated_at: now,
         }

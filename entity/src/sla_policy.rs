@@ -15,6 +15,9 @@ pub struct Model {
     pub first_response_minutes: i32,
     pub resolution_minutes: i32,
     pub active: bool,
+    /// When set, targets count only inside these hours (JSON, see `routing::BusinessHours`).
+    #[sea_orm(column_type = "JsonBinary", nullable)]
+    pub business_hours: Option<Json>,
     pub created_at: DateTimeUtc,
     pub updated_at: DateTimeUtc,
 }

@@ -17,6 +17,7 @@ mod m20261123_000005_create_alerts_audit_outbox;
 mod m20261123_000006_create_customer_merges;
 mod m20261123_000007_add_conversation_sla_clocks;
 mod m20261123_000008_add_feed_indexes;
+mod m20261123_000009_add_sla_business_hours;
 
 /// The ordered list of cxgraph migrations.
 #[derive(Debug)]
@@ -34,6 +35,7 @@ impl MigratorTrait for Migrator {
             Box::new(m20261123_000006_create_customer_merges::Migration),
             Box::new(m20261123_000007_add_conversation_sla_clocks::Migration),
             Box::new(m20261123_000008_add_feed_indexes::Migration),
+            Box::new(m20261123_000009_add_sla_business_hours::Migration),
         ]
     }
 }

@@ -47,6 +47,30 @@ pub struct RoutingConditions {
     business_hours: Option<BusinessHours>,
 }
 
+impl From<BusinessHours> for DomainHours {
+    fn from(h: BusinessHours) -> Self {
+        DomainHours {
+            days: h.days,
+            start: h.start,
+            end: h.end,
+            utc_offset_minutes: h.utc_offset_minutes,
+            outside: h.outside,
+        }
+    }
+}
+
+impl From<DomainHours> for BusinessHours {
+    fn from(h: DomainHours) -> Self {
+        BusinessHours {
+            days: h.days,
+            start: h.start,
+            end: h.end,
+            utc_offset_minutes: h.utc_offset_minutes,
+            outside: h.outside,
+        }
+    }
+}
+
 impl From<RoutingConditions> for Conditions {
     fn from(c: RoutingConditions) -> Self {
         Conditions {
@@ -56,13 +80,7 @@ impl From<RoutingConditions> for Conditions {
             keywords: c.keywords,
             segments: c.segments,
             sentiment_below: c.sentiment_below,
-            business_hours: c.business_hours.map(|h| DomainHours {
-                days: h.days,
-                start: h.start,
-                end: h.end,
-                utc_offset_minutes: h.utc_offset_minutes,
-                outside: h.outside,
-            }),
+            business_hours: c.business_hours.map(Into::into),
         }
     }
 }
@@ -76,13 +94,7 @@ impl From<Conditions> for RoutingConditions {
             keywords: c.keywords,
             segments: c.segments,
             sentiment_below: c.sentiment_below,
-            business_hours: c.business_hours.map(|h| BusinessHours {
-                days: h.days,
-                start: h.start,
-                end: h.end,
-                utc_offset_minutes: h.utc_offset_minutes,
-                outside: h.outside,
-            }),
+            business_hours: c.business_hours.map(Into::into),
         }
     }
 }
@@ -164,6 +176,11 @@ impl SlaPolicy {
     async fn active(&self) -> bool {
         self.0.active
     }
+    /// Hours the targets count in (null: around the clock).
+    async fn business_hours(&self) -> Option<BusinessHours> {
+        let hours: DomainHours = serde_json::from_value(self.0.business_hours.clone()?).ok()?;
+        Some(hours.into())
+    }
 }
 
 /// A routing rule to create or change (absent fields stay as they are).
@@ -213,6 +230,8 @@ pub struct SlaPolicyInput {
     resolution_minutes: Option<i32>,
     /// Whether it applies to new conversations (deactivate instead of deleting).
     active: Option<bool>,
+    /// Count targets only inside these hours (null: around the clock).
+    business_hours: MaybeUndefined<BusinessHours>,
 }
 
 /// Result of `saveSlaPolicy`.
@@ -296,6 +315,11 @@ impl ConfigMutation {
             first_response_minutes: input.first_response_minutes,
             resolution_minutes: input.resolution_minutes,
             active: input.active,
+            business_hours: match input.business_hours {
+                MaybeUndefined::Undefined => None,
+                MaybeUndefined::Null => Some(None),
+                MaybeUndefined::Value(h) => Some(Some(h.into())),
+            },
         };
         let (policy, user_errors) =
             split_user_errors(config::save_policy(state.db(), actor(ctx)?, policy_id, domain).await)?;

@@ -9,7 +9,7 @@ use sea_orm::{ActiveModelTrait, DatabaseConnection, EntityTrait, IntoActiveModel
 use serde_json::json;
 use uuid::Uuid;
 
-use super::routing::Conditions;
+use super::routing::{BusinessHours, Conditions};
 use crate::audit::{self, Actor};
 use crate::db;
 use crate::error::{AppError, AppResult, FieldError};
@@ -164,6 +164,8 @@ pub struct PolicyInput {
     pub first_response_minutes: Option<i32>,
     pub resolution_minutes: Option<i32>,
     pub active: Option<bool>,
+    /// `Some(None)` counts around the clock again.
+    pub business_hours: Option<Option<BusinessHours>>,
 }
 
 /// Every SLA policy.
@@ -194,6 +196,19 @@ pub async fn save_policy(
     if id.is_none() && input.name.is_none() {
         errors.push(FieldError::new(&["input", "name"], "REQUIRED", "a new policy needs a name"));
     }
+    if let Some(Some(h)) = &input.business_hours
+        && (h.start >= h.end
+            || h.end > 24
+            || h.days.is_empty()
+            || h.days.iter().any(|d| !(1..=7).contains(d))
+            || h.outside)
+    {
+        errors.push(FieldError::new(
+            &["input", "businessHours"],
+            "INVALID",
+            "needs days 1–7 (Monday = 1) and 0 ≤ start < end ≤ 24",
+        ));
+    }
     if !errors.is_empty() {
         return Err(AppError::Invalid(errors));
     }
@@ -213,10 +228,14 @@ pub async fn save_policy(
             first_response_minutes: Set(0),
             resolution_minutes: Set(0),
             active: Set(true),
+            business_hours: Set(None),
             created_at: Set(now),
             updated_at: Set(now),
         },
     };
+    if let Some(hours) = input.business_hours {
+        p.business_hours = Set(hours.map(|h| serde_json::to_value(h).unwrap_or_default()));
+    }
     if let Some(n) = input.name {
         p.name = Set(n.trim().to_owned());
     }

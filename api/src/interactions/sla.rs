@@ -2,12 +2,15 @@
 //! priority sets its first-response and resolution due times.
 //!
 //! Specificity: channel and priority both match, then channel only, then priority
-//! only, then the catch-all (both null). Business-hours counting, pausing while pending
-//! and the breach sweeper are not built yet (see the interactions issue).
+//! only, then the catch-all (both null). A policy with business hours counts its
+//! minutes only while open (a 60-minute target set at 16:30 on a 9–17 weekday policy
+//! is due at 9:30 the next working day).
 
-use chrono::{DateTime, Duration, Utc};
+use chrono::{DateTime, Datelike, Duration, Utc};
 use entity::enums::{Channel, Priority};
 use entity::sla_policy;
+
+use super::routing::BusinessHours;
 use sea_orm::{ColumnTrait, ConnectionTrait, EntityTrait, QueryFilter};
 
 use crate::error::AppResult;
@@ -34,10 +37,73 @@ pub fn pick(policies: &[sla_policy::Model], channel: Channel, priority: Priority
 
 /// Due times for a conversation.
 pub fn due_times(policy: &sla_policy::Model, opened_at: DateTime<Utc>) -> DueTimes {
+    let hours: Option<BusinessHours> = policy.business_hours.clone().and_then(|h| serde_json::from_value(h).ok());
+    let due = |minutes: i32| match &hours {
+        Some(h) => add_business_minutes(opened_at, i64::from(minutes), h),
+        None => opened_at + Duration::minutes(i64::from(minutes)),
+    };
     DueTimes {
         policy_id: policy.id,
-        first_response_due_at: opened_at + Duration::minutes(i64::from(policy.first_response_minutes)),
-        resolution_due_at: opened_at + Duration::minutes(i64::from(policy.resolution_minutes)),
+        first_response_due_at: due(policy.first_response_minutes),
+        resolution_due_at: due(policy.resolution_minutes),
+    }
+}
+
+/// `start` plus `minutes` counted only inside `hours`. Hours with no days count around
+/// the clock. Bounded: a target never needs more than a few years of calendar.
+pub fn add_business_minutes(start: DateTime<Utc>, minutes: i64, hours: &BusinessHours) -> DateTime<Utc> {
+    if hours.days.is_empty() || hours.start >= hours.end {
+        return start + Duration::minutes(minutes);
+    }
+    let offset = Duration::minutes(i64::from(hours.utc_offset_minutes));
+    let mut local = start + offset;
+    let mut remaining = Duration::minutes(minutes);
+    for _ in 0..(366 * 5) {
+        let midnight = local.date_naive().and_hms_opt(0, 0, 0).map(|m| m.and_utc()).unwrap_or(local);
+        let next_day = midnight + Duration::days(1);
+        if hours.days.contains(&local.weekday().number_from_monday()) {
+            let open = midnight + Duration::hours(i64::from(hours.start));
+            let close = midnight + Duration::hours(i64::from(hours.end));
+            if local < open {
+                local = open;
+            }
+            if local < close {
+                let available = close - local;
+                if remaining <= available {
+                    return local + remaining - offset;
+                }
+                remaining -= available;
+            }
+        }
+        local = next_day;
+    }
+    local - offset
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use chrono::TimeZone;
+
+    fn at(d: u32, h: u32, m: u32) -> DateTime<Utc> {
+        // November 2026: the 23rd is a Monday.
+        Utc.with_ymd_and_hms(2026, 11, d, h, m, 0).single().unwrap_or_default()
+    }
+
+    fn weekdays_9_to_17() -> BusinessHours {
+        BusinessHours { days: vec![1, 2, 3, 4, 5], start: 9, end: 17, utc_offset_minutes: 0, outside: false }
+    }
+
+    #[test]
+    fn business_minutes_skip_closed_hours_and_weekends() {
+        let h = weekdays_9_to_17();
+        assert_eq!(add_business_minutes(at(23, 10, 0), 30, &h), at(23, 10, 30), "inside hours");
+        assert_eq!(add_business_minutes(at(23, 16, 30), 60, &h), at(24, 9, 30), "over the night");
+        assert_eq!(add_business_minutes(at(27, 16, 0), 120, &h), at(30, 10, 0), "Friday to Monday");
+        assert_eq!(add_business_minutes(at(28, 12, 0), 10, &h), at(30, 9, 10), "opened on a Saturday");
+        assert_eq!(add_business_minutes(at(23, 7, 0), 8 * 60, &h), at(23, 17, 0), "a full day");
+        let cet = BusinessHours { utc_offset_minutes: 60, ..weekdays_9_to_17() };
+        assert_eq!(add_business_minutes(at(23, 7, 30), 30, &cet), at(23, 8, 30), "9:00 CET is 8:00 UTC");
     }
 }
 

@@ -59,6 +59,7 @@ async fn configure(app: &TestApp) -> (Uuid, Uuid) {
             first_response_minutes: first,
             resolution_minutes: resolve,
             active: true,
+            business_hours: None,
             created_at: now,
             updated_at: now,
         }
@@ -559,6 +560,33 @@ async fn managers_configure_routing_and_slas_that_ingest_then_follows() {
         assert_eq!(deleted["data"]["deleteRoutingRule"], rule_id.as_str());
         let gone = app.graphql("mutation($id: ID!) { deleteRoutingRule(id: $id) }", json!({ "id": rule_id }), Some(&manager)).await;
         assert_eq!(error_code(&gone), Some("NOT_FOUND"));
+    })
+    .await;
+}
+
+#[tokio::test]
+async fn business_hours_policies_count_only_open_hours() {
+    on_each_backend(async |app: &TestApp| {
+        let admin = app.login_admin().await.access;
+        let policy = app.graphql(SAVE_POLICY, json!({ "input": { "name": "Office email", "channel": "EMAIL",
+            "firstResponseMinutes": 60, "resolutionMinutes": 480,
+            "businessHours": { "days": [1, 2, 3, 4, 5], "start": 9, "end": 17 } } }), Some(&admin)).await;
+        assert_eq!(policy["data"]["saveSlaPolicy"]["userErrors"], json!([]), "{policy}");
+        // Saturday 21 November 2026, noon: the clock starts Monday 9:00.
+        let saturday = chrono::DateTime::parse_from_rfc3339("2026-11-21T12:00:00Z").unwrap().with_timezone(&Utc);
+        let got = record(app, &admin, json!({ "channel": "EMAIL", "direction": "INBOUND", "body": "weekend question",
+            "externalId": "bh-1", "occurredAt": saturday.to_rfc3339(), "identities": [{ "kind": "EMAIL", "value": "wk@example.com" }] })).await;
+        let c = Conversation::find_by_id(Uuid::parse_str(got["interaction"]["conversationId"].as_str().unwrap()).unwrap())
+            .one(&app.db)
+            .await
+            .unwrap()
+            .unwrap();
+        let monday = |h: u32, m: u32| chrono::DateTime::parse_from_rfc3339(&format!("2026-11-23T{h:02}:{m:02}:00Z")).unwrap();
+        assert_eq!(c.first_response_due_at.unwrap(), monday(10, 0), "one business hour after Monday 9:00");
+        assert_eq!(c.resolution_due_at.unwrap(), monday(17, 0), "eight business hours");
+        let bad = app.graphql(SAVE_POLICY, json!({ "input": { "name": "x", "firstResponseMinutes": 1, "resolutionMinutes": 2,
+            "businessHours": { "days": [9], "start": 9, "end": 17 } } }), Some(&admin)).await;
+        assert_eq!(bad["data"]["saveSlaPolicy"]["userErrors"][0]["field"], json!(["input", "businessHours"]), "{bad}");
     })
     .await;
 }

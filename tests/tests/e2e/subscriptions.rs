@@ -123,6 +123,7 @@ async fn sla_alerts_are_pushed() {
         first_response_minutes: 1,
         resolution_minutes: 60,
         active: true,
+        business_hours: None,
         created_at: now,
         updated_at: now,
     };
