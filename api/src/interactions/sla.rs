@@ -80,6 +80,11 @@ pub fn add_business_minutes(start: DateTime<Utc>, minutes: i64, hours: &Business
     local - offset
 }
 
+/// Every active policy (a handful of rows; loaded once per ingest batch).
+pub async fn load(db: &impl ConnectionTrait) -> AppResult<Vec<sla_policy::Model>> {
+    Ok(sla_policy::Entity::find().filter(sla_policy::Column::Active.eq(true)).all(db).await?)
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -105,9 +110,4 @@ mod tests {
         let cet = BusinessHours { utc_offset_minutes: 60, ..weekdays_9_to_17() };
         assert_eq!(add_business_minutes(at(23, 7, 30), 30, &cet), at(23, 8, 30), "9:00 CET is 8:00 UTC");
     }
-}
-
-/// Every active policy (a handful of rows; loaded once per ingest batch).
-pub async fn load(db: &impl ConnectionTrait) -> AppResult<Vec<sla_policy::Model>> {
-    Ok(sla_policy::Entity::find().filter(sla_policy::Column::Active.eq(true)).all(db).await?)
 }
