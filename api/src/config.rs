@@ -40,6 +40,30 @@ pub enum Command {
         #[command(subcommand)]
         action: UserAction,
     },
+    /// Manage API tokens for partners and connectors.
+    Token {
+        #[command(subcommand)]
+        action: TokenAction,
+    },
+}
+
+#[derive(Debug, Subcommand)]
+pub enum TokenAction {
+    /// Create a token and print its secret once.
+    Create {
+        /// Who or what it is for.
+        #[arg(long)]
+        name: String,
+        /// A scope, e.g. `interactions:write` (repeat for several).
+        #[arg(long = "scope", required = true)]
+        scopes: Vec<String>,
+        /// Days until it expires (none: until revoked).
+        #[arg(long)]
+        expires_in_days: Option<u32>,
+        /// Limit it to a channel, e.g. `twitter` (repeat for several; none: every channel).
+        #[arg(long = "channel")]
+        channels: Vec<String>,
+    },
 }
 
 #[derive(Debug, Clone, Copy, Subcommand)]

@@ -4,10 +4,27 @@
 use std::process::ExitCode;
 
 use clap::Parser;
-use cxgraph::config::{Cli, Command, MigrateAction, Settings, UserAction};
+use cxgraph::audit::Actor;
+use cxgraph::auth::tokens::{self, NewToken};
+use cxgraph::auth::{Principal, Scope};
+use cxgraph::config::{Cli, Command, MigrateAction, Settings, TokenAction, UserAction};
 use cxgraph::startup::{self, Application};
 use cxgraph::{dataset, db, graphql, telemetry, users};
+use entity::enums::Channel;
 use migration::{Migrator, MigratorTrait};
+
+/// Writes to stdout, ignoring a closed pipe (`cxgraph schema | head`, or a supervisor
+/// that stopped reading): printing must never take the server down.
+macro_rules! say {
+    () => {{
+        use std::io::Write as _;
+        let _ = writeln!(std::io::stdout());
+    }};
+    ($($arg:tt)*) => {{
+        use std::io::Write as _;
+        let _ = writeln!(std::io::stdout(), $($arg)*);
+    }};
+}
 
 #[tokio::main]
 async fn main() -> ExitCode {
@@ -44,7 +61,8 @@ async fn run(cli: Cli) -> anyhow::Result<()> {
     telemetry::init(filter, settings.log_format());
     match cli.command.unwrap_or(Command::Serve) {
         Command::Schema => {
-            print!("{}", graphql::sdl());
+            use std::io::Write as _;
+            let _ = std::io::stdout().write_all(graphql::sdl().as_bytes());
             Ok(())
         }
         Command::Serve => serve(settings).await,
@@ -53,14 +71,41 @@ async fn run(cli: Cli) -> anyhow::Result<()> {
             let db = startup::open_database(&settings).await?;
             let report =
                 dataset::generate(&db, &args).await.map_err(|e| anyhow::anyhow!("seeding failed: {}", e.message()))?;
-            println!("seeded {report:?}");
+            say!("seeded {report:?}");
+            Ok(())
+        }
+        Command::Token { action: TokenAction::Create { name, scopes, expires_in_days, channels } } => {
+            let scopes = scopes
+                .iter()
+                .map(|s| Scope::parse(s).ok_or_else(|| anyhow::anyhow!("unknown scope `{s}`")))
+                .collect::<anyhow::Result<Vec<_>>>()?;
+            let channels = channels
+                .iter()
+                .map(|c| {
+                    serde_json::from_value::<Channel>(serde_json::Value::String(c.to_lowercase()))
+                        .map_err(|_| anyhow::anyhow!("unknown channel `{c}`"))
+                })
+                .collect::<anyhow::Result<Vec<_>>>()?;
+            let db = startup::open_database(&settings).await?;
+            let new = NewToken {
+                name,
+                scopes,
+                expires_at: expires_in_days.map(|d| chrono::Utc::now() + chrono::Duration::days(i64::from(d))),
+                channels: (!channels.is_empty()).then_some(channels),
+            };
+            let system = Principal::Anonymous(None);
+            let created = tokens::create(&db, Actor::new(&system, None), new)
+                .await
+                .map_err(|e| anyhow::anyhow!("{}", e.message()))?;
+            say!("created API token {} ({})", created.token.name, created.token.id);
+            say!("secret (shown once, store it now): {}", created.secret);
             Ok(())
         }
         Command::User { action: UserAction::Create { email, name, role, password } } => {
             let db = startup::open_database(&settings).await?;
             let new = users::NewUser { email, display_name: name, role: role.into(), password };
             let user = users::create(&db, new).await.map_err(|e| anyhow::anyhow!("{}", e.message()))?;
-            println!("created {:?} user {} ({})", user.role, user.email, user.id);
+            say!("created {:?} user {} ({})", user.role, user.email, user.id);
             Ok(())
         }
     }
@@ -76,7 +121,7 @@ async fn migrate(settings: &Settings, action: MigrateAction) -> anyhow::Result<(
                 Migrator::get_applied_migrations(&db).await?.iter().map(|m| m.name().to_owned()).collect();
             for m in Migrator::migrations() {
                 let state = if applied.iter().any(|a| a == m.name()) { "applied" } else { "pending" };
-                println!("{state:8} {}", m.name());
+                say!("{state:8} {}", m.name());
             }
         }
     }
@@ -90,27 +135,31 @@ async fn serve(settings: Settings) -> anyhow::Result<()> {
     if report.ephemeral_jwt_secret {
         tracing::warn!("CXGRAPH_JWT_SECRET is not set: using a random key, sessions end when the server stops");
     }
-    println!();
-    println!("  cxgraph is serving on {backend}");
-    println!("  GraphiQL:  http://{addr}/");
-    println!("  GraphQL:   http://{addr}/graphql");
+    say!();
+    say!("  cxgraph is serving on {backend}");
+    say!("  GraphiQL:  http://{addr}/");
+    say!("  GraphQL:   http://{addr}/graphql");
     if let Some((email, password)) = &report.admin_created {
         match password {
             Some(password) => {
-                println!("  Admin account created: {email}");
-                println!("  Password (shown once, store it now): {password}");
+                say!("  Admin account created: {email}");
+                say!("  Password (shown once, store it now): {password}");
             }
             None => {
-                println!("  Admin account created: {email} (password from CXGRAPH_ADMIN_PASSWORD)")
+                say!("  Admin account created: {email} (password from CXGRAPH_ADMIN_PASSWORD)")
             }
         }
     }
     if let Some(seeded) = report.demo_data {
-        println!(
+        say!(
             "  Demo data loaded: {} customers, {} conversations, {} interactions, {} touchpoints, {} feedback",
-            seeded.customers, seeded.conversations, seeded.interactions, seeded.touchpoints, seeded.feedback
+            seeded.customers,
+            seeded.conversations,
+            seeded.interactions,
+            seeded.touchpoints,
+            seeded.feedback
         );
     }
-    println!();
+    say!();
     app.run_until(startup::shutdown_signal()).await
 }

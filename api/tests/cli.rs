@@ -160,7 +160,8 @@ fn serve_prints_where_to_go_loads_demo_data_and_stops_on_sigterm() {
     let stdout = child.stdout.take().unwrap();
     let mut banner = Vec::new();
     let mut addr = None;
-    for line in BufReader::new(stdout).lines() {
+    let mut lines = BufReader::new(stdout).lines();
+    for line in lines.by_ref() {
         let line = line.unwrap();
         banner.push(line.clone());
         if let Some(rest) = line.trim().strip_prefix("GraphiQL:") {
@@ -170,6 +171,8 @@ fn serve_prints_where_to_go_loads_demo_data_and_stops_on_sigterm() {
             break;
         }
     }
+    // Keep reading what the server prints later, as a terminal or supervisor would.
+    std::thread::spawn(move || lines.for_each(drop));
     let banner = banner.join("\n");
     let addr = addr.unwrap_or_else(|| panic!("no address in the banner:\n{banner}"));
     assert!(banner.contains("Password (shown once"), "{banner}");
@@ -188,4 +191,22 @@ fn serve_prints_where_to_go_loads_demo_data_and_stops_on_sigterm() {
         std::thread::sleep(std::time::Duration::from_millis(50));
     };
     assert!(status.success(), "graceful shutdown exits 0, got {status}");
+}
+
+#[test]
+fn token_create_prints_the_secret_once() {
+    let dir = tempfile::tempdir().unwrap();
+    let url = format!("sqlite://{}/tok.db?mode=rwc", dir.path().display());
+    let env = [("DATABASE_URL", url.as_str())];
+    let args = ["token", "create", "--name", "Survey vendor", "--scope", "feedback:write", "--channel", "email"];
+    let out = cxgraph(&args, &env);
+    assert!(out.status.success(), "{}", stderr(&out));
+    let text = stdout(&out);
+    let secret = text.lines().find_map(|l| l.strip_prefix("secret (shown once, store it now): ")).unwrap_or_default();
+    assert!(secret.starts_with("cxt_") && secret.len() > 40, "{text}");
+    assert_one_line_error(&cxgraph(&["token", "create", "--name", "x", "--scope", "root"], &env), "unknown scope");
+    assert_one_line_error(
+        &cxgraph(&["token", "create", "--name", "x", "--scope", "export", "--channel", "fax"], &env),
+        "unknown channel",
+    );
 }

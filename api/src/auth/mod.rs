@@ -12,5 +12,6 @@ pub mod policy;
 pub mod principal;
 pub mod secret;
 pub mod sessions;
+pub mod tokens;
 
 pub use principal::{AuthFailure, Principal, Scope, TokenPrincipal, UserPrincipal};

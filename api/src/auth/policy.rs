@@ -117,6 +117,9 @@ pub const ROOT_FIELDS: &[(&str, &str, Policy)] = &[
     ("Subscription", "interactionReceived", READ_INTERACTIONS),
     ("Subscription", "conversationUpdated", READ_INTERACTIONS),
     ("Subscription", "slaAlert", READ_ALERTS),
+    ("Query", "apiTokens", Policy::roles(&[Role::Admin])),
+    ("Mutation", "createApiToken", Policy::roles(&[Role::Admin])),
+    ("Mutation", "revokeApiToken", Policy::roles(&[Role::Admin])),
     ("Mutation", "login", Policy::PUBLIC),
     ("Mutation", "refreshToken", Policy::PUBLIC),
     ("Mutation", "logout", Policy::roles(STAFF)),
@@ -217,6 +220,9 @@ mod tests {
         ("Subscription", "interactionReceived", [U, U, A, A, A, A, F, A]),
         ("Subscription", "conversationUpdated", [U, U, A, A, A, A, F, A]),
         ("Subscription", "slaAlert", [U, U, A, A, A, A, F, A]),
+        ("Query", "apiTokens", [U, U, A, F, F, F, F, F]),
+        ("Mutation", "createApiToken", [U, U, A, F, F, F, F, F]),
+        ("Mutation", "revokeApiToken", [U, U, A, F, F, F, F, F]),
     ];
 
     async fn schema_root_fields() -> BTreeSet<(String, String)> {

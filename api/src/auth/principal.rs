@@ -113,6 +113,19 @@ impl Principal {
         matches!(self, Principal::Token(t) if t.scopes.contains(&scope))
     }
 
+    /// The channels a token is limited to; `None` for users and unrestricted tokens.
+    pub fn channel_limit(&self) -> Option<&BTreeSet<Channel>> {
+        match self {
+            Principal::Token(t) => t.channels.as_ref(),
+            _ => None,
+        }
+    }
+
+    /// Whether the caller may touch data of `channel`.
+    pub fn may_use_channel(&self, channel: Channel) -> bool {
+        self.channel_limit().is_none_or(|c| c.contains(&channel))
+    }
+
     pub fn is_authenticated(&self) -> bool {
         !matches!(self, Principal::Anonymous(_))
     }

@@ -11,7 +11,7 @@ use entity::conversation;
 use super::enums::{Channel, ConversationStatus, Direction, Priority, SentimentLabel, Visibility};
 use super::facts::{Conversation, Interaction};
 use super::loaders::Batch;
-use super::types::{UserError, actor, context, parse_id, split_user_errors};
+use super::types::{UserError, actor, context, parse_id, split_user_errors, within_channel_limit};
 use crate::error::AppError;
 use crate::interactions::conversations as workflow;
 use crate::interactions::queue::{self, ConversationSort};
@@ -109,9 +109,9 @@ pub struct ConversationQuery;
 impl ConversationQuery {
     /// One conversation by id.
     async fn conversation(&self, ctx: &Context<'_>, id: ID) -> Result<Option<Conversation>> {
-        let (state, _) = context(ctx)?;
+        let (state, principal) = context(ctx)?;
         let id = parse_id(&id, &["id"])?;
-        let found = queue::find_conversation(state.db(), id).await?;
+        let found = queue::find_conversation(state.db(), id).await?.filter(|c| principal.may_use_channel(c.channel));
         Ok(found.map(|c| {
             let batch = Batch::of([c.customer_id]);
             Conversation::in_batch(c, batch)
@@ -131,11 +131,11 @@ impl ConversationQuery {
         last: Option<i32>,
         before: Option<String>,
     ) -> Result<Connection<String, Conversation, EmptyFields, EmptyFields>> {
-        let (state, _) = context(ctx)?;
+        let (state, principal) = context(ctx)?;
         let f = filter.unwrap_or_default();
         let domain = queue::ConversationFilter {
             statuses: f.status.map(|s| s.into_iter().map(Into::into).collect()),
-            channels: f.channels.map(|c| c.into_iter().map(Into::into).collect()),
+            channels: within_channel_limit(principal, f.channels.map(|c| c.into_iter().map(Into::into).collect())),
             priorities: f.priorities.map(|p| p.into_iter().map(Into::into).collect()),
             team_id: optional_id(f.team_id, &["filter", "teamId"])?,
             assignee_id: optional_id(f.assignee_id, &["filter", "assigneeId"])?,
@@ -159,10 +159,10 @@ impl ConversationQuery {
         last: Option<i32>,
         before: Option<String>,
     ) -> Result<Connection<String, Interaction, EmptyFields, EmptyFields>> {
-        let (state, _) = context(ctx)?;
+        let (state, principal) = context(ctx)?;
         let f = filter.unwrap_or_default();
         let domain = queue::InteractionFilter {
-            channels: f.channels.map(|c| c.into_iter().map(Into::into).collect()),
+            channels: within_channel_limit(principal, f.channels.map(|c| c.into_iter().map(Into::into).collect())),
             direction: f.direction.map(Into::into),
             visibility: f.visibility.map(Into::into),
             sentiment: f.sentiment.map(|s| s.into_iter().map(Into::into).collect()),

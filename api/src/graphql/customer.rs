@@ -27,6 +27,19 @@ pub(super) fn loaders<'a>(ctx: &Context<'a>) -> Result<&'a Loaders> {
     ctx.data_opt::<Loaders>().ok_or_else(|| AppError::internal(anyhow::anyhow!("loaders missing from request")).into())
 }
 
+/// Nested interactions and conversations are not filtered by a token's channel limit
+/// (they load for a whole page at once); a limited token reads them through the
+/// `interactions` and `conversations` lists instead.
+fn refuse_channel_limited(ctx: &Context<'_>) -> Result<()> {
+    let (_, principal) = context(ctx)?;
+    if principal.channel_limit().is_some() {
+        return Err(
+            AppError::forbidden("a channel-limited token reads interactions through `interactions(filter:)`").into()
+        );
+    }
+    Ok(())
+}
+
 fn nested_limit(first: i32) -> Result<u64> {
     if !(0..=MAX_NESTED).contains(&first) {
         return Err(AppError::invalid(&["first"], "OUT_OF_RANGE", format!("must be between 0 and {MAX_NESTED}")).into());
@@ -117,6 +130,7 @@ impl Customer {
         #[graphql(desc = "Page size (at most 100).", default = 20)] first: i32,
         #[graphql(desc = "Cursor of the last interaction of the previous page.")] after: Option<String>,
     ) -> Result<Connection<String, Interaction, EmptyFields, EmptyFields>> {
+        refuse_channel_limited(ctx)?;
         let limit = nested_limit(first)?;
         let before = after.as_deref().map(decode_interaction_cursor).transpose()?;
         let slice = InteractionSlice { channel: channel.map(Into::into), limit: limit + 1, before };
@@ -137,6 +151,7 @@ impl Customer {
         #[graphql(desc = "Only these statuses.")] status: Option<Vec<ConversationStatus>>,
         #[graphql(desc = "At most this many (at most 100).", default = 20)] first: i32,
     ) -> Result<Vec<Conversation>> {
+        refuse_channel_limited(ctx)?;
         let limit = nested_limit(first)?;
         let statuses = status.map(|s| {
             let mut s: Vec<entity::enums::ConversationStatus> = s.into_iter().map(Into::into).collect();

@@ -17,6 +17,7 @@ pub mod loaders;
 mod privacy;
 mod session;
 mod subscriptions;
+mod tokens;
 pub mod types;
 
 use async_graphql::{MergedObject, SDLExportOptions, Schema, SchemaBuilder};
@@ -37,6 +38,7 @@ pub struct QueryRoot(
     conversations::ConversationQuery,
     config::ConfigQuery,
     alerts::AlertQuery,
+    tokens::TokenQuery,
 );
 
 /// Every mutation field, by area.
@@ -50,6 +52,7 @@ pub struct MutationRoot(
     conversations::ConversationMutation,
     config::ConfigMutation,
     alerts::AlertMutation,
+    tokens::TokenMutation,
 );
 
 pub type AppSchema = Schema<QueryRoot, MutationRoot, SubscriptionRoot>;

@@ -11,7 +11,7 @@ use super::alerts::Alert;
 use super::enums::{Channel, ConversationStatus};
 use super::facts::{Conversation, Interaction};
 use super::loaders::Batch;
-use super::types::{context, parse_id};
+use super::types::{context, parse_id, within_channel_limit};
 use crate::auth::policy::root_policy;
 use crate::error::AppError;
 use crate::events::Event;
@@ -76,7 +76,8 @@ impl SubscriptionRoot {
         channels: Option<Vec<Channel>>,
     ) -> Result<impl Stream<Item = Interaction> + use<>> {
         let state = authorize(ctx, "interactionReceived")?;
-        let channels: Option<Vec<entity::enums::Channel>> = channels.map(|c| c.into_iter().map(Into::into).collect());
+        let (_, principal) = context(ctx)?;
+        let channels = within_channel_limit(principal, channels.map(|c| c.into_iter().map(Into::into).collect()));
         let db = state.db().clone();
         Ok(events_of(&state, "interaction.received")
             .filter(move |e| {
@@ -102,7 +103,8 @@ impl SubscriptionRoot {
         let assignee = f.assignee_id.map(|a| parse_id(&a, &["filter", "assigneeId"])).transpose()?;
         let statuses: Option<Vec<entity::enums::ConversationStatus>> =
             f.status.map(|s| s.into_iter().map(Into::into).collect());
-        let channels: Option<Vec<entity::enums::Channel>> = f.channels.map(|c| c.into_iter().map(Into::into).collect());
+        let (_, principal) = context(ctx)?;
+        let channels = within_channel_limit(principal, f.channels.map(|c| c.into_iter().map(Into::into).collect()));
         let db = state.db().clone();
         Ok(events_of(&state, "conversation.updated").filter_map(move |e| {
             let db = db.clone();

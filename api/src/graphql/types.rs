@@ -76,3 +76,16 @@ pub fn actor<'a>(ctx: &Context<'a>) -> Result<crate::audit::Actor<'a>, AppError>
     let request_id = ctx.data_opt::<crate::http::RequestIdValue>().map(|r| r.0.as_str()).filter(|r| !r.is_empty());
     Ok(crate::audit::Actor::new(principal, request_id))
 }
+
+/// The channels a list may show: what the caller asked for, within what their token
+/// is limited to.
+pub fn within_channel_limit(
+    principal: &Principal,
+    requested: Option<Vec<entity::enums::Channel>>,
+) -> Option<Vec<entity::enums::Channel>> {
+    match (principal.channel_limit(), requested) {
+        (None, requested) => requested,
+        (Some(limit), None) => Some(limit.iter().copied().collect()),
+        (Some(limit), Some(requested)) => Some(requested.into_iter().filter(|c| limit.contains(c)).collect()),
+    }
+}

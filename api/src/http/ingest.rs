@@ -121,7 +121,7 @@ fn error_response(err: &AppError) -> Response {
 }
 
 pub async fn interactions(State(state): State<HttpState>, headers: HeaderMap, body: String) -> Response {
-    let principal = super::authenticate(&state.app, &headers);
+    let principal = super::authenticate(&state.app, &headers).await;
     if let Err(e) = WRITE_INTERACTIONS.check(&principal) {
         return error_response(&e);
     }

@@ -73,10 +73,10 @@ pub fn router(app: AppState) -> Router {
         .layer(layers)
 }
 
-/// Reads the caller from the `Authorization` header. A refused credential does not
-/// fail the request here: public fields (log-in) still work, and protected fields say
-/// why the credential was refused.
-pub fn authenticate(app: &AppState, headers: &HeaderMap) -> Principal {
+/// Reads the caller from the `Authorization` header: a staff user's access JWT or a
+/// partner's API token (`cxt_…`). A refused credential does not fail the request here:
+/// public fields (log-in) still work, and protected fields say why it was refused.
+pub async fn authenticate(app: &AppState, headers: &HeaderMap) -> Principal {
     let Some(value) = headers.get(header::AUTHORIZATION) else {
         return Principal::Anonymous(None);
     };
@@ -88,6 +88,12 @@ pub fn authenticate(app: &AppState, headers: &HeaderMap) -> Principal {
         .filter(|t| !t.is_empty());
     match token {
         None => Principal::Anonymous(Some(AuthFailure::Malformed)),
+        Some(token) if token.starts_with(crate::auth::tokens::TOKEN_PREFIX) => {
+            match crate::auth::tokens::authenticate(app.db(), token).await {
+                Ok(t) => Principal::Token(t),
+                Err(failure) => Principal::Anonymous(Some(failure)),
+            }
+        }
         Some(token) => match app.sessions().keys.verify(token) {
             Ok(user) => Principal::User(user),
             Err(failure) => Principal::Anonymous(Some(failure)),
@@ -95,9 +101,9 @@ pub fn authenticate(app: &AppState, headers: &HeaderMap) -> Principal {
     }
 }
 
-fn request_data(req: async_graphql::Request, state: &HttpState, headers: &HeaderMap) -> async_graphql::Request {
+async fn request_data(req: async_graphql::Request, state: &HttpState, headers: &HeaderMap) -> async_graphql::Request {
     let request_id = request_id(headers);
-    req.data(authenticate(&state.app, headers))
+    req.data(authenticate(&state.app, headers).await)
         .data(RequestIdValue(request_id))
         .data(crate::graphql::loaders::for_request(state.app.db().clone()))
 }
@@ -118,7 +124,7 @@ async fn graphql_post(
 ) -> Response {
     match req {
         Ok(req) => {
-            let req = request_data(req.into_inner(), &state, &headers);
+            let req = request_data(req.into_inner(), &state, &headers).await;
             GraphQLResponse::from(state.schema.execute(req).await).into_response()
         }
         Err(rejection) => bad_request(&rejection.0.to_string()),
@@ -145,7 +151,7 @@ async fn graphql_get(
         response.headers_mut().insert(header::ALLOW, HeaderValue::from_static("GET, POST"));
         return response;
     }
-    let req = request_data(req, &state, &headers);
+    let req = request_data(req, &state, &headers).await;
     GraphQLResponse::from(state.schema.execute(req).await).into_response()
 }
 
@@ -176,7 +182,7 @@ fn subscriptions(
                     auth_headers.insert(header::AUTHORIZATION, value);
                 }
                 let mut data = async_graphql::Data::default();
-                data.insert(authenticate(&app, &auth_headers));
+                data.insert(authenticate(&app, &auth_headers).await);
                 data.insert(RequestIdValue(request_id));
                 data.insert(crate::graphql::loaders::for_request(app.db().clone()));
                 Ok(data)

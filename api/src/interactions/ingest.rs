@@ -192,6 +192,9 @@ pub async fn record_with(
     mut input: NewInteraction,
 ) -> AppResult<Recorded> {
     validate(path, &input)?;
+    if !actor.principal.may_use_channel(input.channel) {
+        return Err(AppError::forbidden(format!("this token may not write to the {:?} channel", input.channel)));
+    }
     input.external_id = input.external_id.trim().to_owned();
     // Bad identities are the caller's to fix: report them before any transaction.
     customers::normalize_all(&[path, &["identities"]].concat(), &input.customer.identities)?;

@@ -174,6 +174,9 @@ const PROTECTED_SAMPLES: &[(&str, &str)] = &[
          identities: [{kind: EMAIL, value: \"s@example.com\"}]}) { duplicate } }",
     ),
     ("ingestInteractions", "mutation { ingestInteractions(inputs: []) { created } }"),
+    ("apiTokens", "{ apiTokens { id } }"),
+    ("createApiToken", "mutation { createApiToken(input: {name: \"t\", scopes: [PII_READ]}) { secret } }"),
+    ("revokeApiToken", "mutation { revokeApiToken(id: \"01a20815-91b7-7562-85d0-8fc0ed28182d\") { id } }"),
     ("alerts", "{ alerts(first: 1) { edges { cursor } } }"),
     (
         "acknowledgeAlert",

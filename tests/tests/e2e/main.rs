@@ -9,3 +9,4 @@ mod migrations;
 mod privacy;
 mod startup;
 mod subscriptions;
+mod tokens;

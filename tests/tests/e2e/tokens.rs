@@ -1,0 +1,167 @@
+//! API tokens: created by admins with scopes, an expiry and a channel limit; shown
+//! once, stored hashed, refused once revoked or expired, and held to their scopes and
+//! channels on every path.
+
+use cxgraph_tests::{TestApp, error_code, on_each_backend};
+use entity::enums::Role;
+use entity::prelude::*;
+use sea_orm::EntityTrait;
+use serde_json::{Value, json};
+
+const CREATE: &str = "mutation($input: CreateApiTokenInput!) { createApiToken(input: $input) { \
+    secret token { id prefix scopes channels expiresAt lastUsedAt } userErrors { field code } } }";
+
+async fn create(app: &TestApp, admin: &str, input: Value) -> (String, String) {
+    let body = app.graphql(CREATE, json!({ "input": input }), Some(admin)).await;
+    let p = &body["data"]["createApiToken"];
+    let secret = p["secret"].as_str().unwrap_or_else(|| panic!("{body}")).to_owned();
+    (secret, p["token"]["id"].as_str().unwrap().to_owned())
+}
+
+const RECORD: &str = "mutation($input: RecordInteractionInput!) { recordInteraction(input: $input) { \
+    interaction { id } userErrors { code } } }";
+
+fn event(channel: &str, ext: &str) -> Value {
+    json!({ "input": { "channel": channel, "direction": "INBOUND", "body": "hello there", "externalId": ext,
+        "identities": [{ "kind": "TWITTER", "value": format!("h{ext}") }], "customerName": "Tina Token" } })
+}
+
+#[tokio::test]
+async fn a_partner_token_does_what_its_scopes_and_channels_allow() {
+    on_each_backend(async |app: &TestApp| {
+        let admin = app.login_admin().await.access;
+        let (secret, id) = create(
+            app,
+            &admin,
+            json!({ "name": "Social agency",
+            "scopes": ["INTERACTIONS_WRITE", "INTERACTIONS_READ", "CUSTOMERS_READ"], "channels": ["TWITTER"] }),
+        )
+        .await;
+        assert!(secret.starts_with("cxt_"), "recognisable prefix: {secret}");
+        let stored = ApiToken::find().all(&app.db).await.unwrap();
+        assert_eq!(stored.len(), 1);
+        assert_ne!(stored[0].secret_hash, secret);
+        assert!(!format!("{stored:?}").contains(&secret[12..]), "only a hash is stored");
+
+        let ok = app.graphql(RECORD, event("TWITTER", "t1"), Some(&secret)).await;
+        assert!(ok["data"]["recordInteraction"]["interaction"]["id"].is_string(), "{ok}");
+        let other_channel = app.graphql(RECORD, event("EMAIL", "t2"), Some(&secret)).await;
+        assert_eq!(error_code(&other_channel), Some("FORBIDDEN"), "{other_channel}");
+
+        let no_scope = app
+            .graphql(
+                "mutation { createCustomer(input: {displayName: \"x\"}) { userErrors { code } } }",
+                json!({}),
+                Some(&secret),
+            )
+            .await;
+        assert_eq!(error_code(&no_scope), Some("FORBIDDEN"));
+        let not_admin = app.graphql("{ apiTokens { id } }", json!({}), Some(&secret)).await;
+        assert_eq!(error_code(&not_admin), Some("FORBIDDEN"));
+
+        // Reads: personal data masked without pii:read; only its channels in the feed.
+        record_as_admin(app, &admin).await;
+        let feed = app
+            .graphql("{ interactions(first: 10) { edges { node { channel body } } } }", json!({}), Some(&secret))
+            .await;
+        let edges = feed["data"]["interactions"]["edges"].as_array().unwrap_or_else(|| panic!("{feed}"));
+        assert_eq!(edges.len(), 1, "the e-mail is outside the token's channels: {feed}");
+        assert!(edges[0]["node"]["body"].is_null(), "no bodies without pii:read");
+        let customers = app
+            .graphql("{ customers(first: 5) { edges { node { displayName piiMasked } } } }", json!({}), Some(&secret))
+            .await;
+        assert_eq!(customers["data"]["customers"]["edges"][0]["node"]["piiMasked"], true, "{customers}");
+        let nested = app
+            .graphql(
+                "{ customers(first: 1) { edges { node { interactions { edges { cursor } } } } } }",
+                json!({}),
+                Some(&secret),
+            )
+            .await;
+        assert_eq!(
+            error_code(&nested),
+            Some("FORBIDDEN"),
+            "a channel-limited token cannot read unfiltered nested interactions"
+        );
+
+        // Listed without the secret, used recently, then revoked: refused at once.
+        let mut used = Value::Null;
+        for _ in 0..50 {
+            let listed = app.graphql("{ apiTokens { id prefix lastUsedAt } }", json!({}), Some(&admin)).await;
+            used = listed["data"]["apiTokens"][0]["lastUsedAt"].clone();
+            if used.is_string() {
+                break;
+            }
+            tokio::time::sleep(std::time::Duration::from_millis(100)).await;
+        }
+        assert!(used.is_string(), "last use is recorded");
+        let revoke = app
+            .graphql("mutation($id: ID!) { revokeApiToken(id: $id) { revokedAt } }", json!({ "id": id }), Some(&admin))
+            .await;
+        assert!(revoke["data"]["revokeApiToken"]["revokedAt"].is_string(), "{revoke}");
+        let after = app.graphql(RECORD, event("TWITTER", "t3"), Some(&secret)).await;
+        assert_eq!(error_code(&after), Some("UNAUTHENTICATED"));
+        let forged = format!("{}x", &secret[..secret.len() - 1]);
+        let bad = app.graphql("{ interactions(first: 1) { edges { cursor } } }", json!({}), Some(&forged)).await;
+        assert_eq!(error_code(&bad), Some("UNAUTHENTICATED"));
+    })
+    .await;
+}
+
+async fn record_as_admin(app: &TestApp, admin: &str) {
+    let input = json!({ "input": { "channel": "EMAIL", "direction": "INBOUND", "body": "private mail", "externalId": "adm-1",
+        "identities": [{ "kind": "EMAIL", "value": "mail@example.com" }] } });
+    let out = app.graphql(RECORD, input, Some(admin)).await;
+    assert!(out["data"]["recordInteraction"]["interaction"]["id"].is_string(), "{out}");
+}
+
+#[tokio::test]
+async fn only_admins_create_tokens_and_bad_input_is_explained() {
+    on_each_backend(async |app: &TestApp| {
+        let admin = app.login_admin().await.access;
+        let bad = app
+            .graphql(
+                CREATE,
+                json!({ "input": { "name": " ", "scopes": [], "expiresAt": "2001-01-01T00:00:00Z" } }),
+                Some(&admin),
+            )
+            .await;
+        let fields: Vec<Value> = bad["data"]["createApiToken"]["userErrors"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .map(|e| e["field"].clone())
+            .collect();
+        assert_eq!(
+            fields,
+            [json!(["input", "name"]), json!(["input", "scopes"]), json!(["input", "expiresAt"])],
+            "{bad}"
+        );
+        let (email, password) = app.create_user(Role::Manager).await;
+        let manager = app.login(&email, &password).await.access;
+        let denied =
+            app.graphql(CREATE, json!({ "input": { "name": "x", "scopes": ["EXPORT"] } }), Some(&manager)).await;
+        assert_eq!(error_code(&denied), Some("FORBIDDEN"));
+
+        // An expired token says so.
+        let (secret, id) = create(
+            app,
+            &admin,
+            json!({ "name": "short", "scopes": ["CUSTOMERS_READ"],
+            "expiresAt": (chrono::Utc::now() + chrono::Duration::seconds(2)).to_rfc3339() }),
+        )
+        .await;
+        assert!(
+            app.graphql("{ customers(first: 1) { edges { cursor } } }", json!({}), Some(&secret)).await["errors"]
+                .is_null()
+        );
+        let token = ApiToken::find_by_id(uuid::Uuid::parse_str(&id).unwrap()).one(&app.db).await.unwrap().unwrap();
+        let mut active = sea_orm::IntoActiveModel::into_active_model(token);
+        active.expires_at = sea_orm::Set(Some(chrono::Utc::now() - chrono::Duration::seconds(1)));
+        sea_orm::ActiveModelTrait::update(active, &app.db).await.unwrap();
+        let expired = app.graphql("{ customers(first: 1) { edges { cursor } } }", json!({}), Some(&secret)).await;
+        assert_eq!(error_code(&expired), Some("UNAUTHENTICATED"));
+        assert_eq!(expired["errors"][0]["message"], "access token expired");
+    })
+    .await;
+}
