@@ -55,3 +55,53 @@ pub async fn record(
     .await?;
     Ok(())
 }
+
+/// Which audit entries to list. Every condition given must hold.
+#[derive(Debug, Clone, Default)]
+pub struct AuditFilter {
+    pub operation: Option<String>,
+    pub target_type: Option<String>,
+    pub target_id: Option<String>,
+    pub actor_user_id: Option<Uuid>,
+    pub actor_token_id: Option<Uuid>,
+    pub request_id: Option<String>,
+    pub from: Option<chrono::DateTime<Utc>>,
+    pub to: Option<chrono::DateTime<Utc>>,
+}
+
+/// Audit entries, newest first.
+pub async fn list(
+    db: &impl ConnectionTrait,
+    f: &AuditFilter,
+    page: &crate::pagination::PageRequest,
+) -> AppResult<crate::pagination::Page<audit_entry::Model>> {
+    use crate::pagination::{Sort, SortKey};
+    use sea_orm::{ColumnTrait, EntityTrait, QueryFilter};
+    let mut q = audit_entry::Entity::find();
+    if let Some(v) = &f.operation {
+        q = q.filter(audit_entry::Column::Operation.eq(v.clone()));
+    }
+    if let Some(v) = &f.target_type {
+        q = q.filter(audit_entry::Column::TargetType.eq(v.clone()));
+    }
+    if let Some(v) = &f.target_id {
+        q = q.filter(audit_entry::Column::TargetId.eq(v.clone()));
+    }
+    if let Some(v) = f.actor_user_id {
+        q = q.filter(audit_entry::Column::ActorUserId.eq(v));
+    }
+    if let Some(v) = f.actor_token_id {
+        q = q.filter(audit_entry::Column::ActorTokenId.eq(v));
+    }
+    if let Some(v) = &f.request_id {
+        q = q.filter(audit_entry::Column::RequestId.eq(v.clone()));
+    }
+    if let Some(v) = f.from {
+        q = q.filter(audit_entry::Column::OccurredAt.gte(v));
+    }
+    if let Some(v) = f.to {
+        q = q.filter(audit_entry::Column::OccurredAt.lt(v));
+    }
+    let sort = Sort { column: audit_entry::Column::OccurredAt, id: audit_entry::Column::Id, ascending: false };
+    crate::pagination::fetch(db, q, sort, page, 100, |e| SortKey::Time(Some(e.occurred_at)), |e| e.id).await
+}

@@ -120,6 +120,7 @@ pub const ROOT_FIELDS: &[(&str, &str, Policy)] = &[
     ("Query", "apiTokens", Policy::roles(&[Role::Admin])),
     ("Mutation", "createApiToken", Policy::roles(&[Role::Admin])),
     ("Mutation", "revokeApiToken", Policy::roles(&[Role::Admin])),
+    ("Query", "auditLog", Policy::roles(&[Role::Admin])),
     ("Mutation", "login", Policy::PUBLIC),
     ("Mutation", "refreshToken", Policy::PUBLIC),
     ("Mutation", "logout", Policy::roles(STAFF)),
@@ -223,6 +224,7 @@ mod tests {
         ("Query", "apiTokens", [U, U, A, F, F, F, F, F]),
         ("Mutation", "createApiToken", [U, U, A, F, F, F, F, F]),
         ("Mutation", "revokeApiToken", [U, U, A, F, F, F, F, F]),
+        ("Query", "auditLog", [U, U, A, F, F, F, F, F]),
     ];
 
     async fn schema_root_fields() -> BTreeSet<(String, String)> {

@@ -7,6 +7,7 @@
 
 mod access;
 mod alerts;
+mod audit;
 mod config;
 mod conversations;
 mod customer;
@@ -39,6 +40,7 @@ pub struct QueryRoot(
     config::ConfigQuery,
     alerts::AlertQuery,
     tokens::TokenQuery,
+    audit::AuditQuery,
 );
 
 /// Every mutation field, by area.

@@ -185,3 +185,36 @@ async fn an_identity_conflict_names_the_owner_only_to_callers_who_may_read_custo
     })
     .await;
 }
+
+#[tokio::test]
+async fn the_audit_log_tells_who_did_what_from_which_request() {
+    on_each_backend(async |app: &TestApp| {
+        let admin = app.login_admin().await.access;
+        let body = json!({ "query": "mutation { createApiToken(input: {name: \"audited\", scopes: [EXPORT]}) { token { id } } }" });
+        let resp = app
+            .client
+            .post(app.url("/graphql"))
+            .bearer_auth(&admin)
+            .header("x-request-id", "req-audit-42")
+            .json(&body)
+            .send()
+            .await
+            .unwrap();
+        let created: Value = resp.json().await.unwrap();
+        let token_id = created["data"]["createApiToken"]["token"]["id"].as_str().unwrap().to_owned();
+        let q = "query($f: AuditFilter) { auditLog(filter: $f, first: 10) { edges { node { operation targetType targetId \
+                 actorUserId requestId changes } } } }";
+        let log = app.graphql(q, json!({ "f": { "requestId": "req-audit-42" } }), Some(&admin)).await;
+        let edges = log["data"]["auditLog"]["edges"].as_array().unwrap_or_else(|| panic!("{log}"));
+        assert_eq!(edges.len(), 1, "{log}");
+        let e = &edges[0]["node"];
+        assert_eq!((e["operation"].as_str(), e["targetType"].as_str()), (Some("createApiToken"), Some("api_token")));
+        assert_eq!(e["targetId"], token_id.as_str());
+        assert!(e["actorUserId"].is_string());
+        assert!(!e["changes"].to_string().contains("cxt_"), "no secret in the log");
+        let (email, password) = app.create_user(Role::Manager).await;
+        let manager = app.login(&email, &password).await.access;
+        assert_eq!(error_code(&app.graphql(q, json!({}), Some(&manager)).await), Some("FORBIDDEN"));
+    })
+    .await;
+}
