@@ -15,7 +15,7 @@ use async_graphql::extensions::{
     Extension, ExtensionContext, ExtensionFactory, NextParseQuery, NextRequest, NextResolve, NextValidation,
     ResolveInfo,
 };
-use async_graphql::parser::types::ExecutableDocument;
+use async_graphql::parser::types::{ExecutableDocument, Selection, SelectionSet};
 use async_graphql::{
     ErrorExtensions, PathSegment, Response, ServerError, ServerResult, ValidationResult, Value, Variables,
 };
@@ -35,6 +35,38 @@ impl ExtensionFactory for AccessControl {
 }
 
 struct AccessControlExtension;
+
+/// Most aliases one document may use (alias floods multiply the work of one field).
+pub const MAX_ALIASES: usize = 30;
+/// Most fields at the root of one operation.
+pub const MAX_ROOT_FIELDS: usize = 15;
+
+fn count_aliases(set: &SelectionSet) -> usize {
+    set.items
+        .iter()
+        .map(|item| match &item.node {
+            Selection::Field(f) => usize::from(f.node.alias.is_some()) + count_aliases(&f.node.selection_set.node),
+            Selection::InlineFragment(i) => count_aliases(&i.node.selection_set.node),
+            Selection::FragmentSpread(_) => 0,
+        })
+        .sum()
+}
+
+/// Refuses documents with too many aliases or root fields, before validation runs.
+fn check_shape(doc: &ExecutableDocument) -> ServerResult<()> {
+    let aliases: usize = doc.operations.iter().map(|(_, op)| count_aliases(&op.node.selection_set.node)).sum::<usize>()
+        + doc.fragments.values().map(|f| count_aliases(&f.node.selection_set.node)).sum::<usize>();
+    let too_wide = doc.operations.iter().any(|(_, op)| op.node.selection_set.node.items.len() > MAX_ROOT_FIELDS);
+    let message = if aliases > MAX_ALIASES {
+        format!("the document uses {aliases} aliases; at most {MAX_ALIASES} are allowed")
+    } else if too_wide {
+        format!("an operation selects more than {MAX_ROOT_FIELDS} root fields")
+    } else {
+        return Ok(());
+    };
+    let mut errors = with_code(vec![ServerError::new(message, None)], "GRAPHQL_VALIDATION_FAILED");
+    Err(errors.remove(0))
+}
 
 fn with_code(mut errors: Vec<ServerError>, code: &str) -> Vec<ServerError> {
     for e in &mut errors {
@@ -68,10 +100,12 @@ impl Extension for AccessControlExtension {
         variables: &Variables,
         next: NextParseQuery<'_>,
     ) -> ServerResult<ExecutableDocument> {
-        next.run(ctx, query, variables).await.map_err(|e| {
+        let doc = next.run(ctx, query, variables).await.map_err(|e| {
             let mut errors = with_code(vec![e], "GRAPHQL_PARSE_FAILED");
             errors.remove(0)
-        })
+        })?;
+        check_shape(&doc)?;
+        Ok(doc)
     }
 
     async fn validation(

@@ -116,6 +116,17 @@ async fn malformed_requests_get_clear_coded_answers() {
     );
     let too_deep = app.graphql(&deep, json!({}), None).await;
     assert_eq!(error_code(&too_deep), Some("GRAPHQL_VALIDATION_FAILED"), "{too_deep}");
+
+    // Alias floods and very wide operations are refused before they run.
+    let flood = format!("{{ {} }}", (0..40).map(|i| format!("a{i}: __typename")).collect::<Vec<_>>().join(" "));
+    let refused = app.graphql(&flood, json!({}), None).await;
+    assert_eq!(error_code(&refused), Some("GRAPHQL_VALIDATION_FAILED"), "{refused}");
+    assert!(refused["errors"][0]["message"].as_str().unwrap().contains("aliases"));
+    let wide = format!("{{ {} }}", (0..20).map(|_| "__typename").collect::<Vec<_>>().join(" "));
+    let refused = app.graphql(&wide, json!({}), None).await;
+    assert!(refused["errors"][0]["message"].as_str().unwrap().contains("root fields"), "{refused}");
+    let fine = app.graphql("{ a: __typename b: __typename }", json!({}), None).await;
+    assert!(fine["errors"].is_null(), "{fine}");
     app.stop().await;
 }
 
