@@ -121,6 +121,11 @@ pub const ROOT_FIELDS: &[(&str, &str, Policy)] = &[
     ("Mutation", "createApiToken", Policy::roles(&[Role::Admin])),
     ("Mutation", "revokeApiToken", Policy::roles(&[Role::Admin])),
     ("Query", "auditLog", Policy::roles(&[Role::Admin])),
+    (
+        "Query",
+        "events",
+        Policy::roles_or_scopes(STAFF, &[Scope::CustomersRead, Scope::InteractionsRead, Scope::InsightsRead]),
+    ),
     ("Mutation", "login", Policy::PUBLIC),
     ("Mutation", "refreshToken", Policy::PUBLIC),
     ("Mutation", "logout", Policy::roles(STAFF)),
@@ -225,6 +230,7 @@ mod tests {
         ("Mutation", "createApiToken", [U, U, A, F, F, F, F, F]),
         ("Mutation", "revokeApiToken", [U, U, A, F, F, F, F, F]),
         ("Query", "auditLog", [U, U, A, F, F, F, F, F]),
+        ("Query", "events", [U, U, A, A, A, A, F, A]),
     ];
 
     async fn schema_root_fields() -> BTreeSet<(String, String)> {

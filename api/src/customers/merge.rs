@@ -19,6 +19,7 @@ use crate::audit::{self, Actor};
 use crate::auth::Principal;
 use crate::db::{self, statement};
 use crate::error::{AppError, AppResult};
+use crate::events;
 
 /// The customer-owned tables whose rows follow a merge.
 pub const MOVED_TABLES: &[&str] = &["customer_identities", "conversations", "interactions", "touchpoints", "feedback"];
@@ -126,6 +127,15 @@ pub async fn merge(
         .await?;
     let moved_json: Value =
         moved.iter().map(|(t, n)| ((*t).to_owned(), json!(n))).collect::<serde_json::Map<_, _>>().into();
+    events::emit(
+        &txn,
+        events::customer_event(
+            "customer.merged",
+            survivor_id,
+            json!({ "duplicateId": duplicate_id, "mergeId": merge.id }),
+        ),
+    )
+    .await?;
     audit::record(
         &txn,
         actor,
@@ -200,6 +210,15 @@ pub async fn unmerge(db: &DatabaseConnection, actor: Actor<'_>, merge_id: Uuid) 
     active.unmerged_at = Set(Some(now));
     active.unmerged_by_user_id = Set(user);
     let merge = active.update(&txn).await?;
+    events::emit(
+        &txn,
+        events::customer_event(
+            "customer.unmerged",
+            merge.survivor_id,
+            json!({ "duplicateId": merge.duplicate_id, "mergeId": merge.id }),
+        ),
+    )
+    .await?;
     audit::record(
         &txn,
         actor,

@@ -20,6 +20,7 @@ use super::service::find;
 use crate::audit::{self, Actor};
 use crate::db::{self, placeholders, statement};
 use crate::error::{AppError, AppResult};
+use crate::events;
 
 fn to_json<T: serde::Serialize>(v: T) -> Value {
     serde_json::to_value(v).unwrap_or(Value::Null)
@@ -189,6 +190,7 @@ pub async fn erase(db: &DatabaseConnection, actor: Actor<'_>, id: Uuid) -> AppRe
     values.extend(ids.iter().map(|i| sea_orm::Value::from(*i)));
     values.extend(ids.iter().map(|i| sea_orm::Value::from(*i)));
     txn.execute_raw(statement(txn.get_database_backend(), &scrub, values)).await?;
+    events::emit(&txn, events::customer_event("customer.erased", id, json!({}))).await?;
     audit::record(
         &txn,
         actor,

@@ -22,6 +22,7 @@ use crate::auth::Scope;
 use crate::auth::policy::STAFF;
 use crate::db;
 use crate::error::{AppError, AppResult, FieldError};
+use crate::events;
 
 /// An identity as given by a caller, before normalisation.
 #[derive(Debug, Clone)]
@@ -228,6 +229,7 @@ pub async fn create(db: &DatabaseConnection, actor: Actor<'_>, new: NewCustomer)
     for id in &identities {
         new_identity(model.id, id).insert(&txn).await.map_err(|e| conflict_on_race(e, actor))?;
     }
+    events::emit(&txn, events::customer_event("customer.created", model.id, json!({}))).await?;
     audit::record(
         &txn,
         actor,
@@ -447,6 +449,9 @@ pub async fn resolve_in<C: ConnectionTrait>(
         .filter(|h| h.customer_id != customer.id)
         .map(|h| (Identity { kind: h.kind, value: h.value.clone() }, h.customer_id))
         .collect();
+    if created {
+        events::emit(txn, events::customer_event("customer.created", customer.id, json!({}))).await?;
+    }
     if created || !linked.is_empty() {
         let op = if created { "resolveCustomer.create" } else { "resolveCustomer.link" };
         audit::record(txn, actor, op, "customer", Some(customer.id), json!({ "identities": kinds(identities) }))

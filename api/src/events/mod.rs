@@ -13,4 +13,4 @@ pub mod bus;
 pub mod outbox;
 
 pub use bus::{Bus, Event};
-pub use outbox::{NewEvent, emit};
+pub use outbox::{NewEvent, customer_event, emit};

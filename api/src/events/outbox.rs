@@ -25,6 +25,18 @@ pub struct NewEvent {
     pub payload: Value,
 }
 
+/// A customer event (`customer.created`, `customer.merged`, `customer.erased`).
+pub fn customer_event(event_type: &'static str, customer_id: Uuid, payload: Value) -> NewEvent {
+    NewEvent {
+        event_type,
+        aggregate_type: "customer",
+        aggregate_id: customer_id,
+        customer_id: Some(customer_id),
+        channel: None,
+        payload,
+    }
+}
+
 /// Version of every event's payload shape.
 pub const EVENT_VERSION: i32 = 1;
 
@@ -50,4 +62,40 @@ pub async fn emit(db: &impl ConnectionTrait, event: NewEvent) -> AppResult<()> {
         db.execute_raw(Statement::from_string(DatabaseBackend::Postgres, notify)).await?;
     }
     Ok(())
+}
+
+/// A page of the outbox for a consumer catching up: events after `after` (a
+/// position), of the given types, on the given channels (events without a channel
+/// always pass), oldest first.
+///
+/// On PostgreSQL positions are handed out at insert and transactions commit in any
+/// order, so a cursor could pass a position whose transaction has not committed yet.
+/// The feed therefore serves only events older than [`super::bus::GAP_WAIT`] there;
+/// subscriptions are the real-time path. SQLite commits one writer at a time, in order.
+pub async fn catch_up(
+    db: &impl ConnectionTrait,
+    after: i64,
+    types: &[String],
+    channels: Option<&[Channel]>,
+    limit: u64,
+) -> AppResult<(Vec<outbox_event::Model>, bool)> {
+    use sea_orm::{ColumnTrait, Condition, EntityTrait, QueryFilter, QueryOrder, QuerySelect};
+    let mut query = outbox_event::Entity::find().filter(outbox_event::Column::Position.gt(after));
+    if db.get_database_backend() == DatabaseBackend::Postgres {
+        let settle = chrono::Duration::from_std(super::bus::GAP_WAIT).unwrap_or_default();
+        query = query.filter(outbox_event::Column::CreatedAt.lt(Utc::now() - settle));
+    }
+    query = query.filter(outbox_event::Column::EventType.is_in(types.iter().cloned()));
+    if let Some(channels) = channels {
+        let names: Vec<String> = channels.iter().map(sea_orm::ActiveEnum::to_value).collect();
+        query = query.filter(
+            Condition::any()
+                .add(outbox_event::Column::Channel.is_null())
+                .add(outbox_event::Column::Channel.is_in(names)),
+        );
+    }
+    let mut rows = query.order_by_asc(outbox_event::Column::Position).limit(limit + 1).all(db).await?;
+    let more = rows.len() as u64 > limit;
+    rows.truncate(usize::try_from(limit).unwrap_or(usize::MAX));
+    Ok((rows, more))
 }

@@ -12,6 +12,7 @@ mod config;
 mod conversations;
 mod customer;
 pub mod enums;
+mod events;
 mod facts;
 pub mod interactions;
 pub mod loaders;
@@ -41,6 +42,7 @@ pub struct QueryRoot(
     alerts::AlertQuery,
     tokens::TokenQuery,
     audit::AuditQuery,
+    events::EventQuery,
 );
 
 /// Every mutation field, by area.

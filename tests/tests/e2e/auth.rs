@@ -176,6 +176,7 @@ const PROTECTED_SAMPLES: &[(&str, &str)] = &[
     ("ingestInteractions", "mutation { ingestInteractions(inputs: []) { created } }"),
     ("apiTokens", "{ apiTokens { id } }"),
     ("auditLog", "{ auditLog(first: 1) { edges { cursor } } }"),
+    ("events", "{ events(first: 1) { edges { cursor } } }"),
     ("createApiToken", "mutation { createApiToken(input: {name: \"t\", scopes: [PII_READ]}) { secret } }"),
     ("revokeApiToken", "mutation { revokeApiToken(id: \"01a20815-91b7-7562-85d0-8fc0ed28182d\") { id } }"),
     ("alerts", "{ alerts(first: 1) { edges { cursor } } }"),

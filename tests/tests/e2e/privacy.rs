@@ -246,6 +246,15 @@ async fn merge_moves_everything_and_unmerge_undoes_exactly_that() {
             .map(|e| e.operation)
             .collect();
         assert!(ops.contains(&"mergeCustomers".to_owned()) && ops.contains(&"unmergeCustomers".to_owned()), "{ops:?}");
+        let events: Vec<String> = OutboxEvent::find()
+            .filter(entity::outbox_event::Column::AggregateId.eq(ann))
+            .all(&app.db)
+            .await
+            .unwrap()
+            .into_iter()
+            .map(|e| e.event_type)
+            .collect();
+        assert_eq!(events, ["customer.created", "customer.merged", "customer.unmerged"], "events in the outbox");
         let (email, password) = app.create_user(Role::Agent).await;
         let agent = app.login(&email, &password).await.access;
         let denied = app.graphql(MERGE, json!({ "s": ann.to_string(), "d": dup.to_string() }), Some(&agent)).await;
@@ -355,6 +364,12 @@ async fn erasure_leaves_no_trace_of_the_person_and_spares_everyone_else() {
             .unwrap()
             .unwrap();
         assert!(audit.actor_user_id.is_some(), "who erased is recorded");
+        let erased_events = OutboxEvent::find()
+            .filter(entity::outbox_event::Column::EventType.eq("customer.erased"))
+            .count(&app.db)
+            .await
+            .unwrap();
+        assert_eq!(erased_events, 1);
 
         // It cannot be undone or written to.
         let again = app.graphql(erase, json!({ "id": victim.to_string() }), Some(&admin)).await;

@@ -144,3 +144,58 @@ async fn sla_alerts_are_pushed() {
     );
     app.stop().await;
 }
+
+const EVENTS: &str = "query($after: String, $types: [String!]) { events(first: 2, after: $after, types: $types) { \
+    pageInfo { hasNextPage endCursor } edges { node { position eventType aggregateId channel } } } }";
+
+#[tokio::test]
+async fn a_consumer_catches_up_on_what_it_missed_within_its_rights() {
+    for backend in backends() {
+        let app = TestApp::spawn(&backend).await;
+        let admin = app.login_admin().await.access;
+        let a = record(&app, &admin, "EMAIL", "cu-1", "one").await;
+        let b = record(&app, &admin, "TWITTER", "cu-2", "two").await;
+        let c = record(&app, &admin, "EMAIL", "cu-3", "three").await;
+        // On PostgreSQL the feed serves events once they have settled (two seconds).
+        tokio::time::sleep(cxgraph::events::bus::GAP_WAIT + std::time::Duration::from_millis(200)).await;
+        let types = json!(["interaction.received"]);
+        let mut seen = Vec::new();
+        let mut after: Option<String> = None;
+        loop {
+            let page = app.graphql(EVENTS, json!({ "after": after, "types": types }), Some(&admin)).await;
+            let conn = &page["data"]["events"];
+            let positions: Vec<i64> =
+                conn["edges"].as_array().unwrap().iter().map(|e| e["node"]["position"].as_i64().unwrap()).collect();
+            assert!(positions.windows(2).all(|w| w[0] < w[1]), "in order: {page}");
+            seen.extend(conn["edges"].as_array().unwrap().iter().map(|e| e["node"]["aggregateId"].clone()));
+            if conn["pageInfo"]["hasNextPage"] != true {
+                break;
+            }
+            after = conn["pageInfo"]["endCursor"].as_str().map(str::to_owned);
+        }
+        assert_eq!(
+            seen,
+            [a["id"].clone(), b["id"].clone(), c["id"].clone()],
+            "[{}] every event once, in order",
+            backend.name()
+        );
+
+        // A token sees only its channels and the types its scopes allow.
+        let create = "mutation($s: [TokenScope!]!, $c: [Channel!]) { createApiToken(input: {name: \"feed\", scopes: $s, channels: $c}) { secret } }";
+        let social = app.graphql(create, json!({ "s": ["INTERACTIONS_READ"], "c": ["TWITTER"] }), Some(&admin)).await;
+        let social = social["data"]["createApiToken"]["secret"].as_str().unwrap().to_owned();
+        let page = app.graphql(EVENTS, json!({ "types": types }), Some(&social)).await;
+        let ids: Vec<Value> = page["data"]["events"]["edges"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .map(|e| e["node"]["aggregateId"].clone())
+            .collect();
+        assert_eq!(ids, [b["id"].clone()], "[{}] only the twitter event: {page}", backend.name());
+        let insights = app.graphql(create, json!({ "s": ["INSIGHTS_READ"], "c": null }), Some(&admin)).await;
+        let insights = insights["data"]["createApiToken"]["secret"].as_str().unwrap().to_owned();
+        let page = app.graphql(EVENTS, json!({ "types": types }), Some(&insights)).await;
+        assert_eq!(page["data"]["events"]["edges"], json!([]), "no interaction events without interactions:read");
+        app.stop().await;
+    }
+}
