@@ -11,7 +11,7 @@ use entity::conversation;
 use super::enums::{Channel, ConversationStatus, Direction, Priority, SentimentLabel, Visibility};
 use super::facts::{Conversation, Interaction};
 use super::loaders::Batch;
-use super::types::{UserError, actor, context, parse_id, split_user_errors, within_channel_limit};
+use super::types::{UserError, actor, capped, context, parse_id, split_user_errors, within_channel_limit};
 use crate::error::AppError;
 use crate::interactions::conversations as workflow;
 use crate::interactions::queue::{self, ConversationSort};
@@ -134,9 +134,13 @@ impl ConversationQuery {
         let (state, principal) = context(ctx)?;
         let f = filter.unwrap_or_default();
         let domain = queue::ConversationFilter {
-            statuses: f.status.map(|s| s.into_iter().map(Into::into).collect()),
-            channels: within_channel_limit(principal, f.channels.map(|c| c.into_iter().map(Into::into).collect())),
-            priorities: f.priorities.map(|p| p.into_iter().map(Into::into).collect()),
+            statuses: capped(f.status, &["filter", "status"])?.map(|s| s.into_iter().map(Into::into).collect()),
+            channels: within_channel_limit(
+                principal,
+                capped(f.channels, &["filter", "channels"])?.map(|c| c.into_iter().map(Into::into).collect()),
+            ),
+            priorities: capped(f.priorities, &["filter", "priorities"])?
+                .map(|p| p.into_iter().map(Into::into).collect()),
             team_id: optional_id(f.team_id, &["filter", "teamId"])?,
             assignee_id: optional_id(f.assignee_id, &["filter", "assigneeId"])?,
             unassigned: f.unassigned,
@@ -162,10 +166,13 @@ impl ConversationQuery {
         let (state, principal) = context(ctx)?;
         let f = filter.unwrap_or_default();
         let domain = queue::InteractionFilter {
-            channels: within_channel_limit(principal, f.channels.map(|c| c.into_iter().map(Into::into).collect())),
+            channels: within_channel_limit(
+                principal,
+                capped(f.channels, &["filter", "channels"])?.map(|c| c.into_iter().map(Into::into).collect()),
+            ),
             direction: f.direction.map(Into::into),
             visibility: f.visibility.map(Into::into),
-            sentiment: f.sentiment.map(|s| s.into_iter().map(Into::into).collect()),
+            sentiment: capped(f.sentiment, &["filter", "sentiment"])?.map(|s| s.into_iter().map(Into::into).collect()),
             customer_id: optional_id(f.customer_id, &["filter", "customerId"])?,
             conversation_id: optional_id(f.conversation_id, &["filter", "conversationId"])?,
             from: f.from,

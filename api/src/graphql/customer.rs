@@ -11,7 +11,7 @@ use entity::{customer, customer_identity};
 use super::enums::{Channel, ConversationStatus, IdentityKind, NpsCategory};
 use super::facts::{Conversation, Feedback, Interaction, JourneyPosition, Touchpoint, reads_pii};
 use super::loaders::{Batch, Loaders};
-use super::types::{UserError, actor, context, id, parse_id, split_user_errors};
+use super::types::{UserError, actor, capped, context, id, parse_id, split_user_errors};
 use crate::auth::pii;
 use crate::auth::policy::READ_INTERACTIONS;
 use crate::customers::listing::{self, CustomerFilter as DomainFilter, Sort, SortField};
@@ -428,8 +428,9 @@ impl CustomerQuery {
         let filter = filter.unwrap_or_default();
         let filter = DomainFilter {
             search: filter.search,
-            segments: filter.segments,
-            channels: filter.channels.map(|c| c.into_iter().map(Into::into).collect()),
+            segments: capped(filter.segments, &["filter", "segments"])?,
+            channels: capped(filter.channels, &["filter", "channels"])?
+                .map(|c| c.into_iter().map(Into::into).collect()),
             nps_category: filter.nps_category.map(Into::into),
             has_open_conversation: filter.has_open_conversation,
             last_contact_from: filter.last_contact_from,

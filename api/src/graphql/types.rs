@@ -89,3 +89,16 @@ pub fn within_channel_limit(
         (Some(limit), Some(requested)) => Some(requested.into_iter().filter(|c| limit.contains(c)).collect()),
     }
 }
+
+/// Most values one list filter may hold.
+pub const MAX_FILTER_VALUES: usize = 100;
+
+/// A list argument within [`MAX_FILTER_VALUES`]; a longer one is `BAD_USER_INPUT`.
+pub fn capped<T>(values: Option<Vec<T>>, field: &[&str]) -> Result<Option<Vec<T>>, AppError> {
+    match values {
+        Some(v) if v.len() > MAX_FILTER_VALUES => {
+            Err(AppError::invalid(field, "TOO_MANY", format!("at most {MAX_FILTER_VALUES} values")))
+        }
+        other => Ok(other),
+    }
+}

@@ -3,6 +3,7 @@
 
 mod auth;
 mod customers;
+mod hostile;
 mod http;
 mod interactions;
 mod migrations;
