@@ -107,7 +107,7 @@ async fn pathological_documents_are_refused_with_codes() {
                 "deep nesting",
                 format!(
                     "{}{}",
-                    "{ __schema { types { fields { type ".repeat(1),
+                    "{ __schema { types { fields { type ".to_owned(),
                     "{ ofType ".repeat(100) + &"}".repeat(104)
                 ),
             ),
