@@ -227,6 +227,18 @@ pub struct Settings {
     #[arg(long, env = "CXGRAPH_SLA_AT_RISK_MINUTES", default_value_t = 10, value_parser = clap::value_parser!(u32).range(1..=1440), global = true)]
     pub sla_at_risk_minutes: u32,
 
+    /// Milliseconds before a failed webhook is tried again; doubles each attempt.
+    #[arg(long, env = "CXGRAPH_WEBHOOK_RETRY_BASE_MS", default_value_t = 10_000, value_parser = clap::value_parser!(u64).range(100..=3_600_000), global = true)]
+    pub webhook_retry_base_ms: u64,
+
+    /// Hours a failing webhook delivery is retried before it is given up.
+    #[arg(long, env = "CXGRAPH_WEBHOOK_GIVE_UP_HOURS", default_value_t = 24, value_parser = clap::value_parser!(u32).range(1..=720), global = true)]
+    pub webhook_give_up_hours: u32,
+
+    /// Consecutive failed attempts after which a webhook endpoint is disabled.
+    #[arg(long, env = "CXGRAPH_WEBHOOK_DISABLE_AFTER", default_value_t = 50, value_parser = clap::value_parser!(i32).range(1..=10_000), global = true)]
+    pub webhook_disable_after: i32,
+
     /// Log format; defaults to pretty on SQLite and JSON on PostgreSQL.
     #[arg(long, env = "CXGRAPH_LOG_FORMAT", value_enum, global = true)]
     pub log_format: Option<LogFormat>,

@@ -19,6 +19,7 @@ use crate::config::{SeedArgs, Settings};
 use crate::customers::privacy::{RetentionPolicy, spawn_retention};
 use crate::dataset::{self, SeedReport};
 use crate::error::AppError;
+use crate::events::webhooks::{self, WebhookConfig};
 use crate::interactions::sweeper::spawn_sweeper;
 use crate::state::{AppState, DbStats};
 use crate::users::{self, NewUser};
@@ -137,6 +138,13 @@ impl Application {
             std::time::Duration::from_secs(settings.sla_sweep_interval),
             chrono::Duration::minutes(i64::from(settings.sla_at_risk_minutes)),
         );
+        let webhooks = WebhookConfig {
+            retry_base: std::time::Duration::from_millis(settings.webhook_retry_base_ms),
+            give_up_after: chrono::Duration::hours(i64::from(settings.webhook_give_up_hours)),
+            disable_after: settings.webhook_disable_after,
+            timeout: std::time::Duration::from_secs(10),
+        };
+        webhooks::spawn_worker(self.jobs_db.clone(), self.state.bus(), webhooks);
         let router = http::router(self.state.clone());
         axum::serve(self.listener, router).with_graceful_shutdown(shutdown).await?;
         self.state.db().clone().close().await.ok();

@@ -60,6 +60,9 @@ fn help_lists_every_setting() {
         "CXGRAPH_RETENTION_INTERVAL",
         "CXGRAPH_SLA_SWEEP_INTERVAL",
         "CXGRAPH_SLA_AT_RISK_MINUTES",
+        "CXGRAPH_WEBHOOK_RETRY_BASE_MS",
+        "CXGRAPH_WEBHOOK_GIVE_UP_HOURS",
+        "CXGRAPH_WEBHOOK_DISABLE_AFTER",
         "CXGRAPH_LOG_FORMAT",
         "CXGRAPH_LOG",
     ] {

@@ -93,3 +93,9 @@ string_enum!(
     /// How urgent an alert is.
     AlertSeverity { Info, Warning, Critical }
 );
+
+string_enum!(
+    /// Where a webhook delivery stands: pending (waiting for its next attempt),
+    /// succeeded, or failed (gave up).
+    DeliveryStatus { Pending, Succeeded, Failed }
+);

@@ -31,6 +31,8 @@ pub mod team;
 pub mod topic;
 pub mod touchpoint;
 pub mod user;
+pub mod webhook_delivery;
+pub mod webhook_endpoint;
 
 pub mod prelude {
     //! The entities under their table-like names, for `use entity::prelude::*`.
@@ -57,4 +59,6 @@ pub mod prelude {
     pub use super::topic::Entity as Topic;
     pub use super::touchpoint::Entity as Touchpoint;
     pub use super::user::Entity as User;
+    pub use super::webhook_delivery::Entity as WebhookDelivery;
+    pub use super::webhook_endpoint::Entity as WebhookEndpoint;
 }

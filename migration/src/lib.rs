@@ -18,6 +18,7 @@ mod m20261123_000006_create_customer_merges;
 mod m20261123_000007_add_conversation_sla_clocks;
 mod m20261123_000008_add_feed_indexes;
 mod m20261123_000009_add_sla_business_hours;
+mod m20261123_000010_create_webhooks;
 
 /// The ordered list of cxgraph migrations.
 #[derive(Debug)]
@@ -36,6 +37,7 @@ impl MigratorTrait for Migrator {
             Box::new(m20261123_000007_add_conversation_sla_clocks::Migration),
             Box::new(m20261123_000008_add_feed_indexes::Migration),
             Box::new(m20261123_000009_add_sla_business_hours::Migration),
+            Box::new(m20261123_000010_create_webhooks::Migration),
         ]
     }
 }

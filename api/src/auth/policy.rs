@@ -121,6 +121,10 @@ pub const ROOT_FIELDS: &[(&str, &str, Policy)] = &[
     ("Mutation", "createApiToken", Policy::roles(&[Role::Admin])),
     ("Mutation", "revokeApiToken", Policy::roles(&[Role::Admin])),
     ("Query", "auditLog", Policy::roles(&[Role::Admin])),
+    ("Query", "webhookEndpoints", Policy::roles(&[Role::Admin])),
+    ("Query", "webhookDeliveries", Policy::roles(&[Role::Admin])),
+    ("Mutation", "createWebhookEndpoint", Policy::roles(&[Role::Admin])),
+    ("Mutation", "redeliverWebhook", Policy::roles(&[Role::Admin])),
     (
         "Query",
         "events",
@@ -230,6 +234,10 @@ mod tests {
         ("Mutation", "createApiToken", [U, U, A, F, F, F, F, F]),
         ("Mutation", "revokeApiToken", [U, U, A, F, F, F, F, F]),
         ("Query", "auditLog", [U, U, A, F, F, F, F, F]),
+        ("Query", "webhookEndpoints", [U, U, A, F, F, F, F, F]),
+        ("Query", "webhookDeliveries", [U, U, A, F, F, F, F, F]),
+        ("Mutation", "createWebhookEndpoint", [U, U, A, F, F, F, F, F]),
+        ("Mutation", "redeliverWebhook", [U, U, A, F, F, F, F, F]),
         ("Query", "events", [U, U, A, A, A, A, F, A]),
     ];
 

@@ -11,6 +11,7 @@
 
 pub mod bus;
 pub mod outbox;
+pub mod webhooks;
 
 pub use bus::{Bus, Event};
 pub use outbox::{NewEvent, customer_event, emit};

@@ -21,6 +21,7 @@ mod session;
 mod subscriptions;
 mod tokens;
 pub mod types;
+mod webhooks;
 
 use async_graphql::{MergedObject, SDLExportOptions, Schema, SchemaBuilder};
 
@@ -43,6 +44,7 @@ pub struct QueryRoot(
     tokens::TokenQuery,
     audit::AuditQuery,
     events::EventQuery,
+    webhooks::WebhookQuery,
 );
 
 /// Every mutation field, by area.
@@ -57,6 +59,7 @@ pub struct MutationRoot(
     config::ConfigMutation,
     alerts::AlertMutation,
     tokens::TokenMutation,
+    webhooks::WebhookMutation,
 );
 
 pub type AppSchema = Schema<QueryRoot, MutationRoot, SubscriptionRoot>;

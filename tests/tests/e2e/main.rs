@@ -11,3 +11,4 @@ mod privacy;
 mod startup;
 mod subscriptions;
 mod tokens;
+mod webhooks;

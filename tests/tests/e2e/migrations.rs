@@ -49,6 +49,8 @@ const TABLES: &[&str] = &[
     "topics",
     "touchpoints",
     "users",
+    "webhook_deliveries",
+    "webhook_endpoints",
 ];
 
 #[tokio::test]
