@@ -154,3 +154,35 @@ async fn webhooks_are_signed_retried_logged_redelivered_and_disabled_when_dead()
         app.stop().await;
     }
 }
+
+#[tokio::test]
+async fn two_servers_on_one_database_deliver_each_event_once() {
+    for backend in backends() {
+        let first = TestApp::spawn(&backend).await;
+        let second = first.spawn_replica().await;
+        let admin = first.login_admin().await.access;
+        let admin2 = second.login_admin().await.access;
+        let (url, receiver) = Receiver::default().start().await;
+        first.graphql(CREATE, json!({ "url": url, "types": ["interaction.received"] }), Some(&admin)).await;
+        let total = 12;
+        for i in 0..total {
+            let (app, token) = if i % 2 == 0 { (&first, &admin) } else { (&second, &admin2) };
+            let q = "mutation($e: String!, $v: String!) { recordInteraction(input: {channel: CHAT, direction: INBOUND, body: \"x\", \
+                     externalId: $e, identities: [{kind: WEB, value: $v}]}) { interaction { id } } }";
+            let r = app.graphql(q, json!({ "e": format!("rep-{i}"), "v": format!("dev-{i}") }), Some(token)).await;
+            assert!(r["data"]["recordInteraction"]["interaction"]["id"].is_string(), "{r}");
+        }
+        wait_for("every event delivered", || receiver.count() >= total).await;
+        // Give both workers time to (wrongly) send anything twice.
+        tokio::time::sleep(std::time::Duration::from_millis(2500)).await;
+        let hits = receiver.hits.lock().unwrap().clone();
+        let mut ids: Vec<String> =
+            hits.iter().map(|(h, _)| h["cxgraph-event-id"].to_str().unwrap().to_owned()).collect();
+        ids.sort();
+        ids.dedup();
+        assert_eq!(ids.len(), total, "[{}] every event", backend.name());
+        assert_eq!(hits.len(), total, "[{}] and none twice", backend.name());
+        second.stop().await;
+        first.stop().await;
+    }
+}
