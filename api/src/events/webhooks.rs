@@ -161,13 +161,26 @@ fn unreachable_hmac() -> Hmac<Sha256> {
 fn wants(endpoint: &webhook_endpoint::Model, event: &outbox_event::Model) -> bool {
     let types: Vec<String> = serde_json::from_value(endpoint.event_types.clone()).unwrap_or_default();
     let channels: Option<Vec<String>> = endpoint.channels.clone().and_then(|c| serde_json::from_value(c).ok());
-    (types.is_empty() || types.contains(&event.event_type))
+    // An endpoint hears about what happens after it was registered.
+    endpoint.created_at <= event.created_at
+        && (types.is_empty() || types.contains(&event.event_type))
         && channels.is_none_or(|c| event.channel.as_ref().is_none_or(|ch| c.contains(ch)))
 }
 
 /// Creates the deliveries of one event (once, whichever replica gets there first).
 async fn fan_out(db: &DatabaseConnection, event: &Event) -> AppResult<()> {
-    let active = webhook_endpoint::Entity::find().filter(webhook_endpoint::Column::Active.eq(true)).all(db).await?;
+    fan_out_to(db, &active_endpoints(db).await?, event).await
+}
+
+async fn active_endpoints(db: &DatabaseConnection) -> AppResult<Vec<webhook_endpoint::Model>> {
+    Ok(webhook_endpoint::Entity::find().filter(webhook_endpoint::Column::Active.eq(true)).all(db).await?)
+}
+
+async fn fan_out_to(
+    db: &DatabaseConnection,
+    active: &[webhook_endpoint::Model],
+    event: &outbox_event::Model,
+) -> AppResult<()> {
     for endpoint in active.iter().filter(|e| wants(e, event)) {
         let row = webhook_delivery::ActiveModel {
             id: Set(Uuid::now_v7()),
@@ -195,6 +208,36 @@ async fn fan_out(db: &DatabaseConnection, event: &Event) -> AppResult<()> {
             .await?;
     }
     Ok(())
+}
+
+/// Fans out the events committed while no worker was running: everything after the
+/// newest event that has a delivery. Idempotent, like [`fan_out`].
+async fn fan_out_missed(db: &DatabaseConnection) -> AppResult<()> {
+    use sea_orm::QuerySelect;
+    let active = active_endpoints(db).await?;
+    let Some(oldest) = active.iter().map(|e| e.created_at).min() else { return Ok(()) };
+    let mut from = webhook_delivery::Entity::find()
+        .select_only()
+        .column_as(webhook_delivery::Column::EventPosition.max(), "max")
+        .into_tuple::<Option<i64>>()
+        .one(db)
+        .await?
+        .flatten()
+        .unwrap_or(0);
+    loop {
+        let batch = outbox_event::Entity::find()
+            .filter(outbox_event::Column::Position.gt(from))
+            .filter(outbox_event::Column::CreatedAt.gte(oldest))
+            .order_by_asc(outbox_event::Column::Position)
+            .limit(500)
+            .all(db)
+            .await?;
+        let Some(last) = batch.last().map(|e| e.position) else { return Ok(()) };
+        for event in &batch {
+            fan_out_to(db, &active, event).await?;
+        }
+        from = last;
+    }
 }
 
 /// Claims up to 20 due deliveries for this worker for a minute.
@@ -351,6 +394,9 @@ pub fn spawn_worker(db: DatabaseConnection, bus: &Bus, config: WebhookConfig) {
     let mut events = bus.subscribe();
     tokio::spawn(async move {
         let client = reqwest::Client::builder().redirect(reqwest::redirect::Policy::none()).build().unwrap_or_default();
+        if let Err(e) = fan_out_missed(&db).await {
+            tracing::warn!(error = e.message(), "webhook catch-up after start failed");
+        }
         let mut tick = tokio::time::interval(StdDuration::from_secs(1));
         tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
         loop {
