@@ -144,18 +144,14 @@ pub async fn redeliver(db: &DatabaseConnection, actor: Actor<'_>, id: Uuid) -> A
 }
 
 /// `t=<unix>,v1=<hex HMAC-SHA256("<t>.<body>")>`.
-pub fn signature(secret: &str, timestamp: i64, body: &[u8]) -> String {
-    let mut mac = <Hmac<Sha256> as Mac>::new_from_slice(secret.as_bytes()).unwrap_or_else(|_| unreachable_hmac());
+pub fn signature(secret: &str, timestamp: i64, body: &[u8]) -> AppResult<String> {
+    let mut mac = <Hmac<Sha256> as Mac>::new_from_slice(secret.as_bytes())
+        .map_err(|e| AppError::internal(anyhow::anyhow!("HMAC key: {e}")))?;
     mac.update(timestamp.to_string().as_bytes());
     mac.update(b".");
     mac.update(body);
     let digest = mac.finalize().into_bytes();
-    format!("t={timestamp},v1={}", digest.iter().map(|b| format!("{b:02x}")).collect::<String>())
-}
-
-/// HMAC accepts keys of any length; this cannot happen.
-fn unreachable_hmac() -> Hmac<Sha256> {
-    <Hmac<Sha256> as Mac>::new_from_slice(b"key").unwrap_or_else(|_| unreachable!("HMAC takes any key length"))
+    Ok(format!("t={timestamp},v1={}", digest.iter().map(|b| format!("{b:02x}")).collect::<String>()))
 }
 
 fn wants(endpoint: &webhook_endpoint::Model, event: &outbox_event::Model) -> bool {
@@ -288,12 +284,13 @@ async fn send_one(
         None => return Ok(()),
     };
     let timestamp = Utc::now().timestamp();
+    let signed = signature(&endpoint.secret, timestamp, body.as_bytes())?;
     let started = std::time::Instant::now();
     let result = client
         .post(&endpoint.url)
         .timeout(config.timeout)
         .header("content-type", "application/json")
-        .header("cxgraph-signature", signature(&endpoint.secret, timestamp, body.as_bytes()))
+        .header("cxgraph-signature", signed)
         .header("cxgraph-event-id", delivery.event_id.to_string())
         .header("cxgraph-event-type", delivery.event_type.clone())
         .header("cxgraph-delivery-id", delivery.id.to_string())
