@@ -59,6 +59,19 @@ pub async fn verify(password: String, phc: Option<String>) -> AppResult<bool> {
     .map_err(AppError::internal)?
 }
 
+/// Whether a stored hash was made with other parameters (or another algorithm) than
+/// today's: such a hash is replaced at the next successful log-in.
+pub fn needs_rehash(phc: &str) -> bool {
+    let Ok(parsed) = PasswordHash::new(phc) else { return true };
+    let Ok(current) = argon2() else { return false };
+    let params = current.params();
+    parsed.algorithm.as_str() != "argon2id"
+        || parsed.version != Some(u32::from(Version::V0x13))
+        || argon2::Params::try_from(&parsed).map_or(true, |p| {
+            p.m_cost() != params.m_cost() || p.t_cost() != params.t_cost() || p.p_cost() != params.p_cost()
+        })
+}
+
 /// Checks a new password's strength; the message is shown beside the field.
 pub fn check_strength(password: &str) -> Result<(), String> {
     if password.chars().count() < MIN_PASSWORD_LEN {
@@ -68,4 +81,27 @@ pub fn check_strength(password: &str) -> Result<(), String> {
         return Err("must be at most 1024 bytes".into());
     }
     Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn only_hashes_with_other_parameters_need_a_rehash() {
+        let current = hash_blocking("a-long-enough-password").expect("hash");
+        assert!(!needs_rehash(&current));
+        let weak_params = Params::new(4096, 1, 1, None).expect("params");
+        let weak = Argon2::new(Algorithm::Argon2id, Version::V0x13, weak_params)
+            .hash_password(b"a-long-enough-password", &SaltString::generate(&mut OsRng))
+            .expect("hash")
+            .to_string();
+        assert!(needs_rehash(&weak));
+        let argon2i = Argon2::new(Algorithm::Argon2i, Version::V0x13, Params::default())
+            .hash_password(b"x", &SaltString::generate(&mut OsRng))
+            .expect("hash")
+            .to_string();
+        assert!(needs_rehash(&argon2i));
+        assert!(needs_rehash("not a hash"));
+    }
 }

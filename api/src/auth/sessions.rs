@@ -51,13 +51,19 @@ pub async fn login(
         None => None,
     };
     let stored_hash = found.as_ref().filter(|u| u.active).map(|u| u.password_hash.clone());
-    if !password::verify(password_attempt, stored_hash).await? {
+    if !password::verify(password_attempt.clone(), stored_hash).await? {
         return Ok(None);
     }
     let Some(user) = found else { return Ok(None) };
+    // Hashes made with older parameters are upgraded while we hold the password.
+    let rehashed =
+        if password::needs_rehash(&user.password_hash) { Some(password::hash(password_attempt).await?) } else { None };
     let txn = crate::db::begin_write(db).await?;
     let mut active = user.into_active_model();
     active.last_login_at = Set(Some(Utc::now()));
+    if let Some(hash) = rehashed {
+        active.password_hash = Set(hash);
+    }
     let user = active.update(&txn).await?;
     let session = start_in_family(&txn, config, user, Uuid::now_v7()).await?;
     txn.commit().await?;

@@ -346,3 +346,28 @@ async fn public_mutations_work_without_a_token_even_with_a_stale_one() {
     })
     .await;
 }
+
+#[tokio::test]
+async fn a_hash_with_old_parameters_is_upgraded_at_log_in() {
+    use argon2::password_hash::{PasswordHasher, SaltString, rand_core::OsRng};
+    use sea_orm::{ActiveModelTrait, EntityTrait, IntoActiveModel, Set};
+    on_each_backend(async |app: &TestApp| {
+        let (email, password) = app.create_user(Role::Agent).await;
+        let user =
+            entity::user::Entity::find().all(&app.db).await.unwrap().into_iter().find(|u| u.email == email).unwrap();
+        let params = argon2::Params::new(4096, 1, 1, None).unwrap();
+        let old = argon2::Argon2::new(argon2::Algorithm::Argon2id, argon2::Version::V0x13, params)
+            .hash_password(password.as_bytes(), &SaltString::generate(&mut OsRng))
+            .unwrap()
+            .to_string();
+        let mut active = user.clone().into_active_model();
+        active.password_hash = Set(old.clone());
+        active.update(&app.db).await.unwrap();
+        app.login(&email, &password).await;
+        let after = entity::user::Entity::find_by_id(user.id).one(&app.db).await.unwrap().unwrap();
+        assert_ne!(after.password_hash, old, "rehashed");
+        assert!(after.password_hash.contains("m=19456,t=2,p=1"), "{}", after.password_hash);
+        app.login(&email, &password).await;
+    })
+    .await;
+}
