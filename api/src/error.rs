@@ -27,6 +27,8 @@ pub enum AppError {
     Invalid(Vec<FieldError>),
     /// The change collides with the current state (code `CONFLICT`).
     Conflict(String),
+    /// Too many attempts; try again after the given time (code `RATE_LIMITED`).
+    RateLimited(std::time::Duration),
     /// The database or a dependency is unreachable (code `UNAVAILABLE`).
     Unavailable,
     /// Anything else; the detail is logged, never shown (code `INTERNAL`).
@@ -42,6 +44,7 @@ impl AppError {
             AppError::NotFound(_) => "NOT_FOUND",
             AppError::Invalid(_) => "BAD_USER_INPUT",
             AppError::Conflict(_) => "CONFLICT",
+            AppError::RateLimited(_) => "RATE_LIMITED",
             AppError::Unavailable => "UNAVAILABLE",
             AppError::Internal(_) => "INTERNAL",
         }
@@ -53,6 +56,7 @@ impl AppError {
             AppError::Unauthenticated(m) | AppError::Forbidden(m) | AppError::Conflict(m) => m.clone(),
             AppError::NotFound(what) => format!("{what} not found"),
             AppError::Invalid(errors) => summary(errors),
+            AppError::RateLimited(wait) => format!("too many attempts; retry in {} s", wait.as_secs().max(1)),
             AppError::Unavailable => "service temporarily unavailable".into(),
             AppError::Internal(_) => "internal error".into(),
         }
@@ -125,6 +129,9 @@ impl ErrorExtensions for AppError {
         }
         async_graphql::Error::new(self.message()).extend_with(|_, ext| {
             ext.set("code", self.code());
+            if let AppError::RateLimited(wait) = self {
+                ext.set("retryAfterSeconds", wait.as_secs().max(1));
+            }
             if let AppError::Invalid(errors) = self {
                 let fields: Vec<String> = errors.iter().map(|e| e.field.join(".")).collect();
                 ext.set("fields", fields);

@@ -7,6 +7,7 @@ use std::sync::atomic::{AtomicU64, Ordering};
 use sea_orm::DatabaseConnection;
 
 use crate::auth::sessions::SessionConfig;
+use crate::auth::throttle::LoginThrottle;
 use crate::config::Settings;
 use crate::events::Bus;
 
@@ -23,6 +24,7 @@ struct Inner {
     settings: Settings,
     db_stats: Arc<DbStats>,
     bus: Bus,
+    login_throttle: LoginThrottle,
 }
 
 /// Counters of the statements the application sent, fed by sea-orm's metric callback.
@@ -61,7 +63,16 @@ impl DbStats {
 impl AppState {
     /// State over a connection whose statements are counted in `db_stats`.
     pub fn new(db: DatabaseConnection, sessions: SessionConfig, settings: Settings, db_stats: Arc<DbStats>) -> Self {
-        Self { inner: Arc::new(Inner { db, sessions, settings, db_stats, bus: Bus::new() }) }
+        Self {
+            inner: Arc::new(Inner {
+                db,
+                sessions,
+                settings,
+                db_stats,
+                bus: Bus::new(),
+                login_throttle: LoginThrottle::default(),
+            }),
+        }
     }
 
     pub fn db(&self) -> &DatabaseConnection {
@@ -74,6 +85,11 @@ impl AppState {
 
     pub fn settings(&self) -> &Settings {
         &self.inner.settings
+    }
+
+    /// Failed log-in counters of this process.
+    pub fn login_throttle(&self) -> &LoginThrottle {
+        &self.inner.login_throttle
     }
 
     /// This process's event bus.

@@ -12,6 +12,7 @@ pub mod policy;
 pub mod principal;
 pub mod secret;
 pub mod sessions;
+pub mod throttle;
 pub mod tokens;
 
 pub use principal::{AuthFailure, Principal, Scope, TokenPrincipal, UserPrincipal};

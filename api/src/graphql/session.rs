@@ -148,10 +148,18 @@ pub struct SessionMutation;
 #[Object]
 impl SessionMutation {
     /// Starts a session. Wrong e-mail or password is a `userErrors` entry with code
-    /// `INVALID_CREDENTIALS` (it never says which of the two was wrong).
+    /// `INVALID_CREDENTIALS` (it never says which of the two was wrong). After five
+    /// failures for one e-mail, attempts are refused for a while with `RATE_LIMITED`
+    /// (`extensions.retryAfterSeconds`), whether or not the account exists.
     async fn login(&self, ctx: &Context<'_>, input: LoginInput) -> Result<LoginPayload> {
         let (state, _) = context(ctx)?;
+        let throttle = state.login_throttle();
+        throttle.check(&input.email).map_err(AppError::RateLimited)?;
         let session = sessions::login(state.db(), state.sessions(), &input.email, input.password).await?;
+        match &session {
+            Some(_) => throttle.success(&input.email),
+            None => throttle.failure(&input.email),
+        }
         Ok(match session {
             Some(session) => LoginPayload { session: Some(session.into()), user_errors: Vec::new() },
             None => LoginPayload {

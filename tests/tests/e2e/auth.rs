@@ -371,3 +371,25 @@ async fn a_hash_with_old_parameters_is_upgraded_at_log_in() {
     })
     .await;
 }
+
+#[tokio::test]
+async fn repeated_failures_slow_log_in_down_for_known_and_unknown_e_mails_alike() {
+    on_each_backend(async |app: &TestApp| {
+        let login = "mutation($e: String!, $p: String!) { login(input: {email: $e, password: $p}) { \
+                     session { accessToken } userErrors { code } } }";
+        for email in [ADMIN_EMAIL, "nobody-here@example.com"] {
+            for _ in 0..5 {
+                let body = app.graphql(login, json!({ "e": email, "p": "guess" }), None).await;
+                assert_eq!(body["data"]["login"]["userErrors"][0]["code"], "INVALID_CREDENTIALS", "{body}");
+            }
+            let limited = app.graphql(login, json!({ "e": email, "p": ADMIN_PASSWORD }), None).await;
+            assert_eq!(error_code(&limited), Some("RATE_LIMITED"), "[{email}] {limited}");
+            let retry = limited["errors"][0]["extensions"]["retryAfterSeconds"].as_u64().unwrap();
+            assert!((1..=30).contains(&retry), "{limited}");
+        }
+        // Other accounts are unaffected.
+        let (email, password) = app.create_user(Role::Agent).await;
+        app.login(&email, &password).await;
+    })
+    .await;
+}
