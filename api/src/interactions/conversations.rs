@@ -15,6 +15,7 @@ use sea_orm::{ActiveModelTrait, ConnectionTrait, DatabaseConnection, EntityTrait
 use serde_json::json;
 use uuid::Uuid;
 
+use super::routing::BusinessHours;
 use super::sla;
 use crate::audit::{self, Actor};
 use crate::db;
@@ -53,18 +54,25 @@ pub fn refresh_next_due(c: &mut conversation::ActiveModel) {
     c.next_due_at = Set(next);
 }
 
-/// Moves a conversation to `to` at `at`, with the clock side effects. Does not check
-/// [`allowed`]; callers do.
-pub fn apply_status(c: &mut conversation::ActiveModel, to: ConversationStatus, at: DateTime<Utc>) {
+/// Moves a conversation to `to` at `at`, with the clock side effects; `hours` are the
+/// business hours of its SLA policy, if it counts them (a pause then moves the due
+/// time on by the business time spent pending). Does not check [`allowed`]; callers do.
+pub fn apply_status(
+    c: &mut conversation::ActiveModel,
+    to: ConversationStatus,
+    at: DateTime<Utc>,
+    hours: Option<&BusinessHours>,
+) {
     let from = *c.status.as_ref();
     if from == Pending && to != Pending {
-        if let Some(since) = *c.pending_since.as_ref() {
-            let paused = at - since;
-            if let Some(due) = *c.resolution_due_at.as_ref()
-                && paused > chrono::Duration::zero()
-            {
-                c.resolution_due_at = Set(Some(due + paused));
-            }
+        if let (Some(since), Some(due)) = (*c.pending_since.as_ref(), *c.resolution_due_at.as_ref())
+            && at > since
+        {
+            let moved = match hours {
+                Some(h) => sla::add_business_minutes(due, sla::business_minutes_between(since, at, h), h),
+                None => due + (at - since),
+            };
+            c.resolution_due_at = Set(Some(moved));
         }
         c.pending_since = Set(None);
     }
@@ -95,6 +103,12 @@ pub fn updated_event(id: Uuid, customer_id: Uuid, channel: entity::enums::Channe
     }
 }
 
+/// The business hours of a conversation's SLA policy, if it counts them.
+async fn policy_hours(db: &impl ConnectionTrait, policy: Option<Uuid>) -> AppResult<Option<BusinessHours>> {
+    let Some(id) = policy else { return Ok(None) };
+    Ok(entity::sla_policy::Entity::find_by_id(id).one(db).await?.as_ref().and_then(sla::hours_of))
+}
+
 async fn load(db: &impl ConnectionTrait, id: Uuid) -> AppResult<conversation::Model> {
     conversation::Entity::find_by_id(id).one(db).await?.ok_or(AppError::NotFound("conversation"))
 }
@@ -116,8 +130,9 @@ pub async fn set_status(
             format!("a {from:?} conversation cannot become {to:?}").to_lowercase(),
         ));
     }
+    let hours = policy_hours(&txn, current.sla_policy_id).await?;
     let mut c = current.into_active_model();
-    apply_status(&mut c, to, Utc::now());
+    apply_status(&mut c, to, Utc::now(), hours.as_ref());
     let updated = c.update(&txn).await?;
     events::emit(&txn, updated_event(updated.id, updated.customer_id, updated.channel)).await?;
     audit::record(&txn, actor, "setConversationStatus", "conversation", Some(id), json!({ "from": from, "to": to }))

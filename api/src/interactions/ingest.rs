@@ -336,7 +336,9 @@ async fn thread(
             // A customer's message reopens a resolved conversation and ends "pending"
             // (which restarts the paused resolution clock).
             if *c.status.as_ref() != ConversationStatus::Open {
-                super::conversations::apply_status(&mut c, ConversationStatus::Open, at.max(now));
+                let policy = c.sla_policy_id.as_ref().and_then(|id| pipeline.policies.iter().find(|p| p.id == id));
+                let hours = policy.and_then(sla::hours_of);
+                super::conversations::apply_status(&mut c, ConversationStatus::Open, at.max(now), hours.as_ref());
             }
         } else if c.first_response_at.as_ref().is_none() {
             c.first_response_at = Set(Some(at));

@@ -37,7 +37,7 @@ pub fn pick(policies: &[sla_policy::Model], channel: Channel, priority: Priority
 
 /// Due times for a conversation.
 pub fn due_times(policy: &sla_policy::Model, opened_at: DateTime<Utc>) -> DueTimes {
-    let hours: Option<BusinessHours> = policy.business_hours.clone().and_then(|h| serde_json::from_value(h).ok());
+    let hours = hours_of(policy);
     let due = |minutes: i32| match &hours {
         Some(h) => add_business_minutes(opened_at, i64::from(minutes), h),
         None => opened_at + Duration::minutes(i64::from(minutes)),
@@ -85,6 +85,37 @@ pub async fn load(db: &impl ConnectionTrait) -> AppResult<Vec<sla_policy::Model>
     Ok(sla_policy::Entity::find().filter(sla_policy::Column::Active.eq(true)).all(db).await?)
 }
 
+/// Business minutes (inside `hours`) between `from` and `to`; wall-clock minutes when
+/// the hours have no days.
+pub fn business_minutes_between(from: DateTime<Utc>, to: DateTime<Utc>, hours: &BusinessHours) -> i64 {
+    if to <= from {
+        return 0;
+    }
+    if hours.days.is_empty() || hours.start >= hours.end {
+        return (to - from).num_minutes();
+    }
+    let offset = Duration::minutes(i64::from(hours.utc_offset_minutes));
+    let (mut local, end) = (from + offset, to + offset);
+    let mut total = Duration::zero();
+    while local < end {
+        let midnight = local.date_naive().and_hms_opt(0, 0, 0).map(|m| m.and_utc()).unwrap_or(local);
+        if hours.days.contains(&local.weekday().number_from_monday()) {
+            let open = (midnight + Duration::hours(i64::from(hours.start))).max(local);
+            let close = (midnight + Duration::hours(i64::from(hours.end))).min(end);
+            if close > open {
+                total += close - open;
+            }
+        }
+        local = midnight + Duration::days(1);
+    }
+    total.num_minutes()
+}
+
+/// The business hours of a policy, when it has them.
+pub fn hours_of(policy: &sla_policy::Model) -> Option<BusinessHours> {
+    policy.business_hours.clone().and_then(|h| serde_json::from_value(h).ok())
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -109,5 +140,17 @@ mod tests {
         assert_eq!(add_business_minutes(at(23, 7, 0), 8 * 60, &h), at(23, 17, 0), "a full day");
         let cet = BusinessHours { utc_offset_minutes: 60, ..weekdays_9_to_17() };
         assert_eq!(add_business_minutes(at(23, 7, 30), 30, &cet), at(23, 8, 30), "9:00 CET is 8:00 UTC");
+    }
+
+    #[test]
+    fn business_minutes_between_count_only_open_time() {
+        let h = weekdays_9_to_17();
+        assert_eq!(business_minutes_between(at(23, 10, 0), at(23, 11, 0), &h), 60);
+        assert_eq!(business_minutes_between(at(23, 16, 0), at(24, 10, 0), &h), 120, "overnight");
+        assert_eq!(business_minutes_between(at(27, 16, 0), at(30, 9, 30), &h), 90, "over a weekend");
+        assert_eq!(business_minutes_between(at(28, 10, 0), at(29, 10, 0), &h), 0, "all weekend");
+        let start = at(26, 15, 0);
+        let due = add_business_minutes(start, 200, &h);
+        assert_eq!(business_minutes_between(start, due, &h), 200, "the two agree");
     }
 }
