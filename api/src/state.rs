@@ -32,7 +32,6 @@ struct Inner {
 #[derive(Debug, Default)]
 pub struct DbStats {
     statements: AtomicU64,
-    failed: AtomicU64,
 }
 
 impl DbStats {
@@ -41,20 +40,12 @@ impl DbStats {
         self.statements.load(Ordering::Relaxed)
     }
 
-    /// Statements that returned an error.
-    pub fn failed(&self) -> u64 {
-        self.failed.load(Ordering::Relaxed)
-    }
-
     /// Installs the counters on a connection.
     pub fn install(db: &mut DatabaseConnection) -> Arc<DbStats> {
         let stats = Arc::new(DbStats::default());
         let counter = Arc::clone(&stats);
-        db.set_metric_callback(move |info| {
+        db.set_metric_callback(move |_| {
             counter.statements.fetch_add(1, Ordering::Relaxed);
-            if info.failed {
-                counter.failed.fetch_add(1, Ordering::Relaxed);
-            }
         });
         stats
     }

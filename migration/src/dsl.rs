@@ -116,3 +116,26 @@ pub async fn drop_all(manager: &SchemaManager<'_>, tables: &[&'static str]) -> R
     }
     Ok(())
 }
+
+/// The migration of a list of tables: `up` creates them (with their indexes) in order,
+/// `down` drops them in reverse. Each migration file then holds only its `tables()`.
+#[macro_export]
+macro_rules! table_migration {
+    ($($table:literal),+ $(,)?) => {
+        #[derive(DeriveMigrationName)]
+        pub struct Migration;
+
+        const TABLES: &[&str] = &[$($table),+];
+
+        #[async_trait::async_trait]
+        impl MigrationTrait for Migration {
+            async fn up(&self, manager: &SchemaManager) -> Result<(), DbErr> {
+                create_all(manager, tables()).await
+            }
+
+            async fn down(&self, manager: &SchemaManager) -> Result<(), DbErr> {
+                drop_all(manager, TABLES).await
+            }
+        }
+    };
+}

@@ -10,21 +10,7 @@ use crate::dsl::*;
 use sea_orm_migration::prelude::*;
 use sea_orm_migration::schema::*;
 
-#[derive(DeriveMigrationName)]
-pub struct Migration;
-
-const TABLES: &[&str] = &["sla_policies", "routing_rules", "conversations", "interactions"];
-
-#[async_trait::async_trait]
-impl MigrationTrait for Migration {
-    async fn up(&self, manager: &SchemaManager) -> Result<(), DbErr> {
-        create_all(manager, tables()).await
-    }
-
-    async fn down(&self, manager: &SchemaManager) -> Result<(), DbErr> {
-        drop_all(manager, TABLES).await
-    }
-}
+crate::table_migration!("sla_policies", "routing_rules", "conversations", "interactions");
 
 fn tables() -> Vec<TableDef> {
     use ForeignKeyAction::{Cascade, Restrict, SetNull};

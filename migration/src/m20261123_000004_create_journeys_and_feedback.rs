@@ -9,10 +9,7 @@ use crate::dsl::*;
 use sea_orm_migration::prelude::*;
 use sea_orm_migration::schema::*;
 
-#[derive(DeriveMigrationName)]
-pub struct Migration;
-
-const TABLES: &[&str] = &[
+crate::table_migration!(
     "journeys",
     "journey_stages",
     "touchpoints",
@@ -21,18 +18,7 @@ const TABLES: &[&str] = &[
     "topics",
     "feedback_topics",
     "interaction_topics",
-];
-
-#[async_trait::async_trait]
-impl MigrationTrait for Migration {
-    async fn up(&self, manager: &SchemaManager) -> Result<(), DbErr> {
-        create_all(manager, tables()).await
-    }
-
-    async fn down(&self, manager: &SchemaManager) -> Result<(), DbErr> {
-        drop_all(manager, TABLES).await
-    }
-}
+);
 
 fn tables() -> Vec<TableDef> {
     use ForeignKeyAction::{Cascade, Restrict, SetNull};

@@ -8,21 +8,7 @@ use crate::dsl::*;
 use sea_orm_migration::prelude::*;
 use sea_orm_migration::schema::*;
 
-#[derive(DeriveMigrationName)]
-pub struct Migration;
-
-const TABLES: &[&str] = &["alerts", "audit_entries", "outbox_events"];
-
-#[async_trait::async_trait]
-impl MigrationTrait for Migration {
-    async fn up(&self, manager: &SchemaManager) -> Result<(), DbErr> {
-        create_all(manager, tables()).await
-    }
-
-    async fn down(&self, manager: &SchemaManager) -> Result<(), DbErr> {
-        drop_all(manager, TABLES).await
-    }
-}
+crate::table_migration!("alerts", "audit_entries", "outbox_events");
 
 fn tables() -> Vec<TableDef> {
     use ForeignKeyAction::{Cascade, Restrict, SetNull};

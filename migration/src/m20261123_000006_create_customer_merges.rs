@@ -11,21 +11,7 @@ use crate::dsl::*;
 use sea_orm_migration::prelude::*;
 use sea_orm_migration::schema::*;
 
-#[derive(DeriveMigrationName)]
-pub struct Migration;
-
-const TABLES: &[&str] = &["customer_merges", "customer_merge_rows"];
-
-#[async_trait::async_trait]
-impl MigrationTrait for Migration {
-    async fn up(&self, manager: &SchemaManager) -> Result<(), DbErr> {
-        create_all(manager, tables()).await
-    }
-
-    async fn down(&self, manager: &SchemaManager) -> Result<(), DbErr> {
-        drop_all(manager, TABLES).await
-    }
-}
+crate::table_migration!("customer_merges", "customer_merge_rows");
 
 fn tables() -> Vec<TableDef> {
     use ForeignKeyAction::{Cascade, Restrict, SetNull};

@@ -9,21 +9,7 @@ use crate::dsl::*;
 use sea_orm_migration::prelude::*;
 use sea_orm_migration::schema::*;
 
-#[derive(DeriveMigrationName)]
-pub struct Migration;
-
-const TABLES: &[&str] = &["webhook_endpoints", "webhook_deliveries"];
-
-#[async_trait::async_trait]
-impl MigrationTrait for Migration {
-    async fn up(&self, manager: &SchemaManager) -> Result<(), DbErr> {
-        create_all(manager, tables()).await
-    }
-
-    async fn down(&self, manager: &SchemaManager) -> Result<(), DbErr> {
-        drop_all(manager, TABLES).await
-    }
-}
+crate::table_migration!("webhook_endpoints", "webhook_deliveries");
 
 fn tables() -> Vec<TableDef> {
     use ForeignKeyAction::{Cascade, SetNull};

@@ -69,10 +69,6 @@ impl JwtKeys {
         })
     }
 
-    pub fn ttl(&self) -> Duration {
-        self.ttl
-    }
-
     /// Issues an access token for a user; returns it with its expiry.
     pub fn issue(&self, user_id: Uuid, role: Role) -> AppResult<(String, chrono::DateTime<Utc>)> {
         let now = Utc::now();

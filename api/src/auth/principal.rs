@@ -125,17 +125,4 @@ impl Principal {
     pub fn may_use_channel(&self, channel: Channel) -> bool {
         self.channel_limit().is_none_or(|c| c.contains(&channel))
     }
-
-    pub fn is_authenticated(&self) -> bool {
-        !matches!(self, Principal::Anonymous(_))
-    }
-
-    /// A short label for logs: never a secret.
-    pub fn kind(&self) -> &'static str {
-        match self {
-            Principal::Anonymous(_) => "anonymous",
-            Principal::User(_) => "user",
-            Principal::Token(_) => "token",
-        }
-    }
 }

@@ -227,7 +227,7 @@ pub async fn create(db: &DatabaseConnection, actor: Actor<'_>, new: NewCustomer)
     .insert(&txn)
     .await?;
     for id in &identities {
-        new_identity(model.id, id).insert(&txn).await.map_err(|e| conflict_on_race(e, actor))?;
+        new_identity(model.id, id).insert(&txn).await.map_err(conflict_on_race)?;
     }
     events::emit(&txn, events::customer_event("customer.created", model.id, json!({}))).await?;
     audit::record(
@@ -245,9 +245,8 @@ pub async fn create(db: &DatabaseConnection, actor: Actor<'_>, new: NewCustomer)
 
 /// A unique violation that slipped between our check and our insert: another request
 /// took the identity at the same moment.
-fn conflict_on_race(err: sea_orm::DbErr, actor: Actor<'_>) -> AppError {
+fn conflict_on_race(err: sea_orm::DbErr) -> AppError {
     if db::is_unique_violation(&err) {
-        let _ = actor;
         AppError::Conflict("an identity was taken by a concurrent request; retry".into())
     } else {
         err.into()
@@ -325,7 +324,7 @@ pub async fn link_identity(
             existing.customer_id,
         )]));
     }
-    let model = new_identity(customer_id, &wanted).insert(&txn).await.map_err(|e| conflict_on_race(e, actor))?;
+    let model = new_identity(customer_id, &wanted).insert(&txn).await.map_err(conflict_on_race)?;
     audit::record(&txn, actor, "linkIdentity", "customer", Some(customer_id), json!({ "kind": wanted.kind })).await?;
     txn.commit().await?;
     Ok(model)
