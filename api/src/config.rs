@@ -223,6 +223,11 @@ pub struct Settings {
     #[arg(long, env = "CXGRAPH_SLA_SWEEP_INTERVAL", default_value_t = 30, value_parser = clap::value_parser!(u64).range(1..=3600), global = true)]
     pub sla_sweep_interval: u64,
 
+    /// Seconds between two runs of the insight jobs: topic re-tagging and the
+    /// negative-sentiment spike detector.
+    #[arg(long, env = "CXGRAPH_INSIGHTS_JOB_INTERVAL", default_value_t = 60, value_parser = clap::value_parser!(u64).range(1..=3600), global = true)]
+    pub insights_job_interval: u64,
+
     /// A running SLA clock due within this many minutes raises an "at risk" alert.
     #[arg(long, env = "CXGRAPH_SLA_AT_RISK_MINUTES", default_value_t = 10, value_parser = clap::value_parser!(u32).range(1..=1440), global = true)]
     pub sla_at_risk_minutes: u32,

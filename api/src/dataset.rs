@@ -282,6 +282,9 @@ async fn load_catalogue(db: &DatabaseConnection, now: DateTime<Utc>) -> AppResul
             keywords: json!(keywords),
             created_at: now,
             updated_at: now,
+            // The tagging job tags the generated history once it starts.
+            retag_requested_at: Some(now),
+            retagged_at: None,
         }
         .into_active_model()
         .insert(&txn)

@@ -145,6 +145,8 @@ impl Application {
             timeout: std::time::Duration::from_secs(10),
         };
         webhooks::spawn_worker(self.jobs_db.clone(), self.state.bus(), webhooks);
+        let insights_interval = std::time::Duration::from_secs(settings.insights_job_interval);
+        crate::feedback::topics::spawn_retagger(self.jobs_db.clone(), insights_interval);
         let router = http::router(self.state.clone());
         axum::serve(self.listener, router).with_graceful_shutdown(shutdown).await?;
         self.state.db().clone().close().await.ok();

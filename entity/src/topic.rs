@@ -13,6 +13,10 @@ pub struct Model {
     pub keywords: Json,
     pub created_at: DateTimeUtc,
     pub updated_at: DateTimeUtc,
+    /// Set when the keywords change: the history must be re-tagged.
+    pub retag_requested_at: Option<DateTimeUtc>,
+    /// The request the last completed re-tagging ran for.
+    pub retagged_at: Option<DateTimeUtc>,
 }
 
 #[derive(Copy, Clone, Debug, EnumIter, DeriveRelation)]

@@ -76,6 +76,19 @@ pub const WORK_CONVERSATIONS: Policy = Policy::roles(OPERATORS);
 /// Service configuration (SLA, routing, journeys, topics): admins and managers.
 pub const CONFIGURE: Policy = Policy::roles(&[Role::Admin, Role::Manager]);
 
+/// Recording touchpoints: operators, tokens with `touchpoints:write`.
+pub const WRITE_TOUCHPOINTS: Policy = Policy::roles_or_scopes(OPERATORS, &[Scope::TouchpointsWrite]);
+/// Submitting feedback: operators, tokens with `feedback:write`.
+pub const WRITE_FEEDBACK: Policy = Policy::roles_or_scopes(OPERATORS, &[Scope::FeedbackWrite]);
+/// Reading configuration others need to write facts (journeys, surveys, topics): all
+/// staff, and tokens that write touchpoints or feedback or read insights.
+pub const READ_CATALOGUE: Policy =
+    Policy::roles_or_scopes(STAFF, &[Scope::TouchpointsWrite, Scope::FeedbackWrite, Scope::InsightsRead]);
+/// Insights: admins, managers and analysts (agents read alerts only), tokens with
+/// `insights:read`.
+pub const READ_INSIGHTS: Policy =
+    Policy::roles_or_scopes(&[Role::Admin, Role::Manager, Role::Analyst], &[Scope::InsightsRead]);
+
 /// Reading alerts: all staff, tokens with `insights:read`.
 pub const READ_ALERTS: Policy = Policy::roles_or_scopes(STAFF, &[Scope::InsightsRead]);
 
@@ -130,6 +143,18 @@ pub const ROOT_FIELDS: &[(&str, &str, Policy)] = &[
         "events",
         Policy::roles_or_scopes(STAFF, &[Scope::CustomersRead, Scope::InteractionsRead, Scope::InsightsRead]),
     ),
+    ("Query", "journeys", READ_CATALOGUE),
+    ("Query", "surveys", READ_CATALOGUE),
+    ("Query", "topics", READ_CATALOGUE),
+    ("Mutation", "saveJourney", CONFIGURE),
+    ("Mutation", "deleteJourney", CONFIGURE),
+    ("Mutation", "saveSurvey", CONFIGURE),
+    ("Mutation", "saveTopic", CONFIGURE),
+    ("Mutation", "deleteTopic", CONFIGURE),
+    ("Mutation", "recordTouchpoint", WRITE_TOUCHPOINTS),
+    ("Mutation", "recordTouchpoints", WRITE_TOUCHPOINTS),
+    ("Mutation", "submitFeedback", WRITE_FEEDBACK),
+    ("Mutation", "ingestFeedback", WRITE_FEEDBACK),
     ("Mutation", "login", Policy::PUBLIC),
     ("Mutation", "refreshToken", Policy::PUBLIC),
     ("Mutation", "logout", Policy::roles(STAFF)),
@@ -239,6 +264,18 @@ mod tests {
         ("Mutation", "createWebhookEndpoint", [U, U, A, F, F, F, F, F]),
         ("Mutation", "redeliverWebhook", [U, U, A, F, F, F, F, F]),
         ("Query", "events", [U, U, A, A, A, A, F, A]),
+        ("Query", "journeys", [U, U, A, A, A, A, F, A]),
+        ("Query", "surveys", [U, U, A, A, A, A, F, A]),
+        ("Query", "topics", [U, U, A, A, A, A, F, A]),
+        ("Mutation", "saveJourney", [U, U, A, A, F, F, F, F]),
+        ("Mutation", "deleteJourney", [U, U, A, A, F, F, F, F]),
+        ("Mutation", "saveSurvey", [U, U, A, A, F, F, F, F]),
+        ("Mutation", "saveTopic", [U, U, A, A, F, F, F, F]),
+        ("Mutation", "deleteTopic", [U, U, A, A, F, F, F, F]),
+        ("Mutation", "recordTouchpoint", [U, U, A, A, A, F, F, A]),
+        ("Mutation", "recordTouchpoints", [U, U, A, A, A, F, F, A]),
+        ("Mutation", "submitFeedback", [U, U, A, A, A, F, F, A]),
+        ("Mutation", "ingestFeedback", [U, U, A, A, A, F, F, A]),
     ];
 
     async fn schema_root_fields() -> BTreeSet<(String, String)> {

@@ -403,6 +403,53 @@ impl From<AppError> for ResolveError {
     }
 }
 
+/// Who an event (interaction, touchpoint, feedback) is about: a known customer id, or
+/// identities to resolve (creating the customer when nobody holds them).
+#[derive(Debug, Clone, Default)]
+pub struct CustomerRef {
+    pub id: Option<Uuid>,
+    pub identities: Vec<IdentityInput>,
+    /// Name for a customer created by resolution.
+    pub display_name: Option<String>,
+}
+
+impl CustomerRef {
+    /// Reports a reference that names nobody.
+    pub fn check(&self, path: &[&str], errors: &mut Vec<FieldError>) {
+        if self.id.is_none() && self.identities.is_empty() {
+            errors.push(FieldError::new(
+                &[path, &["identities"]].concat(),
+                "REQUIRED",
+                "give customerId or at least one identity",
+            ));
+        }
+    }
+}
+
+/// The customer an event is about, inside the caller's write transaction: by id
+/// (following a merge to the survivor; an erased customer is refused) or by resolving
+/// the identities.
+pub async fn resolve_ref(
+    txn: &impl ConnectionTrait,
+    actor: Actor<'_>,
+    path: &[&str],
+    reference: &CustomerRef,
+) -> Result<customer::Model, ResolveError> {
+    if let Some(id) = reference.id {
+        let mut found = find(txn, id).await?.ok_or(AppError::NotFound("customer"))?;
+        if let Some(survivor) = found.merged_into_id {
+            found = find(txn, survivor).await?.ok_or(AppError::NotFound("customer"))?;
+        }
+        if found.erased_at.is_some() {
+            return Err(AppError::invalid(&[path, &["customerId"]].concat(), "ERASED", "was erased").into());
+        }
+        return Ok(found);
+    }
+    let identities = normalize_all(&[path, &["identities"]].concat(), &reference.identities)?;
+    let profile = NewCustomer { display_name: reference.display_name.clone(), ..Default::default() };
+    Ok(resolve_in(txn, actor, &identities, &profile).await?.customer)
+}
+
 /// One resolution attempt inside the caller's transaction (see [`resolve`]).
 pub async fn resolve_in<C: ConnectionTrait>(
     txn: &C,

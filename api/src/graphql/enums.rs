@@ -166,3 +166,15 @@ pub enum NpsCategory {
     /// 0–6.
     Detractor,
 }
+
+/// The measure a survey asks for.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Enum)]
+#[graphql(remote = "entity::enums::SurveyKind")]
+pub enum SurveyKind {
+    /// Net Promoter Score: 0–10, "how likely are you to recommend us".
+    Nps,
+    /// Customer satisfaction: 1–5.
+    Csat,
+    /// Customer effort: 1–7 (higher is easier).
+    Ces,
+}

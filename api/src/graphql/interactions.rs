@@ -1,13 +1,15 @@
 //! Ingest over GraphQL: one event (`recordInteraction`) or a batch
 //! (`ingestInteractions`) answered per item.
 
-use async_graphql::{Context, Enum, ID, InputObject, Object, Result, SimpleObject};
+use async_graphql::{Context, ID, InputObject, Object, Result, SimpleObject};
 use chrono::{DateTime, Utc};
 
 use super::customer::IdentityValueInput;
 use super::enums::{AuthorKind, Channel, Direction, Visibility};
 use super::facts::Interaction;
-use super::types::{UserError, actor, context, parse_id, split_user_errors};
+use super::types::{
+    IngestStatus, UserError, actor, context, int, item_answer, parse_id, rejoin, split_batch, split_user_errors,
+};
 use crate::error::AppError;
 use crate::interactions::ingest::{self, CustomerRef, NewInteraction, Recorded};
 
@@ -44,10 +46,6 @@ pub struct RecordInteractionInput {
 impl RecordInteractionInput {
     /// The domain input; a malformed customer id is a user error at `path`.
     pub fn into_domain(self, path: &[&str]) -> Result<NewInteraction, AppError> {
-        let customer_id = match &self.customer_id {
-            Some(id) => Some(parse_id(id, &[path, &["customerId"]].concat())?),
-            None => None,
-        };
         Ok(NewInteraction {
             channel: self.channel.into(),
             direction: self.direction.into(),
@@ -57,13 +55,24 @@ impl RecordInteractionInput {
             body: self.body,
             occurred_at: self.occurred_at,
             external_id: self.external_id,
-            customer: CustomerRef {
-                id: customer_id,
-                identities: self.identities.into_iter().map(Into::into).collect(),
-                display_name: self.customer_name,
-            },
+            customer: customer_ref(self.customer_id, self.identities, self.customer_name, path)?,
         })
     }
+}
+
+/// Who an ingested event is about, from the `customerId` / `identities` /
+/// `customerName` trio every ingest input shares; a malformed id is a user error.
+pub fn customer_ref(
+    customer_id: Option<ID>,
+    identities: Vec<IdentityValueInput>,
+    display_name: Option<String>,
+    path: &[&str],
+) -> Result<CustomerRef, AppError> {
+    let id = match &customer_id {
+        Some(id) => Some(parse_id(id, &[path, &["customerId"]].concat())?),
+        None => None,
+    };
+    Ok(CustomerRef { id, identities: identities.into_iter().map(Into::into).collect(), display_name })
 }
 
 /// Result of `recordInteraction`.
@@ -75,17 +84,6 @@ pub struct RecordInteractionPayload {
     duplicate: bool,
     /// Problems the caller can fix.
     user_errors: Vec<UserError>,
-}
-
-/// What happened to one item of a batch.
-#[derive(Enum, Copy, Clone, PartialEq, Eq)]
-pub enum IngestStatus {
-    /// Recorded now.
-    Created,
-    /// Already known; nothing changed.
-    Duplicate,
-    /// Not recorded; see `userErrors` / `error`.
-    Rejected,
 }
 
 /// The answer for one item of a batch.
@@ -118,30 +116,8 @@ pub struct IngestInteractionsPayload {
 
 /// Turns a per-item result into its answer.
 pub fn item_result(index: usize, result: Result<Recorded, AppError>) -> IngestItemResult {
-    let index = i32::try_from(index).unwrap_or(i32::MAX);
-    match result {
-        Ok(r) => IngestItemResult {
-            index,
-            status: if r.created { IngestStatus::Created } else { IngestStatus::Duplicate },
-            interaction: Some(Interaction(r.interaction)),
-            user_errors: Vec::new(),
-            error_code: None,
-        },
-        Err(AppError::Invalid(errors)) => IngestItemResult {
-            index,
-            status: IngestStatus::Rejected,
-            interaction: None,
-            user_errors: errors.into_iter().map(UserError::from).collect(),
-            error_code: Some("BAD_USER_INPUT".into()),
-        },
-        Err(other) => IngestItemResult {
-            index,
-            status: IngestStatus::Rejected,
-            interaction: None,
-            user_errors: Vec::new(),
-            error_code: Some(other.code().into()),
-        },
-    }
+    let (status, interaction, user_errors, error_code) = item_answer(result, Interaction);
+    IngestItemResult { index: int(index), status, interaction, user_errors, error_code }
 }
 
 #[derive(Default)]
@@ -165,7 +141,7 @@ impl InteractionMutation {
         let (recorded, user_errors) = split_user_errors(result)?;
         Ok(RecordInteractionPayload {
             duplicate: recorded.as_ref().is_some_and(|r| !r.created),
-            interaction: recorded.map(|r| Interaction(r.interaction)),
+            interaction: recorded.map(|r| Interaction(r.row)),
             user_errors,
         })
     }
@@ -177,36 +153,11 @@ impl InteractionMutation {
         inputs: Vec<RecordInteractionInput>,
     ) -> Result<IngestInteractionsPayload> {
         let (state, _) = context(ctx)?;
-        let mut domain = Vec::with_capacity(inputs.len());
-        let mut early: Vec<Option<AppError>> = Vec::with_capacity(inputs.len());
-        for (i, input) in inputs.into_iter().enumerate() {
-            let index = i.to_string();
-            match input.into_domain(&["inputs", &index]) {
-                Ok(d) => {
-                    domain.push(Some(d));
-                    early.push(None);
-                }
-                Err(e) => {
-                    domain.push(None);
-                    early.push(Some(e));
-                }
-            }
-        }
-        let valid: Vec<NewInteraction> = domain.iter().flatten().cloned().collect();
-        let mut recorded = ingest::record_batch(state.db(), actor(ctx)?, valid).await?.into_iter();
-        let results: Vec<IngestItemResult> = early
-            .into_iter()
-            .enumerate()
-            .map(|(i, e)| match e {
-                Some(e) => item_result(i, Err(e)),
-                None => item_result(
-                    i,
-                    recorded.next().unwrap_or_else(|| Err(AppError::internal(anyhow::anyhow!("missing result")))),
-                ),
-            })
-            .collect();
-        let count =
-            |s: IngestStatus| i32::try_from(results.iter().filter(|r| r.status == s).count()).unwrap_or(i32::MAX);
+        let (valid, early) = split_batch(inputs, RecordInteractionInput::into_domain);
+        let answers = ingest::record_batch(state.db(), actor(ctx)?, valid).await?;
+        let results: Vec<IngestItemResult> =
+            rejoin(early, answers).into_iter().enumerate().map(|(i, r)| item_result(i, r)).collect();
+        let count = |s: IngestStatus| int(results.iter().filter(|r| r.status == s).count());
         Ok(IngestInteractionsPayload {
             created: count(IngestStatus::Created),
             duplicates: count(IngestStatus::Duplicate),

@@ -14,7 +14,9 @@ mod customer;
 pub mod enums;
 mod events;
 mod facts;
+mod feedback;
 pub mod interactions;
+mod journeys;
 pub mod loaders;
 mod privacy;
 mod session;
@@ -45,6 +47,8 @@ pub struct QueryRoot(
     audit::AuditQuery,
     events::EventQuery,
     webhooks::WebhookQuery,
+    journeys::JourneyQuery,
+    feedback::FeedbackQuery,
 );
 
 /// Every mutation field, by area.
@@ -60,6 +64,8 @@ pub struct MutationRoot(
     alerts::AlertMutation,
     tokens::TokenMutation,
     webhooks::WebhookMutation,
+    journeys::JourneyMutation,
+    feedback::FeedbackMutation,
 );
 
 pub type AppSchema = Schema<QueryRoot, MutationRoot, SubscriptionRoot>;

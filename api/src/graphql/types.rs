@@ -102,3 +102,77 @@ pub fn capped<T>(values: Option<Vec<T>>, field: &[&str]) -> Result<Option<Vec<T>
         other => Ok(other),
     }
 }
+
+/// What happened to one item of a batch write.
+#[derive(Enum, Copy, Clone, PartialEq, Eq, Debug)]
+pub enum IngestStatus {
+    /// Stored now.
+    Created,
+    /// Already known; nothing changed.
+    Duplicate,
+    /// Not stored; see `userErrors` / `errorCode`.
+    Rejected,
+}
+
+/// One batch item's answer, before it is wrapped in its GraphQL type:
+/// (status, stored row, user errors, code of any other failure).
+pub type ItemAnswer<T> = (IngestStatus, Option<T>, Vec<UserError>, Option<String>);
+
+/// Splits one item's result into its answer.
+pub fn item_answer<M, T>(
+    result: Result<crate::batch::Stored<M>, AppError>,
+    wrap: impl FnOnce(M) -> T,
+) -> ItemAnswer<T> {
+    match result {
+        Ok(s) => {
+            let status = if s.created { IngestStatus::Created } else { IngestStatus::Duplicate };
+            (status, Some(wrap(s.row)), Vec::new(), None)
+        }
+        Err(AppError::Invalid(errors)) => (
+            IngestStatus::Rejected,
+            None,
+            errors.into_iter().map(UserError::from).collect(),
+            Some("BAD_USER_INPUT".into()),
+        ),
+        Err(other) => (IngestStatus::Rejected, None, Vec::new(), Some(other.code().into())),
+    }
+}
+
+/// Converts a batch's inputs one by one: the valid ones go to the service, the others
+/// keep their error in place (`rejoin` puts the answers back in order).
+pub fn split_batch<I, D>(
+    inputs: Vec<I>,
+    convert: impl Fn(I, &[&str]) -> Result<D, AppError>,
+) -> (Vec<D>, Vec<Option<AppError>>) {
+    let mut valid = Vec::with_capacity(inputs.len());
+    let mut early = Vec::with_capacity(inputs.len());
+    for (i, input) in inputs.into_iter().enumerate() {
+        let index = i.to_string();
+        match convert(input, &["inputs", &index]) {
+            Ok(d) => {
+                valid.push(d);
+                early.push(None);
+            }
+            Err(e) => early.push(Some(e)),
+        }
+    }
+    (valid, early)
+}
+
+/// The answers of a batch in input order: early errors where they were, service
+/// answers for the rest.
+pub fn rejoin<T>(early: Vec<Option<AppError>>, answers: Vec<Result<T, AppError>>) -> Vec<Result<T, AppError>> {
+    let mut answers = answers.into_iter();
+    early
+        .into_iter()
+        .map(|e| match e {
+            Some(e) => Err(e),
+            None => answers.next().unwrap_or_else(|| Err(AppError::internal(anyhow::anyhow!("missing batch answer")))),
+        })
+        .collect()
+}
+
+/// A count as a GraphQL `Int`.
+pub fn int(n: usize) -> i32 {
+    i32::try_from(n).unwrap_or(i32::MAX)
+}

@@ -151,8 +151,8 @@ pub async fn interactions(State(state): State<HttpState>, headers: HeaderMap, bo
             Ok(r) => json!({
                 "index": index,
                 "status": if r.created { "created" } else { "duplicate" },
-                "interactionId": r.interaction.id,
-                "conversationId": r.interaction.conversation_id,
+                "interactionId": r.row.id,
+                "conversationId": r.row.conversation_id,
             }),
             Err(AppError::Invalid(errors)) => json!({
                 "index": index, "status": "rejected", "code": "BAD_USER_INPUT",

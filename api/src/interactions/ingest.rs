@@ -22,26 +22,18 @@ use uuid::Uuid;
 use super::routing::{self, RoutingFacts, Rule};
 use super::sla;
 use crate::audit::{self, Actor};
-use crate::customers::service::{self as customers, IdentityInput, NewCustomer, ResolveError};
+use crate::batch::{self, Stored};
+pub use crate::customers::service::CustomerRef;
+use crate::customers::service::{self as customers, ResolveError};
 use crate::db;
 use crate::error::{AppError, AppResult, FieldError};
 use crate::events::{self, NewEvent};
+use crate::feedback::topics::{self, Tagger};
 use crate::sentiment;
 
 /// Largest accepted body, in bytes.
 pub const MAX_BODY: usize = 64 * 1024;
-/// Largest batch.
-pub const MAX_BATCH: usize = 1000;
-const ATTEMPTS: usize = 5;
-
-/// Who the event is about: a known customer id, or identities to resolve.
-#[derive(Debug, Clone, Default)]
-pub struct CustomerRef {
-    pub id: Option<Uuid>,
-    pub identities: Vec<IdentityInput>,
-    /// Name for a customer created by resolution.
-    pub display_name: Option<String>,
-}
+pub use crate::batch::MAX_BATCH;
 
 /// One event as a channel connector or agent desk reports it.
 #[derive(Debug, Clone)]
@@ -61,21 +53,22 @@ pub struct NewInteraction {
 }
 
 /// The stored interaction, and whether this call created it.
-#[derive(Debug, Clone)]
-pub struct Recorded {
-    pub interaction: interaction::Model,
-    pub created: bool,
-}
+pub type Recorded = Stored<interaction::Model>;
 
 /// Rules and policies, loaded once per call or batch.
 pub struct Pipeline {
     rules: Vec<Rule>,
     policies: Vec<sla_policy::Model>,
+    topics: Tagger,
 }
 
 impl Pipeline {
     pub async fn load(db: &impl ConnectionTrait) -> AppResult<Pipeline> {
-        Ok(Pipeline { rules: routing::load_rules(db).await?, policies: sla::load(db).await? })
+        Ok(Pipeline {
+            rules: routing::load_rules(db).await?,
+            policies: sla::load(db).await?,
+            topics: Tagger::load(db).await?,
+        })
     }
 }
 
@@ -109,9 +102,7 @@ fn validate(path: &[&str], input: &NewInteraction) -> AppResult<()> {
         }
         _ => {}
     }
-    if input.customer.id.is_none() && input.customer.identities.is_empty() {
-        errors.push(invalid(path, "identities", "REQUIRED", "give customerId or at least one identity"));
-    }
+    input.customer.check(path, &mut errors);
     if let Some(at) = input.occurred_at
         && at > Utc::now() + chrono::Duration::minutes(5)
     {
@@ -125,7 +116,7 @@ pub async fn record(db: &DatabaseConnection, actor: Actor<'_>, input: NewInterac
     let pipeline = Pipeline::load(db).await?;
     let recorded = record_with(db, actor, &pipeline, &["input"], input).await?;
     if recorded.created {
-        audit::record(db, actor, "recordInteraction", "interaction", Some(recorded.interaction.id), json!({})).await?;
+        audit::record(db, actor, "recordInteraction", "interaction", Some(recorded.row.id), json!({})).await?;
     }
     Ok(recorded)
 }
@@ -136,9 +127,7 @@ pub async fn record_batch(
     actor: Actor<'_>,
     inputs: Vec<NewInteraction>,
 ) -> AppResult<Vec<AppResult<Recorded>>> {
-    if inputs.len() > MAX_BATCH {
-        return Err(AppError::invalid(&["inputs"], "TOO_MANY", format!("at most {MAX_BATCH} events per batch")));
-    }
+    batch::check_size(inputs.len())?;
     let pipeline = Pipeline::load(db).await?;
     let mut out = Vec::with_capacity(inputs.len());
     for (i, input) in inputs.into_iter().enumerate() {
@@ -151,9 +140,7 @@ pub async fn record_batch(
         }
         out.push(result);
     }
-    let created = out.iter().filter(|r| matches!(r, Ok(Recorded { created: true, .. }))).count();
-    let duplicates = out.iter().filter(|r| matches!(r, Ok(Recorded { created: false, .. }))).count();
-    let rejected = out.len() - created - duplicates;
+    let (created, duplicates, rejected) = batch::tally(&out);
     audit::record(
         db,
         actor,
@@ -178,11 +165,6 @@ async fn find_existing(
         .await?)
 }
 
-enum Attempt {
-    Done(Recorded),
-    Retry,
-}
-
 /// One event through the pipeline, retried when a concurrent request wins a race.
 pub async fn record_with(
     db: &DatabaseConnection,
@@ -198,13 +180,7 @@ pub async fn record_with(
     input.external_id = input.external_id.trim().to_owned();
     // Bad identities are the caller's to fix: report them before any transaction.
     customers::normalize_all(&[path, &["identities"]].concat(), &input.customer.identities)?;
-    for _ in 0..ATTEMPTS {
-        match attempt(db, actor, pipeline, path, &input).await? {
-            Attempt::Done(recorded) => return Ok(recorded),
-            Attempt::Retry => continue,
-        }
-    }
-    Err(AppError::Conflict("the event kept colliding with concurrent writes; retry".into()))
+    batch::retrying(|| attempt(db, actor, pipeline, path, &input)).await
 }
 
 async fn attempt(
@@ -213,17 +189,17 @@ async fn attempt(
     pipeline: &Pipeline,
     path: &[&str],
     input: &NewInteraction,
-) -> AppResult<Attempt> {
+) -> AppResult<Option<Recorded>> {
     let txn = db::begin_write(db).await?;
     if let Some(existing) = find_existing(&txn, input.channel, &input.external_id).await? {
         txn.rollback().await.ok();
-        return Ok(Attempt::Done(Recorded { interaction: existing, created: false }));
+        return Ok(Some(Recorded { row: existing, created: false }));
     }
-    let customer = match resolve_customer(&txn, actor, path, input).await {
+    let customer = match customers::resolve_ref(&txn, actor, path, &input.customer).await {
         Ok(c) => c,
         Err(ResolveError::Race(_)) => {
             txn.rollback().await.ok();
-            return Ok(Attempt::Retry);
+            return Ok(None);
         }
         Err(ResolveError::App(e)) => return Err(e),
     };
@@ -255,10 +231,13 @@ async fn attempt(
         Ok(model) => model,
         Err(e) if db::is_unique_violation(&e) => {
             txn.rollback().await.ok();
-            return Ok(Attempt::Retry);
+            return Ok(None);
         }
         Err(e) => return Err(e.into()),
     };
+    if inbound {
+        topics::tag_interaction(&txn, &pipeline.topics, inserted.id, inserted.body.as_deref()).await?;
+    }
     events::emit(&txn, interaction_event(&inserted)).await?;
     events::emit(&txn, super::conversations::updated_event(conversation_id, customer.id, input.channel)).await?;
     if customer.last_contact_at.is_none_or(|last| last < at) {
@@ -269,7 +248,7 @@ async fn attempt(
             .await?;
     }
     txn.commit().await?;
-    Ok(Attempt::Done(Recorded { interaction: inserted, created: true }))
+    Ok(Some(Recorded { row: inserted, created: true }))
 }
 
 /// The `interaction.received` event of a stored interaction (ids and codes only).
@@ -282,27 +261,6 @@ pub fn interaction_event(i: &interaction::Model) -> NewEvent {
         channel: Some(i.channel),
         payload: json!({ "conversationId": i.conversation_id, "direction": i.direction, "visibility": i.visibility }),
     }
-}
-
-async fn resolve_customer(
-    txn: &impl ConnectionTrait,
-    actor: Actor<'_>,
-    path: &[&str],
-    input: &NewInteraction,
-) -> Result<customer::Model, ResolveError> {
-    if let Some(id) = input.customer.id {
-        let mut found = customers::find(txn, id).await?.ok_or(AppError::NotFound("customer"))?;
-        if let Some(survivor) = found.merged_into_id {
-            found = customers::find(txn, survivor).await?.ok_or(AppError::NotFound("customer"))?;
-        }
-        if found.erased_at.is_some() {
-            return Err(AppError::invalid(&[path, &["customerId"]].concat(), "ERASED", "was erased").into());
-        }
-        return Ok(found);
-    }
-    let identities = customers::normalize_all(&[path, &["identities"]].concat(), &input.customer.identities)?;
-    let profile = NewCustomer { display_name: input.customer.display_name.clone(), ..Default::default() };
-    Ok(customers::resolve_in(txn, actor, &identities, &profile).await?.customer)
 }
 
 /// Finds or opens the conversation for the event and moves its clocks; returns its id.

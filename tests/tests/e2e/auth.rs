@@ -224,6 +224,29 @@ const PROTECTED_SAMPLES: &[(&str, &str)] = &[
         "tagConversation",
         "mutation { tagConversation(input: {conversationId: \"01a20815-91b7-7562-85d0-8fc0ed28182d\"}) { userErrors { code } } }",
     ),
+    ("journeys", "{ journeys { id } }"),
+    ("surveys", "{ surveys { id } }"),
+    ("topics", "{ topics { id } }"),
+    ("saveJourney", "mutation { saveJourney(input: {name: \"j\"}) { userErrors { code } } }"),
+    (
+        "deleteJourney",
+        "mutation { deleteJourney(id: \"01a20815-91b7-7562-85d0-8fc0ed28182d\") { userErrors { code } } }",
+    ),
+    ("saveSurvey", "mutation { saveSurvey(input: {name: \"s\"}) { userErrors { code } } }"),
+    ("saveTopic", "mutation { saveTopic(input: {name: \"t\"}) { userErrors { code } } }"),
+    ("deleteTopic", "mutation { deleteTopic(id: \"01a20815-91b7-7562-85d0-8fc0ed28182d\") { deletedId } }"),
+    (
+        "recordTouchpoint",
+        "mutation { recordTouchpoint(input: {journeyId: \"01a20815-91b7-7562-85d0-8fc0ed28182d\", stage: {name: \"x\"}, \
+         channel: WEB, name: \"n\", outcome: SUCCESS, customerId: \"01a20815-91b7-7562-85d0-8fc0ed28182d\"}) { duplicate } }",
+    ),
+    ("recordTouchpoints", "mutation { recordTouchpoints(inputs: []) { created } }"),
+    (
+        "submitFeedback",
+        "mutation { submitFeedback(input: {kind: COMMENT, comment: \"hi\", channel: WEB, \
+         customerId: \"01a20815-91b7-7562-85d0-8fc0ed28182d\"}) { duplicate } }",
+    ),
+    ("ingestFeedback", "mutation { ingestFeedback(inputs: []) { created } }"),
     (
         "eraseCustomer",
         "mutation { eraseCustomer(input: {id: \"01a20815-91b7-7562-85d0-8fc0ed28182d\"}) { userErrors { code } } }",

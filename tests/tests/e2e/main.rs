@@ -3,9 +3,11 @@
 
 mod auth;
 mod customers;
+mod feedback;
 mod hostile;
 mod http;
 mod interactions;
+mod journeys;
 mod migrations;
 mod privacy;
 mod startup;

@@ -1,0 +1,359 @@
+//! Topics: managers define them by keywords and phrases; feedback comments and inbound
+//! interaction bodies are tagged at ingest, and the history is re-tagged by a job when
+//! a topic's keywords change.
+//!
+//! Matching is on whole words, case-insensitively: a phrase matches when its words
+//! appear consecutively ("late delivery" matches "a very late delivery", not "the
+//! delivery was late"). Re-tagging is a job, not a migration: saving new
+//! keywords stamps `retag_requested_at`, and [`retag_pending`] (run by the background
+//! worker, chunked, idempotent, safe to run on several replicas at once) rebuilds that
+//! topic's links and then records the stamp in `retagged_at`.
+
+use chrono::Utc;
+use entity::enums::Direction;
+use entity::{feedback, feedback_topic, interaction, interaction_topic, topic};
+use sea_orm::sea_query::OnConflict;
+use sea_orm::{
+    ActiveModelTrait, ColumnTrait, ConnectionTrait, DatabaseConnection, EntityTrait, IntoActiveModel, QueryFilter,
+    QueryOrder, QuerySelect, Set,
+};
+use serde_json::json;
+use uuid::Uuid;
+
+use crate::audit::{self, Actor};
+use crate::db;
+use crate::error::{AppError, AppResult, FieldError};
+
+/// Rows re-tagged per transaction.
+const CHUNK: u64 = 500;
+/// Most keywords per topic.
+pub const MAX_KEYWORDS: usize = 100;
+
+/// The words of a text, lowercased, split at anything but letters, digits and `'`.
+fn words(text: &str) -> Vec<String> {
+    text.to_lowercase()
+        .split(|c: char| !c.is_alphanumeric() && c != '\'')
+        .filter(|w| !w.is_empty())
+        .map(str::to_owned)
+        .collect()
+}
+
+/// Compiled topics: each one's phrases as word sequences.
+#[derive(Debug, Clone, Default)]
+pub struct Tagger {
+    topics: Vec<(Uuid, Vec<Vec<String>>)>,
+}
+
+impl Tagger {
+    /// A tagger for these topics.
+    pub fn new(topics: &[topic::Model]) -> Self {
+        let topics = topics
+            .iter()
+            .map(|t| {
+                let phrases = keywords_of(t).iter().map(|k| words(k)).filter(|p| !p.is_empty()).collect();
+                (t.id, phrases)
+            })
+            .collect();
+        Tagger { topics }
+    }
+
+    /// Loads every topic.
+    pub async fn load(db: &impl ConnectionTrait) -> AppResult<Self> {
+        Ok(Self::new(&topic::Entity::find().all(db).await?))
+    }
+
+    /// The topics a text mentions.
+    pub fn tag(&self, text: &str) -> Vec<Uuid> {
+        if self.topics.is_empty() {
+            return Vec::new();
+        }
+        let words = words(text);
+        self.topics
+            .iter()
+            .filter(|(_, phrases)| phrases.iter().any(|p| words.windows(p.len()).any(|w| w == p.as_slice())))
+            .map(|(id, _)| *id)
+            .collect()
+    }
+}
+
+/// A topic's keywords as stored (a JSON array of strings).
+pub fn keywords_of(t: &topic::Model) -> Vec<String> {
+    t.keywords.as_array().into_iter().flatten().filter_map(|k| k.as_str().map(str::to_owned)).collect()
+}
+
+/// Links a feedback row to the topics its comment mentions.
+pub async fn tag_feedback(
+    db: &impl ConnectionTrait,
+    tagger: &Tagger,
+    id: Uuid,
+    comment: Option<&str>,
+) -> AppResult<()> {
+    let topics = comment.map(|c| tagger.tag(c)).unwrap_or_default();
+    insert_feedback_links(db, topics.into_iter().map(|t| (id, t)).collect()).await
+}
+
+/// Links an interaction to the topics its body mentions.
+pub async fn tag_interaction(
+    db: &impl ConnectionTrait,
+    tagger: &Tagger,
+    id: Uuid,
+    body: Option<&str>,
+) -> AppResult<()> {
+    let topics = body.map(|b| tagger.tag(b)).unwrap_or_default();
+    insert_interaction_links(db, topics.into_iter().map(|t| (id, t)).collect()).await
+}
+
+async fn insert_feedback_links(db: &impl ConnectionTrait, links: Vec<(Uuid, Uuid)>) -> AppResult<()> {
+    if links.is_empty() {
+        return Ok(());
+    }
+    let rows = links.into_iter().map(|(feedback_id, topic_id)| feedback_topic::ActiveModel {
+        feedback_id: Set(feedback_id),
+        topic_id: Set(topic_id),
+    });
+    let conflict = OnConflict::columns([feedback_topic::Column::FeedbackId, feedback_topic::Column::TopicId])
+        .do_nothing()
+        .to_owned();
+    feedback_topic::Entity::insert_many(rows).on_conflict(conflict).exec_without_returning(db).await?;
+    Ok(())
+}
+
+async fn insert_interaction_links(db: &impl ConnectionTrait, links: Vec<(Uuid, Uuid)>) -> AppResult<()> {
+    if links.is_empty() {
+        return Ok(());
+    }
+    let rows = links.into_iter().map(|(interaction_id, topic_id)| interaction_topic::ActiveModel {
+        interaction_id: Set(interaction_id),
+        topic_id: Set(topic_id),
+    });
+    let conflict = OnConflict::columns([interaction_topic::Column::InteractionId, interaction_topic::Column::TopicId])
+        .do_nothing()
+        .to_owned();
+    interaction_topic::Entity::insert_many(rows).on_conflict(conflict).exec_without_returning(db).await?;
+    Ok(())
+}
+
+/// A topic as a manager writes it.
+#[derive(Debug, Clone, Default)]
+pub struct TopicInput {
+    pub name: Option<String>,
+    pub keywords: Option<Vec<String>>,
+}
+
+/// Every topic, by name.
+pub async fn list(db: &impl ConnectionTrait) -> AppResult<Vec<topic::Model>> {
+    Ok(topic::Entity::find().order_by_asc(topic::Column::Name).all(db).await?)
+}
+
+/// Creates (`id` none) or updates a topic; new keywords schedule a re-tagging.
+pub async fn save(
+    db: &DatabaseConnection,
+    actor: Actor<'_>,
+    id: Option<Uuid>,
+    input: TopicInput,
+) -> AppResult<topic::Model> {
+    let mut errors = Vec::new();
+    match &input.name {
+        Some(n) if n.trim().is_empty() || n.chars().count() > 200 => {
+            errors.push(FieldError::new(&["input", "name"], "INVALID", "must be 1 to 200 characters"))
+        }
+        None if id.is_none() => {
+            errors.push(FieldError::new(&["input", "name"], "REQUIRED", "a new topic needs a name"))
+        }
+        _ => {}
+    }
+    let keywords: Option<Vec<String>> = input.keywords.as_ref().map(|k| {
+        let mut out: Vec<String> = k.iter().map(|w| words(w).join(" ")).filter(|w| !w.is_empty()).collect();
+        out.sort();
+        out.dedup();
+        out
+    });
+    match &keywords {
+        Some(k) if k.is_empty() || k.len() > MAX_KEYWORDS => errors.push(FieldError::new(
+            &["input", "keywords"],
+            "INVALID",
+            format!("needs 1 to {MAX_KEYWORDS} keywords or phrases with at least one word each"),
+        )),
+        None if id.is_none() => {
+            errors.push(FieldError::new(&["input", "keywords"], "REQUIRED", "a new topic needs keywords"))
+        }
+        _ => {}
+    }
+    if !errors.is_empty() {
+        return Err(AppError::Invalid(errors));
+    }
+    let txn = db::begin_write(db).await?;
+    if let Some(name) = &input.name {
+        let taken = topic::Entity::find().filter(topic::Column::Name.eq(name.trim())).one(&txn).await?;
+        if taken.is_some_and(|t| Some(t.id) != id) {
+            return Err(AppError::invalid(&["input", "name"], "TAKEN", "another topic has this name"));
+        }
+    }
+    let now = Utc::now();
+    let existing = match id {
+        Some(id) => Some(topic::Entity::find_by_id(id).one(&txn).await?.ok_or(AppError::NotFound("topic"))?),
+        None => None,
+    };
+    let keywords_changed = keywords.as_ref().is_some_and(|k| existing.as_ref().is_none_or(|e| keywords_of(e) != *k));
+    let mut model = match existing {
+        Some(e) => e.into_active_model(),
+        None => topic::ActiveModel {
+            id: Set(Uuid::now_v7()),
+            name: Set(String::new()),
+            keywords: Set(json!([])),
+            created_at: Set(now),
+            updated_at: Set(now),
+            retag_requested_at: Set(None),
+            retagged_at: Set(None),
+        },
+    };
+    if let Some(name) = &input.name {
+        model.name = Set(name.trim().to_owned());
+    }
+    if let Some(k) = keywords {
+        model.keywords = Set(json!(k));
+    }
+    if keywords_changed {
+        model.retag_requested_at = Set(Some(now));
+    }
+    model.updated_at = Set(now);
+    let saved = if id.is_some() { model.update(&txn).await? } else { model.insert(&txn).await? };
+    let op = if id.is_some() { "updateTopic" } else { "createTopic" };
+    let fields: Vec<&str> = [(input.name.is_some(), "name"), (keywords_changed, "keywords")]
+        .into_iter()
+        .filter(|(c, _)| *c)
+        .map(|(_, f)| f)
+        .collect();
+    audit::record(&txn, actor, op, "topic", Some(saved.id), json!({ "fields": fields })).await?;
+    txn.commit().await?;
+    Ok(saved)
+}
+
+/// Deletes a topic and its links (insights by topic lose it; the facts stay).
+pub async fn delete(db: &DatabaseConnection, actor: Actor<'_>, id: Uuid) -> AppResult<()> {
+    let txn = db::begin_write(db).await?;
+    let result = topic::Entity::delete_by_id(id).exec(&txn).await?;
+    if result.rows_affected == 0 {
+        return Err(AppError::NotFound("topic"));
+    }
+    audit::record(&txn, actor, "deleteTopic", "topic", Some(id), json!({})).await?;
+    txn.commit().await?;
+    Ok(())
+}
+
+/// Whether a topic's history still waits for re-tagging.
+pub fn retag_pending_for(t: &topic::Model) -> bool {
+    t.retag_requested_at.is_some_and(|r| t.retagged_at.is_none_or(|d| d < r))
+}
+
+/// Re-tags the history of every topic whose keywords changed; returns how many
+/// topics it completed. Each chunk is its own transaction; a topic whose keywords
+/// change again meanwhile stays pending and is redone on the next run.
+pub async fn retag_pending(db: &DatabaseConnection) -> AppResult<usize> {
+    let pending: Vec<topic::Model> = list(db).await?.into_iter().filter(retag_pending_for).collect();
+    let mut done = 0;
+    for t in pending {
+        let tagger = Tagger::new(std::slice::from_ref(&t));
+        feedback_topic::Entity::delete_many().filter(feedback_topic::Column::TopicId.eq(t.id)).exec(db).await?;
+        interaction_topic::Entity::delete_many().filter(interaction_topic::Column::TopicId.eq(t.id)).exec(db).await?;
+        let mut after: Option<Uuid> = None;
+        loop {
+            let mut q = feedback::Entity::find()
+                .select_only()
+                .columns([feedback::Column::Id, feedback::Column::Comment])
+                .filter(feedback::Column::Comment.is_not_null())
+                .order_by_asc(feedback::Column::Id)
+                .limit(CHUNK);
+            if let Some(a) = after {
+                q = q.filter(feedback::Column::Id.gt(a));
+            }
+            let rows: Vec<(Uuid, Option<String>)> = q.into_tuple().all(db).await?;
+            let Some(last) = rows.last() else { break };
+            after = Some(last.0);
+            let links = rows
+                .iter()
+                .filter(|(_, c)| c.as_deref().is_some_and(|c| !tagger.tag(c).is_empty()))
+                .map(|(id, _)| (*id, t.id))
+                .collect();
+            insert_feedback_links(db, links).await?;
+        }
+        let mut after: Option<Uuid> = None;
+        loop {
+            let mut q = interaction::Entity::find()
+                .select_only()
+                .columns([interaction::Column::Id, interaction::Column::Body])
+                .filter(interaction::Column::Direction.eq(Direction::Inbound))
+                .filter(interaction::Column::Body.is_not_null())
+                .order_by_asc(interaction::Column::Id)
+                .limit(CHUNK);
+            if let Some(a) = after {
+                q = q.filter(interaction::Column::Id.gt(a));
+            }
+            let rows: Vec<(Uuid, Option<String>)> = q.into_tuple().all(db).await?;
+            let Some(last) = rows.last() else { break };
+            after = Some(last.0);
+            let links = rows
+                .iter()
+                .filter(|(_, b)| b.as_deref().is_some_and(|b| !tagger.tag(b).is_empty()))
+                .map(|(id, _)| (*id, t.id))
+                .collect();
+            insert_interaction_links(db, links).await?;
+        }
+        // Only the request this run served is marked done.
+        let marked = topic::Entity::update_many()
+            .col_expr(topic::Column::RetaggedAt, sea_orm::sea_query::Expr::value(t.retag_requested_at))
+            .filter(topic::Column::Id.eq(t.id))
+            .filter(topic::Column::RetagRequestedAt.eq(t.retag_requested_at))
+            .exec(db)
+            .await?;
+        if marked.rows_affected > 0 {
+            done += 1;
+        }
+    }
+    Ok(done)
+}
+
+/// Runs [`retag_pending`] every `interval` in the background.
+pub fn spawn_retagger(db: DatabaseConnection, interval: std::time::Duration) {
+    tokio::spawn(async move {
+        let mut tick = tokio::time::interval(interval);
+        tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+        loop {
+            tick.tick().await;
+            match retag_pending(&db).await {
+                Ok(0) => {}
+                Ok(n) => tracing::info!(topics = n, "topics re-tagged"),
+                Err(e) => tracing::warn!(error = e.message(), "topic re-tagging failed; retrying next interval"),
+            }
+        }
+    });
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn topic(name: &str, keywords: &[&str]) -> topic::Model {
+        let now = Utc::now();
+        topic::Model {
+            id: Uuid::now_v7(),
+            name: name.into(),
+            keywords: json!(keywords),
+            created_at: now,
+            updated_at: now,
+            retag_requested_at: None,
+            retagged_at: None,
+        }
+    }
+
+    #[test]
+    fn whole_words_and_phrases_case_insensitively() {
+        let delivery = topic("Delivery", &["parcel", "late delivery"]);
+        let billing = topic("Billing", &["refund"]);
+        let tagger = Tagger::new(&[delivery.clone(), billing.clone()]);
+        assert_eq!(tagger.tag("My PARCEL never came"), vec![delivery.id]);
+        assert_eq!(tagger.tag("a very late delivery, I want a refund!"), vec![delivery.id, billing.id]);
+        assert!(tagger.tag("delivery was late").is_empty(), "a phrase needs its words in order");
+        assert!(tagger.tag("parcels and refunds").is_empty(), "whole words only");
+    }
+}

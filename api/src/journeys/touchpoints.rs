@@ -1,0 +1,215 @@
+//! Recording touchpoints: a customer event at a journey stage, idempotent on
+//! `(source, externalId)`.
+//!
+//! The journey catalogue (journeys and stages) is loaded once per call or batch; each
+//! touchpoint runs in its own write transaction (look up the key, resolve the customer,
+//! insert, emit `touchpoint.recorded`), so one bad item of a batch never loses the
+//! others.
+
+use chrono::{DateTime, Utc};
+use entity::enums::{Channel, TouchpointOutcome};
+use entity::{interaction, touchpoint};
+use sea_orm::{ActiveModelTrait, ColumnTrait, ConnectionTrait, DatabaseConnection, EntityTrait, QueryFilter, Set};
+use serde_json::json;
+use uuid::Uuid;
+
+use super::config::{self, Journey};
+use crate::audit::{self, Actor};
+use crate::batch::{self, Stored};
+use crate::customers::service::{self as customers, CustomerRef, ResolveError};
+use crate::db;
+use crate::error::{AppError, AppResult, FieldError};
+use crate::events::{self, NewEvent};
+
+/// The stage, by id or by its name within the journey.
+#[derive(Debug, Clone)]
+pub enum StageRef {
+    Id(Uuid),
+    Name(String),
+}
+
+/// One touchpoint as a partner or front end reports it.
+#[derive(Debug, Clone)]
+pub struct NewTouchpoint {
+    pub customer: CustomerRef,
+    pub journey_id: Uuid,
+    pub stage: StageRef,
+    pub channel: Channel,
+    /// What happened, e.g. "checkout" or "delivery".
+    pub name: String,
+    pub outcome: TouchpointOutcome,
+    /// Defaults to now.
+    pub occurred_at: Option<DateTime<Utc>>,
+    pub interaction_id: Option<Uuid>,
+    /// Who reports it (the idempotency key's namespace); defaults to `api`.
+    pub source: Option<String>,
+    /// The source's id for the event; without one every call records a new touchpoint.
+    pub external_id: Option<String>,
+}
+
+fn validate(path: &[&str], input: &NewTouchpoint) -> Vec<FieldError> {
+    let f = |name: &'static str| [path, &[name]].concat();
+    let mut errors = Vec::new();
+    if input.name.trim().is_empty() || input.name.chars().count() > 200 {
+        errors.push(FieldError::new(&f("name"), "INVALID", "must be 1 to 200 characters"));
+    }
+    if input.source.as_ref().is_some_and(|s| s.trim().is_empty() || s.chars().count() > 100) {
+        errors.push(FieldError::new(&f("source"), "INVALID", "must be 1 to 100 characters"));
+    }
+    if input.external_id.as_ref().is_some_and(|s| s.trim().is_empty() || s.chars().count() > 300) {
+        errors.push(FieldError::new(&f("externalId"), "INVALID", "must be 1 to 300 characters"));
+    }
+    if input.occurred_at.is_some_and(|at| at > Utc::now() + chrono::Duration::minutes(5)) {
+        errors.push(FieldError::new(&f("occurredAt"), "IN_FUTURE", "must not be in the future"));
+    }
+    input.customer.check(path, &mut errors);
+    errors
+}
+
+/// Records one touchpoint.
+pub async fn record(
+    db: &DatabaseConnection,
+    actor: Actor<'_>,
+    input: NewTouchpoint,
+) -> AppResult<Stored<touchpoint::Model>> {
+    let catalogue = config::list(db).await?;
+    let stored = record_with(db, actor, &catalogue, &["input"], input).await?;
+    if stored.created {
+        audit::record(db, actor, "recordTouchpoint", "touchpoint", Some(stored.row.id), json!({})).await?;
+    }
+    Ok(stored)
+}
+
+/// Records a batch, answering per item (in order).
+pub async fn record_batch(
+    db: &DatabaseConnection,
+    actor: Actor<'_>,
+    inputs: Vec<NewTouchpoint>,
+) -> AppResult<Vec<AppResult<Stored<touchpoint::Model>>>> {
+    batch::check_size(inputs.len())?;
+    let catalogue = config::list(db).await?;
+    let mut out = Vec::with_capacity(inputs.len());
+    for (i, input) in inputs.into_iter().enumerate() {
+        let index = i.to_string();
+        out.push(record_with(db, actor, &catalogue, &["inputs", &index], input).await);
+    }
+    let (created, duplicates, rejected) = batch::tally(&out);
+    let counts = json!({ "created": created, "duplicates": duplicates, "rejected": rejected });
+    audit::record(db, actor, "recordTouchpoints", "touchpoint", None, counts).await?;
+    Ok(out)
+}
+
+/// The journey and stage ids a touchpoint names, checked against the catalogue.
+fn locate(catalogue: &[Journey], path: &[&str], input: &NewTouchpoint) -> AppResult<(Uuid, Uuid)> {
+    let Some(journey) = catalogue.iter().find(|j| j.journey.id == input.journey_id) else {
+        return Err(AppError::invalid(&[path, &["journeyId"]].concat(), "NOT_FOUND", "no such journey"));
+    };
+    let stage = match &input.stage {
+        StageRef::Id(id) => journey.stages.iter().find(|s| s.id == *id),
+        StageRef::Name(name) => journey.stages.iter().find(|s| s.name.eq_ignore_ascii_case(name.trim())),
+    };
+    match stage {
+        Some(s) => Ok((journey.journey.id, s.id)),
+        None => Err(AppError::invalid(&[path, &["stage"]].concat(), "NOT_FOUND", "no such stage in this journey")),
+    }
+}
+
+async fn record_with(
+    db: &DatabaseConnection,
+    actor: Actor<'_>,
+    catalogue: &[Journey],
+    path: &[&str],
+    input: NewTouchpoint,
+) -> AppResult<Stored<touchpoint::Model>> {
+    let errors = validate(path, &input);
+    if !errors.is_empty() {
+        return Err(AppError::Invalid(errors));
+    }
+    if !actor.principal.may_use_channel(input.channel) {
+        return Err(AppError::forbidden(format!("this token may not write to the {:?} channel", input.channel)));
+    }
+    customers::normalize_all(&[path, &["identities"]].concat(), &input.customer.identities)?;
+    let (journey_id, stage_id) = locate(catalogue, path, &input)?;
+    let source = input.source.as_deref().map_or("api", str::trim).to_owned();
+    let external_id = input.external_id.as_deref().map(|e| e.trim().to_owned());
+    batch::retrying(|| async {
+        let txn = db::begin_write(db).await?;
+        if let Some(ext) = &external_id
+            && let Some(found) = touchpoint::Entity::find()
+                .filter(touchpoint::Column::Source.eq(&source))
+                .filter(touchpoint::Column::ExternalId.eq(ext))
+                .one(&txn)
+                .await?
+        {
+            txn.rollback().await.ok();
+            return Ok(Some(Stored { row: found, created: false }));
+        }
+        let customer = match customers::resolve_ref(&txn, actor, path, &input.customer).await {
+            Ok(c) => c,
+            Err(ResolveError::Race(_)) => {
+                txn.rollback().await.ok();
+                return Ok(None);
+            }
+            Err(ResolveError::App(e)) => return Err(e),
+        };
+        check_interaction(&txn, path, input.interaction_id, customer.id).await?;
+        let now = Utc::now();
+        let row = touchpoint::ActiveModel {
+            id: Set(Uuid::now_v7()),
+            customer_id: Set(customer.id),
+            journey_id: Set(journey_id),
+            stage_id: Set(stage_id),
+            channel: Set(input.channel),
+            name: Set(input.name.trim().to_owned()),
+            outcome: Set(input.outcome),
+            interaction_id: Set(input.interaction_id),
+            source: Set(source.clone()),
+            external_id: Set(external_id.clone()),
+            occurred_at: Set(input.occurred_at.unwrap_or(now)),
+            created_at: Set(now),
+        };
+        let inserted = match row.insert(&txn).await {
+            Ok(m) => m,
+            Err(e) if db::is_unique_violation(&e) => {
+                txn.rollback().await.ok();
+                return Ok(None);
+            }
+            Err(e) => return Err(e.into()),
+        };
+        events::emit(&txn, recorded_event(&inserted)).await?;
+        txn.commit().await?;
+        Ok(Some(Stored { row: inserted, created: true }))
+    })
+    .await
+}
+
+/// A linked interaction must exist and be the same customer's.
+async fn check_interaction(
+    txn: &impl ConnectionTrait,
+    path: &[&str],
+    interaction_id: Option<Uuid>,
+    customer_id: Uuid,
+) -> AppResult<()> {
+    let Some(id) = interaction_id else { return Ok(()) };
+    match interaction::Entity::find_by_id(id).one(txn).await? {
+        Some(i) if i.customer_id == customer_id => Ok(()),
+        Some(_) => Err(AppError::invalid(
+            &[path, &["interactionId"]].concat(),
+            "MISMATCH",
+            "the interaction belongs to another customer",
+        )),
+        None => Err(AppError::invalid(&[path, &["interactionId"]].concat(), "NOT_FOUND", "no such interaction")),
+    }
+}
+
+/// The `touchpoint.recorded` event (ids and codes only).
+fn recorded_event(t: &touchpoint::Model) -> NewEvent {
+    NewEvent {
+        event_type: "touchpoint.recorded",
+        aggregate_type: "touchpoint",
+        aggregate_id: t.id,
+        customer_id: Some(t.customer_id),
+        channel: Some(t.channel),
+        payload: json!({ "journeyId": t.journey_id, "stageId": t.stage_id, "outcome": t.outcome }),
+    }
+}

@@ -1,0 +1,54 @@
+//! Re-tagging is a job, not a migration: changing a topic's keywords stamps
+//! `retag_requested_at`; the background tagger re-tags the history in chunks and then
+//! copies the stamp to `retagged_at`, so a restart (or a second replica) simply runs it
+//! again. Also the indexes the insights and the spike detector filter on: topic links
+//! by topic (exist), feedback by customer and kind (NPS drivers), inbound negative
+//! interactions by channel and time (the detector's sliding window).
+
+use sea_orm_migration::prelude::*;
+use sea_orm_migration::schema::*;
+
+#[derive(DeriveMigrationName)]
+pub struct Migration;
+
+const INDEXES: &[(&str, &str, &[&str])] = &[
+    ("ix_feedback_kind_customer_id", "feedback", &["kind", "customer_id"]),
+    (
+        "ix_interactions_sentiment_label_channel_occurred_at",
+        "interactions",
+        &["sentiment_label", "channel", "occurred_at"],
+    ),
+    ("ix_feedback_sentiment_label_occurred_at", "feedback", &["sentiment_label", "occurred_at"]),
+];
+
+#[async_trait::async_trait]
+impl MigrationTrait for Migration {
+    async fn up(&self, manager: &SchemaManager) -> Result<(), DbErr> {
+        // SQLite alters one column per statement.
+        for column in ["retag_requested_at", "retagged_at"] {
+            manager
+                .alter_table(
+                    Table::alter().table("topics").add_column(timestamp_with_time_zone_null(column)).to_owned(),
+                )
+                .await?;
+        }
+        for (name, table, columns) in INDEXES {
+            let mut index = Index::create().name(*name).table(*table).to_owned();
+            for c in *columns {
+                index.col(*c);
+            }
+            manager.create_index(index).await?;
+        }
+        Ok(())
+    }
+
+    async fn down(&self, manager: &SchemaManager) -> Result<(), DbErr> {
+        for (name, table, _) in INDEXES {
+            manager.drop_index(Index::drop().name(*name).table(*table).to_owned()).await?;
+        }
+        for column in ["retagged_at", "retag_requested_at"] {
+            manager.alter_table(Table::alter().table("topics").drop_column(column).to_owned()).await?;
+        }
+        Ok(())
+    }
+}
