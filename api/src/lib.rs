@@ -19,6 +19,7 @@ pub mod events;
 pub mod feedback;
 pub mod graphql;
 pub mod http;
+pub mod insights;
 pub mod interactions;
 pub mod journeys;
 pub mod pagination;

@@ -155,6 +155,10 @@ pub const ROOT_FIELDS: &[(&str, &str, Policy)] = &[
     ("Mutation", "recordTouchpoints", WRITE_TOUCHPOINTS),
     ("Mutation", "submitFeedback", WRITE_FEEDBACK),
     ("Mutation", "ingestFeedback", WRITE_FEEDBACK),
+    ("Query", "insights", READ_INSIGHTS),
+    ("Query", "channelComparison", READ_INSIGHTS),
+    ("Query", "topicDrivers", READ_INSIGHTS),
+    ("Query", "journeyFunnel", READ_INSIGHTS),
     ("Mutation", "login", Policy::PUBLIC),
     ("Mutation", "refreshToken", Policy::PUBLIC),
     ("Mutation", "logout", Policy::roles(STAFF)),
@@ -276,6 +280,10 @@ mod tests {
         ("Mutation", "recordTouchpoints", [U, U, A, A, A, F, F, A]),
         ("Mutation", "submitFeedback", [U, U, A, A, A, F, F, A]),
         ("Mutation", "ingestFeedback", [U, U, A, A, A, F, F, A]),
+        ("Query", "insights", [U, U, A, A, F, A, F, A]),
+        ("Query", "channelComparison", [U, U, A, A, F, A, F, A]),
+        ("Query", "topicDrivers", [U, U, A, A, F, A, F, A]),
+        ("Query", "journeyFunnel", [U, U, A, A, F, A, F, A]),
     ];
 
     async fn schema_root_fields() -> BTreeSet<(String, String)> {

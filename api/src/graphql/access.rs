@@ -5,6 +5,8 @@
 //!   default).
 //! - Parse and validation errors get stable codes (`GRAPHQL_PARSE_FAILED`,
 //!   `GRAPHQL_VALIDATION_FAILED`).
+//! - An argument or variable async-graphql cannot parse as its type is
+//!   `BAD_USER_INPUT`.
 //! - Any error that still has no `extensions.code` at the end did not come through
 //!   `AppError`; it is logged and masked as `INTERNAL`, so no unexpected message (SQL
 //!   text, a library's internals) ever reaches a client.
@@ -75,6 +77,14 @@ fn with_code(mut errors: Vec<ServerError>, code: &str) -> Vec<ServerError> {
     errors
 }
 
+/// Whether an uncoded error is async-graphql refusing an input value (its
+/// `InputValueError` messages), e.g. a malformed `DateTime` in a variable.
+fn is_argument_error(message: &str) -> bool {
+    message.starts_with("Failed to parse \"")
+        || message.starts_with("Expected input type \"")
+        || message.contains("(occurred while parsing \"")
+}
+
 fn has_code(e: &ServerError) -> bool {
     e.extensions.as_ref().is_some_and(|ext| ext.get("code").is_some())
 }
@@ -84,7 +94,11 @@ impl Extension for AccessControlExtension {
     async fn request(&self, ctx: &ExtensionContext<'_>, next: NextRequest<'_>) -> Response {
         let mut response = next.run(ctx).await;
         for e in &mut response.errors {
-            if !has_code(e) {
+            if !has_code(e) && is_argument_error(&e.message) {
+                // An argument or variable that does not parse as its type: the
+                // message names the type, not our internals.
+                e.extensions.get_or_insert_with(Default::default).set("code", "BAD_USER_INPUT");
+            } else if !has_code(e) {
                 tracing::error!(message = %e.message, path = ?e.path, "uncoded GraphQL error masked");
                 e.message = "internal error".into();
                 e.extensions.get_or_insert_with(Default::default).set("code", "INTERNAL");

@@ -15,6 +15,7 @@ pub mod enums;
 mod events;
 mod facts;
 mod feedback;
+mod insights;
 pub mod interactions;
 mod journeys;
 pub mod loaders;
@@ -49,6 +50,7 @@ pub struct QueryRoot(
     webhooks::WebhookQuery,
     journeys::JourneyQuery,
     feedback::FeedbackQuery,
+    insights::InsightQuery,
 );
 
 /// Every mutation field, by area.

@@ -248,6 +248,23 @@ const PROTECTED_SAMPLES: &[(&str, &str)] = &[
     ),
     ("ingestFeedback", "mutation { ingestFeedback(inputs: []) { created } }"),
     (
+        "insights",
+        "{ insights(range: {from: \"2026-01-01T00:00:00Z\", to: \"2026-02-01T00:00:00Z\"}) { minSampleSize } }",
+    ),
+    (
+        "channelComparison",
+        "{ channelComparison(range: {from: \"2026-01-01T00:00:00Z\", to: \"2026-02-01T00:00:00Z\"}) { channel } }",
+    ),
+    (
+        "topicDrivers",
+        "{ topicDrivers(range: {from: \"2026-01-01T00:00:00Z\", to: \"2026-02-01T00:00:00Z\"}) { mentions } }",
+    ),
+    (
+        "journeyFunnel",
+        "{ journeyFunnel(journeyId: \"01a20815-91b7-7562-85d0-8fc0ed28182d\", \
+         range: {from: \"2026-01-01T00:00:00Z\", to: \"2026-02-01T00:00:00Z\"}) { groups { entered } } }",
+    ),
+    (
         "eraseCustomer",
         "mutation { eraseCustomer(input: {id: \"01a20815-91b7-7562-85d0-8fc0ed28182d\"}) { userErrors { code } } }",
     ),

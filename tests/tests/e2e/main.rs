@@ -6,6 +6,7 @@ mod customers;
 mod feedback;
 mod hostile;
 mod http;
+mod insights;
 mod interactions;
 mod journeys;
 mod migrations;

@@ -1,0 +1,555 @@
+//! Grouped metrics: NPS, CSAT, CES, sentiment, volume, first-response and resolution
+//! times, SLA compliance — by any of channel, touchpoint, stage, segment, topic and
+//! team, optionally per time bucket, computed in SQL.
+//!
+//! Three families of facts answer them, each with one grouped statement:
+//! - **feedback** (NPS / CSAT / CES / comment sentiment), dated by `occurred_at`;
+//! - **interactions** (inbound volume, message sentiment), dated by `occurred_at`;
+//! - **conversations** (opened, SLA compliance, and first-response / resolution time
+//!   percentiles with their order-statistic intervals), dated by `opened_at`.
+//!
+//! A family is only queried when a requested metric needs it, and only where the
+//! grouping applies to it: touchpoints and stages are properties of feedback (its
+//! touchpoint, or the stage its survey follows), so grouped by them the interaction and
+//! conversation metrics are "not applicable" rather than silently mixed in. A topic
+//! dimension counts a fact once per topic it mentions (a message about billing and
+//! delivery is in both cells).
+
+use std::collections::BTreeMap;
+
+use chrono::{DateTime, Utc};
+use entity::enums::Channel;
+use sea_orm::{ActiveEnum, ConnectionTrait, QueryResult};
+use uuid::Uuid;
+
+use super::buckets::Range;
+use super::sql::{self, Sql};
+use super::stats::{self, Estimate};
+use crate::error::{AppError, AppResult};
+
+/// Most cells one query may answer.
+pub const MAX_CELLS: usize = 10_000;
+
+/// What a cell can be grouped by.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord)]
+pub enum Dimension {
+    Channel,
+    Touchpoint,
+    Stage,
+    Segment,
+    Topic,
+    Team,
+}
+
+impl Dimension {
+    fn alias(self) -> &'static str {
+        match self {
+            Dimension::Channel => "d_channel",
+            Dimension::Touchpoint => "d_touchpoint",
+            Dimension::Stage => "d_stage",
+            Dimension::Segment => "d_segment",
+            Dimension::Topic => "d_topic",
+            Dimension::Team => "d_team",
+        }
+    }
+}
+
+/// Facts included; every list given must match.
+#[derive(Debug, Clone, Default)]
+pub struct Filter {
+    pub channels: Option<Vec<Channel>>,
+    pub segments: Option<Vec<String>>,
+    pub topic_ids: Option<Vec<Uuid>>,
+    pub team_ids: Option<Vec<Uuid>>,
+}
+
+/// Which families of facts to query.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub struct Families {
+    pub feedback: bool,
+    pub interactions: bool,
+    pub conversations: bool,
+}
+
+impl Families {
+    pub const ALL: Families = Families { feedback: true, interactions: true, conversations: true };
+}
+
+/// One insights question.
+#[derive(Debug, Clone)]
+pub struct Request {
+    pub from: DateTime<Utc>,
+    pub to: DateTime<Utc>,
+    pub group_by: Vec<Dimension>,
+    /// Time buckets, when the answer is a series.
+    pub buckets: Option<Vec<Range>>,
+    pub filter: Filter,
+    pub families: Families,
+}
+
+/// The coordinates of a cell; `None` for a dimension not grouped by, or for facts
+/// without a value there (e.g. feedback not linked to any team).
+#[derive(Debug, Clone, Default, PartialEq, Eq, PartialOrd, Ord)]
+pub struct Key {
+    pub bucket: Option<usize>,
+    pub channel: Option<Channel>,
+    pub touchpoint: Option<String>,
+    pub stage_id: Option<Uuid>,
+    pub segment: Option<String>,
+    pub topic_id: Option<Uuid>,
+    pub team_id: Option<Uuid>,
+}
+
+/// Sums behind a mean: count, sum, sum of squares.
+#[derive(Debug, Clone, Copy, Default, PartialEq)]
+pub struct Moments {
+    pub n: i64,
+    pub sum: f64,
+    pub sum_sq: f64,
+}
+
+impl Moments {
+    fn add(&mut self, o: &Moments) {
+        self.n += o.n;
+        self.sum += o.sum;
+        self.sum_sq += o.sum_sq;
+    }
+
+    pub fn mean(&self) -> Estimate {
+        stats::mean(self.n, self.sum, self.sum_sq)
+    }
+}
+
+/// Sentiment sums: scores in [-1, 1] and how many were negative.
+#[derive(Debug, Clone, Copy, Default, PartialEq)]
+pub struct Sentiment {
+    pub scores: Moments,
+    pub negative: i64,
+}
+
+impl Sentiment {
+    pub fn negative_percent(&self) -> Estimate {
+        stats::percent(self.negative, self.scores.n)
+    }
+}
+
+/// Feedback sums of a cell.
+#[derive(Debug, Clone, Copy, Default, PartialEq)]
+pub struct FeedbackFacts {
+    pub responses: i64,
+    pub promoters: i64,
+    pub passives: i64,
+    pub detractors: i64,
+    pub csat: Moments,
+    pub csat_satisfied: i64,
+    pub ces: Moments,
+    pub sentiment: Sentiment,
+}
+
+impl FeedbackFacts {
+    pub fn nps(&self) -> Estimate {
+        stats::nps(self.promoters, self.passives, self.detractors)
+    }
+    /// Share of CSAT answers of 4 or 5.
+    pub fn csat_satisfied(&self) -> Estimate {
+        stats::percent(self.csat_satisfied, self.csat.n)
+    }
+}
+
+/// Interaction sums of a cell.
+#[derive(Debug, Clone, Copy, Default, PartialEq)]
+pub struct InteractionFacts {
+    pub inbound: i64,
+    pub outbound: i64,
+    pub sentiment: Sentiment,
+}
+
+/// A percentile family of one duration: median and p90 with their intervals.
+#[derive(Debug, Clone, Copy, Default, PartialEq)]
+pub struct Durations {
+    pub n: i64,
+    pub median: Estimate,
+    pub p90: Estimate,
+}
+
+/// Conversation figures of a cell.
+#[derive(Debug, Clone, Copy, Default, PartialEq)]
+pub struct ConversationFacts {
+    pub opened: i64,
+    /// Conversations with an SLA whose outcome is known (resolved, or breached).
+    pub sla_decided: i64,
+    /// Of those, resolved with neither target breached.
+    pub sla_met: i64,
+    pub first_response: Durations,
+    pub resolution: Durations,
+}
+
+impl ConversationFacts {
+    pub fn sla_compliance(&self) -> Estimate {
+        stats::percent(self.sla_met, self.sla_decided)
+    }
+}
+
+/// One cell of the answer.
+#[derive(Debug, Clone, Default)]
+pub struct Cell {
+    pub key: Key,
+    pub feedback: FeedbackFacts,
+    pub interactions: InteractionFacts,
+    pub conversations: ConversationFacts,
+}
+
+impl Cell {
+    /// Sentiment of feedback comments and inbound messages together.
+    pub fn sentiment(&self) -> Sentiment {
+        let mut s = self.feedback.sentiment;
+        s.scores.add(&self.interactions.sentiment.scores);
+        s.negative += self.interactions.sentiment.negative;
+        s
+    }
+}
+
+/// The answer: cells in bucket and key order, and which families the grouping allowed.
+#[derive(Debug, Clone)]
+pub struct Report {
+    pub cells: Vec<Cell>,
+    pub applicable: Families,
+}
+
+/// Families that can answer a grouping.
+pub fn applicable(group_by: &[Dimension]) -> Families {
+    let per_feedback_only = group_by.iter().any(|d| matches!(d, Dimension::Touchpoint | Dimension::Stage));
+    Families { feedback: true, interactions: !per_feedback_only, conversations: !per_feedback_only }
+}
+
+/// The tables and expressions of one family.
+struct Family {
+    from: &'static str,
+    time: &'static str,
+    channel: &'static str,
+    customer: &'static str,
+}
+
+const FEEDBACK: Family =
+    Family { from: "feedback f", time: "f.occurred_at", channel: "f.channel", customer: "f.customer_id" };
+const INTERACTIONS: Family =
+    Family { from: "interactions i", time: "i.occurred_at", channel: "i.channel", customer: "i.customer_id" };
+const CONVERSATIONS: Family =
+    Family { from: "conversations cv", time: "cv.opened_at", channel: "cv.channel", customer: "cv.customer_id" };
+
+fn dim_expr(family: &Family, d: Dimension) -> &'static str {
+    match (family.from, d) {
+        (_, Dimension::Channel) => family.channel,
+        (_, Dimension::Segment) => "c.segment",
+        (_, Dimension::Touchpoint) => "t.name",
+        (_, Dimension::Stage) => "COALESCE(t.stage_id, sv.stage_id)",
+        ("feedback f", Dimension::Topic) => "ft.topic_id",
+        ("interactions i", Dimension::Topic) => "it.topic_id",
+        (_, Dimension::Topic) => "ct.topic_id",
+        (_, Dimension::Team) => "cv.team_id",
+    }
+}
+
+/// `SELECT <dims>, <bucket>, <aggregates> FROM … WHERE …`, up to GROUP BY.
+fn base(family: &Family, req: &Request, aggregates: &str) -> Sql {
+    let mut sql = Sql::new();
+    sql.push("SELECT ");
+    for d in &req.group_by {
+        sql.push(dim_expr(family, *d)).push(" AS ").push(d.alias()).push(", ");
+    }
+    sql.push(if req.buckets.is_some() { "b.idx AS bk, " } else { "CAST(0 AS BIGINT) AS bk, " });
+    sql.push(aggregates).push(" FROM ").push(family.from);
+    let wants = |d: Dimension| req.group_by.contains(&d);
+    if wants(Dimension::Segment) || req.filter.segments.is_some() {
+        sql.push(" JOIN customers c ON c.id = ").push(family.customer);
+    }
+    let team = wants(Dimension::Team) || req.filter.team_ids.is_some();
+    match family.from {
+        "feedback f" => {
+            if wants(Dimension::Touchpoint) || wants(Dimension::Stage) {
+                sql.push(" LEFT JOIN touchpoints t ON t.id = f.touchpoint_id");
+            }
+            if wants(Dimension::Stage) {
+                sql.push(" LEFT JOIN surveys sv ON sv.id = f.survey_id");
+            }
+            if wants(Dimension::Topic) {
+                sql.push(" JOIN feedback_topics ft ON ft.feedback_id = f.id");
+            }
+            if team {
+                sql.push(" LEFT JOIN interactions fi ON fi.id = f.interaction_id");
+                sql.push(" LEFT JOIN conversations cv ON cv.id = fi.conversation_id");
+            }
+        }
+        "interactions i" => {
+            if wants(Dimension::Topic) {
+                sql.push(" JOIN interaction_topics it ON it.interaction_id = i.id");
+            }
+            if team {
+                sql.push(" LEFT JOIN conversations cv ON cv.id = i.conversation_id");
+            }
+        }
+        _ => {
+            if wants(Dimension::Topic) {
+                // A conversation is about every topic one of its messages mentions.
+                sql.push(
+                    " JOIN (SELECT DISTINCT i2.conversation_id, it2.topic_id FROM interaction_topics it2 \
+                     JOIN interactions i2 ON i2.id = it2.interaction_id WHERE i2.occurred_at >= ",
+                )
+                .bind(req.from)
+                .push(") ct ON ct.conversation_id = cv.id");
+            }
+        }
+    }
+    if let Some(ranges) = &req.buckets {
+        sql.push(" JOIN ");
+        sql::bucket_table(&mut sql, ranges);
+        sql.push(" b ON ").push(family.time).push(" >= b.start_at AND ").push(family.time).push(" < b.end_at");
+    }
+    sql.push(" WHERE ").push(family.time).push(" >= ").bind(req.from);
+    sql.push(" AND ").push(family.time).push(" < ").bind(req.to);
+    if let Some(channels) = &req.filter.channels {
+        sql.push(" AND ").push(family.channel).push(" IN ").bind_list(channels.iter().map(|c| c.to_value()));
+    }
+    if let Some(segments) = &req.filter.segments {
+        sql.push(" AND c.segment IN ").bind_list(segments.iter().cloned());
+    }
+    if let Some(teams) = &req.filter.team_ids {
+        sql.push(" AND cv.team_id IN ").bind_list(teams.iter().copied());
+    }
+    if let Some(topics) = &req.filter.topic_ids {
+        sql.push(match family.from {
+            "feedback f" => {
+                " AND EXISTS (SELECT 1 FROM feedback_topics x WHERE x.feedback_id = f.id AND x.topic_id IN "
+            }
+            "interactions i" => {
+                " AND EXISTS (SELECT 1 FROM interaction_topics x WHERE x.interaction_id = i.id AND x.topic_id IN "
+            }
+            _ => {
+                " AND EXISTS (SELECT 1 FROM interactions x JOIN interaction_topics y ON y.interaction_id = x.id \
+                 WHERE x.conversation_id = cv.id AND y.topic_id IN "
+            }
+        })
+        .bind_list(topics.iter().copied())
+        .push(")");
+    }
+    sql
+}
+
+fn group_by(sql: &mut Sql, req: &Request) {
+    sql.push(" GROUP BY ");
+    let n = req.group_by.len() + 1;
+    sql.push(&(1..=n).map(|i| i.to_string()).collect::<Vec<_>>().join(", "));
+    sql.push(" LIMIT ").push(&(MAX_CELLS + 1).to_string());
+}
+
+fn key_of(row: &QueryResult, req: &Request) -> AppResult<Key> {
+    let mut key = Key::default();
+    if req.buckets.is_some() {
+        let bk: i64 = row.try_get("", "bk")?;
+        key.bucket = usize::try_from(bk).ok();
+    }
+    for d in &req.group_by {
+        let alias = d.alias();
+        match d {
+            Dimension::Channel => {
+                let v: Option<String> = row.try_get("", alias)?;
+                key.channel = v.map(|v| Channel::try_from_value(&v)).transpose()?;
+            }
+            Dimension::Touchpoint => key.touchpoint = row.try_get("", alias)?,
+            Dimension::Stage => key.stage_id = row.try_get("", alias)?,
+            Dimension::Segment => key.segment = row.try_get("", alias)?,
+            Dimension::Topic => key.topic_id = row.try_get("", alias)?,
+            Dimension::Team => key.team_id = row.try_get("", alias)?,
+        }
+    }
+    Ok(key)
+}
+
+fn int(row: &QueryResult, col: &str) -> AppResult<i64> {
+    Ok(row.try_get::<Option<i64>>("", col)?.unwrap_or(0))
+}
+
+fn float(row: &QueryResult, col: &str) -> AppResult<f64> {
+    Ok(row.try_get::<Option<f64>>("", col)?.unwrap_or(0.0))
+}
+
+fn too_many(rows: usize) -> AppResult<()> {
+    if rows > MAX_CELLS {
+        return Err(AppError::invalid(
+            &["groupBy"],
+            "TOO_MANY_CELLS",
+            format!("the answer has more than {MAX_CELLS} cells; group by less or narrow the range"),
+        ));
+    }
+    Ok(())
+}
+
+const SENTIMENT_AGGREGATES: &str = "COUNT({p}.sentiment_score) AS s_n, SUM({p}.sentiment_score) AS s_sum, \
+    SUM({p}.sentiment_score * {p}.sentiment_score) AS s_sq, \
+    SUM(CASE WHEN {p}.sentiment_label = 'negative' THEN 1 ELSE 0 END) AS s_neg";
+
+fn sentiment_of(row: &QueryResult) -> AppResult<Sentiment> {
+    Ok(Sentiment {
+        scores: Moments { n: int(row, "s_n")?, sum: float(row, "s_sum")?, sum_sq: float(row, "s_sq")? },
+        negative: int(row, "s_neg")?,
+    })
+}
+
+async fn feedback(db: &impl ConnectionTrait, req: &Request, cells: &mut BTreeMap<Key, Cell>) -> AppResult<()> {
+    let backend = db.get_database_backend();
+    let aggregates = format!(
+        "COUNT(*) AS responses, \
+         SUM(CASE WHEN f.kind = 'nps' AND f.score >= 9 THEN 1 ELSE 0 END) AS promoters, \
+         SUM(CASE WHEN f.kind = 'nps' AND f.score IN (7, 8) THEN 1 ELSE 0 END) AS passives, \
+         SUM(CASE WHEN f.kind = 'nps' AND f.score <= 6 THEN 1 ELSE 0 END) AS detractors, \
+         SUM(CASE WHEN f.kind = 'csat' THEN 1 ELSE 0 END) AS csat_n, \
+         SUM(CASE WHEN f.kind = 'csat' AND f.score >= 4 THEN 1 ELSE 0 END) AS csat_sat, \
+         SUM(CASE WHEN f.kind = 'csat' THEN f.score ELSE 0 END) AS csat_sum, \
+         SUM(CASE WHEN f.kind = 'csat' THEN f.score * f.score ELSE 0 END) AS csat_sq, \
+         SUM(CASE WHEN f.kind = 'ces' THEN 1 ELSE 0 END) AS ces_n, \
+         SUM(CASE WHEN f.kind = 'ces' THEN f.score ELSE 0 END) AS ces_sum, \
+         SUM(CASE WHEN f.kind = 'ces' THEN f.score * f.score ELSE 0 END) AS ces_sq, {}",
+        SENTIMENT_AGGREGATES.replace("{p}", "f")
+    );
+    let mut sql = base(&FEEDBACK, req, &aggregates);
+    group_by(&mut sql, req);
+    let rows = db.query_all_raw(sql.statement(backend)).await?;
+    too_many(rows.len())?;
+    for row in rows {
+        let cell = cells.entry(key_of(&row, req)?).or_default();
+        cell.feedback = FeedbackFacts {
+            responses: int(&row, "responses")?,
+            promoters: int(&row, "promoters")?,
+            passives: int(&row, "passives")?,
+            detractors: int(&row, "detractors")?,
+            csat: Moments {
+                n: int(&row, "csat_n")?,
+                sum: int(&row, "csat_sum")? as f64,
+                sum_sq: int(&row, "csat_sq")? as f64,
+            },
+            csat_satisfied: int(&row, "csat_sat")?,
+            ces: Moments {
+                n: int(&row, "ces_n")?,
+                sum: int(&row, "ces_sum")? as f64,
+                sum_sq: int(&row, "ces_sq")? as f64,
+            },
+            sentiment: sentiment_of(&row)?,
+        };
+    }
+    Ok(())
+}
+
+async fn interactions(db: &impl ConnectionTrait, req: &Request, cells: &mut BTreeMap<Key, Cell>) -> AppResult<()> {
+    let backend = db.get_database_backend();
+    // Message sentiment is scored on inbound messages only, so its sums need no filter.
+    let aggregates = format!(
+        "SUM(CASE WHEN i.direction = 'inbound' THEN 1 ELSE 0 END) AS inbound, \
+         SUM(CASE WHEN i.direction = 'outbound' THEN 1 ELSE 0 END) AS outbound, {}",
+        SENTIMENT_AGGREGATES.replace("{p}", "i")
+    );
+    let mut sql = base(&INTERACTIONS, req, &aggregates);
+    group_by(&mut sql, req);
+    let rows = db.query_all_raw(sql.statement(backend)).await?;
+    too_many(rows.len())?;
+    for row in rows {
+        let cell = cells.entry(key_of(&row, req)?).or_default();
+        cell.interactions = InteractionFacts {
+            inbound: int(&row, "inbound")?,
+            outbound: int(&row, "outbound")?,
+            sentiment: sentiment_of(&row)?,
+        };
+    }
+    Ok(())
+}
+
+async fn conversations(db: &impl ConnectionTrait, req: &Request, cells: &mut BTreeMap<Key, Cell>) -> AppResult<()> {
+    let backend = db.get_database_backend();
+    let aggregates = "COUNT(*) AS opened, \
+        SUM(CASE WHEN cv.sla_policy_id IS NOT NULL AND (cv.resolved_at IS NOT NULL OR cv.first_response_breached \
+            OR cv.resolution_breached) THEN 1 ELSE 0 END) AS sla_decided, \
+        SUM(CASE WHEN cv.sla_policy_id IS NOT NULL AND cv.resolved_at IS NOT NULL AND NOT cv.first_response_breached \
+            AND NOT cv.resolution_breached THEN 1 ELSE 0 END) AS sla_met";
+    let mut sql = base(&CONVERSATIONS, req, aggregates);
+    group_by(&mut sql, req);
+    let rows = db.query_all_raw(sql.statement(backend)).await?;
+    too_many(rows.len())?;
+    for row in rows {
+        let cell = cells.entry(key_of(&row, req)?).or_default();
+        cell.conversations.opened = int(&row, "opened")?;
+        cell.conversations.sla_decided = int(&row, "sla_decided")?;
+        cell.conversations.sla_met = int(&row, "sla_met")?;
+    }
+    let first_response = sql::seconds_between(backend, "cv.first_response_at", "cv.opened_at");
+    let resolution = sql::seconds_between(backend, "cv.resolved_at", "cv.opened_at");
+    for (expr, first) in [(first_response, true), (resolution, false)] {
+        for (key, durations) in percentiles(db, req, &expr).await? {
+            let cell = cells.entry(key).or_default();
+            if first {
+                cell.conversations.first_response = durations;
+            } else {
+                cell.conversations.resolution = durations;
+            }
+        }
+    }
+    Ok(())
+}
+
+/// Median and p90 of a duration per cell, nearest-rank, with the distribution-free
+/// 95% interval of each (the order statistics at ranks `n·q ± z·√(n·q(1−q))`).
+async fn percentiles(db: &impl ConnectionTrait, req: &Request, value: &str) -> AppResult<Vec<(Key, Durations)>> {
+    let backend = db.get_database_backend();
+    let dims: Vec<&str> = req.group_by.iter().map(|d| d.alias()).collect();
+    let partition = dims.iter().copied().chain(["bk"]).collect::<Vec<_>>().join(", ");
+    let inner = base(&CONVERSATIONS, req, &format!("{value} AS v"));
+    let mut sql = Sql::new();
+    sql.push("SELECT ").push(&partition).push(", MAX(n) AS n");
+    for (name, q) in [("med", 0.5_f64), ("p90", 0.9)] {
+        let band = stats::rank_band_sq(q);
+        let c = format!("{q:.1} * n");
+        sql.push(&format!(
+            ", MIN(CASE WHEN rn >= {c} THEN v END) AS {name}, \
+             MIN(CASE WHEN rn <= {c} + 1 AND ({c} - rn) * ({c} - rn) <= {band:.6} * n THEN v END) AS {name}_lo, \
+             MAX(CASE WHEN rn >= {c} AND (rn - {c}) * (rn - {c}) <= {band:.6} * n THEN v END) AS {name}_hi"
+        ));
+    }
+    sql.push(" FROM (SELECT ").push(&partition).push(", v, ROW_NUMBER() OVER (PARTITION BY ").push(&partition);
+    sql.push(" ORDER BY v) AS rn, COUNT(*) OVER (PARTITION BY ").push(&partition).push(") AS n FROM (");
+    sql.append(inner);
+    sql.push(") base WHERE v IS NOT NULL) ranked GROUP BY ").push(&partition);
+    let rows = db.query_all_raw(sql.statement(backend)).await?;
+    too_many(rows.len())?;
+    let mut out = Vec::with_capacity(rows.len());
+    for row in rows {
+        let n = int(&row, "n")?;
+        let get = |c: &str| row.try_get::<Option<f64>>("", c);
+        let estimate = |name: &str| -> AppResult<Estimate> {
+            Ok(stats::percentile(n, get(name)?, get(&format!("{name}_lo"))?, get(&format!("{name}_hi"))?))
+        };
+        out.push((key_of(&row, req)?, Durations { n, median: estimate("med")?, p90: estimate("p90")? }));
+    }
+    Ok(out)
+}
+
+/// Answers one insights question.
+pub async fn run(db: &impl ConnectionTrait, req: &Request) -> AppResult<Report> {
+    if req.from >= req.to {
+        return Err(AppError::invalid(&["range", "to"], "INVALID", "must be after `from`"));
+    }
+    let allowed = applicable(&req.group_by);
+    let mut cells = BTreeMap::new();
+    if req.families.feedback && allowed.feedback {
+        feedback(db, req, &mut cells).await?;
+    }
+    if req.families.interactions && allowed.interactions {
+        interactions(db, req, &mut cells).await?;
+    }
+    if req.families.conversations && allowed.conversations {
+        conversations(db, req, &mut cells).await?;
+    }
+    too_many(cells.len())?;
+    let cells = cells.into_iter().map(|(key, mut cell)| {
+        cell.key = key;
+        cell
+    });
+    Ok(Report { cells: cells.collect(), applicable: allowed })
+}

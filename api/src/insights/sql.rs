@@ -1,0 +1,82 @@
+//! A tiny SQL builder for the insight queries, and the few places SQLite and
+//! PostgreSQL differ for them (durations between timestamps). Values are always bound,
+//! never spliced: only fixed vocabulary codes appear literally in the text.
+
+use sea_orm::{DatabaseBackend, Statement, Value};
+
+use super::buckets::Range;
+use crate::db;
+
+/// SQL text with `?` placeholders and the values they take, in order.
+#[derive(Debug, Default)]
+pub struct Sql {
+    text: String,
+    values: Vec<Value>,
+}
+
+impl Sql {
+    pub fn new() -> Self {
+        Self::default()
+    }
+
+    /// Appends text.
+    pub fn push(&mut self, text: &str) -> &mut Self {
+        self.text.push_str(text);
+        self
+    }
+
+    /// Appends a placeholder bound to `value`.
+    pub fn bind(&mut self, value: impl Into<Value>) -> &mut Self {
+        self.text.push('?');
+        self.values.push(value.into());
+        self
+    }
+
+    /// Appends `(?, ?, …)` bound to `values`.
+    pub fn bind_list<V: Into<Value>>(&mut self, values: impl IntoIterator<Item = V>) -> &mut Self {
+        self.text.push('(');
+        for (i, v) in values.into_iter().enumerate() {
+            if i > 0 {
+                self.text.push_str(", ");
+            }
+            self.bind(v);
+        }
+        self.text.push(')');
+        self
+    }
+
+    /// Appends another builder's text and values (a subquery).
+    pub fn append(&mut self, other: Sql) -> &mut Self {
+        self.text.push_str(&other.text);
+        self.values.extend(other.values);
+        self
+    }
+
+    /// The statement for `backend` (placeholders renumbered for PostgreSQL).
+    pub fn statement(self, backend: DatabaseBackend) -> Statement {
+        db::statement(backend, &self.text, self.values)
+    }
+}
+
+/// Seconds from `earlier` to `later` as a double (NULL when either is NULL).
+pub fn seconds_between(backend: DatabaseBackend, later: &str, earlier: &str) -> String {
+    match backend {
+        DatabaseBackend::Postgres => format!("CAST(EXTRACT(EPOCH FROM ({later} - {earlier})) AS DOUBLE PRECISION)"),
+        _ => format!("ROUND((julianday({later}) - julianday({earlier})) * 86400.0, 3)"),
+    }
+}
+
+/// Appends a derived table `(idx, start_at, end_at)` of time buckets.
+pub fn bucket_table(sql: &mut Sql, ranges: &[Range]) {
+    sql.push("(");
+    for (i, r) in ranges.iter().enumerate() {
+        sql.push(if i == 0 { "SELECT CAST(" } else { " UNION ALL SELECT CAST(" });
+        sql.push(&i.to_string())
+            .push(" AS BIGINT) AS idx, ")
+            .bind(r.start)
+            .push(" AS start_at, ")
+            .bind(r.end)
+            .push(" AS end_at");
+    }
+    sql.push(")");
+}

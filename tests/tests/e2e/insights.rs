@@ -1,0 +1,588 @@
+//! Insights on both backends, checked against figures the test computes itself from
+//! the facts it stored: NPS / CSAT / CES with their margins by channel, sentiment and
+//! volume, first-response percentiles and SLA compliance, day buckets across the
+//! spring DST change and month buckets, the channel comparison (every channel, held
+//! to a token's channels), topic drivers on a hand-built set, and a journey funnel on a
+//! hand-built journey.
+
+use std::collections::BTreeMap;
+
+use chrono::{DateTime, Duration, Utc};
+use cxgraph_tests::{TestApp, error_code, on_each_backend};
+use entity::enums::{
+    AuthorKind, Channel, ConversationStatus, Direction, FeedbackKind, Priority, Role, SentimentLabel,
+    TouchpointOutcome, Visibility,
+};
+use entity::{
+    conversation, customer, feedback, feedback_topic, interaction, journey, journey_stage, sla_policy, topic,
+    touchpoint,
+};
+use sea_orm::{ActiveModelTrait, DatabaseConnection, IntoActiveModel};
+use serde_json::{Value, json};
+use uuid::Uuid;
+
+const Z: f64 = 1.959_963_984_540_054;
+
+fn at(s: &str) -> DateTime<Utc> {
+    s.parse().unwrap()
+}
+
+/// A small deterministic generator, so the data set is the same on every run.
+struct Lcg(u64);
+impl Lcg {
+    fn next(&mut self, n: u64) -> u64 {
+        self.0 = self.0.wrapping_mul(6_364_136_223_846_793_005).wrapping_add(1_442_695_040_888_963_407);
+        (self.0 >> 33) % n
+    }
+}
+
+async fn new_customer(db: &DatabaseConnection, segment: &str) -> Uuid {
+    let now = Utc::now();
+    customer::Model {
+        id: Uuid::now_v7(),
+        display_name: Some("C".into()),
+        segment: Some(segment.into()),
+        attributes: json!({}),
+        merged_into_id: None,
+        erased_at: None,
+        last_contact_at: None,
+        created_at: now,
+        updated_at: now,
+    }
+    .into_active_model()
+    .insert(db)
+    .await
+    .unwrap()
+    .id
+}
+
+#[allow(clippy::too_many_arguments)]
+async fn new_feedback(
+    db: &DatabaseConnection,
+    customer_id: Uuid,
+    kind: FeedbackKind,
+    score: Option<i16>,
+    channel: Channel,
+    sentiment: Option<f64>,
+    occurred_at: DateTime<Utc>,
+) -> Uuid {
+    let label = sentiment.map(|s| if s < -0.25 { SentimentLabel::Negative } else { SentimentLabel::Positive });
+    feedback::Model {
+        id: Uuid::now_v7(),
+        customer_id,
+        survey_id: None,
+        kind,
+        score,
+        comment: sentiment.map(|_| "words".into()),
+        channel,
+        touchpoint_id: None,
+        interaction_id: None,
+        sentiment_score: sentiment,
+        sentiment_label: label,
+        source: "test".into(),
+        external_id: None,
+        occurred_at,
+        created_at: Utc::now(),
+    }
+    .into_active_model()
+    .insert(db)
+    .await
+    .unwrap()
+    .id
+}
+
+const CELLS: &str = "query($range: InsightRange!, $groupBy: [InsightDimension!], $bucket: TimeBucket, $tz: String) { \
+    insights(range: $range, groupBy: $groupBy, bucket: $bucket, timeZone: $tz) { buckets { start end } cells { \
+      bucketStart channel segment feedbackCount volume conversationsOpened \
+      nps { promoters passives detractors score { value sampleSize marginOfError lowSample } } \
+      csat { satisfiedPercent { value marginOfError } mean { value marginOfError } } ces { value marginOfError sampleSize } \
+      sentiment { mean { value sampleSize } negativePercent { value } } \
+      firstResponseTime { median { value low high sampleSize } p90 { value } } slaCompliance { value sampleSize marginOfError } } } }";
+
+fn close(a: &Value, b: f64) -> bool {
+    a.as_f64().is_some_and(|a| (a - b).abs() < 1e-6)
+}
+
+/// Expected NPS and its margin, computed here from the answers.
+fn nps_of(scores: &[i16]) -> (f64, f64) {
+    let n = scores.len() as f64;
+    let p = scores.iter().filter(|s| **s >= 9).count() as f64 / n;
+    let d = scores.iter().filter(|s| **s <= 6).count() as f64 / n;
+    (100.0 * (p - d), 100.0 * Z * ((p + d - (p - d).powi(2)) / n).sqrt())
+}
+
+fn mean_of(values: &[f64]) -> (f64, f64) {
+    let n = values.len() as f64;
+    let mean = values.iter().sum::<f64>() / n;
+    let var = values.iter().map(|v| (v - mean).powi(2)).sum::<f64>() / (n - 1.0);
+    (mean, Z * (var / n).sqrt())
+}
+
+#[tokio::test]
+async fn metrics_by_channel_match_an_independent_computation() {
+    on_each_backend(async |app: &TestApp| {
+        let db = &app.db;
+        let admin = app.login_admin().await.access;
+        let mut rng = Lcg(7);
+        let segments = ["consumer", "business"];
+        let mut customers = Vec::new();
+        for i in 0..12 {
+            customers.push((new_customer(db, segments[i % 2]).await, segments[i % 2]));
+        }
+        let channels = [Channel::Email, Channel::Chat, Channel::Twitter];
+        // channel → NPS scores, CSAT scores, CES scores, sentiment scores
+        let mut nps: BTreeMap<Channel, Vec<i16>> = BTreeMap::new();
+        let mut csat: BTreeMap<Channel, Vec<i16>> = BTreeMap::new();
+        let mut ces: BTreeMap<Channel, Vec<i16>> = BTreeMap::new();
+        let mut sentiment: BTreeMap<Channel, Vec<f64>> = BTreeMap::new();
+        let start = at("2026-03-01T00:00:00Z");
+        for i in 0..150 {
+            let channel = channels[(rng.next(10) % 3) as usize];
+            let (customer_id, _) = customers[rng.next(12) as usize];
+            let when = start + Duration::minutes(rng.next(28 * 24 * 60) as i64);
+            let (kind, score) = match i % 3 {
+                0 => (FeedbackKind::Nps, rng.next(11) as i16),
+                1 => (FeedbackKind::Csat, 1 + rng.next(5) as i16),
+                _ => (FeedbackKind::Ces, 1 + rng.next(7) as i16),
+            };
+            let s = (i % 4 == 0).then(|| (rng.next(200) as f64 - 100.0) / 100.0);
+            new_feedback(db, customer_id, kind, Some(score), channel, s, when).await;
+            match kind {
+                FeedbackKind::Nps => nps.entry(channel).or_default().push(score),
+                FeedbackKind::Csat => csat.entry(channel).or_default().push(score),
+                _ => ces.entry(channel).or_default().push(score),
+            }
+            if let Some(s) = s {
+                sentiment.entry(channel).or_default().push(s);
+            }
+        }
+        // Outside the range: must not count.
+        new_feedback(db, customers[0].0, FeedbackKind::Nps, Some(0), Channel::Email, None, at("2026-04-01T00:00:00Z"))
+            .await;
+
+        let range = json!({ "from": "2026-03-01T00:00:00Z", "to": "2026-04-01T00:00:00Z" });
+        let body = app.graphql(CELLS, json!({ "range": range, "groupBy": ["CHANNEL"] }), Some(&admin)).await;
+        assert!(body["errors"].is_null(), "{body}");
+        let cells = body["data"]["insights"]["cells"].as_array().unwrap();
+        assert_eq!(cells.len(), 3, "{body}");
+        for cell in cells {
+            let channel = match cell["channel"].as_str().unwrap() {
+                "EMAIL" => Channel::Email,
+                "CHAT" => Channel::Chat,
+                _ => Channel::Twitter,
+            };
+            let scores = &nps[&channel];
+            let (value, margin) = nps_of(scores);
+            let n = &cell["nps"];
+            assert!(close(&n["score"]["value"], value), "{channel:?} NPS {} vs {value}", n["score"]["value"]);
+            assert!(close(&n["score"]["marginOfError"], margin), "{channel:?} NPS margin {} vs {margin}", n["score"]);
+            assert_eq!(n["score"]["sampleSize"], scores.len());
+            assert_eq!(n["score"]["lowSample"], scores.len() < 30);
+            assert_eq!(n["promoters"], scores.iter().filter(|s| **s >= 9).count());
+            assert_eq!(n["passives"], scores.iter().filter(|s| (7..=8).contains(*s)).count());
+            let c = &csat[&channel];
+            let satisfied = c.iter().filter(|s| **s >= 4).count() as f64 / c.len() as f64;
+            assert!(close(&cell["csat"]["satisfiedPercent"]["value"], 100.0 * satisfied));
+            assert!(close(
+                &cell["csat"]["satisfiedPercent"]["marginOfError"],
+                100.0 * Z * (satisfied * (1.0 - satisfied) / c.len() as f64).sqrt()
+            ));
+            let (m, e) = mean_of(&c.iter().map(|s| f64::from(*s)).collect::<Vec<_>>());
+            assert!(
+                close(&cell["csat"]["mean"]["value"], m) && close(&cell["csat"]["mean"]["marginOfError"], e),
+                "{cell}"
+            );
+            let (m, e) = mean_of(&ces[&channel].iter().map(|s| f64::from(*s)).collect::<Vec<_>>());
+            assert!(close(&cell["ces"]["value"], m) && close(&cell["ces"]["marginOfError"], e), "{cell}");
+            let s = &sentiment[&channel];
+            assert!(close(&cell["sentiment"]["mean"]["value"], s.iter().sum::<f64>() / s.len() as f64), "{cell}");
+            assert_eq!(cell["feedbackCount"], scores.len() + c.len() + ces[&channel].len());
+        }
+
+        // Grouped by segment and channel: the cells partition the same answers.
+        let by_two =
+            app.graphql(CELLS, json!({ "range": range, "groupBy": ["SEGMENT", "CHANNEL"] }), Some(&admin)).await;
+        let total: i64 = by_two["data"]["insights"]["cells"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .map(|c| c["nps"]["score"]["sampleSize"].as_i64().unwrap())
+            .sum();
+        assert_eq!(total as usize, nps.values().map(Vec::len).sum::<usize>());
+    })
+    .await;
+}
+
+#[tokio::test]
+async fn day_buckets_follow_local_midnight_across_dst_and_months_bucket_alike() {
+    on_each_backend(async |app: &TestApp| {
+        let db = &app.db;
+        let admin = app.login_admin().await.access;
+        let c = new_customer(db, "consumer").await;
+        // 29 March 2026 in London is 23 hours long: 00:00Z to 23:00Z.
+        for (t, score) in [
+            ("2026-03-28T23:30:00Z", 10), // 28 March local
+            ("2026-03-29T00:30:00Z", 0),  // 29 March
+            ("2026-03-29T22:30:00Z", 9),  // 29 March (23:30 BST)
+            ("2026-03-29T23:30:00Z", 5),  // 30 March (00:30 BST)
+            ("2026-02-27T12:00:00Z", 8),  // February
+        ] {
+            new_feedback(db, c, FeedbackKind::Nps, Some(score), Channel::Email, None, at(t)).await;
+        }
+        let days = app
+            .graphql(
+                CELLS,
+                json!({ "range": { "from": "2026-03-28T00:00:00Z", "to": "2026-03-31T00:00:00Z" }, "bucket": "DAY", "tz": "Europe/London" }),
+                Some(&admin),
+            )
+            .await;
+        assert!(days["errors"].is_null(), "{days}");
+        let cells: Vec<(String, i64)> = days["data"]["insights"]["cells"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .map(|c| (c["bucketStart"].as_str().unwrap().to_owned(), c["nps"]["score"]["sampleSize"].as_i64().unwrap()))
+            .collect();
+        assert_eq!(
+            cells,
+            [
+                ("2026-03-28T00:00:00+00:00".to_owned(), 1),
+                ("2026-03-29T00:00:00+00:00".to_owned(), 2),
+                ("2026-03-29T23:00:00+00:00".to_owned(), 1),
+            ],
+            "{days}"
+        );
+        let buckets = &days["data"]["insights"]["buckets"];
+        assert_eq!(buckets[1]["end"], "2026-03-29T23:00:00+00:00", "a 23-hour day");
+        let months = app
+            .graphql(
+                CELLS,
+                json!({ "range": { "from": "2026-02-01T00:00:00Z", "to": "2026-04-01T00:00:00Z" }, "bucket": "MONTH", "tz": "UTC" }),
+                Some(&admin),
+            )
+            .await;
+        let sizes: Vec<i64> = months["data"]["insights"]["cells"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .map(|c| c["nps"]["score"]["sampleSize"].as_i64().unwrap())
+            .collect();
+        assert_eq!(sizes, [1, 4], "{months}");
+        let bad = app
+            .graphql(CELLS, json!({ "range": { "from": "2026-02-01T00:00:00Z", "to": "2026-04-01T00:00:00Z" }, "bucket": "DAY", "tz": "Mars/Base" }), Some(&admin))
+            .await;
+        assert_eq!(error_code(&bad), Some("BAD_USER_INPUT"), "{bad}");
+        let malformed = app.graphql(CELLS, json!({ "range": { "from": "yesterday", "to": "2026-04-01T00:00:00Z" } }), Some(&admin)).await;
+        assert_eq!(error_code(&malformed), Some("BAD_USER_INPUT"), "{malformed}");
+    })
+    .await;
+}
+
+#[tokio::test]
+async fn response_times_sla_and_volume_come_from_conversations_and_messages() {
+    on_each_backend(async |app: &TestApp| {
+        let db = &app.db;
+        let admin = app.login_admin().await.access;
+        let now = Utc::now();
+        let policy = sla_policy::Model {
+            id: Uuid::now_v7(),
+            name: "chat".into(),
+            channel: Some(Channel::Chat),
+            priority: None,
+            first_response_minutes: 30,
+            resolution_minutes: 600,
+            business_hours: None,
+            active: true,
+            created_at: now,
+            updated_at: now,
+        }
+        .into_active_model()
+        .insert(db)
+        .await
+        .unwrap();
+        let c = new_customer(db, "consumer").await;
+        // First-response minutes of 9 chat conversations; the last one never answered.
+        let minutes = [5_i64, 40, 12, 3, 25, 60, 8, 15, 0];
+        let opened = at("2026-05-04T09:00:00Z");
+        let mut frts = Vec::new();
+        for (i, m) in minutes.iter().enumerate() {
+            let answered = i < minutes.len() - 1;
+            let breached = *m > 30;
+            let resolved = i % 2 == 0 && answered;
+            conversation::Model {
+                id: Uuid::now_v7(),
+                customer_id: c,
+                channel: Channel::Chat,
+                inbox: None,
+                status: if resolved { ConversationStatus::Resolved } else { ConversationStatus::Open },
+                priority: Priority::Normal,
+                subject: None,
+                team_id: None,
+                assignee_id: None,
+                sla_policy_id: Some(policy.id),
+                routing_rule_id: None,
+                tags: json!([]),
+                opened_at: opened + Duration::hours(i as i64),
+                last_message_at: opened,
+                first_response_due_at: None,
+                resolution_due_at: None,
+                first_response_at: answered.then(|| opened + Duration::hours(i as i64) + Duration::minutes(*m)),
+                resolved_at: resolved.then(|| opened + Duration::hours(i as i64 + 2)),
+                closed_at: None,
+                first_response_breached: breached,
+                resolution_breached: false,
+                pending_since: None,
+                next_due_at: None,
+                created_at: now,
+                updated_at: now,
+            }
+            .into_active_model()
+            .insert(db)
+            .await
+            .unwrap();
+            if answered {
+                frts.push((*m * 60) as f64);
+            }
+            for direction in [Direction::Inbound, Direction::Outbound] {
+                interaction::Model {
+                    id: Uuid::now_v7(),
+                    customer_id: c,
+                    conversation_id: None,
+                    channel: Channel::Chat,
+                    direction,
+                    visibility: Visibility::Private,
+                    author_kind: if direction == Direction::Inbound { AuthorKind::Customer } else { AuthorKind::Agent },
+                    author_user_id: None,
+                    inbox: None,
+                    body: None,
+                    sentiment_score: (direction == Direction::Inbound).then_some(-0.5),
+                    sentiment_label: (direction == Direction::Inbound).then_some(SentimentLabel::Negative),
+                    external_id: Some(format!("{i}-{direction:?}")),
+                    occurred_at: opened + Duration::hours(i as i64),
+                    created_at: now,
+                }
+                .into_active_model()
+                .insert(db)
+                .await
+                .unwrap();
+            }
+        }
+        frts.sort_by(f64::total_cmp);
+        let rank = |q: f64| frts[((q * frts.len() as f64).ceil() as usize).max(1) - 1];
+        let body = app
+            .graphql(CELLS, json!({ "range": { "from": "2026-05-01T00:00:00Z", "to": "2026-06-01T00:00:00Z" }, "groupBy": ["CHANNEL"] }), Some(&admin))
+            .await;
+        assert!(body["errors"].is_null(), "{body}");
+        let cell = &body["data"]["insights"]["cells"][0];
+        assert_eq!(cell["channel"], "CHAT");
+        assert_eq!(cell["conversationsOpened"], 9);
+        assert_eq!(cell["volume"], 9);
+        assert!(close(&cell["firstResponseTime"]["median"]["value"], rank(0.5)), "{cell} vs {frts:?}");
+        assert!(close(&cell["firstResponseTime"]["p90"]["value"], rank(0.9)), "{cell}");
+        assert_eq!(cell["firstResponseTime"]["median"]["sampleSize"], 8);
+        let (lo, hi) = (cell["firstResponseTime"]["median"]["low"].as_f64().unwrap(), cell["firstResponseTime"]["median"]["high"].as_f64().unwrap());
+        assert!(lo <= rank(0.5) && rank(0.5) <= hi, "the interval holds the median: {cell}");
+        // SLA: decided = resolved or breached; met = resolved without breach.
+        // Resolved: i = 0, 2, 4, 6 (minutes 5, 12, 25, 8: none breached); breached: 40, 60.
+        assert_eq!(cell["slaCompliance"]["sampleSize"], 6, "{cell}");
+        assert!(close(&cell["slaCompliance"]["value"], 100.0 * 4.0 / 6.0));
+        assert!(close(&cell["sentiment"]["negativePercent"]["value"], 100.0), "{cell}");
+    })
+    .await;
+}
+
+#[tokio::test]
+async fn channel_comparison_lists_every_channel_a_caller_may_see() {
+    on_each_backend(async |app: &TestApp| {
+        let db = &app.db;
+        let admin = app.login_admin().await.access;
+        let c = new_customer(db, "consumer").await;
+        new_feedback(db, c, FeedbackKind::Nps, Some(10), Channel::Twitter, None, at("2026-03-02T00:00:00Z")).await;
+        new_feedback(db, c, FeedbackKind::Nps, Some(2), Channel::Email, None, at("2026-03-02T00:00:00Z")).await;
+        let query = "{ channelComparison(range: {from: \"2026-03-01T00:00:00Z\", to: \"2026-04-01T00:00:00Z\"}) \
+                     { channel nps { score { value sampleSize } } volume } }";
+        let all = app.graphql(query, json!({}), Some(&admin)).await;
+        let rows = all["data"]["channelComparison"].as_array().unwrap();
+        assert_eq!(rows.len(), 11, "every channel, with or without data: {all}");
+        let twitter = rows.iter().find(|r| r["channel"] == "TWITTER").unwrap();
+        assert_eq!(twitter["nps"]["score"]["value"], 100.0);
+        let phone = rows.iter().find(|r| r["channel"] == "PHONE").unwrap();
+        assert_eq!(phone["nps"]["score"]["sampleSize"], 0);
+        assert!(phone["nps"]["score"]["value"].is_null());
+
+        let token = app
+            .graphql(
+                "mutation { createApiToken(input: {name: \"bi\", scopes: [INSIGHTS_READ], channels: [TWITTER, FACEBOOK]}) { secret } }",
+                json!({}),
+                Some(&admin),
+            )
+            .await["data"]["createApiToken"]["secret"]
+            .as_str()
+            .unwrap()
+            .to_owned();
+        let limited = app.graphql(query, json!({}), Some(&token)).await;
+        let channels: Vec<&str> =
+            limited["data"]["channelComparison"].as_array().unwrap().iter().map(|r| r["channel"].as_str().unwrap()).collect();
+        assert_eq!(channels, ["TWITTER", "FACEBOOK"], "{limited}");
+        let (email, password) = app.create_user(Role::Agent).await;
+        let agent = app.login(&email, &password).await.access;
+        let refused = app.graphql(query, json!({}), Some(&agent)).await;
+        assert_eq!(error_code(&refused), Some("FORBIDDEN"));
+    })
+    .await;
+}
+
+#[tokio::test]
+async fn topic_drivers_compare_nps_with_and_without_the_topic() {
+    on_each_backend(async |app: &TestApp| {
+        let db = &app.db;
+        let admin = app.login_admin().await.access;
+        let now = Utc::now();
+        let mut topic_ids = Vec::new();
+        for name in ["Delivery", "Billing"] {
+            let t = topic::Model {
+                id: Uuid::now_v7(),
+                name: name.into(),
+                keywords: json!([name.to_lowercase()]),
+                created_at: now,
+                updated_at: now,
+                retag_requested_at: None,
+                retagged_at: None,
+            }
+            .into_active_model()
+            .insert(db)
+            .await
+            .unwrap();
+            topic_ids.push(t.id);
+        }
+        let when = at("2026-03-10T10:00:00Z");
+        // Six customers answer NPS; three of them complained about delivery (negative).
+        let scores = [2_i16, 4, 9, 10, 10, 8];
+        for (i, score) in scores.iter().enumerate() {
+            let c = new_customer(db, "consumer").await;
+            new_feedback(db, c, FeedbackKind::Nps, Some(*score), Channel::Email, None, when).await;
+            if i < 3 {
+                let sentiment = if i < 2 { -0.8 } else { 0.6 };
+                let f = new_feedback(db, c, FeedbackKind::Comment, None, Channel::Twitter, Some(sentiment), when).await;
+                feedback_topic::Model { feedback_id: f, topic_id: topic_ids[0] }.into_active_model().insert(db).await.unwrap();
+            }
+        }
+        let body = app
+            .graphql(
+                "{ topicDrivers(range: {from: \"2026-03-01T00:00:00Z\", to: \"2026-04-01T00:00:00Z\"}) { topicName mentions \
+                 negativeMentions npsWithTopic { score { value sampleSize } } npsWithoutTopic { score { value } } \
+                 npsImpact { value marginOfError } } }",
+                json!({}),
+                Some(&admin),
+            )
+            .await;
+        assert!(body["errors"].is_null(), "{body}");
+        let first = &body["data"]["topicDrivers"][0];
+        assert_eq!(first["topicName"], "Delivery");
+        assert_eq!((first["mentions"].as_i64(), first["negativeMentions"].as_i64()), (Some(3), Some(2)));
+        let (with, with_margin) = nps_of(&scores[..3]);
+        let (without, without_margin) = nps_of(&scores[3..]);
+        assert!(close(&first["npsWithTopic"]["score"]["value"], with), "{first}");
+        assert!(close(&first["npsWithoutTopic"]["score"]["value"], without), "{first}");
+        assert!(close(&first["npsImpact"]["value"], with - without));
+        assert!(close(&first["npsImpact"]["marginOfError"], (with_margin.powi(2) + without_margin.powi(2)).sqrt()));
+        let billing = &body["data"]["topicDrivers"][1];
+        assert_eq!((billing["topicName"].as_str(), billing["mentions"].as_i64()), (Some("Billing"), Some(0)));
+    })
+    .await;
+}
+
+#[tokio::test]
+async fn the_funnel_counts_ordered_progress_and_times_between_stages() {
+    on_each_backend(async |app: &TestApp| {
+        let db = &app.db;
+        let admin = app.login_admin().await.access;
+        let now = Utc::now();
+        let j = journey::Model {
+            id: Uuid::now_v7(),
+            name: "Buy".into(),
+            description: None,
+            created_at: now,
+            updated_at: now,
+        }
+        .into_active_model()
+        .insert(db)
+        .await
+        .unwrap();
+        let mut stages = Vec::new();
+        for (i, name) in ["Browse", "Cart", "Checkout", "Delivery"].iter().enumerate() {
+            let s = journey_stage::Model {
+                id: Uuid::now_v7(),
+                journey_id: j.id,
+                name: (*name).into(),
+                position: i as i32 * 10,
+                created_at: now,
+            }
+            .into_active_model()
+            .insert(db)
+            .await
+            .unwrap();
+            stages.push(s.id);
+        }
+        let t0 = at("2026-06-01T10:00:00Z");
+        // (segment, [(stage index, minutes after t0)])
+        let paths: Vec<(&str, Vec<(usize, i64)>)> = vec![
+            ("consumer", vec![(0, 0), (1, 10), (2, 30), (3, 90)]),
+            ("consumer", vec![(0, 0), (1, 20), (2, 40)]),
+            ("consumer", vec![(0, 0), (1, 30)]),
+            ("consumer", vec![(0, 0), (0, 5), (1, 40)]), // browses twice: first time counts
+            ("business", vec![(0, 0), (2, 10)]),         // skips Cart: stops at Browse
+            ("business", vec![(0, 50), (1, 10)]),        // Cart before Browse: stops at Browse
+            ("business", vec![(1, 0)]),                  // never entered
+            ("business", vec![(0, 0)]),
+        ];
+        for (segment, steps) in &paths {
+            let c = new_customer(db, segment).await;
+            for (stage, minutes) in steps {
+                touchpoint::Model {
+                    id: Uuid::now_v7(),
+                    customer_id: c,
+                    journey_id: j.id,
+                    stage_id: stages[*stage],
+                    channel: if *segment == "consumer" { Channel::Web } else { Channel::Chat },
+                    name: "step".into(),
+                    outcome: TouchpointOutcome::Success,
+                    interaction_id: None,
+                    source: "test".into(),
+                    external_id: None,
+                    occurred_at: t0 + Duration::minutes(*minutes),
+                    created_at: now,
+                }
+                .into_active_model()
+                .insert(db)
+                .await
+                .unwrap();
+            }
+        }
+        let query = "query($id: ID!, $by: FunnelGroupBy) { journeyFunnel(journeyId: $id, \
+            range: {from: \"2026-06-01T00:00:00Z\", to: \"2026-07-01T00:00:00Z\"}, groupBy: $by) { journey { name } \
+            groups { segment channel entered steps { stageName reached dropOff conversionFromPrevious { value } \
+            conversionFromStart { value } timeFromPrevious { value sampleSize } } } } }";
+        let body = app.graphql(query, json!({ "id": j.id.to_string() }), Some(&admin)).await;
+        assert!(body["errors"].is_null(), "{body}");
+        let steps = &body["data"]["journeyFunnel"]["groups"][0]["steps"];
+        let reached: Vec<i64> = steps.as_array().unwrap().iter().map(|s| s["reached"].as_i64().unwrap()).collect();
+        assert_eq!(reached, [7, 4, 2, 1], "{body}");
+        assert_eq!(steps[1]["dropOff"], 3);
+        assert!(close(&steps[2]["conversionFromPrevious"]["value"], 50.0));
+        assert!(close(&steps[3]["conversionFromStart"]["value"], 100.0 / 7.0));
+        // Browse → Cart: 10, 20, 30, 40 minutes: nearest-rank median 20 minutes.
+        assert!(close(&steps[1]["timeFromPrevious"]["value"], 1200.0), "{}", steps[1]);
+        assert_eq!(steps[1]["timeFromPrevious"]["sampleSize"], 4);
+        assert!(steps[0]["timeFromPrevious"]["value"].is_null());
+
+        let by_segment = app.graphql(query, json!({ "id": j.id.to_string(), "by": "SEGMENT" }), Some(&admin)).await;
+        let groups = by_segment["data"]["journeyFunnel"]["groups"].as_array().unwrap();
+        let entered: Vec<(&str, i64)> =
+            groups.iter().map(|g| (g["segment"].as_str().unwrap(), g["entered"].as_i64().unwrap())).collect();
+        assert_eq!(entered, [("business", 3), ("consumer", 4)], "{by_segment}");
+        let by_channel = app.graphql(query, json!({ "id": j.id.to_string(), "by": "CHANNEL" }), Some(&admin)).await;
+        assert_eq!(by_channel["data"]["journeyFunnel"]["groups"][0]["channel"], "CHAT", "{by_channel}");
+    })
+    .await;
+}
