@@ -228,6 +228,28 @@ pub struct Settings {
     #[arg(long, env = "CXGRAPH_INSIGHTS_JOB_INTERVAL", default_value_t = 60, value_parser = clap::value_parser!(u64).range(1..=3600), global = true)]
     pub insights_job_interval: u64,
 
+    /// Width, in minutes, of the sliding window the negative-sentiment spike detector
+    /// counts in.
+    #[arg(long, env = "CXGRAPH_SPIKE_WINDOW_MINUTES", default_value_t = 60, value_parser = clap::value_parser!(u32).range(1..=10_080), global = true)]
+    pub spike_window_minutes: u32,
+
+    /// How many windows before the current one make the detector's baseline.
+    #[arg(long, env = "CXGRAPH_SPIKE_BASELINE_WINDOWS", default_value_t = 24, value_parser = clap::value_parser!(u32).range(1..=1000), global = true)]
+    pub spike_baseline_windows: u32,
+
+    /// z-score (Poisson) above which a window's negative volume is a spike.
+    #[arg(long, env = "CXGRAPH_SPIKE_THRESHOLD", default_value_t = 3.0, value_parser = positive_number, global = true)]
+    pub spike_threshold: f64,
+
+    /// Fewest negative mentions in a window that can make a spike.
+    #[arg(long, env = "CXGRAPH_SPIKE_MIN_COUNT", default_value_t = 5, value_parser = clap::value_parser!(u32).range(1..=1_000_000), global = true)]
+    pub spike_min_count: u32,
+
+    /// When a spike is raised, lift open conversations on its channel (or mentioning
+    /// its topic) to HIGH priority.
+    #[arg(long, env = "CXGRAPH_SPIKE_RAISE_PRIORITY", default_value_t = false, action = clap::ArgAction::Set, global = true)]
+    pub spike_raise_priority: bool,
+
     /// A running SLA clock due within this many minutes raises an "at risk" alert.
     #[arg(long, env = "CXGRAPH_SLA_AT_RISK_MINUTES", default_value_t = 10, value_parser = clap::value_parser!(u32).range(1..=1440), global = true)]
     pub sla_at_risk_minutes: u32,
@@ -292,5 +314,13 @@ impl Settings {
             DemoData::Always => true,
             DemoData::Never => false,
         }
+    }
+}
+
+/// A finite number above zero (for thresholds).
+fn positive_number(s: &str) -> Result<f64, String> {
+    match s.parse::<f64>() {
+        Ok(v) if v.is_finite() && v > 0.0 => Ok(v),
+        _ => Err(format!("{s:?} is not a number above zero")),
     }
 }

@@ -147,6 +147,19 @@ impl Application {
         webhooks::spawn_worker(self.jobs_db.clone(), self.state.bus(), webhooks);
         let insights_interval = std::time::Duration::from_secs(settings.insights_job_interval);
         crate::feedback::topics::spawn_retagger(self.jobs_db.clone(), insights_interval);
+        let spikes = crate::alerts::spikes::Params {
+            window: chrono::Duration::minutes(i64::from(settings.spike_window_minutes)),
+            baseline_windows: settings.spike_baseline_windows,
+            threshold: settings.spike_threshold,
+            min_count: settings.spike_min_count,
+            raise_priority: settings.spike_raise_priority,
+        };
+        crate::alerts::spikes::spawn_detector(
+            self.jobs_db.clone(),
+            self.state.bus().clone(),
+            insights_interval,
+            spikes,
+        );
         let router = http::router(self.state.clone());
         axum::serve(self.listener, router).with_graceful_shutdown(shutdown).await?;
         self.state.db().clone().close().await.ok();

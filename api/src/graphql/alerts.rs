@@ -43,7 +43,7 @@ impl Alert {
     async fn id(&self) -> ID {
         id(self.0.id)
     }
-    /// Kind, e.g. `sla_at_risk`, `sla_breached`.
+    /// Kind: `sla_at_risk`, `sla_breached` or `negative_spike`.
     async fn kind(&self) -> &str {
         &self.0.kind
     }
@@ -63,11 +63,16 @@ impl Alert {
     async fn channel(&self) -> Option<Channel> {
         self.0.channel.map(Into::into)
     }
+    /// Topic concerned (a spike of negative mentions of it).
+    async fn topic_id(&self) -> Option<ID> {
+        self.0.topic_id.map(id)
+    }
     /// Conversation concerned.
     async fn conversation_id(&self) -> Option<ID> {
         self.0.conversation_id.map(id)
     }
-    /// Details (ids, due time, clock).
+    /// Details: for SLA alerts the clock and due time; for spikes the window's count,
+    /// the baseline per window and the z-score.
     async fn details(&self) -> Json<serde_json::Value> {
         Json(self.0.details.clone())
     }
@@ -79,16 +84,20 @@ impl Alert {
     async fn acknowledged_at(&self) -> Option<DateTime<Utc>> {
         self.0.acknowledged_at
     }
+    /// When it was resolved (by a person, or a spike's episode ending).
+    async fn resolved_at(&self) -> Option<DateTime<Utc>> {
+        self.0.resolved_at
+    }
 }
 
-/// An alert to acknowledge.
+/// An alert to acknowledge or resolve.
 #[derive(InputObject)]
 pub struct AcknowledgeAlertInput {
     /// The alert.
     alert_id: ID,
 }
 
-/// Result of `acknowledgeAlert`.
+/// Result of `acknowledgeAlert` and `resolveAlert`.
 #[derive(SimpleObject)]
 pub struct AlertPayload {
     /// The alert after the change.
@@ -131,6 +140,14 @@ impl AlertMutation {
         let (state, _) = context(ctx)?;
         let alert_id = parse_id(&input.alert_id, &["input", "alertId"])?;
         let (alert, user_errors) = split_user_errors(alerts::acknowledge(state.db(), actor(ctx)?, alert_id).await)?;
+        Ok(AlertPayload { alert: alert.map(Alert), user_errors })
+    }
+
+    /// Closes an open or acknowledged alert.
+    async fn resolve_alert(&self, ctx: &Context<'_>, input: AcknowledgeAlertInput) -> Result<AlertPayload> {
+        let (state, _) = context(ctx)?;
+        let alert_id = parse_id(&input.alert_id, &["input", "alertId"])?;
+        let (alert, user_errors) = split_user_errors(alerts::resolve(state.db(), actor(ctx)?, alert_id).await)?;
         Ok(AlertPayload { alert: alert.map(Alert), user_errors })
     }
 }

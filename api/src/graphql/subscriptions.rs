@@ -28,9 +28,9 @@ fn authorize(ctx: &Context<'_>, field: &str) -> Result<AppState, AppError> {
     Ok(state.clone())
 }
 
-/// Events of one type from the bus, as a stream. A subscriber that falls more than
+/// Events of some types from the bus, as a stream. A subscriber that falls more than
 /// the bus's buffer behind skips what it missed (and it is logged).
-fn events_of(state: &AppState, event_type: &'static str) -> impl Stream<Item = Event> + use<> {
+fn events_of(state: &AppState, event_types: &'static [&'static str]) -> impl Stream<Item = Event> + use<> {
     let rx = state.bus().subscribe();
     futures::stream::unfold(rx, |mut rx| async move {
         loop {
@@ -41,7 +41,7 @@ fn events_of(state: &AppState, event_type: &'static str) -> impl Stream<Item = E
             }
         }
     })
-    .filter(move |e| futures::future::ready(e.event_type == event_type))
+    .filter(move |e| futures::future::ready(event_types.contains(&e.event_type.as_str())))
 }
 
 fn channel_of(e: &Event) -> Option<entity::enums::Channel> {
@@ -79,7 +79,7 @@ impl SubscriptionRoot {
         let (_, principal) = context(ctx)?;
         let channels = within_channel_limit(principal, channels.map(|c| c.into_iter().map(Into::into).collect()));
         let db = state.db().clone();
-        Ok(events_of(&state, "interaction.received")
+        Ok(events_of(&state, &["interaction.received"])
             .filter(move |e| {
                 let wanted = channels.as_ref().is_none_or(|c| channel_of(e).is_some_and(|ch| c.contains(&ch)));
                 futures::future::ready(wanted)
@@ -106,7 +106,7 @@ impl SubscriptionRoot {
         let (_, principal) = context(ctx)?;
         let channels = within_channel_limit(principal, f.channels.map(|c| c.into_iter().map(Into::into).collect()));
         let db = state.db().clone();
-        Ok(events_of(&state, "conversation.updated").filter_map(move |e| {
+        Ok(events_of(&state, &["conversation.updated"]).filter_map(move |e| {
             let db = db.clone();
             let (statuses, channels) = (statuses.clone(), channels.clone());
             async move {
@@ -127,9 +127,28 @@ impl SubscriptionRoot {
     async fn sla_alert(&self, ctx: &Context<'_>) -> Result<impl Stream<Item = Alert> + use<>> {
         let state = authorize(ctx, "slaAlert")?;
         let db = state.db().clone();
-        Ok(events_of(&state, "sla.alert").filter_map(move |e| {
+        Ok(events_of(&state, &["sla.alert"]).filter_map(move |e| {
             let db = db.clone();
             async move { crate::alerts::find(&db, e.aggregate_id).await.ok().flatten().map(Alert) }
+        }))
+    }
+
+    /// Every alert as it is raised: SLA at risk or breached, negative-sentiment
+    /// spikes; optionally some kinds only (`negative_spike`, `sla_breached`, …).
+    async fn alert_raised(
+        &self,
+        ctx: &Context<'_>,
+        kinds: Option<Vec<String>>,
+    ) -> Result<impl Stream<Item = Alert> + use<>> {
+        let state = authorize(ctx, "alertRaised")?;
+        let db = state.db().clone();
+        Ok(events_of(&state, &["sla.alert", "alert.raised"]).filter_map(move |e| {
+            let db = db.clone();
+            let kinds = kinds.clone();
+            async move {
+                let a = crate::alerts::find(&db, e.aggregate_id).await.ok().flatten()?;
+                kinds.as_ref().is_none_or(|k| k.contains(&a.kind)).then_some(Alert(a))
+            }
         }))
     }
 }

@@ -188,6 +188,10 @@ const PROTECTED_SAMPLES: &[(&str, &str)] = &[
         "acknowledgeAlert",
         "mutation { acknowledgeAlert(input: {alertId: \"01a20815-91b7-7562-85d0-8fc0ed28182d\"}) { userErrors { code } } }",
     ),
+    (
+        "resolveAlert",
+        "mutation { resolveAlert(input: {alertId: \"01a20815-91b7-7562-85d0-8fc0ed28182d\"}) { userErrors { code } } }",
+    ),
     ("routingRules", "{ routingRules { id } }"),
     ("slaPolicies", "{ slaPolicies { id } }"),
     ("saveRoutingRule", "mutation { saveRoutingRule(input: {name: \"r\"}) { userErrors { code } } }"),

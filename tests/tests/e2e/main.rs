@@ -1,6 +1,7 @@
 //! End-to-end tests over HTTP against the real server, on SQLite and PostgreSQL.
 //! One test binary (one link) with a module per area.
 
+mod alerts;
 mod auth;
 mod customers;
 mod feedback;

@@ -1,5 +1,8 @@
-//! Alerts: early warnings (SLA at risk or breached now; negative-mention spikes later),
-//! raised once, read by staff, acknowledged by a person.
+//! Alerts: early warnings (SLA at risk or breached, from the SLA sweeper; negative
+//! sentiment spikes, from [`spikes`]), raised once, read by staff, acknowledged and
+//! resolved by a person (a spike's episode also resolves itself when volume returns).
+
+pub mod spikes;
 
 use chrono::Utc;
 use entity::alert;
@@ -51,6 +54,22 @@ pub async fn acknowledge(db: &DatabaseConnection, actor: Actor<'_>, id: Uuid) ->
     a.acknowledged_by = Set(actor.principal.user().map(|u| u.id));
     let updated = a.update(&txn).await?;
     audit::record(&txn, actor, "acknowledgeAlert", "alert", Some(id), json!({})).await?;
+    txn.commit().await?;
+    Ok(updated)
+}
+
+/// Closes an alert by hand (open or acknowledged).
+pub async fn resolve(db: &DatabaseConnection, actor: Actor<'_>, id: Uuid) -> AppResult<alert::Model> {
+    let txn = db::begin_write(db).await?;
+    let found = find(&txn, id).await?.ok_or(AppError::NotFound("alert"))?;
+    if found.status == AlertStatus::Resolved {
+        return Err(AppError::invalid(&["input", "alertId"], "ALREADY_RESOLVED", "the alert is resolved"));
+    }
+    let mut a = found.into_active_model();
+    a.status = Set(AlertStatus::Resolved);
+    a.resolved_at = Set(Some(Utc::now()));
+    let updated = a.update(&txn).await?;
+    audit::record(&txn, actor, "resolveAlert", "alert", Some(id), json!({})).await?;
     txn.commit().await?;
     Ok(updated)
 }

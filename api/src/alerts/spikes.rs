@@ -1,0 +1,340 @@
+//! Early warning: negative-sentiment spikes per channel and per topic.
+//!
+//! Every run compares, for each channel and each topic, the negative mentions
+//! (negative inbound messages and negative feedback) in the current sliding window
+//! `[now − w, now)` with the trailing baseline of `k` windows before it. With the
+//! baseline rate `λ = baseline / k`, the window is a spike when it holds at least
+//! `min_count` mentions and its Poisson z-score `(count − λ) / √max(λ, 1)` reaches the
+//! threshold. Counting is two grouped statements (one per scope), whatever the number
+//! of channels and topics.
+//!
+//! Alerts are per **episode**, not per message: a spike raises one `negative_spike`
+//! alert (and an `alert.raised` event) and nothing more while that alert is open or
+//! acknowledged; the episode closes (the alert is resolved, `alert.resolved`) when the
+//! window's volume returns — fewer than `min_count` mentions or a z-score under half
+//! the threshold (hysteresis, so a hovering volume does not flap). Replicas running
+//! the detector at once agree through the alert's unique dedupe key, which names the
+//! scope and the window the episode started in.
+
+use chrono::{DateTime, Duration, Utc};
+use entity::alert;
+use entity::enums::{AlertSeverity, AlertStatus, Channel, ConversationStatus, Priority};
+use sea_orm::sea_query::OnConflict;
+use sea_orm::{
+    ActiveEnum, ColumnTrait, ConnectionTrait, DatabaseConnection, EntityTrait, QueryFilter, QuerySelect, Set,
+};
+use serde_json::json;
+use uuid::Uuid;
+
+use crate::db;
+use crate::error::AppResult;
+use crate::events::{self, Bus, NewEvent};
+use crate::insights::sql::Sql;
+
+/// The alert kind of a spike.
+pub const KIND: &str = "negative_spike";
+/// Most conversations one spike lifts to HIGH priority.
+const MAX_LIFTED: u64 = 500;
+
+/// The detector's settings.
+#[derive(Debug, Clone, Copy)]
+pub struct Params {
+    pub window: Duration,
+    pub baseline_windows: u32,
+    pub threshold: f64,
+    pub min_count: u32,
+    /// Lift open conversations of a spiking channel or topic to HIGH.
+    pub raise_priority: bool,
+}
+
+/// What a spike is about.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Scope {
+    Channel(Channel),
+    Topic(Uuid),
+}
+
+impl Scope {
+    fn key(&self) -> String {
+        match self {
+            Scope::Channel(c) => format!("channel:{}", c.to_value()),
+            Scope::Topic(t) => format!("topic:{t}"),
+        }
+    }
+}
+
+/// One scope's counts.
+#[derive(Debug, Clone)]
+pub struct Reading {
+    pub scope: Scope,
+    pub current: i64,
+    pub baseline: i64,
+}
+
+impl Reading {
+    /// The baseline's mean per window and the current window's z-score against it.
+    pub fn z(&self, params: &Params) -> (f64, f64) {
+        let lambda = self.baseline as f64 / f64::from(params.baseline_windows.max(1));
+        (lambda, (self.current as f64 - lambda) / lambda.max(1.0).sqrt())
+    }
+
+    fn spiking(&self, params: &Params) -> bool {
+        self.current >= i64::from(params.min_count) && self.z(params).1 >= params.threshold
+    }
+
+    fn calm(&self, params: &Params) -> bool {
+        self.current < i64::from(params.min_count) || self.z(params).1 < params.threshold / 2.0
+    }
+}
+
+/// What one run did.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub struct Report {
+    pub raised: u32,
+    pub resolved: u32,
+    pub lifted: u64,
+}
+
+/// Negative mentions in `[start, now)` as `(scope column, occurred_at)` rows: for
+/// channels straight from the facts, for topics through their links.
+fn negatives(sql: &mut Sql, by_topic: bool, start: DateTime<Utc>, now: DateTime<Utc>) {
+    let parts = [
+        ("interactions", "interaction_topics", "interaction_id", " AND x.direction = 'inbound'"),
+        ("feedback", "feedback_topics", "feedback_id", ""),
+    ];
+    sql.push("(");
+    for (i, (facts, links, link_col, extra)) in parts.into_iter().enumerate() {
+        if i > 0 {
+            sql.push(" UNION ALL ");
+        }
+        if by_topic {
+            sql.push(&format!(
+                "SELECT l.topic_id AS scope, x.occurred_at FROM {facts} x JOIN {links} l ON l.{link_col} = x.id"
+            ));
+        } else {
+            sql.push(&format!("SELECT x.channel AS scope, x.occurred_at FROM {facts} x"));
+        }
+        sql.push(" WHERE x.sentiment_label = 'negative' AND x.occurred_at >= ").bind(start);
+        sql.push(" AND x.occurred_at < ").bind(now).push(extra);
+    }
+    sql.push(")");
+}
+
+/// Counts per scope for the window ending at `now`.
+pub async fn read(db: &impl ConnectionTrait, now: DateTime<Utc>, params: &Params) -> AppResult<Vec<Reading>> {
+    let backend = db.get_database_backend();
+    let current_start = now - params.window;
+    let baseline_start = current_start - params.window * i32::try_from(params.baseline_windows).unwrap_or(i32::MAX);
+    let mut out = Vec::new();
+    for by_topic in [false, true] {
+        let mut sql = Sql::new();
+        sql.push("SELECT n.scope, SUM(CASE WHEN n.occurred_at >= ").bind(current_start);
+        sql.push(" THEN 1 ELSE 0 END) AS current, SUM(CASE WHEN n.occurred_at < ").bind(current_start);
+        sql.push(" THEN 1 ELSE 0 END) AS baseline FROM ");
+        negatives(&mut sql, by_topic, baseline_start, now);
+        sql.push(" n GROUP BY n.scope");
+        for row in db.query_all_raw(sql.statement(backend)).await? {
+            let scope = if by_topic {
+                Scope::Topic(row.try_get("", "scope")?)
+            } else {
+                Scope::Channel(Channel::try_from_value(&row.try_get::<String>("", "scope")?)?)
+            };
+            out.push(Reading {
+                scope,
+                current: row.try_get::<Option<i64>>("", "current")?.unwrap_or(0),
+                baseline: row.try_get::<Option<i64>>("", "baseline")?.unwrap_or(0),
+            });
+        }
+    }
+    Ok(out)
+}
+
+/// The scope an episode's alert is about.
+fn scope_of(episode: &alert::Model) -> Option<Scope> {
+    match (episode.topic_id, episode.channel) {
+        (Some(t), _) => Some(Scope::Topic(t)),
+        (None, Some(c)) => Some(Scope::Channel(c)),
+        (None, None) => None,
+    }
+}
+
+/// One detector run at `now`: two counting statements, one for the open episodes,
+/// then a write per alert raised or resolved.
+pub async fn detect(db: &DatabaseConnection, now: DateTime<Utc>, params: &Params) -> AppResult<Report> {
+    let mut report = Report::default();
+    let readings = read(db, now, params).await?;
+    let open: Vec<alert::Model> = alert::Entity::find()
+        .filter(alert::Column::Kind.eq(KIND))
+        .filter(alert::Column::Status.is_in([AlertStatus::Open, AlertStatus::Acknowledged]))
+        .all(db)
+        .await?;
+    for r in &readings {
+        let episode = open.iter().find(|a| scope_of(a).as_ref() == Some(&r.scope));
+        match episode {
+            None if r.spiking(params) => {
+                if let Some(lifted) = raise(db, r, now, params).await? {
+                    report.raised += 1;
+                    report.lifted += lifted;
+                }
+            }
+            Some(episode) if r.calm(params) && resolve(db, episode, now).await? => report.resolved += 1,
+            _ => {}
+        }
+    }
+    // A scope without any negative mention in the whole period is calm too.
+    for episode in &open {
+        let quiet = scope_of(episode).is_some_and(|scope| !readings.iter().any(|r| r.scope == scope));
+        if quiet && resolve(db, episode, now).await? {
+            report.resolved += 1;
+        }
+    }
+    Ok(report)
+}
+
+/// Raises the episode's alert (once, across replicas); returns how many
+/// conversations it lifted, or `None` when another run raised it first.
+async fn raise(db: &DatabaseConnection, r: &Reading, now: DateTime<Utc>, params: &Params) -> AppResult<Option<u64>> {
+    let (lambda, z) = r.z(params);
+    let window_index = now.timestamp() / params.window.num_seconds().max(1);
+    let (channel, topic_id, about) = match &r.scope {
+        Scope::Channel(c) => (Some(*c), None, format!("{c:?}")),
+        Scope::Topic(t) => (None, Some(*t), topic_name(db, *t).await?),
+    };
+    let severity = if z >= 2.0 * params.threshold { AlertSeverity::Critical } else { AlertSeverity::Warning };
+    let id = Uuid::now_v7();
+    let row = alert::ActiveModel {
+        id: Set(id),
+        kind: Set(KIND.to_owned()),
+        severity: Set(severity),
+        status: Set(AlertStatus::Open),
+        title: Set(format!(
+            "Negative mentions spiking on {about}: {} in the last {} min (usual {lambda:.1})",
+            r.current,
+            params.window.num_minutes()
+        )),
+        channel: Set(channel),
+        topic_id: Set(topic_id),
+        conversation_id: Set(None),
+        details: Set(json!({ "count": r.current, "baselinePerWindow": lambda, "z": z,
+            "windowMinutes": params.window.num_minutes(), "baselineWindows": params.baseline_windows })),
+        dedupe_key: Set(format!("{KIND}:{}:{window_index}", r.scope.key())),
+        raised_at: Set(now),
+        acknowledged_at: Set(None),
+        acknowledged_by: Set(None),
+        resolved_at: Set(None),
+    };
+    let txn = db::begin_write(db).await?;
+    let inserted = alert::Entity::insert(row)
+        .on_conflict(OnConflict::column(alert::Column::DedupeKey).do_nothing().to_owned())
+        .exec_without_returning(&txn)
+        .await?;
+    if inserted == 0 {
+        txn.rollback().await.ok();
+        return Ok(None);
+    }
+    let lifted = if params.raise_priority { lift(&txn, &r.scope, now - params.window).await? } else { 0 };
+    let payload = json!({ "kind": KIND, "scope": r.scope.key(), "count": r.current, "lifted": lifted });
+    let event = NewEvent {
+        event_type: "alert.raised",
+        aggregate_type: "alert",
+        aggregate_id: id,
+        customer_id: None,
+        channel,
+        payload,
+    };
+    events::emit(&txn, event).await?;
+    txn.commit().await?;
+    Ok(Some(lifted))
+}
+
+async fn topic_name(db: &impl ConnectionTrait, id: Uuid) -> AppResult<String> {
+    Ok(entity::topic::Entity::find_by_id(id).one(db).await?.map_or_else(|| "a topic".to_owned(), |t| t.name))
+}
+
+/// Lifts the scope's open conversations to HIGH priority (each with a
+/// `conversation.updated` event); for a topic, those with a message about it in the
+/// window.
+async fn lift(txn: &impl ConnectionTrait, scope: &Scope, since: DateTime<Utc>) -> AppResult<u64> {
+    use entity::conversation;
+    let mut q = conversation::Entity::find()
+        .select_only()
+        .columns([conversation::Column::Id, conversation::Column::CustomerId, conversation::Column::Channel])
+        .filter(conversation::Column::Status.is_in([ConversationStatus::Open, ConversationStatus::Pending]))
+        .filter(conversation::Column::Priority.is_in([Priority::Low, Priority::Normal]))
+        .limit(MAX_LIFTED);
+    q = match scope {
+        Scope::Channel(c) => q.filter(conversation::Column::Channel.eq(*c)),
+        Scope::Topic(t) => {
+            let mut about = Sql::new();
+            about.push(
+                "SELECT DISTINCT i.conversation_id FROM interactions i JOIN interaction_topics it ON it.interaction_id = i.id \
+                 WHERE i.conversation_id IS NOT NULL AND it.topic_id = ",
+            );
+            about.bind(*t).push(" AND i.occurred_at >= ").bind(since).push(&format!(" LIMIT {MAX_LIFTED}"));
+            let mut ids = Vec::new();
+            for row in txn.query_all_raw(about.statement(txn.get_database_backend())).await? {
+                ids.push(row.try_get::<Uuid>("", "conversation_id")?);
+            }
+            q.filter(conversation::Column::Id.is_in(ids))
+        }
+    };
+    let rows: Vec<(Uuid, Uuid, Channel)> = q.into_tuple().all(txn).await?;
+    if rows.is_empty() {
+        return Ok(0);
+    }
+    conversation::Entity::update_many()
+        .col_expr(conversation::Column::Priority, sea_orm::sea_query::Expr::value(Priority::High.to_value()))
+        .col_expr(conversation::Column::UpdatedAt, sea_orm::sea_query::Expr::value(Utc::now()))
+        .filter(conversation::Column::Id.is_in(rows.iter().map(|r| r.0)))
+        .exec(txn)
+        .await?;
+    for (id, customer_id, channel) in &rows {
+        events::emit(txn, crate::interactions::conversations::updated_event(*id, *customer_id, *channel)).await?;
+    }
+    Ok(rows.len() as u64)
+}
+
+/// Closes an episode; true when this call closed it.
+async fn resolve(db: &DatabaseConnection, episode: &alert::Model, now: DateTime<Utc>) -> AppResult<bool> {
+    let txn = db::begin_write(db).await?;
+    let done = alert::Entity::update_many()
+        .col_expr(alert::Column::Status, sea_orm::sea_query::Expr::value(AlertStatus::Resolved.to_value()))
+        .col_expr(alert::Column::ResolvedAt, sea_orm::sea_query::Expr::value(now))
+        .filter(alert::Column::Id.eq(episode.id))
+        .filter(alert::Column::Status.ne(AlertStatus::Resolved))
+        .exec(&txn)
+        .await?;
+    if done.rows_affected == 1 {
+        let event = NewEvent {
+            event_type: "alert.resolved",
+            aggregate_type: "alert",
+            aggregate_id: episode.id,
+            customer_id: None,
+            channel: episode.channel,
+            payload: json!({ "kind": episode.kind, "by": "detector" }),
+        };
+        events::emit(&txn, event).await?;
+    }
+    txn.commit().await?;
+    Ok(done.rows_affected == 1)
+}
+
+/// Runs the detector every `interval` in the background, waking subscribers when it
+/// raised or resolved something.
+pub fn spawn_detector(db: DatabaseConnection, bus: Bus, interval: std::time::Duration, params: Params) {
+    tokio::spawn(async move {
+        let mut tick = tokio::time::interval(interval);
+        tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+        loop {
+            tick.tick().await;
+            match detect(&db, Utc::now(), &params).await {
+                Ok(r) if r == Report::default() => {}
+                Ok(r) => {
+                    bus.wake();
+                    tracing::info!(raised = r.raised, resolved = r.resolved, lifted = r.lifted, "spike detector");
+                }
+                Err(e) => tracing::warn!(error = e.message(), "spike detection failed; retrying next interval"),
+            }
+        }
+    });
+}
