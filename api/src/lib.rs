@@ -16,6 +16,7 @@ pub mod dataset;
 pub mod db;
 pub mod error;
 pub mod events;
+pub mod export;
 pub mod feedback;
 pub mod graphql;
 pub mod http;

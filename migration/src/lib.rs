@@ -19,7 +19,7 @@ mod m20261123_000007_add_conversation_sla_clocks;
 mod m20261123_000008_add_feed_indexes;
 mod m20261123_000009_add_sla_business_hours;
 mod m20261123_000010_create_webhooks;
-mod m20261123_000011_add_topic_retagging;
+mod m20261123_000011_add_retagging_and_insight_indexes;
 
 /// The ordered list of cxgraph migrations.
 #[derive(Debug)]
@@ -39,7 +39,7 @@ impl MigratorTrait for Migrator {
             Box::new(m20261123_000008_add_feed_indexes::Migration),
             Box::new(m20261123_000009_add_sla_business_hours::Migration),
             Box::new(m20261123_000010_create_webhooks::Migration),
-            Box::new(m20261123_000011_add_topic_retagging::Migration),
+            Box::new(m20261123_000011_add_retagging_and_insight_indexes::Migration),
         ]
     }
 }

@@ -89,6 +89,9 @@ pub const READ_CATALOGUE: Policy =
 pub const READ_INSIGHTS: Policy =
     Policy::roles_or_scopes(&[Role::Admin, Role::Manager, Role::Analyst], &[Scope::InsightsRead]);
 
+/// Bulk export over HTTP: admins, managers and analysts, tokens with `export`.
+pub const EXPORT: Policy = Policy::roles_or_scopes(&[Role::Admin, Role::Manager, Role::Analyst], &[Scope::Export]);
+
 /// Reading alerts: all staff, tokens with `insights:read`.
 pub const READ_ALERTS: Policy = Policy::roles_or_scopes(STAFF, &[Scope::InsightsRead]);
 
@@ -344,6 +347,28 @@ mod tests {
                     Err(other) => panic!("unexpected {other:?}"),
                 };
                 assert_eq!(got, *expected, "{parent}.{name} for {caller}");
+            }
+        }
+    }
+
+    /// The HTTP routes outside GraphQL, decided by the same policies.
+    const HTTP_EXPECTED: &[(&str, Policy, [D; 8])] = &[
+        ("GET /export/{dataset}", EXPORT, [U, U, A, A, F, A, F, A]),
+        ("POST /ingest/interactions", WRITE_INTERACTIONS, [U, U, A, A, A, F, F, A]),
+    ];
+
+    #[test]
+    fn http_routes_follow_the_matrix() {
+        let callers = callers();
+        for (route, policy, row) in HTTP_EXPECTED {
+            for ((caller, principal), expected) in callers.iter().zip(row) {
+                let got = match policy.check(principal) {
+                    Ok(()) => D::Allow,
+                    Err(AppError::Forbidden(_)) => D::Forbidden,
+                    Err(AppError::Unauthenticated(_)) => D::Unauthenticated,
+                    Err(other) => panic!("unexpected {other:?}"),
+                };
+                assert_eq!(got, *expected, "{route} for {caller}");
             }
         }
     }

@@ -31,6 +31,7 @@ use crate::graphql::AppSchema;
 use crate::state::AppState;
 use crate::{db, graphql};
 
+mod export;
 mod ingest;
 
 const REQUEST_ID: &str = "x-request-id";
@@ -66,6 +67,7 @@ pub fn router(app: AppState) -> Router {
         .route("/graphql", get(graphql_get).post(graphql_post))
         .route("/schema.graphql", get(schema_sdl))
         .route("/ingest/interactions", axum::routing::post(ingest::interactions))
+        .route("/export/{dataset}", get(export::export))
         .route("/healthz", get(healthz))
         .route("/readyz", get(readyz))
         .fallback(not_found)

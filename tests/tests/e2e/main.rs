@@ -4,6 +4,7 @@
 mod alerts;
 mod auth;
 mod customers;
+mod export;
 mod feedback;
 mod hostile;
 mod http;

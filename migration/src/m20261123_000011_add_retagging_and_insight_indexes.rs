@@ -1,9 +1,10 @@
 //! Re-tagging is a job, not a migration: changing a topic's keywords stamps
 //! `retag_requested_at`; the background tagger re-tags the history in chunks and then
 //! copies the stamp to `retagged_at`, so a restart (or a second replica) simply runs it
-//! again. Also the indexes the insights and the spike detector filter on: topic links
-//! by topic (exist), feedback by customer and kind (NPS drivers), inbound negative
-//! interactions by channel and time (the detector's sliding window).
+//! again. Also the indexes the insights, the spike detector and the BI export use:
+//! feedback by kind and customer (NPS drivers), negative facts by channel and time (the
+//! detector's sliding window), and every exported table by its change time and id (the
+//! export's keyset and `updated_since`).
 
 use sea_orm_migration::prelude::*;
 use sea_orm_migration::schema::*;
@@ -19,6 +20,11 @@ const INDEXES: &[(&str, &str, &[&str])] = &[
         &["sentiment_label", "channel", "occurred_at"],
     ),
     ("ix_feedback_sentiment_label_occurred_at", "feedback", &["sentiment_label", "occurred_at"]),
+    ("ix_customers_updated_at_id", "customers", &["updated_at", "id"]),
+    ("ix_conversations_updated_at_id", "conversations", &["updated_at", "id"]),
+    ("ix_interactions_created_at_id", "interactions", &["created_at", "id"]),
+    ("ix_touchpoints_created_at_id", "touchpoints", &["created_at", "id"]),
+    ("ix_feedback_created_at_id", "feedback", &["created_at", "id"]),
 ];
 
 #[async_trait::async_trait]
