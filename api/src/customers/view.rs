@@ -145,7 +145,21 @@ pub async fn feedback(
     Ok(group(rows, |r| r.customer_id))
 }
 
-/// Where a customer stands in one journey: the stage of their latest touchpoint in it.
+/// One stage a customer reached in a journey.
+#[derive(Debug, Clone, PartialEq)]
+pub struct JourneyStep {
+    pub stage_id: Uuid,
+    pub stage_name: String,
+    pub stage_position: i32,
+    pub first_reached_at: DateTime<Utc>,
+    pub last_reached_at: DateTime<Utc>,
+    /// How the latest touchpoint at this stage ended.
+    pub last_outcome: TouchpointOutcome,
+    pub touchpoints: i64,
+}
+
+/// Where a customer stands in one journey: the stage of their latest touchpoint in it,
+/// and every stage they reached, in journey order.
 #[derive(Debug, Clone, PartialEq)]
 pub struct JourneyPosition {
     pub journey_id: Uuid,
@@ -155,20 +169,25 @@ pub struct JourneyPosition {
     pub stage_position: i32,
     pub outcome: TouchpointOutcome,
     pub reached_at: DateTime<Utc>,
+    pub path: Vec<JourneyStep>,
 }
 
-/// The current stage of each customer in every journey they have touched.
+/// The path and current stage of each customer in every journey they have touched:
+/// one statement, one row per (customer, stage reached).
 pub async fn journey_positions(
     db: &impl ConnectionTrait,
     ids: &[Uuid],
 ) -> AppResult<HashMap<Uuid, Vec<JourneyPosition>>> {
     let sql = format!(
         "SELECT r.customer_id, r.journey_id, j.name AS journey_name, r.stage_id, s.name AS stage_name, \
-         s.position AS stage_position, r.outcome, r.occurred_at FROM (SELECT t.customer_id, t.journey_id, t.stage_id, \
-         t.outcome, t.occurred_at, ROW_NUMBER() OVER (PARTITION BY t.customer_id, t.journey_id \
-         ORDER BY t.occurred_at DESC, t.id DESC) AS rn FROM touchpoints t WHERE t.customer_id IN ({})) r \
+         s.position AS stage_position, r.outcome, r.occurred_at, r.first_at, r.visits FROM (SELECT t.customer_id, \
+         t.journey_id, t.stage_id, t.outcome, t.occurred_at, \
+         MIN(t.occurred_at) OVER (PARTITION BY t.customer_id, t.stage_id) AS first_at, \
+         COUNT(*) OVER (PARTITION BY t.customer_id, t.stage_id) AS visits, \
+         ROW_NUMBER() OVER (PARTITION BY t.customer_id, t.stage_id ORDER BY t.occurred_at DESC, t.id DESC) AS rn \
+         FROM touchpoints t WHERE t.customer_id IN ({})) r \
          JOIN journeys j ON j.id = r.journey_id JOIN journey_stages s ON s.id = r.stage_id \
-         WHERE r.rn = 1 ORDER BY r.customer_id, j.name",
+         WHERE r.rn = 1 ORDER BY r.customer_id, j.name, s.position",
         placeholders(ids.len())
     );
     let stmt = statement(db.get_database_backend(), &sql, ids_values(ids));
@@ -176,16 +195,43 @@ pub async fn journey_positions(
     let mut out: HashMap<Uuid, Vec<JourneyPosition>> = HashMap::new();
     for row in rows {
         let outcome: String = row.try_get("", "outcome")?;
-        let position = JourneyPosition {
-            journey_id: row.try_get("", "journey_id")?,
-            journey_name: row.try_get("", "journey_name")?,
+        let step = JourneyStep {
             stage_id: row.try_get("", "stage_id")?,
             stage_name: row.try_get("", "stage_name")?,
             stage_position: row.try_get("", "stage_position")?,
-            outcome: <TouchpointOutcome as sea_orm::ActiveEnum>::try_from_value(&outcome)?,
-            reached_at: row.try_get("", "occurred_at")?,
+            first_reached_at: row.try_get("", "first_at")?,
+            last_reached_at: row.try_get("", "occurred_at")?,
+            last_outcome: <TouchpointOutcome as sea_orm::ActiveEnum>::try_from_value(&outcome)?,
+            touchpoints: row.try_get("", "visits")?,
         };
-        out.entry(row.try_get("", "customer_id")?).or_default().push(position);
+        let journey_id: Uuid = row.try_get("", "journey_id")?;
+        let positions = out.entry(row.try_get("", "customer_id")?).or_default();
+        let index = match positions.iter().position(|p| p.journey_id == journey_id) {
+            Some(i) => i,
+            None => {
+                positions.push(JourneyPosition {
+                    journey_id,
+                    journey_name: row.try_get("", "journey_name")?,
+                    stage_id: step.stage_id,
+                    stage_name: step.stage_name.clone(),
+                    stage_position: step.stage_position,
+                    outcome: step.last_outcome,
+                    reached_at: step.last_reached_at,
+                    path: Vec::new(),
+                });
+                positions.len() - 1
+            }
+        };
+        let position = &mut positions[index];
+        // The current stage is the one with the latest touchpoint (later stage on a tie).
+        if step.last_reached_at >= position.reached_at {
+            position.stage_id = step.stage_id;
+            position.stage_name = step.stage_name.clone();
+            position.stage_position = step.stage_position;
+            position.outcome = step.last_outcome;
+            position.reached_at = step.last_reached_at;
+        }
+        position.path.push(step);
     }
     Ok(out)
 }

@@ -319,6 +319,27 @@ pub struct JourneyPosition {
     pub outcome: TouchpointOutcome,
     /// When it happened.
     pub reached_at: DateTime<Utc>,
+    /// Every stage of the journey the customer reached, in journey order.
+    pub path: Vec<JourneyStep>,
+}
+
+/// A stage a customer reached.
+#[derive(SimpleObject)]
+pub struct JourneyStep {
+    /// The stage.
+    pub stage_id: ID,
+    /// Its name.
+    pub stage_name: String,
+    /// Its position in the journey (0 first).
+    pub stage_position: i32,
+    /// The customer's first touchpoint there.
+    pub first_reached_at: DateTime<Utc>,
+    /// Their latest touchpoint there.
+    pub last_reached_at: DateTime<Utc>,
+    /// How that latest touchpoint ended.
+    pub last_outcome: TouchpointOutcome,
+    /// Touchpoints there.
+    pub touchpoints: i32,
 }
 
 impl From<crate::customers::view::JourneyPosition> for JourneyPosition {
@@ -331,6 +352,19 @@ impl From<crate::customers::view::JourneyPosition> for JourneyPosition {
             stage_position: p.stage_position,
             outcome: p.outcome.into(),
             reached_at: p.reached_at,
+            path: p
+                .path
+                .into_iter()
+                .map(|s| JourneyStep {
+                    stage_id: id(s.stage_id),
+                    stage_name: s.stage_name,
+                    stage_position: s.stage_position,
+                    first_reached_at: s.first_reached_at,
+                    last_reached_at: s.last_reached_at,
+                    last_outcome: s.last_outcome.into(),
+                    touchpoints: i32::try_from(s.touchpoints).unwrap_or(i32::MAX),
+                })
+                .collect(),
         }
     }
 }

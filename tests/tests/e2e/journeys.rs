@@ -88,12 +88,19 @@ async fn journeys_keep_ordered_stages_and_their_history() {
         assert!(codes(&later).is_empty(), "{later}");
         let view = app
             .graphql(
-                "query($id: ID!) { customer(id: $id) { journeys { journeyName stageName outcome } touchpoints(first: 10) { name } } }",
+                "query($id: ID!) { customer(id: $id) { journeys { journeyName stageName outcome path { stageName touchpoints lastOutcome } } } }",
                 json!({ "id": customer_id }),
                 Some(&admin),
             )
             .await;
         assert_eq!(view["data"]["customer"]["journeys"][0]["stageName"], "Cart", "{view}");
+        let path: Vec<(&str, &str)> = view["data"]["customer"]["journeys"][0]["path"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .map(|s| (s["stageName"].as_str().unwrap(), s["lastOutcome"].as_str().unwrap()))
+            .collect();
+        assert_eq!(path, [("Checkout", "ABANDONED"), ("Cart", "SUCCESS")], "in journey order (Checkout was moved first)");
 
         // Dropping a stage with touchpoints is refused; dropping an unused one works.
         let drop_used = save(app, &admin, json!({ "id": journey_id, "stages": [{ "id": browse, "name": "Discover" }, { "id": cart, "name": "Cart" }] })).await;
