@@ -78,11 +78,14 @@ pub async fn run(db: &impl ConnectionTrait, req: &Request) -> AppResult<Funnel> 
     }
     let journey = config::find(db, req.journey_id).await?.ok_or(AppError::NotFound("journey"))?;
     let backend = db.get_database_backend();
-    let customers_join = req.segments.is_some() || req.group_by == Some(FunnelGroup::Segment);
+    let customers_join = req.segments.is_some();
     let mut q = Sql::new();
     q.push("WITH stages AS (SELECT id, ROW_NUMBER() OVER (ORDER BY position) AS ordinal FROM journey_stages WHERE journey_id = ")
         .bind(req.journey_id)
-        .push("), scope AS (SELECT t.customer_id, t.stage_id, t.channel, t.occurred_at, t.id FROM touchpoints t");
+        .push(
+            "), scope AS (SELECT t.customer_id, t.stage_id, t.channel, t.occurred_at, \
+             ROW_NUMBER() OVER (PARTITION BY t.customer_id, t.stage_id ORDER BY t.occurred_at, t.id) AS k FROM touchpoints t",
+        );
     if customers_join {
         q.push(" JOIN customers c ON c.id = t.customer_id");
     }
@@ -94,29 +97,26 @@ pub async fn run(db: &impl ConnectionTrait, req: &Request) -> AppResult<Funnel> 
     if let Some(segments) = &req.segments {
         q.push(" AND c.segment IN ").bind_list(segments.iter().cloned());
     }
+    // The first touchpoint per (customer, stage); its channel at the first stage is the
+    // customer's entry channel.
     q.push(
-        "), firsts AS (SELECT customer_id, stage_id, MIN(occurred_at) AS at FROM scope GROUP BY customer_id, stage_id), \
-         ordered AS (SELECT f.customer_id, s.ordinal, f.at, \
+        "), ordered AS (SELECT f.customer_id, s.ordinal, f.occurred_at AS at, \
            ROW_NUMBER() OVER (PARTITION BY f.customer_id ORDER BY s.ordinal) AS rn, \
-           LAG(f.at) OVER (PARTITION BY f.customer_id ORDER BY s.ordinal) AS prev_at \
-           FROM firsts f JOIN stages s ON s.id = f.stage_id), \
-         flagged AS (SELECT customer_id, ordinal, at, prev_at, \
+           LAG(f.occurred_at) OVER (PARTITION BY f.customer_id ORDER BY s.ordinal) AS prev_at, \
+           FIRST_VALUE(f.channel) OVER (PARTITION BY f.customer_id ORDER BY s.ordinal) AS entry_channel \
+           FROM scope f JOIN stages s ON s.id = f.stage_id WHERE f.k = 1), \
+         flagged AS (SELECT customer_id, ordinal, at, prev_at, entry_channel, \
            SUM(CASE WHEN ordinal = rn AND (prev_at IS NULL OR at >= prev_at) THEN 0 ELSE 1 END) \
-             OVER (PARTITION BY customer_id ORDER BY ordinal ROWS UNBOUNDED PRECEDING) AS breaks FROM ordered), \
-         entry AS (SELECT customer_id, channel FROM (SELECT sc.customer_id, sc.channel, \
-           ROW_NUMBER() OVER (PARTITION BY sc.customer_id ORDER BY sc.occurred_at, sc.id) AS k \
-           FROM scope sc JOIN stages s ON s.id = sc.stage_id WHERE s.ordinal = 1) e WHERE k = 1), ",
+             OVER (PARTITION BY customer_id ORDER BY ordinal ROWS UNBOUNDED PRECEDING) AS breaks FROM ordered), ",
     );
-    let group = match req.group_by {
-        None => "CAST(NULL AS VARCHAR(200))",
-        Some(FunnelGroup::Segment) => "cu.segment",
-        Some(FunnelGroup::Channel) => "en.channel",
+    let (group, join) = match req.group_by {
+        None => ("CAST(NULL AS VARCHAR(200))", ""),
+        Some(FunnelGroup::Segment) => ("cu.segment", " JOIN customers cu ON cu.id = r.customer_id"),
+        Some(FunnelGroup::Channel) => ("r.entry_channel", ""),
     };
     let seconds = sql::seconds_between(backend, "r.at", "r.prev_at");
     q.push(&format!(
-        "reached AS (SELECT {group} AS g, r.ordinal, {seconds} AS v FROM flagged r \
-           JOIN customers cu ON cu.id = r.customer_id LEFT JOIN entry en ON en.customer_id = r.customer_id \
-           WHERE r.breaks = 0), \
+        "reached AS (SELECT {group} AS g, r.ordinal, {seconds} AS v FROM flagged r{join} WHERE r.breaks = 0), \
          ranked AS (SELECT g, ordinal, v, \
            ROW_NUMBER() OVER (PARTITION BY g, ordinal ORDER BY CASE WHEN v IS NULL THEN 1 ELSE 0 END, v) AS rn, \
            COUNT(v) OVER (PARTITION BY g, ordinal) AS n FROM reached) \
