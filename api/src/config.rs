@@ -165,6 +165,11 @@ pub struct Settings {
     #[arg(long, env = "CXGRAPH_BIND", default_value = "127.0.0.1:8080", global = true)]
     pub bind: SocketAddr,
 
+    /// Address of the Prometheus `/metrics` listener, apart from the API port so it is
+    /// not exposed with it; `off` disables it. Failing to bind it is a warning, not fatal.
+    #[arg(long, env = "CXGRAPH_METRICS_BIND", default_value = "127.0.0.1:9464", value_parser = metrics_bind, global = true)]
+    pub metrics_bind: MetricsBind,
+
     /// HMAC key for access tokens (at least 32 bytes). Required with PostgreSQL; the
     /// embedded demo generates a random one (sessions then end at restart).
     #[arg(long, env = "CXGRAPH_JWT_SECRET", hide_env_values = true, global = true)]
@@ -323,4 +328,15 @@ fn positive_number(s: &str) -> Result<f64, String> {
         Ok(v) if v.is_finite() && v > 0.0 => Ok(v),
         _ => Err(format!("{s:?} is not a number above zero")),
     }
+}
+
+/// Where `/metrics` listens, if anywhere.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct MetricsBind(pub Option<SocketAddr>);
+
+fn metrics_bind(s: &str) -> Result<MetricsBind, String> {
+    if s.eq_ignore_ascii_case("off") {
+        return Ok(MetricsBind(None));
+    }
+    s.parse().map(|a| MetricsBind(Some(a))).map_err(|_| format!("{s:?} is not an address (host:port) or `off`"))
 }

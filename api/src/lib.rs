@@ -23,6 +23,7 @@ pub mod http;
 pub mod insights;
 pub mod interactions;
 pub mod journeys;
+pub mod metrics;
 pub mod pagination;
 pub mod sentiment;
 pub mod startup;

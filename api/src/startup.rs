@@ -40,6 +40,8 @@ pub struct Bootstrap {
 /// A bound, ready-to-run server.
 pub struct Application {
     listener: TcpListener,
+    /// The `/metrics` listener, apart from the API.
+    metrics: Option<TcpListener>,
     state: AppState,
     /// The pool for background jobs (not counted in `DbStats`).
     jobs_db: DatabaseConnection,
@@ -110,13 +112,28 @@ impl Application {
         let mut report = bootstrap(&db, &settings).await?;
         report.ephemeral_jwt_secret = ephemeral;
         let sessions = SessionConfig { keys, refresh_ttl: settings.refresh_token_ttl() };
+        let metrics = match settings.metrics_bind.0 {
+            Some(addr) => match TcpListener::bind(addr).await {
+                Ok(l) => Some(l),
+                Err(e) => {
+                    tracing::warn!(%addr, error = %e, "cannot listen for /metrics; serving without it");
+                    None
+                }
+            },
+            None => None,
+        };
         let state = AppState::new(db, sessions, settings, db_stats);
-        Ok((Application { listener, state, jobs_db }, report))
+        Ok((Application { listener, metrics, state, jobs_db }, report))
     }
 
     /// The address actually bound (port 0 becomes a real port).
     pub fn local_addr(&self) -> anyhow::Result<SocketAddr> {
         Ok(self.listener.local_addr()?)
+    }
+
+    /// The `/metrics` listener's address, when it listens.
+    pub fn metrics_addr(&self) -> Option<SocketAddr> {
+        self.metrics.as_ref().and_then(|l| l.local_addr().ok())
     }
 
     pub fn state(&self) -> &AppState {
@@ -161,7 +178,22 @@ impl Application {
             spikes,
         );
         let router = http::router(self.state.clone());
+        // The metrics listener stops with the API (it holds the pool too).
+        let (stop_metrics, stopped) = tokio::sync::oneshot::channel::<()>();
+        let metrics = self.metrics.map(|listener| {
+            let app = http::metrics_router(self.state.clone());
+            tokio::spawn(async move {
+                let stopped = async move {
+                    let _ = stopped.await;
+                };
+                axum::serve(listener, app).with_graceful_shutdown(stopped).await
+            })
+        });
         axum::serve(self.listener, router).with_graceful_shutdown(shutdown).await?;
+        let _ = stop_metrics.send(());
+        if let Some(task) = metrics {
+            let _ = task.await;
+        }
         self.state.db().clone().close().await.ok();
         Ok(())
     }

@@ -144,6 +144,7 @@ pub fn test_settings(database_url: &str) -> Settings {
     s.admin_password = Some(ADMIN_PASSWORD.into());
     s.demo_data = DemoData::Never;
     s.db_max_connections = 5;
+    s.metrics_bind = cxgraph::config::MetricsBind(Some("127.0.0.1:0".parse().expect("address")));
     s
 }
 
@@ -151,6 +152,8 @@ pub fn test_settings(database_url: &str) -> Settings {
 pub struct TestApp {
     pub backend: Backend,
     pub addr: SocketAddr,
+    /// Where `/metrics` listens.
+    pub metrics_addr: Option<SocketAddr>,
     pub client: reqwest::Client,
     /// A separate connection for assertions on what was stored.
     pub db: DatabaseConnection,
@@ -186,6 +189,7 @@ impl TestApp {
         configure(&mut settings);
         let (app, bootstrap) = Application::build(settings.clone()).await.expect("application starts");
         let addr = app.local_addr().expect("bound address");
+        let metrics_addr = app.metrics_addr();
         let state = app.state().clone();
         let (tx, rx) = oneshot::channel();
         let server = tokio::spawn(app.run_until(async move {
@@ -194,6 +198,7 @@ impl TestApp {
         TestApp {
             backend: backend.clone(),
             addr,
+            metrics_addr,
             client: reqwest::Client::new(),
             db: database.connect().await,
             settings,

@@ -331,6 +331,7 @@ pub fn spawn_detector(db: DatabaseConnection, bus: Bus, interval: std::time::Dur
                 Ok(r) if r == Report::default() => {}
                 Ok(r) => {
                     bus.wake();
+                    crate::metrics::get().alerts_raised(KIND, u64::from(r.raised));
                     tracing::info!(raised = r.raised, resolved = r.resolved, lifted = r.lifted, "spike detector");
                 }
                 Err(e) => tracing::warn!(error = e.message(), "spike detection failed; retrying next interval"),

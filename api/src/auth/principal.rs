@@ -98,6 +98,15 @@ pub enum Principal {
 }
 
 impl Principal {
+    /// What kind of caller this is, for logs and spans (never who).
+    pub fn kind(&self) -> &'static str {
+        match self {
+            Principal::Anonymous(_) => "anonymous",
+            Principal::User(_) => "user",
+            Principal::Token(_) => "token",
+        }
+    }
+
     pub fn user(&self) -> Option<&UserPrincipal> {
         match self {
             Principal::User(u) => Some(u),

@@ -17,7 +17,7 @@ use async_graphql::extensions::{
     Extension, ExtensionContext, ExtensionFactory, NextParseQuery, NextRequest, NextResolve, NextValidation,
     ResolveInfo,
 };
-use async_graphql::parser::types::{ExecutableDocument, Selection, SelectionSet};
+use async_graphql::parser::types::{ExecutableDocument, OperationType, Selection, SelectionSet};
 use async_graphql::{
     ErrorExtensions, PathSegment, Response, ServerError, ServerResult, ValidationResult, Value, Variables,
 };
@@ -26,6 +26,27 @@ use crate::auth::Principal;
 use crate::auth::policy::root_policy;
 use crate::error::AppError;
 use crate::state::AppState;
+
+/// The operations of a request's document, filled in once it parses, so the HTTP
+/// layer can name the operation in its span and metrics.
+#[derive(Debug, Default)]
+pub struct OperationSlot(std::sync::Mutex<Vec<(Option<String>, &'static str)>>);
+
+impl OperationSlot {
+    /// (type, name) of the operation that ran: the one named by `wanted`, or the only
+    /// one; `("unknown", "")` when the document did not parse.
+    pub fn selected(&self, wanted: Option<&str>) -> (&'static str, String) {
+        let ops = self.0.lock().unwrap_or_else(std::sync::PoisonError::into_inner);
+        let op = match wanted {
+            Some(w) => ops.iter().find(|(n, _)| n.as_deref() == Some(w)),
+            None => ops.first(),
+        };
+        match op {
+            Some((name, kind)) => (kind, name.clone().unwrap_or_else(|| "anonymous".to_owned())),
+            None => ("unknown", String::new()),
+        }
+    }
+}
 
 /// Installs the extension on a schema.
 pub struct AccessControl;
@@ -119,6 +140,17 @@ impl Extension for AccessControlExtension {
             errors.remove(0)
         })?;
         check_shape(&doc)?;
+        if let Some(slot) = ctx.data_opt::<Arc<OperationSlot>>() {
+            let ops = doc.operations.iter().map(|(name, op)| {
+                let kind = match op.node.ty {
+                    OperationType::Query => "query",
+                    OperationType::Mutation => "mutation",
+                    OperationType::Subscription => "subscription",
+                };
+                (name.map(|n| n.to_string()), kind)
+            });
+            *slot.0.lock().unwrap_or_else(std::sync::PoisonError::into_inner) = ops.collect();
+        }
         Ok(doc)
     }
 

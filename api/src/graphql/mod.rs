@@ -32,7 +32,7 @@ pub use subscriptions::SubscriptionRoot;
 
 use crate::state::AppState;
 
-pub use access::AccessControl;
+pub use access::{AccessControl, OperationSlot};
 
 /// Every query field, by area.
 #[derive(MergedObject, Default)]

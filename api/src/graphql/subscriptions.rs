@@ -31,11 +31,12 @@ fn authorize(ctx: &Context<'_>, field: &str) -> Result<AppState, AppError> {
 /// Events of some types from the bus, as a stream. A subscriber that falls more than
 /// the bus's buffer behind skips what it missed (and it is logged).
 fn events_of(state: &AppState, event_types: &'static [&'static str]) -> impl Stream<Item = Event> + use<> {
-    let rx = state.bus().subscribe();
-    futures::stream::unfold(rx, |mut rx| async move {
+    // The guard lives as long as the stream: the open-subscriptions gauge.
+    let rx = (state.bus().subscribe(), crate::metrics::get().subscription_opened());
+    futures::stream::unfold(rx, |(mut rx, guard)| async move {
         loop {
             match rx.recv().await {
-                Ok(e) => return Some((e, rx)),
+                Ok(e) => return Some((e, (rx, guard))),
                 Err(RecvError::Lagged(n)) => tracing::warn!(missed = n, "slow subscriber skipped events"),
                 Err(RecvError::Closed) => return None,
             }

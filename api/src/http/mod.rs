@@ -50,11 +50,27 @@ pub fn router(app: AppState) -> Router {
     let header_name = header::HeaderName::from_static(REQUEST_ID);
     let layers = ServiceBuilder::new()
         .layer(SetRequestIdLayer::new(header_name.clone(), MakeRequestUuid))
-        .layer(TraceLayer::new_for_http().make_span_with(|req: &Request<Body>| {
-            let request_id =
-                req.extensions().get::<RequestId>().and_then(|id| id.header_value().to_str().ok()).unwrap_or_default();
-            tracing::info_span!("request", method = %req.method(), path = %req.uri().path(), request_id = %request_id)
-        }))
+        .layer(
+            TraceLayer::new_for_http()
+                .make_span_with(|req: &Request<Body>| {
+                    let request_id = req
+                        .extensions()
+                        .get::<RequestId>()
+                        .and_then(|id| id.header_value().to_str().ok())
+                        .unwrap_or_default();
+                    tracing::info_span!(
+                        "request",
+                        method = %req.method(),
+                        path = %req.uri().path(),
+                        request_id = %request_id,
+                        status = tracing::field::Empty,
+                        principal = tracing::field::Empty,
+                        "graphql.operation.type" = tracing::field::Empty,
+                        "graphql.operation.name" = tracing::field::Empty,
+                    )
+                })
+                .on_response(RecordStatus),
+        )
         .layer(PropagateRequestIdLayer::new(header_name))
         .layer(RequestBodyLimitLayer::new(usize::try_from(settings.body_limit).unwrap_or(usize::MAX)))
         .layer(CatchPanicLayer::custom(panic_response))
@@ -70,9 +86,21 @@ pub fn router(app: AppState) -> Router {
         .route("/export/{dataset}", get(export::export))
         .route("/healthz", get(healthz))
         .route("/readyz", get(readyz))
+        .route_layer(axum::middleware::from_fn(track))
         .fallback(not_found)
         .with_state(state)
         .layer(layers)
+}
+
+/// The router of the separate metrics listener: `GET /metrics` in the Prometheus
+/// text format.
+pub fn metrics_router(app: AppState) -> Router {
+    Router::new().route("/metrics", get(metrics)).with_state(app)
+}
+
+async fn metrics(State(app): State<AppState>) -> Response {
+    let body = crate::metrics::get().render(app.db());
+    ([(header::CONTENT_TYPE, "text/plain; version=0.0.4; charset=utf-8")], body).into_response()
 }
 
 /// Reads the caller from the `Authorization` header: a staff user's access JWT or a
@@ -103,11 +131,58 @@ pub async fn authenticate(app: &AppState, headers: &HeaderMap) -> Principal {
     }
 }
 
-async fn request_data(req: async_graphql::Request, state: &HttpState, headers: &HeaderMap) -> async_graphql::Request {
-    let request_id = request_id(headers);
-    req.data(authenticate(&state.app, headers).await)
-        .data(RequestIdValue(request_id))
+/// Records the response status on the request's span.
+#[derive(Clone, Copy)]
+struct RecordStatus;
+
+impl<B> tower_http::trace::OnResponse<B> for RecordStatus {
+    fn on_response(self, response: &axum::http::Response<B>, latency: Duration, span: &tracing::Span) {
+        span.record("status", response.status().as_u16());
+        tracing::debug!(latency_ms = u64::try_from(latency.as_millis()).unwrap_or(u64::MAX), "response");
+    }
+}
+
+/// Counts every routed request by method, route pattern and status.
+async fn track(req: Request<Body>, next: axum::middleware::Next) -> Response {
+    let route = req.extensions().get::<axum::extract::MatchedPath>().map(|p| p.as_str().to_owned()).unwrap_or_default();
+    let method = req.method().as_str().to_owned();
+    let started = std::time::Instant::now();
+    let response = next.run(req).await;
+    crate::metrics::get().http_request(&method, &route, response.status().as_u16(), started.elapsed());
+    response
+}
+
+/// Runs one GraphQL request for the caller the headers name, and notes the operation
+/// (type, name), the kind of caller and the error codes on the request's span and in
+/// the metrics.
+async fn execute(state: &HttpState, headers: &HeaderMap, req: async_graphql::Request) -> Response {
+    let started = std::time::Instant::now();
+    let wanted = req.operation_name.clone();
+    let slot = std::sync::Arc::new(graphql::OperationSlot::default());
+    let principal = authenticate(&state.app, headers).await;
+    let span = tracing::Span::current();
+    span.record("principal", principal.kind());
+    let req = req
+        .data(principal)
+        .data(RequestIdValue(request_id(headers)))
         .data(crate::graphql::loaders::for_request(state.app.db().clone()))
+        .data(std::sync::Arc::clone(&slot));
+    let response = state.schema.execute(req).await;
+    let (kind, name) = slot.selected(wanted.as_deref());
+    span.record("graphql.operation.type", kind);
+    span.record("graphql.operation.name", name.as_str());
+    let codes: Vec<String> = response
+        .errors
+        .iter()
+        .map(|e| {
+            e.extensions
+                .as_ref()
+                .and_then(|x| x.get("code"))
+                .map_or_else(|| "INTERNAL".to_owned(), |c| c.to_string().trim_matches('"').to_owned())
+        })
+        .collect();
+    crate::metrics::get().graphql_operation(kind, &name, &codes, started.elapsed());
+    GraphQLResponse::from(response).into_response()
 }
 
 /// The request id set (or passed on) by the request-id layer.
@@ -125,10 +200,7 @@ async fn graphql_post(
     req: Result<GraphQLRequest, GraphQLRejection>,
 ) -> Response {
     match req {
-        Ok(req) => {
-            let req = request_data(req.into_inner(), &state, &headers).await;
-            GraphQLResponse::from(state.schema.execute(req).await).into_response()
-        }
+        Ok(req) => execute(&state, &headers, req.into_inner()).await,
         Err(rejection) => bad_request(&rejection.0.to_string()),
     }
 }
@@ -153,8 +225,7 @@ async fn graphql_get(
         response.headers_mut().insert(header::ALLOW, HeaderValue::from_static("GET, POST"));
         return response;
     }
-    let req = request_data(req, &state, &headers).await;
-    GraphQLResponse::from(state.schema.execute(req).await).into_response()
+    execute(&state, &headers, req).await
 }
 
 /// Serves GraphQL subscriptions over a WebSocket (`graphql-transport-ws`, and the

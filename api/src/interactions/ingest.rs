@@ -13,8 +13,8 @@ use entity::enums::{AuthorKind, Channel, ConversationStatus, Direction, Priority
 use entity::{conversation, customer, interaction, sla_policy};
 use sea_orm::sea_query::Expr;
 use sea_orm::{
-    ActiveModelTrait, ColumnTrait, ConnectionTrait, DatabaseConnection, EntityTrait, IntoActiveModel, QueryFilter,
-    QueryOrder, Set,
+    ActiveEnum, ActiveModelTrait, ColumnTrait, ConnectionTrait, DatabaseConnection, EntityTrait, IntoActiveModel,
+    QueryFilter, QueryOrder, Set,
 };
 use serde_json::json;
 use uuid::Uuid;
@@ -171,6 +171,19 @@ pub async fn record_with(
     actor: Actor<'_>,
     pipeline: &Pipeline,
     path: &[&str],
+    input: NewInteraction,
+) -> AppResult<Recorded> {
+    let channel = input.channel;
+    let result = record_one(db, actor, pipeline, path, input).await;
+    count(channel, &result);
+    result
+}
+
+async fn record_one(
+    db: &DatabaseConnection,
+    actor: Actor<'_>,
+    pipeline: &Pipeline,
+    path: &[&str],
     mut input: NewInteraction,
 ) -> AppResult<Recorded> {
     validate(path, &input)?;
@@ -181,6 +194,16 @@ pub async fn record_with(
     // Bad identities are the caller's to fix: report them before any transaction.
     customers::normalize_all(&[path, &["identities"]].concat(), &input.customer.identities)?;
     batch::retrying(|| attempt(db, actor, pipeline, path, &input)).await
+}
+
+/// Counts an ingest outcome per channel for `/metrics`.
+fn count(channel: Channel, result: &AppResult<Recorded>) {
+    let outcome = match result {
+        Ok(Stored { created: true, .. }) => "created",
+        Ok(_) => "duplicate",
+        Err(_) => "rejected",
+    };
+    crate::metrics::get().ingested(&channel.to_value(), outcome);
 }
 
 async fn attempt(

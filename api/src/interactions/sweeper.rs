@@ -149,6 +149,8 @@ pub fn spawn_sweeper(db: DatabaseConnection, bus: Bus, interval: std::time::Dura
                 Ok(r) if r == SweepReport::default() => {}
                 Ok(r) => {
                     bus.wake();
+                    crate::metrics::get().alerts_raised("sla_breached", r.breaches_raised);
+                    crate::metrics::get().alerts_raised("sla_at_risk", r.at_risk_raised);
                     tracing::info!(at_risk = r.at_risk_raised, breached = r.breaches_raised, "SLA alerts raised");
                 }
                 Err(e) => tracing::warn!(error = e.message(), "SLA sweep failed; retrying next interval"),

@@ -158,3 +158,43 @@ async fn database_errors_are_masked() {
     })
     .await;
 }
+
+#[tokio::test]
+async fn metrics_are_scraped_apart_from_the_api() {
+    cxgraph_tests::on_each_backend(async |app: &TestApp| {
+        let admin = app.login_admin().await.access;
+        let named = app.graphql("query CountCustomers { customers(first: 1) { edges { cursor } } }", json!({}), Some(&admin)).await;
+        assert!(named["errors"].is_null(), "{named}");
+        let refused = app.graphql("query Sneaky { apiTokens { id } }", json!({}), None).await;
+        assert_eq!(cxgraph_tests::error_code(&refused), Some("UNAUTHENTICATED"));
+        let ingest = app
+            .graphql(
+                "mutation { recordInteraction(input: {channel: SMS, direction: INBOUND, body: \"hi\", externalId: \"m-1\", \
+                 identities: [{kind: PHONE, value: \"+447911123456\"}]}) { duplicate userErrors { code } } }",
+                json!({}),
+                Some(&admin),
+            )
+            .await;
+        assert_eq!(ingest["data"]["recordInteraction"]["userErrors"], json!([]), "{ingest}");
+        let addr = app.metrics_addr.expect("metrics listener");
+        let resp = app.client.get(format!("http://{addr}/metrics")).send().await.unwrap();
+        assert_eq!(resp.status(), 200);
+        assert!(resp.headers()["content-type"].to_str().unwrap().starts_with("text/plain"));
+        let text = resp.text().await.unwrap();
+        for expected in [
+            "cxgraph_graphql_operation_duration_seconds_count{type=\"query\",operation=\"CountCustomers\",outcome=\"ok\"}",
+            "cxgraph_graphql_operation_duration_seconds_count{type=\"query\",operation=\"Sneaky\",outcome=\"error\"}",
+            "cxgraph_graphql_errors_total{code=\"UNAUTHENTICATED\"}",
+            "cxgraph_http_request_duration_seconds_bucket{method=\"POST\",route=\"/graphql\",status=\"200\",le=\"+Inf\"}",
+            "cxgraph_ingested_total{channel=\"sms\",outcome=\"created\"}",
+            "cxgraph_db_statement_duration_seconds_count{failed=\"false\"}",
+            "cxgraph_db_pool_connections ",
+            "cxgraph_subscriptions_open ",
+        ] {
+            assert!(text.contains(expected), "missing {expected} in:\n{text}");
+        }
+        // Not on the API port.
+        assert_eq!(app.client.get(app.url("/metrics")).send().await.unwrap().status(), 404);
+    })
+    .await;
+}
