@@ -275,6 +275,19 @@ pub struct Settings {
     #[arg(long, env = "CXGRAPH_LOG_FORMAT", value_enum, global = true)]
     pub log_format: Option<LogFormat>,
 
+    /// OTLP/HTTP collector base URL (spans go to `<url>/v1/traces`); unset, no traces
+    /// are exported.
+    #[arg(long = "otlp-endpoint", env = "OTEL_EXPORTER_OTLP_ENDPOINT", global = true)]
+    pub otlp_endpoint: Option<String>,
+
+    /// OTLP encoding: `http/protobuf` (default) or `http/json`.
+    #[arg(long = "otlp-protocol", env = "OTEL_EXPORTER_OTLP_PROTOCOL", default_value = "http/protobuf", value_parser = ["http/protobuf", "http/json"], global = true)]
+    pub otlp_protocol: String,
+
+    /// `service.name` of exported traces.
+    #[arg(long = "otel-service-name", env = "OTEL_SERVICE_NAME", default_value = "cxgraph", global = true)]
+    pub otel_service_name: String,
+
     /// Log filter in `tracing` syntax, e.g. `info,cxgraph=debug`.
     #[arg(long, env = "CXGRAPH_LOG", default_value = "info,sqlx=warn", global = true)]
     pub log: String,

@@ -58,14 +58,18 @@ async fn run(cli: Cli) -> anyhow::Result<()> {
     // unless CXGRAPH_LOG asks for more.
     let serving = matches!(cli.command, None | Some(Command::Serve));
     let filter = if serving || std::env::var_os("CXGRAPH_LOG").is_some() { settings.log.as_str() } else { "warn" };
-    telemetry::init(filter, settings.log_format());
+    let telemetry = telemetry::init(filter, settings.log_format(), &settings);
     match cli.command.unwrap_or(Command::Serve) {
         Command::Schema => {
             use std::io::Write as _;
             let _ = std::io::stdout().write_all(graphql::sdl().as_bytes());
             Ok(())
         }
-        Command::Serve => serve(settings).await,
+        Command::Serve => {
+            let served = serve(settings).await;
+            telemetry.shutdown();
+            served
+        }
         Command::Migrate { action } => migrate(&settings, action.unwrap_or(MigrateAction::Up)).await,
         Command::Seed(args) => {
             let db = startup::open_database(&settings).await?;

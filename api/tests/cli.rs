@@ -37,6 +37,71 @@ fn schema_command_prints_the_committed_schema() {
     assert!(stdout(&out) == committed, "schema.graphql is out of date: run `cargo run -q -- schema > schema.graphql`");
 }
 
+/// The `KEY: value` pairs of the `environment:` block of a compose service.
+fn compose_environment(compose: &str, service: &str) -> Vec<(String, String)> {
+    let mut out = Vec::new();
+    let (mut in_service, mut in_env) = (false, false);
+    for line in compose.lines() {
+        let indent = line.len() - line.trim_start().len();
+        let trimmed = line.trim();
+        if trimmed.is_empty() || trimmed.starts_with('#') {
+            continue;
+        }
+        if indent == 2 {
+            in_service = trimmed == format!("{service}:");
+            in_env = false;
+        } else if in_service && indent == 4 {
+            in_env = trimmed == "environment:";
+        } else if in_service
+            && in_env
+            && indent == 6
+            && let Some((k, v)) = trimmed.split_once(':')
+        {
+            out.push((k.trim().to_owned(), v.trim().to_owned()));
+        }
+    }
+    out
+}
+
+#[test]
+fn the_docker_files_use_only_settings_the_binary_knows() {
+    let root = concat!(env!("CARGO_MANIFEST_DIR"), "/..");
+    let compose = std::fs::read_to_string(format!("{root}/docker/compose.yaml")).unwrap();
+    let help = stdout(&cxgraph(&["--help"], &[]));
+    let env = compose_environment(&compose, "api");
+    assert!(env.iter().any(|(k, _)| k == "DATABASE_URL"), "the api service is configured: {env:?}");
+    for (key, value) in &env {
+        if key.starts_with("CXGRAPH_") || key.starts_with("OTEL_") || key == "DATABASE_URL" {
+            assert!(help.contains(&format!("env: {key}")), "compose sets {key}, which `cxgraph --help` does not know");
+        }
+        // Every literal value must be accepted by the binary (checked by `--help`
+        // parsing them: a bad value is a one-line error and a failure).
+        if !value.contains("${") && (key.starts_with("CXGRAPH_") || key.starts_with("OTEL_")) {
+            let out = cxgraph(&["schema"], &[(key.as_str(), value.as_str())]);
+            assert!(out.status.success(), "compose's {key}={value} is refused: {}", stderr(&out));
+        }
+    }
+    // The published port is the one the API binds; metrics are not published.
+    let bind = env.iter().find(|(k, _)| k == "CXGRAPH_BIND").map(|(_, v)| v.clone()).unwrap();
+    let port = bind.rsplit(':').next().unwrap();
+    assert!(compose.contains(&format!("\"{port}:{port}\"")), "compose publishes the API port {port}");
+    let metrics = env.iter().find(|(k, _)| k == "CXGRAPH_METRICS_BIND").map(|(_, v)| v.clone()).unwrap();
+    let metrics_port = metrics.rsplit(':').next().unwrap();
+    assert!(!compose.contains(&format!("\"{metrics_port}:{metrics_port}\"")), "metrics stay inside the network");
+    // The collector listens where the API sends traces.
+    let otlp = env.iter().find(|(k, _)| k == "OTEL_EXPORTER_OTLP_ENDPOINT").map(|(_, v)| v.clone()).unwrap();
+    let collector = std::fs::read_to_string(format!("{root}/docker/otel-collector.yaml")).unwrap();
+    let otlp_port = otlp.rsplit(':').next().unwrap();
+    assert!(
+        collector.contains(&format!("http:\n        endpoint: 0.0.0.0:{otlp_port}")),
+        "collector's OTLP/HTTP port is {otlp_port}"
+    );
+    // The image runs the binary the workspace builds.
+    let dockerfile = std::fs::read_to_string(format!("{root}/docker/Dockerfile")).unwrap();
+    assert!(dockerfile.contains("cargo build --release"), "the Dockerfile builds the release binary");
+    assert!(dockerfile.contains("cxgraph"), "and runs cxgraph");
+}
+
 #[test]
 fn help_lists_every_setting() {
     let out = cxgraph(&["--help"], &[]);
@@ -61,6 +126,9 @@ fn help_lists_every_setting() {
         "CXGRAPH_SLA_SWEEP_INTERVAL",
         "CXGRAPH_INSIGHTS_JOB_INTERVAL",
         "CXGRAPH_METRICS_BIND",
+        "OTEL_EXPORTER_OTLP_ENDPOINT",
+        "OTEL_EXPORTER_OTLP_PROTOCOL",
+        "OTEL_SERVICE_NAME",
         "CXGRAPH_SPIKE_WINDOW_MINUTES",
         "CXGRAPH_SPIKE_BASELINE_WINDOWS",
         "CXGRAPH_SPIKE_THRESHOLD",

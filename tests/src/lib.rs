@@ -58,7 +58,8 @@ fn init_logs() {
     static ONCE: Once = Once::new();
     ONCE.call_once(|| {
         if std::env::var_os("TEST_LOG").is_some() {
-            cxgraph::telemetry::init("info,cxgraph=debug,sqlx=warn", LogFormat::Pretty);
+            let settings = Settings::for_database("sqlite::memory:");
+            let _ = cxgraph::telemetry::init("info,cxgraph=debug,sqlx=warn", LogFormat::Pretty, &settings);
         }
     });
 }

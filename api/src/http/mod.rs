@@ -58,7 +58,7 @@ pub fn router(app: AppState) -> Router {
                         .get::<RequestId>()
                         .and_then(|id| id.header_value().to_str().ok())
                         .unwrap_or_default();
-                    tracing::info_span!(
+                    let span = tracing::info_span!(
                         "request",
                         method = %req.method(),
                         path = %req.uri().path(),
@@ -67,7 +67,11 @@ pub fn router(app: AppState) -> Router {
                         principal = tracing::field::Empty,
                         "graphql.operation.type" = tracing::field::Empty,
                         "graphql.operation.name" = tracing::field::Empty,
-                    )
+                        "otel.name" = format!("{} {}", req.method(), req.uri().path()),
+                        "otel.kind" = "server",
+                    );
+                    crate::telemetry::adopt_remote_parent(&span, req.headers());
+                    span
                 })
                 .on_response(RecordStatus),
         )
@@ -171,6 +175,7 @@ async fn execute(state: &HttpState, headers: &HeaderMap, req: async_graphql::Req
     let (kind, name) = slot.selected(wanted.as_deref());
     span.record("graphql.operation.type", kind);
     span.record("graphql.operation.name", name.as_str());
+    crate::telemetry::rename(&span, format!("{kind} {name}"));
     let codes: Vec<String> = response
         .errors
         .iter()
