@@ -102,6 +102,24 @@ impl AppError {
     }
 }
 
+/// Whether a statement failed because the database went away (the socket broke, the
+/// server is shutting down or starting up, the pool gave up) rather than because of
+/// the statement: that is `UNAVAILABLE`, and clears when the database is back.
+fn lost_connection(err: &DbErr) -> bool {
+    let (DbErr::Exec(sea_orm::RuntimeErr::SqlxError(e)) | DbErr::Query(sea_orm::RuntimeErr::SqlxError(e))) = err else {
+        return false;
+    };
+    match &**e {
+        sea_orm::sqlx::Error::Io(_)
+        | sea_orm::sqlx::Error::PoolTimedOut
+        | sea_orm::sqlx::Error::PoolClosed
+        | sea_orm::sqlx::Error::WorkerCrashed => true,
+        // admin_shutdown, crash_shutdown, cannot_connect_now (PostgreSQL class 57P).
+        sea_orm::sqlx::Error::Database(db) => db.code().is_some_and(|c| c.starts_with("57P")),
+        _ => false,
+    }
+}
+
 impl From<DbErr> for AppError {
     fn from(err: DbErr) -> Self {
         match err {
@@ -112,6 +130,10 @@ impl From<DbErr> for AppError {
             }
             DbErr::Conn(e) => {
                 tracing::error!(error = %e, "database connection failed");
+                AppError::Unavailable
+            }
+            other if lost_connection(&other) => {
+                tracing::error!(error = %other, "database connection lost");
                 AppError::Unavailable
             }
             other => {

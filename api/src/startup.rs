@@ -143,27 +143,28 @@ impl Application {
     /// Serves until `shutdown` completes, then finishes in-flight requests.
     pub async fn run_until(self, shutdown: impl Future<Output = ()> + Send + 'static) -> anyhow::Result<()> {
         let settings = self.state.settings();
+        let mut jobs = Vec::new();
         if let Some(days) = settings.retention_text_days {
             let policy = RetentionPolicy { text_days: days };
             let interval = std::time::Duration::from_secs(settings.retention_interval);
-            spawn_retention(self.jobs_db.clone(), policy, interval);
+            jobs.push(spawn_retention(self.jobs_db.clone(), policy, interval));
         }
-        self.state.bus().start(self.jobs_db.clone(), &settings.database_url).await;
-        spawn_sweeper(
+        jobs.extend(self.state.bus().start(self.jobs_db.clone(), &settings.database_url).await);
+        jobs.push(spawn_sweeper(
             self.jobs_db.clone(),
             self.state.bus().clone(),
             std::time::Duration::from_secs(settings.sla_sweep_interval),
             chrono::Duration::minutes(i64::from(settings.sla_at_risk_minutes)),
-        );
+        ));
         let webhooks = WebhookConfig {
             retry_base: std::time::Duration::from_millis(settings.webhook_retry_base_ms),
             give_up_after: chrono::Duration::hours(i64::from(settings.webhook_give_up_hours)),
             disable_after: settings.webhook_disable_after,
             timeout: std::time::Duration::from_secs(10),
         };
-        webhooks::spawn_worker(self.jobs_db.clone(), self.state.bus(), webhooks);
+        jobs.push(webhooks::spawn_worker(self.jobs_db.clone(), self.state.bus(), webhooks));
         let insights_interval = std::time::Duration::from_secs(settings.insights_job_interval);
-        crate::feedback::topics::spawn_retagger(self.jobs_db.clone(), insights_interval);
+        jobs.push(crate::feedback::topics::spawn_retagger(self.jobs_db.clone(), insights_interval));
         let spikes = crate::alerts::spikes::Params {
             window: chrono::Duration::minutes(i64::from(settings.spike_window_minutes)),
             baseline_windows: settings.spike_baseline_windows,
@@ -189,11 +190,23 @@ impl Application {
                 axum::serve(listener, app).with_graceful_shutdown(stopped).await
             })
         });
-        axum::serve(self.listener, router).with_graceful_shutdown(shutdown).await?;
+        // On the signal: subscriptions complete, new connections stop, in-flight
+        // requests finish.
+        let bus = self.state.bus().clone();
+        let shutdown = async move {
+            shutdown.await;
+            bus.close();
+        };
+        let served = axum::serve(self.listener, router).with_graceful_shutdown(shutdown).await;
         let _ = stop_metrics.send(());
         if let Some(task) = metrics {
             let _ = task.await;
         }
+        // Background jobs stop between units of work' transactions or roll back.
+        for job in jobs {
+            job.abort();
+        }
+        served?;
         self.state.db().clone().close().await.ok();
         Ok(())
     }

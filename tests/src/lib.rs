@@ -316,6 +316,12 @@ impl Subscription {
         }
     }
 
+    /// The next message of any type (`next`, `complete`, `error`, or `closed` when the
+    /// socket ends), waiting at most `secs`.
+    pub async fn next_message(&mut self, secs: u64) -> Option<Value> {
+        tokio::time::timeout(std::time::Duration::from_secs(secs), next_json(&mut self.socket)).await.ok()
+    }
+
     /// The payload of the next `next` message, waiting at most `secs`.
     pub async fn next(&mut self, secs: u64) -> Option<Value> {
         let msg = tokio::time::timeout(std::time::Duration::from_secs(secs), next_json(&mut self.socket)).await.ok()?;
@@ -364,4 +370,89 @@ pub async fn on_each_backend(test: impl AsyncFn(&TestApp)) {
         test(&app).await;
         app.stop().await;
     }
+}
+
+/// A PostgreSQL server this process owns (its own data directory and port), for tests
+/// that stop and restart the database under a running API. Uses the server binaries
+/// installed with PostgreSQL (`pg_config --bindir`); as root it runs them as the
+/// `postgres` user (PostgreSQL refuses to run as root).
+pub struct OwnedPostgres {
+    dir: tempfile::TempDir,
+    bin: std::path::PathBuf,
+    pub port: u16,
+}
+
+impl OwnedPostgres {
+    fn run(&self, program: &str, args: &[&str]) {
+        run_as_postgres(&self.bin.join(program), args);
+    }
+
+    /// Initialises a cluster and starts it on a free port.
+    pub fn start() -> OwnedPostgres {
+        let bindir = std::process::Command::new("pg_config").arg("--bindir").output().expect("pg_config runs");
+        let bin = std::path::PathBuf::from(String::from_utf8_lossy(&bindir.stdout).trim());
+        let dir = tempfile::tempdir().expect("temporary directory");
+        if is_root() {
+            let status = std::process::Command::new("chown").args(["-R", "postgres"]).arg(dir.path()).status();
+            assert!(status.is_ok_and(|s| s.success()), "chown the data directory to postgres");
+        }
+        let port = std::net::TcpListener::bind("127.0.0.1:0").and_then(|l| l.local_addr()).expect("free port").port();
+        let pg = OwnedPostgres { dir, bin, port };
+        let data = pg.data();
+        pg.run("initdb", &["-D", &data, "-A", "trust", "-U", "postgres", "--no-sync"]);
+        pg.resume();
+        pg
+    }
+
+    fn data(&self) -> String {
+        self.dir.path().join("data").display().to_string()
+    }
+
+    /// Starts (again) and waits until it accepts connections.
+    pub fn resume(&self) {
+        let options =
+            format!("-p {} -k {} -c listen_addresses=127.0.0.1 -c fsync=off", self.port, self.dir.path().display());
+        let log = self.dir.path().join("log").display().to_string();
+        self.run("pg_ctl", &["-D", &self.data(), "-o", &options, "-l", &log, "-w", "start"]);
+    }
+
+    /// Kills it the way a crash would (`-m immediate`).
+    pub fn crash(&self) {
+        self.run("pg_ctl", &["-D", &self.data(), "-m", "immediate", "-w", "stop"]);
+    }
+
+    /// The URL of its `postgres` database.
+    pub fn url(&self) -> String {
+        format!("postgres://postgres@127.0.0.1:{}/postgres", self.port)
+    }
+}
+
+impl Drop for OwnedPostgres {
+    fn drop(&mut self) {
+        let pg_ctl = self.bin.join("pg_ctl");
+        let mut cmd = if is_root() {
+            let mut c = std::process::Command::new("runuser");
+            c.args(["-u", "postgres", "--"]).arg(pg_ctl);
+            c
+        } else {
+            std::process::Command::new(pg_ctl)
+        };
+        let _ = cmd.args(["-D", &self.data(), "-m", "immediate", "stop"]).output();
+    }
+}
+
+fn is_root() -> bool {
+    std::process::Command::new("id").arg("-u").output().is_ok_and(|o| String::from_utf8_lossy(&o.stdout).trim() == "0")
+}
+
+fn run_as_postgres(program: &std::path::Path, args: &[&str]) {
+    let mut cmd = if is_root() {
+        let mut c = std::process::Command::new("runuser");
+        c.args(["-u", "postgres", "--"]).arg(program);
+        c
+    } else {
+        std::process::Command::new(program)
+    };
+    let out = cmd.args(args).output().expect("PostgreSQL tool runs");
+    assert!(out.status.success(), "{} {args:?} failed: {}", program.display(), String::from_utf8_lossy(&out.stderr));
 }

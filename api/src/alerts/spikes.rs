@@ -321,7 +321,12 @@ async fn resolve(db: &DatabaseConnection, episode: &alert::Model, now: DateTime<
 
 /// Runs the detector every `interval` in the background, waking subscribers when it
 /// raised or resolved something.
-pub fn spawn_detector(db: DatabaseConnection, bus: Bus, interval: std::time::Duration, params: Params) {
+pub fn spawn_detector(
+    db: DatabaseConnection,
+    bus: Bus,
+    interval: std::time::Duration,
+    params: Params,
+) -> tokio::task::JoinHandle<()> {
     tokio::spawn(async move {
         let mut tick = tokio::time::interval(interval);
         tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
@@ -337,5 +342,5 @@ pub fn spawn_detector(db: DatabaseConnection, bus: Bus, interval: std::time::Dur
                 Err(e) => tracing::warn!(error = e.message(), "spike detection failed; retrying next interval"),
             }
         }
-    });
+    })
 }

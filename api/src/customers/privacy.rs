@@ -262,7 +262,11 @@ pub async fn apply_retention(db: &DatabaseConnection, policy: RetentionPolicy) -
 }
 
 /// Runs the retention job every `interval` until the process ends.
-pub fn spawn_retention(db: DatabaseConnection, policy: RetentionPolicy, interval: std::time::Duration) {
+pub fn spawn_retention(
+    db: DatabaseConnection,
+    policy: RetentionPolicy,
+    interval: std::time::Duration,
+) -> tokio::task::JoinHandle<()> {
     tokio::spawn(async move {
         let mut tick = tokio::time::interval(interval);
         tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
@@ -274,5 +278,5 @@ pub fn spawn_retention(db: DatabaseConnection, policy: RetentionPolicy, interval
                 Err(e) => tracing::warn!(error = e.message(), "retention run failed; retrying next interval"),
             }
         }
-    });
+    })
 }

@@ -30,17 +30,33 @@ const BATCH: u64 = 500;
 pub struct Bus {
     sender: broadcast::Sender<Event>,
     wake: Arc<Notify>,
+    /// Set when the process shuts down: subscriptions end (clients get `complete`).
+    closing: tokio::sync::watch::Sender<bool>,
 }
 
 impl Bus {
     pub fn new() -> Bus {
         let (sender, _) = broadcast::channel(4096);
-        Bus { sender, wake: Arc::new(Notify::new()) }
+        let (closing, _) = tokio::sync::watch::channel(false);
+        Bus { sender, wake: Arc::new(Notify::new()), closing }
     }
 
     /// A new subscriber; it sees events committed from now on.
     pub fn subscribe(&self) -> broadcast::Receiver<Event> {
         self.sender.subscribe()
+    }
+
+    /// Ends every subscription of this process (shutdown).
+    pub fn close(&self) {
+        self.closing.send_replace(true);
+    }
+
+    /// Resolves once the bus is closing.
+    pub fn closed(&self) -> impl std::future::Future<Output = ()> + Send + 'static + use<> {
+        let mut rx = self.closing.subscribe();
+        async move {
+            let _ = rx.wait_for(|closing| *closing).await;
+        }
     }
 
     /// Tells the dispatcher that something was committed.
@@ -49,7 +65,7 @@ impl Bus {
     }
 
     /// Starts the dispatcher (and, on PostgreSQL, its `LISTEN` connection).
-    pub async fn start(&self, db: DatabaseConnection, database_url: &str) {
+    pub async fn start(&self, db: DatabaseConnection, database_url: &str) -> Vec<tokio::task::JoinHandle<()>> {
         let last = outbox_event::Entity::find()
             .select_only()
             .column_as(outbox_event::Column::Position.max(), "max")
@@ -60,17 +76,19 @@ impl Bus {
             .flatten()
             .flatten()
             .unwrap_or(0);
+        let mut tasks = Vec::new();
         let poll = if db.get_database_backend() == DatabaseBackend::Postgres {
-            self.listen(database_url.to_owned());
+            tasks.push(self.listen(database_url.to_owned()));
             Duration::from_secs(5)
         } else {
             Duration::from_secs(1)
         };
         let bus = self.clone();
-        tokio::spawn(async move { bus.dispatch(db, last, poll).await });
+        tasks.push(tokio::spawn(async move { bus.dispatch(db, last, poll).await }));
+        tasks
     }
 
-    fn listen(&self, url: String) {
+    fn listen(&self, url: String) -> tokio::task::JoinHandle<()> {
         let wake = Arc::clone(&self.wake);
         tokio::spawn(async move {
             loop {
@@ -90,7 +108,7 @@ impl Bus {
                 wake.notify_one();
                 tokio::time::sleep(Duration::from_secs(1)).await;
             }
-        });
+        })
     }
 
     async fn dispatch(self, db: DatabaseConnection, mut last: i64, poll: Duration) {

@@ -387,7 +387,7 @@ async fn deliver_due(db: &DatabaseConnection, client: &reqwest::Client, config: 
 }
 
 /// Starts this process's webhook worker.
-pub fn spawn_worker(db: DatabaseConnection, bus: &Bus, config: WebhookConfig) {
+pub fn spawn_worker(db: DatabaseConnection, bus: &Bus, config: WebhookConfig) -> tokio::task::JoinHandle<()> {
     let mut events = bus.subscribe();
     tokio::spawn(async move {
         let client = reqwest::Client::builder().redirect(reqwest::redirect::Policy::none()).build().unwrap_or_default();
@@ -413,5 +413,5 @@ pub fn spawn_worker(db: DatabaseConnection, bus: &Bus, config: WebhookConfig) {
             }
             deliver_due(&db, &client, &config).await;
         }
-    });
+    })
 }

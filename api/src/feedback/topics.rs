@@ -314,7 +314,7 @@ pub async fn retag_pending(db: &DatabaseConnection) -> AppResult<usize> {
 }
 
 /// Runs [`retag_pending`] every `interval` in the background.
-pub fn spawn_retagger(db: DatabaseConnection, interval: std::time::Duration) {
+pub fn spawn_retagger(db: DatabaseConnection, interval: std::time::Duration) -> tokio::task::JoinHandle<()> {
     tokio::spawn(async move {
         let mut tick = tokio::time::interval(interval);
         tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
@@ -326,7 +326,7 @@ pub fn spawn_retagger(db: DatabaseConnection, interval: std::time::Duration) {
                 Err(e) => tracing::warn!(error = e.message(), "topic re-tagging failed; retrying next interval"),
             }
         }
-    });
+    })
 }
 
 #[cfg(test)]

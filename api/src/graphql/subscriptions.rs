@@ -31,14 +31,18 @@ fn authorize(ctx: &Context<'_>, field: &str) -> Result<AppState, AppError> {
 /// Events of some types from the bus, as a stream. A subscriber that falls more than
 /// the bus's buffer behind skips what it missed (and it is logged).
 fn events_of(state: &AppState, event_types: &'static [&'static str]) -> impl Stream<Item = Event> + use<> {
-    // The guard lives as long as the stream: the open-subscriptions gauge.
-    let rx = (state.bus().subscribe(), crate::metrics::get().subscription_opened());
-    futures::stream::unfold(rx, |(mut rx, guard)| async move {
+    // The guard lives as long as the stream: the open-subscriptions gauge. The stream
+    // ends when the bus closes (shutdown), so clients get `complete`, not a cut socket.
+    let state0 = (state.bus().subscribe(), crate::metrics::get().subscription_opened(), Box::pin(state.bus().closed()));
+    futures::stream::unfold(state0, |(mut rx, guard, mut closed)| async move {
         loop {
-            match rx.recv().await {
-                Ok(e) => return Some((e, (rx, guard))),
-                Err(RecvError::Lagged(n)) => tracing::warn!(missed = n, "slow subscriber skipped events"),
-                Err(RecvError::Closed) => return None,
+            tokio::select! {
+                () = &mut closed => return None,
+                received = rx.recv() => match received {
+                    Ok(e) => return Some((e, (rx, guard, closed))),
+                    Err(RecvError::Lagged(n)) => tracing::warn!(missed = n, "slow subscriber skipped events"),
+                    Err(RecvError::Closed) => return None,
+                },
             }
         }
     })

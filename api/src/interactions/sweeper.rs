@@ -139,7 +139,12 @@ pub async fn sweep(db: &DatabaseConnection, now: DateTime<Utc>, at_risk: Duratio
 }
 
 /// Runs the sweeper every `interval` until the process ends.
-pub fn spawn_sweeper(db: DatabaseConnection, bus: Bus, interval: std::time::Duration, at_risk: Duration) {
+pub fn spawn_sweeper(
+    db: DatabaseConnection,
+    bus: Bus,
+    interval: std::time::Duration,
+    at_risk: Duration,
+) -> tokio::task::JoinHandle<()> {
     tokio::spawn(async move {
         let mut tick = tokio::time::interval(interval);
         tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
@@ -156,5 +161,5 @@ pub fn spawn_sweeper(db: DatabaseConnection, bus: Bus, interval: std::time::Dura
                 Err(e) => tracing::warn!(error = e.message(), "SLA sweep failed; retrying next interval"),
             }
         }
-    });
+    })
 }

@@ -12,6 +12,7 @@ mod insights;
 mod interactions;
 mod journeys;
 mod migrations;
+mod outage;
 mod privacy;
 mod startup;
 mod subscriptions;

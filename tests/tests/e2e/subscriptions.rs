@@ -199,3 +199,16 @@ async fn a_consumer_catches_up_on_what_it_missed_within_its_rights() {
         app.stop().await;
     }
 }
+
+#[tokio::test]
+async fn shutting_down_completes_open_subscriptions() {
+    for backend in cxgraph_tests::backends() {
+        let app = TestApp::spawn(&backend).await;
+        let admin = app.login_admin().await.access;
+        let mut sub = Subscription::start(&app, Some(&admin), INTERACTIONS).await.expect("may subscribe");
+        let stopping = tokio::spawn(app.stop());
+        let message = sub.next_message(10).await.expect("an answer before the process goes");
+        assert_eq!((message["type"].as_str(), message["id"].as_str()), (Some("complete"), Some("1")), "{message}");
+        tokio::time::timeout(std::time::Duration::from_secs(10), stopping).await.expect("shutdown finishes").unwrap();
+    }
+}
