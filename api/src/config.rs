@@ -161,6 +161,11 @@ pub struct Settings {
     #[arg(long, env = "DATABASE_URL", default_value = "sqlite://cxgraph.db?mode=rwc", global = true)]
     pub database_url: String,
 
+    /// A read replica for the heavy reads (insights and the BI export); unset, they
+    /// use the primary. Not migrated by cxgraph: it follows the primary.
+    #[arg(long, env = "DATABASE_READ_URL", global = true)]
+    pub database_read_url: Option<String>,
+
     /// Address to listen on.
     #[arg(long, env = "CXGRAPH_BIND", default_value = "127.0.0.1:8080", global = true)]
     pub bind: SocketAddr,

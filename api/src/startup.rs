@@ -122,7 +122,21 @@ impl Application {
             },
             None => None,
         };
-        let state = AppState::new(db, sessions, settings, db_stats);
+        let read_db = match &settings.database_read_url {
+            Some(url) => {
+                let replica = Settings { database_url: url.clone(), ..settings.clone() };
+                let mut read =
+                    db::connect(&replica).await.map_err(|e| anyhow::anyhow!("cannot open the read replica: {e}"))?;
+                let counted = db_stats.clone();
+                read.set_metric_callback(move |info| {
+                    counted.count();
+                    crate::metrics::get().statement(info.elapsed, info.failed);
+                });
+                Some(read)
+            }
+            None => None,
+        };
+        let state = AppState::with_replica(db, read_db, sessions, settings, db_stats);
         Ok((Application { listener, metrics, state, jobs_db }, report))
     }
 

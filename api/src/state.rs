@@ -20,6 +20,8 @@ pub struct AppState {
 #[derive(Debug)]
 struct Inner {
     db: DatabaseConnection,
+    /// The read replica, when configured.
+    read_db: Option<DatabaseConnection>,
     sessions: SessionConfig,
     settings: Settings,
     db_stats: Arc<DbStats>,
@@ -36,6 +38,11 @@ pub struct DbStats {
 }
 
 impl DbStats {
+    /// Counts one statement.
+    pub fn count(&self) {
+        self.statements.fetch_add(1, Ordering::Relaxed);
+    }
+
     /// Statements sent so far.
     pub fn statements(&self) -> u64 {
         self.statements.load(Ordering::Relaxed)
@@ -56,9 +63,21 @@ impl DbStats {
 impl AppState {
     /// State over a connection whose statements are counted in `db_stats`.
     pub fn new(db: DatabaseConnection, sessions: SessionConfig, settings: Settings, db_stats: Arc<DbStats>) -> Self {
+        Self::with_replica(db, None, sessions, settings, db_stats)
+    }
+
+    /// State with a read replica for insights and exports.
+    pub fn with_replica(
+        db: DatabaseConnection,
+        read_db: Option<DatabaseConnection>,
+        sessions: SessionConfig,
+        settings: Settings,
+        db_stats: Arc<DbStats>,
+    ) -> Self {
         Self {
             inner: Arc::new(Inner {
                 db,
+                read_db,
                 sessions,
                 settings,
                 db_stats,
@@ -70,6 +89,12 @@ impl AppState {
 
     pub fn db(&self) -> &DatabaseConnection {
         &self.inner.db
+    }
+
+    /// The connection for heavy reads (insights, export): the replica when configured,
+    /// else the primary. A replica lags a little: never read your own writes here.
+    pub fn read_db(&self) -> &DatabaseConnection {
+        self.inner.read_db.as_ref().unwrap_or(&self.inner.db)
     }
 
     pub fn sessions(&self) -> &SessionConfig {

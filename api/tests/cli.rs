@@ -109,6 +109,7 @@ fn help_lists_every_setting() {
     let help = stdout(&out);
     for var in [
         "DATABASE_URL",
+        "DATABASE_READ_URL",
         "CXGRAPH_BIND",
         "CXGRAPH_JWT_SECRET",
         "CXGRAPH_ACCESS_TOKEN_TTL",

@@ -5,7 +5,8 @@
 //! Only the fact families the selection needs are queried (a request for NPS alone
 //! never touches conversations): the resolver looks ahead at the selected fields.
 //! Names of topics, teams and stages in the cells come from one small lookup each,
-//! made only when grouped by them.
+//! made only when grouped by them. Everything here reads from the replica when
+//! `DATABASE_READ_URL` is set.
 
 use std::collections::HashMap;
 
@@ -569,8 +570,8 @@ impl InsightQuery {
             filter: filter.into_domain(ctx)?,
             families,
         };
-        let report = metrics::run(state.db(), &request).await?;
-        let names = names(state.db(), &dims).await?;
+        let report = metrics::run(state.read_db(), &request).await?;
+        let names = names(state.read_db(), &dims).await?;
         let ranges = ranges.unwrap_or_default();
         let cells = report
             .cells
@@ -616,7 +617,7 @@ impl InsightQuery {
             filter,
             families: families_for(ctx.look_ahead()),
         };
-        let report = metrics::run(state.db(), &request).await?;
+        let report = metrics::run(state.read_db(), &request).await?;
         let mut by_channel: HashMap<_, _> =
             report.cells.into_iter().filter_map(|c| Some((c.key.channel?, c))).collect();
         Ok(channels
@@ -657,7 +658,7 @@ impl InsightQuery {
             channels: within_channel_limit(principal, channels),
             segments: capped(filter.segments, &["filter", "segments"])?,
         };
-        let ranked = drivers::run(state.db(), &request, order_by.into()).await?;
+        let ranked = drivers::run(state.read_db(), &request, order_by.into()).await?;
         Ok(ranked.into_iter().map(|driver| TopicDriver { driver, min }).collect())
     }
 
@@ -685,7 +686,7 @@ impl InsightQuery {
             channels: within_channel_limit(principal, channels),
             segments: capped(filter.segments, &["filter", "segments"])?,
         };
-        let result = funnel::run(state.db(), &request).await?;
+        let result = funnel::run(state.read_db(), &request).await?;
         Ok(JourneyFunnel {
             journey: Journey(result.journey),
             groups: result.groups.into_iter().map(|group| FunnelGroupResult { group, by, min }).collect(),

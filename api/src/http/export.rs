@@ -115,7 +115,9 @@ pub async fn export(
         channels: crate::graphql::types::within_channel_limit(&principal, requested),
     };
     let started = Utc::now();
-    let db = state.app.db().clone();
+    // Rows come from the read replica when there is one; the audit entry goes to the
+    // primary.
+    let db = state.app.read_db().clone();
     let exporter = match Exporter::new(dataset, db.get_database_backend(), filter, pii::can_read(&principal)) {
         Ok(e) => e,
         Err(e) => return fail(&e),
@@ -128,7 +130,7 @@ pub async fn export(
     let actor = Actor::new(&principal, Some(rid.as_str()).filter(|r| !r.is_empty()));
     let changes = json!({ "format": format!("{format:?}").to_lowercase(), "from": params.from, "to": params.to,
         "updatedSince": params.updated_since, "channels": params.channels });
-    if let Err(e) = audit::record(&db, actor, "export", &name, None, changes).await {
+    if let Err(e) = audit::record(state.app.db(), actor, "export", &name, None, changes).await {
         return fail(&e);
     }
     let header = exporter.header();

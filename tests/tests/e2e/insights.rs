@@ -586,3 +586,48 @@ async fn the_funnel_counts_ordered_progress_and_times_between_stages() {
     })
     .await;
 }
+
+#[tokio::test]
+async fn insights_and_exports_read_from_the_replica_when_one_is_set() {
+    for backend in cxgraph_tests::backends() {
+        // A stand-in replica: its own database, holding an answer the primary lacks.
+        let replica = cxgraph_tests::TestDatabase::create(&backend).await;
+        let replica_db = replica.connect().await;
+        cxgraph::db::migrate(&replica_db).await.unwrap();
+        let c = new_customer(&replica_db, "consumer").await;
+        new_feedback(&replica_db, c, FeedbackKind::Nps, Some(10), Channel::Email, None, at("2026-03-02T00:00:00Z"))
+            .await;
+        let url = replica.url.clone();
+        let app = TestApp::spawn_with(&backend, move |s| s.database_read_url = Some(url)).await;
+        let admin = app.login_admin().await.access;
+        let written = app
+            .graphql(
+                "mutation { submitFeedback(input: {kind: NPS, score: 0, channel: EMAIL, occurredAt: \"2026-03-03T00:00:00Z\", \
+                 identities: [{kind: EMAIL, value: \"p@example.com\"}]}) { userErrors { code } } }",
+                json!({}),
+                Some(&admin),
+            )
+            .await;
+        assert_eq!(written["data"]["submitFeedback"]["userErrors"], json!([]), "writes go to the primary: {written}");
+        let body = app
+            .graphql(
+                CELLS,
+                json!({ "range": { "from": "2026-03-01T00:00:00Z", "to": "2026-04-01T00:00:00Z" } }),
+                Some(&admin),
+            )
+            .await;
+        let nps = &body["data"]["insights"]["cells"][0]["nps"];
+        assert_eq!(
+            (nps["promoters"].as_i64(), nps["detractors"].as_i64()),
+            (Some(1), Some(0)),
+            "read from the replica: {body}"
+        );
+        let export =
+            app.client.get(app.url("/export/feedback?format=ndjson")).bearer_auth(&admin).send().await.unwrap();
+        let rows: Vec<Value> = export.text().await.unwrap().lines().map(|l| serde_json::from_str(l).unwrap()).collect();
+        assert_eq!(rows.len(), 1);
+        assert_eq!(rows[0]["score"], 10);
+        replica_db.close().await.ok();
+        app.stop().await;
+    }
+}
