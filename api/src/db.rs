@@ -86,6 +86,31 @@ pub async fn migrate(db: &DatabaseConnection) -> Result<(), DbErr> {
     Migrator::up(db, None).await
 }
 
+/// Applies pending migrations while holding a lock, so replicas starting together on
+/// an empty database do not race to create the same tables: on PostgreSQL a session
+/// advisory lock on a connection of its own (the migrations run on it), on SQLite
+/// (one process) a process-wide mutex.
+pub async fn migrate_exclusively(settings: &Settings) -> Result<(), DbErr> {
+    static LOCAL: tokio::sync::Mutex<()> = tokio::sync::Mutex::const_new(());
+    let _local = LOCAL.lock().await;
+    let mut one = settings.clone();
+    one.db_max_connections = 1;
+    let conn = connect(&one).await?;
+    let postgres = conn.get_database_backend() == DatabaseBackend::Postgres;
+    if postgres {
+        conn.execute_unprepared(&format!("SELECT pg_advisory_lock({MIGRATION_LOCK})")).await?;
+    }
+    let result = Migrator::up(&conn, None).await;
+    if postgres {
+        conn.execute_unprepared(&format!("SELECT pg_advisory_unlock({MIGRATION_LOCK})")).await.ok();
+    }
+    conn.close().await.ok();
+    result
+}
+
+/// The advisory lock key migrations take ("cxgraph" in ASCII).
+const MIGRATION_LOCK: i64 = 0x0063_7867_7261_7068;
+
 /// Checks that the database answers (for `/readyz`).
 pub async fn ping(db: &DatabaseConnection) -> bool {
     db.execute_unprepared("SELECT 1").await.is_ok()

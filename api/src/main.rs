@@ -118,7 +118,7 @@ async fn run(cli: Cli) -> anyhow::Result<()> {
 async fn migrate(settings: &Settings, action: MigrateAction) -> anyhow::Result<()> {
     let db = db::connect(settings).await.map_err(|e| anyhow::anyhow!("cannot open database: {e}"))?;
     match action {
-        MigrateAction::Up => Migrator::up(&db, None).await?,
+        MigrateAction::Up => db::migrate_exclusively(settings).await?,
         MigrateAction::Down { steps } => Migrator::down(&db, Some(steps)).await?,
         MigrateAction::Status => {
             let applied: Vec<String> =

@@ -61,7 +61,7 @@ fn jwt_keys(settings: &Settings) -> anyhow::Result<(JwtKeys, bool)> {
 /// Opens and migrates the database named by the settings.
 pub async fn open_database(settings: &Settings) -> anyhow::Result<DatabaseConnection> {
     let db = db::connect(settings).await.map_err(|e| anyhow::anyhow!("cannot open database: {e}"))?;
-    db::migrate(&db).await.map_err(|e| anyhow::anyhow!("migrations failed: {e}"))?;
+    db::migrate_exclusively(settings).await.map_err(|e| anyhow::anyhow!("migrations failed: {e}"))?;
     Ok(db)
 }
 
@@ -86,8 +86,12 @@ pub async fn bootstrap(db: &DatabaseConnection, settings: &Settings) -> anyhow::
             role: Role::Admin,
             password: password.clone(),
         };
-        let admin = users::create(db, new).await.map_err(|e| app_error("creating the admin account", e))?;
-        report.admin_created = Some((admin.email, generated.then_some(password)));
+        match users::create(db, new).await {
+            Ok(admin) => report.admin_created = Some((admin.email, generated.then_some(password))),
+            // Another replica starting at the same moment created it first.
+            Err(AppError::Invalid(errors)) if errors.iter().any(|e| e.code == "TAKEN") => {}
+            Err(e) => return Err(app_error("creating the admin account", e)),
+        }
     }
     let empty = entity::customer::Entity::find().count(db).await.context("counting customers")? == 0;
     if settings.load_demo_data() && empty {

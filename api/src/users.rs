@@ -67,7 +67,14 @@ pub async fn create(db: &impl ConnectionTrait, new: NewUser) -> AppResult<user::
         updated_at: Set(now),
         last_login_at: Set(None),
     };
-    Ok(model.insert(db).await?)
+    match model.insert(db).await {
+        Ok(created) => Ok(created),
+        // A concurrent request (or replica) created the same e-mail first.
+        Err(e) if crate::db::is_unique_violation(&e) => {
+            Err(AppError::invalid(&["input", "email"], "TAKEN", "a user with this e-mail already exists"))
+        }
+        Err(e) => Err(e.into()),
+    }
 }
 
 pub async fn find_by_email(db: &impl ConnectionTrait, email: &str) -> AppResult<Option<user::Model>> {

@@ -81,13 +81,20 @@ fn the_docker_files_use_only_settings_the_binary_knows() {
             assert!(out.status.success(), "compose's {key}={value} is refused: {}", stderr(&out));
         }
     }
-    // The published port is the one the API binds; metrics are not published.
+    // The proxy publishes the API and balances over the replicas on the port they
+    // bind; metrics are not published.
     let bind = env.iter().find(|(k, _)| k == "CXGRAPH_BIND").map(|(_, v)| v.clone()).unwrap();
     let port = bind.rsplit(':').next().unwrap();
-    assert!(compose.contains(&format!("\"{port}:{port}\"")), "compose publishes the API port {port}");
+    let nginx = std::fs::read_to_string(format!("{root}/docker/nginx.conf")).unwrap();
+    assert!(nginx.contains(&format!("server api:{port};")), "nginx proxies to api:{port}");
+    assert!(nginx.contains("proxy_set_header Upgrade"), "nginx passes WebSocket upgrades");
+    assert!(compose.contains("replicas: 2"), "two API replicas");
     let metrics = env.iter().find(|(k, _)| k == "CXGRAPH_METRICS_BIND").map(|(_, v)| v.clone()).unwrap();
     let metrics_port = metrics.rsplit(':').next().unwrap();
     assert!(!compose.contains(&format!("\"{metrics_port}:{metrics_port}\"")), "metrics stay inside the network");
+    // Migrations run as their own step, with a subcommand the binary has.
+    assert!(compose.contains("command: [\"migrate\"]"));
+    assert!(cxgraph(&["migrate", "--help"], &[]).status.success());
     // The collector listens where the API sends traces.
     let otlp = env.iter().find(|(k, _)| k == "OTEL_EXPORTER_OTLP_ENDPOINT").map(|(_, v)| v.clone()).unwrap();
     let collector = std::fs::read_to_string(format!("{root}/docker/otel-collector.yaml")).unwrap();

@@ -137,3 +137,22 @@ async fn readiness_turns_red_when_postgres_refuses_connections() {
     admin.close().await.ok();
     app.stop().await;
 }
+
+#[tokio::test]
+async fn replicas_starting_together_on_an_empty_database_create_one_admin() {
+    for backend in cxgraph_tests::backends() {
+        let database = cxgraph_tests::TestDatabase::create(&backend).await;
+        let settings = cxgraph_tests::test_settings(&database.url);
+        let (a, b) = tokio::join!(
+            cxgraph::startup::Application::build(settings.clone()),
+            cxgraph::startup::Application::build(settings.clone())
+        );
+        let (a, b) = (a.expect("first replica starts"), b.expect("second replica starts"));
+        let created = [a.1.admin_created.is_some(), b.1.admin_created.is_some()];
+        assert_eq!(created.iter().filter(|c| **c).count(), 1, "[{}] exactly one created the admin", backend.name());
+        let db = database.connect().await;
+        assert_eq!(entity::user::Entity::find().count(&db).await.unwrap(), 1);
+        drop((a, b));
+        db.close().await.ok();
+    }
+}
