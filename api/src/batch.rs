@@ -34,6 +34,19 @@ pub fn tally<T>(results: &[AppResult<Stored<T>>]) -> (usize, usize, usize) {
     (created, duplicates, results.len() - created - duplicates)
 }
 
+/// Writes the audit entry of a batch: how many items were created, duplicates, rejected.
+pub async fn audit<T>(
+    db: &impl sea_orm::ConnectionTrait,
+    actor: crate::audit::Actor<'_>,
+    operation: &str,
+    target_type: &str,
+    results: &[AppResult<Stored<T>>],
+) -> AppResult<()> {
+    let (created, duplicates, rejected) = tally(results);
+    let counts = serde_json::json!({ "created": created, "duplicates": duplicates, "rejected": rejected });
+    crate::audit::record(db, actor, operation, target_type, None, counts).await
+}
+
 /// Runs `attempt` until it answers; `Ok(None)` means "lost a race, try again".
 pub async fn retrying<T, F, Fut>(mut attempt: F) -> AppResult<T>
 where

@@ -22,6 +22,7 @@ pub mod graphql;
 pub mod http;
 pub mod insights;
 pub mod interactions;
+pub mod jobs;
 pub mod journeys;
 pub mod metrics;
 pub mod pagination;

@@ -117,6 +117,29 @@ pub async fn drop_all(manager: &SchemaManager<'_>, tables: &[&'static str]) -> R
     Ok(())
 }
 
+/// An index added after its table: `(name, table, columns)`.
+pub type IndexDef = (&'static str, &'static str, &'static [&'static str]);
+
+/// Creates the indexes in order.
+pub async fn create_indexes(manager: &SchemaManager<'_>, indexes: &[IndexDef]) -> Result<(), DbErr> {
+    for (name, table, columns) in indexes {
+        let mut index = Index::create().name(*name).table(*table).to_owned();
+        for c in *columns {
+            index.col(*c);
+        }
+        manager.create_index(index).await?;
+    }
+    Ok(())
+}
+
+/// Drops the indexes.
+pub async fn drop_indexes(manager: &SchemaManager<'_>, indexes: &[IndexDef]) -> Result<(), DbErr> {
+    for (name, table, _) in indexes {
+        manager.drop_index(Index::drop().name(*name).table(*table).to_owned()).await?;
+    }
+    Ok(())
+}
+
 /// The migration of a list of tables: `up` creates them (with their indexes) in order,
 /// `down` drops them in reverse. Each migration file then holds only its `tables()`.
 #[macro_export]

@@ -1,12 +1,13 @@
 //! Indexes for the filters of the interaction feed (social listening: public posts,
 //! negative sentiment, inbound only) and of the agent queue (priority).
 
+use crate::dsl::{IndexDef, create_indexes, drop_indexes};
 use sea_orm_migration::prelude::*;
 
 #[derive(DeriveMigrationName)]
 pub struct Migration;
 
-const INDEXES: &[(&str, &str, &[&str])] = &[
+const INDEXES: &[IndexDef] = &[
     ("ix_interactions_visibility_occurred_at", "interactions", &["visibility", "occurred_at"]),
     ("ix_interactions_sentiment_label_occurred_at", "interactions", &["sentiment_label", "occurred_at"]),
     ("ix_interactions_direction_occurred_at", "interactions", &["direction", "occurred_at"]),
@@ -16,20 +17,10 @@ const INDEXES: &[(&str, &str, &[&str])] = &[
 #[async_trait::async_trait]
 impl MigrationTrait for Migration {
     async fn up(&self, manager: &SchemaManager) -> Result<(), DbErr> {
-        for (name, table, columns) in INDEXES {
-            let mut index = Index::create().name(*name).table(*table).to_owned();
-            for c in *columns {
-                index.col(*c);
-            }
-            manager.create_index(index).await?;
-        }
-        Ok(())
+        create_indexes(manager, INDEXES).await
     }
 
     async fn down(&self, manager: &SchemaManager) -> Result<(), DbErr> {
-        for (name, table, _) in INDEXES {
-            manager.drop_index(Index::drop().name(*name).table(*table).to_owned()).await?;
-        }
-        Ok(())
+        drop_indexes(manager, INDEXES).await
     }
 }

@@ -6,13 +6,14 @@
 //! detector's sliding window), and every exported table by its change time and id (the
 //! export's keyset and `updated_since`).
 
+use crate::dsl::{IndexDef, create_indexes, drop_indexes};
 use sea_orm_migration::prelude::*;
 use sea_orm_migration::schema::*;
 
 #[derive(DeriveMigrationName)]
 pub struct Migration;
 
-const INDEXES: &[(&str, &str, &[&str])] = &[
+const INDEXES: &[IndexDef] = &[
     ("ix_feedback_kind_customer_id", "feedback", &["kind", "customer_id"]),
     (
         "ix_interactions_sentiment_label_channel_occurred_at",
@@ -38,20 +39,11 @@ impl MigrationTrait for Migration {
                 )
                 .await?;
         }
-        for (name, table, columns) in INDEXES {
-            let mut index = Index::create().name(*name).table(*table).to_owned();
-            for c in *columns {
-                index.col(*c);
-            }
-            manager.create_index(index).await?;
-        }
-        Ok(())
+        create_indexes(manager, INDEXES).await
     }
 
     async fn down(&self, manager: &SchemaManager) -> Result<(), DbErr> {
-        for (name, table, _) in INDEXES {
-            manager.drop_index(Index::drop().name(*name).table(*table).to_owned()).await?;
-        }
+        drop_indexes(manager, INDEXES).await?;
         for column in ["retagged_at", "retag_requested_at"] {
             manager.alter_table(Table::alter().table("topics").drop_column(column).to_owned()).await?;
         }

@@ -456,3 +456,26 @@ fn run_as_postgres(program: &std::path::Path, args: &[&str]) {
     let out = cmd.args(args).output().expect("PostgreSQL tool runs");
     assert!(out.status.success(), "{} {args:?} failed: {}", program.display(), String::from_utf8_lossy(&out.stderr));
 }
+
+/// Inserts a bare customer straight into the database, for tests that build facts
+/// directly (insights, alerts, exports); returns its id.
+pub async fn insert_customer(db: &DatabaseConnection, segment: Option<&str>) -> Uuid {
+    use sea_orm::{ActiveModelTrait, IntoActiveModel};
+    let now = chrono::Utc::now();
+    entity::customer::Model {
+        id: Uuid::now_v7(),
+        display_name: Some("Test customer".into()),
+        segment: segment.map(str::to_owned),
+        attributes: json!({}),
+        merged_into_id: None,
+        erased_at: None,
+        last_contact_at: None,
+        created_at: now,
+        updated_at: now,
+    }
+    .into_active_model()
+    .insert(db)
+    .await
+    .expect("customer inserted")
+    .id
+}

@@ -6,9 +6,8 @@
 use chrono::{Duration, Utc};
 use cxgraph_tests::{TestApp, backends};
 use entity::enums::{Channel, FeedbackKind};
-use entity::{customer, feedback};
-use sea_orm::{ActiveModelTrait, EntityTrait, IntoActiveModel, Set, TransactionTrait};
-use serde_json::json;
+use entity::feedback;
+use sea_orm::{EntityTrait, Set, TransactionTrait};
 use uuid::Uuid;
 
 const ROWS: usize = 100_000;
@@ -29,22 +28,7 @@ fn memory_kib() -> (u64, u64) {
 
 async fn seed(app: &TestApp) {
     let now = Utc::now();
-    let customer_id = customer::Model {
-        id: Uuid::now_v7(),
-        display_name: Some("Bulk".into()),
-        segment: None,
-        attributes: json!({}),
-        merged_into_id: None,
-        erased_at: None,
-        last_contact_at: None,
-        created_at: now,
-        updated_at: now,
-    }
-    .into_active_model()
-    .insert(&app.db)
-    .await
-    .unwrap()
-    .id;
+    let customer_id = cxgraph_tests::insert_customer(&app.db, None).await;
     let comment = "The parcel arrived late and the box was damaged, but the agent sorted it out quickly. ".repeat(5);
     let txn = app.db.begin().await.unwrap();
     for chunk in 0..ROWS / 1000 {

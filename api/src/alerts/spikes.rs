@@ -327,11 +327,9 @@ pub fn spawn_detector(
     interval: std::time::Duration,
     params: Params,
 ) -> tokio::task::JoinHandle<()> {
-    tokio::spawn(async move {
-        let mut tick = tokio::time::interval(interval);
-        tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
-        loop {
-            tick.tick().await;
+    crate::jobs::every(interval, move || {
+        let (db, bus) = (db.clone(), bus.clone());
+        async move {
             match detect(&db, Utc::now(), &params).await {
                 Ok(r) if r == Report::default() => {}
                 Ok(r) => {

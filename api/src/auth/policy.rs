@@ -293,6 +293,15 @@ mod tests {
         ("Query", "journeyFunnel", [U, U, A, A, F, A, F, A]),
     ];
 
+    fn decide(policy: Policy, principal: &Principal) -> D {
+        match policy.check(principal) {
+            Ok(()) => D::Allow,
+            Err(AppError::Forbidden(_)) => D::Forbidden,
+            Err(AppError::Unauthenticated(_)) => D::Unauthenticated,
+            Err(other) => panic!("unexpected {other:?}"),
+        }
+    }
+
     async fn schema_root_fields() -> BTreeSet<(String, String)> {
         let schema = crate::graphql::build_schema_for_introspection();
         let resp = schema
@@ -340,13 +349,7 @@ mod tests {
         for (parent, name, row) in EXPECTED {
             let policy = root_policy(parent, name).unwrap_or_else(|| panic!("no policy for {parent}.{name}"));
             for ((caller, principal), expected) in callers.iter().zip(row) {
-                let got = match policy.check(principal) {
-                    Ok(()) => D::Allow,
-                    Err(AppError::Forbidden(_)) => D::Forbidden,
-                    Err(AppError::Unauthenticated(_)) => D::Unauthenticated,
-                    Err(other) => panic!("unexpected {other:?}"),
-                };
-                assert_eq!(got, *expected, "{parent}.{name} for {caller}");
+                assert_eq!(decide(policy, principal), *expected, "{parent}.{name} for {caller}");
             }
         }
     }
@@ -362,13 +365,7 @@ mod tests {
         let callers = callers();
         for (route, policy, row) in HTTP_EXPECTED {
             for ((caller, principal), expected) in callers.iter().zip(row) {
-                let got = match policy.check(principal) {
-                    Ok(()) => D::Allow,
-                    Err(AppError::Forbidden(_)) => D::Forbidden,
-                    Err(AppError::Unauthenticated(_)) => D::Unauthenticated,
-                    Err(other) => panic!("unexpected {other:?}"),
-                };
-                assert_eq!(got, *expected, "{route} for {caller}");
+                assert_eq!(decide(*policy, principal), *expected, "{route} for {caller}");
             }
         }
     }

@@ -267,11 +267,9 @@ pub fn spawn_retention(
     policy: RetentionPolicy,
     interval: std::time::Duration,
 ) -> tokio::task::JoinHandle<()> {
-    tokio::spawn(async move {
-        let mut tick = tokio::time::interval(interval);
-        tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
-        loop {
-            tick.tick().await;
+    crate::jobs::every(interval, move || {
+        let db = db.clone();
+        async move {
             match apply_retention(&db, policy).await {
                 Ok(0) => {}
                 Ok(n) => tracing::info!(rows = n, days = policy.text_days, "retention: personal text removed"),

@@ -171,9 +171,7 @@ pub async fn submit_batch(
         let index = i.to_string();
         out.push(submit_with(db, actor, &ctx, &["inputs", &index], input).await);
     }
-    let (created, duplicates, rejected) = batch::tally(&out);
-    let counts = json!({ "created": created, "duplicates": duplicates, "rejected": rejected });
-    audit::record(db, actor, "ingestFeedback", "feedback", None, counts).await?;
+    batch::audit(db, actor, "ingestFeedback", "feedback", &out).await?;
     Ok(out)
 }
 

@@ -315,11 +315,9 @@ pub async fn retag_pending(db: &DatabaseConnection) -> AppResult<usize> {
 
 /// Runs [`retag_pending`] every `interval` in the background.
 pub fn spawn_retagger(db: DatabaseConnection, interval: std::time::Duration) -> tokio::task::JoinHandle<()> {
-    tokio::spawn(async move {
-        let mut tick = tokio::time::interval(interval);
-        tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
-        loop {
-            tick.tick().await;
+    crate::jobs::every(interval, move || {
+        let db = db.clone();
+        async move {
             match retag_pending(&db).await {
                 Ok(0) => {}
                 Ok(n) => tracing::info!(topics = n, "topics re-tagged"),

@@ -140,16 +140,7 @@ pub async fn record_batch(
         }
         out.push(result);
     }
-    let (created, duplicates, rejected) = batch::tally(&out);
-    audit::record(
-        db,
-        actor,
-        "ingestInteractions",
-        "interaction",
-        None,
-        json!({ "created": created, "duplicates": duplicates, "rejected": rejected }),
-    )
-    .await?;
+    batch::audit(db, actor, "ingestInteractions", "interaction", &out).await?;
     Ok(out)
 }
 

@@ -145,11 +145,9 @@ pub fn spawn_sweeper(
     interval: std::time::Duration,
     at_risk: Duration,
 ) -> tokio::task::JoinHandle<()> {
-    tokio::spawn(async move {
-        let mut tick = tokio::time::interval(interval);
-        tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
-        loop {
-            tick.tick().await;
+    crate::jobs::every(interval, move || {
+        let (db, bus) = (db.clone(), bus.clone());
+        async move {
             match sweep(&db, Utc::now(), at_risk).await {
                 Ok(r) if r == SweepReport::default() => {}
                 Ok(r) => {

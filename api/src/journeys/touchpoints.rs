@@ -93,9 +93,7 @@ pub async fn record_batch(
         let index = i.to_string();
         out.push(record_with(db, actor, &catalogue, &["inputs", &index], input).await);
     }
-    let (created, duplicates, rejected) = batch::tally(&out);
-    let counts = json!({ "created": created, "duplicates": duplicates, "rejected": rejected });
-    audit::record(db, actor, "recordTouchpoints", "touchpoint", None, counts).await?;
+    batch::audit(db, actor, "recordTouchpoints", "touchpoint", &out).await?;
     Ok(out)
 }
 

@@ -11,7 +11,7 @@ use cxgraph_tests::{Subscription, TestApp, backends};
 use entity::enums::{
     AlertStatus, AuthorKind, Channel, ConversationStatus, Direction, Priority, SentimentLabel, Visibility,
 };
-use entity::{alert, conversation, customer, interaction, interaction_topic, topic};
+use entity::{alert, conversation, interaction, interaction_topic, topic};
 use sea_orm::{ActiveModelTrait, ColumnTrait, DatabaseConnection, EntityTrait, IntoActiveModel, QueryFilter};
 use serde_json::json;
 use uuid::Uuid;
@@ -21,23 +21,7 @@ fn params(raise_priority: bool) -> Params {
 }
 
 async fn customer(db: &DatabaseConnection) -> Uuid {
-    let now = Utc::now();
-    customer::Model {
-        id: Uuid::now_v7(),
-        display_name: None,
-        segment: None,
-        attributes: json!({}),
-        merged_into_id: None,
-        erased_at: None,
-        last_contact_at: None,
-        created_at: now,
-        updated_at: now,
-    }
-    .into_active_model()
-    .insert(db)
-    .await
-    .unwrap()
-    .id
+    cxgraph_tests::insert_customer(db, None).await
 }
 
 /// A negative inbound message; returns its id.

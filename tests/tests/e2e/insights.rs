@@ -14,8 +14,7 @@ use entity::enums::{
     TouchpointOutcome, Visibility,
 };
 use entity::{
-    conversation, customer, feedback, feedback_topic, interaction, journey, journey_stage, sla_policy, topic,
-    touchpoint,
+    conversation, feedback, feedback_topic, interaction, journey, journey_stage, sla_policy, topic, touchpoint,
 };
 use sea_orm::{ActiveModelTrait, DatabaseConnection, IntoActiveModel};
 use serde_json::{Value, json};
@@ -37,23 +36,7 @@ impl Lcg {
 }
 
 async fn new_customer(db: &DatabaseConnection, segment: &str) -> Uuid {
-    let now = Utc::now();
-    customer::Model {
-        id: Uuid::now_v7(),
-        display_name: Some("C".into()),
-        segment: Some(segment.into()),
-        attributes: json!({}),
-        merged_into_id: None,
-        erased_at: None,
-        last_contact_at: None,
-        created_at: now,
-        updated_at: now,
-    }
-    .into_active_model()
-    .insert(db)
-    .await
-    .unwrap()
-    .id
+    cxgraph_tests::insert_customer(db, Some(segment)).await
 }
 
 #[allow(clippy::too_many_arguments)]
