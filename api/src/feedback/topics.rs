@@ -9,6 +9,8 @@
 //! worker, chunked, idempotent, safe to run on several replicas at once) rebuilds that
 //! topic's links and then records the stamp in `retagged_at`.
 
+use std::collections::HashMap;
+
 use chrono::Utc;
 use entity::enums::Direction;
 use entity::{feedback, feedback_topic, interaction, interaction_topic, topic};
@@ -131,6 +133,39 @@ async fn insert_interaction_links(db: &impl ConnectionTrait, links: Vec<(Uuid, U
         .to_owned();
     interaction_topic::Entity::insert_many(rows).on_conflict(conflict).exec_without_returning(db).await?;
     Ok(())
+}
+
+/// Which rows' topics to read.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Tagged {
+    Feedback,
+    Interaction,
+}
+
+/// `(topic id, name)` of every topic each row mentions, in one statement.
+pub async fn of(
+    db: &impl ConnectionTrait,
+    tagged: Tagged,
+    ids: &[Uuid],
+) -> AppResult<HashMap<Uuid, Vec<(Uuid, String)>>> {
+    let mut out: HashMap<Uuid, Vec<(Uuid, String)>> = HashMap::new();
+    if ids.is_empty() {
+        return Ok(out);
+    }
+    let (links, column) = match tagged {
+        Tagged::Feedback => ("feedback_topics", "feedback_id"),
+        Tagged::Interaction => ("interaction_topics", "interaction_id"),
+    };
+    let sql = format!(
+        "SELECT l.{column} AS row_id, t.id, t.name FROM {links} l JOIN topics t ON t.id = l.topic_id \
+         WHERE l.{column} IN ({}) ORDER BY t.name",
+        db::placeholders(ids.len())
+    );
+    let values = ids.iter().map(|i| sea_orm::Value::from(*i)).collect();
+    for row in db.query_all_raw(db::statement(db.get_database_backend(), &sql, values)).await? {
+        out.entry(row.try_get("", "row_id")?).or_default().push((row.try_get("", "id")?, row.try_get("", "name")?));
+    }
+    Ok(out)
 }
 
 /// A topic as a manager writes it.

@@ -13,9 +13,11 @@ use super::enums::{
     AuthorKind, Channel, ConversationStatus, Direction, FeedbackKind, Priority, SentimentLabel, TouchpointOutcome,
     Visibility,
 };
-use super::loaders::Batch;
+use super::loaders::{Batch, TaggedRow, TopicNames};
 use super::types::{context, id};
 use crate::auth::pii;
+use crate::error::AppError;
+use async_graphql::dataloader::DataLoader;
 
 /// Whether the caller of this request may read personal data (false if unknown).
 pub fn reads_pii(ctx: &Context<'_>) -> bool {
@@ -78,6 +80,10 @@ impl Interaction {
     /// The channel's own id for the event (the idempotency key with the channel).
     async fn external_id(&self) -> Option<&str> {
         self.0.external_id.as_deref()
+    }
+    /// Topics the message mentions (inbound messages are tagged at ingest).
+    async fn topics(&self, ctx: &Context<'_>) -> async_graphql::Result<Vec<TopicTag>> {
+        topics_of(ctx, TaggedRow::Interaction(self.0.id)).await
     }
     /// When it happened.
     async fn occurred_at(&self) -> DateTime<Utc> {
@@ -239,6 +245,24 @@ impl Touchpoint {
     }
 }
 
+/// A topic a message or comment mentions.
+#[derive(SimpleObject)]
+pub struct TopicTag {
+    /// The topic.
+    pub id: ID,
+    /// Its name.
+    pub name: String,
+}
+
+/// The topics of a tagged row, through the request's topic loader.
+async fn topics_of(ctx: &Context<'_>, row: TaggedRow) -> async_graphql::Result<Vec<TopicTag>> {
+    let loader = ctx
+        .data_opt::<DataLoader<TopicNames>>()
+        .ok_or_else(|| AppError::internal(anyhow::anyhow!("topic loader missing from request")))?;
+    let names = loader.load_one(row).await.map_err(|e| async_graphql::ErrorExtensions::extend(e.as_ref()))?;
+    Ok(names.unwrap_or_default().into_iter().map(|(topic, name)| TopicTag { id: id(topic), name }).collect())
+}
+
 /// A survey answer or unsolicited feedback.
 pub struct Feedback(pub feedback::Model);
 
@@ -295,6 +319,10 @@ impl Feedback {
     /// That system's id for it.
     async fn external_id(&self) -> Option<&str> {
         self.0.external_id.as_deref()
+    }
+    /// Topics the comment mentions.
+    async fn topics(&self, ctx: &Context<'_>) -> async_graphql::Result<Vec<TopicTag>> {
+        topics_of(ctx, TaggedRow::Feedback(self.0.id)).await
     }
     /// When it was given.
     async fn occurred_at(&self) -> DateTime<Utc> {

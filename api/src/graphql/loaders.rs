@@ -30,6 +30,52 @@ use uuid::Uuid;
 use crate::customers::view::{self, CustomerMetrics, InteractionSlice, JourneyPosition};
 use crate::error::{AppError, AppResult};
 
+/// The topics of feedback and interactions wherever they appear (the 360, feeds,
+/// subscriptions): async-graphql's `DataLoader`, since these rows come in no fixed
+/// page; a statement per kind per tick, only when `topics` is selected.
+pub struct TopicNames {
+    pub db: DatabaseConnection,
+}
+
+/// A row whose topics are wanted.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+pub enum TaggedRow {
+    Feedback(Uuid),
+    Interaction(Uuid),
+}
+
+impl async_graphql::dataloader::Loader<TaggedRow> for TopicNames {
+    type Value = Vec<(Uuid, String)>;
+    type Error = Arc<AppError>;
+
+    async fn load(&self, keys: &[TaggedRow]) -> Result<HashMap<TaggedRow, Self::Value>, Self::Error> {
+        use crate::feedback::topics::{self, Tagged};
+        let mut out = HashMap::new();
+        for (kind, wrap) in [
+            (Tagged::Feedback, TaggedRow::Feedback as fn(Uuid) -> TaggedRow),
+            (Tagged::Interaction, TaggedRow::Interaction as fn(Uuid) -> TaggedRow),
+        ] {
+            let ids: Vec<Uuid> =
+                keys.iter()
+                    .filter_map(|k| match (k, kind) {
+                        (TaggedRow::Feedback(id), Tagged::Feedback)
+                        | (TaggedRow::Interaction(id), Tagged::Interaction) => Some(*id),
+                        _ => None,
+                    })
+                    .collect();
+            for (id, names) in topics::of(&self.db, kind, &ids).await.map_err(Arc::new)? {
+                out.insert(wrap(id), names);
+            }
+        }
+        Ok(out)
+    }
+}
+
+/// The per-request topic loader.
+pub fn topic_loader(db: DatabaseConnection) -> async_graphql::dataloader::DataLoader<TopicNames> {
+    async_graphql::dataloader::DataLoader::new(TopicNames { db }, tokio::spawn)
+}
+
 /// Customers whose nested fields load together (one page of a list).
 #[derive(Debug)]
 pub struct Batch {

@@ -170,6 +170,7 @@ async fn execute(state: &HttpState, headers: &HeaderMap, req: async_graphql::Req
         .data(principal)
         .data(RequestIdValue(request_id(headers)))
         .data(crate::graphql::loaders::for_request(state.app.db().clone()))
+        .data(crate::graphql::loaders::topic_loader(state.app.db().clone()))
         .data(std::sync::Arc::clone(&slot));
     let response = state.schema.execute(req).await;
     let (kind, name) = slot.selected(wanted.as_deref());
@@ -263,6 +264,7 @@ fn subscriptions(
                 data.insert(authenticate(&app, &auth_headers).await);
                 data.insert(RequestIdValue(request_id));
                 data.insert(crate::graphql::loaders::for_request(app.db().clone()));
+                data.insert(crate::graphql::loaders::topic_loader(app.db().clone()));
                 Ok(data)
             })
             .keepalive_timeout(Duration::from_secs(30))

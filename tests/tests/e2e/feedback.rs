@@ -13,7 +13,8 @@ use serde_json::{Value, json};
 use uuid::Uuid;
 
 const SUBMIT: &str = "mutation($input: SubmitFeedbackInput!) { submitFeedback(input: $input) { duplicate \
-    feedback { id kind score comment sentimentLabel sentimentScore channel } userErrors { field code message } } }";
+    feedback { id kind score comment sentimentLabel sentimentScore channel topics { name } } \
+    userErrors { field code message } } }";
 
 async fn submit(app: &TestApp, token: &str, input: Value) -> Value {
     let body = app.graphql(SUBMIT, json!({ "input": input }), Some(token)).await;
@@ -107,6 +108,7 @@ async fn feedback_is_validated_scored_tagged_and_retagged() {
         assert_eq!(stored["feedback"]["sentimentLabel"], "NEGATIVE");
         assert_eq!(submit(app, &admin, answer).await["duplicate"], true);
         assert_eq!(topic_links(app, delivery_id).await.0, 1, "tagged at ingest");
+        assert_eq!(stored["feedback"]["topics"], json!([{ "name": "Delivery" }]), "and shown on the feedback");
 
         // A mention and an inbound message that only a later keyword catches.
         let mention = submit(app, &admin, json!({ "kind": "SOCIAL_MENTION", "comment": "My courier never showed up", "channel": "TWITTER", "identities": who })).await;
@@ -114,12 +116,13 @@ async fn feedback_is_validated_scored_tagged_and_retagged() {
         let message = app
             .graphql(
                 "mutation { recordInteraction(input: {channel: CHAT, direction: INBOUND, body: \"where is the parcel? the courier is lost\", \
-                 externalId: \"chat-1\", identities: [{kind: EMAIL, value: \"nina@example.com\"}]}) { interaction { id } } }",
+                 externalId: \"chat-1\", identities: [{kind: EMAIL, value: \"nina@example.com\"}]}) { interaction { id topics { name } } } }",
                 json!({}),
                 Some(&admin),
             )
             .await;
         assert!(message["errors"].is_null(), "{message}");
+        assert_eq!(message["data"]["recordInteraction"]["interaction"]["topics"], json!([{ "name": "Delivery" }]));
         assert_eq!(topic_links(app, delivery_id).await, (1, 1), "inbound interactions are tagged at ingest too");
 
         let changed = save_topic(app, &admin, json!({ "id": delivery_id.to_string(), "keywords": ["courier"] })).await;
