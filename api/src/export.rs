@@ -350,9 +350,6 @@ impl Exporter {
         }
         if let (Some(channels), Some(channel)) = (&self.filter.channels, s.channel) {
             q.push(" AND ").push(channel).push(" IN ").bind_list(channels.iter().map(|c| c.to_value()));
-            if channels.is_empty() {
-                q.push(" AND 1 = 0");
-            }
         }
         if let Some(c) = after {
             q.push(" AND (").push(s.change).push(" > ").bind(c.changed);

@@ -32,14 +32,20 @@ impl Sql {
         self
     }
 
-    /// Appends `(?, ?, …)` bound to `values`.
+    /// Appends `(?, ?, …)` bound to `values`; an empty list is `(NULL)`, which nothing
+    /// is `IN` (PostgreSQL refuses `IN ()`).
     pub fn bind_list<V: Into<Value>>(&mut self, values: impl IntoIterator<Item = V>) -> &mut Self {
         self.text.push('(');
+        let mut empty = true;
         for (i, v) in values.into_iter().enumerate() {
             if i > 0 {
                 self.text.push_str(", ");
             }
             self.bind(v);
+            empty = false;
+        }
+        if empty {
+            self.text.push_str("NULL");
         }
         self.text.push(')');
         self

@@ -143,6 +143,8 @@ async fn exports_carry_what_bi_needs_and_mask_what_callers_may_not_read() {
         assert!(csv(&limited).iter().all(|r| r["channel"] == "TWITTER"), "{limited}");
         assert!(csv(&limited).iter().all(|r| r["body"].is_empty()), "no pii:read, no bodies");
         assert_eq!(get(app, "/export/customers", Some(&token)).await.0, 403);
+        let (status, _, nothing) = get(app, "/export/interactions?channels=EMAIL", Some(&token)).await;
+        assert_eq!((status, csv(&nothing).len()), (200, 0), "no channel left: an empty export, not an error");
 
         // Incremental: only what changed since.
         let since = chrono::Utc::now();

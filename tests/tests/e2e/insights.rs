@@ -407,6 +407,16 @@ async fn channel_comparison_lists_every_channel_a_caller_may_see() {
         let channels: Vec<&str> =
             limited["data"]["channelComparison"].as_array().unwrap().iter().map(|r| r["channel"].as_str().unwrap()).collect();
         assert_eq!(channels, ["TWITTER", "FACEBOOK"], "{limited}");
+        // A filter naming none of the token's channels answers nothing, not an error.
+        let none = app
+            .graphql(
+                "{ channelComparison(range: {from: \"2026-03-01T00:00:00Z\", to: \"2026-04-01T00:00:00Z\"}, \
+                 filter: {channels: [EMAIL], segments: []}) { channel volume } }",
+                json!({}),
+                Some(&token),
+            )
+            .await;
+        assert_eq!(none["data"]["channelComparison"], json!([]), "{none}");
         let (email, password) = app.create_user(Role::Agent).await;
         let agent = app.login(&email, &password).await.access;
         let refused = app.graphql(query, json!({}), Some(&agent)).await;
