@@ -233,6 +233,11 @@ pub struct Settings {
     #[arg(long, env = "CXGRAPH_SLA_SWEEP_INTERVAL", default_value_t = 30, value_parser = clap::value_parser!(u64).range(1..=3600), global = true)]
     pub sla_sweep_interval: u64,
 
+    /// Requests a minute each user or API token may make (a burst of as many); 0 turns
+    /// the limit off. Counted per replica.
+    #[arg(long, env = "CXGRAPH_RATE_LIMIT", default_value_t = 1200, global = true)]
+    pub rate_limit: u32,
+
     /// Seconds between two runs of the insight jobs: topic re-tagging and the
     /// negative-sentiment spike detector.
     #[arg(long, env = "CXGRAPH_INSIGHTS_JOB_INTERVAL", default_value_t = 60, value_parser = clap::value_parser!(u64).range(1..=3600), global = true)]

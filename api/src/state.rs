@@ -6,6 +6,7 @@ use std::sync::atomic::{AtomicU64, Ordering};
 
 use sea_orm::DatabaseConnection;
 
+use crate::auth::rate_limit::RateLimiter;
 use crate::auth::sessions::SessionConfig;
 use crate::auth::throttle::LoginThrottle;
 use crate::config::Settings;
@@ -27,6 +28,7 @@ struct Inner {
     db_stats: Arc<DbStats>,
     bus: Bus,
     login_throttle: LoginThrottle,
+    rate_limiter: RateLimiter,
 }
 
 /// Counters of the statements the application sent, fed by sea-orm's metric callback.
@@ -74,6 +76,7 @@ impl AppState {
         settings: Settings,
         db_stats: Arc<DbStats>,
     ) -> Self {
+        let settings_rate = settings.rate_limit;
         Self {
             inner: Arc::new(Inner {
                 db,
@@ -83,6 +86,7 @@ impl AppState {
                 db_stats,
                 bus: Bus::new(),
                 login_throttle: LoginThrottle::default(),
+                rate_limiter: RateLimiter::new(settings_rate),
             }),
         }
     }
@@ -103,6 +107,11 @@ impl AppState {
 
     pub fn settings(&self) -> &Settings {
         &self.inner.settings
+    }
+
+    /// Per-caller request buckets of this process.
+    pub fn rate_limiter(&self) -> &RateLimiter {
+        &self.inner.rate_limiter
     }
 
     /// Failed log-in counters of this process.

@@ -145,6 +145,8 @@ pub fn test_settings(database_url: &str) -> Settings {
     s.admin_password = Some(ADMIN_PASSWORD.into());
     s.demo_data = DemoData::Never;
     s.db_max_connections = 5;
+    // Tests hammer one admin; the limit has a test of its own.
+    s.rate_limit = 0;
     s.metrics_bind = cxgraph::config::MetricsBind(Some("127.0.0.1:0".parse().expect("address")));
     s
 }

@@ -10,6 +10,7 @@ pub mod password;
 pub mod pii;
 pub mod policy;
 pub mod principal;
+pub mod rate_limit;
 pub mod secret;
 pub mod sessions;
 pub mod throttle;

@@ -88,6 +88,9 @@ pub async fn export(
     if let Err(e) = EXPORT.check(&principal) {
         return fail(&e);
     }
+    if let Err(wait) = state.app.rate_limiter().check(&principal) {
+        return super::rate_limited(wait);
+    }
     let Some(dataset) = Dataset::parse(&name) else {
         return fail(&AppError::NotFound(
             "export (use customers, interactions, conversations, touchpoints or feedback)",

@@ -125,6 +125,9 @@ pub async fn interactions(State(state): State<HttpState>, headers: HeaderMap, bo
     if let Err(e) = WRITE_INTERACTIONS.check(&principal) {
         return error_response(&e);
     }
+    if let Err(wait) = state.app.rate_limiter().check(&principal) {
+        return super::rate_limited(wait);
+    }
     let lines: Vec<&str> = body.lines().filter(|l| !l.trim().is_empty()).collect();
     if lines.len() > MAX_BATCH {
         let e = AppError::invalid(&["body"], "TOO_MANY", format!("at most {MAX_BATCH} events per request"));

@@ -166,6 +166,10 @@ async fn execute(state: &HttpState, headers: &HeaderMap, req: async_graphql::Req
     let principal = authenticate(&state.app, headers).await;
     let span = tracing::Span::current();
     span.record("principal", principal.kind());
+    if let Err(wait) = state.app.rate_limiter().check(&principal) {
+        crate::metrics::get().graphql_operation("unknown", "", &["RATE_LIMITED".to_owned()], started.elapsed());
+        return rate_limited(wait);
+    }
     let req = req
         .data(principal)
         .data(RequestIdValue(request_id(headers)))
@@ -286,6 +290,18 @@ fn is_query_only(req: &async_graphql::Request) -> bool {
         };
         !selected || op.node.ty == OperationType::Query
     })
+}
+
+/// `429` with the GraphQL-shaped error and a `Retry-After` header.
+pub(crate) fn rate_limited(wait: Duration) -> Response {
+    let seconds = wait.as_secs().max(1);
+    let body = json!({ "errors": [{ "message": format!("too many requests; retry in {seconds} s"),
+        "extensions": { "code": "RATE_LIMITED", "retryAfterSeconds": seconds } }] });
+    let mut response = (StatusCode::TOO_MANY_REQUESTS, Json(body)).into_response();
+    if let Ok(v) = HeaderValue::from_str(&seconds.to_string()) {
+        response.headers_mut().insert(header::RETRY_AFTER, v);
+    }
+    response
 }
 
 fn error_body(message: &str, code: &str) -> serde_json::Value {

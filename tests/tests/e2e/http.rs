@@ -198,3 +198,33 @@ async fn metrics_are_scraped_apart_from_the_api() {
     })
     .await;
 }
+
+#[tokio::test]
+async fn callers_over_their_rate_get_429_with_a_retry_hint() {
+    for backend in cxgraph_tests::backends() {
+        let app = TestApp::spawn_with(&backend, |s| s.rate_limit = 3).await;
+        let admin = app.login_admin().await.access;
+        let ask = |token: String| {
+            let req =
+                app.client.post(app.url("/graphql")).bearer_auth(token).json(&json!({ "query": "{ me { email } }" }));
+            async move { req.send().await.unwrap() }
+        };
+        for _ in 0..3 {
+            assert_eq!(ask(admin.clone()).await.status(), 200);
+        }
+        let refused = ask(admin.clone()).await;
+        assert_eq!(refused.status(), 429);
+        let retry: u64 = refused.headers()["retry-after"].to_str().unwrap().parse().unwrap();
+        assert!((1..=20).contains(&retry), "one request per 20 s at 3 a minute: {retry}");
+        let body: Value = refused.json().await.unwrap();
+        assert_eq!(error_code(&body), Some("RATE_LIMITED"));
+        assert_eq!(body["errors"][0]["extensions"]["retryAfterSeconds"], retry);
+        // The bucket is the caller's: others are served, and every route counts.
+        let (email, password) = app.create_user(entity::enums::Role::Analyst).await;
+        let analyst = app.login(&email, &password).await.access;
+        assert_eq!(ask(analyst).await.status(), 200);
+        let export = app.client.get(app.url("/export/feedback")).bearer_auth(&admin).send().await.unwrap();
+        assert_eq!(export.status(), 429);
+        app.stop().await;
+    }
+}
