@@ -180,6 +180,11 @@ pub struct Settings {
     #[arg(long, env = "CXGRAPH_JWT_SECRET", hide_env_values = true, global = true)]
     pub jwt_secret: Option<String>,
 
+    /// Earlier JWT secrets, comma-separated, still accepted for verification during a
+    /// key rotation (tokens name their key by `kid`).
+    #[arg(long, env = "CXGRAPH_JWT_PREVIOUS_SECRETS", hide_env_values = true, global = true)]
+    pub jwt_previous_secrets: Option<String>,
+
     /// Access token lifetime in seconds.
     #[arg(long, env = "CXGRAPH_ACCESS_TOKEN_TTL", default_value_t = 900, value_parser = clap::value_parser!(u64).range(30..=86_400), global = true)]
     pub access_token_ttl: u64,

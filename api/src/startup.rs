@@ -54,7 +54,17 @@ fn jwt_keys(settings: &Settings) -> anyhow::Result<(JwtKeys, bool)> {
         None if settings.is_sqlite() => (secret::random_password() + &secret::random_password(), true),
         None => anyhow::bail!("CXGRAPH_JWT_SECRET must be set (at least 32 bytes) when DATABASE_URL is not SQLite"),
     };
-    let keys = JwtKeys::new(secret.as_bytes(), settings.access_token_ttl()).map_err(anyhow::Error::msg)?;
+    let previous: Vec<&[u8]> = settings
+        .jwt_previous_secrets
+        .as_deref()
+        .unwrap_or_default()
+        .split(',')
+        .map(str::trim)
+        .filter(|s| !s.is_empty())
+        .map(str::as_bytes)
+        .collect();
+    let keys = JwtKeys::with_previous(secret.as_bytes(), &previous, settings.access_token_ttl())
+        .map_err(anyhow::Error::msg)?;
     Ok((keys, ephemeral))
 }
 

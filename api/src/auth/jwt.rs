@@ -4,6 +4,13 @@
 //! `iss`, `aud` and `sub`, and allows no leeway beyond a few seconds of clock skew. The
 //! role travels in the token, so checking a request costs no database round trip; the
 //! short lifetime bounds how long a changed role or a deactivated user lingers.
+//!
+//! Key rotation: tokens are signed with the current secret and carry its `kid` (a
+//! fingerprint of the key, not the key); verification accepts the current key and the
+//! previous ones (`CXGRAPH_JWT_PREVIOUS_SECRETS`), chosen by `kid`. An unknown `kid` is
+//! refused; a token without one (issued before rotation existed) is checked against
+//! the current key only. Rotate by making the new secret current and the old one
+//! previous until the last old token has expired (the access-token lifetime).
 
 use std::fmt;
 use std::time::Duration;
@@ -34,13 +41,21 @@ pub struct Claims {
     pub jti: Uuid,
 }
 
-/// Signs and checks access tokens. `Debug` never shows the key.
+/// Signs and checks access tokens. `Debug` never shows the keys.
 #[derive(Clone)]
 pub struct JwtKeys {
+    kid: String,
     encoding: EncodingKey,
-    decoding: DecodingKey,
+    /// (kid, key): the current key first, then the previous ones.
+    decoding: Vec<(String, DecodingKey)>,
     validation: Validation,
     ttl: Duration,
+}
+
+/// The public name of a key: the first 8 bytes of its SHA-256, in hex.
+fn kid_of(secret: &[u8]) -> String {
+    use sha2::Digest;
+    sha2::Sha256::digest(secret).iter().take(8).map(|b| format!("{b:02x}")).collect()
 }
 
 impl fmt::Debug for JwtKeys {
@@ -52,8 +67,16 @@ impl fmt::Debug for JwtKeys {
 impl JwtKeys {
     /// Builds the keys from a secret of at least 32 bytes.
     pub fn new(secret: &[u8], ttl: Duration) -> Result<Self, String> {
+        Self::with_previous(secret, &[], ttl)
+    }
+
+    /// Keys signing with `secret` and also accepting tokens of the `previous` secrets.
+    pub fn with_previous(secret: &[u8], previous: &[&[u8]], ttl: Duration) -> Result<Self, String> {
         if secret.len() < MIN_SECRET_LEN {
             return Err(format!("CXGRAPH_JWT_SECRET must be at least {MIN_SECRET_LEN} bytes"));
+        }
+        if previous.iter().any(|p| p.len() < MIN_SECRET_LEN) {
+            return Err(format!("every CXGRAPH_JWT_PREVIOUS_SECRETS key must be at least {MIN_SECRET_LEN} bytes"));
         }
         let mut validation = Validation::new(Algorithm::HS256);
         validation.algorithms = vec![Algorithm::HS256];
@@ -61,9 +84,12 @@ impl JwtKeys {
         validation.set_audience(&[AUDIENCE]);
         validation.set_required_spec_claims(&["exp", "iss", "aud", "sub"]);
         validation.leeway = 5;
+        let decoding =
+            std::iter::once(secret).chain(previous.iter().copied()).map(|s| (kid_of(s), DecodingKey::from_secret(s)));
         Ok(Self {
+            kid: kid_of(secret),
             encoding: EncodingKey::from_secret(secret),
-            decoding: DecodingKey::from_secret(secret),
+            decoding: decoding.collect(),
             validation,
             ttl,
         })
@@ -83,19 +109,62 @@ impl JwtKeys {
             exp: expires_at.timestamp(),
             jti: Uuid::now_v7(),
         };
-        let token = jsonwebtoken::encode(&Header::new(Algorithm::HS256), &claims, &self.encoding)
-            .map_err(AppError::internal)?;
+        let mut header = Header::new(Algorithm::HS256);
+        header.kid = Some(self.kid.clone());
+        let token = jsonwebtoken::encode(&header, &claims, &self.encoding).map_err(AppError::internal)?;
         Ok((token, expires_at))
     }
 
     /// Checks an access token and returns who it names.
     pub fn verify(&self, token: &str) -> Result<UserPrincipal, AuthFailure> {
-        match jsonwebtoken::decode::<Claims>(token, &self.decoding, &self.validation) {
+        let header = jsonwebtoken::decode_header(token).map_err(|_| AuthFailure::Invalid)?;
+        let key = match header.kid.as_deref() {
+            Some(kid) => self.decoding.iter().find(|(k, _)| k == kid).map(|(_, key)| key),
+            None => self.decoding.first().map(|(_, key)| key),
+        };
+        let Some(key) = key else { return Err(AuthFailure::Invalid) };
+        match jsonwebtoken::decode::<Claims>(token, key, &self.validation) {
             Ok(data) => Ok(UserPrincipal { id: data.claims.sub, role: data.claims.role }),
             Err(e) => Err(match e.kind() {
                 ErrorKind::ExpiredSignature => AuthFailure::Expired,
                 _ => AuthFailure::Invalid,
             }),
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    const OLD: &[u8] = b"an-old-secret-of-at-least-32-bytes!!";
+    const NEW: &[u8] = b"the-new-secret-of-at-least-32-bytes!";
+
+    #[test]
+    fn rotation_accepts_previous_keys_by_kid_and_refuses_unknown_ones() {
+        let ttl = Duration::from_secs(60);
+        let old = JwtKeys::new(OLD, ttl).unwrap();
+        let (token, _) = old.issue(Uuid::now_v7(), Role::Agent).unwrap();
+        assert_eq!(jsonwebtoken::decode_header(&token).unwrap().kid, Some(kid_of(OLD)));
+        let rotated = JwtKeys::with_previous(NEW, &[OLD], ttl).unwrap();
+        assert!(rotated.verify(&token).is_ok(), "a previous key still verifies its tokens");
+        let (fresh, _) = rotated.issue(Uuid::now_v7(), Role::Agent).unwrap();
+        assert_eq!(jsonwebtoken::decode_header(&fresh).unwrap().kid, Some(kid_of(NEW)), "new tokens use the new key");
+        assert!(JwtKeys::new(NEW, ttl).unwrap().verify(&token).is_err(), "once retired, the old key is refused");
+        // A token naming a kid nobody has, signed with the current key: refused.
+        let claims = Claims {
+            sub: Uuid::now_v7(),
+            role: Role::Admin,
+            iss: ISSUER.into(),
+            aud: AUDIENCE.into(),
+            iat: Utc::now().timestamp(),
+            exp: Utc::now().timestamp() + 60,
+            jti: Uuid::now_v7(),
+        };
+        let mut header = Header::new(Algorithm::HS256);
+        header.kid = Some("0000000000000000".into());
+        let forged = jsonwebtoken::encode(&header, &claims, &EncodingKey::from_secret(NEW)).unwrap();
+        assert!(rotated.verify(&forged).is_err());
+        assert!(JwtKeys::with_previous(NEW, &[b"short"], ttl).is_err());
     }
 }
