@@ -96,9 +96,13 @@ impl Metrics {
         let outcome = if error_codes.is_empty() { "ok" } else { "error" };
         {
             let mut m = lock(&self.graphql);
+            // Counting distinct names only for a name not seen yet keeps the usual
+            // request to one scan without allocating.
             let known = m.keys().any(|(_, n, _)| n == name);
-            let distinct = m.keys().map(|(_, n, _)| n.as_str()).collect::<std::collections::BTreeSet<_>>().len();
-            let name = if known || distinct < MAX_OPERATIONS { name } else { "other" };
+            let room = || {
+                m.keys().map(|(_, n, _)| n.as_str()).collect::<std::collections::BTreeSet<_>>().len() < MAX_OPERATIONS
+            };
+            let name = if known || room() { name } else { "other" };
             m.entry((kind.to_owned(), name.to_owned(), outcome)).or_default().observe(latency.as_secs_f64());
         }
         let mut errors = lock(&self.graphql_errors);

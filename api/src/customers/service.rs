@@ -428,8 +428,22 @@ impl CustomerRef {
 
 /// The customer an event is about, inside the caller's write transaction: by id
 /// (following a merge to the survivor; an erased customer is refused) or by resolving
-/// the identities.
+/// the identities. `None` when a concurrent request inserted one of the identities
+/// first: the caller rolls back and retries (see `batch::retrying`).
 pub async fn resolve_ref(
+    txn: &impl ConnectionTrait,
+    actor: Actor<'_>,
+    path: &[&str],
+    reference: &CustomerRef,
+) -> AppResult<Option<customer::Model>> {
+    match resolve_ref_once(txn, actor, path, reference).await {
+        Ok(c) => Ok(Some(c)),
+        Err(ResolveError::Race(_)) => Ok(None),
+        Err(ResolveError::App(e)) => Err(e),
+    }
+}
+
+async fn resolve_ref_once(
     txn: &impl ConnectionTrait,
     actor: Actor<'_>,
     path: &[&str],

@@ -17,7 +17,7 @@ use super::surveys::{self, score_range};
 use super::topics::{self, Tagger};
 use crate::audit::{self, Actor};
 use crate::batch::{self, Stored};
-use crate::customers::service::{self as customers, CustomerRef, ResolveError};
+use crate::customers::service::{self as customers, CustomerRef};
 use crate::db;
 use crate::error::{AppError, AppResult, FieldError};
 use crate::events::{self, NewEvent};
@@ -203,13 +203,9 @@ async fn submit_with(
             txn.rollback().await.ok();
             return Ok(Some(Stored { row: found, created: false }));
         }
-        let customer = match customers::resolve_ref(&txn, actor, path, &input.customer).await {
-            Ok(c) => c,
-            Err(ResolveError::Race(_)) => {
-                txn.rollback().await.ok();
-                return Ok(None);
-            }
-            Err(ResolveError::App(e)) => return Err(e),
+        let Some(customer) = customers::resolve_ref(&txn, actor, path, &input.customer).await? else {
+            txn.rollback().await.ok();
+            return Ok(None);
         };
         check_links(&txn, path, &input, customer.id).await?;
         let now = Utc::now();

@@ -23,8 +23,8 @@ use super::routing::{self, RoutingFacts, Rule};
 use super::sla;
 use crate::audit::{self, Actor};
 use crate::batch::{self, Stored};
+use crate::customers::service as customers;
 pub use crate::customers::service::CustomerRef;
-use crate::customers::service::{self as customers, ResolveError};
 use crate::db;
 use crate::error::{AppError, AppResult, FieldError};
 use crate::events::{self, NewEvent};
@@ -209,13 +209,9 @@ async fn attempt(
         txn.rollback().await.ok();
         return Ok(Some(Recorded { row: existing, created: false }));
     }
-    let customer = match customers::resolve_ref(&txn, actor, path, &input.customer).await {
-        Ok(c) => c,
-        Err(ResolveError::Race(_)) => {
-            txn.rollback().await.ok();
-            return Ok(None);
-        }
-        Err(ResolveError::App(e)) => return Err(e),
+    let Some(customer) = customers::resolve_ref(&txn, actor, path, &input.customer).await? else {
+        txn.rollback().await.ok();
+        return Ok(None);
     };
     let at = input.occurred_at.unwrap_or_else(Utc::now);
     let inbound = input.direction == Direction::Inbound;

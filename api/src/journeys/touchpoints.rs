@@ -16,7 +16,7 @@ use uuid::Uuid;
 use super::config::{self, Journey};
 use crate::audit::{self, Actor};
 use crate::batch::{self, Stored};
-use crate::customers::service::{self as customers, CustomerRef, ResolveError};
+use crate::customers::service::{self as customers, CustomerRef};
 use crate::db;
 use crate::error::{AppError, AppResult, FieldError};
 use crate::events::{self, NewEvent};
@@ -142,13 +142,9 @@ async fn record_with(
             txn.rollback().await.ok();
             return Ok(Some(Stored { row: found, created: false }));
         }
-        let customer = match customers::resolve_ref(&txn, actor, path, &input.customer).await {
-            Ok(c) => c,
-            Err(ResolveError::Race(_)) => {
-                txn.rollback().await.ok();
-                return Ok(None);
-            }
-            Err(ResolveError::App(e)) => return Err(e),
+        let Some(customer) = customers::resolve_ref(&txn, actor, path, &input.customer).await? else {
+            txn.rollback().await.ok();
+            return Ok(None);
         };
         check_interaction(&txn, path, input.interaction_id, customer.id).await?;
         let now = Utc::now();
