@@ -84,12 +84,16 @@ pub struct SeedArgs {
     /// Number of customers to generate.
     #[arg(long, default_value_t = 300)]
     pub customers: u32,
-    /// Average number of conversations per customer.
-    #[arg(long, default_value_t = 2)]
-    pub conversations_per_customer: u32,
-    /// Average number of touchpoints per customer.
-    #[arg(long, default_value_t = 4)]
-    pub touchpoints_per_customer: u32,
+    /// Interactions (messages) in all; default six per customer. Activity is skewed:
+    /// most customers write rarely, a few write a lot.
+    #[arg(long)]
+    pub interactions: Option<u64>,
+    /// Journey touchpoints in all; default three per customer.
+    #[arg(long)]
+    pub touchpoints: Option<u64>,
+    /// Feedback (survey answers, mentions, reviews) in all; default 0.6 per customer.
+    #[arg(long)]
+    pub feedback: Option<u64>,
     /// Random seed: the same seed gives the same dataset.
     #[arg(long, default_value_t = 42)]
     pub seed: u64,
@@ -97,7 +101,7 @@ pub struct SeedArgs {
 
 impl Default for SeedArgs {
     fn default() -> Self {
-        Self { customers: 300, conversations_per_customer: 2, touchpoints_per_customer: 4, seed: 42 }
+        Self { customers: 300, interactions: None, touchpoints: None, feedback: None, seed: 42 }
     }
 }
 

@@ -77,6 +77,62 @@ async fn demo_data_is_deterministic_for_a_seed() {
     b.stop().await;
 }
 
+/// The benchmark's sizes are totals: the generator lands near each (activity is
+/// random and skewed, so not exactly), tags what it writes as ingest would (nothing is
+/// left for the re-tagging job), and its funnels thin out stage by stage.
+#[tokio::test]
+async fn seed_generates_the_requested_totals_tagged() {
+    on_each_backend(async |app: &TestApp| {
+        let who = app.backend.name();
+        let args = cxgraph::config::SeedArgs {
+            customers: 400,
+            interactions: Some(8_000),
+            touchpoints: Some(2_000),
+            feedback: Some(1_000),
+            seed: 7,
+        };
+        let report = cxgraph::dataset::generate(&app.db, &args).await.unwrap();
+        assert_eq!(report.customers, 400, "[{who}]");
+        let near = |got: u64, want: f64| (got as f64 - want).abs() / want < 0.15;
+        assert!(near(report.interactions, 8_000.0), "[{who}] {report:?}");
+        assert!(near(report.touchpoints, 2_000.0), "[{who}] {report:?}");
+        assert!(near(report.feedback, 1_000.0), "[{who}] {report:?}");
+        assert_eq!(Interaction::find().count(&app.db).await.unwrap(), report.interactions, "[{who}]");
+        let count = async |sql: &str| {
+            let row =
+                app.db.query_one_raw(Statement::from_string(app.db.get_database_backend(), sql)).await.unwrap().unwrap();
+            row.try_get_by_index::<i64>(0).unwrap()
+        };
+        let tagged = count("SELECT count(*) FROM interaction_topics").await;
+        assert!(tagged > 0, "[{who}] inbound messages tagged at generation");
+        let untagged_parcels = count(
+            "SELECT count(*) FROM interactions i WHERE i.direction = 'inbound' AND i.body LIKE '%parcel%' \
+             AND NOT EXISTS (SELECT 1 FROM interaction_topics t WHERE t.interaction_id = i.id)",
+        )
+        .await;
+        assert_eq!(untagged_parcels, 0, "[{who}] every message about a parcel has the Delivery topic");
+        assert!(count("SELECT count(*) FROM feedback_topics").await > 0, "[{who}]");
+        let pending = Topic::find().all(&app.db).await.unwrap();
+        assert!(pending.iter().all(|t| !cxgraph::feedback::topics::retag_pending_for(t)), "[{who}] nothing to re-tag");
+        // Later stages are reached by fewer touchpoints than the first.
+        let by_stage = app
+            .db
+            .query_all_raw(Statement::from_string(
+                app.db.get_database_backend(),
+                "SELECT s.position AS position, count(*) AS n FROM touchpoints t JOIN journey_stages s ON s.id = t.stage_id \
+                 JOIN journeys j ON j.id = s.journey_id WHERE j.name = 'Purchase' GROUP BY s.position ORDER BY s.position",
+            ))
+            .await
+            .unwrap()
+            .iter()
+            .map(|r| r.try_get::<i64>("", "n").unwrap())
+            .collect::<Vec<_>>();
+        assert_eq!(by_stage.len(), 5, "[{who}] {by_stage:?}");
+        assert!(by_stage.windows(2).all(|w| w[1] < w[0]), "[{who}] the funnel thins out: {by_stage:?}");
+    })
+    .await;
+}
+
 #[tokio::test]
 async fn sqlite_runs_in_wal_mode_with_foreign_keys() {
     let app = TestApp::spawn(&Backend::Sqlite).await;
