@@ -81,6 +81,19 @@ pub fn is_unique_violation(err: &DbErr) -> bool {
     matches!(err.sql_err(), Some(sea_orm::SqlErr::UniqueConstraintViolation(_)))
 }
 
+/// Whether a write lost to a concurrent one and succeeds when tried again: a unique
+/// key taken meanwhile, or PostgreSQL breaking a deadlock (40P01) or a serialisation
+/// conflict (40001) by failing this side.
+pub fn lost_race(err: &DbErr) -> bool {
+    if is_unique_violation(err) {
+        return true;
+    }
+    let (DbErr::Exec(sea_orm::RuntimeErr::SqlxError(e)) | DbErr::Query(sea_orm::RuntimeErr::SqlxError(e))) = err else {
+        return false;
+    };
+    matches!(&**e, sea_orm::sqlx::Error::Database(db) if db.code().is_some_and(|c| c == "40P01" || c == "40001"))
+}
+
 /// Applies every pending migration.
 pub async fn migrate(db: &DatabaseConnection) -> Result<(), DbErr> {
     Migrator::up(db, None).await

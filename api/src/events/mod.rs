@@ -14,4 +14,4 @@ pub mod outbox;
 pub mod webhooks;
 
 pub use bus::{Bus, Event};
-pub use outbox::{NewEvent, customer_event, emit};
+pub use outbox::{NewEvent, customer_event, emit, emit_all};

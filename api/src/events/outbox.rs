@@ -64,6 +64,33 @@ pub async fn emit(db: &impl ConnectionTrait, event: NewEvent) -> AppResult<()> {
     Ok(())
 }
 
+/// Writes several events in the caller's transaction with one statement (one
+/// `NOTIFY` on PostgreSQL).
+pub async fn emit_all(db: &impl ConnectionTrait, events: Vec<NewEvent>) -> Result<(), sea_orm::DbErr> {
+    if events.is_empty() {
+        return Ok(());
+    }
+    let now = Utc::now();
+    let rows = events.into_iter().map(|event| outbox_event::ActiveModel {
+        position: NotSet,
+        id: Set(Uuid::now_v7()),
+        event_type: Set(event.event_type.to_owned()),
+        version: Set(EVENT_VERSION),
+        aggregate_type: Set(event.aggregate_type.to_owned()),
+        aggregate_id: Set(event.aggregate_id),
+        customer_id: Set(event.customer_id),
+        channel: Set(event.channel.map(|c| sea_orm::ActiveEnum::to_value(&c))),
+        payload: Set(event.payload),
+        created_at: Set(now),
+    });
+    <outbox_event::Entity as sea_orm::EntityTrait>::insert_many(rows).exec_without_returning(db).await?;
+    if db.get_database_backend() == DatabaseBackend::Postgres {
+        let notify = format!("NOTIFY {NOTIFY_CHANNEL}");
+        db.execute_raw(Statement::from_string(DatabaseBackend::Postgres, notify)).await?;
+    }
+    Ok(())
+}
+
 /// A page of the outbox for a consumer catching up: events after `after` (a
 /// position), of the given types, on the given channels (events without a channel
 /// always pass), oldest first.

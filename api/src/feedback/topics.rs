@@ -94,17 +94,6 @@ pub async fn tag_feedback(
     insert_feedback_links(db, topics.into_iter().map(|t| (id, t)).collect()).await
 }
 
-/// Links an interaction to the topics its body mentions.
-pub async fn tag_interaction(
-    db: &impl ConnectionTrait,
-    tagger: &Tagger,
-    id: Uuid,
-    body: Option<&str>,
-) -> AppResult<()> {
-    let topics = body.map(|b| tagger.tag(b)).unwrap_or_default();
-    insert_interaction_links(db, topics.into_iter().map(|t| (id, t)).collect()).await
-}
-
 async fn insert_feedback_links(db: &impl ConnectionTrait, links: Vec<(Uuid, Uuid)>) -> AppResult<()> {
     if links.is_empty() {
         return Ok(());
@@ -120,7 +109,10 @@ async fn insert_feedback_links(db: &impl ConnectionTrait, links: Vec<(Uuid, Uuid
     Ok(())
 }
 
-async fn insert_interaction_links(db: &impl ConnectionTrait, links: Vec<(Uuid, Uuid)>) -> AppResult<()> {
+pub async fn insert_interaction_links(
+    db: &impl ConnectionTrait,
+    links: Vec<(Uuid, Uuid)>,
+) -> Result<(), sea_orm::DbErr> {
     if links.is_empty() {
         return Ok(());
     }

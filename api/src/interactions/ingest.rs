@@ -1,20 +1,26 @@
-//! Recording interactions: the full ingest pipeline for one event, idempotent.
+//! Recording interactions: the full ingest pipeline, idempotent, set-based.
 //!
-//! Each event runs in its own write transaction: look up `(channel, external_id)` (a
-//! known event returns the stored interaction and changes nothing), resolve the
-//! customer, score sentiment, thread into a conversation (routing and SLA due times
-//! for a new one), insert, bump the customer's last contact. Two copies arriving at
-//! the same moment race on the unique index; the loser rolls back and, on its retry,
-//! finds the winner's row. A batch answers per item: one bad item is reported and the
-//! others still land.
+//! A batch (one event is a batch of one) is written in one transaction with about a
+//! dozen statements however many events it holds: look up every `(channel,
+//! external_id)` at once (a known event returns the stored interaction and changes
+//! nothing), load the customers named by id at once (identities are resolved one by
+//! one: that may create customers), lock the current conversation of each (customer,
+//! channel), then in memory score sentiment, thread each event in order (routing and
+//! SLA due times for a new conversation) and tag topics, and write back with one
+//! statement per table. Two copies arriving at the same moment race on the unique
+//! index; the losing batch rolls back and, on its retry, finds the winner's rows. A
+//! batch answers per item: an item failing its checks is reported and the others
+//! still land.
 
 use chrono::{DateTime, Utc};
 use entity::enums::{AuthorKind, Channel, ConversationStatus, Direction, Priority, Visibility};
 use entity::{conversation, customer, interaction, sla_policy};
-use sea_orm::sea_query::Expr;
+use std::collections::{HashMap, HashSet};
+
+use sea_orm::sea_query::{Expr, OnConflict};
 use sea_orm::{
     ActiveEnum, ActiveModelTrait, ColumnTrait, ConnectionTrait, DatabaseConnection, EntityTrait, IntoActiveModel,
-    QueryFilter, QueryOrder, Set,
+    Iterable, QueryFilter, QueryOrder, QuerySelect, Set, TryIntoModel,
 };
 use serde_json::json;
 use uuid::Uuid;
@@ -113,8 +119,7 @@ fn validate(path: &[&str], input: &NewInteraction) -> AppResult<()> {
 
 /// Records one event.
 pub async fn record(db: &DatabaseConnection, actor: Actor<'_>, input: NewInteraction) -> AppResult<Recorded> {
-    let pipeline = Pipeline::load(db).await?;
-    let recorded = record_with(db, actor, &pipeline, &["input"], input).await?;
+    let recorded = ingest(db, actor, vec![input], false).await?.pop().unwrap_or_else(|| Err(no_answer()))?;
     if recorded.created {
         audit::record(db, actor, "recordInteraction", "interaction", Some(recorded.row.id), json!({})).await?;
     }
@@ -128,63 +133,76 @@ pub async fn record_batch(
     inputs: Vec<NewInteraction>,
 ) -> AppResult<Vec<AppResult<Recorded>>> {
     batch::check_size(inputs.len())?;
-    let pipeline = Pipeline::load(db).await?;
-    let mut out = Vec::with_capacity(inputs.len());
-    for (i, input) in inputs.into_iter().enumerate() {
-        let index = i.to_string();
-        let result = record_with(db, actor, &pipeline, &["inputs", &index], input).await;
-        if let Err(e) = &result
-            && !matches!(e, AppError::Invalid(_))
+    let out = ingest(db, actor, inputs, true).await?;
+    for (i, result) in out.iter().enumerate() {
+        if let Err(e) = result
+            && !matches!(e, AppError::Invalid(_) | AppError::NotFound(_) | AppError::Forbidden(_))
         {
             tracing::warn!(index = i, error = e.message(), "ingest item failed");
         }
-        out.push(result);
     }
     batch::audit(db, actor, "ingestInteractions", "interaction", &out).await?;
     Ok(out)
 }
 
-async fn find_existing(
-    db: &impl ConnectionTrait,
-    channel: Channel,
-    external_id: &str,
-) -> AppResult<Option<interaction::Model>> {
-    Ok(interaction::Entity::find()
-        .filter(interaction::Column::Channel.eq(channel))
-        .filter(interaction::Column::ExternalId.eq(external_id))
-        .one(db)
-        .await?)
+fn no_answer() -> AppError {
+    AppError::internal(anyhow::anyhow!("an ingested item got no answer"))
 }
 
-/// One event through the pipeline, retried when a concurrent request wins a race.
-pub async fn record_with(
-    db: &DatabaseConnection,
-    actor: Actor<'_>,
-    pipeline: &Pipeline,
-    path: &[&str],
-    input: NewInteraction,
-) -> AppResult<Recorded> {
-    let channel = input.channel;
-    let result = record_one(db, actor, pipeline, path, input).await;
-    count(channel, &result);
-    result
+/// The field path of item `i`: `input.…` for one event, `inputs.i.…` in a batch.
+fn path_of(batched: bool, i: usize) -> Vec<String> {
+    if batched { vec!["inputs".to_owned(), i.to_string()] } else { vec!["input".to_owned()] }
 }
 
-async fn record_one(
-    db: &DatabaseConnection,
-    actor: Actor<'_>,
-    pipeline: &Pipeline,
-    path: &[&str],
-    mut input: NewInteraction,
-) -> AppResult<Recorded> {
-    validate(path, &input)?;
+/// Checks an item before any transaction: what the caller must fix.
+fn precheck(path: &[&str], actor: Actor<'_>, input: &mut NewInteraction) -> AppResult<()> {
+    validate(path, input)?;
     if !actor.principal.may_use_channel(input.channel) {
         return Err(AppError::forbidden(format!("this token may not write to the {:?} channel", input.channel)));
     }
     input.external_id = input.external_id.trim().to_owned();
-    // Bad identities are the caller's to fix: report them before any transaction.
     customers::normalize_all(&[path, &["identities"]].concat(), &input.customer.identities)?;
-    batch::retrying(|| attempt(db, actor, pipeline, path, &input)).await
+    Ok(())
+}
+
+/// The pipeline for a batch: items failing their checks are answered at once; the
+/// rest are written together in one transaction, retried whole when a concurrent
+/// write wins a race on a unique key.
+async fn ingest(
+    db: &DatabaseConnection,
+    actor: Actor<'_>,
+    inputs: Vec<NewInteraction>,
+    batched: bool,
+) -> AppResult<Vec<AppResult<Recorded>>> {
+    let pipeline = Pipeline::load(db).await?;
+    let mut answers: Vec<Option<AppResult<Recorded>>> = (0..inputs.len()).map(|_| None).collect();
+    let mut channels = vec![None; inputs.len()];
+    let mut valid = Vec::with_capacity(inputs.len());
+    for (i, mut input) in inputs.into_iter().enumerate() {
+        channels[i] = Some(input.channel);
+        let path = path_of(batched, i);
+        let path: Vec<&str> = path.iter().map(String::as_str).collect();
+        match precheck(&path, actor, &mut input) {
+            Ok(()) => valid.push((i, input)),
+            Err(e) => answers[i] = Some(Err(e)),
+        }
+    }
+    if !valid.is_empty() {
+        for (i, answer) in batch::retrying(|| attempt(db, actor, &pipeline, &valid, batched)).await? {
+            answers[i] = Some(answer);
+        }
+    }
+    Ok(answers
+        .into_iter()
+        .zip(channels)
+        .map(|(answer, channel)| {
+            let answer = answer.unwrap_or_else(|| Err(no_answer()));
+            if let Some(channel) = channel {
+                count(channel, &answer);
+            }
+            answer
+        })
+        .collect())
 }
 
 /// Counts an ingest outcome per channel for `/metrics`.
@@ -197,68 +215,292 @@ fn count(channel: Channel, result: &AppResult<Recorded>) {
     crate::metrics::get().ingested(&channel.to_value(), outcome);
 }
 
+/// Interactions already stored under any of the items' keys, by key.
+async fn existing_by_key(
+    txn: &impl ConnectionTrait,
+    items: &[(usize, NewInteraction)],
+) -> AppResult<HashMap<(Channel, String), interaction::Model>> {
+    let channels: HashSet<Channel> = items.iter().map(|(_, x)| x.channel).collect();
+    let ids: HashSet<&str> = items.iter().map(|(_, x)| x.external_id.as_str()).collect();
+    // Both lists, so the (channel, external_id) index answers.
+    let found = interaction::Entity::find()
+        .filter(interaction::Column::Channel.is_in(channels))
+        .filter(interaction::Column::ExternalId.is_in(ids))
+        .all(txn)
+        .await?;
+    Ok(found.into_iter().filter_map(|i| i.external_id.clone().map(|e| ((i.channel, e), i))).collect())
+}
+
+/// Customers named by id, merged ones followed to their survivor.
+async fn customers_by_id(
+    txn: &impl ConnectionTrait,
+    items: &[(usize, NewInteraction)],
+) -> AppResult<HashMap<Uuid, customer::Model>> {
+    let ids: HashSet<Uuid> = items.iter().filter_map(|(_, x)| x.customer.id).collect();
+    let mut found: HashMap<Uuid, customer::Model> = HashMap::new();
+    if ids.is_empty() {
+        return Ok(found);
+    }
+    for c in customer::Entity::find().filter(customer::Column::Id.is_in(ids)).all(txn).await? {
+        found.insert(c.id, c);
+    }
+    let survivors: HashSet<Uuid> =
+        found.values().filter_map(|c| c.merged_into_id).filter(|id| !found.contains_key(id)).collect();
+    if !survivors.is_empty() {
+        for c in customer::Entity::find().filter(customer::Column::Id.is_in(survivors)).all(txn).await? {
+            found.insert(c.id, c);
+        }
+    }
+    Ok(found)
+}
+
+/// The customer of one item: by id from the batch's lookup (following a merge), or
+/// resolved by identities (which may create the customer). `Ok(None)`: lost a race.
+async fn customer_of(
+    txn: &impl ConnectionTrait,
+    actor: Actor<'_>,
+    path: &[&str],
+    by_id: &HashMap<Uuid, customer::Model>,
+    reference: &CustomerRef,
+) -> AppResult<Option<AppResult<customer::Model>>> {
+    let Some(id) = reference.id else {
+        return match customers::resolve_ref(txn, actor, path, reference).await {
+            Ok(Some(c)) => Ok(Some(Ok(c))),
+            Ok(None) => Ok(None),
+            // A database failure aborts the transaction: the whole batch fails.
+            Err(e @ (AppError::Internal(_) | AppError::Unavailable)) => Err(e),
+            Err(e) => Ok(Some(Err(e))),
+        };
+    };
+    let found = by_id.get(&id).map(|c| c.merged_into_id.map_or(Some(c), |s| by_id.get(&s)));
+    Ok(Some(match found.flatten() {
+        None => Err(AppError::NotFound("customer")),
+        Some(c) if c.erased_at.is_some() => {
+            Err(AppError::invalid(&[path, &["customerId"]].concat(), "ERASED", "was erased"))
+        }
+        Some(c) => Ok(c.clone()),
+    }))
+}
+
+/// Locks the batch's customers until it commits (PostgreSQL; SQLite has one writer
+/// anyway), in id order, and answers their current rows. Two batches writing for the
+/// same customer thus run one after the other: the second sees the conversation the
+/// first opened instead of opening another.
+async fn lock_customers(
+    txn: &impl ConnectionTrait,
+    ids: HashSet<Uuid>,
+) -> Result<HashMap<Uuid, customer::Model>, sea_orm::DbErr> {
+    if ids.is_empty() {
+        return Ok(HashMap::new());
+    }
+    let rows = customer::Entity::find()
+        .filter(customer::Column::Id.is_in(ids))
+        .order_by_asc(customer::Column::Id)
+        .lock_exclusive()
+        .all(txn)
+        .await?;
+    Ok(rows.into_iter().map(|c| (c.id, c)).collect())
+}
+
+/// The open, pending or resolved conversation of each (customer, channel), latest
+/// first; on PostgreSQL locked until the batch commits, so an agent's reply landing
+/// meanwhile is not overwritten.
+async fn current_conversations(
+    txn: &impl ConnectionTrait,
+    pairs: &HashSet<(Uuid, Channel)>,
+) -> Result<HashMap<(Uuid, Channel), conversation::Model>, sea_orm::DbErr> {
+    let mut current: HashMap<(Uuid, Channel), conversation::Model> = HashMap::new();
+    if pairs.is_empty() {
+        return Ok(current);
+    }
+    let customers: HashSet<Uuid> = pairs.iter().map(|(c, _)| *c).collect();
+    let channels: HashSet<Channel> = pairs.iter().map(|(_, ch)| *ch).collect();
+    let rows = conversation::Entity::find()
+        .filter(conversation::Column::CustomerId.is_in(customers))
+        .filter(conversation::Column::Channel.is_in(channels))
+        .filter(conversation::Column::Status.is_in([
+            ConversationStatus::Open,
+            ConversationStatus::Pending,
+            ConversationStatus::Resolved,
+        ]))
+        .order_by_asc(conversation::Column::Id)
+        .lock_exclusive()
+        .all(txn)
+        .await?;
+    for row in rows {
+        let key = (row.customer_id, row.channel);
+        if !pairs.contains(&key) {
+            continue;
+        }
+        if current.get(&key).is_none_or(|c| c.last_message_at < row.last_message_at) {
+            current.insert(key, row);
+        }
+    }
+    Ok(current)
+}
+
+type Answers = Vec<(usize, AppResult<Recorded>)>;
+
+/// One try at writing the batch. `Ok(None)`: a concurrent write won a race; the
+/// transaction is rolled back and the caller tries again (finding the winner's rows).
 async fn attempt(
     db: &DatabaseConnection,
     actor: Actor<'_>,
     pipeline: &Pipeline,
-    path: &[&str],
-    input: &NewInteraction,
-) -> AppResult<Option<Recorded>> {
+    items: &[(usize, NewInteraction)],
+    batched: bool,
+) -> AppResult<Option<Answers>> {
     let txn = db::begin_write(db).await?;
-    if let Some(existing) = find_existing(&txn, input.channel, &input.external_id).await? {
-        txn.rollback().await.ok();
-        return Ok(Some(Recorded { row: existing, created: false }));
-    }
-    let Some(customer) = customers::resolve_ref(&txn, actor, path, &input.customer).await? else {
-        txn.rollback().await.ok();
-        return Ok(None);
-    };
-    let at = input.occurred_at.unwrap_or_else(Utc::now);
-    let inbound = input.direction == Direction::Inbound;
-    let score =
-        if inbound { input.body.as_deref().filter(|b| !b.trim().is_empty()).map(sentiment::analyse) } else { None };
-    let conversation_id = thread(&txn, pipeline, &customer, input, at, score.map(|s| s.score)).await?;
-    let author_kind = input.author_kind.unwrap_or(if inbound { AuthorKind::Customer } else { AuthorKind::Agent });
-    let author_user_id = if author_kind == AuthorKind::Agent { actor.principal.user().map(|u| u.id) } else { None };
-    let row = interaction::ActiveModel {
-        id: Set(Uuid::now_v7()),
-        customer_id: Set(customer.id),
-        conversation_id: Set(Some(conversation_id)),
-        channel: Set(input.channel),
-        direction: Set(input.direction),
-        visibility: Set(input.visibility),
-        author_kind: Set(author_kind),
-        author_user_id: Set(author_user_id),
-        inbox: Set(input.inbox.clone()),
-        body: Set(input.body.clone()),
-        sentiment_score: Set(score.map(|s| s.score)),
-        sentiment_label: Set(score.map(|s| s.label)),
-        external_id: Set(Some(input.external_id.clone())),
-        occurred_at: Set(at),
-        created_at: Set(Utc::now()),
-    };
-    let inserted = match row.insert(&txn).await {
-        Ok(model) => model,
-        Err(e) if db::is_unique_violation(&e) => {
+    let existing = existing_by_key(&txn, items).await?;
+    let by_id = customers_by_id(&txn, items).await?;
+    let mut answers: Answers = Vec::with_capacity(items.len());
+    // Items that will be written, with their customer; repeats of a key within the
+    // batch point at the first item holding it.
+    let mut writes: Vec<(usize, &NewInteraction, customer::Model)> = Vec::new();
+    let mut first_of_key: HashMap<(Channel, &str), usize> = HashMap::new();
+    let mut repeats: Vec<(usize, usize)> = Vec::new();
+    for (i, input) in items {
+        let key = (input.channel, input.external_id.clone());
+        if let Some(found) = existing.get(&key) {
+            answers.push((*i, Ok(Recorded { row: found.clone(), created: false })));
+            continue;
+        }
+        if let Some(first) = first_of_key.get(&(input.channel, input.external_id.as_str())) {
+            repeats.push((*i, *first));
+            continue;
+        }
+        let path = path_of(batched, *i);
+        let path: Vec<&str> = path.iter().map(String::as_str).collect();
+        let Some(customer) = customer_of(&txn, actor, &path, &by_id, &input.customer).await? else {
             txn.rollback().await.ok();
             return Ok(None);
+        };
+        match customer {
+            Ok(customer) => {
+                first_of_key.insert((input.channel, input.external_id.as_str()), *i);
+                writes.push((*i, input, customer));
+            }
+            Err(e) => answers.push((*i, Err(e))),
         }
-        Err(e) => return Err(e.into()),
-    };
-    if inbound {
-        topics::tag_interaction(&txn, &pipeline.topics, inserted.id, inserted.body.as_deref()).await?;
     }
-    events::emit(&txn, interaction_event(&inserted)).await?;
-    events::emit(&txn, super::conversations::updated_event(conversation_id, customer.id, input.channel)).await?;
-    if customer.last_contact_at.is_none_or(|last| last < at) {
-        customer::Entity::update_many()
-            .col_expr(customer::Column::LastContactAt, Expr::value(at))
-            .filter(customer::Column::Id.eq(customer.id))
-            .exec(&txn)
-            .await?;
+    let pairs: HashSet<(Uuid, Channel)> = writes.iter().map(|(_, x, c)| (c.id, x.channel)).collect();
+    let locked = async {
+        let customers = lock_customers(&txn, writes.iter().map(|(_, _, c)| c.id).collect()).await?;
+        Ok::<_, sea_orm::DbErr>((customers, current_conversations(&txn, &pairs).await?))
+    };
+    // Every conversation here gets a message of this batch: all are written back.
+    let (fresh, mut conversations) = match locked.await {
+        Ok(locked) => locked,
+        Err(e) => {
+            txn.rollback().await.ok();
+            return if db::lost_race(&e) { Ok(None) } else { Err(e.into()) };
+        }
+    };
+    let now = Utc::now();
+    let mut rows: Vec<interaction::Model> = Vec::with_capacity(writes.len());
+    let mut links: Vec<(Uuid, Uuid)> = Vec::new();
+    let mut emitted: Vec<NewEvent> = Vec::with_capacity(writes.len() * 2);
+    let mut last_contact: HashMap<Uuid, (Option<DateTime<Utc>>, DateTime<Utc>)> = HashMap::new();
+    for (_, input, customer) in &writes {
+        let at = input.occurred_at.unwrap_or(now);
+        let inbound = input.direction == Direction::Inbound;
+        let score =
+            if inbound { input.body.as_deref().filter(|b| !b.trim().is_empty()).map(sentiment::analyse) } else { None };
+        let key = (customer.id, input.channel);
+        let conversation = match conversations.remove(&key) {
+            Some(current) => continue_conversation(pipeline, current, input, at, now)?,
+            None => open_conversation(pipeline, customer, input, at, now, score.map(|s| s.score)),
+        };
+        let conversation_id = conversation.id;
+        conversations.insert(key, conversation);
+        let author_kind = input.author_kind.unwrap_or(if inbound { AuthorKind::Customer } else { AuthorKind::Agent });
+        let row = interaction::Model {
+            id: Uuid::now_v7(),
+            customer_id: customer.id,
+            conversation_id: Some(conversation_id),
+            channel: input.channel,
+            direction: input.direction,
+            visibility: input.visibility,
+            author_kind,
+            author_user_id: if author_kind == AuthorKind::Agent { actor.principal.user().map(|u| u.id) } else { None },
+            inbox: input.inbox.clone(),
+            body: input.body.clone(),
+            sentiment_score: score.map(|s| s.score),
+            sentiment_label: score.map(|s| s.label),
+            external_id: Some(input.external_id.clone()),
+            occurred_at: at,
+            created_at: now,
+        };
+        if inbound && let Some(body) = row.body.as_deref() {
+            links.extend(pipeline.topics.tag(body).into_iter().map(|topic| (row.id, topic)));
+        }
+        emitted.push(interaction_event(&row));
+        emitted.push(super::conversations::updated_event(conversation_id, customer.id, input.channel));
+        let before = fresh.get(&customer.id).map_or(customer.last_contact_at, |c| c.last_contact_at);
+        let latest = last_contact.entry(customer.id).or_insert((before, at));
+        latest.1 = latest.1.max(at);
+        rows.push(row);
+    }
+    let touched: Vec<conversation::Model> = conversations.into_values().collect();
+    if let Err(e) = write(&txn, touched, &rows, links, emitted, &last_contact).await {
+        txn.rollback().await.ok();
+        return if db::lost_race(&e) { Ok(None) } else { Err(e.into()) };
     }
     txn.commit().await?;
-    Ok(Some(Recorded { row: inserted, created: true }))
+    let stored: HashMap<usize, interaction::Model> = writes.iter().map(|(i, _, _)| *i).zip(rows).collect();
+    for (i, first) in repeats {
+        if let Some(row) = stored.get(&first) {
+            answers.push((i, Ok(Recorded { row: row.clone(), created: false })));
+        }
+    }
+    answers.extend(stored.into_iter().map(|(i, row)| (i, Ok(Recorded { row, created: true }))));
+    Ok(Some(answers))
+}
+
+/// The batch's writes: one statement per table.
+async fn write(
+    txn: &impl ConnectionTrait,
+    conversations: Vec<conversation::Model>,
+    rows: &[interaction::Model],
+    links: Vec<(Uuid, Uuid)>,
+    emitted: Vec<NewEvent>,
+    last_contact: &HashMap<Uuid, (Option<DateTime<Utc>>, DateTime<Utc>)>,
+) -> Result<(), sea_orm::DbErr> {
+    if !conversations.is_empty() {
+        // New conversations are inserted, continued ones updated, in one upsert.
+        let models = conversations.into_iter().map(|row| row.into_active_model().reset_all());
+        use conversation::Column as C;
+        let update: Vec<C> =
+            C::iter().filter(|c| !matches!(c, C::Id | C::CustomerId | C::Channel | C::CreatedAt)).collect();
+        conversation::Entity::insert_many(models)
+            .on_conflict(OnConflict::column(conversation::Column::Id).update_columns(update).to_owned())
+            .exec_without_returning(txn)
+            .await?;
+    }
+    if !rows.is_empty() {
+        interaction::Entity::insert_many(rows.iter().cloned().map(IntoActiveModel::into_active_model))
+            .exec_without_returning(txn)
+            .await?;
+    }
+    topics::insert_interaction_links(txn, links).await?;
+    events::emit_all(txn, emitted).await?;
+    let later: Vec<(Uuid, DateTime<Utc>)> = last_contact
+        .iter()
+        .filter(|(_, (before, latest))| before.is_none_or(|b| b < *latest))
+        .map(|(id, (_, latest))| (*id, *latest))
+        .collect();
+    if !later.is_empty() {
+        let mut case = sea_orm::sea_query::CaseStatement::new();
+        for (id, at) in &later {
+            case = case.case(customer::Column::Id.eq(*id), Expr::value(*at));
+        }
+        customer::Entity::update_many()
+            .col_expr(customer::Column::LastContactAt, case.finally(Expr::col(customer::Column::LastContactAt)).into())
+            .filter(customer::Column::Id.is_in(later.iter().map(|(id, _)| *id)))
+            .exec(txn)
+            .await?;
+    }
+    Ok(())
 }
 
 /// The `interaction.received` event of a stored interaction (ids and codes only).
@@ -273,51 +515,45 @@ pub fn interaction_event(i: &interaction::Model) -> NewEvent {
     }
 }
 
-/// Finds or opens the conversation for the event and moves its clocks; returns its id.
-async fn thread(
-    txn: &impl ConnectionTrait,
+/// A further message on a conversation: moves its clocks (a customer's message reopens
+/// a resolved one and ends "pending"; our first reply stops the first-response clock).
+fn continue_conversation(
+    pipeline: &Pipeline,
+    current: conversation::Model,
+    input: &NewInteraction,
+    at: DateTime<Utc>,
+    now: DateTime<Utc>,
+) -> AppResult<conversation::Model> {
+    let mut c = current.into_active_model();
+    let last = *c.last_message_at.as_ref();
+    c.last_message_at = Set(last.max(at));
+    if input.direction == Direction::Inbound {
+        if *c.status.as_ref() != ConversationStatus::Open {
+            let policy = c.sla_policy_id.as_ref().and_then(|id| pipeline.policies.iter().find(|p| p.id == id));
+            let hours = policy.and_then(sla::hours_of);
+            super::conversations::apply_status(&mut c, ConversationStatus::Open, at.max(now), hours.as_ref());
+        }
+    } else if c.first_response_at.as_ref().is_none() {
+        c.first_response_at = Set(Some(at));
+        let due = *c.first_response_due_at.as_ref();
+        c.first_response_breached = Set(due.is_some_and(|d| at > d));
+    }
+    c.updated_at = Set(now);
+    super::conversations::refresh_next_due(&mut c);
+    Ok(c.try_into_model()?)
+}
+
+/// A new conversation for the event, routed by the first matching rule and timed by
+/// the most specific SLA policy.
+fn open_conversation(
     pipeline: &Pipeline,
     customer: &customer::Model,
     input: &NewInteraction,
     at: DateTime<Utc>,
+    now: DateTime<Utc>,
     sentiment: Option<f64>,
-) -> AppResult<Uuid> {
-    let current = conversation::Entity::find()
-        .filter(conversation::Column::CustomerId.eq(customer.id))
-        .filter(conversation::Column::Channel.eq(input.channel))
-        .filter(conversation::Column::Status.is_in([
-            ConversationStatus::Open,
-            ConversationStatus::Pending,
-            ConversationStatus::Resolved,
-        ]))
-        .order_by_desc(conversation::Column::LastMessageAt)
-        .one(txn)
-        .await?;
+) -> conversation::Model {
     let inbound = input.direction == Direction::Inbound;
-    let now = Utc::now();
-    if let Some(current) = current {
-        let id = current.id;
-        let mut c = current.into_active_model();
-        let last = *c.last_message_at.as_ref();
-        c.last_message_at = Set(last.max(at));
-        if inbound {
-            // A customer's message reopens a resolved conversation and ends "pending"
-            // (which restarts the paused resolution clock).
-            if *c.status.as_ref() != ConversationStatus::Open {
-                let policy = c.sla_policy_id.as_ref().and_then(|id| pipeline.policies.iter().find(|p| p.id == id));
-                let hours = policy.and_then(sla::hours_of);
-                super::conversations::apply_status(&mut c, ConversationStatus::Open, at.max(now), hours.as_ref());
-            }
-        } else if c.first_response_at.as_ref().is_none() {
-            c.first_response_at = Set(Some(at));
-            let due = *c.first_response_due_at.as_ref();
-            c.first_response_breached = Set(due.is_some_and(|d| at > d));
-        }
-        c.updated_at = Set(now);
-        super::conversations::refresh_next_due(&mut c);
-        c.update(txn).await?;
-        return Ok(id);
-    }
     let facts = RoutingFacts {
         channel: input.channel,
         visibility: input.visibility,
@@ -330,44 +566,39 @@ async fn thread(
     let route = routing::route(&pipeline.rules, &facts);
     let priority = route.priority.unwrap_or(Priority::Normal);
     let due = sla::pick(&pipeline.policies, input.channel, priority).map(|p| sla::due_times(p, at));
-    let subject = input.body.as_deref().map(|b| b.chars().take(120).collect::<String>());
-    let id = Uuid::now_v7();
+    // We wrote first (outreach): waiting on the customer.
     let status = if inbound { ConversationStatus::Open } else { ConversationStatus::Pending };
     let first_response_at = if inbound { None } else { Some(at) };
-    conversation::ActiveModel {
-        id: Set(id),
-        customer_id: Set(customer.id),
-        channel: Set(input.channel),
-        inbox: Set(input.inbox.clone()),
-        // We wrote first (outreach): waiting on the customer.
-        status: Set(if inbound { ConversationStatus::Open } else { ConversationStatus::Pending }),
-        priority: Set(priority),
-        subject: Set(subject),
-        team_id: Set(route.team_id),
-        assignee_id: Set(None),
-        sla_policy_id: Set(due.map(|d| d.policy_id)),
-        routing_rule_id: Set(route.rule_id),
-        tags: Set(json!(route.tags)),
-        opened_at: Set(at),
-        last_message_at: Set(at),
-        first_response_due_at: Set(due.map(|d| d.first_response_due_at)),
-        resolution_due_at: Set(due.map(|d| d.resolution_due_at)),
-        first_response_at: Set(first_response_at),
-        resolved_at: Set(None),
-        closed_at: Set(None),
-        first_response_breached: Set(false),
-        resolution_breached: Set(false),
-        pending_since: Set((!inbound).then_some(at)),
-        next_due_at: Set(super::conversations::next_due(
+    conversation::Model {
+        id: Uuid::now_v7(),
+        customer_id: customer.id,
+        channel: input.channel,
+        inbox: input.inbox.clone(),
+        status,
+        priority,
+        subject: input.body.as_deref().map(|b| b.chars().take(120).collect::<String>()),
+        team_id: route.team_id,
+        assignee_id: None,
+        sla_policy_id: due.map(|d| d.policy_id),
+        routing_rule_id: route.rule_id,
+        tags: json!(route.tags),
+        opened_at: at,
+        last_message_at: at,
+        first_response_due_at: due.map(|d| d.first_response_due_at),
+        resolution_due_at: due.map(|d| d.resolution_due_at),
+        first_response_at,
+        resolved_at: None,
+        closed_at: None,
+        first_response_breached: false,
+        resolution_breached: false,
+        pending_since: (!inbound).then_some(at),
+        next_due_at: super::conversations::next_due(
             status,
             first_response_at,
             due.map(|d| d.first_response_due_at),
             due.map(|d| d.resolution_due_at),
-        )),
-        created_at: Set(now),
-        updated_at: Set(now),
+        ),
+        created_at: now,
+        updated_at: now,
     }
-    .insert(txn)
-    .await?;
-    Ok(id)
 }

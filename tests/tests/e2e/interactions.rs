@@ -255,6 +255,98 @@ async fn a_batch_answers_per_item_and_a_bad_item_loses_nothing_else() {
     .await;
 }
 
+/// A batch is written set-based, yet threads like one event after another: messages
+/// of one customer on one channel share a conversation (continuing the one open
+/// before the batch), our reply stops the first-response clock, and the customer's
+/// last contact is the latest message.
+#[tokio::test]
+async fn a_batch_threads_in_order_like_single_events() {
+    on_each_backend(async |app: &TestApp| {
+        let admin = app.login_admin().await.access;
+        let at = |minutes: i64| (Utc::now() - Duration::minutes(120 - minutes)).to_rfc3339();
+        let who = json!([{ "kind": "EMAIL", "value": "thread@example.com" }]);
+        let before = record(
+            app,
+            &admin,
+            json!({ "channel": "EMAIL", "direction": "INBOUND", "externalId": "t-0",
+            "body": "first", "identities": who, "occurredAt": at(0) }),
+        )
+        .await;
+        let open_before = before["interaction"]["conversationId"].clone();
+        let item = |ext: &str, channel: &str, direction: &str, minutes: i64| {
+            json!({ "channel": channel, "direction": direction, "externalId": ext, "body": "msg",
+                "identities": who, "occurredAt": at(minutes) })
+        };
+        let inputs = json!([
+            item("t-1", "EMAIL", "OUTBOUND", 10),
+            item("t-2", "EMAIL", "INBOUND", 20),
+            item("t-3", "CHAT", "INBOUND", 30),
+            item("t-4", "CHAT", "OUTBOUND", 40),
+        ]);
+        let body = app.graphql(INGEST, json!({ "inputs": inputs }), Some(&admin)).await;
+        assert_eq!(body["data"]["ingestInteractions"]["created"], 4, "{body}");
+        let rows = Interaction::find().all(&app.db).await.unwrap();
+        let conversation_of = |ext: &str| {
+            rows.iter().find(|r| r.external_id.as_deref() == Some(ext)).unwrap().conversation_id.unwrap().to_string()
+        };
+        assert_eq!(json!(conversation_of("t-1")), open_before, "the open e-mail conversation continues");
+        assert_eq!(conversation_of("t-2"), conversation_of("t-1"));
+        assert_eq!(conversation_of("t-4"), conversation_of("t-3"), "one chat conversation for both chat messages");
+        assert_ne!(conversation_of("t-3"), conversation_of("t-1"));
+        assert_eq!(Conversation::find().count(&app.db).await.unwrap(), 2);
+        let email = Conversation::find_by_id(conversation_of("t-1").parse::<Uuid>().unwrap())
+            .one(&app.db)
+            .await
+            .unwrap()
+            .unwrap();
+        let reply = rows.iter().find(|r| r.external_id.as_deref() == Some("t-1")).unwrap().occurred_at;
+        assert_eq!(email.first_response_at, Some(reply), "our reply in the batch stopped the clock");
+        assert_eq!(
+            email.last_message_at,
+            rows.iter().find(|r| r.external_id.as_deref() == Some("t-2")).unwrap().occurred_at
+        );
+        let chat = Conversation::find_by_id(conversation_of("t-3").parse::<Uuid>().unwrap())
+            .one(&app.db)
+            .await
+            .unwrap()
+            .unwrap();
+        assert_eq!(chat.status, ConversationStatus::Open);
+        assert!(chat.first_response_at.is_some(), "the chat reply in the same batch counts too");
+        let customer = Customer::find().one(&app.db).await.unwrap().unwrap();
+        let latest = rows.iter().map(|r| r.occurred_at).max().unwrap();
+        assert_eq!(customer.last_contact_at, Some(latest));
+    })
+    .await;
+}
+
+/// Batches naming the same customers in opposite orders, all at once: each lands
+/// whole (a deadlock or a lost race is retried, never reported).
+#[tokio::test]
+async fn concurrent_batches_over_the_same_customers_all_land() {
+    on_each_backend(async |app: &TestApp| {
+        let admin = app.login_admin().await.access;
+        let a = cxgraph_tests::insert_customer(&app.db, None).await.to_string();
+        let b = cxgraph_tests::insert_customer(&app.db, None).await.to_string();
+        let batches = (0..8).map(|n| {
+            let order = if n % 2 == 0 { [&a, &b] } else { [&b, &a] };
+            let inputs: Vec<Value> = (0..10)
+                .map(|i| {
+                    json!({ "channel": "CHAT", "direction": "INBOUND", "externalId": format!("c-{n}-{i}"),
+                    "customerId": order[i % 2], "body": "hello" })
+                })
+                .collect();
+            let admin = &admin;
+            async move { app.graphql(INGEST, json!({ "inputs": inputs }), Some(admin)).await }
+        });
+        for body in futures::future::join_all(batches).await {
+            assert_eq!(body["data"]["ingestInteractions"]["created"], 10, "{body}");
+        }
+        assert_eq!(Interaction::find().count(&app.db).await.unwrap(), 80);
+        assert_eq!(Conversation::find().count(&app.db).await.unwrap(), 2, "one chat conversation per customer");
+    })
+    .await;
+}
+
 #[tokio::test]
 async fn ndjson_ingest_for_connectors() {
     on_each_backend(async |app: &TestApp| {
