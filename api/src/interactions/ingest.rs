@@ -183,7 +183,10 @@ async fn ingest(
         let path = path_of(batched, i);
         let path: Vec<&str> = path.iter().map(String::as_str).collect();
         match precheck(&path, actor, &mut input) {
-            Ok(()) => valid.push((i, input)),
+            Ok(()) => {
+                let analysis = Analysis::of(&pipeline, &input);
+                valid.push(Item { index: i, input, analysis });
+            }
             Err(e) => answers[i] = Some(Err(e)),
         }
     }
@@ -215,13 +218,42 @@ fn count(channel: Channel, result: &AppResult<Recorded>) {
     crate::metrics::get().ingested(&channel.to_value(), outcome);
 }
 
+/// What the text says, worked out before the transaction so locks are held only for
+/// the database work: sentiment and topics of an inbound message.
+struct Analysis {
+    sentiment: Option<sentiment::Sentiment>,
+    topics: Vec<Uuid>,
+}
+
+impl Analysis {
+    fn of(pipeline: &Pipeline, input: &NewInteraction) -> Analysis {
+        let text = input.body.as_deref().filter(|b| !b.trim().is_empty());
+        match text {
+            Some(text) if input.direction == Direction::Inbound => {
+                Analysis { sentiment: Some(sentiment::analyse(text)), topics: pipeline.topics.tag(text) }
+            }
+            _ => Analysis { sentiment: None, topics: Vec::new() },
+        }
+    }
+}
+
+/// An item that passed its checks: its place in the batch, the event, its analysis.
+struct Item {
+    index: usize,
+    input: NewInteraction,
+    analysis: Analysis,
+}
+
 /// Interactions already stored under any of the items' keys, by key.
 async fn existing_by_key(
     txn: &impl ConnectionTrait,
-    items: &[(usize, NewInteraction)],
-) -> AppResult<HashMap<(Channel, String), interaction::Model>> {
-    let channels: HashSet<Channel> = items.iter().map(|(_, x)| x.channel).collect();
-    let ids: HashSet<&str> = items.iter().map(|(_, x)| x.external_id.as_str()).collect();
+    keys: &[(Channel, &str)],
+) -> Result<HashMap<(Channel, String), interaction::Model>, sea_orm::DbErr> {
+    if keys.is_empty() {
+        return Ok(HashMap::new());
+    }
+    let channels: HashSet<Channel> = keys.iter().map(|(c, _)| *c).collect();
+    let ids: HashSet<&str> = keys.iter().map(|(_, e)| *e).collect();
     // Both lists, so the (channel, external_id) index answers.
     let found = interaction::Entity::find()
         .filter(interaction::Column::Channel.is_in(channels))
@@ -232,11 +264,8 @@ async fn existing_by_key(
 }
 
 /// Customers named by id, merged ones followed to their survivor.
-async fn customers_by_id(
-    txn: &impl ConnectionTrait,
-    items: &[(usize, NewInteraction)],
-) -> AppResult<HashMap<Uuid, customer::Model>> {
-    let ids: HashSet<Uuid> = items.iter().filter_map(|(_, x)| x.customer.id).collect();
+async fn customers_by_id(txn: &impl ConnectionTrait, items: &[Item]) -> AppResult<HashMap<Uuid, customer::Model>> {
+    let ids: HashSet<Uuid> = items.iter().filter_map(|x| x.input.customer.id).collect();
     let mut found: HashMap<Uuid, customer::Model> = HashMap::new();
     if ids.is_empty() {
         return Ok(found);
@@ -347,19 +376,21 @@ async fn attempt(
     db: &DatabaseConnection,
     actor: Actor<'_>,
     pipeline: &Pipeline,
-    items: &[(usize, NewInteraction)],
+    items: &[Item],
     batched: bool,
 ) -> AppResult<Option<Answers>> {
     let txn = db::begin_write(db).await?;
-    let existing = existing_by_key(&txn, items).await?;
+    let keys: Vec<(Channel, &str)> = items.iter().map(|x| (x.input.channel, x.input.external_id.as_str())).collect();
+    let existing = existing_by_key(&txn, &keys).await?;
     let by_id = customers_by_id(&txn, items).await?;
     let mut answers: Answers = Vec::with_capacity(items.len());
     // Items that will be written, with their customer; repeats of a key within the
     // batch point at the first item holding it.
-    let mut writes: Vec<(usize, &NewInteraction, customer::Model)> = Vec::new();
+    let mut writes: Vec<(&Item, customer::Model)> = Vec::new();
     let mut first_of_key: HashMap<(Channel, &str), usize> = HashMap::new();
     let mut repeats: Vec<(usize, usize)> = Vec::new();
-    for (i, input) in items {
+    for item in items {
+        let (i, input) = (&item.index, &item.input);
         let key = (input.channel, input.external_id.clone());
         if let Some(found) = existing.get(&key) {
             answers.push((*i, Ok(Recorded { row: found.clone(), created: false })));
@@ -378,19 +409,37 @@ async fn attempt(
         match customer {
             Ok(customer) => {
                 first_of_key.insert((input.channel, input.external_id.as_str()), *i);
-                writes.push((*i, input, customer));
+                writes.push((item, customer));
             }
             Err(e) => answers.push((*i, Err(e))),
         }
     }
-    let pairs: HashSet<(Uuid, Channel)> = writes.iter().map(|(_, x, c)| (c.id, x.channel)).collect();
     let locked = async {
-        let customers = lock_customers(&txn, writes.iter().map(|(_, _, c)| c.id).collect()).await?;
-        Ok::<_, sea_orm::DbErr>((customers, current_conversations(&txn, &pairs).await?))
+        let customers = lock_customers(&txn, writes.iter().map(|(_, c)| c.id).collect()).await?;
+        // Keys stored by a batch that held a lock we waited for are duplicates too.
+        let keys: Vec<(Channel, &str)> =
+            writes.iter().map(|(x, _)| (x.input.channel, x.input.external_id.as_str())).collect();
+        Ok::<_, sea_orm::DbErr>((customers, existing_by_key(&txn, &keys).await?))
     };
-    // Every conversation here gets a message of this batch: all are written back.
-    let (fresh, mut conversations) = match locked.await {
+    let (fresh, stored_meanwhile) = match locked.await {
         Ok(locked) => locked,
+        Err(e) => {
+            txn.rollback().await.ok();
+            return if db::lost_race(&e) { Ok(None) } else { Err(e.into()) };
+        }
+    };
+    let mut found_meanwhile: HashMap<usize, interaction::Model> = HashMap::new();
+    writes.retain(|(x, _)| match stored_meanwhile.get(&(x.input.channel, x.input.external_id.clone())) {
+        Some(found) => {
+            found_meanwhile.insert(x.index, found.clone());
+            false
+        }
+        None => true,
+    });
+    let pairs: HashSet<(Uuid, Channel)> = writes.iter().map(|(x, c)| (c.id, x.input.channel)).collect();
+    // Every conversation here gets a message of this batch: all are written back.
+    let mut conversations = match current_conversations(&txn, &pairs).await {
+        Ok(current) => current,
         Err(e) => {
             txn.rollback().await.ok();
             return if db::lost_race(&e) { Ok(None) } else { Err(e.into()) };
@@ -401,11 +450,11 @@ async fn attempt(
     let mut links: Vec<(Uuid, Uuid)> = Vec::new();
     let mut emitted: Vec<NewEvent> = Vec::with_capacity(writes.len() * 2);
     let mut last_contact: HashMap<Uuid, (Option<DateTime<Utc>>, DateTime<Utc>)> = HashMap::new();
-    for (_, input, customer) in &writes {
+    for (item, customer) in &writes {
+        let input = &item.input;
         let at = input.occurred_at.unwrap_or(now);
         let inbound = input.direction == Direction::Inbound;
-        let score =
-            if inbound { input.body.as_deref().filter(|b| !b.trim().is_empty()).map(sentiment::analyse) } else { None };
+        let score = item.analysis.sentiment;
         let key = (customer.id, input.channel);
         let conversation = match conversations.remove(&key) {
             Some(current) => continue_conversation(pipeline, current, input, at, now)?,
@@ -431,9 +480,7 @@ async fn attempt(
             occurred_at: at,
             created_at: now,
         };
-        if inbound && let Some(body) = row.body.as_deref() {
-            links.extend(pipeline.topics.tag(body).into_iter().map(|topic| (row.id, topic)));
-        }
+        links.extend(item.analysis.topics.iter().map(|topic| (row.id, *topic)));
         emitted.push(interaction_event(&row));
         emitted.push(super::conversations::updated_event(conversation_id, customer.id, input.channel));
         let before = fresh.get(&customer.id).map_or(customer.last_contact_at, |c| c.last_contact_at);
@@ -447,12 +494,13 @@ async fn attempt(
         return if db::lost_race(&e) { Ok(None) } else { Err(e.into()) };
     }
     txn.commit().await?;
-    let stored: HashMap<usize, interaction::Model> = writes.iter().map(|(i, _, _)| *i).zip(rows).collect();
+    let stored: HashMap<usize, interaction::Model> = writes.iter().map(|(x, _)| x.index).zip(rows).collect();
     for (i, first) in repeats {
-        if let Some(row) = stored.get(&first) {
+        if let Some(row) = stored.get(&first).or_else(|| found_meanwhile.get(&first)) {
             answers.push((i, Ok(Recorded { row: row.clone(), created: false })));
         }
     }
+    answers.extend(found_meanwhile.into_iter().map(|(i, row)| (i, Ok(Recorded { row, created: false }))));
     answers.extend(stored.into_iter().map(|(i, row)| (i, Ok(Recorded { row, created: true }))));
     Ok(Some(answers))
 }
