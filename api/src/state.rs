@@ -1,8 +1,8 @@
 //! What every request shares: the database pool, session keys, settings and the
 //! statement counters.
 
-use std::sync::Arc;
-use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
+use std::sync::{Arc, Mutex, PoisonError};
 
 use sea_orm::DatabaseConnection;
 
@@ -33,10 +33,14 @@ struct Inner {
 
 /// Counters of the statements the application sent, fed by sea-orm's metric callback.
 /// Cheap (a relaxed atomic add per statement); the N+1 tests read it, and each
-/// statement's time also goes to the process's `/metrics`.
+/// statement's time also goes to the process's `/metrics`. It can also keep a copy of
+/// each statement while asked to: the benchmark replays what a request sent, with its
+/// values, as the raw-SQL floor (one relaxed load per statement when not capturing).
 #[derive(Debug, Default)]
 pub struct DbStats {
     statements: AtomicU64,
+    capturing: AtomicBool,
+    captured: Mutex<Vec<sea_orm::Statement>>,
 }
 
 impl DbStats {
@@ -50,12 +54,27 @@ impl DbStats {
         self.statements.load(Ordering::Relaxed)
     }
 
+    /// Starts keeping a copy of every statement sent (dropping earlier copies).
+    pub fn start_capture(&self) {
+        self.captured.lock().unwrap_or_else(PoisonError::into_inner).clear();
+        self.capturing.store(true, Ordering::SeqCst);
+    }
+
+    /// Stops keeping copies and answers the statements sent since `start_capture`.
+    pub fn take_capture(&self) -> Vec<sea_orm::Statement> {
+        self.capturing.store(false, Ordering::SeqCst);
+        std::mem::take(&mut *self.captured.lock().unwrap_or_else(PoisonError::into_inner))
+    }
+
     /// Installs the counters on a connection.
     pub fn install(db: &mut DatabaseConnection) -> Arc<DbStats> {
         let stats = Arc::new(DbStats::default());
         let counter = Arc::clone(&stats);
         db.set_metric_callback(move |info| {
             counter.statements.fetch_add(1, Ordering::Relaxed);
+            if counter.capturing.load(Ordering::Relaxed) {
+                counter.captured.lock().unwrap_or_else(PoisonError::into_inner).push(info.statement.clone());
+            }
             crate::metrics::get().statement(info.elapsed, info.failed);
         });
         stats

@@ -1,0 +1,153 @@
+//! The server under test: the release `cxgraph` binary as its own process, so its
+//! memory and CPU are its own and not the load generator's. Peak RSS comes from
+//! `/proc/<pid>/status` (VmHWM, reset before each workload through `clear_refs`),
+//! CPU time from `/proc/<pid>/stat`.
+
+use std::path::Path;
+use std::process::{Child, Command, Stdio};
+use std::time::{Duration, Instant};
+
+use anyhow::{Context, bail};
+
+pub const ADMIN_EMAIL: &str = "bench@cxgraph.local";
+pub const ADMIN_PASSWORD: &str = "bench-admin-password-not-secret";
+const JWT_SECRET: &str = "bench-jwt-secret-0123456789abcdef0123456789";
+
+/// A running server process, stopped on drop.
+pub struct Server {
+    child: Child,
+    pub base: String,
+    /// From spawning the process to the first ready `/readyz`.
+    pub cold_start: Duration,
+}
+
+/// A free loopback port.
+pub fn free_port() -> anyhow::Result<u16> {
+    Ok(std::net::TcpListener::bind("127.0.0.1:0")?.local_addr()?.port())
+}
+
+/// Runs `cxgraph` with `args` on `database_url` to completion (migrate, seed).
+pub fn command(bin: &Path, database_url: &str, args: &[&str]) -> anyhow::Result<String> {
+    let out = Command::new(bin)
+        .args(args)
+        .env("DATABASE_URL", database_url)
+        .env("CXGRAPH_JWT_SECRET", JWT_SECRET)
+        .env("CXGRAPH_LOG", "warn")
+        .stdin(Stdio::null())
+        .output()
+        .with_context(|| format!("running {}", bin.display()))?;
+    if !out.status.success() {
+        bail!("cxgraph {args:?} failed: {}", String::from_utf8_lossy(&out.stderr));
+    }
+    Ok(String::from_utf8_lossy(&out.stdout).into_owned())
+}
+
+/// Where the server's log lines go (appended): `$TMPDIR/cxgraph-bench-server.log`.
+pub fn log_path() -> std::path::PathBuf {
+    std::env::temp_dir().join("cxgraph-bench-server.log")
+}
+
+fn log_file() -> anyhow::Result<std::fs::File> {
+    let path = log_path();
+    std::fs::OpenOptions::new()
+        .create(true)
+        .append(true)
+        .open(&path)
+        .with_context(|| format!("opening {}", path.display()))
+}
+
+impl Server {
+    /// Starts the server and waits (at most a minute) until it is ready.
+    pub async fn start(bin: &Path, database_url: &str) -> anyhow::Result<Server> {
+        let port = free_port()?;
+        let started = Instant::now();
+        let child = Command::new(bin)
+            .arg("serve")
+            .env("DATABASE_URL", database_url)
+            .env("CXGRAPH_BIND", format!("127.0.0.1:{port}"))
+            .env("CXGRAPH_JWT_SECRET", JWT_SECRET)
+            .env("CXGRAPH_ADMIN_EMAIL", ADMIN_EMAIL)
+            .env("CXGRAPH_ADMIN_PASSWORD", ADMIN_PASSWORD)
+            .env("CXGRAPH_DEMO_DATA", "never")
+            .env("CXGRAPH_ACCESS_TOKEN_TTL", "86400")
+            // The benchmark measures the API, not the per-caller limit (one caller
+            // sends thousands of requests a second here).
+            .env("CXGRAPH_RATE_LIMIT", "0")
+            .env("CXGRAPH_METRICS_BIND", "off")
+            .env("CXGRAPH_LOG", "warn")
+            .env("CXGRAPH_LOG_FORMAT", "json")
+            .env_remove("OTEL_EXPORTER_OTLP_ENDPOINT")
+            .stdin(Stdio::null())
+            .stdout(Stdio::null())
+            .stderr(Stdio::from(log_file()?))
+            .spawn()
+            .with_context(|| format!("starting {}", bin.display()))?;
+        let mut server = Server { child, base: format!("http://127.0.0.1:{port}"), cold_start: Duration::ZERO };
+        let client = reqwest::Client::new();
+        let ready = format!("{}/readyz", server.base);
+        while started.elapsed() < Duration::from_secs(60) {
+            if let Ok(Some(status)) = server.child.try_wait() {
+                bail!("the server exited during start-up: {status}");
+            }
+            if client.get(&ready).send().await.is_ok_and(|r| r.status().is_success()) {
+                server.cold_start = started.elapsed();
+                return Ok(server);
+            }
+            tokio::time::sleep(Duration::from_millis(2)).await;
+        }
+        bail!("the server was not ready within a minute")
+    }
+
+    pub fn pid(&self) -> u32 {
+        self.child.id()
+    }
+}
+
+impl Drop for Server {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
+
+/// CPU time and peak memory of a process.
+#[derive(Debug, Clone, Copy, Default)]
+pub struct Usage {
+    pub cpu: Duration,
+    /// Peak resident set since the last `reset_peak`, KiB.
+    pub peak_rss_kib: u64,
+}
+
+/// Clock ticks a second for `/proc/<pid>/stat` (CLK_TCK; 100 on Linux unless
+/// `getconf` says otherwise).
+fn clock_ticks() -> u64 {
+    Command::new("getconf")
+        .arg("CLK_TCK")
+        .output()
+        .ok()
+        .and_then(|o| String::from_utf8_lossy(&o.stdout).trim().parse().ok())
+        .unwrap_or(100)
+}
+
+/// Reads a process's CPU time and peak RSS; zero when `/proc` cannot be read.
+pub fn usage(pid: u32) -> Usage {
+    let stat = std::fs::read_to_string(format!("/proc/{pid}/stat")).unwrap_or_default();
+    // Fields after the command name (which may hold spaces) start at state; utime and
+    // stime are the 14th and 15th fields of the whole line.
+    let after = stat.rsplit_once(')').map_or("", |(_, rest)| rest);
+    let fields: Vec<&str> = after.split_whitespace().collect();
+    let ticks = |i: usize| fields.get(i).and_then(|f| f.parse::<u64>().ok()).unwrap_or(0);
+    let cpu_ticks = ticks(11) + ticks(12);
+    let status = std::fs::read_to_string(format!("/proc/{pid}/status")).unwrap_or_default();
+    let peak_rss_kib = status
+        .lines()
+        .find_map(|l| l.strip_prefix("VmHWM:"))
+        .and_then(|v| v.trim().trim_end_matches("kB").trim().parse().ok())
+        .unwrap_or(0);
+    Usage { cpu: Duration::from_secs_f64(cpu_ticks as f64 / clock_ticks() as f64), peak_rss_kib }
+}
+
+/// Resets a process's peak RSS to its current RSS (Linux `clear_refs` value 5).
+pub fn reset_peak(pid: u32) {
+    let _ = std::fs::write(format!("/proc/{pid}/clear_refs"), "5");
+}
