@@ -20,6 +20,7 @@ mod m20261123_000008_add_feed_indexes;
 mod m20261123_000009_add_sla_business_hours;
 mod m20261123_000010_create_webhooks;
 mod m20261123_000011_add_retagging_and_insight_indexes;
+mod m20261201_000012_add_queue_index;
 
 /// The ordered list of cxgraph migrations.
 #[derive(Debug)]
@@ -40,6 +41,7 @@ impl MigratorTrait for Migrator {
             Box::new(m20261123_000009_add_sla_business_hours::Migration),
             Box::new(m20261123_000010_create_webhooks::Migration),
             Box::new(m20261123_000011_add_retagging_and_insight_indexes::Migration),
+            Box::new(m20261201_000012_add_queue_index::Migration),
         ]
     }
 }
