@@ -301,6 +301,7 @@ async fn every_protected_root_field_refuses_bad_credentials() {
         };
         let now = chrono::Utc::now().timestamp();
         let key = JWT_SECRET.as_bytes();
+        let good = sign(&valid(json!({})), Algorithm::HS256, key);
         let cases: Vec<(&str, Option<String>)> = vec![
             ("no token", None),
             (
@@ -327,6 +328,31 @@ async fn every_protected_root_field_refuses_bad_credentials() {
             ("no exp", Some(format!("Bearer {}", sign(&valid(json!({"exp": null})), Algorithm::HS256, key)))),
             ("no sub", Some(format!("Bearer {}", sign(&claims(json!({"sub": null})), Algorithm::HS256, key)))),
             ("malformed token", Some("Bearer not.a.jwt".into())),
+            (
+                "not valid yet (nbf an hour ahead)",
+                Some(format!("Bearer {}", sign(&valid(json!({"nbf": now + 3600})), Algorithm::HS256, key))),
+            ),
+            (
+                "exp as a string",
+                Some(format!("Bearer {}", sign(&valid(json!({"exp": "9999999999"})), Algorithm::HS256, key))),
+            ),
+            ("truncated signature", Some(format!("Bearer {}", &good[..good.len() - 6]))),
+            (
+                "signature of another token",
+                Some(format!(
+                    "Bearer {}",
+                    spliced(&good, &sign(&valid(json!({"role": "analyst"})), Algorithm::HS256, key))
+                )),
+            ),
+            ("unknown kid", Some(format!("Bearer {}", sign_with_kid(&valid(json!({})), "no-such-key", key)))),
+            (
+                "HS/RS confusion (alg RS256, HMAC signature)",
+                Some(format!("Bearer {}", hmac_signed_as(&valid(json!({})), "RS256", key))),
+            ),
+            (
+                "oversized (a valid signature over 20 KB of claims)",
+                Some(format!("Bearer {}", sign(&valid(json!({"pad": "x".repeat(20_000)})), Algorithm::HS256, key))),
+            ),
             ("malformed header", Some(format!("Basic {}", session.access))),
             ("empty bearer", Some("Bearer ".into())),
         ];
@@ -359,6 +385,36 @@ async fn every_protected_root_field_refuses_bad_credentials() {
         }
     })
     .await;
+}
+
+/// The header and claims of `token` with the signature of `other`.
+fn spliced(token: &str, other: &str) -> String {
+    let (signed, _) = token.rsplit_once('.').unwrap();
+    let (_, signature) = other.rsplit_once('.').unwrap();
+    format!("{signed}.{signature}")
+}
+
+fn sign_with_kid(claims: &Value, kid: &str, key: &[u8]) -> String {
+    let mut header = Header::new(Algorithm::HS256);
+    header.kid = Some(kid.into());
+    jsonwebtoken::encode(&header, claims, &EncodingKey::from_secret(key)).unwrap()
+}
+
+/// A token whose header names `alg` but whose signature is HMAC-SHA256 with the
+/// shared secret: the algorithm-confusion attack, turned on a server that knows only
+/// HS256.
+fn hmac_signed_as(claims: &Value, alg: &str, key: &[u8]) -> String {
+    use base64::Engine;
+    use hmac::Mac;
+    let enc = |v: &[u8]| base64::engine::general_purpose::URL_SAFE_NO_PAD.encode(v);
+    let input = format!(
+        "{}.{}",
+        enc(json!({"alg": alg, "typ": "JWT"}).to_string().as_bytes()),
+        enc(claims.to_string().as_bytes())
+    );
+    let mut mac = hmac::Hmac::<sha2::Sha256>::new_from_slice(key).unwrap();
+    mac.update(input.as_bytes());
+    format!("{input}.{}", enc(&mac.finalize().into_bytes()))
 }
 
 /// A token with `alg: none` and no signature.
