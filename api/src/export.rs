@@ -352,9 +352,11 @@ impl Exporter {
             q.push(" AND ").push(channel).push(" IN ").bind_list(channels.iter().map(|c| c.to_value()));
         }
         if let Some(c) = after {
-            q.push(" AND (").push(s.change).push(" > ").bind(c.changed);
-            q.push(" OR (").push(s.change).push(" = ").bind(c.changed).push(" AND ").push(s.id).push(" > ").bind(c.id);
-            q.push("))");
+            // A row-value comparison, so the (change, id) index is read from the cursor
+            // on; spelt as `a > x OR (a = x AND id > y)` PostgreSQL bitmap-scanned every
+            // later row and sorted them for each page (an export of 100k rows took 35 s).
+            q.push(" AND (").push(s.change).push(", ").push(s.id).push(") > (").bind(c.changed);
+            q.push(", ").bind(c.id).push(")");
         }
         q.push(" ORDER BY ").push(s.change).push(", ").push(s.id).push(&format!(" LIMIT {CHUNK}"));
         let rows = db.query_all_raw(q.statement(backend)).await?;
