@@ -176,10 +176,9 @@ async fn ingest(
 ) -> AppResult<Vec<AppResult<Recorded>>> {
     let pipeline = Pipeline::load(db).await?;
     let mut answers: Vec<Option<AppResult<Recorded>>> = (0..inputs.len()).map(|_| None).collect();
-    let mut channels = vec![None; inputs.len()];
+    let channels: Vec<Channel> = inputs.iter().map(|x| x.channel).collect();
     let mut valid = Vec::with_capacity(inputs.len());
     for (i, mut input) in inputs.into_iter().enumerate() {
-        channels[i] = Some(input.channel);
         let path = path_of(batched, i);
         let path: Vec<&str> = path.iter().map(String::as_str).collect();
         match precheck(&path, actor, &mut input) {
@@ -200,9 +199,7 @@ async fn ingest(
         .zip(channels)
         .map(|(answer, channel)| {
             let answer = answer.unwrap_or_else(|| Err(no_answer()));
-            if let Some(channel) = channel {
-                count(channel, &answer);
-            }
+            count(channel, &answer);
             answer
         })
         .collect())

@@ -281,6 +281,7 @@ async fn measure(args: &Args, job: &Job, clients: usize, pace: Pace, pid: Option
         first_error,
         cpu_ms_per_request: cpu_per_request,
         peak_rss_mib: after.map(|a| a.peak_rss_kib as f64 / 1024.0),
+        rss_growth_mib: before.zip(after).map(|(b, a)| a.peak_rss_kib.saturating_sub(b.peak_rss_kib) as f64 / 1024.0),
     }
 }
 
