@@ -3,7 +3,7 @@
 use chrono::Utc;
 use entity::enums::Channel;
 use entity::outbox_event;
-use sea_orm::{ActiveModelTrait, ActiveValue::NotSet, ConnectionTrait, DatabaseBackend, Set, Statement};
+use sea_orm::{ActiveValue::NotSet, ConnectionTrait, DatabaseBackend, Set, Statement};
 use serde_json::Value;
 use uuid::Uuid;
 
@@ -43,25 +43,7 @@ pub const EVENT_VERSION: i32 = 1;
 /// Records an event in the caller's transaction (and, on PostgreSQL, queues a
 /// `NOTIFY` that is delivered when that transaction commits).
 pub async fn emit(db: &impl ConnectionTrait, event: NewEvent) -> AppResult<()> {
-    outbox_event::ActiveModel {
-        position: NotSet,
-        id: Set(Uuid::now_v7()),
-        event_type: Set(event.event_type.to_owned()),
-        version: Set(EVENT_VERSION),
-        aggregate_type: Set(event.aggregate_type.to_owned()),
-        aggregate_id: Set(event.aggregate_id),
-        customer_id: Set(event.customer_id),
-        channel: Set(event.channel.map(|c| sea_orm::ActiveEnum::to_value(&c))),
-        payload: Set(event.payload),
-        created_at: Set(Utc::now()),
-    }
-    .insert(db)
-    .await?;
-    if db.get_database_backend() == DatabaseBackend::Postgres {
-        let notify = format!("NOTIFY {NOTIFY_CHANNEL}");
-        db.execute_raw(Statement::from_string(DatabaseBackend::Postgres, notify)).await?;
-    }
-    Ok(())
+    Ok(emit_all(db, vec![event]).await?)
 }
 
 /// Writes several events in the caller's transaction with one statement (one
