@@ -421,8 +421,7 @@ async fn attempt(
     let (fresh, stored_meanwhile) = match locked.await {
         Ok(locked) => locked,
         Err(e) => {
-            txn.rollback().await.ok();
-            return if db::lost_race(&e) { Ok(None) } else { Err(e.into()) };
+            return abandon(txn, e).await;
         }
     };
     let mut found_meanwhile: HashMap<usize, interaction::Model> = HashMap::new();
@@ -438,8 +437,7 @@ async fn attempt(
     let mut conversations = match current_conversations(&txn, &pairs).await {
         Ok(current) => current,
         Err(e) => {
-            txn.rollback().await.ok();
-            return if db::lost_race(&e) { Ok(None) } else { Err(e.into()) };
+            return abandon(txn, e).await;
         }
     };
     let now = Utc::now();
@@ -487,8 +485,7 @@ async fn attempt(
     }
     let touched: Vec<conversation::Model> = conversations.into_values().collect();
     if let Err(e) = write(&txn, touched, &rows, links, emitted, &last_contact).await {
-        txn.rollback().await.ok();
-        return if db::lost_race(&e) { Ok(None) } else { Err(e.into()) };
+        return abandon(txn, e).await;
     }
     txn.commit().await?;
     let stored: HashMap<usize, interaction::Model> = writes.iter().map(|(x, _)| x.index).zip(rows).collect();
@@ -500,6 +497,13 @@ async fn attempt(
     answers.extend(found_meanwhile.into_iter().map(|(i, row)| (i, Ok(Recorded { row, created: false }))));
     answers.extend(stored.into_iter().map(|(i, row)| (i, Ok(Recorded { row, created: true }))));
     Ok(Some(answers))
+}
+
+/// Rolls the batch back after a failed statement: `Ok(None)` (try again) when it lost
+/// a race to a concurrent write, the error otherwise.
+async fn abandon(txn: sea_orm::DatabaseTransaction, e: sea_orm::DbErr) -> AppResult<Option<Answers>> {
+    txn.rollback().await.ok();
+    if db::lost_race(&e) { Ok(None) } else { Err(e.into()) }
 }
 
 /// The batch's writes: one statement per table.
