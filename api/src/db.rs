@@ -124,9 +124,11 @@ pub async fn migrate_exclusively(settings: &Settings) -> Result<(), DbErr> {
 /// The advisory lock key migrations take ("cxgraph" in ASCII).
 const MIGRATION_LOCK: i64 = 0x0063_7867_7261_7068;
 
-/// Checks that the database answers (for `/readyz`).
-pub async fn ping(db: &DatabaseConnection) -> bool {
-    db.execute_unprepared("SELECT 1").await.is_ok()
+/// Checks that the database answers within `patience` (for `/readyz`). Bounded
+/// because a pooled connection to a frozen server would otherwise wait forever: the
+/// acquire timeout covers getting a connection, not a statement on it.
+pub async fn ping(db: &DatabaseConnection, patience: Duration) -> bool {
+    tokio::time::timeout(patience, db.execute_unprepared("SELECT 1")).await.is_ok_and(|r| r.is_ok())
 }
 
 /// Short name of the backend, for logs and the start-up banner.

@@ -8,6 +8,9 @@
 //! (`CI` set) the PostgreSQL URL is required, so a CI run can never quietly skip it.
 //! Logs are printed only with `TEST_LOG` set.
 
+pub mod faults;
+pub mod process;
+
 use std::net::SocketAddr;
 use std::sync::Once;
 
@@ -284,16 +287,23 @@ impl TestApp {
 /// A GraphQL subscription over a WebSocket (`graphql-transport-ws`).
 pub struct Subscription {
     socket: tokio_tungstenite::WebSocketStream<tokio_tungstenite::MaybeTlsStream<tokio::net::TcpStream>>,
+    /// A first event that arrived while start-up watched for a refusal.
+    early: Option<Value>,
 }
 
 impl Subscription {
     /// Connects, authenticates with `token` in `connection_init`, and subscribes.
     /// Returns the first non-ack message instead when the server refuses.
     pub async fn start(app: &TestApp, token: Option<&str>, query: &str) -> Result<Subscription, Value> {
+        Self::start_at(&app.addr.to_string(), token, query).await
+    }
+
+    /// As [`Subscription::start`], on the server at `host:port`.
+    pub async fn start_at(host: &str, token: Option<&str>, query: &str) -> Result<Subscription, Value> {
         use futures::SinkExt;
         use tokio_tungstenite::tungstenite::client::IntoClientRequest;
         use tokio_tungstenite::tungstenite::{Message, http::HeaderValue};
-        let mut request = format!("ws://{}/graphql", app.addr).into_client_request().expect("request");
+        let mut request = format!("ws://{host}/graphql").into_client_request().expect("request");
         request.headers_mut().insert("sec-websocket-protocol", HeaderValue::from_static("graphql-transport-ws"));
         let (mut socket, _) = tokio_tungstenite::connect_async(request).await.expect("websocket connects");
         let init = match token {
@@ -305,13 +315,17 @@ impl Subscription {
         assert_eq!(ack["type"], "connection_ack", "{ack}");
         let subscribe = json!({ "id": "1", "type": "subscribe", "payload": { "query": query } });
         socket.send(Message::Text(subscribe.to_string().into())).await.expect("send subscribe");
-        let mut sub = Subscription { socket };
+        let mut sub = Subscription { socket, early: None };
         // A refused subscription answers at once (an `error`, or a `next` carrying the
         // errors); an accepted one is silent until its first event.
         match tokio::time::timeout(std::time::Duration::from_millis(300), next_json(&mut sub.socket)).await {
             Ok(msg) if msg["type"] == "error" => Err(msg["payload"].clone()),
             Ok(msg) if msg["type"] == "next" && msg["payload"]["errors"].is_array() => {
                 Err(msg["payload"]["errors"].clone())
+            }
+            Ok(msg) if msg["type"] == "next" => {
+                sub.early = Some(msg);
+                Ok(sub)
             }
             Ok(msg) => panic!("unexpected message before any event: {msg}"),
             Err(_) => Ok(sub),
@@ -321,12 +335,15 @@ impl Subscription {
     /// The next message of any type (`next`, `complete`, `error`, or `closed` when the
     /// socket ends), waiting at most `secs`.
     pub async fn next_message(&mut self, secs: u64) -> Option<Value> {
+        if let Some(early) = self.early.take() {
+            return Some(early);
+        }
         tokio::time::timeout(std::time::Duration::from_secs(secs), next_json(&mut self.socket)).await.ok()
     }
 
     /// The payload of the next `next` message, waiting at most `secs`.
     pub async fn next(&mut self, secs: u64) -> Option<Value> {
-        let msg = tokio::time::timeout(std::time::Duration::from_secs(secs), next_json(&mut self.socket)).await.ok()?;
+        let msg = self.next_message(secs).await?;
         assert_eq!(msg["type"], "next", "{msg}");
         Some(msg["payload"].clone())
     }
@@ -423,6 +440,35 @@ impl OwnedPostgres {
         self.run("pg_ctl", &["-D", &self.data(), "-m", "immediate", "-w", "stop"]);
     }
 
+    /// Freezes every process of the server (SIGSTOP): connections stay open and
+    /// accepted, nothing answers, as with a hung host or a stalled disk.
+    pub fn freeze(&self) {
+        for pid in self.processes() {
+            signal(pid, "STOP");
+        }
+    }
+
+    /// Wakes a frozen server (SIGCONT).
+    pub fn thaw(&self) {
+        for pid in self.processes().into_iter().rev() {
+            signal(pid, "CONT");
+        }
+    }
+
+    /// The postmaster first, then its children.
+    fn processes(&self) -> Vec<u32> {
+        let pidfile = std::fs::read_to_string(self.dir.path().join("data").join("postmaster.pid")).unwrap_or_default();
+        let Some(postmaster) = pidfile.lines().next().and_then(|l| l.trim().parse::<u32>().ok()) else {
+            return Vec::new();
+        };
+        let children = std::process::Command::new("pgrep").args(["-P", &postmaster.to_string()]).output();
+        let mut pids = vec![postmaster];
+        if let Ok(out) = children {
+            pids.extend(String::from_utf8_lossy(&out.stdout).lines().filter_map(|l| l.trim().parse::<u32>().ok()));
+        }
+        pids
+    }
+
     /// The URL of its `postgres` database.
     pub fn url(&self) -> String {
         format!("postgres://postgres@127.0.0.1:{}/postgres", self.port)
@@ -441,6 +487,11 @@ impl Drop for OwnedPostgres {
         };
         let _ = cmd.args(["-D", &self.data(), "-m", "immediate", "stop"]).output();
     }
+}
+
+fn signal(pid: u32, name: &str) {
+    let status = std::process::Command::new("kill").arg(format!("-{name}")).arg(pid.to_string()).status();
+    assert!(status.is_ok_and(|s| s.success()), "kill -{name} {pid}");
 }
 
 fn is_root() -> bool {

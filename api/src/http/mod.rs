@@ -23,7 +23,6 @@ use tower::ServiceBuilder;
 use tower_http::catch_panic::CatchPanicLayer;
 use tower_http::limit::RequestBodyLimitLayer;
 use tower_http::request_id::{MakeRequestUuid, PropagateRequestIdLayer, RequestId, SetRequestIdLayer};
-use tower_http::timeout::TimeoutLayer;
 use tower_http::trace::TraceLayer;
 
 use crate::auth::{AuthFailure, Principal};
@@ -77,11 +76,7 @@ pub fn router(app: AppState) -> Router {
         )
         .layer(PropagateRequestIdLayer::new(header_name))
         .layer(RequestBodyLimitLayer::new(usize::try_from(settings.body_limit).unwrap_or(usize::MAX)))
-        .layer(CatchPanicLayer::custom(panic_response))
-        .layer(TimeoutLayer::with_status_code(
-            StatusCode::REQUEST_TIMEOUT,
-            Duration::from_secs(settings.request_timeout),
-        ));
+        .layer(CatchPanicLayer::custom(panic_response));
     Router::new()
         .route("/", get(graphiql))
         .route("/graphql", get(graphql_get).post(graphql_post))
@@ -93,6 +88,7 @@ pub fn router(app: AppState) -> Router {
         .route_layer(axum::middleware::from_fn(track))
         .fallback(not_found)
         .with_state(state)
+        .layer(axum::middleware::from_fn_with_state(Duration::from_secs(settings.request_timeout), deadline))
         .layer(layers)
 }
 
@@ -313,6 +309,25 @@ fn bad_request(detail: &str) -> Response {
     (StatusCode::BAD_REQUEST, Json(error_body(&message, "BAD_REQUEST"))).into_response()
 }
 
+/// Bounds every request by `CXGRAPH_REQUEST_TIMEOUT`. A request still running then
+/// (a statement stuck on a frozen database, say) is dropped, which rolls back its
+/// transaction, and the caller gets `503 TIMEOUT` with a retry hint: a clear answer,
+/// not a hang, and not `408` (which clients may replay unasked, and which means a slow
+/// client, not a slow server). A WebSocket is bounded only until its upgrade, and an
+/// export only until its first row: their bodies stream after this answer.
+async fn deadline(State(limit): State<Duration>, req: Request<Body>, next: axum::middleware::Next) -> Response {
+    let path = req.uri().path().to_owned();
+    match tokio::time::timeout(limit, next.run(req)).await {
+        Ok(response) => response,
+        Err(_) => {
+            tracing::warn!(path, limit_secs = limit.as_secs(), "request timed out");
+            let message = format!("the request did not finish within {} s; try again", limit.as_secs());
+            (StatusCode::SERVICE_UNAVAILABLE, [(header::RETRY_AFTER, "1")], Json(error_body(&message, "TIMEOUT")))
+                .into_response()
+        }
+    }
+}
+
 fn panic_response(_: Box<dyn std::any::Any + Send + 'static>) -> Response {
     tracing::error!("request handler panicked");
     (StatusCode::INTERNAL_SERVER_ERROR, Json(error_body("internal error", "INTERNAL"))).into_response()
@@ -331,7 +346,8 @@ async fn healthz() -> Json<serde_json::Value> {
 }
 
 async fn readyz(State(state): State<HttpState>) -> Response {
-    if db::ping(state.app.db()).await {
+    let patience = Duration::from_secs(state.app.settings().db_acquire_timeout);
+    if db::ping(state.app.db(), patience).await {
         Json(json!({ "status": "ready", "database": "ok" })).into_response()
     } else {
         (StatusCode::SERVICE_UNAVAILABLE, Json(json!({ "status": "unavailable", "database": "unreachable" })))

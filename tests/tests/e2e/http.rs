@@ -228,3 +228,44 @@ async fn callers_over_their_rate_get_429_with_a_retry_hint() {
         app.stop().await;
     }
 }
+
+#[tokio::test]
+async fn a_request_over_its_deadline_answers_timeout_and_writes_nothing() {
+    for backend in cxgraph_tests::backends() {
+        let app = TestApp::spawn_with(&backend, |s| s.request_timeout = 1).await;
+        let session = app.login_admin().await;
+        // Another connection holds the lock every customer insert needs, so the
+        // mutation waits on the database past the request's deadline.
+        // (`BEGIN IMMEDIATE` takes SQLite's write lock.)
+        let holder = app.database.connect().await;
+        let lock = cxgraph::db::begin_write(&holder).await.unwrap();
+        if matches!(backend, Backend::Postgres(_)) {
+            lock.execute_unprepared("LOCK TABLE customers IN ACCESS EXCLUSIVE MODE").await.unwrap();
+        }
+        let started = std::time::Instant::now();
+        let resp = app
+            .client
+            .post(app.url("/graphql"))
+            .bearer_auth(&session.access)
+            .json(
+                &json!({ "query": "mutation { createCustomer(input: {displayName: \"Late\"}) { customer { id } } }" }),
+            )
+            .send()
+            .await
+            .unwrap();
+        let took = started.elapsed();
+        assert_eq!(resp.status(), 503, "{backend:?}");
+        assert_eq!(resp.headers()["retry-after"], "1");
+        let body: serde_json::Value = resp.json().await.unwrap();
+        assert_eq!(error_code(&body), Some("TIMEOUT"), "{body}");
+        assert!(took < std::time::Duration::from_secs(5), "answered at the deadline, not after the lock: {took:?}");
+        lock.rollback().await.unwrap();
+        // The abandoned request's transaction did not land once the lock was gone.
+        tokio::time::sleep(std::time::Duration::from_millis(300)).await;
+        let body = app
+            .graphql("{ customers(first: 10) { edges { node { displayName } } } }", json!({}), Some(&session.access))
+            .await;
+        assert_eq!(body["data"]["customers"]["edges"], json!([]), "{body}");
+        app.stop().await;
+    }
+}

@@ -14,7 +14,7 @@ use rand_chacha::ChaCha8Rng;
 use sea_orm::{ConnectionTrait, Database, DatabaseConnection, Statement};
 
 use crate::load::{Job, Maker, http_sender};
-use crate::server::{ADMIN_EMAIL, ADMIN_PASSWORD};
+use cxgraph_tests::process::{ADMIN_EMAIL, ADMIN_PASSWORD};
 
 /// An in-process server whose statements can be captured.
 pub struct Recorder {

@@ -9,7 +9,6 @@ mod floor;
 mod load;
 mod peer;
 mod report;
-mod server;
 mod workloads;
 
 use std::path::PathBuf;
@@ -22,8 +21,8 @@ use sea_orm::{ConnectionTrait, Database, Statement};
 
 use crate::load::{Job, Maker, Pace, Run, http_job, http_sender};
 use crate::report::{Measure, Report, Row};
-use crate::server::Server;
 use crate::workloads::Dataset;
+use cxgraph_tests::process::{self as server, Server};
 
 #[derive(Debug, Parser)]
 #[command(about = "Measures cxgraph against raw SQL and PostGraphile on one PostgreSQL database")]
@@ -114,6 +113,11 @@ pub async fn login(client: &reqwest::Client, base: &str) -> anyhow::Result<Strin
         .with_context(|| format!("log-in failed: {body}"))
 }
 
+/// Where the server's log lines go (appended): `$TMPDIR/cxgraph-bench-server.log`.
+pub fn server_log() -> PathBuf {
+    std::env::temp_dir().join("cxgraph-bench-server.log")
+}
+
 fn with_database(url: &str, database: &str) -> String {
     match url.rsplit_once('/') {
         Some((server, _)) => format!("{server}/{database}"),
@@ -121,31 +125,16 @@ fn with_database(url: &str, database: &str) -> String {
     }
 }
 
-/// The server binary: `--server-bin`, or the `cxgraph` built (now, so it is current)
-/// with the same profile beside this runner.
+/// The server binary: `--server-bin`, or `cxgraph` built with this runner's profile.
 fn server_bin(args: &Args) -> anyhow::Result<PathBuf> {
-    if let Some(bin) = &args.server_bin {
-        if !bin.exists() {
-            bail!("no server binary at {}", bin.display());
+    match &args.server_bin {
+        Some(bin) if !bin.exists() => bail!("no server binary at {}", bin.display()),
+        Some(bin) => Ok(bin.clone()),
+        None => {
+            eprintln!("building the server …");
+            server::server_binary()
         }
-        return Ok(bin.clone());
     }
-    let bin = std::env::current_exe()?.with_file_name("cxgraph");
-    let release = bin.parent().and_then(|p| p.file_name()).is_some_and(|name| name == "release");
-    let cargo = std::env::var_os("CARGO").unwrap_or_else(|| "cargo".into());
-    let mut build = std::process::Command::new(cargo);
-    build.args(["build", "-q", "-p", "cxgraph", "--bin", "cxgraph"]);
-    if release {
-        build.arg("--release");
-    }
-    eprintln!("building the server ({}) …", if release { "release" } else { "debug" });
-    if !build.status().context("running cargo build")?.success() {
-        bail!("building the server failed");
-    }
-    if !bin.exists() {
-        bail!("no server binary at {} after the build", bin.display());
-    }
-    Ok(bin)
 }
 
 /// Seeds the benchmark database unless it already holds a dataset of this size;
@@ -308,11 +297,11 @@ async fn main() -> anyhow::Result<()> {
     // Cold start: three fresh starts against the seeded database; the median counts.
     let mut starts = Vec::new();
     for _ in 0..3 {
-        let s = Server::start(&bin, &url).await?;
+        let s = Server::start(&bin, &url, &server_log()).await?;
         starts.push(s.cold_start);
     }
     starts.sort();
-    let server = Server::start(&bin, &url).await?;
+    let server = Server::start(&bin, &url, &server_log()).await?;
     let idle = server::usage(server.pid());
     let client = reqwest::Client::builder().pool_max_idle_per_host(args.clients * 2).tcp_nodelay(true).build()?;
     let token = login(&client, &server.base).await?;

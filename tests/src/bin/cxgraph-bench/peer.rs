@@ -52,7 +52,7 @@ impl Peer {
         let manifest = std::fs::read_to_string(dir.join("node_modules/postgraphile/package.json"))?;
         let version =
             serde_json::from_str::<serde_json::Value>(&manifest)?["version"].as_str().unwrap_or("?").to_owned();
-        let port = crate::server::free_port()?;
+        let port = cxgraph_tests::process::free_port()?;
         let child = Command::new(&node)
             .arg(&cli)
             .args(["-P", "postgraphile/presets/amber", "-s", "public", "--host", "127.0.0.1", "-c", database_url])

@@ -1,9 +1,10 @@
-//! The server under test: the release `cxgraph` binary as its own process, so its
-//! memory and CPU are its own and not the load generator's. Peak RSS comes from
-//! `/proc/<pid>/status` (VmHWM, reset before each workload through `clear_refs`),
-//! CPU time from `/proc/<pid>/stat`.
+//! The server as its own process, for the benchmark runner and the fault suite: its
+//! memory, CPU and file descriptors are its own and not the load generator's, and it
+//! can be killed with SIGKILL like a crash. Peak RSS comes from `/proc/<pid>/status`
+//! (VmHWM, reset through `clear_refs`), CPU time from `/proc/<pid>/stat`, open files
+//! from `/proc/<pid>/fd`.
 
-use std::path::Path;
+use std::path::{Path, PathBuf};
 use std::process::{Child, Command, Stdio};
 use std::time::{Duration, Instant};
 
@@ -19,6 +20,55 @@ pub struct Server {
     pub base: String,
     /// From spawning the process to the first ready `/readyz`.
     pub cold_start: Duration,
+}
+
+/// The `cxgraph` binary, built now (so it is current) with the profile of the running
+/// executable: `target/<profile>/cxgraph` beside a binary, or beside `deps/` for a
+/// test.
+pub fn server_binary() -> anyhow::Result<PathBuf> {
+    let exe = std::env::current_exe()?;
+    let profile_dir = exe
+        .ancestors()
+        .find(|p| p.file_name().is_some_and(|n| n == "debug" || n == "release"))
+        .with_context(|| format!("no target/<profile> directory above {}", exe.display()))?;
+    let release = profile_dir.file_name().is_some_and(|n| n == "release");
+    let cargo = std::env::var_os("CARGO").unwrap_or_else(|| "cargo".into());
+    let mut build = Command::new(cargo);
+    // The workspace this harness was built from, wherever it is run from.
+    build
+        .current_dir(concat!(env!("CARGO_MANIFEST_DIR"), "/.."))
+        .args(["build", "-q", "-p", "cxgraph", "--bin", "cxgraph"]);
+    if release {
+        build.arg("--release");
+    }
+    if let Some(target) = profile_dir.parent() {
+        build.env("CARGO_TARGET_DIR", target);
+    }
+    // What cargo sets for the package under test, not for a build: a build script
+    // that watches one of these (ring watches CARGO_MANIFEST_DIR) would otherwise
+    // rebuild half the tree here and again in the next plain `cargo build`.
+    for (key, _) in std::env::vars_os() {
+        let key = key.to_string_lossy();
+        let per_package =
+            ["CARGO_MANIFEST_", "CARGO_PKG_", "CARGO_BIN_", "CARGO_CRATE_", "CARGO_PRIMARY_", "CARGO_TARGET_TMPDIR"]
+                .iter()
+                .any(|p| key.starts_with(p));
+        if per_package || key == "OUT_DIR" || key == "CARGO_RUSTC_CURRENT_DIR" {
+            build.env_remove(key.as_ref());
+        }
+    }
+    let started = Instant::now();
+    if !build.status().context("running cargo build")?.success() {
+        bail!("building the server failed");
+    }
+    if started.elapsed() > Duration::from_secs(5) {
+        eprintln!("built the server in {:.0?}", started.elapsed());
+    }
+    let bin = profile_dir.join("cxgraph");
+    if !bin.exists() {
+        bail!("no server binary at {} after the build", bin.display());
+    }
+    Ok(bin)
 }
 
 /// A free loopback port.
@@ -42,24 +92,40 @@ pub fn command(bin: &Path, database_url: &str, args: &[&str]) -> anyhow::Result<
     Ok(String::from_utf8_lossy(&out.stdout).into_owned())
 }
 
-/// Where the server's log lines go (appended): `$TMPDIR/cxgraph-bench-server.log`.
-pub fn log_path() -> std::path::PathBuf {
-    std::env::temp_dir().join("cxgraph-bench-server.log")
-}
-
-fn log_file() -> anyhow::Result<std::fs::File> {
-    let path = log_path();
+fn log_file(path: &Path) -> anyhow::Result<std::fs::File> {
     std::fs::OpenOptions::new()
         .create(true)
         .append(true)
-        .open(&path)
+        .open(path)
         .with_context(|| format!("opening {}", path.display()))
 }
 
 impl Server {
-    /// Starts the server and waits (at most a minute) until it is ready.
-    pub async fn start(bin: &Path, database_url: &str) -> anyhow::Result<Server> {
-        let port = free_port()?;
+    /// Starts the server and waits (at most a minute) until it is ready; its log lines
+    /// are appended to `log`.
+    pub async fn start(bin: &Path, database_url: &str, log: &Path) -> anyhow::Result<Server> {
+        Self::start_with(bin, database_url, log, &[]).await
+    }
+
+    /// Starts the server with extra environment variables (they win over the
+    /// defaults set here).
+    pub async fn start_with(
+        bin: &Path,
+        database_url: &str,
+        log: &Path,
+        env: &[(&str, &str)],
+    ) -> anyhow::Result<Server> {
+        Self::start_on(bin, database_url, log, free_port()?, env).await
+    }
+
+    /// Starts the server on a given port (a restart where the clients expect it).
+    pub async fn start_on(
+        bin: &Path,
+        database_url: &str,
+        log: &Path,
+        port: u16,
+        env: &[(&str, &str)],
+    ) -> anyhow::Result<Server> {
         let started = Instant::now();
         let child = Command::new(bin)
             .arg("serve")
@@ -77,9 +143,10 @@ impl Server {
             .env("CXGRAPH_LOG", "warn")
             .env("CXGRAPH_LOG_FORMAT", "json")
             .env_remove("OTEL_EXPORTER_OTLP_ENDPOINT")
+            .envs(env.iter().copied())
             .stdin(Stdio::null())
             .stdout(Stdio::null())
-            .stderr(Stdio::from(log_file()?))
+            .stderr(Stdio::from(log_file(log)?))
             .spawn()
             .with_context(|| format!("starting {}", bin.display()))?;
         let mut server = Server { child, base: format!("http://127.0.0.1:{port}"), cold_start: Duration::ZERO };
@@ -100,6 +167,17 @@ impl Server {
 
     pub fn pid(&self) -> u32 {
         self.child.id()
+    }
+
+    /// SIGKILL, as a crash: no shutdown, no flush, no goodbye.
+    pub fn kill(mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+
+    /// Whether the process is still running.
+    pub fn running(&mut self) -> bool {
+        matches!(self.child.try_wait(), Ok(None))
     }
 }
 
@@ -145,6 +223,21 @@ pub fn usage(pid: u32) -> Usage {
         .and_then(|v| v.trim().trim_end_matches("kB").trim().parse().ok())
         .unwrap_or(0);
     Usage { cpu: Duration::from_secs_f64(cpu_ticks as f64 / clock_ticks() as f64), peak_rss_kib }
+}
+
+/// A process's resident set now, KiB (0 when `/proc` cannot be read).
+pub fn rss_kib(pid: u32) -> u64 {
+    std::fs::read_to_string(format!("/proc/{pid}/status"))
+        .unwrap_or_default()
+        .lines()
+        .find_map(|l| l.strip_prefix("VmRSS:"))
+        .and_then(|v| v.trim().trim_end_matches("kB").trim().parse().ok())
+        .unwrap_or(0)
+}
+
+/// How many file descriptors a process has open (sockets included).
+pub fn open_fds(pid: u32) -> usize {
+    std::fs::read_dir(format!("/proc/{pid}/fd")).map_or(0, |d| d.count())
 }
 
 /// Resets a process's peak RSS to its current RSS (Linux `clear_refs` value 5).

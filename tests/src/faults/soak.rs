@@ -1,0 +1,173 @@
+//! A long mixed load with no fault injected: readers (customer 360, the agent queue,
+//! customer lists), ingest and mutation writers, and subscriptions opening and
+//! closing all the time. The server's resident memory and open file descriptors are
+//! sampled every second; after warm-up they must stay flat, and no request may fail.
+
+use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
+use std::sync::{Arc, Mutex};
+use std::time::{Duration, Instant};
+
+use serde_json::json;
+
+use super::{Drift, Ledger, Outcome, Scale, Target, batch_ids, check_ledger, count_graphql, deliver};
+use crate::process::{self, Server};
+use crate::{Backend, Subscription, TestDatabase};
+
+const READERS: usize = 4;
+const INGESTERS: usize = 2;
+/// Allowed growth after warm-up: resident memory, KiB, and descriptors.
+const RSS_SLACK_KIB: u64 = 16 * 1024;
+const FD_SLACK: usize = 8;
+
+const CUSTOMER_360: &str = "query($id: ID!) { customer(id: $id) { id displayName identities { kind value } \
+    interactions(first: 20) { edges { node { id channel body sentimentLabel } } } \
+    conversations(status: [OPEN, PENDING]) { id status priority } feedback(first: 10) { score } } }";
+const QUEUE: &str = "{ conversations(filter: {status: [OPEN]}, orderBy: DUE, first: 50) \
+    { edges { node { id channel priority firstResponseDueAt } } } }";
+const LIST: &str = "{ customers(first: 50) { edges { node { id displayName segment } } } }";
+
+/// The median of the samples in `range` (fractions of the run).
+fn median(samples: &[(u64, usize)], from: f64, to: f64, pick: impl Fn(&(u64, usize)) -> u64) -> u64 {
+    let (a, b) = ((samples.len() as f64 * from) as usize, (samples.len() as f64 * to) as usize);
+    let mut window: Vec<u64> = samples[a..b.max(a + 1).min(samples.len())].iter().map(pick).collect();
+    window.sort_unstable();
+    window.get(window.len() / 2).copied().unwrap_or(0)
+}
+
+/// `scale.pick(20 s, 15 min)` of mixed load on `backend`.
+pub async fn mixed(scale: Scale, backend: &Backend) -> Outcome {
+    let started = Instant::now();
+    let duration = scale.pick(Duration::from_secs(20), Duration::from_secs(900));
+    let mut outcome = Outcome::new("soak: mixed load, subscriptions churning", backend.name());
+    let database = TestDatabase::create(backend).await;
+    let bin = tokio::task::spawn_blocking(process::server_binary).await.expect("build task").expect("server binary");
+    let log = super::server_log(&format!("soak-{}", backend.name()));
+    let server = Server::start(&bin, &database.url, &log).await.expect("server starts");
+    let pid = server.pid();
+    let target = Target::login(&server.base, process::ADMIN_EMAIL, process::ADMIN_PASSWORD).await;
+    let customer = target.create_customer("Soak customer").await;
+    let host = server.base.trim_start_matches("http://").to_owned();
+
+    let prefix = "soak-";
+    let done = Arc::new(AtomicBool::new(false));
+    let ledger = Arc::new(Mutex::new(Ledger::default()));
+    let subscriptions = Arc::new(AtomicU64::new(0));
+    let mut tasks = Vec::new();
+    for reader in 0..READERS {
+        let (t, customer, ledger, done) = (target.clone(), customer.clone(), Arc::clone(&ledger), Arc::clone(&done));
+        tasks.push(tokio::spawn(async move {
+            let mut n = reader;
+            while !done.load(Ordering::Relaxed) {
+                let sent = match n % 3 {
+                    0 => t.graphql(CUSTOMER_360, json!({ "id": customer })).await,
+                    1 => t.graphql(QUEUE, json!({})).await,
+                    _ => t.graphql(LIST, json!({})).await,
+                };
+                count_graphql(&ledger, sent, false);
+                n += 1;
+            }
+        }));
+    }
+    for client in 0..INGESTERS {
+        let (t, customer, ledger, done) = (target.clone(), customer.clone(), Arc::clone(&ledger), Arc::clone(&done));
+        tasks.push(tokio::spawn(async move {
+            let mut batch = 0;
+            while !done.load(Ordering::Relaxed) {
+                deliver(&t, &customer, &batch_ids(prefix, client, batch, 10), &ledger, false).await;
+                batch += 1;
+                tokio::time::sleep(Duration::from_millis(50)).await;
+            }
+        }));
+    }
+    {
+        let (t, ledger, done) = (target.clone(), Arc::clone(&ledger), Arc::clone(&done));
+        tasks.push(tokio::spawn(async move {
+            let mut n = 0;
+            while !done.load(Ordering::Relaxed) {
+                let sent = t
+                    .graphql(
+                        "mutation($n: String!) { createCustomer(input: {displayName: $n}) { customer { id } } }",
+                        json!({ "n": format!("Soak {n}") }),
+                    )
+                    .await;
+                count_graphql(&ledger, sent, false);
+                n += 1;
+                tokio::time::sleep(Duration::from_millis(100)).await;
+            }
+        }));
+    }
+    {
+        // Subscriptions: open, wait for an event (or a second), close; again.
+        let (token, done, opened, ledger) =
+            (target.token.clone(), Arc::clone(&done), Arc::clone(&subscriptions), Arc::clone(&ledger));
+        tasks.push(tokio::spawn(async move {
+            while !done.load(Ordering::Relaxed) {
+                match Subscription::start_at(&host, Some(&token), "subscription { interactionReceived { id } }").await {
+                    Ok(mut sub) => {
+                        opened.fetch_add(1, Ordering::Relaxed);
+                        let _ = sub.next_message(1).await;
+                    }
+                    Err(refused) => {
+                        ledger.lock().expect("ledger").unclean.push(format!("subscription refused: {refused}"))
+                    }
+                }
+            }
+        }));
+    }
+    // Samples of (RSS KiB, open descriptors), one a second.
+    let mut samples = Vec::new();
+    while started.elapsed() < duration {
+        tokio::time::sleep(Duration::from_secs(1)).await;
+        samples.push((process::rss_kib(pid), process::open_fds(pid)));
+    }
+    done.store(true, Ordering::Relaxed);
+    for t in tasks {
+        t.await.expect("client task");
+    }
+    // Warm-up is the first quarter; compare the median of the second quarter with
+    // the median of the last.
+    let drift = Drift {
+        rss_after_warmup_kib: median(&samples, 0.25, 0.5, |s| s.0),
+        rss_end_kib: median(&samples, 0.75, 1.0, |s| s.0),
+        fds_after_warmup: median(&samples, 0.25, 0.5, |s| s.1 as u64) as usize,
+        fds_end: median(&samples, 0.75, 1.0, |s| s.1 as u64) as usize,
+    };
+    if drift.rss_end_kib > drift.rss_after_warmup_kib + RSS_SLACK_KIB {
+        outcome.violations.push(format!(
+            "resident memory grew from {} to {} KiB after warm-up",
+            drift.rss_after_warmup_kib, drift.rss_end_kib
+        ));
+    }
+    if drift.fds_end > drift.fds_after_warmup + FD_SLACK {
+        outcome
+            .violations
+            .push(format!("open descriptors grew from {} to {} after warm-up", drift.fds_after_warmup, drift.fds_end));
+    }
+    let ledger = std::mem::take(&mut *ledger.lock().expect("ledger"));
+    let db = database.connect().await;
+    check_ledger(&db, prefix, &ledger, &mut outcome).await;
+    db.close().await.ok();
+    let requests = ledger.ok;
+    outcome.absorb(ledger);
+    if !outcome.clean_failures.is_empty() {
+        outcome.violations.push(format!("requests failed with nothing broken: {:?}", outcome.clean_failures));
+    }
+    let opened = subscriptions.load(Ordering::Relaxed);
+    if opened == 0 {
+        outcome.violations.push("no subscription was opened".into());
+    }
+    let peak = samples.iter().map(|s| s.0).max().unwrap_or(0);
+    outcome.drift = Some(drift);
+    outcome.load = format!(
+        "{READERS} readers (360, queue, list), {INGESTERS} ingest clients, 1 mutation writer, \
+         1 subscriber reconnecting, {} s",
+        duration.as_secs()
+    );
+    outcome.faults = "none (soak)".into();
+    outcome.notes.push(format!("{:.0} req/s", requests as f64 / duration.as_secs_f64()));
+    outcome.notes.push(format!("{opened} subscriptions opened and closed"));
+    outcome.notes.push(format!("peak RSS {:.1} MiB", peak as f64 / 1024.0));
+    outcome.elapsed = started.elapsed();
+    server.kill();
+    outcome
+}
