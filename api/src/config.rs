@@ -247,6 +247,13 @@ pub struct Settings {
     #[arg(long, env = "CXGRAPH_RATE_LIMIT", default_value_t = 1200, global = true)]
     pub rate_limit: u32,
 
+    /// Query-cost points each user or API token may spend per hour (a field costs 1, a
+    /// page of N costs N times what is selected under it); every answer reports the
+    /// cost, what remains and the reset time in `extensions.cost`. 0 turns it off.
+    /// Counted per replica.
+    #[arg(long, env = "CXGRAPH_COST_BUDGET", default_value_t = 1_000_000, global = true)]
+    pub cost_budget: u64,
+
     /// Seconds between two runs of the insight jobs: topic re-tagging and the
     /// negative-sentiment spike detector.
     #[arg(long, env = "CXGRAPH_INSIGHTS_JOB_INTERVAL", default_value_t = 60, value_parser = clap::value_parser!(u64).range(1..=3600), global = true)]

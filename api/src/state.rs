@@ -6,6 +6,7 @@ use std::sync::{Arc, Mutex, PoisonError};
 
 use sea_orm::DatabaseConnection;
 
+use crate::auth::cost_budget::CostBudget;
 use crate::auth::rate_limit::RateLimiter;
 use crate::auth::sessions::SessionConfig;
 use crate::auth::throttle::LoginThrottle;
@@ -29,6 +30,7 @@ struct Inner {
     bus: Bus,
     login_throttle: LoginThrottle,
     rate_limiter: RateLimiter,
+    cost_budget: CostBudget,
 }
 
 /// Counters of the statements the application sent, fed by sea-orm's metric callback.
@@ -96,6 +98,7 @@ impl AppState {
         db_stats: Arc<DbStats>,
     ) -> Self {
         let settings_rate = settings.rate_limit;
+        let settings_budget = settings.cost_budget;
         Self {
             inner: Arc::new(Inner {
                 db,
@@ -106,6 +109,7 @@ impl AppState {
                 bus: Bus::new(),
                 login_throttle: LoginThrottle::default(),
                 rate_limiter: RateLimiter::new(settings_rate),
+                cost_budget: CostBudget::new(settings_budget),
             }),
         }
     }
@@ -131,6 +135,11 @@ impl AppState {
     /// Per-caller request buckets of this process.
     pub fn rate_limiter(&self) -> &RateLimiter {
         &self.inner.rate_limiter
+    }
+
+    /// Per-caller query-cost budgets of this process.
+    pub fn cost_budget(&self) -> &CostBudget {
+        &self.inner.cost_budget
     }
 
     /// Failed log-in counters of this process.

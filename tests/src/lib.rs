@@ -150,6 +150,7 @@ pub fn test_settings(database_url: &str) -> Settings {
     s.db_max_connections = 5;
     // Tests hammer one admin; the limit has a test of its own.
     s.rate_limit = 0;
+    s.cost_budget = 0;
     s.metrics_bind = cxgraph::config::MetricsBind(Some("127.0.0.1:0".parse().expect("address")));
     s
 }

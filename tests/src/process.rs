@@ -139,6 +139,7 @@ impl Server {
             // The benchmark measures the API, not the per-caller limit (one caller
             // sends thousands of requests a second here).
             .env("CXGRAPH_RATE_LIMIT", "0")
+            .env("CXGRAPH_COST_BUDGET", "0")
             .env("CXGRAPH_METRICS_BIND", "off")
             .env("CXGRAPH_LOG", "warn")
             .env("CXGRAPH_LOG_FORMAT", "json")

@@ -20,6 +20,16 @@ struct Bucket {
     at: Instant,
 }
 
+/// Who a limit counts against: the user or the API token; `None` for anonymous
+/// callers.
+pub fn caller_key(principal: &Principal) -> Option<String> {
+    match principal {
+        Principal::User(u) => Some(format!("user:{}", u.id)),
+        Principal::Token(t) => Some(format!("token:{}", t.id)),
+        Principal::Anonymous(_) => None,
+    }
+}
+
 /// The buckets of this process.
 #[derive(Debug)]
 pub struct RateLimiter {
@@ -35,11 +45,11 @@ impl RateLimiter {
 
     /// Takes one request from the caller's bucket, or says how long to wait.
     pub fn check(&self, principal: &Principal) -> Result<(), Duration> {
-        let key = match principal {
-            _ if self.per_minute == 0 => return Ok(()),
-            Principal::User(u) => format!("user:{}", u.id),
-            Principal::Token(t) => format!("token:{}", t.id),
-            Principal::Anonymous(_) => return Ok(()),
+        if self.per_minute == 0 {
+            return Ok(());
+        }
+        let Some(key) = caller_key(principal) else {
+            return Ok(());
         };
         let capacity = f64::from(self.per_minute);
         let per_second = capacity / 60.0;

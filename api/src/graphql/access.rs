@@ -7,6 +7,9 @@
 //!   `GRAPHQL_VALIDATION_FAILED`).
 //! - An argument or variable async-graphql cannot parse as its type is
 //!   `BAD_USER_INPUT`.
+//! - Once validated, the query's cost (its complexity, see `cost`) is charged to the
+//!   caller's hourly budget; the answer carries `extensions.cost`, and a query that
+//!   does not fit is refused with `RATE_LIMITED` before anything runs.
 //! - Any error that still has no `extensions.code` at the end did not come through
 //!   `AppError`; it is logged and masked as `INTERNAL`, so no unexpected message (SQL
 //!   text, a library's internals) ever reaches a client.
@@ -23,6 +26,7 @@ use async_graphql::{
 };
 
 use crate::auth::Principal;
+use crate::auth::cost_budget::CostReport;
 use crate::auth::policy::root_policy;
 use crate::error::AppError;
 use crate::state::AppState;
@@ -53,11 +57,63 @@ pub struct AccessControl;
 
 impl ExtensionFactory for AccessControl {
     fn create(&self) -> Arc<dyn Extension> {
-        Arc::new(AccessControlExtension)
+        Arc::new(AccessControlExtension::default())
     }
 }
 
-struct AccessControlExtension;
+/// One per request (or subscription).
+#[derive(Default)]
+struct AccessControlExtension {
+    /// What the query was charged, for `extensions.cost`.
+    cost: std::sync::Mutex<Option<CostReport>>,
+}
+
+impl AccessControlExtension {
+    /// Charges the validated query to the caller's budget; refuses it when it does not
+    /// fit.
+    fn charge(&self, ctx: &ExtensionContext<'_>, complexity: usize) -> Result<(), Vec<ServerError>> {
+        let (Some(state), Some(principal)) = (ctx.data_opt::<AppState>(), ctx.data_opt::<Principal>()) else {
+            return Ok(());
+        };
+        let Some(charged) = state.cost_budget().charge(principal, complexity as u64) else {
+            return Ok(());
+        };
+        let report = match &charged {
+            Ok(r) | Err(r) => r.clone(),
+        };
+        *self.cost.lock().unwrap_or_else(std::sync::PoisonError::into_inner) = Some(report.clone());
+        if charged.is_ok() {
+            return Ok(());
+        }
+        let mut error = ServerError::new(
+            format!(
+                "query cost budget exhausted: this query costs {}, {} of {} points remain until {}",
+                report.cost,
+                report.remaining,
+                report.limit,
+                report.reset_at.to_rfc3339_opts(chrono::SecondsFormat::Secs, true)
+            ),
+            None,
+        );
+        let ext = error.extensions.get_or_insert_with(Default::default);
+        ext.set("code", "RATE_LIMITED");
+        ext.set("retryAfterSeconds", report.retry_after_secs());
+        Err(vec![error])
+    }
+}
+
+/// `extensions.cost` of an answer: GitHub's `rateLimit`, in the answer itself.
+fn cost_value(report: &CostReport) -> Value {
+    let mut map = async_graphql::indexmap::IndexMap::new();
+    map.insert(async_graphql::Name::new("requestedQueryCost"), Value::from(report.cost));
+    map.insert(async_graphql::Name::new("limit"), Value::from(report.limit));
+    map.insert(async_graphql::Name::new("remaining"), Value::from(report.remaining));
+    map.insert(
+        async_graphql::Name::new("resetAt"),
+        Value::from(report.reset_at.to_rfc3339_opts(chrono::SecondsFormat::Secs, true)),
+    );
+    Value::Object(map)
+}
 
 /// Most aliases one document may use (alias floods multiply the work of one field).
 pub const MAX_ALIASES: usize = 30;
@@ -114,6 +170,9 @@ fn has_code(e: &ServerError) -> bool {
 impl Extension for AccessControlExtension {
     async fn request(&self, ctx: &ExtensionContext<'_>, next: NextRequest<'_>) -> Response {
         let mut response = next.run(ctx).await;
+        if let Some(report) = self.cost.lock().unwrap_or_else(std::sync::PoisonError::into_inner).as_ref() {
+            response.extensions.insert("cost".into(), cost_value(report));
+        }
         for e in &mut response.errors {
             if !has_code(e) && is_argument_error(&e.message) {
                 // An argument or variable that does not parse as its type: the
@@ -159,7 +218,9 @@ impl Extension for AccessControlExtension {
         ctx: &ExtensionContext<'_>,
         next: NextValidation<'_>,
     ) -> Result<ValidationResult, Vec<ServerError>> {
-        next.run(ctx).await.map_err(|errors| with_code(errors, "GRAPHQL_VALIDATION_FAILED"))
+        let result = next.run(ctx).await.map_err(|errors| with_code(errors, "GRAPHQL_VALIDATION_FAILED"))?;
+        self.charge(ctx, result.complexity)?;
+        Ok(result)
     }
 
     async fn resolve(

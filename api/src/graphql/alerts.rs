@@ -112,6 +112,7 @@ pub struct AlertQuery;
 #[Object]
 impl AlertQuery {
     /// Alerts, newest first.
+    #[graphql(complexity = "super::cost::page(first, None, child_complexity)")]
     async fn alerts(
         &self,
         ctx: &Context<'_>,

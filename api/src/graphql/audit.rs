@@ -79,6 +79,7 @@ pub struct AuditQuery;
 #[Object]
 impl AuditQuery {
     /// The audit log, newest first (at most 100 per page).
+    #[graphql(complexity = "super::cost::page(first, None, child_complexity)")]
     async fn audit_log(
         &self,
         ctx: &Context<'_>,

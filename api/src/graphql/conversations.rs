@@ -121,6 +121,7 @@ impl ConversationQuery {
     /// The queue: conversations, filtered, soonest due first by default (at most 100
     /// per page).
     #[allow(clippy::too_many_arguments)]
+    #[graphql(complexity = "super::cost::page(first, last, child_complexity)")]
     async fn conversations(
         &self,
         ctx: &Context<'_>,
@@ -154,6 +155,7 @@ impl ConversationQuery {
     }
 
     /// Interactions across customers, newest first: the feed and social listening.
+    #[graphql(complexity = "super::cost::page(first, last, child_complexity)")]
     async fn interactions(
         &self,
         ctx: &Context<'_>,

@@ -122,7 +122,7 @@ impl Customer {
         Ok(rows.into_iter().map(CustomerIdentity).collect())
     }
     /// Interactions on every channel, newest first.
-    #[graphql(guard = "READ_INTERACTIONS")]
+    #[graphql(guard = "READ_INTERACTIONS", complexity = "super::cost::list(first, child_complexity)")]
     async fn interactions(
         &self,
         ctx: &Context<'_>,
@@ -144,7 +144,7 @@ impl Customer {
         Ok(connection)
     }
     /// Conversations, most recently active first.
-    #[graphql(guard = "READ_INTERACTIONS")]
+    #[graphql(guard = "READ_INTERACTIONS", complexity = "super::cost::list(first, child_complexity)")]
     async fn conversations(
         &self,
         ctx: &Context<'_>,
@@ -163,6 +163,7 @@ impl Customer {
         Ok(rows.into_iter().map(|c| Conversation::in_batch(c, Arc::clone(&self.batch))).collect())
     }
     /// Journey touchpoints, newest first.
+    #[graphql(complexity = "super::cost::list(first, child_complexity)")]
     async fn touchpoints(
         &self,
         ctx: &Context<'_>,
@@ -173,6 +174,7 @@ impl Customer {
         Ok(rows.into_iter().map(Touchpoint).collect())
     }
     /// Survey answers and unsolicited feedback, newest first.
+    #[graphql(complexity = "super::cost::list(first, child_complexity)")]
     async fn feedback(
         &self,
         ctx: &Context<'_>,
@@ -409,6 +411,7 @@ impl CustomerQuery {
 
     /// Customers, filtered and sorted, as a Relay connection (page size at most 100).
     #[allow(clippy::too_many_arguments)]
+    #[graphql(complexity = "super::cost::page(first, last, child_complexity)")]
     async fn customers(
         &self,
         ctx: &Context<'_>,

@@ -84,6 +84,7 @@ pub struct EventQuery;
 impl EventQuery {
     /// Events after a cursor (an event's `position`, or the `endCursor` of the previous
     /// page), oldest first, at most 500 a page.
+    #[graphql(complexity = "super::cost::list(first, child_complexity)")]
     async fn events(
         &self,
         ctx: &Context<'_>,

@@ -139,6 +139,7 @@ impl WebhookQuery {
     }
 
     /// The delivery log, newest first.
+    #[graphql(complexity = "super::cost::page(first, None, child_complexity)")]
     async fn webhook_deliveries(
         &self,
         ctx: &Context<'_>,

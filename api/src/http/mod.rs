@@ -188,7 +188,22 @@ async fn execute(state: &HttpState, headers: &HeaderMap, req: async_graphql::Req
         })
         .collect();
     crate::metrics::get().graphql_operation(kind, &name, &codes, started.elapsed());
-    GraphQLResponse::from(response).into_response()
+    // A query refused by the cost budget ran nothing: say so in the status too.
+    let over_budget = response.data == async_graphql::Value::Null && codes.iter().any(|c| c == "RATE_LIMITED");
+    let retry_after = response
+        .errors
+        .first()
+        .and_then(|e| e.extensions.as_ref())
+        .and_then(|x| x.get("retryAfterSeconds"))
+        .map(ToString::to_string);
+    let mut http = GraphQLResponse::from(response).into_response();
+    if over_budget {
+        *http.status_mut() = StatusCode::TOO_MANY_REQUESTS;
+        if let Some(value) = retry_after.and_then(|s| HeaderValue::from_str(&s).ok()) {
+            http.headers_mut().insert(header::RETRY_AFTER, value);
+        }
+    }
+    http
 }
 
 /// The request id set (or passed on) by the request-id layer.

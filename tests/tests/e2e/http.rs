@@ -230,6 +230,76 @@ async fn callers_over_their_rate_get_429_with_a_retry_hint() {
 }
 
 #[tokio::test]
+async fn a_query_priced_over_the_per_query_limit_is_refused_before_it_runs() {
+    let app = TestApp::spawn(&Backend::Sqlite).await;
+    let admin = app.login_admin().await.access;
+    let nested = |inner: u32| {
+        format!(
+            "{{ customers(first: 100) {{ edges {{ node {{ id interactions(first: {inner}) \
+             {{ edges {{ node {{ id channel body }} }} }} }} }} }} }}"
+        )
+    };
+    // 100 customers × 100 interactions: 1 + 100 × (2 + 1 + 1 + 100 × 5) = 50,401.
+    let wide = app.graphql(&nested(100), json!({}), Some(&admin)).await;
+    assert_eq!(error_code(&wide), Some("GRAPHQL_VALIDATION_FAILED"), "{wide}");
+    assert!(wide["data"].is_null());
+    // The same shape with ten interactions a customer costs a tenth and runs.
+    let narrow = app.graphql(&nested(10), json!({}), Some(&admin)).await;
+    assert!(narrow["errors"].is_null(), "{narrow}");
+    app.stop().await;
+}
+
+#[tokio::test]
+async fn queries_spend_an_hourly_cost_budget_reported_in_every_answer() {
+    for backend in cxgraph_tests::backends() {
+        let app = TestApp::spawn_with(&backend, |s| s.cost_budget = 300).await;
+        let admin = app.login_admin().await.access;
+        let page = |n: u32| format!("{{ customers(first: {n}) {{ edges {{ node {{ id displayName }} }} }} }}");
+        // A field costs 1 plus what is under it; a page of n costs n times its
+        // selection: edges(1 + node(1 + id 1 + displayName 1)) = 4 a row.
+        let price = |n: u64| 1 + n * 4;
+        let ask = |query: String, token: String| {
+            let req = app.client.post(app.url("/graphql")).bearer_auth(token).json(&json!({ "query": query }));
+            async move { req.send().await.unwrap() }
+        };
+        let mut left = 300;
+        for n in [10, 20, 10] {
+            let resp = ask(page(n), admin.clone()).await;
+            assert_eq!(resp.status(), 200);
+            let body: Value = resp.json().await.unwrap();
+            assert!(body["errors"].is_null(), "{body}");
+            let cost = &body["extensions"]["cost"];
+            left -= price(u64::from(n));
+            assert_eq!(cost["requestedQueryCost"], price(u64::from(n)), "{body}");
+            assert_eq!(cost["limit"], 300);
+            assert_eq!(cost["remaining"], left);
+            let reset = chrono::DateTime::parse_from_rfc3339(cost["resetAt"].as_str().unwrap()).unwrap();
+            let ahead = reset.with_timezone(&chrono::Utc) - chrono::Utc::now();
+            assert!(ahead > chrono::Duration::minutes(58) && ahead <= chrono::Duration::minutes(60), "{ahead}");
+        }
+        // 137 points remain: a page of 50 (201) does not fit, is refused before it
+        // runs, and costs nothing.
+        let refused = ask(page(50), admin.clone()).await;
+        assert_eq!(refused.status(), 429);
+        let retry: i64 = refused.headers()["retry-after"].to_str().unwrap().parse().unwrap();
+        assert!(retry > 3400, "{retry}");
+        let body: Value = refused.json().await.unwrap();
+        assert_eq!(error_code(&body), Some("RATE_LIMITED"), "{body}");
+        assert!(body["data"].is_null(), "{body}");
+        assert_eq!(body["extensions"]["cost"]["remaining"], left);
+        assert_eq!(body["errors"][0]["extensions"]["retryAfterSeconds"], retry);
+        // What still fits still runs; the budget is the caller's own.
+        let small: Value = ask(page(30), admin.clone()).await.json().await.unwrap();
+        assert_eq!(small["extensions"]["cost"]["remaining"], left - price(30), "{small}");
+        let (email, password) = app.create_user(entity::enums::Role::Analyst).await;
+        let analyst = app.login(&email, &password).await.access;
+        let theirs: Value = ask(page(50), analyst).await.json().await.unwrap();
+        assert_eq!(theirs["extensions"]["cost"]["remaining"], 300 - price(50), "{theirs}");
+        app.stop().await;
+    }
+}
+
+#[tokio::test]
 async fn a_request_over_its_deadline_answers_timeout_and_writes_nothing() {
     for backend in cxgraph_tests::backends() {
         let app = TestApp::spawn_with(&backend, |s| s.request_timeout = 1).await;
