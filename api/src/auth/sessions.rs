@@ -5,6 +5,9 @@
 //! cannot both win) and issues the next one in the family. Presenting a token that was
 //! already used means it was copied: the whole family is revoked and the caller must
 //! log in again (OAuth 2.0 Security BCP, refresh token rotation).
+//!
+//! Log-ins (failed ones too), refreshes, reuse and log-outs are audited in the same
+//! transaction as the change they make, naming the user by id only.
 
 use chrono::{DateTime, Utc};
 use entity::{refresh_token, user};
@@ -12,10 +15,12 @@ use sea_orm::sea_query::Expr;
 use sea_orm::{
     ActiveModelTrait, ColumnTrait, ConnectionTrait, DatabaseConnection, EntityTrait, IntoActiveModel, QueryFilter, Set,
 };
+use serde_json::json;
 use uuid::Uuid;
 
 use super::jwt::JwtKeys;
-use super::{Principal, password, secret};
+use super::{Principal, UserPrincipal, password, secret};
+use crate::audit::{self, Actor};
 use crate::error::{AppError, AppResult};
 use crate::users;
 
@@ -45,33 +50,49 @@ pub async fn login(
     config: &SessionConfig,
     email: &str,
     password_attempt: String,
+    request_id: Option<&str>,
 ) -> AppResult<Option<Session>> {
     let found = match users::normalize_email(email) {
         Some(email) => users::find_by_email(db, &email).await?,
         None => None,
     };
     let stored_hash = found.as_ref().filter(|u| u.active).map(|u| u.password_hash.clone());
-    if !password::verify(password_attempt.clone(), stored_hash).await? {
+    let verified = password::verify(password_attempt.clone(), stored_hash).await?;
+    let target = found.as_ref().map(|u| u.id);
+    let Some(user) = found.filter(|_| verified) else {
+        // Audited for both causes alike (the same work either way): the target is the
+        // user when the e-mail is known, never the e-mail itself.
+        let anonymous = Principal::Anonymous(None);
+        let actor = Actor::new(&anonymous, request_id);
+        audit::record(db, actor, "login", "user", target, json!({ "outcome": "failed" })).await?;
         return Ok(None);
-    }
-    let Some(user) = found else { return Ok(None) };
+    };
     // Hashes made with older parameters are upgraded while we hold the password.
     let rehashed =
         if password::needs_rehash(&user.password_hash) { Some(password::hash(password_attempt).await?) } else { None };
     let txn = crate::db::begin_write(db).await?;
+    let rehashed_now = rehashed.is_some();
     let mut active = user.into_active_model();
     active.last_login_at = Set(Some(Utc::now()));
     if let Some(hash) = rehashed {
         active.password_hash = Set(hash);
     }
     let user = active.update(&txn).await?;
+    let who = Principal::User(UserPrincipal { id: user.id, role: user.role });
+    let changes = json!({ "outcome": "succeeded", "fields": if rehashed_now { vec!["lastLoginAt", "passwordHash"] } else { vec!["lastLoginAt"] } });
+    audit::record(&txn, Actor::new(&who, request_id), "login", "user", Some(user.id), changes).await?;
     let session = start_in_family(&txn, config, user, Uuid::now_v7()).await?;
     txn.commit().await?;
     Ok(Some(session))
 }
 
 /// Exchanges a refresh token for a new session in the same family.
-pub async fn refresh(db: &DatabaseConnection, config: &SessionConfig, presented: &str) -> AppResult<Session> {
+pub async fn refresh(
+    db: &DatabaseConnection,
+    config: &SessionConfig,
+    presented: &str,
+    request_id: Option<&str>,
+) -> AppResult<Session> {
     let invalid = || AppError::unauthenticated("refresh token invalid or expired");
     let hash = secret::hash(presented);
     let txn = crate::db::begin_write(db).await?;
@@ -89,13 +110,21 @@ pub async fn refresh(db: &DatabaseConnection, config: &SessionConfig, presented:
         .filter(refresh_token::Column::UsedAt.is_null())
         .exec(&txn)
         .await?;
+    let owner = users::find(&txn, token.user_id).await?;
+    let who = owner
+        .as_ref()
+        .map_or(Principal::Anonymous(None), |u| Principal::User(UserPrincipal { id: u.id, role: u.role }));
     if claimed.rows_affected != 1 {
         revoke_family(&txn, token.family_id, now).await?;
+        let changes = json!({ "outcome": "reused", "revoked": "family" });
+        audit::record(&txn, Actor::new(&who, request_id), "refreshToken", "user", Some(token.user_id), changes).await?;
         txn.commit().await?;
         tracing::warn!(family = %token.family_id, user = %token.user_id, "refresh token reused; family revoked");
         return Err(AppError::unauthenticated("refresh token already used; every session of this log-in is revoked"));
     }
-    let user = users::find(&txn, token.user_id).await?.filter(|u| u.active).ok_or_else(invalid)?;
+    let user = owner.filter(|u| u.active).ok_or_else(invalid)?;
+    let changes = json!({ "outcome": "rotated" });
+    audit::record(&txn, Actor::new(&who, request_id), "refreshToken", "user", Some(user.id), changes).await?;
     let session = start_in_family(&txn, config, user, token.family_id).await?;
     txn.commit().await?;
     Ok(session)
@@ -108,6 +137,7 @@ pub async fn logout(
     principal: &Principal,
     presented: Option<&str>,
     everywhere: bool,
+    request_id: Option<&str>,
 ) -> AppResult<u64> {
     let user = principal.user().ok_or_else(|| AppError::forbidden("only users have sessions"))?;
     let now = Utc::now();
@@ -132,7 +162,12 @@ pub async fn logout(
         let Some(family) = family else { return Ok(0) };
         update = update.filter(refresh_token::Column::FamilyId.eq(family));
     }
-    Ok(update.exec(db).await?.rows_affected)
+    let txn = crate::db::begin_write(db).await?;
+    let revoked = update.exec(&txn).await?.rows_affected;
+    let changes = json!({ "everywhere": everywhere, "revoked": revoked });
+    audit::record(&txn, Actor::new(principal, request_id), "logout", "user", Some(user.id), changes).await?;
+    txn.commit().await?;
+    Ok(revoked)
 }
 
 async fn revoke_family(db: &impl ConnectionTrait, family: Uuid, now: DateTime<Utc>) -> AppResult<()> {

@@ -4,7 +4,7 @@ use async_graphql::{Context, ID, InputObject, Object, Result, SimpleObject};
 use chrono::{DateTime, Utc};
 use entity::user;
 
-use super::types::{Role, UserError, context, id, split_user_errors};
+use super::types::{Role, UserError, actor, context, id, split_user_errors};
 use crate::auth::sessions::{self, Session};
 use crate::error::AppError;
 use crate::users;
@@ -155,7 +155,8 @@ impl SessionMutation {
         let (state, _) = context(ctx)?;
         let throttle = state.login_throttle();
         throttle.check(&input.email).map_err(AppError::RateLimited)?;
-        let session = sessions::login(state.db(), state.sessions(), &input.email, input.password).await?;
+        let request_id = actor(ctx)?.request_id;
+        let session = sessions::login(state.db(), state.sessions(), &input.email, input.password, request_id).await?;
         match &session {
             Some(_) => throttle.success(&input.email),
             None => throttle.failure(&input.email),
@@ -177,14 +178,17 @@ impl SessionMutation {
     /// `UNAUTHENTICATED`; a token used twice revokes every session of its log-in.
     async fn refresh_token(&self, ctx: &Context<'_>, input: RefreshTokenInput) -> Result<RefreshTokenPayload> {
         let (state, _) = context(ctx)?;
-        let session = sessions::refresh(state.db(), state.sessions(), &input.refresh_token).await?;
+        let request_id = actor(ctx)?.request_id;
+        let session = sessions::refresh(state.db(), state.sessions(), &input.refresh_token, request_id).await?;
         Ok(RefreshTokenPayload { session: session.into() })
     }
 
     /// Ends the caller's session (by its refresh token) or all of them.
     async fn logout(&self, ctx: &Context<'_>, input: LogoutInput) -> Result<LogoutPayload> {
         let (state, principal) = context(ctx)?;
-        let result = sessions::logout(state.db(), principal, input.refresh_token.as_deref(), input.everywhere).await;
+        let request_id = actor(ctx)?.request_id;
+        let result =
+            sessions::logout(state.db(), principal, input.refresh_token.as_deref(), input.everywhere, request_id).await;
         let (revoked, user_errors) = split_user_errors(result)?;
         Ok(LogoutPayload { revoked: revoked.unwrap_or(0), user_errors })
     }

@@ -218,3 +218,82 @@ async fn the_audit_log_tells_who_did_what_from_which_request() {
     })
     .await;
 }
+
+#[tokio::test]
+async fn log_ins_refreshes_and_log_outs_are_audited_without_secrets() {
+    on_each_backend(async |app: &TestApp| {
+        let admin = app.login_admin().await.access;
+        let (email, password) = app.create_user(Role::Agent).await;
+        let send = |query: String, variables: Value, token: Option<String>, request_id: &'static str| {
+            let mut req = app
+                .client
+                .post(app.url("/graphql"))
+                .header("x-request-id", request_id)
+                .json(&json!({ "query": query, "variables": variables }));
+            if let Some(t) = token {
+                req = req.bearer_auth(t);
+            }
+            async move { req.send().await.unwrap().json::<Value>().await.unwrap() }
+        };
+        let login = "mutation($e: String!, $p: String!) { login(input: {email: $e, password: $p}) \
+                     { session { accessToken refreshToken user { id } } userErrors { code } } }";
+        let wrong = send(login.into(), json!({ "e": email, "p": "not-the-password" }), None, "req-login-bad").await;
+        assert_eq!(wrong["data"]["login"]["userErrors"][0]["code"], "INVALID_CREDENTIALS");
+        let unknown =
+            send(login.into(), json!({ "e": "nobody@example.com", "p": "x" }), None, "req-login-nobody").await;
+        assert_eq!(unknown["data"]["login"]["userErrors"][0]["code"], "INVALID_CREDENTIALS");
+        let ok = send(login.into(), json!({ "e": email, "p": password }), None, "req-login-ok").await;
+        let session = &ok["data"]["login"]["session"];
+        let user_id = session["user"]["id"].as_str().unwrap().to_owned();
+        let refresh = session["refreshToken"].as_str().unwrap().to_owned();
+        let access = session["accessToken"].as_str().unwrap().to_owned();
+        let rotate = "mutation($t: String!) { refreshToken(input: {refreshToken: $t}) { session { refreshToken } } }";
+        let rotated = send(rotate.into(), json!({ "t": refresh }), None, "req-refresh").await;
+        let next = rotated["data"]["refreshToken"]["session"]["refreshToken"].as_str().unwrap().to_owned();
+        // The old token again: a copy; the family is revoked, and that is audited too.
+        let reused = send(rotate.into(), json!({ "t": refresh }), None, "req-reuse").await;
+        assert_eq!(error_code(&reused), Some("UNAUTHENTICATED"), "{reused}");
+        let logout = "mutation { logout(input: {everywhere: true}) { revoked } }";
+        send(logout.into(), json!({}), Some(access), "req-logout").await;
+
+        let q = "query($f: AuditFilter) { auditLog(filter: $f, first: 10) { edges { node { operation targetType \
+                 targetId actorUserId changes } } } }";
+        let entry = async |request_id: &str| {
+            let log = app.graphql(q, json!({ "f": { "requestId": request_id } }), Some(&admin)).await;
+            let edges = log["data"]["auditLog"]["edges"].as_array().unwrap_or_else(|| panic!("{log}")).clone();
+            assert_eq!(edges.len(), 1, "[{}] one entry for {request_id}: {log}", app.backend.name());
+            edges[0]["node"].clone()
+        };
+        let bad = entry("req-login-bad").await;
+        assert_eq!((bad["operation"].as_str(), bad["targetType"].as_str()), (Some("login"), Some("user")));
+        assert_eq!(bad["targetId"], user_id.as_str());
+        assert!(bad["actorUserId"].is_null(), "a failed log-in has no actor: {bad}");
+        assert_eq!(bad["changes"]["outcome"], "failed");
+        let nobody = entry("req-login-nobody").await;
+        assert!(nobody["targetId"].is_null(), "an unknown e-mail names no user: {nobody}");
+        let good = entry("req-login-ok").await;
+        assert_eq!(
+            (good["actorUserId"].as_str(), good["changes"]["outcome"].as_str()),
+            (Some(user_id.as_str()), Some("succeeded"))
+        );
+        let refreshed = entry("req-refresh").await;
+        assert_eq!(
+            (refreshed["operation"].as_str(), refreshed["changes"]["outcome"].as_str()),
+            (Some("refreshToken"), Some("rotated"))
+        );
+        let copy = entry("req-reuse").await;
+        assert_eq!(copy["changes"]["outcome"], "reused");
+        let out = entry("req-logout").await;
+        assert_eq!((out["operation"].as_str(), out["actorUserId"].as_str()), (Some("logout"), Some(user_id.as_str())));
+        assert_eq!(out["changes"]["everywhere"], true);
+        // Nothing secret or personal in any of it.
+        let all = app
+            .graphql("{ auditLog(first: 100) { edges { node { changes targetId } } } }", json!({}), Some(&admin))
+            .await;
+        let text = all.to_string();
+        for secret in [email.as_str(), password.as_str(), refresh.as_str(), next.as_str(), "nobody@example.com"] {
+            assert!(!text.contains(secret), "[{}] the audit log holds {secret}", app.backend.name());
+        }
+    })
+    .await;
+}
