@@ -254,6 +254,16 @@ pub struct Settings {
     #[arg(long, env = "CXGRAPH_COST_BUDGET", default_value_t = 1_000_000, global = true)]
     pub cost_budget: u64,
 
+    /// Most WebSocket (subscription) connections open at once in this process; beyond
+    /// it an upgrade is refused with 503 `UNAVAILABLE`. 0 means no limit.
+    #[arg(long, env = "CXGRAPH_WS_MAX_CONNECTIONS", default_value_t = 1_000, global = true)]
+    pub ws_max_connections: usize,
+
+    /// Most WebSocket connections one user or API token may hold open in this process;
+    /// beyond it `connection_init` is refused with `RATE_LIMITED`. 0 means no limit.
+    #[arg(long, env = "CXGRAPH_WS_MAX_PER_CALLER", default_value_t = 16, global = true)]
+    pub ws_max_per_caller: usize,
+
     /// Seconds between two runs of the insight jobs: topic re-tagging and the
     /// negative-sentiment spike detector.
     #[arg(long, env = "CXGRAPH_INSIGHTS_JOB_INTERVAL", default_value_t = 60, value_parser = clap::value_parser!(u64).range(1..=3600), global = true)]

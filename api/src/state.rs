@@ -12,6 +12,7 @@ use crate::auth::sessions::SessionConfig;
 use crate::auth::throttle::LoginThrottle;
 use crate::config::Settings;
 use crate::events::Bus;
+use crate::http::SocketCounts;
 
 /// Shared application state; cheap to clone.
 #[derive(Debug, Clone)]
@@ -31,6 +32,7 @@ struct Inner {
     login_throttle: LoginThrottle,
     rate_limiter: RateLimiter,
     cost_budget: CostBudget,
+    sockets: Arc<SocketCounts>,
 }
 
 /// Counters of the statements the application sent, fed by sea-orm's metric callback.
@@ -110,6 +112,7 @@ impl AppState {
                 login_throttle: LoginThrottle::default(),
                 rate_limiter: RateLimiter::new(settings_rate),
                 cost_budget: CostBudget::new(settings_budget),
+                sockets: Arc::default(),
             }),
         }
     }
@@ -140,6 +143,11 @@ impl AppState {
     /// Per-caller query-cost budgets of this process.
     pub fn cost_budget(&self) -> &CostBudget {
         &self.inner.cost_budget
+    }
+
+    /// Open WebSocket connections of this process.
+    pub fn sockets(&self) -> &Arc<SocketCounts> {
+        &self.inner.sockets
     }
 
     /// Failed log-in counters of this process.

@@ -10,7 +10,7 @@ use std::time::Duration;
 use async_graphql::http::GraphiQLSource;
 use async_graphql::parser::types::OperationType;
 use async_graphql_axum::rejection::GraphQLRejection;
-use async_graphql_axum::{GraphQLProtocol, GraphQLRequest, GraphQLResponse, GraphQLWebSocket};
+use async_graphql_axum::{GraphQLProtocol, GraphQLRequest, GraphQLResponse};
 use axum::body::Body;
 use axum::extract::State;
 use axum::extract::ws::{WebSocketUpgrade, rejection::WebSocketUpgradeRejection};
@@ -32,6 +32,9 @@ use crate::{db, graphql};
 
 mod export;
 mod ingest;
+mod sockets;
+
+pub use sockets::SocketCounts;
 
 const REQUEST_ID: &str = "x-request-id";
 
@@ -234,7 +237,7 @@ async fn graphql_get(
     req: Result<GraphQLRequest, GraphQLRejection>,
 ) -> Response {
     if let (Ok(upgrade), Ok(protocol)) = (upgrade, protocol) {
-        return subscriptions(state, headers, upgrade, protocol);
+        return sockets::serve(state, headers, upgrade, protocol);
     }
     let req = match req {
         Ok(req) => req.into_inner(),
@@ -247,45 +250,6 @@ async fn graphql_get(
         return response;
     }
     execute(&state, &headers, req).await
-}
-
-/// Serves GraphQL subscriptions over a WebSocket (`graphql-transport-ws`, and the
-/// older `graphql-ws`). The caller authenticates in `connection_init` with
-/// `{"Authorization": "Bearer <token>"}` (or `{"token": "<token>"}`); the upgrade
-/// request's own `Authorization` header is the fallback. Keep-alive pings close a
-/// socket whose client stopped answering; a closed socket drops its streams.
-fn subscriptions(
-    state: HttpState,
-    headers: HeaderMap,
-    upgrade: WebSocketUpgrade,
-    protocol: GraphQLProtocol,
-) -> Response {
-    let request_id = request_id(&headers);
-    upgrade.protocols(async_graphql::http::ALL_WEBSOCKET_PROTOCOLS).on_upgrade(move |socket| async move {
-        let app = state.app.clone();
-        GraphQLWebSocket::new(socket, state.schema.clone(), protocol)
-            .on_connection_init(move |payload| async move {
-                let token = payload
-                    .get("Authorization")
-                    .or_else(|| payload.get("authorization"))
-                    .and_then(|v| v.as_str())
-                    .map(str::to_owned)
-                    .or_else(|| payload.get("token").and_then(|v| v.as_str()).map(|t| format!("Bearer {t}")));
-                let mut auth_headers = headers.clone();
-                if let Some(value) = token.and_then(|t| HeaderValue::from_str(&t).ok()) {
-                    auth_headers.insert(header::AUTHORIZATION, value);
-                }
-                let mut data = async_graphql::Data::default();
-                data.insert(authenticate(&app, &auth_headers).await);
-                data.insert(RequestIdValue(request_id));
-                data.insert(crate::graphql::loaders::for_request(app.db().clone()));
-                data.insert(crate::graphql::loaders::topic_loader(app.db().clone()));
-                Ok(data)
-            })
-            .keepalive_timeout(Duration::from_secs(30))
-            .serve()
-            .await;
-    })
 }
 
 /// Whether the operation a request would run is a query. An unparsable document counts

@@ -212,3 +212,85 @@ async fn shutting_down_completes_open_subscriptions() {
         tokio::time::timeout(std::time::Duration::from_secs(10), stopping).await.expect("shutdown finishes").unwrap();
     }
 }
+
+/// A raw `graphql-transport-ws` socket: the upgrade's answer, or the socket after
+/// `connection_init` and the first message the server sent back.
+async fn raw_socket(
+    app: &TestApp,
+    token: Option<&str>,
+) -> Result<(tokio_tungstenite::WebSocketStream<tokio_tungstenite::MaybeTlsStream<tokio::net::TcpStream>>, String), u16>
+{
+    use futures::{SinkExt, StreamExt};
+    use tokio_tungstenite::tungstenite::client::IntoClientRequest;
+    use tokio_tungstenite::tungstenite::{Error, Message, http::HeaderValue};
+    let mut request = format!("ws://{}/graphql", app.addr).into_client_request().unwrap();
+    request.headers_mut().insert("sec-websocket-protocol", HeaderValue::from_static("graphql-transport-ws"));
+    let mut socket = match tokio_tungstenite::connect_async(request).await {
+        Ok((socket, _)) => socket,
+        Err(Error::Http(response)) => return Err(response.status().as_u16()),
+        Err(e) => panic!("upgrade failed: {e}"),
+    };
+    let Some(token) = token else { return Ok((socket, String::new())) };
+    let init = json!({ "type": "connection_init", "payload": { "Authorization": format!("Bearer {token}") } });
+    socket.send(Message::Text(init.to_string().into())).await.unwrap();
+    let first = tokio::time::timeout(std::time::Duration::from_secs(5), socket.next()).await.unwrap();
+    let seen = match first {
+        Some(Ok(Message::Text(t))) => t.to_string(),
+        Some(Ok(Message::Close(frame))) => format!("closed: {frame:?}"),
+        other => format!("{other:?}"),
+    };
+    Ok((socket, seen))
+}
+
+#[tokio::test]
+async fn websocket_connections_are_limited_per_process_and_per_caller() {
+    let app = TestApp::spawn_with(&Backend::Sqlite, |s| {
+        s.ws_max_connections = 3;
+        s.ws_max_per_caller = 2;
+    })
+    .await;
+    let admin = app.login_admin().await.access;
+    let (email, password) = app.create_user(Role::Analyst).await;
+    let analyst = app.login(&email, &password).await.access;
+    let (first, ack1) = raw_socket(&app, Some(&admin)).await.unwrap();
+    let (_second, ack2) = raw_socket(&app, Some(&admin)).await.unwrap();
+    assert!(ack1.contains("connection_ack") && ack2.contains("connection_ack"), "{ack1} {ack2}");
+    // A third for the same caller: refused at connection_init, and the socket closes.
+    let (_third, refused) = raw_socket(&app, Some(&admin)).await.unwrap();
+    assert!(!refused.contains("connection_ack"), "{refused}");
+    assert!(refused.contains("at most 2 open WebSocket connections per caller"), "{refused}");
+    tokio::time::sleep(std::time::Duration::from_millis(200)).await;
+    // Another caller has slots of their own (the refused socket gave its place back).
+    let (_theirs, ack3) = raw_socket(&app, Some(&analyst)).await.unwrap();
+    assert!(ack3.contains("connection_ack"), "{ack3}");
+    // The process holds three: a fourth upgrade is refused before any socket exists.
+    assert_eq!(raw_socket(&app, Some(&analyst)).await.err(), Some(503));
+    // Closing one frees its places, in the process and for its caller.
+    drop(first);
+    tokio::time::sleep(std::time::Duration::from_millis(300)).await;
+    let (_again, ack4) = raw_socket(&app, Some(&admin)).await.unwrap();
+    assert!(ack4.contains("connection_ack"), "{ack4}");
+    app.stop().await;
+}
+
+#[tokio::test]
+async fn a_socket_that_never_initialises_is_dropped() {
+    use futures::StreamExt;
+    let app = TestApp::spawn_with(&Backend::Sqlite, |s| s.ws_max_connections = 1).await;
+    let (mut idle, _) = raw_socket(&app, None).await.unwrap();
+    // It holds the only place meanwhile.
+    assert_eq!(raw_socket(&app, None).await.err(), Some(503));
+    let ended = tokio::time::timeout(std::time::Duration::from_secs(15), async {
+        loop {
+            match idle.next().await {
+                Some(Ok(tokio_tungstenite::tungstenite::Message::Ping(_))) => continue,
+                other => return other.map(|m| m.is_ok()),
+            }
+        }
+    })
+    .await;
+    assert!(ended.is_ok(), "the server dropped the socket within ten seconds or so");
+    tokio::time::sleep(std::time::Duration::from_millis(200)).await;
+    assert!(raw_socket(&app, None).await.is_ok(), "its place is free again");
+    app.stop().await;
+}
