@@ -66,9 +66,10 @@ fn latest_sql(table: &str, ids: usize, extra_where: &str, limit: u64) -> String 
 }
 
 /// Which interactions of a customer to show, newest first.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+#[derive(Debug, Clone, PartialEq, Eq, Hash)]
 pub struct InteractionSlice {
-    pub channel: Option<Channel>,
+    /// Only these channels (sorted; empty: none at all); `None`: every channel.
+    pub channels: Option<Vec<Channel>>,
     /// Rows to return (the caller asks for one more to learn whether a next page exists).
     pub limit: u64,
     /// Only rows older than this `(occurred_at, id)` position.
@@ -83,9 +84,12 @@ pub async fn interactions(
 ) -> AppResult<HashMap<Uuid, Vec<interaction::Model>>> {
     let mut values = ids_values(ids);
     let mut extra = String::new();
-    if let Some(channel) = slice.channel {
-        extra.push_str(" AND t.channel = ?");
-        values.push(Value::from(channel.to_value()));
+    if let Some(channels) = &slice.channels {
+        if channels.is_empty() {
+            return Ok(HashMap::new());
+        }
+        extra = format!(" AND t.channel IN ({})", placeholders(channels.len()));
+        values.extend(channels.iter().map(|c| Value::from(c.to_value())));
     }
     if let Some((at, id)) = slice.before {
         extra.push_str(" AND (t.occurred_at < ? OR (t.occurred_at = ? AND t.id < ?))");
@@ -98,10 +102,13 @@ pub async fn interactions(
 }
 
 /// Conversations of each customer, most recently active first, optionally by status.
+///
+/// `channels` as in [`InteractionSlice`]: only these (empty: none); `None`: all.
 pub async fn conversations(
     db: &impl ConnectionTrait,
     ids: &[Uuid],
     statuses: Option<&[ConversationStatus]>,
+    channels: Option<&[Channel]>,
     limit: u64,
 ) -> AppResult<HashMap<Uuid, Vec<conversation::Model>>> {
     let mut values = ids_values(ids);
@@ -109,6 +116,13 @@ pub async fn conversations(
     if let Some(statuses) = statuses.filter(|s| !s.is_empty()) {
         extra = format!(" AND t.status IN ({})", placeholders(statuses.len()));
         values.extend(statuses.iter().map(|s| Value::from(s.to_value())));
+    }
+    if let Some(channels) = channels {
+        if channels.is_empty() {
+            return Ok(HashMap::new());
+        }
+        extra += &format!(" AND t.channel IN ({})", placeholders(channels.len()));
+        values.extend(channels.iter().map(|c| Value::from(c.to_value())));
     }
     let sql = format!(
         "SELECT * FROM (SELECT t.*, ROW_NUMBER() OVER (PARTITION BY t.customer_id ORDER BY t.last_message_at DESC, t.id DESC) AS rn \

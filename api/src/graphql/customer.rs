@@ -11,7 +11,7 @@ use entity::{customer, customer_identity};
 use super::enums::{Channel, ConversationStatus, IdentityKind, NpsCategory};
 use super::facts::{Conversation, Feedback, Interaction, JourneyPosition, Touchpoint, reads_pii};
 use super::loaders::{Batch, Loaders};
-use super::types::{UserError, actor, capped, context, id, parse_id, split_user_errors};
+use super::types::{UserError, actor, capped, context, id, parse_id, split_user_errors, within_channel_limit};
 use crate::auth::pii;
 use crate::auth::policy::READ_INTERACTIONS;
 use crate::customers::listing::{self, CustomerFilter as DomainFilter, Sort, SortField};
@@ -30,14 +30,18 @@ pub(super) fn loaders<'a>(ctx: &Context<'a>) -> Result<&'a Loaders> {
 /// Nested interactions and conversations are not filtered by a token's channel limit
 /// (they load for a whole page at once); a limited token reads them through the
 /// `interactions` and `conversations` lists instead.
-fn refuse_channel_limited(ctx: &Context<'_>) -> Result<()> {
+/// The channels a nested list may show: the one asked for, within the caller's
+/// token limit (sorted; empty when the two do not meet); `None`: every channel.
+fn nested_channels(
+    ctx: &Context<'_>,
+    requested: Option<Vec<entity::enums::Channel>>,
+) -> Result<Option<Vec<entity::enums::Channel>>> {
     let (_, principal) = context(ctx)?;
-    if principal.channel_limit().is_some() {
-        return Err(
-            AppError::forbidden("a channel-limited token reads interactions through `interactions(filter:)`").into()
-        );
-    }
-    Ok(())
+    Ok(within_channel_limit(principal, requested).map(|mut c| {
+        c.sort();
+        c.dedup();
+        c
+    }))
 }
 
 fn nested_limit(first: i32) -> Result<u64> {
@@ -130,10 +134,10 @@ impl Customer {
         #[graphql(desc = "Page size (at most 100).", default = 20)] first: i32,
         #[graphql(desc = "Cursor of the last interaction of the previous page.")] after: Option<String>,
     ) -> Result<Connection<String, Interaction, EmptyFields, EmptyFields>> {
-        refuse_channel_limited(ctx)?;
+        let channels = nested_channels(ctx, channel.map(|c| vec![c.into()]))?;
         let limit = nested_limit(first)?;
         let before = after.as_deref().map(decode_interaction_cursor).transpose()?;
-        let slice = InteractionSlice { channel: channel.map(Into::into), limit: limit + 1, before };
+        let slice = InteractionSlice { channels, limit: limit + 1, before };
         let mut rows = loaders(ctx)?.interactions(&self.batch, self.model.id, slice).await?;
         let has_next = rows.len() as u64 > limit;
         rows.truncate(usize::try_from(limit).unwrap_or(0));
@@ -151,7 +155,7 @@ impl Customer {
         #[graphql(desc = "Only these statuses.")] status: Option<Vec<ConversationStatus>>,
         #[graphql(desc = "At most this many (at most 100).", default = 20)] first: i32,
     ) -> Result<Vec<Conversation>> {
-        refuse_channel_limited(ctx)?;
+        let channels = nested_channels(ctx, None)?;
         let limit = nested_limit(first)?;
         let statuses = status.map(|s| {
             let mut s: Vec<entity::enums::ConversationStatus> = s.into_iter().map(Into::into).collect();
@@ -159,7 +163,7 @@ impl Customer {
             s.dedup();
             s
         });
-        let rows = loaders(ctx)?.conversations(&self.batch, self.model.id, statuses, limit).await?;
+        let rows = loaders(ctx)?.conversations(&self.batch, self.model.id, statuses, channels, limit).await?;
         Ok(rows.into_iter().map(|c| Conversation::in_batch(c, Arc::clone(&self.batch))).collect())
     }
     /// Journey touchpoints, newest first.

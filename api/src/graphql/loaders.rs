@@ -20,7 +20,7 @@ use std::hash::Hash;
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, Mutex, PoisonError};
 
-use entity::enums::ConversationStatus;
+use entity::enums::{Channel, ConversationStatus};
 use entity::{conversation, customer, customer_identity, feedback, interaction, touchpoint};
 use futures::FutureExt;
 use futures::future::{BoxFuture, Shared};
@@ -143,7 +143,7 @@ pub struct Loaders {
     customers: Memo<(), customer::Model>,
     identities: Memo<(), Vec<customer_identity::Model>>,
     interactions: Memo<InteractionSlice, Vec<interaction::Model>>,
-    conversations: Memo<(Option<Vec<ConversationStatus>>, u64), Vec<conversation::Model>>,
+    conversations: Memo<(Option<Vec<ConversationStatus>>, Option<Vec<Channel>>, u64), Vec<conversation::Model>>,
     touchpoints: Memo<u64, Vec<touchpoint::Model>>,
     feedback: Memo<u64, Vec<feedback::Model>>,
     journeys: Memo<(), Vec<JourneyPosition>>,
@@ -201,13 +201,14 @@ impl Loaders {
         batch: &Batch,
         id: Uuid,
         statuses: Option<Vec<ConversationStatus>>,
+        channels: Option<Vec<Channel>>,
         limit: u64,
     ) -> GqlResult<Vec<conversation::Model>> {
         let db = self.db.clone();
         let loaded = self
             .conversations
-            .get(batch, (statuses, limit), |ids, (s, n)| async move {
-                view::conversations(&db, &ids, s.as_deref(), n).await
+            .get(batch, (statuses, channels, limit), |ids, (s, c, n)| async move {
+                view::conversations(&db, &ids, s.as_deref(), c.as_deref(), n).await
             })
             .await;
         pick(loaded, id)

@@ -71,18 +71,36 @@ async fn a_partner_token_does_what_its_scopes_and_channels_allow() {
             .graphql("{ customers(first: 5) { edges { node { displayName piiMasked } } } }", json!({}), Some(&secret))
             .await;
         assert_eq!(customers["data"]["customers"]["edges"][0]["node"]["piiMasked"], true, "{customers}");
-        let nested = app
-            .graphql(
-                "{ customers(first: 1) { edges { node { interactions { edges { cursor } } } } } }",
-                json!({}),
-                Some(&secret),
-            )
-            .await;
-        assert_eq!(
-            error_code(&nested),
-            Some("FORBIDDEN"),
-            "a channel-limited token cannot read unfiltered nested interactions"
-        );
+        // The 360 of a customer on both channels shows the token only its channels.
+        let email_too = json!({ "input": { "channel": "EMAIL", "direction": "INBOUND", "body": "also by mail",
+            "externalId": "t1-mail", "identities": [{ "kind": "TWITTER", "value": "ht1" }] } });
+        let out = app.graphql(RECORD, email_too, Some(&admin)).await;
+        assert!(out["data"]["recordInteraction"]["interaction"]["id"].is_string(), "{out}");
+        let view = "{ customerByIdentity(kind: TWITTER, value: \"ht1\") { interactions { edges { node { channel } } } \
+                    byMail: interactions(channel: EMAIL) { edges { node { channel } } } conversations { channel } } }";
+        let channels = |body: &Value, list: &str| -> Vec<String> {
+            let c = &body["data"]["customerByIdentity"];
+            let items = match list {
+                "conversations" => c["conversations"].as_array().cloned().unwrap_or_default(),
+                _ => c[list]["edges"]
+                    .as_array()
+                    .unwrap_or_else(|| panic!("{body}"))
+                    .iter()
+                    .map(|e| e["node"].clone())
+                    .collect(),
+            };
+            items.iter().map(|n| n["channel"].as_str().unwrap_or_default().to_owned()).collect()
+        };
+        let full = app.graphql(view, json!({}), Some(&admin)).await;
+        let mut all = channels(&full, "interactions");
+        all.sort();
+        assert_eq!(all, ["EMAIL", "TWITTER"], "the customer has both: {full}");
+        let limited = app.graphql(view, json!({}), Some(&secret)).await;
+        assert!(limited["errors"].is_null(), "{limited}");
+        assert_eq!(channels(&limited, "interactions"), ["TWITTER"], "{limited}");
+        assert!(channels(&limited, "byMail").is_empty(), "asking for e-mail finds nothing: {limited}");
+        assert!(channels(&limited, "conversations").iter().all(|c| c == "TWITTER"), "{limited}");
+        assert!(channels(&full, "conversations").iter().any(|c| c == "EMAIL"), "{full}");
 
         // Listed without the secret, used recently, then revoked: refused at once.
         let mut used = Value::Null;
