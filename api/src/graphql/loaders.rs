@@ -97,6 +97,9 @@ const MAX_SLOTS: usize = 1024;
 type Loaded<V> = Result<Arc<HashMap<Uuid, V>>, Arc<AppError>>;
 type Slot<V> = Shared<BoxFuture<'static, Loaded<V>>>;
 
+/// A customer's conversations to load: statuses, channels (each `None`: all), limit.
+type ConversationSlice = (Option<Vec<ConversationStatus>>, Option<Vec<Channel>>, u64);
+
 /// One shared load per (batch, arguments).
 struct Memo<P, V> {
     slots: Mutex<HashMap<(u64, P), Slot<V>>>,
@@ -143,7 +146,7 @@ pub struct Loaders {
     customers: Memo<(), customer::Model>,
     identities: Memo<(), Vec<customer_identity::Model>>,
     interactions: Memo<InteractionSlice, Vec<interaction::Model>>,
-    conversations: Memo<(Option<Vec<ConversationStatus>>, Option<Vec<Channel>>, u64), Vec<conversation::Model>>,
+    conversations: Memo<ConversationSlice, Vec<conversation::Model>>,
     touchpoints: Memo<u64, Vec<touchpoint::Model>>,
     feedback: Memo<u64, Vec<feedback::Model>>,
     journeys: Memo<(), Vec<JourneyPosition>>,
