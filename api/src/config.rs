@@ -221,9 +221,20 @@ pub struct Settings {
     #[arg(long, env = "CXGRAPH_BODY_LIMIT", default_value_t = 2 * 1024 * 1024, value_parser = clap::value_parser!(u64).range(1024..=1024 * 1024 * 1024), global = true)]
     pub body_limit: u64,
 
-    /// Seconds before a request is abandoned with 408.
+    /// Seconds before a request is abandoned with 503 `TIMEOUT`.
     #[arg(long, env = "CXGRAPH_REQUEST_TIMEOUT", default_value_t = 30, value_parser = clap::value_parser!(u64).range(1..=3600), global = true)]
     pub request_timeout: u64,
+
+    /// A persisted-query manifest (JSON: Apollo's manifest, or an object of id →
+    /// document): clients may send `extensions.persistedQuery.sha256Hash` instead of
+    /// the text.
+    #[arg(long, env = "CXGRAPH_PERSISTED_QUERIES", global = true)]
+    pub persisted_queries: Option<std::path::PathBuf>,
+
+    /// Allow-list mode: only documents in the manifest run (others get
+    /// `PERSISTED_QUERY_REQUIRED`).
+    #[arg(long, env = "CXGRAPH_PERSISTED_QUERIES_ONLY", default_value_t = false, action = clap::ArgAction::Set, global = true)]
+    pub persisted_queries_only: bool,
 
     /// Serve GraphQL introspection (GraphiQL needs it).
     #[arg(long, env = "CXGRAPH_INTROSPECTION", default_value_t = true, action = clap::ArgAction::Set, global = true)]

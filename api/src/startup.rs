@@ -20,6 +20,7 @@ use crate::customers::privacy::{RetentionPolicy, spawn_retention};
 use crate::dataset::{self, SeedReport};
 use crate::error::AppError;
 use crate::events::webhooks::{self, WebhookConfig};
+use crate::graphql::persisted::PersistedQueries;
 use crate::interactions::sweeper::spawn_sweeper;
 use crate::state::{AppState, DbStats};
 use crate::users::{self, NewUser};
@@ -116,6 +117,7 @@ impl Application {
     /// Connects, migrates, bootstraps and binds; does not serve yet.
     pub async fn build(settings: Settings) -> anyhow::Result<(Application, Bootstrap)> {
         let (keys, ephemeral) = jwt_keys(&settings)?;
+        let persisted = PersistedQueries::load(settings.persisted_queries.as_deref(), settings.persisted_queries_only)?;
         let listener =
             TcpListener::bind(settings.bind).await.with_context(|| format!("cannot listen on {}", settings.bind))?;
         let mut db = open_database(&settings).await?;
@@ -150,7 +152,7 @@ impl Application {
             }
             None => None,
         };
-        let state = AppState::with_replica(db, read_db, sessions, settings, db_stats);
+        let state = AppState::with_replica(db, read_db, sessions, settings, db_stats, persisted);
         Ok((Application { listener, metrics, state, jobs_db }, report))
     }
 

@@ -12,6 +12,7 @@ use crate::auth::sessions::SessionConfig;
 use crate::auth::throttle::LoginThrottle;
 use crate::config::Settings;
 use crate::events::Bus;
+use crate::graphql::persisted::PersistedQueries;
 use crate::http::SocketCounts;
 
 /// Shared application state; cheap to clone.
@@ -33,6 +34,7 @@ struct Inner {
     rate_limiter: RateLimiter,
     cost_budget: CostBudget,
     sockets: Arc<SocketCounts>,
+    persisted: PersistedQueries,
 }
 
 /// Counters of the statements the application sent, fed by sea-orm's metric callback.
@@ -88,7 +90,7 @@ impl DbStats {
 impl AppState {
     /// State over a connection whose statements are counted in `db_stats`.
     pub fn new(db: DatabaseConnection, sessions: SessionConfig, settings: Settings, db_stats: Arc<DbStats>) -> Self {
-        Self::with_replica(db, None, sessions, settings, db_stats)
+        Self::with_replica(db, None, sessions, settings, db_stats, PersistedQueries::default())
     }
 
     /// State with a read replica for insights and exports.
@@ -98,6 +100,7 @@ impl AppState {
         sessions: SessionConfig,
         settings: Settings,
         db_stats: Arc<DbStats>,
+        persisted: PersistedQueries,
     ) -> Self {
         let settings_rate = settings.rate_limit;
         let settings_budget = settings.cost_budget;
@@ -113,6 +116,7 @@ impl AppState {
                 rate_limiter: RateLimiter::new(settings_rate),
                 cost_budget: CostBudget::new(settings_budget),
                 sockets: Arc::default(),
+                persisted,
             }),
         }
     }
@@ -148,6 +152,11 @@ impl AppState {
     /// Open WebSocket connections of this process.
     pub fn sockets(&self) -> &Arc<SocketCounts> {
         &self.inner.sockets
+    }
+
+    /// The persisted-query manifest and mode.
+    pub fn persisted(&self) -> &PersistedQueries {
+        &self.inner.persisted
     }
 
     /// Failed log-in counters of this process.

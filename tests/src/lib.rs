@@ -155,6 +155,10 @@ pub fn test_settings(database_url: &str) -> Settings {
     s
 }
 
+/// The log-in document the harness sends (a persisted-query manifest must list it).
+pub const LOGIN: &str = "mutation($e: String!, $p: String!) { login(input: {email: $e, password: $p}) { \
+                         session { accessToken refreshToken } userErrors { code } } }";
+
 /// A running server with its own database.
 pub struct TestApp {
     pub backend: Backend,
@@ -233,14 +237,7 @@ impl TestApp {
 
     /// Logs in; returns `session { accessToken refreshToken }` or panics.
     pub async fn login(&self, email: &str, password: &str) -> Session {
-        let body = self
-            .graphql(
-                "mutation($e: String!, $p: String!) { login(input: {email: $e, password: $p}) { \
-                 session { accessToken refreshToken } userErrors { code } } }",
-                json!({ "e": email, "p": password }),
-                None,
-            )
-            .await;
+        let body = self.graphql(LOGIN, json!({ "e": email, "p": password }), None).await;
         let session = &body["data"]["login"]["session"];
         assert!(session.is_object(), "[{}] login failed: {body}", self.backend.name());
         Session {

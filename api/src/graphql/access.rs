@@ -7,6 +7,8 @@
 //!   `GRAPHQL_VALIDATION_FAILED`).
 //! - An argument or variable async-graphql cannot parse as its type is
 //!   `BAD_USER_INPUT`.
+//! - In persisted-query allow-list mode, a document not in the manifest is refused
+//!   (`PERSISTED_QUERY_REQUIRED`) before it is parsed, on HTTP and WebSocket alike.
 //! - Once validated, the query's cost (its complexity, see `cost`) is charged to the
 //!   caller's hourly budget; the answer carries `extensions.cost`, and a query that
 //!   does not fit is refused with `RATE_LIMITED` before anything runs.
@@ -194,6 +196,11 @@ impl Extension for AccessControlExtension {
         variables: &Variables,
         next: NextParseQuery<'_>,
     ) -> ServerResult<ExecutableDocument> {
+        if let Some(state) = ctx.data_opt::<AppState>()
+            && !state.persisted().admits(query)
+        {
+            return Err(super::persisted::refused());
+        }
         let doc = next.run(ctx, query, variables).await.map_err(|e| {
             let mut errors = with_code(vec![e], "GRAPHQL_PARSE_FAILED");
             errors.remove(0)

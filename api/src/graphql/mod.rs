@@ -20,6 +20,7 @@ mod insights;
 pub mod interactions;
 mod journeys;
 pub mod loaders;
+pub mod persisted;
 mod privacy;
 mod session;
 mod subscriptions;

@@ -169,6 +169,10 @@ async fn execute(state: &HttpState, headers: &HeaderMap, req: async_graphql::Req
         crate::metrics::get().graphql_operation("unknown", "", &["RATE_LIMITED".to_owned()], started.elapsed());
         return rate_limited(wait);
     }
+    let mut req = req;
+    if let Err(refusal) = state.app.persisted().resolve(&mut req) {
+        return persisted_refusal(refusal);
+    }
     let req = req
         .data(principal)
         .data(RequestIdValue(request_id(headers)))
@@ -239,10 +243,14 @@ async fn graphql_get(
     if let (Ok(upgrade), Ok(protocol)) = (upgrade, protocol) {
         return sockets::serve(state, headers, upgrade, protocol);
     }
-    let req = match req {
+    let mut req = match req {
         Ok(req) => req.into_inner(),
         Err(rejection) => return bad_request(&rejection.0.to_string()),
     };
+    // A persisted document is judged by its text, like any other.
+    if let Err(refusal) = state.app.persisted().resolve(&mut req) {
+        return persisted_refusal(refusal);
+    }
     if !is_query_only(&req) {
         let body = error_body("only queries may be sent with GET; use POST for mutations", "METHOD_NOT_ALLOWED");
         let mut response = (StatusCode::METHOD_NOT_ALLOWED, Json(body)).into_response();
@@ -277,6 +285,14 @@ pub(crate) fn rate_limited(wait: Duration) -> Response {
         response.headers_mut().insert(header::RETRY_AFTER, v);
     }
     response
+}
+
+/// A persisted-query lookup that failed: `PERSISTED_QUERY_NOT_FOUND` answers 200 as
+/// Apollo clients expect (they then send the text), a hash that does not match its
+/// text is a bad request.
+fn persisted_refusal((code, message): (&'static str, String)) -> Response {
+    let status = if code == "BAD_REQUEST" { StatusCode::BAD_REQUEST } else { StatusCode::OK };
+    (status, Json(error_body(&message, code))).into_response()
 }
 
 fn error_body(message: &str, code: &str) -> serde_json::Value {

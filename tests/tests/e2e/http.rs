@@ -339,3 +339,63 @@ async fn a_request_over_its_deadline_answers_timeout_and_writes_nothing() {
         app.stop().await;
     }
 }
+
+#[tokio::test]
+async fn in_allow_list_mode_only_persisted_documents_run() {
+    use sha2::Digest;
+    let sha =
+        |text: &str| -> String { sha2::Sha256::digest(text.as_bytes()).iter().map(|b| format!("{b:02x}")).collect() };
+    const ME: &str = "query Me { me { email } }";
+    const OUT: &str = "mutation Out { logout(input: {everywhere: true}) { revoked } }";
+    const TICKS: &str = "subscription { slaAlert { id } }";
+    let dir = tempfile::tempdir().unwrap();
+    let manifest = dir.path().join("manifest.json");
+    let ops: Vec<Value> = [("me", ME), ("out", OUT), ("login", cxgraph_tests::LOGIN), ("ticks", TICKS)]
+        .iter()
+        .map(|(id, body)| json!({ "id": sha(body), "name": id, "body": body }))
+        .collect();
+    let text = json!({ "format": "apollo-persisted-query-manifest", "version": 1, "operations": ops });
+    std::fs::write(&manifest, text.to_string()).unwrap();
+    let app = TestApp::spawn_with(&Backend::Sqlite, |s| {
+        s.persisted_queries = Some(manifest.clone());
+        s.persisted_queries_only = true;
+    })
+    .await;
+    let admin = app.login_admin().await.access;
+    let post = |body: Value| {
+        let req = app.client.post(app.url("/graphql")).bearer_auth(&admin).json(&body);
+        async move {
+            let resp = req.send().await.unwrap();
+            (resp.status().as_u16(), resp.json::<Value>().await.unwrap())
+        }
+    };
+    let by_hash = |text: &str| json!({ "extensions": { "persistedQuery": { "version": 1, "sha256Hash": sha(text) } } });
+    // By hash alone, and by the listed text itself.
+    let (status, me) = post(by_hash(ME)).await;
+    assert_eq!((status, me["data"]["me"]["email"].as_str()), (200, Some(cxgraph_tests::ADMIN_EMAIL)), "{me}");
+    let (_, text) = post(json!({ "query": ME })).await;
+    assert!(text["errors"].is_null(), "{text}");
+    // Anything else, however harmless, is refused; so is an unknown hash, and a hash
+    // that is not the text's.
+    let (_, other) = post(json!({ "query": "query Me { me { email role } }" })).await;
+    assert_eq!(error_code(&other), Some("PERSISTED_QUERY_REQUIRED"), "{other}");
+    let (status, unknown) = post(by_hash("{ __typename }")).await;
+    assert_eq!((status, error_code(&unknown)), (200, Some("PERSISTED_QUERY_NOT_FOUND")), "{unknown}");
+    let mut lying = by_hash(ME);
+    lying["query"] = json!("query Me { me { email role } }");
+    assert_eq!(post(lying).await.0, 400);
+    // GET: a persisted query runs, a persisted mutation is still not safe over GET.
+    let get = |text: &str| {
+        let ext = json!({ "persistedQuery": { "version": 1, "sha256Hash": sha(text) } }).to_string();
+        app.client.get(app.url("/graphql")).bearer_auth(&admin).query(&[("extensions", ext)]).send()
+    };
+    let fetched: Value = get(ME).await.unwrap().json().await.unwrap();
+    assert!(fetched["data"]["me"]["email"].is_string(), "{fetched}");
+    assert_eq!(get(OUT).await.unwrap().status(), 405);
+    // Subscriptions are held to the list too.
+    let refused = cxgraph_tests::Subscription::start(&app, Some(&admin), "subscription { alertRaised { id } }").await;
+    let errors = refused.err().expect("an unlisted subscription is refused");
+    assert!(errors.to_string().contains("PERSISTED_QUERY_REQUIRED"), "{errors}");
+    assert!(cxgraph_tests::Subscription::start(&app, Some(&admin), TICKS).await.is_ok());
+    app.stop().await;
+}
