@@ -274,15 +274,19 @@ pub fn retag_pending_for(t: &topic::Model) -> bool {
 }
 
 /// Re-tags the history of every topic whose keywords changed; returns how many
-/// topics it completed. Each chunk is its own transaction; a topic whose keywords
-/// change again meanwhile stays pending and is redone on the next run.
+/// topics it completed. Each chunk is its own transaction (old links of the chunk's id
+/// range out, new ones in); a topic whose keywords change again meanwhile stays
+/// pending and is redone on the next run. Rows added after the scan passed them were
+/// tagged at ingest with the new keywords already.
 pub async fn retag_pending(db: &DatabaseConnection) -> AppResult<usize> {
     let pending: Vec<topic::Model> = list(db).await?.into_iter().filter(retag_pending_for).collect();
     let mut done = 0;
     for t in pending {
         let tagger = Tagger::new(std::slice::from_ref(&t));
-        feedback_topic::Entity::delete_many().filter(feedback_topic::Column::TopicId.eq(t.id)).exec(db).await?;
-        interaction_topic::Entity::delete_many().filter(interaction_topic::Column::TopicId.eq(t.id)).exec(db).await?;
+        // Chunk by chunk, each in one transaction that swaps the topic's links for the
+        // chunk's id range (rows the scan skips, without text, lose theirs): a reader
+        // never sees the topic's history untagged midway, and no transaction holds the
+        // write lock for the whole history.
         let mut after: Option<Uuid> = None;
         loop {
             let mut q = feedback::Entity::find()
@@ -295,14 +299,23 @@ pub async fn retag_pending(db: &DatabaseConnection) -> AppResult<usize> {
                 q = q.filter(feedback::Column::Id.gt(a));
             }
             let rows: Vec<(Uuid, Option<String>)> = q.into_tuple().all(db).await?;
-            let Some(last) = rows.last() else { break };
-            after = Some(last.0);
+            let Some(last) = rows.last().map(|r| r.0) else { break };
             let links = rows
                 .iter()
                 .filter(|(_, c)| c.as_deref().is_some_and(|c| !tagger.tag(c).is_empty()))
                 .map(|(id, _)| (*id, t.id))
                 .collect();
-            insert_feedback_links(db, links).await?;
+            let txn = crate::db::begin_write(db).await?;
+            let mut stale = feedback_topic::Entity::delete_many()
+                .filter(feedback_topic::Column::TopicId.eq(t.id))
+                .filter(feedback_topic::Column::FeedbackId.lte(last));
+            if let Some(a) = after {
+                stale = stale.filter(feedback_topic::Column::FeedbackId.gt(a));
+            }
+            stale.exec(&txn).await?;
+            insert_feedback_links(&txn, links).await?;
+            txn.commit().await?;
+            after = Some(last);
         }
         let mut after: Option<Uuid> = None;
         loop {
@@ -317,14 +330,23 @@ pub async fn retag_pending(db: &DatabaseConnection) -> AppResult<usize> {
                 q = q.filter(interaction::Column::Id.gt(a));
             }
             let rows: Vec<(Uuid, Option<String>)> = q.into_tuple().all(db).await?;
-            let Some(last) = rows.last() else { break };
-            after = Some(last.0);
+            let Some(last) = rows.last().map(|r| r.0) else { break };
             let links = rows
                 .iter()
                 .filter(|(_, b)| b.as_deref().is_some_and(|b| !tagger.tag(b).is_empty()))
                 .map(|(id, _)| (*id, t.id))
                 .collect();
-            insert_interaction_links(db, links).await?;
+            let txn = crate::db::begin_write(db).await?;
+            let mut stale = interaction_topic::Entity::delete_many()
+                .filter(interaction_topic::Column::TopicId.eq(t.id))
+                .filter(interaction_topic::Column::InteractionId.lte(last));
+            if let Some(a) = after {
+                stale = stale.filter(interaction_topic::Column::InteractionId.gt(a));
+            }
+            stale.exec(&txn).await?;
+            insert_interaction_links(&txn, links).await?;
+            txn.commit().await?;
+            after = Some(last);
         }
         // Only the request this run served is marked done.
         let marked = topic::Entity::update_many()
