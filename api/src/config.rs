@@ -236,9 +236,15 @@ pub struct Settings {
     #[arg(long, env = "CXGRAPH_PERSISTED_QUERIES_ONLY", default_value_t = false, action = clap::ArgAction::Set, global = true)]
     pub persisted_queries_only: bool,
 
-    /// Serve GraphQL introspection (GraphiQL needs it).
-    #[arg(long, env = "CXGRAPH_INTROSPECTION", default_value_t = true, action = clap::ArgAction::Set, global = true)]
-    pub introspection: bool,
+    /// Serve GraphQL introspection (GraphiQL needs it). Default: on with SQLite (the
+    /// demo and development), off with PostgreSQL (production).
+    #[arg(long, env = "CXGRAPH_INTROSPECTION", action = clap::ArgAction::Set, global = true)]
+    pub introspection: Option<bool>,
+
+    /// "Did you mean …?" suggestions in validation errors (they reveal field names
+    /// even with introspection off). Default: as introspection.
+    #[arg(long, env = "CXGRAPH_SUGGESTIONS", action = clap::ArgAction::Set, global = true)]
+    pub suggestions: Option<bool>,
 
     /// Remove personal text (message bodies, subjects, comments) older than this many
     /// days; unset keeps it.
@@ -371,6 +377,16 @@ impl Settings {
 
     pub fn log_format(&self) -> LogFormat {
         self.log_format.unwrap_or(if self.is_sqlite() { LogFormat::Pretty } else { LogFormat::Json })
+    }
+
+    /// Whether introspection is served: as configured, else on SQLite only.
+    pub fn introspection(&self) -> bool {
+        self.introspection.unwrap_or(self.is_sqlite())
+    }
+
+    /// Whether validation errors suggest names: as configured, else as introspection.
+    pub fn suggestions(&self) -> bool {
+        self.suggestions.unwrap_or(self.introspection())
     }
 
     pub fn load_demo_data(&self) -> bool {

@@ -140,6 +140,8 @@ impl Server {
             // sends thousands of requests a second here).
             .env("CXGRAPH_RATE_LIMIT", "0")
             .env("CXGRAPH_COST_BUDGET", "0")
+            // The fuzzer reads the schema it generates from by introspection.
+            .env("CXGRAPH_INTROSPECTION", "true")
             .env("CXGRAPH_METRICS_BIND", "off")
             .env("CXGRAPH_LOG", "warn")
             .env("CXGRAPH_LOG_FORMAT", "json")

@@ -3,6 +3,7 @@
 //! - Before a root field runs, its policy from `auth::policy::ROOT_FIELDS` is checked
 //!   against the request's principal; a field with no policy is refused (deny by
 //!   default).
+//! - A document of more than `MAX_TOKENS` tokens is refused before it is parsed.
 //! - Parse and validation errors get stable codes (`GRAPHQL_PARSE_FAILED`,
 //!   `GRAPHQL_VALIDATION_FAILED`).
 //! - An argument or variable async-graphql cannot parse as its type is
@@ -133,6 +134,62 @@ fn count_aliases(set: &SelectionSet) -> usize {
         .sum()
 }
 
+/// Most lexical tokens one document may hold (counted before parsing, so a huge
+/// document costs a scan, not a syntax tree).
+pub const MAX_TOKENS: usize = 10_000;
+
+/// Counts a document's tokens: names and numbers, punctuators (`...` as one), string
+/// literals (block strings too); whitespace, commas and comments are not tokens.
+/// Stops counting past `MAX_TOKENS`.
+fn count_tokens(query: &str) -> usize {
+    let bytes = query.as_bytes();
+    let (mut i, mut n) = (0, 0);
+    while i < bytes.len() && n <= MAX_TOKENS {
+        let c = bytes[i];
+        match c {
+            b' ' | b'\t' | b'\n' | b'\r' | b',' | 0xEF | 0xBB | 0xBF => i += 1,
+            b'#' => {
+                while i < bytes.len() && bytes[i] != b'\n' {
+                    i += 1;
+                }
+            }
+            b'"' if bytes[i..].starts_with(b"\"\"\"") => {
+                i += 3;
+                while i < bytes.len() && !bytes[i..].starts_with(b"\"\"\"") {
+                    i += if bytes[i] == b'\\' { 2 } else { 1 };
+                }
+                i += 3;
+                n += 1;
+            }
+            b'"' => {
+                i += 1;
+                while i < bytes.len() && bytes[i] != b'"' && bytes[i] != b'\n' {
+                    i += if bytes[i] == b'\\' { 2 } else { 1 };
+                }
+                i += 1;
+                n += 1;
+            }
+            b'.' if bytes[i..].starts_with(b"...") => {
+                i += 3;
+                n += 1;
+            }
+            c if c.is_ascii_alphanumeric() || c == b'_' || c == b'-' => {
+                while i < bytes.len()
+                    && (bytes[i].is_ascii_alphanumeric() || matches!(bytes[i], b'_' | b'.' | b'-' | b'+'))
+                {
+                    i += 1;
+                }
+                n += 1;
+            }
+            _ => {
+                i += 1;
+                n += 1;
+            }
+        }
+    }
+    n
+}
+
 /// Refuses documents with too many aliases or root fields, before validation runs.
 fn check_shape(doc: &ExecutableDocument) -> ServerResult<()> {
     let aliases: usize = doc.operations.iter().map(|(_, op)| count_aliases(&op.node.selection_set.node)).sum::<usize>()
@@ -201,6 +258,10 @@ impl Extension for AccessControlExtension {
         {
             return Err(super::persisted::refused());
         }
+        if count_tokens(query) > MAX_TOKENS {
+            let message = format!("the document has more than {MAX_TOKENS} tokens");
+            return Err(with_code(vec![ServerError::new(message, None)], "GRAPHQL_PARSE_FAILED").remove(0));
+        }
         let doc = next.run(ctx, query, variables).await.map_err(|e| {
             let mut errors = with_code(vec![e], "GRAPHQL_PARSE_FAILED");
             errors.remove(0)
@@ -259,5 +320,20 @@ impl Extension for AccessControlExtension {
             state.bus().wake();
         }
         result
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn tokens_are_counted_like_the_lexer_sees_them() {
+        assert_eq!(count_tokens("{ me { email } }"), 6);
+        assert_eq!(count_tokens("query($n: Int = -1.5e3) { a(x: \"b, c { d\") ...F } # { { {"), 19);
+        assert_eq!(count_tokens("{ a(s: \"\"\"x \\\"\"\" { \"\"\") }"), 8);
+        assert_eq!(count_tokens(", , ,\n\t"), 0);
+        let flood = "a ".repeat(MAX_TOKENS * 3);
+        assert_eq!(count_tokens(&flood), MAX_TOKENS + 1, "stops counting past the limit");
     }
 }

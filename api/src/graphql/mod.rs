@@ -96,9 +96,14 @@ fn builder() -> SchemaBuilder<QueryRoot, MutationRoot, SubscriptionRoot> {
 
 /// The schema served by the application.
 pub fn build_schema(state: AppState) -> AppSchema {
-    let introspection = state.settings().introspection;
-    let builder = builder().data(state);
-    let builder = if introspection { builder } else { builder.disable_introspection() };
+    let (introspection, suggestions) = (state.settings().introspection(), state.settings().suggestions());
+    let mut builder = builder().data(state);
+    if !introspection {
+        builder = builder.disable_introspection();
+    }
+    if !suggestions {
+        builder = builder.disable_suggestions();
+    }
     builder.finish()
 }
 

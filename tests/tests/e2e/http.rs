@@ -399,3 +399,45 @@ async fn in_allow_list_mode_only_persisted_documents_run() {
     assert!(cxgraph_tests::Subscription::start(&app, Some(&admin), TICKS).await.is_ok());
     app.stop().await;
 }
+
+#[tokio::test]
+async fn introspection_and_suggestions_are_off_by_default_in_production() {
+    for backend in cxgraph_tests::backends() {
+        let app = TestApp::spawn(&backend).await;
+        let production = matches!(backend, Backend::Postgres(_));
+        let schema = app.graphql("{ __schema { queryType { name } } }", json!({}), None).await;
+        assert_eq!(schema["data"]["__schema"].is_object(), !production, "[{}] {schema}", backend.name());
+        let typo = app.graphql("{ customres(first: 1) { edges { cursor } } }", json!({}), None).await;
+        assert_eq!(error_code(&typo), Some("GRAPHQL_VALIDATION_FAILED"), "{typo}");
+        let suggests = typo["errors"][0]["message"].as_str().unwrap().contains("Did you mean");
+        assert_eq!(suggests, !production, "[{}] {typo}", backend.name());
+        app.stop().await;
+        // Either can be turned on (or off) explicitly.
+        let app = TestApp::spawn_with(&backend, |s| {
+            s.introspection = Some(production);
+            s.suggestions = Some(production);
+        })
+        .await;
+        let schema = app.graphql("{ __schema { queryType { name } } }", json!({}), None).await;
+        assert_eq!(schema["data"]["__schema"].is_object(), production, "[{}] {schema}", backend.name());
+        let typo = app.graphql("{ customres(first: 1) { edges { cursor } } }", json!({}), None).await;
+        assert_eq!(typo["errors"][0]["message"].as_str().unwrap().contains("Did you mean"), production);
+        app.stop().await;
+    }
+}
+
+#[tokio::test]
+async fn a_document_of_too_many_tokens_is_refused_before_parsing() {
+    let app = TestApp::spawn(&Backend::Sqlite).await;
+    let admin = app.login_admin().await.access;
+    let list = |n: usize| vec!["\"vip\""; n].join(", ");
+    let query =
+        |n: usize| format!("{{ customers(first: 1, filter: {{segments: [{}]}}) {{ edges {{ cursor }} }} }}", list(n));
+    let flood = app.graphql(&query(12_000), json!({}), Some(&admin)).await;
+    assert_eq!(error_code(&flood), Some("GRAPHQL_PARSE_FAILED"), "{}", &flood.to_string()[..300]);
+    assert!(flood["errors"][0]["message"].as_str().unwrap().contains("10000 tokens"), "{flood}");
+    // The same shape under the limit is parsed (and judged by the filter's own cap).
+    let fine = app.graphql(&query(50), json!({}), Some(&admin)).await;
+    assert!(fine["errors"].is_null(), "{fine}");
+    app.stop().await;
+}
