@@ -173,7 +173,7 @@ impl Server {
     }
 
     /// SIGKILL, as a crash: no shutdown, no flush, no goodbye.
-    pub fn kill(mut self) {
+    pub fn kill(&mut self) {
         let _ = self.child.kill();
         let _ = self.child.wait();
     }

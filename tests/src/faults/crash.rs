@@ -7,9 +7,8 @@ use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
-use super::{Ledger, Outcome, Scale, Target, batch_ids, check_ledger, deliver};
-use crate::process::{self, Server};
-use crate::{Backend, TestDatabase};
+use super::{Ledger, Outcome, Scale, Spawned, batch_ids, deliver};
+use crate::Backend;
 
 const WRITERS: usize = 4;
 const BATCH: usize = 50;
@@ -19,12 +18,8 @@ pub async fn kill_mid_ingest(scale: Scale, backend: &Backend) -> Outcome {
     let started = Instant::now();
     let kills = scale.pick(3, 30);
     let mut outcome = Outcome::new("API killed mid-ingest", backend.name());
-    let database = TestDatabase::create(backend).await;
-    let bin = tokio::task::spawn_blocking(process::server_binary).await.expect("build task").expect("server binary");
-    let log = super::server_log(&format!("crash-{}", backend.name()));
-    let port = process::free_port().expect("free port");
-    let mut server = Server::start_on(&bin, &database.url, &log, port, &[]).await.expect("server starts");
-    let target = Target::login(&server.base, process::ADMIN_EMAIL, process::ADMIN_PASSWORD).await;
+    let mut spawned = Spawned::start(backend, "crash").await;
+    let target = spawned.target.clone();
     let customer = target.create_customer("Crash customer").await;
 
     let prefix = "crash-";
@@ -45,9 +40,9 @@ pub async fn kill_mid_ingest(scale: Scale, backend: &Backend) -> Outcome {
     for k in 0..kills {
         // Uneven gaps, so kills land at different points of a batch.
         tokio::time::sleep(Duration::from_millis(300 + (k as u64 * 137) % 600)).await;
-        server.kill();
+        spawned.server.kill();
         let restarted = Instant::now();
-        server = Server::start_on(&bin, &database.url, &log, port, &[]).await.expect("server restarts");
+        spawned.restart().await;
         restarts.push(restarted.elapsed());
     }
     tokio::time::sleep(Duration::from_millis(500)).await;
@@ -55,18 +50,14 @@ pub async fn kill_mid_ingest(scale: Scale, backend: &Backend) -> Outcome {
     for w in writers {
         w.await.expect("writer task");
     }
-    let ledger = std::mem::take(&mut *ledger.lock().expect("ledger"));
-    let cut = ledger.clean_failures.iter().filter(|(k, _)| k.starts_with("no answer")).map(|(_, v)| v).sum::<u64>();
+    // Read what is stored with the server stopped the hard way once more, so the
+    // check sees the disk, not a process's cache.
+    spawned.server.kill();
+    spawned.settle(prefix, &ledger, &mut outcome).await;
+    let cut = outcome.clean_failures.iter().filter(|(k, _)| k.starts_with("no answer")).map(|(_, v)| v).sum::<u64>();
     if cut == 0 {
         outcome.violations.push("no request was cut by a kill: the scenario did not test what it says".into());
     }
-    // Read what is stored with the server stopped the hard way once more, so the
-    // check sees the disk, not a process's cache.
-    server.kill();
-    let db = database.connect().await;
-    check_ledger(&db, prefix, &ledger, &mut outcome).await;
-    db.close().await.ok();
-    outcome.absorb(ledger);
     let slowest = restarts.iter().max().copied().unwrap_or_default();
     outcome.load = format!("{WRITERS} ingest clients, {BATCH}-event batches, retried until acknowledged");
     outcome.faults = format!("{kills} × SIGKILL of the API, restarted on the same port");

@@ -17,9 +17,9 @@ use rand::{Rng, SeedableRng};
 use rand_chacha::ChaCha8Rng;
 use serde_json::{Value, json};
 
-use super::{Outcome, Scale, Target, leaks_internals};
-use crate::process::{self, Server};
-use crate::{Backend, TestDatabase};
+use super::{Outcome, Scale, Spawned, Target, leaks_internals};
+use crate::Backend;
+use crate::process;
 
 /// Root fields the fuzzer leaves alone: they end its own session.
 const SPARED: [&str; 1] = ["logout"];
@@ -271,11 +271,8 @@ pub async fn documents(scale: Scale, backend: &Backend, seed: u64) -> Outcome {
     let started = Instant::now();
     let count = scale.pick(400, 20_000);
     let mut outcome = Outcome::new("fuzzing: generated documents and random bytes", backend.name());
-    let database = TestDatabase::create(backend).await;
-    let bin = tokio::task::spawn_blocking(process::server_binary).await.expect("build task").expect("server binary");
-    let log = super::server_log(&format!("fuzz-{}", backend.name()));
-    let mut server = Server::start(&bin, &database.url, &log).await.expect("server starts");
-    let mut target = Target::login(&server.base, process::ADMIN_EMAIL, process::ADMIN_PASSWORD).await;
+    let mut spawned = Spawned::start(backend, "fuzz").await;
+    let mut target = spawned.target.clone();
     let (_, introspection) = target.graphql(INTROSPECTION, json!({})).await.expect("introspection answered");
     let schema = Schema::from_introspection(&serde_json::from_str(&introspection).unwrap_or(Value::Null));
     assert!(!schema.types.is_empty(), "introspection answered no types: {introspection}");
@@ -316,7 +313,7 @@ pub async fn documents(scale: Scale, backend: &Backend, seed: u64) -> Outcome {
                         refused += 1;
                     }
                     if text.contains("UNAUTHENTICATED") {
-                        target = Target::login(&server.base, process::ADMIN_EMAIL, process::ADMIN_PASSWORD).await;
+                        target = Target::login(&target.base, process::ADMIN_EMAIL, process::ADMIN_PASSWORD).await;
                     }
                 }
                 Err(e) => {
@@ -324,12 +321,12 @@ pub async fn documents(scale: Scale, backend: &Backend, seed: u64) -> Outcome {
                 }
             }
         }
-        if !server.running() {
+        if !spawned.server.running() {
             outcome.violations.push(format!("the server died at document {i} (seed {seed})"));
             break;
         }
     }
-    let logged = std::fs::read_to_string(&log).unwrap_or_default();
+    let logged = std::fs::read_to_string(&spawned.log).unwrap_or_default();
     let panics = logged.lines().filter(|l| l.contains("panicked")).count();
     if panics > 0 {
         outcome.violations.push(format!("{panics} panics in the server log"));
@@ -340,6 +337,6 @@ pub async fn documents(scale: Scale, backend: &Backend, seed: u64) -> Outcome {
     outcome.faults = "hostile input".into();
     outcome.notes.push(format!("{refused} refused with a 4xx or GraphQL errors, statuses {seen:?}"));
     outcome.elapsed = started.elapsed();
-    server.kill();
+    spawned.server.kill();
     outcome
 }

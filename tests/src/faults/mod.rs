@@ -385,6 +385,49 @@ pub async fn check_ledger(db: &DatabaseConnection, prefix: &str, ledger: &Ledger
     outcome.duplicated = Some(duplicated);
 }
 
+/// A scenario's own server process on a fresh database, logged in as admin.
+pub struct Spawned {
+    pub database: crate::TestDatabase,
+    pub bin: std::path::PathBuf,
+    pub log: std::path::PathBuf,
+    pub port: u16,
+    pub server: crate::process::Server,
+    pub target: Target,
+}
+
+impl Spawned {
+    /// Builds (if needed) and starts the server for scenario `name` on `backend`.
+    pub async fn start(backend: &crate::Backend, name: &str) -> Spawned {
+        use crate::process;
+        let database = crate::TestDatabase::create(backend).await;
+        let bin =
+            tokio::task::spawn_blocking(process::server_binary).await.expect("build task").expect("server binary");
+        let log = server_log(&format!("{name}-{}", backend.name()));
+        let port = process::free_port().expect("free port");
+        let server = process::Server::start_on(&bin, &database.url, &log, port, &[]).await.expect("server starts");
+        let target = Target::login(&server.base, process::ADMIN_EMAIL, process::ADMIN_PASSWORD).await;
+        Spawned { database, bin, log, port, server, target }
+    }
+
+    /// Starts the server again on the same port (after a kill).
+    pub async fn restart(&mut self) {
+        let server = crate::process::Server::start_on(&self.bin, &self.database.url, &self.log, self.port, &[]).await;
+        self.server = server.expect("server restarts");
+    }
+
+    /// Checks the ledger against what the database holds and folds the counts into
+    /// the outcome; answers how many requests succeeded.
+    pub async fn settle(&self, prefix: &str, ledger: &Mutex<Ledger>, outcome: &mut Outcome) -> u64 {
+        let ledger = std::mem::take(&mut *ledger.lock().expect("ledger"));
+        let db = self.database.connect().await;
+        check_ledger(&db, prefix, &ledger, outcome).await;
+        db.close().await.ok();
+        let ok = ledger.ok;
+        outcome.absorb(ledger);
+        ok
+    }
+}
+
 /// A fresh log file for a scenario's server: `$TMPDIR/cxgraph-faults-<name>.log`,
 /// emptied first so that what is read back is this run's.
 pub fn server_log(name: &str) -> std::path::PathBuf {

@@ -9,9 +9,9 @@ use std::time::{Duration, Instant};
 
 use serde_json::json;
 
-use super::{Drift, Ledger, Outcome, Scale, Target, batch_ids, check_ledger, count_graphql, deliver};
-use crate::process::{self, Server};
-use crate::{Backend, Subscription, TestDatabase};
+use super::{Drift, Ledger, Outcome, Scale, Spawned, batch_ids, count_graphql, deliver};
+use crate::process;
+use crate::{Backend, Subscription};
 
 const READERS: usize = 4;
 /// Customers the writes are spread over, so that what one read costs stays the same
@@ -43,18 +43,15 @@ pub async fn mixed(scale: Scale, backend: &Backend) -> Outcome {
     let started = Instant::now();
     let duration = scale.pick(Duration::from_secs(20), Duration::from_secs(900));
     let mut outcome = Outcome::new("soak: mixed load, subscriptions churning", backend.name());
-    let database = TestDatabase::create(backend).await;
-    let bin = tokio::task::spawn_blocking(process::server_binary).await.expect("build task").expect("server binary");
-    let log = super::server_log(&format!("soak-{}", backend.name()));
-    let server = Server::start(&bin, &database.url, &log).await.expect("server starts");
-    let pid = server.pid();
-    let target = Target::login(&server.base, process::ADMIN_EMAIL, process::ADMIN_PASSWORD).await;
+    let mut spawned = Spawned::start(backend, "soak").await;
+    let pid = spawned.server.pid();
+    let target = spawned.target.clone();
     let mut customers = Vec::new();
     for n in 0..CUSTOMERS {
         customers.push(target.create_customer(&format!("Soak customer {n}")).await);
     }
     let customers = Arc::new(customers);
-    let host = server.base.trim_start_matches("http://").to_owned();
+    let host = spawned.server.base.trim_start_matches("http://").to_owned();
 
     let prefix = "soak-";
     let done = Arc::new(AtomicBool::new(false));
@@ -156,12 +153,7 @@ pub async fn mixed(scale: Scale, backend: &Backend) -> Outcome {
             .violations
             .push(format!("open descriptors grew from {} to {} after warm-up", drift.fds_after_warmup, drift.fds_end));
     }
-    let ledger = std::mem::take(&mut *ledger.lock().expect("ledger"));
-    let db = database.connect().await;
-    check_ledger(&db, prefix, &ledger, &mut outcome).await;
-    db.close().await.ok();
-    let requests = ledger.ok;
-    outcome.absorb(ledger);
+    let requests = spawned.settle(prefix, &ledger, &mut outcome).await;
     if !outcome.clean_failures.is_empty() {
         outcome.violations.push(format!("requests failed with nothing broken: {:?}", outcome.clean_failures));
     }
@@ -181,6 +173,6 @@ pub async fn mixed(scale: Scale, backend: &Backend) -> Outcome {
     outcome.notes.push(format!("{opened} subscriptions opened and closed"));
     outcome.notes.push(format!("peak RSS {:.1} MiB", peak as f64 / 1024.0));
     outcome.elapsed = started.elapsed();
-    server.kill();
+    spawned.server.kill();
     outcome
 }

@@ -11,9 +11,8 @@ use std::time::{Duration, Instant};
 
 use serde_json::json;
 
-use super::{Answer, Ledger, Outcome, Scale, Target, batch_ids, check_ledger, count_graphql, deliver, judge_graphql};
-use crate::process::{self, Server};
-use crate::{Backend, TestDatabase};
+use super::{Answer, Ledger, Outcome, Scale, Spawned, Target, batch_ids, count_graphql, deliver, judge_graphql};
+use crate::Backend;
 
 const READERS: usize = 2;
 const RECORD: &str = "mutation($c: ID!, $x: String!) { recordInteraction(input: {channel: EMAIL, direction: INBOUND, \
@@ -50,11 +49,8 @@ pub async fn many_writers(scale: Scale) -> Outcome {
     let writers = scale.pick(16, 32);
     let duration = scale.pick(Duration::from_secs(15), Duration::from_secs(300));
     let mut outcome = Outcome::new("SQLite under concurrent writers", "sqlite");
-    let database = TestDatabase::create(&Backend::Sqlite).await;
-    let bin = tokio::task::spawn_blocking(process::server_binary).await.expect("build task").expect("server binary");
-    let log = super::server_log("sqlite-writers");
-    let server = Server::start(&bin, &database.url, &log).await.expect("server starts");
-    let target = Target::login(&server.base, process::ADMIN_EMAIL, process::ADMIN_PASSWORD).await;
+    let mut spawned = Spawned::start(&Backend::Sqlite, "writers").await;
+    let target = spawned.target.clone();
     let customer = target.create_customer("Busy customer").await;
 
     let prefix = "sqlite-";
@@ -101,16 +97,11 @@ pub async fn many_writers(scale: Scale) -> Outcome {
     for t in tasks {
         t.await.expect("client task");
     }
-    server.kill();
-    let ledger = std::mem::take(&mut *ledger.lock().expect("ledger"));
-    let db = database.connect().await;
-    check_ledger(&db, prefix, &ledger, &mut outcome).await;
-    db.close().await.ok();
-    let requests = ledger.ok;
-    outcome.absorb(ledger);
+    spawned.server.kill();
+    let requests = spawned.settle(prefix, &ledger, &mut outcome).await;
     // The server's own log: "locked" must not appear there either (a retry inside
     // the server would hide it from clients but still cost time).
-    let logged = std::fs::read_to_string(&log).unwrap_or_default();
+    let logged = std::fs::read_to_string(&spawned.log).unwrap_or_default();
     let locked = logged.lines().filter(|l| l.contains("locked")).count();
     if locked > 0 {
         outcome.violations.push(format!("{locked} \"locked\" lines in the server log"));
