@@ -37,6 +37,9 @@ struct Args {
     /// restart, freeze, kill, sqlite, soak, fuzz.
     #[arg(long, value_delimiter = ',')]
     only: Vec<String>,
+    /// Run the scenarios that take a backend on these only (`sqlite`, `postgres`).
+    #[arg(long, value_delimiter = ',', default_value = "sqlite,postgres")]
+    backends: Vec<String>,
 }
 
 fn machine() -> String {
@@ -135,7 +138,10 @@ async fn main() -> anyhow::Result<()> {
         ScaleArg::Long => Scale::Long,
     };
     let wanted = |name: &str| args.only.is_empty() || args.only.iter().any(|o| name.contains(o.as_str()));
-    let backends = [Backend::Sqlite, Backend::Postgres(args.postgres.clone())];
+    let backends: Vec<Backend> = [Backend::Sqlite, Backend::Postgres(args.postgres.clone())]
+        .into_iter()
+        .filter(|b| args.backends.iter().any(|name| name == b.name()))
+        .collect();
     let started = Instant::now();
     let mut outcomes = Vec::new();
     let mut record = |o: Outcome| {
