@@ -77,9 +77,9 @@ pub type AppSchema = Schema<QueryRoot, MutationRoot, SubscriptionRoot>;
 /// Query depth limit: deep enough for the customer 360, shallow enough to stop abuse.
 pub const MAX_DEPTH: usize = 15;
 /// Cost limit of one query (see `cost`: a field costs 1, a page of N costs N times
-/// its selection). The widest legitimate read, fifty customers with their whole 360,
-/// costs about 13,000; a page of a hundred customers each with a hundred interactions
-/// costs over 60,000 and is refused.
+/// its selection). The widest legitimate read we test, fifty customers with their
+/// whole 360, fits; a page of a hundred customers each with a hundred interactions
+/// costs over 50,000 and is refused.
 pub const MAX_COMPLEXITY: usize = 50_000;
 
 fn builder() -> SchemaBuilder<QueryRoot, MutationRoot, SubscriptionRoot> {
