@@ -243,8 +243,8 @@ pub struct Ledger {
 }
 
 impl Ledger {
-    /// Counts one answer; a refused or reset connection is clean only when
-    /// `down_expected` (the scenario is killing the server).
+    /// Counts one judged answer (the callers judge it: `judge_graphql`, `judge_ingest`,
+    /// and a dropped connection as clean only while the server may be down).
     pub fn count(&mut self, answer: Answer) {
         match answer {
             Answer::Ok => self.ok += 1,
