@@ -8,6 +8,10 @@
 //! - **conversations** (opened, SLA compliance, and first-response / resolution time
 //!   percentiles with their order-statistic intervals), dated by `opened_at`.
 //!
+//! Feedback and interaction sums come from the hourly and daily [`rollups`] when the
+//! question allows (grouped and filtered by channel at most), topped up from the facts
+//! for the hours the rollups do not cover; every question is answered in one snapshot.
+//!
 //! A family is only queried when a requested metric needs it, and only where the
 //! grouping applies to it: touchpoints and stages are properties of feedback (its
 //! touchpoint, or the stage its survey follows), so grouped by them the interaction and
@@ -19,10 +23,13 @@ use std::collections::BTreeMap;
 
 use chrono::{DateTime, Utc};
 use entity::enums::Channel;
-use sea_orm::{ActiveEnum, ConnectionTrait, QueryResult};
+use std::ops::AddAssign;
+
+use sea_orm::{ActiveEnum, ConnectionTrait, DatabaseConnection, QueryResult};
 use uuid::Uuid;
 
 use super::buckets::Range;
+use super::rollups::{self, Piece, Rollup};
 use super::sql::{self, Sql};
 use super::stats::{self, Estimate};
 use crate::error::{AppError, AppResult};
@@ -109,7 +116,7 @@ pub struct Moments {
 }
 
 impl Moments {
-    fn add(&mut self, o: &Moments) {
+    pub fn add(&mut self, o: &Moments) {
         self.n += o.n;
         self.sum += o.sum;
         self.sum_sq += o.sum_sq;
@@ -128,6 +135,11 @@ pub struct Sentiment {
 }
 
 impl Sentiment {
+    fn add(&mut self, o: &Sentiment) {
+        self.scores.add(&o.scores);
+        self.negative += o.negative;
+    }
+
     pub fn negative_percent(&self) -> Estimate {
         stats::percent(self.negative, self.scores.n)
     }
@@ -146,6 +158,19 @@ pub struct FeedbackFacts {
     pub sentiment: Sentiment,
 }
 
+impl AddAssign for FeedbackFacts {
+    fn add_assign(&mut self, o: FeedbackFacts) {
+        self.responses += o.responses;
+        self.promoters += o.promoters;
+        self.passives += o.passives;
+        self.detractors += o.detractors;
+        self.csat.add(&o.csat);
+        self.csat_satisfied += o.csat_satisfied;
+        self.ces.add(&o.ces);
+        self.sentiment.add(&o.sentiment);
+    }
+}
+
 impl FeedbackFacts {
     pub fn nps(&self) -> Estimate {
         stats::nps(self.promoters, self.passives, self.detractors)
@@ -162,6 +187,14 @@ pub struct InteractionFacts {
     pub inbound: i64,
     pub outbound: i64,
     pub sentiment: Sentiment,
+}
+
+impl AddAssign for InteractionFacts {
+    fn add_assign(&mut self, o: InteractionFacts) {
+        self.inbound += o.inbound;
+        self.outbound += o.outbound;
+        self.sentiment.add(&o.sentiment);
+    }
 }
 
 /// A percentile family of one duration: median and p90 with their intervals.
@@ -203,8 +236,7 @@ impl Cell {
     /// Sentiment of feedback comments and inbound messages together.
     pub fn sentiment(&self) -> Sentiment {
         let mut s = self.feedback.sentiment;
-        s.scores.add(&self.interactions.sentiment.scores);
-        s.negative += self.interactions.sentiment.negative;
+        s.add(&self.interactions.sentiment);
         s
     }
 }
@@ -395,9 +427,9 @@ fn sentiment_of(row: &QueryResult) -> AppResult<Sentiment> {
     })
 }
 
-async fn feedback(db: &impl ConnectionTrait, req: &Request, cells: &mut BTreeMap<Key, Cell>) -> AppResult<()> {
-    let backend = db.get_database_backend();
-    let aggregates = format!(
+/// The sums behind the feedback metrics, in the order of [`rollups::FEEDBACK`]'s columns.
+pub(crate) fn feedback_aggregates() -> String {
+    format!(
         "COUNT(*) AS responses, \
          SUM(CASE WHEN f.kind = 'nps' AND f.score >= 9 THEN 1 ELSE 0 END) AS promoters, \
          SUM(CASE WHEN f.kind = 'nps' AND f.score IN (7, 8) THEN 1 ELSE 0 END) AS passives, \
@@ -410,54 +442,129 @@ async fn feedback(db: &impl ConnectionTrait, req: &Request, cells: &mut BTreeMap
          SUM(CASE WHEN f.kind = 'ces' THEN f.score ELSE 0 END) AS ces_sum, \
          SUM(CASE WHEN f.kind = 'ces' THEN f.score * f.score ELSE 0 END) AS ces_sq, {}",
         SENTIMENT_AGGREGATES.replace("{p}", "f")
-    );
-    let mut sql = base(&FEEDBACK, req, &aggregates);
+    )
+}
+
+/// The sums behind the interaction metrics, in the order of [`rollups::INTERACTIONS`]'s
+/// columns. Message sentiment is scored on inbound messages only, so its sums need no
+/// filter.
+pub(crate) fn interaction_aggregates() -> String {
+    format!(
+        "SUM(CASE WHEN i.direction = 'inbound' THEN 1 ELSE 0 END) AS inbound, \
+         SUM(CASE WHEN i.direction = 'outbound' THEN 1 ELSE 0 END) AS outbound, {}",
+        SENTIMENT_AGGREGATES.replace("{p}", "i")
+    )
+}
+
+fn feedback_facts(row: &QueryResult) -> AppResult<FeedbackFacts> {
+    Ok(FeedbackFacts {
+        responses: int(row, "responses")?,
+        promoters: int(row, "promoters")?,
+        passives: int(row, "passives")?,
+        detractors: int(row, "detractors")?,
+        csat: Moments {
+            n: int(row, "csat_n")?,
+            sum: int(row, "csat_sum")? as f64,
+            sum_sq: int(row, "csat_sq")? as f64,
+        },
+        csat_satisfied: int(row, "csat_sat")?,
+        ces: Moments { n: int(row, "ces_n")?, sum: int(row, "ces_sum")? as f64, sum_sq: int(row, "ces_sq")? as f64 },
+        sentiment: sentiment_of(row)?,
+    })
+}
+
+fn interaction_facts(row: &QueryResult) -> AppResult<InteractionFacts> {
+    Ok(InteractionFacts {
+        inbound: int(row, "inbound")?,
+        outbound: int(row, "outbound")?,
+        sentiment: sentiment_of(row)?,
+    })
+}
+
+/// The grouped sums of one family straight from the facts.
+async fn grouped<T: Default + AddAssign>(
+    db: &impl ConnectionTrait,
+    req: &Request,
+    family: &Family,
+    aggregates: &str,
+    facts: fn(&QueryResult) -> AppResult<T>,
+    out: &mut BTreeMap<Key, T>,
+    rekey: impl Fn(Key) -> Key,
+) -> AppResult<()> {
+    let mut sql = base(family, req, aggregates);
     group_by(&mut sql, req);
-    let rows = db.query_all_raw(sql.statement(backend)).await?;
+    let rows = db.query_all_raw(sql.statement(db.get_database_backend())).await?;
     too_many(rows.len())?;
     for row in rows {
-        let cell = cells.entry(key_of(&row, req)?).or_default();
-        cell.feedback = FeedbackFacts {
-            responses: int(&row, "responses")?,
-            promoters: int(&row, "promoters")?,
-            passives: int(&row, "passives")?,
-            detractors: int(&row, "detractors")?,
-            csat: Moments {
-                n: int(&row, "csat_n")?,
-                sum: int(&row, "csat_sum")? as f64,
-                sum_sq: int(&row, "csat_sq")? as f64,
-            },
-            csat_satisfied: int(&row, "csat_sat")?,
-            ces: Moments {
-                n: int(&row, "ces_n")?,
-                sum: int(&row, "ces_sum")? as f64,
-                sum_sq: int(&row, "ces_sq")? as f64,
-            },
-            sentiment: sentiment_of(&row)?,
+        *out.entry(rekey(key_of(&row, req)?)).or_default() += facts(&row)?;
+    }
+    Ok(())
+}
+
+/// Most pieces read from the facts before the rollups are not worth it (a refresher
+/// far behind): then the whole question goes to the facts.
+const MAX_FACT_PIECES: usize = 200;
+
+/// A family's sums per cell: from the rollups where they can answer, with the hours
+/// they do not cover (dirty, or ragged edges) from the facts; else from the facts.
+async fn sums<T: Default + AddAssign>(
+    db: &impl ConnectionTrait,
+    req: &Request,
+    family: &Family,
+    rollup: &Rollup,
+    facts: fn(&QueryResult) -> AppResult<T>,
+) -> AppResult<BTreeMap<Key, T>> {
+    let aggregates =
+        if rollup.family == rollups::FEEDBACK.family { feedback_aggregates() } else { interaction_aggregates() };
+    let mut out = BTreeMap::new();
+    if !rollups::answers(req) {
+        grouped(db, req, family, &aggregates, facts, &mut out, |k| k).await?;
+        return Ok(out);
+    }
+    let clip = |r: &Range| Range { start: r.start.max(req.from), end: r.end.min(req.to) };
+    let buckets: Vec<(usize, Range)> = match &req.buckets {
+        Some(ranges) => ranges.iter().map(clip).enumerate().collect(),
+        None => vec![(0, Range { start: req.from, end: req.to })],
+    };
+    let dirty = rollups::dirty_hours(db, rollup, req.from, req.to).await?;
+    let pieces = rollups::plan(&buckets, &dirty);
+    let (owners, ranges): (Vec<usize>, Vec<Range>) = pieces
+        .iter()
+        .filter_map(|p| match p {
+            Piece::Facts { bucket, range } => Some((*bucket, *range)),
+            Piece::Rollup { .. } => None,
+        })
+        .unzip();
+    if ranges.len() > MAX_FACT_PIECES {
+        grouped(db, req, family, &aggregates, facts, &mut out, |k| k).await?;
+        return Ok(out);
+    }
+    for row in rollups::read(db, rollup, req, &pieces).await? {
+        *out.entry(key_of(&row, req)?).or_default() += facts(&row)?;
+    }
+    if !ranges.is_empty() {
+        let bucketed = req.buckets.is_some();
+        let edges = Request { buckets: Some(ranges), ..req.clone() };
+        let rekey = |mut k: Key| {
+            k.bucket = if bucketed { k.bucket.and_then(|i| owners.get(i).copied()) } else { None };
+            k
         };
+        grouped(db, &edges, family, &aggregates, facts, &mut out, rekey).await?;
+    }
+    too_many(out.len())?;
+    Ok(out)
+}
+
+async fn feedback(db: &impl ConnectionTrait, req: &Request, cells: &mut BTreeMap<Key, Cell>) -> AppResult<()> {
+    for (key, facts) in sums(db, req, &FEEDBACK, &rollups::FEEDBACK, feedback_facts).await? {
+        cells.entry(key).or_default().feedback = facts;
     }
     Ok(())
 }
 
 async fn interactions(db: &impl ConnectionTrait, req: &Request, cells: &mut BTreeMap<Key, Cell>) -> AppResult<()> {
-    let backend = db.get_database_backend();
-    // Message sentiment is scored on inbound messages only, so its sums need no filter.
-    let aggregates = format!(
-        "SUM(CASE WHEN i.direction = 'inbound' THEN 1 ELSE 0 END) AS inbound, \
-         SUM(CASE WHEN i.direction = 'outbound' THEN 1 ELSE 0 END) AS outbound, {}",
-        SENTIMENT_AGGREGATES.replace("{p}", "i")
-    );
-    let mut sql = base(&INTERACTIONS, req, &aggregates);
-    group_by(&mut sql, req);
-    let rows = db.query_all_raw(sql.statement(backend)).await?;
-    too_many(rows.len())?;
-    for row in rows {
-        let cell = cells.entry(key_of(&row, req)?).or_default();
-        cell.interactions = InteractionFacts {
-            inbound: int(&row, "inbound")?,
-            outbound: int(&row, "outbound")?,
-            sentiment: sentiment_of(&row)?,
-        };
+    for (key, facts) in sums(db, req, &INTERACTIONS, &rollups::INTERACTIONS, interaction_facts).await? {
+        cells.entry(key).or_default().interactions = facts;
     }
     Ok(())
 }
@@ -530,11 +637,19 @@ async fn percentiles(db: &impl ConnectionTrait, req: &Request, value: &str) -> A
     Ok(out)
 }
 
-/// Answers one insights question.
-pub async fn run(db: &impl ConnectionTrait, req: &Request) -> AppResult<Report> {
+/// Answers one insights question, every family read in one snapshot (the rollups and
+/// their dirty marks must agree).
+pub async fn run(db: &DatabaseConnection, req: &Request) -> AppResult<Report> {
     if req.from >= req.to {
         return Err(AppError::invalid(&["range", "to"], "INVALID", "must be after `from`"));
     }
+    let snapshot = rollups::snapshot(db).await?;
+    let report = answer(&snapshot, req).await?;
+    snapshot.commit().await?;
+    Ok(report)
+}
+
+async fn answer(db: &impl ConnectionTrait, req: &Request) -> AppResult<Report> {
     let allowed = applicable(&req.group_by);
     let mut cells = BTreeMap::new();
     if req.families.feedback && allowed.feedback {

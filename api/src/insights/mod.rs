@@ -3,12 +3,14 @@
 //!
 //! [`metrics`] answers grouped and bucketed metrics (and the channel comparison, which
 //! is metrics by channel); [`drivers`] ranks topics; [`funnel`] walks a journey.
-//! [`stats`] turns the database's counts and sums into estimates, [`buckets`] makes
+//! [`rollups`] keeps hourly and daily sums that answer the common questions without
+//! reading every fact. [`stats`] turns the database's counts and sums into estimates, [`buckets`] makes
 //! time-zone-correct buckets, [`sql`] holds the backend differences.
 
 pub mod buckets;
 pub mod drivers;
 pub mod funnel;
 pub mod metrics;
+pub mod rollups;
 pub mod sql;
 pub mod stats;

@@ -72,6 +72,15 @@ pub fn seconds_between(backend: DatabaseBackend, later: &str, earlier: &str) -> 
     }
 }
 
+/// Whole hours since 1970 UTC of the timestamp `column`, as the rollup triggers
+/// compute it (migration 13).
+pub fn hour_of(backend: DatabaseBackend, column: &str) -> String {
+    match backend {
+        DatabaseBackend::Postgres => format!("FLOOR(EXTRACT(EPOCH FROM {column}) / 3600)::BIGINT"),
+        _ => format!("CAST(strftime('%s', {column}) AS INTEGER) / 3600"),
+    }
+}
+
 /// Appends a derived table `(idx, start_at, end_at)` of time buckets.
 pub fn bucket_table(sql: &mut Sql, ranges: &[Range]) {
     sql.push("(");

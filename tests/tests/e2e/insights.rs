@@ -16,7 +16,7 @@ use entity::enums::{
 use entity::{
     conversation, feedback, feedback_topic, interaction, journey, journey_stage, sla_policy, topic, touchpoint,
 };
-use sea_orm::{ActiveModelTrait, DatabaseConnection, IntoActiveModel};
+use sea_orm::{ActiveModelTrait, DatabaseConnection, EntityTrait, IntoActiveModel};
 use serde_json::{Value, json};
 use uuid::Uuid;
 
@@ -623,4 +623,147 @@ async fn insights_and_exports_read_from_the_replica_when_one_is_set() {
         replica_db.close().await.ok();
         app.stop().await;
     }
+}
+
+/// Two answers agree: the same shape, equal strings, numbers equal to 1e-9 relative
+/// (sums of scores added in another order may differ in the last bits).
+fn assert_same(a: &Value, b: &Value, at: &str) {
+    match (a, b) {
+        (Value::Number(x), Value::Number(y)) => {
+            let (x, y) = (x.as_f64().unwrap(), y.as_f64().unwrap());
+            assert!((x - y).abs() <= 1e-9 * x.abs().max(1.0), "{at}: {x} vs {y}");
+        }
+        (Value::Array(xs), Value::Array(ys)) => {
+            assert_eq!(xs.len(), ys.len(), "{at}: lengths");
+            for (i, (x, y)) in xs.iter().zip(ys).enumerate() {
+                assert_same(x, y, &format!("{at}[{i}]"));
+            }
+        }
+        (Value::Object(xs), Value::Object(ys)) => {
+            assert_eq!(xs.keys().collect::<Vec<_>>(), ys.keys().collect::<Vec<_>>(), "{at}: fields");
+            for (k, x) in xs {
+                assert_same(x, &ys[k], &format!("{at}.{k}"));
+            }
+        }
+        _ => assert_eq!(a, b, "{at}"),
+    }
+}
+
+async fn new_message(
+    db: &DatabaseConnection,
+    customer_id: Uuid,
+    channel: Channel,
+    inbound: bool,
+    occurred_at: DateTime<Utc>,
+) -> Uuid {
+    interaction::Model {
+        id: Uuid::now_v7(),
+        customer_id,
+        conversation_id: None,
+        channel,
+        direction: if inbound { Direction::Inbound } else { Direction::Outbound },
+        visibility: Visibility::Private,
+        author_kind: if inbound { AuthorKind::Customer } else { AuthorKind::Agent },
+        author_user_id: None,
+        inbox: None,
+        body: None,
+        sentiment_score: inbound.then_some(if occurred_at.timestamp() % 3 == 0 { -0.6 } else { 0.4 }),
+        sentiment_label: inbound.then_some(if occurred_at.timestamp() % 3 == 0 {
+            SentimentLabel::Negative
+        } else {
+            SentimentLabel::Positive
+        }),
+        external_id: None,
+        occurred_at,
+        created_at: Utc::now(),
+    }
+    .into_active_model()
+    .insert(db)
+    .await
+    .unwrap()
+    .id
+}
+
+async fn count(db: &DatabaseConnection, sql: &str) -> i64 {
+    use sea_orm::ConnectionTrait;
+    let row = db.query_one_raw(sea_orm::Statement::from_string(db.get_database_backend(), sql)).await.unwrap().unwrap();
+    row.try_get::<Option<i64>>("", "n").unwrap().unwrap_or(0)
+}
+
+/// The rollups change how an answer is computed, never what it is. Each question is
+/// asked as the rollups can answer it, and with a segment filter every customer
+/// passes (which only the facts can answer); the two must agree with every hour dirty,
+/// after a refresh, with some hours dirty again (a new answer, a deleted one, a
+/// re-dated one), and after another refresh — over the spring DST change, in zones off
+/// the hour, with ragged range edges.
+#[tokio::test]
+async fn rollups_answer_exactly_what_the_facts_answer() {
+    on_each_backend(async |app: &TestApp| {
+        let db = &app.db;
+        let admin = app.login_admin().await.access;
+        let c = new_customer(db, "consumer").await;
+        let mut rng = Lcg(11);
+        let start = at("2026-03-10T00:00:00Z");
+        let channels = [Channel::Email, Channel::Chat, Channel::Twitter];
+        let mut stored = Vec::new();
+        for i in 0..240 {
+            let t = start + Duration::minutes(rng.next(40 * 24 * 60) as i64);
+            let channel = channels[rng.next(3) as usize];
+            let (kind, score) = match i % 3 {
+                0 => (FeedbackKind::Nps, rng.next(11) as i16),
+                1 => (FeedbackKind::Csat, 1 + rng.next(5) as i16),
+                _ => (FeedbackKind::Ces, 1 + rng.next(7) as i16),
+            };
+            let sentiment = (i % 2 == 0).then(|| rng.next(200) as f64 / 100.0 - 1.0);
+            stored.push(new_feedback(db, c, kind, Some(score), channel, sentiment, t).await);
+            new_message(db, c, channel, i % 4 != 0, t + Duration::minutes(7)).await;
+        }
+        let questions = [
+            json!({ "range": { "from": "2026-03-12T07:13:00Z", "to": "2026-04-15T19:41:00Z" }, "groupBy": ["CHANNEL"], "bucket": "DAY", "tz": "Europe/London" }),
+            json!({ "range": { "from": "2026-03-01T00:00:00Z", "to": "2026-05-01T00:00:00Z" }, "bucket": "WEEK", "tz": "UTC" }),
+            json!({ "range": { "from": "2026-03-11T10:59:59Z", "to": "2026-04-11T00:00:01Z" }, "groupBy": ["CHANNEL"] }),
+            json!({ "range": { "from": "2026-03-01T00:00:00Z", "to": "2026-05-01T00:00:00Z" }, "bucket": "DAY", "tz": "Asia/Kolkata" }),
+            json!({ "range": { "from": "2026-03-20T00:00:00Z", "to": "2026-03-30T00:00:00Z" }, "bucket": "HOUR", "tz": "America/New_York", "filter": { "channels": ["EMAIL"] } }),
+        ];
+        const FILTERED: &str = "query($range: InsightRange!, $groupBy: [InsightDimension!], $bucket: TimeBucket, $tz: String, $filter: InsightFilter!) { \
+            insights(range: $range, groupBy: $groupBy, bucket: $bucket, timeZone: $tz, filter: $filter) { cells { \
+              bucketStart channel feedbackCount volume \
+              nps { promoters passives detractors score { value sampleSize marginOfError lowSample } } \
+              csat { satisfiedPercent { value marginOfError } mean { value marginOfError } } ces { value marginOfError sampleSize } \
+              sentiment { mean { value sampleSize } negativePercent { value } } } } }";
+        let check = async |state: &str| {
+            for (i, q) in questions.iter().enumerate() {
+                let mut fast_vars = q.clone();
+                fast_vars["filter"] = q.get("filter").cloned().unwrap_or(json!({}));
+                let fast = app.graphql(FILTERED, fast_vars.clone(), Some(&admin)).await;
+                let mut slow_vars = fast_vars;
+                slow_vars["filter"]["segments"] = json!(["consumer"]);
+                let slow = app.graphql(FILTERED, slow_vars, Some(&admin)).await;
+                assert!(fast["errors"].is_null() && slow["errors"].is_null(), "{fast} {slow}");
+                assert!(!fast["data"]["insights"]["cells"].as_array().unwrap().is_empty(), "{state} q{i}: {fast}");
+                assert_same(&fast, &slow, &format!("[{}] {state}, question {i}", app.backend.name()));
+            }
+        };
+        check("before any refresh").await;
+        cxgraph::insights::rollups::refresh(db, 100).await.unwrap();
+        assert_eq!(count(db, "SELECT COUNT(*) AS n FROM rollup_dirty").await, 0, "all refreshed");
+        assert_eq!(
+            count(db, "SELECT CAST(SUM(responses) AS BIGINT) AS n FROM feedback_rollups WHERE hours = 1").await,
+            240,
+            "hour rows hold every answer"
+        );
+        assert!(count(db, "SELECT COUNT(*) AS n FROM feedback_rollups WHERE hours = 24").await > 30, "and day rows");
+        check("after a refresh").await;
+        // An answer in an hour already rolled up, one deleted, one moved to another day.
+        new_feedback(db, c, FeedbackKind::Nps, Some(0), Channel::Email, Some(-0.9), at("2026-03-15T12:30:00Z")).await;
+        feedback::Entity::delete_by_id(stored[5]).exec(db).await.unwrap();
+        let mut moved = feedback::Entity::find_by_id(stored[6]).one(db).await.unwrap().unwrap().into_active_model();
+        moved.occurred_at = sea_orm::Set(at("2026-04-02T03:04:05Z"));
+        moved.update(db).await.unwrap();
+        assert!(count(db, "SELECT COUNT(*) AS n FROM rollup_dirty").await >= 3, "the triggers marked the hours");
+        check("with dirty hours").await;
+        cxgraph::insights::rollups::refresh(db, 100).await.unwrap();
+        check("after another refresh").await;
+    })
+    .await;
 }

@@ -1,0 +1,460 @@
+//! Rollups: feedback and interaction sums per channel per UTC hour and per UTC day,
+//! so a year of weekly figures reads a few thousand pre-summed rows, not every fact.
+//!
+//! The rollups are a cache that is never wrong, rather than one that is usually right:
+//! triggers (migration 13) append the hour of every changed fact to `rollup_dirty` in
+//! the writer's transaction, [`refresh`] recomputes dirty hours from the facts and
+//! deletes exactly the marks its snapshot saw, and a reader, inside one snapshot,
+//! takes dirty hours and the ragged edges of its range from the facts and everything
+//! else from the rollups. So an answer equals the one the facts alone would give, at
+//! every moment, and a late-arriving event (an import of last year) is simply one
+//! more dirty hour.
+//!
+//! [`plan`] cuts each time bucket into pieces: whole clean UTC days (day rows), other
+//! whole clean hours (hour rows), and the rest (dirty hours, and the minutes before
+//! the first and after the last whole hour) read from the facts. Buckets in any time
+//! zone work; a zone whose midnight is not a UTC midnight just uses hour rows.
+//!
+//! Only questions the rollups can answer use them: grouped by nothing but channel and
+//! bucket, filtered by nothing but channel (segments change, topics are re-tagged,
+//! teams are reassigned; those stay with the facts).
+
+use std::collections::{BTreeMap, BTreeSet};
+
+use chrono::{DateTime, TimeZone, Utc};
+use sea_orm::{
+    AccessMode, ConnectionTrait, DatabaseBackend, DatabaseConnection, IsolationLevel, QueryResult,
+    SqliteTransactionMode, TransactionOptions, TransactionTrait,
+};
+
+use super::buckets::Range;
+use super::metrics::{Dimension, Request};
+use super::sql::{self, Sql};
+use crate::error::AppResult;
+
+/// A family of facts and its rollup table.
+#[derive(Debug)]
+pub struct Rollup {
+    /// The name the triggers mark dirty hours with.
+    pub family: &'static str,
+    pub table: &'static str,
+    /// The facts, aliased as the aggregates expect.
+    pub facts: &'static str,
+    /// The summed columns, in the order the family's aggregates produce them.
+    pub columns: &'static [&'static str],
+}
+
+impl Rollup {
+    fn is_integer(column: &str) -> bool {
+        !matches!(column, "s_sum" | "s_sq")
+    }
+}
+
+pub const FEEDBACK: Rollup = Rollup {
+    family: "feedback",
+    table: "feedback_rollups",
+    facts: "feedback f",
+    columns: &[
+        "responses",
+        "promoters",
+        "passives",
+        "detractors",
+        "csat_n",
+        "csat_sat",
+        "csat_sum",
+        "csat_sq",
+        "ces_n",
+        "ces_sum",
+        "ces_sq",
+        "s_n",
+        "s_sum",
+        "s_sq",
+        "s_neg",
+    ],
+};
+
+pub const INTERACTIONS: Rollup = Rollup {
+    family: "interactions",
+    table: "interaction_rollups",
+    facts: "interactions i",
+    columns: &["inbound", "outbound", "s_n", "s_sum", "s_sq", "s_neg"],
+};
+
+const HOUR: i64 = 3600;
+const DAY: i64 = 24;
+
+/// Whole hours since 1970 UTC of the hour holding `t`.
+pub fn hour_of(t: DateTime<Utc>) -> i64 {
+    t.timestamp().div_euclid(HOUR)
+}
+
+fn start_of(hour: i64) -> DateTime<Utc> {
+    Utc.timestamp_opt(hour * HOUR, 0).single().unwrap_or(DateTime::<Utc>::MIN_UTC)
+}
+
+/// The first whole hour starting at or after `t`.
+fn ceil_hour(t: DateTime<Utc>) -> i64 {
+    let h = hour_of(t);
+    if start_of(h) == t { h } else { h + 1 }
+}
+
+/// Whether the rollups can answer `req`.
+pub fn answers(req: &Request) -> bool {
+    req.group_by.iter().all(|d| *d == Dimension::Channel)
+        && req.filter.segments.is_none()
+        && req.filter.topic_ids.is_none()
+        && req.filter.team_ids.is_none()
+        && req.from.timestamp() >= 0
+}
+
+/// A part of a bucket.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Piece {
+    /// Rollup rows of `grain` hours (1 or 24) starting in hours `[from, to)`.
+    Rollup { bucket: usize, grain: i64, from: i64, to: i64 },
+    /// Facts in `[start, end)`.
+    Facts { bucket: usize, range: Range },
+}
+
+/// Cuts each `(bucket, range)` into pieces (see the module comment); `dirty` holds the
+/// dirty hours. Adjacent pieces of one kind are merged, so a week is a handful.
+pub fn plan(buckets: &[(usize, Range)], dirty: &BTreeSet<i64>) -> Vec<Piece> {
+    let mut pieces: Vec<Piece> = Vec::new();
+    let mut push = |piece: Piece| {
+        if let Some(last) = pieces.last_mut() {
+            match (last, piece) {
+                (
+                    Piece::Rollup { bucket: b1, grain: g1, to: t1, .. },
+                    Piece::Rollup { bucket: b2, grain: g2, from: f2, to: t2 },
+                ) if *b1 == b2 && *g1 == g2 && *t1 == f2 => {
+                    *t1 = t2;
+                    return;
+                }
+                (Piece::Facts { bucket: b1, range: r1 }, Piece::Facts { bucket: b2, range: r2 })
+                    if *b1 == b2 && r1.end == r2.start =>
+                {
+                    r1.end = r2.end;
+                    return;
+                }
+                _ => {}
+            }
+        }
+        pieces.push(piece);
+    };
+    for &(bucket, range) in buckets {
+        if range.start >= range.end {
+            continue;
+        }
+        let (first, last) = (ceil_hour(range.start), hour_of(range.end));
+        if first >= last {
+            push(Piece::Facts { bucket, range });
+            continue;
+        }
+        if range.start < start_of(first) {
+            push(Piece::Facts { bucket, range: Range { start: range.start, end: start_of(first) } });
+        }
+        let mut h = first;
+        while h < last {
+            if h.rem_euclid(DAY) == 0 && h + DAY <= last && dirty.range(h..h + DAY).next().is_none() {
+                push(Piece::Rollup { bucket, grain: DAY, from: h, to: h + DAY });
+                h += DAY;
+            } else if dirty.contains(&h) {
+                push(Piece::Facts { bucket, range: Range { start: start_of(h), end: start_of(h + 1) } });
+                h += 1;
+            } else {
+                push(Piece::Rollup { bucket, grain: 1, from: h, to: h + 1 });
+                h += 1;
+            }
+        }
+        if start_of(last) < range.end {
+            push(Piece::Facts { bucket, range: Range { start: start_of(last), end: range.end } });
+        }
+    }
+    pieces
+}
+
+/// Dirty hours of `rollup` in `[from, to)`.
+pub async fn dirty_hours(
+    db: &impl ConnectionTrait,
+    rollup: &Rollup,
+    from: DateTime<Utc>,
+    to: DateTime<Utc>,
+) -> AppResult<BTreeSet<i64>> {
+    let mut sql = Sql::new();
+    sql.push("SELECT DISTINCT hour FROM rollup_dirty WHERE family = ")
+        .bind(rollup.family)
+        .push(" AND hour >= ")
+        .bind(hour_of(from))
+        .push(" AND hour <= ")
+        .bind(hour_of(to));
+    let rows = db.query_all_raw(sql.statement(db.get_database_backend())).await?;
+    rows.iter().map(|r| Ok(r.try_get::<i64>("", "hour")?)).collect()
+}
+
+/// The rollup rows of `pieces` summed per bucket (`bk`) and, when grouped by it,
+/// channel (`d_channel`), under the same column names as the facts' aggregates.
+pub async fn read(
+    db: &impl ConnectionTrait,
+    rollup: &Rollup,
+    req: &Request,
+    pieces: &[Piece],
+) -> AppResult<Vec<QueryResult>> {
+    let by_channel = req.group_by.contains(&Dimension::Channel);
+    let mut sql = Sql::new();
+    sql.push("SELECT p.bk AS bk");
+    if by_channel {
+        sql.push(", r.channel AS d_channel");
+    }
+    for c in rollup.columns {
+        if Rollup::is_integer(c) {
+            sql.push(&format!(", CAST(SUM(r.{c}) AS BIGINT) AS {c}"));
+        } else {
+            sql.push(&format!(", SUM(r.{c}) AS {c}"));
+        }
+    }
+    sql.push(" FROM (");
+    let mut first = true;
+    for piece in pieces {
+        if let Piece::Rollup { bucket, grain, from, to } = *piece {
+            sql.push(if first { "SELECT " } else { " UNION ALL SELECT " });
+            first = false;
+            sql.push(&format!("CAST({bucket} AS BIGINT) AS bk, {grain} AS grain, {from} AS lo, {to} AS hi"));
+        }
+    }
+    if first {
+        return Ok(Vec::new());
+    }
+    sql.push(") p JOIN ").push(rollup.table);
+    sql.push(" r ON r.hours = p.grain AND r.start_hour >= p.lo AND r.start_hour < p.hi");
+    if let Some(channels) = &req.filter.channels {
+        sql.push(" WHERE r.channel IN ").bind_list(channels.iter().map(sea_orm::ActiveEnum::to_value));
+    }
+    sql.push(if by_channel { " GROUP BY p.bk, r.channel" } else { " GROUP BY p.bk" });
+    Ok(db.query_all_raw(sql.statement(db.get_database_backend())).await?)
+}
+
+/// Most dirty hours one refresh transaction takes on.
+const CHUNK: usize = 1000;
+
+/// Recomputes up to [`CHUNK`] dirty hours (and their days) from the facts, in one
+/// transaction; returns how many hours it refreshed (0 when nothing was dirty, or when
+/// another replica holds the refresh).
+pub async fn refresh_chunk(db: &DatabaseConnection) -> AppResult<usize> {
+    let backend = db.get_database_backend();
+    // A snapshot on PostgreSQL (the marks deleted are exactly those the recompute
+    // saw); the write lock from the start on SQLite (one writer at a time anyway).
+    let txn = db
+        .begin_with_options(TransactionOptions {
+            isolation_level: (backend == DatabaseBackend::Postgres).then_some(IsolationLevel::RepeatableRead),
+            access_mode: None,
+            sqlite_transaction_mode: (backend == DatabaseBackend::Sqlite).then_some(SqliteTransactionMode::Immediate),
+        })
+        .await?;
+    if backend == DatabaseBackend::Postgres {
+        // One refresher at a time across replicas; the others skip this round.
+        let row = txn
+            .query_one_raw(sea_orm::Statement::from_string(
+                backend,
+                "SELECT pg_try_advisory_xact_lock(4242001) AS locked",
+            ))
+            .await?;
+        if !row.map(|r| r.try_get::<bool>("", "locked")).transpose()?.unwrap_or(false) {
+            return Ok(0);
+        }
+    }
+    let marks = txn
+        .query_all_raw(sea_orm::Statement::from_string(
+            backend,
+            format!("SELECT DISTINCT family, hour FROM rollup_dirty ORDER BY family, hour LIMIT {CHUNK}"),
+        ))
+        .await?;
+    let mut dirty: BTreeMap<String, Vec<i64>> = BTreeMap::new();
+    for row in &marks {
+        dirty.entry(row.try_get("", "family")?).or_default().push(row.try_get("", "hour")?);
+    }
+    for (family, hours) in &dirty {
+        let Some(rollup) = [&FEEDBACK, &INTERACTIONS].into_iter().find(|r| r.family == family) else {
+            continue;
+        };
+        recompute(&txn, rollup, hours).await?;
+        let mut sql = Sql::new();
+        sql.push("DELETE FROM rollup_dirty WHERE family = ").bind(rollup.family);
+        sql.push(" AND hour IN ").bind_list(hours.iter().copied());
+        txn.execute_raw(sql.statement(backend)).await?;
+    }
+    txn.commit().await?;
+    Ok(marks.len())
+}
+
+/// Consecutive runs `[from, to)` of sorted, distinct numbers.
+fn runs(sorted: &[i64]) -> Vec<(i64, i64)> {
+    let mut out: Vec<(i64, i64)> = Vec::new();
+    for &n in sorted {
+        match out.last_mut() {
+            Some((_, to)) if *to == n => *to = n + 1,
+            _ => out.push((n, n + 1)),
+        }
+    }
+    out
+}
+
+/// Rewrites the hour rows of `hours` from the facts, then the day rows of their days
+/// from the hour rows.
+async fn recompute(db: &impl ConnectionTrait, rollup: &Rollup, hours: &[i64]) -> AppResult<()> {
+    let backend = db.get_database_backend();
+    let columns = rollup.columns.join(", ");
+    let summed = rollup.columns.iter().map(|c| format!("COALESCE({c}, 0)")).collect::<Vec<_>>().join(", ");
+    let alias = rollup.facts.split(' ').nth(1).unwrap_or("f");
+
+    let mut sql = Sql::new();
+    sql.push(&format!("DELETE FROM {} WHERE hours = 1 AND start_hour IN ", rollup.table))
+        .bind_list(hours.iter().copied());
+    db.execute_raw(sql.statement(backend)).await?;
+    let mut sql = Sql::new();
+    sql.push(&format!(
+        "INSERT INTO {} (hours, start_hour, channel, {columns}) SELECT 1, hr, ch, {summed} FROM (SELECT {} AS hr, \
+         {alias}.channel AS ch, {} FROM {} WHERE ",
+        rollup.table,
+        sql::hour_of(backend, &format!("{alias}.occurred_at")),
+        aggregates(rollup),
+        rollup.facts,
+    ));
+    for (i, (from, to)) in runs(hours).into_iter().enumerate() {
+        sql.push(if i == 0 { "(" } else { " OR (" });
+        sql.push(&format!("{alias}.occurred_at >= ")).bind(start_of(from));
+        sql.push(&format!(" AND {alias}.occurred_at < ")).bind(start_of(to)).push(")");
+    }
+    sql.push(" GROUP BY 1, 2) x");
+    db.execute_raw(sql.statement(backend)).await?;
+
+    let days: BTreeSet<i64> = hours.iter().map(|h| h.div_euclid(DAY)).collect();
+    let days: Vec<i64> = days.into_iter().collect();
+    let mut sql = Sql::new();
+    sql.push(&format!("DELETE FROM {} WHERE hours = {DAY} AND start_hour IN ", rollup.table))
+        .bind_list(days.iter().map(|d| d * DAY));
+    db.execute_raw(sql.statement(backend)).await?;
+    let sums = rollup.columns.iter().map(|c| format!("SUM({c})")).collect::<Vec<_>>().join(", ");
+    let mut sql = Sql::new();
+    sql.push(&format!(
+        "INSERT INTO {table} (hours, start_hour, channel, {columns}) SELECT {DAY}, (start_hour / {DAY}) * {DAY}, \
+         channel, {sums} FROM {table} WHERE hours = 1 AND (",
+        table = rollup.table
+    ));
+    for (i, (from, to)) in runs(&days).into_iter().enumerate() {
+        sql.push(if i == 0 { "" } else { " OR " });
+        sql.push("(start_hour >= ").bind(from * DAY).push(" AND start_hour < ").bind(to * DAY).push(")");
+    }
+    sql.push(") GROUP BY 2, 3");
+    db.execute_raw(sql.statement(backend)).await?;
+    Ok(())
+}
+
+fn aggregates(rollup: &Rollup) -> String {
+    if rollup.family == FEEDBACK.family {
+        super::metrics::feedback_aggregates()
+    } else {
+        super::metrics::interaction_aggregates()
+    }
+}
+
+/// Refreshes until nothing is dirty (or `max_chunks` chunks ran); returns the hours
+/// refreshed.
+pub async fn refresh(db: &DatabaseConnection, max_chunks: usize) -> AppResult<usize> {
+    let mut total = 0;
+    for _ in 0..max_chunks {
+        let n = refresh_chunk(db).await?;
+        total += n;
+        if n < CHUNK {
+            break;
+        }
+    }
+    Ok(total)
+}
+
+/// The refresher job: every `interval`, the dirty hours.
+pub fn spawn_refresher(db: DatabaseConnection, interval: std::time::Duration) -> tokio::task::JoinHandle<()> {
+    crate::jobs::every(interval, move || {
+        let db = db.clone();
+        async move {
+            match refresh(&db, 100).await {
+                Ok(0) => {}
+                Ok(n) => tracing::debug!(hours = n, "insight rollups refreshed"),
+                Err(e) => tracing::warn!(error = e.message(), "insight rollup refresh failed; retrying next interval"),
+            }
+        }
+    })
+}
+
+/// A transaction whose reads all see one snapshot: read-only REPEATABLE READ on
+/// PostgreSQL, a read transaction on SQLite (WAL gives it a snapshot).
+pub async fn snapshot(db: &DatabaseConnection) -> AppResult<sea_orm::DatabaseTransaction> {
+    Ok(match db.get_database_backend() {
+        DatabaseBackend::Postgres => {
+            db.begin_with_config(Some(IsolationLevel::RepeatableRead), Some(AccessMode::ReadOnly)).await?
+        }
+        _ => db.begin().await?,
+    })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn utc(s: &str) -> DateTime<Utc> {
+        s.parse().unwrap()
+    }
+
+    fn range(a: &str, b: &str) -> Range {
+        Range { start: utc(a), end: utc(b) }
+    }
+
+    #[test]
+    fn a_week_is_whole_days_with_ragged_edges_from_the_facts() {
+        let week = range("2026-11-23T10:30:00Z", "2026-11-30T00:00:00Z");
+        let pieces = plan(&[(3, week)], &BTreeSet::new());
+        let h = hour_of(utc("2026-11-23T11:00:00Z"));
+        let day = hour_of(utc("2026-11-24T00:00:00Z"));
+        assert_eq!(
+            pieces,
+            vec![
+                Piece::Facts { bucket: 3, range: range("2026-11-23T10:30:00Z", "2026-11-23T11:00:00Z") },
+                Piece::Rollup { bucket: 3, grain: 1, from: h, to: day },
+                Piece::Rollup { bucket: 3, grain: 24, from: day, to: day + 6 * 24 },
+            ]
+        );
+    }
+
+    #[test]
+    fn a_dirty_hour_is_read_from_the_facts_and_its_day_from_hour_rows() {
+        let day = hour_of(utc("2026-11-24T00:00:00Z"));
+        let dirty = BTreeSet::from([day + 5]);
+        let pieces = plan(&[(0, range("2026-11-24T00:00:00Z", "2026-11-26T00:00:00Z"))], &dirty);
+        assert_eq!(
+            pieces,
+            vec![
+                Piece::Rollup { bucket: 0, grain: 1, from: day, to: day + 5 },
+                Piece::Facts { bucket: 0, range: range("2026-11-24T05:00:00Z", "2026-11-24T06:00:00Z") },
+                Piece::Rollup { bucket: 0, grain: 1, from: day + 6, to: day + 24 },
+                Piece::Rollup { bucket: 0, grain: 24, from: day + 24, to: day + 48 },
+            ]
+        );
+    }
+
+    #[test]
+    fn less_than_an_hour_and_zones_off_the_hour_come_from_the_facts() {
+        let short = range("2026-11-24T10:05:00Z", "2026-11-24T10:55:00Z");
+        assert_eq!(plan(&[(0, short)], &BTreeSet::new()), vec![Piece::Facts { bucket: 0, range: short }]);
+        // A Kolkata day (UTC+05:30) starts at 18:30Z: half-hours at both ends.
+        let day = range("2026-11-23T18:30:00Z", "2026-11-24T18:30:00Z");
+        let pieces = plan(&[(1, day)], &BTreeSet::new());
+        assert_eq!(
+            pieces.first(),
+            Some(&Piece::Facts { bucket: 1, range: range("2026-11-23T18:30:00Z", "2026-11-23T19:00:00Z") })
+        );
+        assert_eq!(
+            pieces.last(),
+            Some(&Piece::Facts { bucket: 1, range: range("2026-11-24T18:00:00Z", "2026-11-24T18:30:00Z") })
+        );
+        assert_eq!(pieces.len(), 3, "{pieces:?}");
+    }
+}
