@@ -3,15 +3,16 @@
 //! the same handful of statements as a page of 5. The GraphQL layer calls these from
 //! its DataLoaders; nothing here runs a query per customer.
 //!
-//! "Latest N per customer" uses `ROW_NUMBER() OVER (PARTITION BY customer_id …)`, which
-//! SQLite (3.25+) and PostgreSQL both run over the `(customer_id, occurred_at)` indexes.
+//! "Latest N per customer" is a `LATERAL … LIMIT N` per customer on PostgreSQL and
+//! `ROW_NUMBER() OVER (PARTITION BY customer_id …)` on SQLite, both over the
+//! `(customer_id, occurred_at)` indexes.
 
 use std::collections::HashMap;
 
 use chrono::{DateTime, Duration, Utc};
 use entity::enums::{Channel, ConversationStatus, FeedbackKind, TouchpointOutcome};
 use entity::{conversation, customer_identity, feedback, interaction, touchpoint};
-use sea_orm::{ActiveEnum, ColumnTrait, ConnectionTrait, EntityTrait, QueryFilter, QueryOrder, Value};
+use sea_orm::{ActiveEnum, ColumnTrait, ConnectionTrait, DatabaseBackend, EntityTrait, QueryFilter, QueryOrder, Value};
 use uuid::Uuid;
 
 use crate::db::{placeholders, statement};
@@ -55,8 +56,21 @@ pub async fn identities(
     Ok(group(rows, |r| r.customer_id))
 }
 
-/// `SELECT * FROM (… ROW_NUMBER() …) WHERE rn <= limit` over one customer-owned table.
-fn latest_sql(table: &str, ids: usize, extra_where: &str, limit: u64) -> String {
+/// The newest `limit` rows of each customer in one customer-owned table, newest first.
+///
+/// On PostgreSQL a `LATERAL` subquery per customer reads just those rows from the
+/// `(customer_id, occurred_at)` index and stops, however long the history; SQLite has
+/// no `LATERAL`, so it numbers each customer's rows with `ROW_NUMBER()` (the same
+/// index, but every row of the customer is visited).
+fn latest_sql(backend: DatabaseBackend, table: &str, ids: usize, extra_where: &str, limit: u64) -> String {
+    if backend == DatabaseBackend::Postgres {
+        let ids = vec!["(?)"; ids].join(", ");
+        return format!(
+            "SELECT t.* FROM (VALUES {ids}) AS ids(id) CROSS JOIN LATERAL (SELECT * FROM {table} t \
+             WHERE t.customer_id = ids.id{extra_where} ORDER BY t.occurred_at DESC, t.id DESC LIMIT {limit}) t \
+             ORDER BY t.customer_id, t.occurred_at DESC, t.id DESC"
+        );
+    }
     format!(
         "SELECT * FROM (SELECT t.*, ROW_NUMBER() OVER (PARTITION BY t.customer_id ORDER BY t.occurred_at DESC, t.id DESC) AS rn \
          FROM {table} t WHERE t.customer_id IN ({}){extra_where}) ranked WHERE rn <= {limit} \
@@ -95,8 +109,9 @@ pub async fn interactions(
         extra.push_str(" AND (t.occurred_at < ? OR (t.occurred_at = ? AND t.id < ?))");
         values.extend([Value::from(at), Value::from(at), Value::from(id)]);
     }
-    let sql = latest_sql("interactions", ids.len(), &extra, slice.limit);
-    let stmt = statement(db.get_database_backend(), &sql, values);
+    let backend = db.get_database_backend();
+    let sql = latest_sql(backend, "interactions", ids.len(), &extra, slice.limit);
+    let stmt = statement(backend, &sql, values);
     let rows = interaction::Entity::find().from_raw_sql(stmt).all(db).await?;
     Ok(group(rows, |r| r.customer_id))
 }
@@ -141,8 +156,9 @@ pub async fn touchpoints(
     ids: &[Uuid],
     limit: u64,
 ) -> AppResult<HashMap<Uuid, Vec<touchpoint::Model>>> {
-    let sql = latest_sql("touchpoints", ids.len(), "", limit);
-    let stmt = statement(db.get_database_backend(), &sql, ids_values(ids));
+    let backend = db.get_database_backend();
+    let sql = latest_sql(backend, "touchpoints", ids.len(), "", limit);
+    let stmt = statement(backend, &sql, ids_values(ids));
     let rows = touchpoint::Entity::find().from_raw_sql(stmt).all(db).await?;
     Ok(group(rows, |r| r.customer_id))
 }
@@ -153,8 +169,9 @@ pub async fn feedback(
     ids: &[Uuid],
     limit: u64,
 ) -> AppResult<HashMap<Uuid, Vec<feedback::Model>>> {
-    let sql = latest_sql("feedback", ids.len(), "", limit);
-    let stmt = statement(db.get_database_backend(), &sql, ids_values(ids));
+    let backend = db.get_database_backend();
+    let sql = latest_sql(backend, "feedback", ids.len(), "", limit);
+    let stmt = statement(backend, &sql, ids_values(ids));
     let rows = feedback::Entity::find().from_raw_sql(stmt).all(db).await?;
     Ok(group(rows, |r| r.customer_id))
 }
