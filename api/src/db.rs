@@ -3,7 +3,8 @@
 //!
 //! SQLite runs in WAL mode with foreign keys on, a busy timeout (writers wait for the
 //! lock instead of failing with "database is locked") and `synchronous = FULL`, so an
-//! acknowledged write survives a crash of the process or the machine. PostgreSQL gets
+//! acknowledged write survives a crash of the process or the machine; its caches share
+//! one bounded heap. PostgreSQL gets
 //! a bounded pool whose acquire timeout turns an unreachable database into a fast
 //! `UNAVAILABLE` instead of a hanging request.
 
@@ -21,6 +22,13 @@ use crate::config::Settings;
 /// How long a SQLite writer waits for the write lock before giving up.
 const SQLITE_BUSY_TIMEOUT: Duration = Duration::from_secs(10);
 
+/// The most heap SQLite may keep for itself in this process, in bytes. Each pooled
+/// connection has its own page cache (2 MiB by default), and as the database grows
+/// they fill: 16 connections would take 32 MiB on their own, the soak measured
+/// resident memory climbing for a quarter of an hour. SQLite sheds cached pages to
+/// stay under this limit (it is advisory: a statement that needs more still gets it).
+const SQLITE_SOFT_HEAP_LIMIT: &str = "16777216";
+
 /// Opens the pool described by the settings.
 pub async fn connect(settings: &Settings) -> Result<DatabaseConnection, DbErr> {
     let mut opts = ConnectOptions::new(settings.database_url.clone());
@@ -34,6 +42,7 @@ pub async fn connect(settings: &Settings) -> Result<DatabaseConnection, DbErr> {
                 .foreign_keys(true)
                 .busy_timeout(SQLITE_BUSY_TIMEOUT)
                 .synchronous(SqliteSynchronous::Full)
+                .pragma("soft_heap_limit", SQLITE_SOFT_HEAP_LIMIT)
                 .create_if_missing(true)
         });
     Database::connect(opts).await

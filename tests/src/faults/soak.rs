@@ -172,6 +172,12 @@ pub async fn mixed(scale: Scale, backend: &Backend) -> Outcome {
     outcome.notes.push(format!("{:.0} req/s", requests as f64 / duration.as_secs_f64()));
     outcome.notes.push(format!("{opened} subscriptions opened and closed"));
     outcome.notes.push(format!("peak RSS {:.1} MiB", peak as f64 / 1024.0));
+    // The shape of the curve tells a cache filling (growth slowing to a plateau) from
+    // a leak (growth in step with the work done).
+    let quarters: Vec<String> = (0..4)
+        .map(|q| format!("{:.1}", median(&samples, q as f64 / 4.0, (q + 1) as f64 / 4.0, |s| s.0) as f64 / 1024.0))
+        .collect();
+    outcome.notes.push(format!("RSS median by quarter {} MiB", quarters.join(" → ")));
     outcome.elapsed = started.elapsed();
     spawned.server.kill();
     outcome

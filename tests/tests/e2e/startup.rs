@@ -149,6 +149,7 @@ async fn sqlite_runs_in_wal_mode_with_foreign_keys() {
     assert_eq!(pragma("foreign_keys").await, "1");
     assert_eq!(pragma("synchronous").await, "2", "FULL: acknowledged writes survive a crash");
     assert!(pragma("busy_timeout").await.parse::<i64>().unwrap() >= 1000);
+    assert_eq!(pragma("soft_heap_limit").await, "16777216", "the page caches share a bounded heap");
     app.stop().await;
 }
 
