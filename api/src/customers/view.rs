@@ -3,9 +3,9 @@
 //! the same handful of statements as a page of 5. The GraphQL layer calls these from
 //! its DataLoaders; nothing here runs a query per customer.
 //!
-//! "Latest N per customer" is a `LATERAL … LIMIT N` per customer on PostgreSQL and
-//! `ROW_NUMBER() OVER (PARTITION BY customer_id …)` on SQLite, both over the
-//! `(customer_id, occurred_at)` indexes.
+//! "Latest N per customer" reads N rows per customer from the `(customer_id,
+//! occurred_at)` indexes and stops: a `LATERAL … LIMIT N` per customer on PostgreSQL,
+//! a `UNION ALL` of `LIMIT N` subqueries on SQLite (see [`latest`]).
 
 use std::collections::HashMap;
 
@@ -56,27 +56,59 @@ pub async fn identities(
     Ok(group(rows, |r| r.customer_id))
 }
 
-/// The newest `limit` rows of each customer in one customer-owned table, newest first.
+/// Most customers one SQLite statement reads by `UNION ALL` (SQLite allows 500 terms
+/// in a compound select; pages are at most 100).
+const SQLITE_UNION_MAX: usize = 400;
+
+/// The newest `limit` rows of each customer in one customer-owned table, newest
+/// first, rows matching `extra_where` (bound to `extra_values`) only.
 ///
-/// On PostgreSQL a `LATERAL` subquery per customer reads just those rows from the
-/// `(customer_id, occurred_at)` index and stops, however long the history; SQLite has
-/// no `LATERAL`, so it numbers each customer's rows with `ROW_NUMBER()` (the same
-/// index, but every row of the customer is visited).
-fn latest_sql(backend: DatabaseBackend, table: &str, ids: usize, extra_where: &str, limit: u64) -> String {
-    if backend == DatabaseBackend::Postgres {
-        let ids = vec!["(?)"; ids].join(", ");
-        return format!(
-            "SELECT t.* FROM (VALUES {ids}) AS ids(id) CROSS JOIN LATERAL (SELECT * FROM {table} t \
-             WHERE t.customer_id = ids.id{extra_where} ORDER BY t.occurred_at DESC, t.id DESC LIMIT {limit}) t \
+/// Each customer's rows are read from the `(customer_id, occurred_at)` index, newest
+/// first, stopping after `limit`, however long the history: on PostgreSQL a `LATERAL`
+/// subquery per customer, on SQLite (no `LATERAL`) one `LIMIT`ed subquery per customer
+/// joined by `UNION ALL`. Beyond [`SQLITE_UNION_MAX`] customers SQLite numbers each
+/// customer's rows with `ROW_NUMBER()` instead (every row of each customer visited).
+fn latest(
+    backend: DatabaseBackend,
+    table: &str,
+    ids: &[Uuid],
+    extra_where: &str,
+    extra_values: Vec<Value>,
+    limit: u64,
+) -> sea_orm::Statement {
+    let newest = "ORDER BY t.occurred_at DESC, t.id DESC";
+    let (sql, values) = if backend == DatabaseBackend::Postgres {
+        let list = vec!["(?)"; ids.len()].join(", ");
+        let sql = format!(
+            "SELECT t.* FROM (VALUES {list}) AS ids(id) CROSS JOIN LATERAL (SELECT * FROM {table} t \
+             WHERE t.customer_id = ids.id{extra_where} {newest} LIMIT {limit}) t \
              ORDER BY t.customer_id, t.occurred_at DESC, t.id DESC"
         );
-    }
-    format!(
-        "SELECT * FROM (SELECT t.*, ROW_NUMBER() OVER (PARTITION BY t.customer_id ORDER BY t.occurred_at DESC, t.id DESC) AS rn \
-         FROM {table} t WHERE t.customer_id IN ({}){extra_where}) ranked WHERE rn <= {limit} \
-         ORDER BY customer_id, occurred_at DESC, id DESC",
-        placeholders(ids)
-    )
+        (sql, ids_values(ids).into_iter().chain(extra_values).collect())
+    } else if ids.len() <= SQLITE_UNION_MAX {
+        let one = format!(
+            "SELECT * FROM (SELECT t.* FROM {table} t WHERE t.customer_id = ?{extra_where} {newest} LIMIT {limit})"
+        );
+        let sql = format!(
+            "SELECT * FROM ({}) ORDER BY customer_id, occurred_at DESC, id DESC",
+            vec![one; ids.len()].join(" UNION ALL ")
+        );
+        let mut values = Vec::with_capacity(ids.len() * (1 + extra_values.len()));
+        for id in ids {
+            values.push(Value::from(*id));
+            values.extend(extra_values.iter().cloned());
+        }
+        (sql, values)
+    } else {
+        let sql = format!(
+            "SELECT * FROM (SELECT t.*, ROW_NUMBER() OVER (PARTITION BY t.customer_id {newest}) AS rn \
+             FROM {table} t WHERE t.customer_id IN ({}){extra_where}) ranked WHERE rn <= {limit} \
+             ORDER BY customer_id, occurred_at DESC, id DESC",
+            placeholders(ids.len())
+        );
+        (sql, ids_values(ids).into_iter().chain(extra_values).collect())
+    };
+    statement(backend, &sql, values)
 }
 
 /// Which interactions of a customer to show, newest first.
@@ -96,7 +128,7 @@ pub async fn interactions(
     ids: &[Uuid],
     slice: InteractionSlice,
 ) -> AppResult<HashMap<Uuid, Vec<interaction::Model>>> {
-    let mut values = ids_values(ids);
+    let mut values = Vec::new();
     let mut extra = String::new();
     if let Some(channels) = &slice.channels {
         if channels.is_empty() {
@@ -109,9 +141,7 @@ pub async fn interactions(
         extra.push_str(" AND (t.occurred_at < ? OR (t.occurred_at = ? AND t.id < ?))");
         values.extend([Value::from(at), Value::from(at), Value::from(id)]);
     }
-    let backend = db.get_database_backend();
-    let sql = latest_sql(backend, "interactions", ids.len(), &extra, slice.limit);
-    let stmt = statement(backend, &sql, values);
+    let stmt = latest(db.get_database_backend(), "interactions", ids, &extra, values, slice.limit);
     let rows = interaction::Entity::find().from_raw_sql(stmt).all(db).await?;
     Ok(group(rows, |r| r.customer_id))
 }
@@ -156,9 +186,7 @@ pub async fn touchpoints(
     ids: &[Uuid],
     limit: u64,
 ) -> AppResult<HashMap<Uuid, Vec<touchpoint::Model>>> {
-    let backend = db.get_database_backend();
-    let sql = latest_sql(backend, "touchpoints", ids.len(), "", limit);
-    let stmt = statement(backend, &sql, ids_values(ids));
+    let stmt = latest(db.get_database_backend(), "touchpoints", ids, "", Vec::new(), limit);
     let rows = touchpoint::Entity::find().from_raw_sql(stmt).all(db).await?;
     Ok(group(rows, |r| r.customer_id))
 }
@@ -169,9 +197,7 @@ pub async fn feedback(
     ids: &[Uuid],
     limit: u64,
 ) -> AppResult<HashMap<Uuid, Vec<feedback::Model>>> {
-    let backend = db.get_database_backend();
-    let sql = latest_sql(backend, "feedback", ids.len(), "", limit);
-    let stmt = statement(backend, &sql, ids_values(ids));
+    let stmt = latest(db.get_database_backend(), "feedback", ids, "", Vec::new(), limit);
     let rows = feedback::Entity::find().from_raw_sql(stmt).all(db).await?;
     Ok(group(rows, |r| r.customer_id))
 }
