@@ -200,8 +200,21 @@ pub async fn read(
     pieces: &[Piece],
 ) -> AppResult<Vec<QueryResult>> {
     let by_channel = req.group_by.contains(&Dimension::Channel);
+    // The pieces as a `VALUES` list (PostgreSQL plans a 50-way `UNION ALL` in 5 ms).
+    let values: Vec<String> = pieces
+        .iter()
+        .filter_map(|piece| match *piece {
+            Piece::Rollup { bucket, grain, from, to } => {
+                Some(format!("(CAST({bucket} AS BIGINT), {grain}, {from}, {to})"))
+            }
+            Piece::Facts { .. } => None,
+        })
+        .collect();
+    if values.is_empty() {
+        return Ok(Vec::new());
+    }
     let mut sql = Sql::new();
-    sql.push("SELECT p.bk AS bk");
+    sql.push("WITH p (bk, grain, lo, hi) AS (VALUES ").push(&values.join(", ")).push(") SELECT p.bk AS bk");
     if by_channel {
         sql.push(", r.channel AS d_channel");
     }
@@ -212,19 +225,7 @@ pub async fn read(
             sql.push(&format!(", SUM(r.{c}) AS {c}"));
         }
     }
-    sql.push(" FROM (");
-    let mut first = true;
-    for piece in pieces {
-        if let Piece::Rollup { bucket, grain, from, to } = *piece {
-            sql.push(if first { "SELECT " } else { " UNION ALL SELECT " });
-            first = false;
-            sql.push(&format!("CAST({bucket} AS BIGINT) AS bk, {grain} AS grain, {from} AS lo, {to} AS hi"));
-        }
-    }
-    if first {
-        return Ok(Vec::new());
-    }
-    sql.push(") p JOIN ").push(rollup.table);
+    sql.push(" FROM p JOIN ").push(rollup.table);
     sql.push(" r ON r.hours = p.grain AND r.start_hour >= p.lo AND r.start_hour < p.hi");
     if let Some(channels) = &req.filter.channels {
         sql.push(" WHERE r.channel IN ").bind_list(channels.iter().map(sea_orm::ActiveEnum::to_value));
