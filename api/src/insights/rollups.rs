@@ -225,8 +225,17 @@ pub async fn read(
             sql.push(&format!(", SUM(r.{c}) AS {c}"));
         }
     }
-    sql.push(" FROM p JOIN ").push(rollup.table);
-    sql.push(" r ON r.hours = p.grain AND r.start_hour >= p.lo AND r.start_hour < p.hi");
+    let within = "r.hours = p.grain AND r.start_hour >= p.lo AND r.start_hour < p.hi";
+    if db.get_database_backend() == DatabaseBackend::Postgres {
+        // Each piece one range read of the primary key: as a join, PostgreSQL hashed
+        // on `hours` and filtered every rollup row against every piece (43 ms for a
+        // year on the benchmark dataset, 5 ms this way). `OFFSET 0` keeps the planner
+        // from flattening the LATERAL subquery back into that join.
+        sql.push(" FROM p CROSS JOIN LATERAL (SELECT * FROM ").push(rollup.table).push(" r WHERE ");
+        sql.push(within).push(" OFFSET 0) r");
+    } else {
+        sql.push(" FROM p JOIN ").push(rollup.table).push(" r ON ").push(within);
+    }
     if let Some(channels) = &req.filter.channels {
         sql.push(" WHERE r.channel IN ").bind_list(channels.iter().map(sea_orm::ActiveEnum::to_value));
     }
