@@ -20,11 +20,10 @@
 //! delivery is in both cells).
 
 use std::collections::BTreeMap;
+use std::ops::AddAssign;
 
 use chrono::{DateTime, Utc};
 use entity::enums::Channel;
-use std::ops::AddAssign;
-
 use sea_orm::{ActiveEnum, ConnectionTrait, DatabaseBackend, DatabaseConnection, QueryResult};
 use uuid::Uuid;
 
@@ -116,7 +115,7 @@ pub struct Moments {
 }
 
 impl Moments {
-    pub fn add(&mut self, o: &Moments) {
+    fn add(&mut self, o: &Moments) {
         self.n += o.n;
         self.sum += o.sum;
         self.sum_sq += o.sum_sq;
