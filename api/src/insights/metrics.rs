@@ -531,8 +531,7 @@ async fn sums<T: Default + AddAssign>(
     rollup: &Rollup,
     facts: fn(&QueryResult) -> AppResult<T>,
 ) -> AppResult<BTreeMap<Key, T>> {
-    let aggregates =
-        if rollup.family == rollups::FEEDBACK.family { feedback_aggregates() } else { interaction_aggregates() };
+    let aggregates = rollup.aggregates();
     let mut out = BTreeMap::new();
     if !rollups::answers(req) {
         grouped(db, req, family, &aggregates, facts, &mut out, |k| k).await?;

@@ -45,6 +45,16 @@ pub struct Rollup {
 }
 
 impl Rollup {
+    /// The SQL summing this family's facts into [`Rollup::columns`] (the same sums
+    /// the facts-only answers use).
+    pub fn aggregates(&self) -> String {
+        if self.family == FEEDBACK.family {
+            super::metrics::feedback_aggregates()
+        } else {
+            super::metrics::interaction_aggregates()
+        }
+    }
+
     fn is_integer(column: &str) -> bool {
         !matches!(column, "s_sum" | "s_sq")
     }
@@ -249,7 +259,7 @@ const CHUNK: usize = 1000;
 /// Recomputes up to [`CHUNK`] dirty hours (and their days) from the facts, in one
 /// transaction; returns how many hours it refreshed (0 when nothing was dirty, or when
 /// another replica holds the refresh).
-pub async fn refresh_chunk(db: &DatabaseConnection) -> AppResult<usize> {
+async fn refresh_chunk(db: &DatabaseConnection) -> AppResult<usize> {
     let backend = db.get_database_backend();
     // A snapshot on PostgreSQL (the marks deleted are exactly those the recompute
     // saw); the write lock from the start on SQLite (one writer at a time anyway).
@@ -326,7 +336,7 @@ async fn recompute(db: &impl ConnectionTrait, rollup: &Rollup, hours: &[i64]) ->
          {alias}.channel AS ch, {} FROM {} WHERE ",
         rollup.table,
         sql::hour_of(backend, &format!("{alias}.occurred_at")),
-        aggregates(rollup),
+        rollup.aggregates(),
         rollup.facts,
     ));
     for (i, (from, to)) in runs(hours).into_iter().enumerate() {
@@ -357,14 +367,6 @@ async fn recompute(db: &impl ConnectionTrait, rollup: &Rollup, hours: &[i64]) ->
     sql.push(") GROUP BY 2, 3");
     db.execute_raw(sql.statement(backend)).await?;
     Ok(())
-}
-
-fn aggregates(rollup: &Rollup) -> String {
-    if rollup.family == FEEDBACK.family {
-        super::metrics::feedback_aggregates()
-    } else {
-        super::metrics::interaction_aggregates()
-    }
 }
 
 /// Refreshes until nothing is dirty (or `max_chunks` chunks ran); returns the hours
