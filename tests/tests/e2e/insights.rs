@@ -575,7 +575,108 @@ async fn the_funnel_counts_ordered_progress_and_times_between_stages() {
             groups.iter().map(|g| (g["segment"].as_str().unwrap(), g["entered"].as_i64().unwrap())).collect();
         assert_eq!(entered, [("business", 3), ("consumer", 4)], "{by_segment}");
         let by_channel = app.graphql(query, json!({ "id": j.id.to_string(), "by": "CHANNEL" }), Some(&admin)).await;
-        assert_eq!(by_channel["data"]["journeyFunnel"]["groups"][0]["channel"], "CHAT", "{by_channel}");
+        let groups = by_channel["data"]["journeyFunnel"]["groups"].as_array().unwrap();
+        let entered: Vec<(&str, i64)> =
+            groups.iter().map(|g| (g["channel"].as_str().unwrap(), g["entered"].as_i64().unwrap())).collect();
+        assert_eq!(entered, [("CHAT", 3), ("WEB", 4)], "{by_channel}");
+
+        // Filters narrow the touchpoints before the funnel is walked.
+        let filtered = "query($id: ID!, $filter: FunnelFilter!) { journeyFunnel(journeyId: $id, \
+            range: {from: \"2026-06-01T00:00:00Z\", to: \"2026-07-01T00:00:00Z\"}, filter: $filter) { \
+            groups { entered steps { reached } } } }";
+        let reached = |body: &Value| -> Vec<i64> {
+            body["data"]["journeyFunnel"]["groups"][0]["steps"]
+                .as_array()
+                .unwrap_or_else(|| panic!("{body}"))
+                .iter()
+                .map(|s| s["reached"].as_i64().unwrap())
+                .collect()
+        };
+        let consumers = app
+            .graphql(filtered, json!({ "id": j.id.to_string(), "filter": { "segments": ["consumer"] } }), Some(&admin))
+            .await;
+        assert_eq!(reached(&consumers), [4, 4, 2, 1], "{consumers}");
+        let chat = app
+            .graphql(filtered, json!({ "id": j.id.to_string(), "filter": { "channels": ["CHAT"] } }), Some(&admin))
+            .await;
+        assert_eq!(reached(&chat), [3, 0, 0, 0], "{chat}");
+        // A window that ends at 10:35 cuts off later touchpoints: one business customer
+        // browsed only at 10:50, so never entered; later stages are reached less often.
+        let early = query.replace("2026-07-01T00:00:00Z", "2026-06-01T10:35:00Z");
+        let early = app.graphql(&early, json!({ "id": j.id.to_string() }), Some(&admin)).await;
+        let steps = &early["data"]["journeyFunnel"]["groups"][0]["steps"];
+        let counts: Vec<i64> = steps.as_array().unwrap().iter().map(|s| s["reached"].as_i64().unwrap()).collect();
+        assert_eq!(counts, [6, 3, 1, 0], "{early}");
+    })
+    .await;
+}
+
+#[tokio::test]
+async fn a_funnel_of_one_stage_counts_entries_and_one_of_none_is_empty() {
+    on_each_backend(async |app: &TestApp| {
+        let db = &app.db;
+        let admin = app.login_admin().await.access;
+        let now = Utc::now();
+        let mut journeys = Vec::new();
+        for name in ["Signup", "Empty"] {
+            let j = journey::Model {
+                id: Uuid::now_v7(),
+                name: name.into(),
+                description: None,
+                created_at: now,
+                updated_at: now,
+            }
+            .into_active_model()
+            .insert(db)
+            .await
+            .unwrap();
+            journeys.push(j.id);
+        }
+        let stage = journey_stage::Model {
+            id: Uuid::now_v7(),
+            journey_id: journeys[0],
+            name: "Registered".into(),
+            position: 0,
+            created_at: now,
+        }
+        .into_active_model()
+        .insert(db)
+        .await
+        .unwrap();
+        for (i, channel) in [Channel::Web, Channel::Web, Channel::Sms].into_iter().enumerate() {
+            let c = new_customer(db, "consumer").await;
+            touchpoint::Model {
+                id: Uuid::now_v7(),
+                customer_id: c,
+                journey_id: journeys[0],
+                stage_id: stage.id,
+                channel,
+                name: "signup".into(),
+                outcome: TouchpointOutcome::Success,
+                interaction_id: None,
+                source: "test".into(),
+                external_id: None,
+                occurred_at: at("2026-06-01T10:00:00Z") + Duration::minutes(i as i64),
+                created_at: now,
+            }
+            .into_active_model()
+            .insert(db)
+            .await
+            .unwrap();
+        }
+        let query = "query($id: ID!) { journeyFunnel(journeyId: $id, \
+            range: {from: \"2026-06-01T00:00:00Z\", to: \"2026-07-01T00:00:00Z\"}, groupBy: CHANNEL) { \
+            groups { channel entered steps { reached timeFromPrevious { value sampleSize } } } } }";
+        let one = app.graphql(query, json!({ "id": journeys[0].to_string() }), Some(&admin)).await;
+        assert!(one["errors"].is_null(), "{one}");
+        let groups = one["data"]["journeyFunnel"]["groups"].as_array().unwrap();
+        let entered: Vec<(&str, i64)> =
+            groups.iter().map(|g| (g["channel"].as_str().unwrap(), g["entered"].as_i64().unwrap())).collect();
+        assert_eq!(entered, [("SMS", 1), ("WEB", 2)], "{one}");
+        assert!(groups[1]["steps"][0]["timeFromPrevious"]["value"].is_null(), "{one}");
+        let none = app.graphql(query, json!({ "id": journeys[1].to_string() }), Some(&admin)).await;
+        assert!(none["errors"].is_null(), "{none}");
+        assert_eq!(none["data"]["journeyFunnel"]["groups"], json!([]), "{none}");
     })
     .await;
 }
