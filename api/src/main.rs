@@ -1,5 +1,12 @@
 //! The `cxgraph` command: `serve` (default), `migrate`, `seed`, `schema`, `user create`.
 //! Every failure ends in one line on stderr and a non-zero exit code, never a panic.
+//!
+//! The process allocates with mimalloc. With glibc's allocator the SQLite soak's
+//! resident memory climbed for its whole quarter of an hour, and glibc's own
+//! statistics (`malloc_stats`, taken from the running server) showed why: 114 MB
+//! held from the system across 16 arenas (one per worker thread, SQLite's sixteen
+//! included) against 14.5 MB in use. Freed memory stayed in the arena of the thread
+//! that first allocated it. mimalloc returns freed pages to the system on its own.
 
 use std::process::ExitCode;
 
@@ -25,6 +32,9 @@ macro_rules! say {
         let _ = writeln!(std::io::stdout(), $($arg)*);
     }};
 }
+
+#[global_allocator]
+static ALLOCATOR: mimalloc::MiMalloc = mimalloc::MiMalloc;
 
 #[tokio::main]
 async fn main() -> ExitCode {
