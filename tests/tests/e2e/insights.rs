@@ -485,38 +485,68 @@ async fn topic_drivers_compare_nps_with_and_without_the_topic() {
     .await;
 }
 
-#[tokio::test]
-async fn the_funnel_counts_ordered_progress_and_times_between_stages() {
-    on_each_backend(async |app: &TestApp| {
-        let db = &app.db;
-        let admin = app.login_admin().await.access;
-        let now = Utc::now();
-        let j = journey::Model {
+/// A journey with these stages in order; answers its id and the stages' ids.
+async fn journey_with_stages(db: &DatabaseConnection, name: &str, stages: &[&str]) -> (Uuid, Vec<Uuid>) {
+    let now = Utc::now();
+    let j =
+        journey::Model { id: Uuid::now_v7(), name: name.into(), description: None, created_at: now, updated_at: now }
+            .into_active_model()
+            .insert(db)
+            .await
+            .unwrap();
+    let mut ids = Vec::new();
+    for (i, stage) in stages.iter().enumerate() {
+        let s = journey_stage::Model {
             id: Uuid::now_v7(),
-            name: "Buy".into(),
-            description: None,
+            journey_id: j.id,
+            name: (*stage).into(),
+            position: i as i32 * 10,
             created_at: now,
-            updated_at: now,
         }
         .into_active_model()
         .insert(db)
         .await
         .unwrap();
-        let mut stages = Vec::new();
-        for (i, name) in ["Browse", "Cart", "Checkout", "Delivery"].iter().enumerate() {
-            let s = journey_stage::Model {
-                id: Uuid::now_v7(),
-                journey_id: j.id,
-                name: (*name).into(),
-                position: i as i32 * 10,
-                created_at: now,
-            }
-            .into_active_model()
-            .insert(db)
-            .await
-            .unwrap();
-            stages.push(s.id);
-        }
+        ids.push(s.id);
+    }
+    (j.id, ids)
+}
+
+/// A successful touchpoint of `customer` at `stage`.
+async fn touch(
+    db: &DatabaseConnection,
+    customer: Uuid,
+    journey: Uuid,
+    stage: Uuid,
+    channel: Channel,
+    when: DateTime<Utc>,
+) {
+    touchpoint::Model {
+        id: Uuid::now_v7(),
+        customer_id: customer,
+        journey_id: journey,
+        stage_id: stage,
+        channel,
+        name: "step".into(),
+        outcome: TouchpointOutcome::Success,
+        interaction_id: None,
+        source: "test".into(),
+        external_id: None,
+        occurred_at: when,
+        created_at: Utc::now(),
+    }
+    .into_active_model()
+    .insert(db)
+    .await
+    .unwrap();
+}
+
+#[tokio::test]
+async fn the_funnel_counts_ordered_progress_and_times_between_stages() {
+    on_each_backend(async |app: &TestApp| {
+        let db = &app.db;
+        let admin = app.login_admin().await.access;
+        let (j, stages) = journey_with_stages(db, "Buy", &["Browse", "Cart", "Checkout", "Delivery"]).await;
         let t0 = at("2026-06-01T10:00:00Z");
         // (segment, [(stage index, minutes after t0)])
         let paths: Vec<(&str, Vec<(usize, i64)>)> = vec![
@@ -532,31 +562,15 @@ async fn the_funnel_counts_ordered_progress_and_times_between_stages() {
         for (segment, steps) in &paths {
             let c = new_customer(db, segment).await;
             for (stage, minutes) in steps {
-                touchpoint::Model {
-                    id: Uuid::now_v7(),
-                    customer_id: c,
-                    journey_id: j.id,
-                    stage_id: stages[*stage],
-                    channel: if *segment == "consumer" { Channel::Web } else { Channel::Chat },
-                    name: "step".into(),
-                    outcome: TouchpointOutcome::Success,
-                    interaction_id: None,
-                    source: "test".into(),
-                    external_id: None,
-                    occurred_at: t0 + Duration::minutes(*minutes),
-                    created_at: now,
-                }
-                .into_active_model()
-                .insert(db)
-                .await
-                .unwrap();
+                let channel = if *segment == "consumer" { Channel::Web } else { Channel::Chat };
+                touch(db, c, j, stages[*stage], channel, t0 + Duration::minutes(*minutes)).await;
             }
         }
         let query = "query($id: ID!, $by: FunnelGroupBy) { journeyFunnel(journeyId: $id, \
             range: {from: \"2026-06-01T00:00:00Z\", to: \"2026-07-01T00:00:00Z\"}, groupBy: $by) { journey { name } \
             groups { segment channel entered steps { stageName reached dropOff conversionFromPrevious { value } \
             conversionFromStart { value } timeFromPrevious { value sampleSize } } } } }";
-        let body = app.graphql(query, json!({ "id": j.id.to_string() }), Some(&admin)).await;
+        let body = app.graphql(query, json!({ "id": j.to_string() }), Some(&admin)).await;
         assert!(body["errors"].is_null(), "{body}");
         let steps = &body["data"]["journeyFunnel"]["groups"][0]["steps"];
         let reached: Vec<i64> = steps.as_array().unwrap().iter().map(|s| s["reached"].as_i64().unwrap()).collect();
@@ -569,12 +583,12 @@ async fn the_funnel_counts_ordered_progress_and_times_between_stages() {
         assert_eq!(steps[1]["timeFromPrevious"]["sampleSize"], 4);
         assert!(steps[0]["timeFromPrevious"]["value"].is_null());
 
-        let by_segment = app.graphql(query, json!({ "id": j.id.to_string(), "by": "SEGMENT" }), Some(&admin)).await;
+        let by_segment = app.graphql(query, json!({ "id": j.to_string(), "by": "SEGMENT" }), Some(&admin)).await;
         let groups = by_segment["data"]["journeyFunnel"]["groups"].as_array().unwrap();
         let entered: Vec<(&str, i64)> =
             groups.iter().map(|g| (g["segment"].as_str().unwrap(), g["entered"].as_i64().unwrap())).collect();
         assert_eq!(entered, [("business", 3), ("consumer", 4)], "{by_segment}");
-        let by_channel = app.graphql(query, json!({ "id": j.id.to_string(), "by": "CHANNEL" }), Some(&admin)).await;
+        let by_channel = app.graphql(query, json!({ "id": j.to_string(), "by": "CHANNEL" }), Some(&admin)).await;
         let groups = by_channel["data"]["journeyFunnel"]["groups"].as_array().unwrap();
         let entered: Vec<(&str, i64)> =
             groups.iter().map(|g| (g["channel"].as_str().unwrap(), g["entered"].as_i64().unwrap())).collect();
@@ -593,17 +607,17 @@ async fn the_funnel_counts_ordered_progress_and_times_between_stages() {
                 .collect()
         };
         let consumers = app
-            .graphql(filtered, json!({ "id": j.id.to_string(), "filter": { "segments": ["consumer"] } }), Some(&admin))
+            .graphql(filtered, json!({ "id": j.to_string(), "filter": { "segments": ["consumer"] } }), Some(&admin))
             .await;
         assert_eq!(reached(&consumers), [4, 4, 2, 1], "{consumers}");
         let chat = app
-            .graphql(filtered, json!({ "id": j.id.to_string(), "filter": { "channels": ["CHAT"] } }), Some(&admin))
+            .graphql(filtered, json!({ "id": j.to_string(), "filter": { "channels": ["CHAT"] } }), Some(&admin))
             .await;
         assert_eq!(reached(&chat), [3, 0, 0, 0], "{chat}");
         // A window that ends at 10:35 cuts off later touchpoints: one business customer
         // browsed only at 10:50, so never entered; later stages are reached less often.
         let early = query.replace("2026-07-01T00:00:00Z", "2026-06-01T10:35:00Z");
-        let early = app.graphql(&early, json!({ "id": j.id.to_string() }), Some(&admin)).await;
+        let early = app.graphql(&early, json!({ "id": j.to_string() }), Some(&admin)).await;
         let steps = &early["data"]["journeyFunnel"]["groups"][0]["steps"];
         let counts: Vec<i64> = steps.as_array().unwrap().iter().map(|s| s["reached"].as_i64().unwrap()).collect();
         assert_eq!(counts, [6, 3, 1, 0], "{early}");
@@ -616,65 +630,23 @@ async fn a_funnel_of_one_stage_counts_entries_and_one_of_none_is_empty() {
     on_each_backend(async |app: &TestApp| {
         let db = &app.db;
         let admin = app.login_admin().await.access;
-        let now = Utc::now();
-        let mut journeys = Vec::new();
-        for name in ["Signup", "Empty"] {
-            let j = journey::Model {
-                id: Uuid::now_v7(),
-                name: name.into(),
-                description: None,
-                created_at: now,
-                updated_at: now,
-            }
-            .into_active_model()
-            .insert(db)
-            .await
-            .unwrap();
-            journeys.push(j.id);
-        }
-        let stage = journey_stage::Model {
-            id: Uuid::now_v7(),
-            journey_id: journeys[0],
-            name: "Registered".into(),
-            position: 0,
-            created_at: now,
-        }
-        .into_active_model()
-        .insert(db)
-        .await
-        .unwrap();
+        let (signup, stages) = journey_with_stages(db, "Signup", &["Registered"]).await;
+        let (empty, _) = journey_with_stages(db, "Empty", &[]).await;
         for (i, channel) in [Channel::Web, Channel::Web, Channel::Sms].into_iter().enumerate() {
             let c = new_customer(db, "consumer").await;
-            touchpoint::Model {
-                id: Uuid::now_v7(),
-                customer_id: c,
-                journey_id: journeys[0],
-                stage_id: stage.id,
-                channel,
-                name: "signup".into(),
-                outcome: TouchpointOutcome::Success,
-                interaction_id: None,
-                source: "test".into(),
-                external_id: None,
-                occurred_at: at("2026-06-01T10:00:00Z") + Duration::minutes(i as i64),
-                created_at: now,
-            }
-            .into_active_model()
-            .insert(db)
-            .await
-            .unwrap();
+            touch(db, c, signup, stages[0], channel, at("2026-06-01T10:00:00Z") + Duration::minutes(i as i64)).await;
         }
         let query = "query($id: ID!) { journeyFunnel(journeyId: $id, \
             range: {from: \"2026-06-01T00:00:00Z\", to: \"2026-07-01T00:00:00Z\"}, groupBy: CHANNEL) { \
             groups { channel entered steps { reached timeFromPrevious { value sampleSize } } } } }";
-        let one = app.graphql(query, json!({ "id": journeys[0].to_string() }), Some(&admin)).await;
+        let one = app.graphql(query, json!({ "id": signup.to_string() }), Some(&admin)).await;
         assert!(one["errors"].is_null(), "{one}");
         let groups = one["data"]["journeyFunnel"]["groups"].as_array().unwrap();
         let entered: Vec<(&str, i64)> =
             groups.iter().map(|g| (g["channel"].as_str().unwrap(), g["entered"].as_i64().unwrap())).collect();
         assert_eq!(entered, [("SMS", 1), ("WEB", 2)], "{one}");
         assert!(groups[1]["steps"][0]["timeFromPrevious"]["value"].is_null(), "{one}");
-        let none = app.graphql(query, json!({ "id": journeys[1].to_string() }), Some(&admin)).await;
+        let none = app.graphql(query, json!({ "id": empty.to_string() }), Some(&admin)).await;
         assert!(none["errors"].is_null(), "{none}");
         assert_eq!(none["data"]["journeyFunnel"]["groups"], json!([]), "{none}");
     })
