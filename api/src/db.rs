@@ -3,10 +3,10 @@
 //!
 //! SQLite runs in WAL mode with foreign keys on, a busy timeout (writers wait for the
 //! lock instead of failing with "database is locked") and `synchronous = FULL`, so an
-//! acknowledged write survives a crash of the process or the machine; its caches share
-//! one bounded heap. PostgreSQL gets
-//! a bounded pool whose acquire timeout turns an unreachable database into a fast
-//! `UNAVAILABLE` instead of a hanging request.
+//! acknowledged write survives a crash of the process or the machine; its page caches
+//! share one bounded heap and each connection keeps few prepared statements.
+//! PostgreSQL gets a bounded pool whose acquire timeout turns an unreachable database
+//! into a fast `UNAVAILABLE` instead of a hanging request.
 
 use std::time::Duration;
 
@@ -31,10 +31,11 @@ const SQLITE_SOFT_HEAP_LIMIT: &str = "16777216";
 
 /// Prepared statements each SQLite connection keeps (sqlx's default is 100). A
 /// prepared statement lives on SQLite's heap outside the page cache, so the soft
-/// limit cannot shed it; and lists of ids (DataLoader batches, the 360's per-customer
-/// `UNION ALL`) give a new statement text for every length, so 16 connections × 100
-/// large statements kept resident memory climbing through the soak. The hot
-/// statements stay cached; a rare shape is prepared again (tens of microseconds).
+/// limit cannot shed it, and lists of ids (DataLoader batches, the 360's per-customer
+/// `UNION ALL`) give a new statement text for every length: 16 connections × 100
+/// large statements can hold tens of megabytes. The hot statements stay cached; a
+/// rare shape is prepared again (tens of microseconds). On its own this did not
+/// change the soak's memory curve; the allocator did (see `main.rs`).
 const SQLITE_STATEMENT_CACHE: usize = 24;
 
 /// Opens the pool described by the settings.
