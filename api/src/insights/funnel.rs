@@ -152,7 +152,8 @@ fn statement(backend: sea_orm::DatabaseBackend, req: &Request, stages: &[Uuid]) 
                 .push(")");
         }
     };
-    q.push("WITH firsts AS (SELECT t.customer_id");
+    // MATERIALIZED: inlined, the pivot ran once per ordinal of the join below.
+    q.push("WITH firsts AS MATERIALIZED (SELECT t.customer_id");
     for (i, stage) in stages.iter().enumerate() {
         q.push(", MIN(CASE WHEN t.stage_id = ").bind(*stage).push(&format!(" THEN t.occurred_at END) AS t{}", i + 1));
     }

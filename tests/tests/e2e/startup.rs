@@ -154,6 +154,24 @@ async fn sqlite_runs_in_wal_mode_with_foreign_keys() {
 }
 
 #[tokio::test]
+async fn postgres_sessions_start_with_jit_off() {
+    for backend in cxgraph_tests::backends() {
+        if !matches!(backend, Backend::Postgres(_)) {
+            continue;
+        }
+        let app = TestApp::spawn(&backend).await;
+        let row = app
+            .db
+            .query_one_raw(Statement::from_string(sea_orm::DatabaseBackend::Postgres, "SHOW jit"))
+            .await
+            .unwrap()
+            .unwrap();
+        assert_eq!(row.try_get_by_index::<String>(0).unwrap(), "off", "JIT compile time never pays back here");
+        app.stop().await;
+    }
+}
+
+#[tokio::test]
 async fn health_and_readiness() {
     on_each_backend(async |app: &TestApp| {
         let health = app.client.get(app.url("/healthz")).send().await.unwrap();
