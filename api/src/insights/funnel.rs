@@ -91,11 +91,16 @@ pub async fn run(db: &impl ConnectionTrait, req: &Request) -> AppResult<Funnel> 
     for row in rows {
         let g: Option<String> = row.try_get("", "g")?;
         let ordinal: i64 = row.try_get("", "ordinal")?;
-        let reached: i64 = row.try_get("", "reached")?;
-        let n: i64 = row.try_get::<Option<i64>>("", "n")?.unwrap_or(0);
-        let get = |c: &str| row.try_get::<Option<f64>>("", c);
-        let median = stats::percentile(n, get("med")?, get("med_lo")?, get("med_hi")?);
-        by_group.entry(g).or_default().insert(ordinal, (reached, median));
+        let cell = by_group.entry(g).or_default().entry(ordinal).or_insert((0, Estimate::empty(0)));
+        // A row holds either the count of a (group, stage) or its median.
+        match row.try_get::<Option<i64>>("", "reached")? {
+            Some(reached) => cell.0 = reached,
+            None => {
+                let n: i64 = row.try_get::<Option<i64>>("", "n")?.unwrap_or(0);
+                let get = |c: &str| row.try_get::<Option<f64>>("", c);
+                cell.1 = stats::percentile(n, get("med")?, get("med_lo")?, get("med_hi")?);
+            }
+        }
     }
     let groups = by_group
         .into_iter()
@@ -193,16 +198,21 @@ fn statement(backend: sea_orm::DatabaseBackend, req: &Request, stages: &[Uuid]) 
         }
         v.push_str(" END");
     }
-    q.push("), reached AS (SELECT ").push(group).push(" AS g, o.ordinal, ").push(&v);
+    // `reached`: one narrow row per (customer, stage reached). Counts come from all of
+    // them; only rows with a time from the previous stage are ranked for medians
+    // (ranking every row, the wide pivot columns included, was half the statement).
+    q.push("), reached AS MATERIALIZED (SELECT ").push(group).push(" AS g, o.ordinal, ").push(&v);
     q.push(" AS v FROM levels r JOIN ordinals o ON o.ordinal <= r.level").push(join);
     q.push(&format!(
-        "), ranked AS (SELECT g, ordinal, v, \
-           ROW_NUMBER() OVER (PARTITION BY g, ordinal ORDER BY CASE WHEN v IS NULL THEN 1 ELSE 0 END, v) AS rn, \
-           COUNT(v) OVER (PARTITION BY g, ordinal) AS n FROM reached) \
-         SELECT g, ordinal, COUNT(*) AS reached, MAX(n) AS n, \
-           MIN(CASE WHEN v IS NOT NULL AND rn >= 0.5 * n THEN v END) AS med, \
-           MIN(CASE WHEN v IS NOT NULL AND rn <= 0.5 * n + 1 AND (0.5 * n - rn) * (0.5 * n - rn) <= {band:.6} * n THEN v END) AS med_lo, \
-           MAX(CASE WHEN v IS NOT NULL AND rn >= 0.5 * n AND (rn - 0.5 * n) * (rn - 0.5 * n) <= {band:.6} * n THEN v END) AS med_hi \
+        "), ranked AS (SELECT g, ordinal, v, ROW_NUMBER() OVER (PARTITION BY g, ordinal ORDER BY v) AS rn, \
+           COUNT(*) OVER (PARTITION BY g, ordinal) AS n FROM reached WHERE v IS NOT NULL) \
+         SELECT g, ordinal, COUNT(*) AS reached, CAST(NULL AS BIGINT) AS n, CAST(NULL AS DOUBLE PRECISION) AS med, \
+           CAST(NULL AS DOUBLE PRECISION) AS med_lo, CAST(NULL AS DOUBLE PRECISION) AS med_hi \
+         FROM reached GROUP BY g, ordinal \
+         UNION ALL SELECT g, ordinal, CAST(NULL AS BIGINT) AS reached, MAX(n) AS n, \
+           MIN(CASE WHEN rn >= 0.5 * n THEN v END) AS med, \
+           MIN(CASE WHEN rn <= 0.5 * n + 1 AND (0.5 * n - rn) * (0.5 * n - rn) <= {band:.6} * n THEN v END) AS med_lo, \
+           MAX(CASE WHEN rn >= 0.5 * n AND (rn - 0.5 * n) * (rn - 0.5 * n) <= {band:.6} * n THEN v END) AS med_hi \
          FROM ranked GROUP BY g, ordinal",
         band = stats::rank_band_sq(0.5)
     ));
