@@ -6,7 +6,9 @@
 //! statistics (`malloc_stats`, taken from the running server) showed why: 114 MB
 //! held from the system across 16 arenas (one per worker thread, SQLite's sixteen
 //! included) against 14.5 MB in use. Freed memory stayed in the arena of the thread
-//! that first allocated it. mimalloc returns freed pages to the system on its own.
+//! that first allocated it. mimalloc purges freed pages on its own (with `MADV_FREE`:
+//! the kernel takes them back when it needs memory, and RSS may count them until then;
+//! README *Benchmarks* has what that does to the benchmark's RSS figures).
 
 use std::process::ExitCode;
 
