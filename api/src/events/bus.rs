@@ -78,7 +78,7 @@ impl Bus {
             .unwrap_or(0);
         let mut tasks = Vec::new();
         let poll = if db.get_database_backend() == DatabaseBackend::Postgres {
-            tasks.push(self.listen(database_url.to_owned()));
+            tasks.push(self.listen(crate::db::effective_url(database_url)));
             Duration::from_secs(5)
         } else {
             Duration::from_secs(1)

@@ -65,7 +65,7 @@ pub async fn emit_all(db: &impl ConnectionTrait, events: Vec<NewEvent>) -> Resul
         payload: Set(event.payload),
         created_at: Set(now),
     });
-    <outbox_event::Entity as sea_orm::EntityTrait>::insert_many(rows).exec_without_returning(db).await?;
+    crate::db::insert_all(db, rows.collect(), None).await?;
     if db.get_database_backend() == DatabaseBackend::Postgres {
         let notify = format!("NOTIFY {NOTIFY_CHANNEL}");
         db.execute_raw(Statement::from_string(DatabaseBackend::Postgres, notify)).await?;

@@ -105,7 +105,7 @@ async fn insert_feedback_links(db: &impl ConnectionTrait, links: Vec<(Uuid, Uuid
     let conflict = OnConflict::columns([feedback_topic::Column::FeedbackId, feedback_topic::Column::TopicId])
         .do_nothing()
         .to_owned();
-    feedback_topic::Entity::insert_many(rows).on_conflict(conflict).exec_without_returning(db).await?;
+    crate::db::insert_all(db, rows.collect(), Some(conflict)).await?;
     Ok(())
 }
 
@@ -123,7 +123,7 @@ pub async fn insert_interaction_links(
     let conflict = OnConflict::columns([interaction_topic::Column::InteractionId, interaction_topic::Column::TopicId])
         .do_nothing()
         .to_owned();
-    interaction_topic::Entity::insert_many(rows).on_conflict(conflict).exec_without_returning(db).await?;
+    crate::db::insert_all(db, rows.collect(), Some(conflict)).await?;
     Ok(())
 }
 

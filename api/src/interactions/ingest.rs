@@ -506,7 +506,8 @@ async fn abandon(txn: sea_orm::DatabaseTransaction, e: sea_orm::DbErr) -> AppRes
     if db::lost_race(&e) { Ok(None) } else { Err(e.into()) }
 }
 
-/// The batch's writes: one statement per table.
+/// The batch's writes: one statement per table (more for a large batch, see
+/// [`db::insert_all`]).
 async fn write(
     txn: &impl ConnectionTrait,
     conversations: Vec<conversation::Model>,
@@ -521,16 +522,10 @@ async fn write(
         use conversation::Column as C;
         let update: Vec<C> =
             C::iter().filter(|c| !matches!(c, C::Id | C::CustomerId | C::Channel | C::CreatedAt)).collect();
-        conversation::Entity::insert_many(models)
-            .on_conflict(OnConflict::column(conversation::Column::Id).update_columns(update).to_owned())
-            .exec_without_returning(txn)
-            .await?;
+        let upsert = OnConflict::column(conversation::Column::Id).update_columns(update).to_owned();
+        db::insert_all(txn, models.collect(), Some(upsert)).await?;
     }
-    if !rows.is_empty() {
-        interaction::Entity::insert_many(rows.iter().cloned().map(IntoActiveModel::into_active_model))
-            .exec_without_returning(txn)
-            .await?;
-    }
+    db::insert_all(txn, rows.iter().cloned().map(IntoActiveModel::into_active_model).collect(), None).await?;
     topics::insert_interaction_links(txn, links).await?;
     events::emit_all(txn, emitted).await?;
     let later: Vec<(Uuid, DateTime<Utc>)> = last_contact

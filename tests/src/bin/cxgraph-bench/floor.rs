@@ -71,7 +71,8 @@ impl Drop for Recorder {
 
 /// A pool as large as the server's (16 connections by default).
 pub async fn pool(database_url: &str) -> anyhow::Result<DatabaseConnection> {
-    let mut options = sea_orm::ConnectOptions::new(database_url.to_owned());
+    // The server's own rule for the URL (no TLS to a server on this host).
+    let mut options = sea_orm::ConnectOptions::new(cxgraph::db::effective_url(database_url));
     options.max_connections(16).acquire_timeout(Duration::from_secs(5)).sqlx_logging(false);
     Ok(Database::connect(options).await?)
 }
