@@ -602,43 +602,64 @@ async fn conversations(db: &impl ConnectionTrait, req: &Request, cells: &mut BTr
         cell.conversations.sla_decided = int(&row, "sla_decided")?;
         cell.conversations.sla_met = int(&row, "sla_met")?;
     }
-    let first_response = sql::seconds_between(backend, "cv.first_response_at", "cv.opened_at");
-    let resolution = sql::seconds_between(backend, "cv.resolved_at", "cv.opened_at");
-    for (expr, first) in [(first_response, true), (resolution, false)] {
-        for (key, durations) in percentiles(db, req, &expr).await? {
-            let cell = cells.entry(key).or_default();
-            if first {
-                cell.conversations.first_response = durations;
-            } else {
-                cell.conversations.resolution = durations;
-            }
+    for (key, kind, durations) in percentiles(db, req).await? {
+        let cell = cells.entry(key).or_default();
+        if kind == FIRST_RESPONSE {
+            cell.conversations.first_response = durations;
+        } else {
+            cell.conversations.resolution = durations;
         }
     }
     Ok(())
 }
 
-/// Median and p90 of a duration per cell, nearest-rank, with the distribution-free
-/// 95% interval of each (the order statistics at ranks `n·q ± z·√(n·q(1−q))`).
-async fn percentiles(db: &impl ConnectionTrait, req: &Request, value: &str) -> AppResult<Vec<(Key, Durations)>> {
+/// The `k` of first-response rows in [`percentiles`] (resolution rows are 2).
+const FIRST_RESPONSE: i64 = 1;
+
+/// Median and p90 of first-response and of resolution time per cell, nearest-rank,
+/// with the distribution-free 95% interval of each (the order statistics at ranks
+/// `n·q ± z·√(n·q(1−q))`): one statement, one row per (cell, `k`).
+///
+/// PostgreSQL sorts each cell's values once into an array (`array_agg … ORDER BY`)
+/// and picks the ranks by index; SQLite numbers the rows with `ROW_NUMBER()`. On a
+/// quarter of the benchmark dataset the two window passes took 600 ms per duration
+/// and the arrays 170 ms for both (EXPLAIN ANALYZE, with the covering index of
+/// migration 14 under either).
+async fn percentiles(db: &impl ConnectionTrait, req: &Request) -> AppResult<Vec<(Key, i64, Durations)>> {
     let backend = db.get_database_backend();
     let dims: Vec<&str> = req.group_by.iter().map(|d| d.alias()).collect();
-    let partition = dims.iter().copied().chain(["bk"]).collect::<Vec<_>>().join(", ");
-    let inner = base(&CONVERSATIONS, req, &format!("{value} AS v"));
+    let cell = dims.iter().copied().chain(["bk"]).collect::<Vec<_>>().join(", ");
+    let first_response = sql::seconds_between(backend, "cv.first_response_at", "cv.opened_at");
+    let resolution = sql::seconds_between(backend, "cv.resolved_at", "cv.opened_at");
     let mut sql = Sql::new();
-    sql.push("SELECT ").push(&partition).push(", MAX(n) AS n");
-    for (name, q) in [("med", 0.5_f64), ("p90", 0.9)] {
-        let band = stats::rank_band_sq(q);
-        let c = format!("{q:.1} * n");
+    sql.push("WITH base AS (");
+    sql.append(base(&CONVERSATIONS, req, &format!("{first_response} AS fr, {resolution} AS rs")));
+    sql.push(") SELECT ").push(&cell).push(", k");
+    let quantiles = [("med", 0.5_f64), ("p90", 0.9)];
+    if backend == DatabaseBackend::Postgres {
+        sql.push(", n");
+        for (name, q) in quantiles {
+            sql.push(", ").push(&sql::array_quantile("a", "n", q, name));
+        }
+        sql.push(" FROM (SELECT ").push(&cell).push(", COUNT(fr) AS n_fr, ");
+        sql.push("ARRAY_AGG(fr ORDER BY fr) FILTER (WHERE fr IS NOT NULL) AS a_fr, COUNT(rs) AS n_rs, ");
+        sql.push("ARRAY_AGG(rs ORDER BY rs) FILTER (WHERE rs IS NOT NULL) AS a_rs FROM base GROUP BY ").push(&cell);
         sql.push(&format!(
-            ", MIN(CASE WHEN rn >= {c} THEN v END) AS {name}, \
-             MIN(CASE WHEN rn <= {c} + 1 AND ({c} - rn) * ({c} - rn) <= {band:.6} * n THEN v END) AS {name}_lo, \
-             MAX(CASE WHEN rn >= {c} AND (rn - {c}) * (rn - {c}) <= {band:.6} * n THEN v END) AS {name}_hi"
+            ") s CROSS JOIN LATERAL (VALUES (CAST({FIRST_RESPONSE} AS BIGINT), s.n_fr, s.a_fr), (CAST(2 AS BIGINT), s.n_rs, s.a_rs)) AS x(k, n, a) \
+             WHERE n > 0"
         ));
+    } else {
+        sql.push(", MAX(n) AS n");
+        for (name, q) in quantiles {
+            sql.push(", ").push(&sql::ranked_quantile(q, name));
+        }
+        let partition = format!("{cell}, k");
+        sql.push(" FROM (SELECT ").push(&partition).push(", v, ROW_NUMBER() OVER (PARTITION BY ").push(&partition);
+        sql.push(" ORDER BY v) AS rn, COUNT(*) OVER (PARTITION BY ").push(&partition).push(") AS n FROM (");
+        sql.push(&format!("SELECT {cell}, {FIRST_RESPONSE} AS k, fr AS v FROM base WHERE fr IS NOT NULL "));
+        sql.push(&format!("UNION ALL SELECT {cell}, 2 AS k, rs AS v FROM base WHERE rs IS NOT NULL"));
+        sql.push(") u) ranked GROUP BY ").push(&partition);
     }
-    sql.push(" FROM (SELECT ").push(&partition).push(", v, ROW_NUMBER() OVER (PARTITION BY ").push(&partition);
-    sql.push(" ORDER BY v) AS rn, COUNT(*) OVER (PARTITION BY ").push(&partition).push(") AS n FROM (");
-    sql.append(inner);
-    sql.push(") base WHERE v IS NOT NULL) ranked GROUP BY ").push(&partition);
     let rows = db.query_all_raw(sql.statement(backend)).await?;
     too_many(rows.len())?;
     let mut out = Vec::with_capacity(rows.len());
@@ -648,7 +669,8 @@ async fn percentiles(db: &impl ConnectionTrait, req: &Request, value: &str) -> A
         let estimate = |name: &str| -> AppResult<Estimate> {
             Ok(stats::percentile(n, get(name)?, get(&format!("{name}_lo"))?, get(&format!("{name}_hi"))?))
         };
-        out.push((key_of(&row, req)?, Durations { n, median: estimate("med")?, p90: estimate("p90")? }));
+        let durations = Durations { n, median: estimate("med")?, p90: estimate("p90")? };
+        out.push((key_of(&row, req)?, int(&row, "k")?, durations));
     }
     Ok(out)
 }

@@ -80,7 +80,7 @@ const CELLS: &str = "query($range: InsightRange!, $groupBy: [InsightDimension!],
       nps { promoters passives detractors score { value sampleSize marginOfError lowSample } } \
       csat { satisfiedPercent { value marginOfError } mean { value marginOfError } } ces { value marginOfError sampleSize } \
       sentiment { mean { value sampleSize } negativePercent { value } } \
-      firstResponseTime { median { value low high sampleSize } p90 { value } } slaCompliance { value sampleSize marginOfError } } } }";
+      firstResponseTime { median { value low high sampleSize } p90 { value low high } } slaCompliance { value sampleSize marginOfError } } } }";
 
 fn close(a: &Value, b: f64) -> bool {
     a.as_f64().is_some_and(|a| (a - b).abs() < 1e-6)
@@ -365,6 +365,20 @@ async fn response_times_sla_and_volume_come_from_conversations_and_messages() {
         assert_eq!(cell["firstResponseTime"]["median"]["sampleSize"], 8);
         let (lo, hi) = (cell["firstResponseTime"]["median"]["low"].as_f64().unwrap(), cell["firstResponseTime"]["median"]["high"].as_f64().unwrap());
         assert!(lo <= rank(0.5) && rank(0.5) <= hi, "the interval holds the median: {cell}");
+        // The distribution-free interval: the order statistics at ranks
+        // n·q ± z·√(n·q·(1−q)), inside 1…n.
+        let band = |q: f64| {
+            let (n, z) = (frts.len() as f64, 1.959964);
+            let half = z * (n * q * (1.0 - q)).sqrt();
+            let lo = ((n * q - half).ceil() as usize).max(1);
+            let hi = ((n * q + half).floor() as usize).min(frts.len());
+            (frts[lo - 1], frts[hi - 1])
+        };
+        for (name, q) in [("median", 0.5), ("p90", 0.9)] {
+            let (lo, hi) = band(q);
+            let got = &cell["firstResponseTime"][name];
+            assert!(close(&got["low"], lo) && close(&got["high"], hi), "{name}: {got} vs {lo}..{hi} of {frts:?}");
+        }
         // SLA: decided = resolved or breached; met = resolved without breach.
         // Resolved: i = 0, 2, 4, 6 (minutes 5, 12, 25, 8: none breached); breached: 40, 60.
         assert_eq!(cell["slaCompliance"]["sampleSize"], 6, "{cell}");
@@ -569,7 +583,7 @@ async fn the_funnel_counts_ordered_progress_and_times_between_stages() {
         let query = "query($id: ID!, $by: FunnelGroupBy) { journeyFunnel(journeyId: $id, \
             range: {from: \"2026-06-01T00:00:00Z\", to: \"2026-07-01T00:00:00Z\"}, groupBy: $by) { journey { name } \
             groups { segment channel entered steps { stageName reached dropOff conversionFromPrevious { value } \
-            conversionFromStart { value } timeFromPrevious { value sampleSize } } } } }";
+            conversionFromStart { value } timeFromPrevious { value sampleSize low high } } } } }";
         let body = app.graphql(query, json!({ "id": j.to_string() }), Some(&admin)).await;
         assert!(body["errors"].is_null(), "{body}");
         let steps = &body["data"]["journeyFunnel"]["groups"][0]["steps"];
@@ -581,6 +595,9 @@ async fn the_funnel_counts_ordered_progress_and_times_between_stages() {
         // Browse → Cart: 10, 20, 30, 40 minutes: nearest-rank median 20 minutes.
         assert!(close(&steps[1]["timeFromPrevious"]["value"], 1200.0), "{}", steps[1]);
         assert_eq!(steps[1]["timeFromPrevious"]["sampleSize"], 4);
+        // Its 95% interval: ranks 2 ± 1.96·√(4·¼), i.e. the 1st to the 3rd value.
+        assert!(close(&steps[1]["timeFromPrevious"]["low"], 600.0), "{}", steps[1]);
+        assert!(close(&steps[1]["timeFromPrevious"]["high"], 1800.0), "{}", steps[1]);
         assert!(steps[0]["timeFromPrevious"]["value"].is_null());
 
         let by_segment = app.graphql(query, json!({ "id": j.to_string(), "by": "SEGMENT" }), Some(&admin)).await;
