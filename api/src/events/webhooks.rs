@@ -24,9 +24,8 @@ use sea_orm::{
 };
 use serde_json::json;
 use sha2::Sha256;
-use uuid::Uuid;
-
 use tokio::sync::broadcast::error::TryRecvError;
+use uuid::Uuid;
 
 use super::bus::{Bus, Event};
 use crate::audit::{self, Actor};
