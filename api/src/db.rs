@@ -156,7 +156,7 @@ fn value_size(value: &sea_orm::Value) -> usize {
 
 /// Splits rows into pieces whose multi-row statements each stay under
 /// [`STATEMENT_BUDGET`] bytes (a row larger than that goes alone), in order.
-pub fn pieces<A: ActiveModelTrait>(rows: Vec<A>) -> Vec<Vec<A>> {
+fn pieces<A: ActiveModelTrait>(rows: Vec<A>) -> Vec<Vec<A>> {
     let mut out: Vec<Vec<A>> = Vec::new();
     let mut size = 0;
     for row in rows {
