@@ -98,7 +98,34 @@ pub async fn connect(settings: &Settings) -> Result<DatabaseConnection, DbErr> {
                 .statement_cache_capacity(SQLITE_STATEMENT_CACHE)
                 .create_if_missing(true)
         });
-    Database::connect(opts).await
+    let mut attempt = 0;
+    loop {
+        match Database::connect(opts.clone()).await {
+            Err(e) if attempt < SQLITE_OPEN_RETRIES && sqlite_busy(&e) => {
+                // Two processes opening a new SQLite file at once: switching it to WAL
+                // takes a lock SQLite refuses at once rather than waiting the busy
+                // timeout (seen when replicas start together). The other one is done
+                // in milliseconds; open again.
+                attempt += 1;
+                tokio::time::sleep(Duration::from_millis(50 * u64::from(attempt))).await;
+            }
+            result => return result,
+        }
+    }
+}
+
+/// Opens of a SQLite file retried while another connection holds it locked.
+const SQLITE_OPEN_RETRIES: u32 = 10;
+
+/// Whether opening failed because SQLite answered `SQLITE_BUSY` ("database is locked").
+fn sqlite_busy(err: &DbErr) -> bool {
+    let (DbErr::Conn(sea_orm::RuntimeErr::SqlxError(e))
+    | DbErr::Exec(sea_orm::RuntimeErr::SqlxError(e))
+    | DbErr::Query(sea_orm::RuntimeErr::SqlxError(e))) = err
+    else {
+        return false;
+    };
+    e.as_database_error().and_then(|d| d.code()).is_some_and(|code| code == "5")
 }
 
 /// Begins a transaction that will write. On SQLite it takes the write lock at `BEGIN`
