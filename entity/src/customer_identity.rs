@@ -3,7 +3,9 @@
 use crate::enums::IdentityKind;
 use sea_orm::entity::prelude::*;
 
-#[derive(Clone, Debug, PartialEq, DeriveEntityModel)]
+/// `Deserialize`: the customer 360 reads these rows as JSON from PostgreSQL (see the
+/// api's `customers::view::prefetch`).
+#[derive(Clone, Debug, PartialEq, DeriveEntityModel, serde::Deserialize)]
 #[sea_orm(table_name = "customer_identities")]
 pub struct Model {
     #[sea_orm(primary_key, auto_increment = false)]

@@ -4,7 +4,9 @@
 use crate::enums::{Channel, TouchpointOutcome};
 use sea_orm::entity::prelude::*;
 
-#[derive(Clone, Debug, PartialEq, DeriveEntityModel)]
+/// `Deserialize`: the customer 360 reads these rows as JSON from PostgreSQL (see the
+/// api's `customers::view::prefetch`).
+#[derive(Clone, Debug, PartialEq, DeriveEntityModel, serde::Deserialize)]
 #[sea_orm(table_name = "touchpoints")]
 pub struct Model {
     #[sea_orm(primary_key, auto_increment = false)]

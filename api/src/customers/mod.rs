@@ -8,10 +8,12 @@
 //! - [`privacy`]: GDPR export and erasure, and the retention job.
 //! - [`view`]: set-based loaders for the 360 view (identities, facts, metrics) that
 //!   answer for many customers in one statement each.
+//! - [`prefetch`]: the whole 360 a query asks for, in one statement on PostgreSQL.
 
 pub mod identity;
 pub mod listing;
 pub mod merge;
+pub mod prefetch;
 pub mod privacy;
 pub mod service;
 pub mod view;

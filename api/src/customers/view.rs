@@ -12,7 +12,10 @@ use std::collections::HashMap;
 use chrono::{DateTime, Duration, Utc};
 use entity::enums::{Channel, ConversationStatus, FeedbackKind, TouchpointOutcome};
 use entity::{conversation, customer_identity, feedback, interaction, touchpoint};
-use sea_orm::{ActiveEnum, ColumnTrait, ConnectionTrait, DatabaseBackend, EntityTrait, QueryFilter, QueryOrder, Value};
+use sea_orm::{
+    ActiveEnum, ColumnTrait, ConnectionTrait, DatabaseBackend, EntityTrait, FromQueryResult, QueryFilter, QueryOrder,
+    Value,
+};
 use uuid::Uuid;
 
 use crate::db::{placeholders, statement};
@@ -76,19 +79,16 @@ fn latest(
     extra_values: Vec<Value>,
     limit: u64,
 ) -> sea_orm::Statement {
-    let newest = "ORDER BY t.occurred_at DESC, t.id DESC";
     let (sql, values) = if backend == DatabaseBackend::Postgres {
         let list = vec!["(?)"; ids.len()].join(", ");
+        let one = newest_of(table, "ids.id", extra_where, limit);
         let sql = format!(
-            "SELECT t.* FROM (VALUES {list}) AS ids(id) CROSS JOIN LATERAL (SELECT * FROM {table} t \
-             WHERE t.customer_id = ids.id{extra_where} {newest} LIMIT {limit}) t \
+            "SELECT t.* FROM (VALUES {list}) AS ids(id) CROSS JOIN LATERAL ({one}) t \
              ORDER BY t.customer_id, t.occurred_at DESC, t.id DESC"
         );
         (sql, ids_values(ids).into_iter().chain(extra_values).collect())
     } else if ids.len() <= SQLITE_UNION_MAX {
-        let one = format!(
-            "SELECT * FROM (SELECT t.* FROM {table} t WHERE t.customer_id = ?{extra_where} {newest} LIMIT {limit})"
-        );
+        let one = format!("SELECT * FROM ({})", newest_of(table, "?", extra_where, limit));
         let sql = format!(
             "SELECT * FROM ({}) ORDER BY customer_id, occurred_at DESC, id DESC",
             vec![one; ids.len()].join(" UNION ALL ")
@@ -101,7 +101,7 @@ fn latest(
         (sql, values)
     } else {
         let sql = format!(
-            "SELECT * FROM (SELECT t.*, ROW_NUMBER() OVER (PARTITION BY t.customer_id {newest}) AS rn \
+            "SELECT * FROM (SELECT t.*, ROW_NUMBER() OVER (PARTITION BY t.customer_id {NEWEST}) AS rn \
              FROM {table} t WHERE t.customer_id IN ({}){extra_where}) ranked WHERE rn <= {limit} \
              ORDER BY customer_id, occurred_at DESC, id DESC",
             placeholders(ids.len())
@@ -109,6 +109,16 @@ fn latest(
         (sql, ids_values(ids).into_iter().chain(extra_values).collect())
     };
     statement(backend, &sql, values)
+}
+
+/// Newest first, the order of every "latest N" list.
+pub(super) const NEWEST: &str = "ORDER BY t.occurred_at DESC, t.id DESC";
+
+/// The newest `limit` rows of `table` (aliased `t`) of the customer whose id is the SQL
+/// expression `customer`, rows matching `extra_where` only: the one select every form
+/// of "latest N per customer" is built from.
+pub(super) fn newest_of(table: &str, customer: &str, extra_where: &str, limit: u64) -> String {
+    format!("SELECT * FROM {table} t WHERE t.customer_id = {customer}{extra_where} {NEWEST} LIMIT {limit}")
 }
 
 /// Which interactions of a customer to show, newest first.
@@ -122,58 +132,92 @@ pub struct InteractionSlice {
     pub before: Option<(DateTime<Utc>, Uuid)>,
 }
 
+impl InteractionSlice {
+    /// The condition on `t` (an interactions row) and its values; `None` when the slice
+    /// holds no rows at all (no channel).
+    pub(super) fn filter(&self) -> Option<(String, Vec<Value>)> {
+        let mut values = Vec::new();
+        let mut extra = String::new();
+        if let Some(channels) = &self.channels {
+            if channels.is_empty() {
+                return None;
+            }
+            extra = format!(" AND t.channel IN ({})", placeholders(channels.len()));
+            values.extend(channels.iter().map(|c| Value::from(c.to_value())));
+        }
+        if let Some((at, id)) = self.before {
+            extra.push_str(" AND (t.occurred_at < ? OR (t.occurred_at = ? AND t.id < ?))");
+            values.extend([Value::from(at), Value::from(at), Value::from(id)]);
+        }
+        Some((extra, values))
+    }
+}
+
 /// The newest interactions of each customer.
 pub async fn interactions(
     db: &impl ConnectionTrait,
     ids: &[Uuid],
     slice: InteractionSlice,
 ) -> AppResult<HashMap<Uuid, Vec<interaction::Model>>> {
-    let mut values = Vec::new();
-    let mut extra = String::new();
-    if let Some(channels) = &slice.channels {
-        if channels.is_empty() {
-            return Ok(HashMap::new());
-        }
-        extra = format!(" AND t.channel IN ({})", placeholders(channels.len()));
-        values.extend(channels.iter().map(|c| Value::from(c.to_value())));
-    }
-    if let Some((at, id)) = slice.before {
-        extra.push_str(" AND (t.occurred_at < ? OR (t.occurred_at = ? AND t.id < ?))");
-        values.extend([Value::from(at), Value::from(at), Value::from(id)]);
-    }
+    let Some((extra, values)) = slice.filter() else {
+        return Ok(HashMap::new());
+    };
     let stmt = latest(db.get_database_backend(), "interactions", ids, &extra, values, slice.limit);
     let rows = interaction::Entity::find().from_raw_sql(stmt).all(db).await?;
     Ok(group(rows, |r| r.customer_id))
 }
 
-/// Conversations of each customer, most recently active first, optionally by status.
-///
-/// `channels` as in [`InteractionSlice`]: only these (empty: none); `None`: all.
+/// Which conversations of a customer to show, most recently active first.
+#[derive(Debug, Clone, PartialEq, Eq, Hash)]
+pub struct ConversationSlice {
+    /// Only these statuses (sorted); `None` or empty: every status.
+    pub statuses: Option<Vec<ConversationStatus>>,
+    /// As in [`InteractionSlice`]: only these channels (empty: none); `None`: all.
+    pub channels: Option<Vec<Channel>>,
+    pub limit: u64,
+}
+
+/// Most recently active first, the order of a customer's conversations.
+pub(super) const LATEST_ACTIVE: &str = "ORDER BY t.last_message_at DESC, t.id DESC";
+
+impl ConversationSlice {
+    /// The condition on `t` (a conversations row) and its values; `None` when the slice
+    /// holds no rows at all (no channel).
+    pub(super) fn filter(&self) -> Option<(String, Vec<Value>)> {
+        let mut values = Vec::new();
+        let mut extra = String::new();
+        if let Some(statuses) = self.statuses.as_ref().filter(|s| !s.is_empty()) {
+            extra = format!(" AND t.status IN ({})", placeholders(statuses.len()));
+            values.extend(statuses.iter().map(|s| Value::from(s.to_value())));
+        }
+        if let Some(channels) = &self.channels {
+            if channels.is_empty() {
+                return None;
+            }
+            extra += &format!(" AND t.channel IN ({})", placeholders(channels.len()));
+            values.extend(channels.iter().map(|c| Value::from(c.to_value())));
+        }
+        Some((extra, values))
+    }
+}
+
+/// Conversations of each customer, most recently active first.
 pub async fn conversations(
     db: &impl ConnectionTrait,
     ids: &[Uuid],
-    statuses: Option<&[ConversationStatus]>,
-    channels: Option<&[Channel]>,
-    limit: u64,
+    slice: &ConversationSlice,
 ) -> AppResult<HashMap<Uuid, Vec<conversation::Model>>> {
+    let Some((extra, filter_values)) = slice.filter() else {
+        return Ok(HashMap::new());
+    };
     let mut values = ids_values(ids);
-    let mut extra = String::new();
-    if let Some(statuses) = statuses.filter(|s| !s.is_empty()) {
-        extra = format!(" AND t.status IN ({})", placeholders(statuses.len()));
-        values.extend(statuses.iter().map(|s| Value::from(s.to_value())));
-    }
-    if let Some(channels) = channels {
-        if channels.is_empty() {
-            return Ok(HashMap::new());
-        }
-        extra += &format!(" AND t.channel IN ({})", placeholders(channels.len()));
-        values.extend(channels.iter().map(|c| Value::from(c.to_value())));
-    }
+    values.extend(filter_values);
     let sql = format!(
-        "SELECT * FROM (SELECT t.*, ROW_NUMBER() OVER (PARTITION BY t.customer_id ORDER BY t.last_message_at DESC, t.id DESC) AS rn \
-         FROM conversations t WHERE t.customer_id IN ({}){extra}) ranked WHERE rn <= {limit} \
+        "SELECT * FROM (SELECT t.*, ROW_NUMBER() OVER (PARTITION BY t.customer_id {LATEST_ACTIVE}) AS rn \
+         FROM conversations t WHERE t.customer_id IN ({}){extra}) ranked WHERE rn <= {} \
          ORDER BY customer_id, last_message_at DESC, id DESC",
-        placeholders(ids.len())
+        placeholders(ids.len()),
+        slice.limit
     );
     let stmt = statement(db.get_database_backend(), &sql, values);
     let rows = conversation::Entity::find().from_raw_sql(stmt).all(db).await?;
@@ -229,46 +273,71 @@ pub struct JourneyPosition {
     pub path: Vec<JourneyStep>,
 }
 
-/// The path and current stage of each customer in every journey they have touched:
-/// one statement, one row per (customer, stage reached).
-pub async fn journey_positions(
-    db: &impl ConnectionTrait,
-    ids: &[Uuid],
-) -> AppResult<HashMap<Uuid, Vec<JourneyPosition>>> {
-    let sql = format!(
+/// One (customer, stage reached) row of [`journey_positions`]: the latest touchpoint at
+/// the stage, with the first time and the number of visits. Read from SQL rows, or from
+/// the JSON rows of the one-statement 360 (see `prefetch`).
+#[derive(Debug, sea_orm::FromQueryResult, serde::Deserialize)]
+pub(super) struct JourneyRow {
+    customer_id: Uuid,
+    journey_id: Uuid,
+    journey_name: String,
+    stage_id: Uuid,
+    stage_name: String,
+    stage_position: i32,
+    outcome: TouchpointOutcome,
+    occurred_at: DateTime<Utc>,
+    first_at: DateTime<Utc>,
+    visits: i64,
+}
+
+/// The [`JourneyRow`]s of the customers whose touchpoints `t` match `customers` (an SQL
+/// condition on `t.customer_id`), in journey order.
+pub(super) fn journey_rows_sql(customers: &str) -> String {
+    format!(
         "SELECT r.customer_id, r.journey_id, j.name AS journey_name, r.stage_id, s.name AS stage_name, \
          s.position AS stage_position, r.outcome, r.occurred_at, r.first_at, r.visits FROM (SELECT t.customer_id, \
          t.journey_id, t.stage_id, t.outcome, t.occurred_at, \
          MIN(t.occurred_at) OVER (PARTITION BY t.customer_id, t.stage_id) AS first_at, \
          COUNT(*) OVER (PARTITION BY t.customer_id, t.stage_id) AS visits, \
          ROW_NUMBER() OVER (PARTITION BY t.customer_id, t.stage_id ORDER BY t.occurred_at DESC, t.id DESC) AS rn \
-         FROM touchpoints t WHERE t.customer_id IN ({})) r \
+         FROM touchpoints t WHERE t.customer_id {customers}) r \
          JOIN journeys j ON j.id = r.journey_id JOIN journey_stages s ON s.id = r.stage_id \
-         WHERE r.rn = 1 ORDER BY r.customer_id, j.name, s.position",
-        placeholders(ids.len())
-    );
+         WHERE r.rn = 1 ORDER BY r.customer_id, j.name, s.position"
+    )
+}
+
+/// The path and current stage of each customer in every journey they have touched:
+/// one statement, one row per (customer, stage reached).
+pub async fn journey_positions(
+    db: &impl ConnectionTrait,
+    ids: &[Uuid],
+) -> AppResult<HashMap<Uuid, Vec<JourneyPosition>>> {
+    let sql = journey_rows_sql(&format!("IN ({})", placeholders(ids.len())));
     let stmt = statement(db.get_database_backend(), &sql, ids_values(ids));
-    let rows = db.query_all_raw(stmt).await?;
+    let rows = JourneyRow::find_by_statement(stmt).all(db).await?;
+    Ok(fold_positions(rows))
+}
+
+/// Folds [`JourneyRow`]s (in journey order) into each customer's positions.
+pub(super) fn fold_positions(rows: impl IntoIterator<Item = JourneyRow>) -> HashMap<Uuid, Vec<JourneyPosition>> {
     let mut out: HashMap<Uuid, Vec<JourneyPosition>> = HashMap::new();
     for row in rows {
-        let outcome: String = row.try_get("", "outcome")?;
         let step = JourneyStep {
-            stage_id: row.try_get("", "stage_id")?,
-            stage_name: row.try_get("", "stage_name")?,
-            stage_position: row.try_get("", "stage_position")?,
-            first_reached_at: row.try_get("", "first_at")?,
-            last_reached_at: row.try_get("", "occurred_at")?,
-            last_outcome: <TouchpointOutcome as sea_orm::ActiveEnum>::try_from_value(&outcome)?,
-            touchpoints: row.try_get("", "visits")?,
+            stage_id: row.stage_id,
+            stage_name: row.stage_name,
+            stage_position: row.stage_position,
+            first_reached_at: row.first_at,
+            last_reached_at: row.occurred_at,
+            last_outcome: row.outcome,
+            touchpoints: row.visits,
         };
-        let journey_id: Uuid = row.try_get("", "journey_id")?;
-        let positions = out.entry(row.try_get("", "customer_id")?).or_default();
-        let index = match positions.iter().position(|p| p.journey_id == journey_id) {
+        let positions = out.entry(row.customer_id).or_default();
+        let index = match positions.iter().position(|p| p.journey_id == row.journey_id) {
             Some(i) => i,
             None => {
                 positions.push(JourneyPosition {
-                    journey_id,
-                    journey_name: row.try_get("", "journey_name")?,
+                    journey_id: row.journey_id,
+                    journey_name: row.journey_name,
                     stage_id: step.stage_id,
                     stage_name: step.stage_name.clone(),
                     stage_position: step.stage_position,
@@ -290,7 +359,7 @@ pub async fn journey_positions(
         }
         position.path.push(step);
     }
-    Ok(out)
+    out
 }
 
 /// Figures about one customer, computed in SQL.

@@ -4,7 +4,10 @@
 use std::sync::Arc;
 
 use async_graphql::connection::{Connection, Edge, EmptyFields};
-use async_graphql::{Context, Enum, ID, InputObject, Json, MaybeUndefined, Object, Result, SimpleObject};
+use async_graphql::{
+    Context, Enum, ID, InputObject, InputType, Json, Lookahead, MaybeUndefined, Name, Object, Result, SimpleObject,
+    Value,
+};
 use chrono::{DateTime, Utc};
 use entity::{customer, customer_identity};
 
@@ -15,7 +18,8 @@ use super::types::{UserError, actor, capped, context, id, parse_id, split_user_e
 use crate::auth::pii;
 use crate::auth::policy::READ_INTERACTIONS;
 use crate::customers::listing::{self, CustomerFilter as DomainFilter, Sort, SortField};
-use crate::customers::view::InteractionSlice;
+use crate::customers::prefetch::{self, Wanted, Which};
+use crate::customers::view::{ConversationSlice, InteractionSlice};
 use crate::customers::{self, CustomerPatch, IdentityInput, NewCustomer, service};
 use crate::error::AppError;
 use crate::pagination::PageRequest;
@@ -49,6 +53,109 @@ fn nested_limit(first: i32) -> Result<u64> {
         return Err(AppError::invalid(&["first"], "OUT_OF_RANGE", format!("must be between 0 and {MAX_NESTED}")).into());
     }
     Ok(u64::try_from(first).unwrap_or(0))
+}
+
+/// The page of a nested list when `first` is not given.
+const NESTED_DEFAULT: i32 = 20;
+
+/// The interactions a nested `interactions` field shows (one more row than the page, to
+/// learn whether another page follows).
+fn interaction_slice(
+    ctx: &Context<'_>,
+    channel: Option<Channel>,
+    first: i32,
+    after: Option<&str>,
+) -> Result<InteractionSlice> {
+    let channels = nested_channels(ctx, channel.map(|c| vec![c.into()]))?;
+    let limit = nested_limit(first)?;
+    let before = after.map(decode_interaction_cursor).transpose()?;
+    Ok(InteractionSlice { channels, limit: limit + 1, before })
+}
+
+/// The conversations a nested `conversations` field shows.
+fn conversation_slice(
+    ctx: &Context<'_>,
+    status: Option<Vec<ConversationStatus>>,
+    first: i32,
+) -> Result<ConversationSlice> {
+    let channels = nested_channels(ctx, None)?;
+    let limit = nested_limit(first)?;
+    let statuses = status.map(|s| {
+        let mut s: Vec<entity::enums::ConversationStatus> = s.into_iter().map(Into::into).collect();
+        s.sort();
+        s.dedup();
+        s
+    });
+    Ok(ConversationSlice { statuses, channels, limit })
+}
+
+/// What the selections of customers (`customers`: each a selection of `Customer`) ask
+/// of their lists, read with the very rules the fields apply to their arguments. A
+/// field whose arguments do not read (it will report that itself) or that the caller
+/// may not see is left out: it then loads, or fails, on its own.
+fn wanted(ctx: &Context<'_>, customers: &[Lookahead<'_>]) -> Result<Wanted> {
+    let (_, principal) = context(ctx)?;
+    let reads_interactions = READ_INTERACTIONS.check(principal).is_ok();
+    let mut wanted = Wanted::default();
+    for customer in customers {
+        wanted.identities |= customer.field("identities").exists();
+        wanted.journeys |= customer.field("journeys").exists();
+        for field in customer.field("touchpoints").selection_fields() {
+            let Some(args) = field.arguments().ok() else { continue };
+            if let Some(limit) = arg_or(&args, "first", NESTED_DEFAULT).and_then(|n| nested_limit(n).ok()) {
+                add(&mut wanted.touchpoints, limit);
+            }
+        }
+        for field in customer.field("feedback").selection_fields() {
+            let Some(args) = field.arguments().ok() else { continue };
+            if let Some(limit) = arg_or(&args, "first", NESTED_DEFAULT).and_then(|n| nested_limit(n).ok()) {
+                add(&mut wanted.feedback, limit);
+            }
+        }
+        if !reads_interactions {
+            continue;
+        }
+        for field in customer.field("interactions").selection_fields() {
+            let Some(args) = field.arguments().ok() else { continue };
+            let (Some(channel), Some(first), Some(after)) =
+                (arg(&args, "channel"), arg_or(&args, "first", NESTED_DEFAULT), arg::<Option<String>>(&args, "after"))
+            else {
+                continue;
+            };
+            if let Ok(slice) = interaction_slice(ctx, channel, first, after.as_deref()) {
+                add(&mut wanted.interactions, slice);
+            }
+        }
+        for field in customer.field("conversations").selection_fields() {
+            let Some(args) = field.arguments().ok() else { continue };
+            let (Some(status), Some(first)) = (arg(&args, "status"), arg_or(&args, "first", NESTED_DEFAULT)) else {
+                continue;
+            };
+            if let Ok(slice) = conversation_slice(ctx, status, first) {
+                add(&mut wanted.conversations, slice);
+            }
+        }
+    }
+    Ok(wanted)
+}
+
+/// An argument as its field reads it (`None`: it does not read).
+fn arg<T: InputType>(args: &[(Name, Value)], name: &str) -> Option<T> {
+    T::parse(args.iter().find(|(n, _)| n.as_str() == name).map(|(_, v)| v.clone())).ok()
+}
+
+/// An argument with a default.
+fn arg_or<T: InputType>(args: &[(Name, Value)], name: &str, default: T) -> Option<T> {
+    match args.iter().find(|(n, _)| n.as_str() == name) {
+        Some((_, v)) => T::parse(Some(v.clone())).ok(),
+        None => Some(default),
+    }
+}
+
+fn add<T: PartialEq>(list: &mut Vec<T>, item: T) {
+    if !list.contains(&item) {
+        list.push(item);
+    }
 }
 
 /// A person we serve, seen across every channel.
@@ -131,13 +238,11 @@ impl Customer {
         &self,
         ctx: &Context<'_>,
         #[graphql(desc = "Only this channel.")] channel: Option<Channel>,
-        #[graphql(desc = "Page size (at most 100).", default = 20)] first: i32,
+        #[graphql(desc = "Page size (at most 100).", default_with = "NESTED_DEFAULT")] first: i32,
         #[graphql(desc = "Cursor of the last interaction of the previous page.")] after: Option<String>,
     ) -> Result<Connection<String, Interaction, EmptyFields, EmptyFields>> {
-        let channels = nested_channels(ctx, channel.map(|c| vec![c.into()]))?;
-        let limit = nested_limit(first)?;
-        let before = after.as_deref().map(decode_interaction_cursor).transpose()?;
-        let slice = InteractionSlice { channels, limit: limit + 1, before };
+        let slice = interaction_slice(ctx, channel, first, after.as_deref())?;
+        let limit = slice.limit - 1;
         let mut rows = loaders(ctx)?.interactions(&self.batch, self.model.id, slice).await?;
         let has_next = rows.len() as u64 > limit;
         rows.truncate(usize::try_from(limit).unwrap_or(0));
@@ -153,17 +258,10 @@ impl Customer {
         &self,
         ctx: &Context<'_>,
         #[graphql(desc = "Only these statuses.")] status: Option<Vec<ConversationStatus>>,
-        #[graphql(desc = "At most this many (at most 100).", default = 20)] first: i32,
+        #[graphql(desc = "At most this many (at most 100).", default_with = "NESTED_DEFAULT")] first: i32,
     ) -> Result<Vec<Conversation>> {
-        let channels = nested_channels(ctx, None)?;
-        let limit = nested_limit(first)?;
-        let statuses = status.map(|s| {
-            let mut s: Vec<entity::enums::ConversationStatus> = s.into_iter().map(Into::into).collect();
-            s.sort();
-            s.dedup();
-            s
-        });
-        let rows = loaders(ctx)?.conversations(&self.batch, self.model.id, statuses, channels, limit).await?;
+        let slice = conversation_slice(ctx, status, first)?;
+        let rows = loaders(ctx)?.conversations(&self.batch, self.model.id, slice).await?;
         Ok(rows.into_iter().map(|c| Conversation::in_batch(c, Arc::clone(&self.batch))).collect())
     }
     /// Journey touchpoints, newest first.
@@ -171,7 +269,7 @@ impl Customer {
     async fn touchpoints(
         &self,
         ctx: &Context<'_>,
-        #[graphql(desc = "At most this many (at most 100).", default = 20)] first: i32,
+        #[graphql(desc = "At most this many (at most 100).", default_with = "NESTED_DEFAULT")] first: i32,
     ) -> Result<Vec<Touchpoint>> {
         let limit = nested_limit(first)?;
         let rows = loaders(ctx)?.touchpoints(&self.batch, self.model.id, limit).await?;
@@ -182,7 +280,7 @@ impl Customer {
     async fn feedback(
         &self,
         ctx: &Context<'_>,
-        #[graphql(desc = "At most this many (at most 100).", default = 20)] first: i32,
+        #[graphql(desc = "At most this many (at most 100).", default_with = "NESTED_DEFAULT")] first: i32,
     ) -> Result<Vec<Feedback>> {
         let limit = nested_limit(first)?;
         let rows = loaders(ctx)?.feedback(&self.batch, self.model.id, limit).await?;
@@ -394,11 +492,12 @@ impl CustomerQuery {
     ) -> Result<Option<Customer>> {
         let (state, _) = context(ctx)?;
         let uuid = parse_id(&id, &["id"])?;
-        let mut found = service::find(state.db(), uuid).await?;
-        if follow_merges && let Some(survivor) = found.as_ref().and_then(|c| c.merged_into_id) {
-            found = service::find(state.db(), survivor).await?;
-        }
-        Ok(found.map(Customer::single))
+        let wanted = wanted(ctx, &[ctx.look_ahead()])?;
+        let mut read = prefetch::prefetch(state.db(), Which::One { id: uuid, follow_merges }, &wanted).await?;
+        let Some(model) = read.customer.take() else { return Ok(None) };
+        let customer = Customer::single(model);
+        loaders(ctx)?.prefill(&customer.batch, read);
+        Ok(Some(customer))
     }
 
     /// The customer holding an identity; the value is normalised first, so
@@ -460,6 +559,15 @@ impl CustomerQuery {
         );
         let (cursors, rows): (Vec<_>, Vec<_>) = result.rows.into_iter().unzip();
         let customers = Customer::page(rows);
+        let look = ctx.look_ahead();
+        let wanted = wanted(ctx, &[look.field("edges").field("node"), look.field("nodes")])?;
+        if let Some(first) = customers.first()
+            && wanted != Wanted::default()
+        {
+            let ids: Vec<uuid::Uuid> = customers.iter().map(|c| c.model.id).collect();
+            let read = prefetch::prefetch(state.db(), Which::Page(&ids), &wanted).await?;
+            loaders(ctx)?.prefill(&first.batch, read);
+        }
         connection
             .edges
             .extend(cursors.into_iter().zip(customers).map(|(c, customer)| Edge::new(c.encode(), customer)));

@@ -11,6 +11,12 @@
 //! shared load for the whole batch that its siblings await. No timers, no extra
 //! latency, and the statement count is a property of the query, not of timing.
 //!
+//! Where the selection is known before the customers are read (`customer(id)`, the
+//! `customers` page), the resolver reads ahead everything it asks for
+//! (`customers::prefetch`: one statement on PostgreSQL) and [`Loaders::prefill`]s the
+//! memo, so the nested fields find their rows without a statement. A field the
+//! read-ahead did not foresee simply loads on its own, as above.
+//!
 //! The memo lives for one request, so nothing read under one caller's rights can reach
 //! another caller.
 
@@ -20,14 +26,14 @@ use std::hash::Hash;
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, Mutex, PoisonError};
 
-use entity::enums::{Channel, ConversationStatus};
 use entity::{conversation, customer, customer_identity, feedback, interaction, touchpoint};
 use futures::FutureExt;
 use futures::future::{BoxFuture, Shared};
 use sea_orm::DatabaseConnection;
 use uuid::Uuid;
 
-use crate::customers::view::{self, CustomerMetrics, InteractionSlice, JourneyPosition};
+use crate::customers::prefetch::Prefetched;
+use crate::customers::view::{self, ConversationSlice, CustomerMetrics, InteractionSlice, JourneyPosition};
 use crate::error::{AppError, AppResult};
 
 /// The topics of feedback and interactions wherever they appear (the 360, feeds,
@@ -97,9 +103,6 @@ const MAX_SLOTS: usize = 1024;
 type Loaded<V> = Result<Arc<HashMap<Uuid, V>>, Arc<AppError>>;
 type Slot<V> = Shared<BoxFuture<'static, Loaded<V>>>;
 
-/// A customer's conversations to load: statuses, channels (each `None`: all), limit.
-type ConversationSlice = (Option<Vec<ConversationStatus>>, Option<Vec<Channel>>, u64);
-
 /// One shared load per (batch, arguments).
 struct Memo<P, V> {
     slots: Mutex<HashMap<(u64, P), Slot<V>>>,
@@ -129,6 +132,17 @@ impl<P: Eq + Hash + Clone, V: Send + Sync + 'static> Memo<P, V> {
                 .clone()
         };
         slot.await
+    }
+
+    /// Remembers what was read ahead for (batch, arguments), so the field that asks for
+    /// it finds it without a statement.
+    fn put(&self, batch: &Batch, params: P, value: HashMap<Uuid, V>) {
+        let ready: Loaded<V> = Ok(Arc::new(value));
+        let mut slots = self.slots.lock().unwrap_or_else(PoisonError::into_inner);
+        if slots.len() >= MAX_SLOTS {
+            slots.clear();
+        }
+        slots.insert((batch.key, params), futures::future::ready(ready).boxed().shared());
     }
 }
 
@@ -203,16 +217,12 @@ impl Loaders {
         &self,
         batch: &Batch,
         id: Uuid,
-        statuses: Option<Vec<ConversationStatus>>,
-        channels: Option<Vec<Channel>>,
-        limit: u64,
+        slice: ConversationSlice,
     ) -> GqlResult<Vec<conversation::Model>> {
         let db = self.db.clone();
         let loaded = self
             .conversations
-            .get(batch, (statuses, channels, limit), |ids, (s, c, n)| async move {
-                view::conversations(&db, &ids, s.as_deref(), c.as_deref(), n).await
-            })
+            .get(batch, slice, |ids, s| async move { view::conversations(&db, &ids, &s).await })
             .await;
         pick(loaded, id)
     }
@@ -233,6 +243,29 @@ impl Loaders {
     pub async fn journeys(&self, batch: &Batch, id: Uuid) -> GqlResult<Vec<JourneyPosition>> {
         let db = self.db.clone();
         pick(self.journeys.get(batch, (), |ids, ()| async move { view::journey_positions(&db, &ids).await }).await, id)
+    }
+
+    /// Hands the lists read ahead for `batch` (see `customers::prefetch`) to the fields
+    /// that will ask for them.
+    pub fn prefill(&self, batch: &Batch, prefetched: Prefetched) {
+        if let Some(rows) = prefetched.identities {
+            self.identities.put(batch, (), rows);
+        }
+        for (slice, rows) in prefetched.interactions {
+            self.interactions.put(batch, slice, rows);
+        }
+        for (slice, rows) in prefetched.conversations {
+            self.conversations.put(batch, slice, rows);
+        }
+        for (limit, rows) in prefetched.touchpoints {
+            self.touchpoints.put(batch, limit, rows);
+        }
+        for (limit, rows) in prefetched.feedback {
+            self.feedback.put(batch, limit, rows);
+        }
+        if let Some(rows) = prefetched.journeys {
+            self.journeys.put(batch, (), rows);
+        }
     }
 
     pub async fn metrics(&self, batch: &Batch, id: Uuid) -> GqlResult<CustomerMetrics> {

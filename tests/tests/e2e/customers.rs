@@ -215,6 +215,10 @@ async fn the_360_costs_the_same_statements_for_5_and_for_50_customers() {
         // list + identities + interactions + conversations + touchpoints + feedback +
         // journeys + 4 metric statements
         assert!(cost_50 <= 12, "[{who}] {cost_50} statements for the 360 page");
+        if matches!(backend, Backend::Postgres(_)) {
+            // list + every list read ahead in one + 4 metric statements
+            assert_eq!(cost_50, 6, "[{who}] the page's lists in one statement");
+        }
 
         // The nested data is really there and matches the database.
         let edges = fifty["data"]["customers"]["edges"].as_array().unwrap();
@@ -237,6 +241,85 @@ async fn the_360_costs_the_same_statements_for_5_and_for_50_customers() {
             sorted.sort_by(|a, b| b.cmp(a));
             assert_eq!(times, sorted, "[{who}] newest first");
         }
+        app.stop().await;
+    }
+}
+
+/// Every list of the 360, some twice with other arguments, through a fragment.
+const EVERY_LIST: &str = "fragment all on Customer { id displayName segment createdAt \
+    identities { id kind value verified createdAt } \
+    interactions(first: $n) { edges { cursor node { id channel direction body sentimentLabel occurredAt } } \
+      pageInfo { hasNextPage } } \
+    email: interactions(channel: EMAIL, first: 3) { edges { node { id channel occurredAt } } } \
+    conversations(status: [OPEN, PENDING]) { id channel status priority subject tags firstResponseDueAt } \
+    everyConversation: conversations(first: 50) { id status openedAt } \
+    touchpoints(first: 10) { id name outcome channel occurredAt } \
+    feedback(first: 10) { id kind score comment sentimentLabel occurredAt } \
+    journeys { journeyName stageName stagePosition outcome reachedAt \
+      path { stageName firstReachedAt lastReachedAt lastOutcome touchpoints } } }";
+
+#[tokio::test]
+async fn the_360_read_ahead_answers_as_the_field_loaders_do_in_one_statement_on_postgres() {
+    for backend in backends() {
+        let app = TestApp::spawn_with(&backend, |s| s.demo_data = DemoData::Always).await;
+        let admin = app.login_admin().await.access;
+        let who = backend.name();
+        let page = "{ customers(first: 100) { edges { node { id identities { kind value } \
+            metrics { interactionCount } } } } }";
+        let page = app.graphql(page, json!({}), Some(&admin)).await;
+        let busy: Vec<&Value> = page["data"]["customers"]["edges"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .map(|e| &e["node"])
+            .filter(|n| n["metrics"]["interactionCount"].as_u64().unwrap() > 0 && n["identities"][0].is_object())
+            .take(12)
+            .collect();
+        assert!(busy.len() >= 10, "[{who}] demo customers with history: {page}");
+        let by_id = format!("query($id: ID!, $n: Int!) {{ customer(id: $id) {{ ...all }} }} {EVERY_LIST}");
+        // Found by identity the customer loads list by list, one statement each: the
+        // reference the read-ahead must match.
+        let by_identity = format!(
+            "query($k: IdentityKind!, $v: String!, $n: Int!) {{ customerByIdentity(kind: $k, value: $v) {{ ...all }} }} \
+             {EVERY_LIST}"
+        );
+        let mut seen = [0; 5];
+        for node in busy {
+            let identity = &node["identities"][0];
+            let (read_ahead, cost) =
+                app.graphql_counting(&by_id, json!({ "id": node["id"], "n": 20 }), Some(&admin)).await;
+            let (fields, lazy_cost) = app
+                .graphql_counting(
+                    &by_identity,
+                    json!({ "k": identity["kind"], "v": identity["value"], "n": 20 }),
+                    Some(&admin),
+                )
+                .await;
+            assert!(read_ahead["errors"].is_null(), "[{who}] {read_ahead}");
+            let customer = &read_ahead["data"]["customer"];
+            assert_eq!(customer, &fields["data"]["customerByIdentity"], "[{who}] read ahead vs loaded by field");
+            for (n, list) in ["identities", "conversations", "touchpoints", "feedback", "journeys"].iter().enumerate() {
+                seen[n] += usize::from(!customer[list].as_array().unwrap().is_empty());
+            }
+            if matches!(backend, Backend::Postgres(_)) {
+                assert_eq!(cost, 1, "[{who}] the whole 360 in one statement");
+            } else {
+                assert!(cost < lazy_cost, "[{who}] {cost} statements read ahead, {lazy_cost} field by field");
+            }
+        }
+        assert!(seen.iter().all(|&n| n > 0), "[{who}] every list was non-empty somewhere: {seen:?}");
+
+        // A nested argument out of range is still the field's own error.
+        let bad = app
+            .graphql(
+                &by_id,
+                json!({ "id": page["data"]["customers"]["edges"][0]["node"]["id"], "n": 500 }),
+                Some(&admin),
+            )
+            .await;
+        assert_eq!(bad["errors"][0]["extensions"]["code"], "BAD_USER_INPUT", "[{who}] {bad}");
+        assert_eq!(bad["errors"][0]["extensions"]["fields"], json!(["first"]), "[{who}] {bad}");
+        assert_eq!(bad["errors"][0]["path"], json!(["customer", "interactions"]), "[{who}] {bad}");
         app.stop().await;
     }
 }
