@@ -87,7 +87,7 @@ fn builder() -> SchemaBuilder<QueryRoot, MutationRoot, SubscriptionRoot> {
         // No `async_graphql::extensions::Tracing`: it records the query text on its
         // spans, and a password written inline in a `login` would be exported with it.
         // The HTTP request span names the operation instead.
-        .extension(AccessControl)
+        .extension(AccessControl::default())
         .limit_depth(MAX_DEPTH)
         .limit_complexity(MAX_COMPLEXITY)
         .limit_recursive_depth(32)
