@@ -100,16 +100,12 @@ fn wanted(ctx: &Context<'_>, customers: &[Lookahead<'_>]) -> Result<Wanted> {
     for customer in customers {
         wanted.identities |= customer.field("identities").exists();
         wanted.journeys |= customer.field("journeys").exists();
-        for field in customer.field("touchpoints").selection_fields() {
-            let Some(args) = field.arguments().ok() else { continue };
-            if let Some(limit) = arg_or(&args, "first", NESTED_DEFAULT).and_then(|n| nested_limit(n).ok()) {
-                add(&mut wanted.touchpoints, limit);
-            }
-        }
-        for field in customer.field("feedback").selection_fields() {
-            let Some(args) = field.arguments().ok() else { continue };
-            if let Some(limit) = arg_or(&args, "first", NESTED_DEFAULT).and_then(|n| nested_limit(n).ok()) {
-                add(&mut wanted.feedback, limit);
+        for (name, limits) in [("touchpoints", &mut wanted.touchpoints), ("feedback", &mut wanted.feedback)] {
+            for field in customer.field(name).selection_fields() {
+                let Some(args) = field.arguments().ok() else { continue };
+                if let Some(limit) = arg_or(&args, "first", NESTED_DEFAULT).and_then(|n| nested_limit(n).ok()) {
+                    add(limits, limit);
+                }
             }
         }
         if !reads_interactions {
