@@ -26,7 +26,7 @@ use uuid::Uuid;
 
 use super::service;
 use super::view::{
-    self, ConversationSlice, InteractionSlice, JourneyPosition, JourneyRow, LATEST_ACTIVE, NEWEST, newest_of,
+    self, ConversationSlice, InteractionSlice, JourneyPosition, JourneyRow, LATEST_ACTIVE, NEWEST, first_of, newest_of,
 };
 use crate::db::{placeholders, statement};
 use crate::error::{AppError, AppResult};
@@ -161,13 +161,12 @@ async fn in_one_statement(db: &impl ConnectionTrait, which: Which<'_>, wanted: &
     }
     for slice in &wanted.conversations {
         match slice.filter() {
-            Some((extra, values)) => {
-                let rows = format!(
-                    "SELECT * FROM conversations t WHERE t.customer_id = {OUTER}{extra} {LATEST_ACTIVE} LIMIT {}",
-                    slice.limit
-                );
-                select.list(Part::Conversations(slice.clone(), HashMap::new()), &rows, LATEST_ACTIVE, values);
-            }
+            Some((extra, values)) => select.list(
+                Part::Conversations(slice.clone(), HashMap::new()),
+                &first_of("conversations", OUTER, &extra, LATEST_ACTIVE, slice.limit),
+                LATEST_ACTIVE,
+                values,
+            ),
             None => out.conversations.push((slice.clone(), HashMap::new())),
         }
     }

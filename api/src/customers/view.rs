@@ -118,7 +118,24 @@ pub(super) const NEWEST: &str = "ORDER BY t.occurred_at DESC, t.id DESC";
 /// expression `customer`, rows matching `extra_where` only: the one select every form
 /// of "latest N per customer" is built from.
 pub(super) fn newest_of(table: &str, customer: &str, extra_where: &str, limit: u64) -> String {
-    format!("SELECT * FROM {table} t WHERE t.customer_id = {customer}{extra_where} {NEWEST} LIMIT {limit}")
+    first_of(table, customer, extra_where, NEWEST, limit)
+}
+
+/// As [`newest_of`], the first `limit` rows in `order`.
+pub(super) fn first_of(table: &str, customer: &str, extra_where: &str, order: &str, limit: u64) -> String {
+    format!("SELECT * FROM {table} t WHERE t.customer_id = {customer}{extra_where} {order} LIMIT {limit}")
+}
+
+/// Appends `AND t.channel IN (…)` for `channels` (`None`: every channel); false when
+/// the list is empty, so no row can match.
+fn channel_condition(channels: Option<&[Channel]>, extra: &mut String, values: &mut Vec<Value>) -> bool {
+    let Some(channels) = channels else { return true };
+    if channels.is_empty() {
+        return false;
+    }
+    extra.push_str(&format!(" AND t.channel IN ({})", placeholders(channels.len())));
+    values.extend(channels.iter().map(|c| Value::from(c.to_value())));
+    true
 }
 
 /// Which interactions of a customer to show, newest first.
@@ -138,12 +155,8 @@ impl InteractionSlice {
     pub(super) fn filter(&self) -> Option<(String, Vec<Value>)> {
         let mut values = Vec::new();
         let mut extra = String::new();
-        if let Some(channels) = &self.channels {
-            if channels.is_empty() {
-                return None;
-            }
-            extra = format!(" AND t.channel IN ({})", placeholders(channels.len()));
-            values.extend(channels.iter().map(|c| Value::from(c.to_value())));
+        if !channel_condition(self.channels.as_deref(), &mut extra, &mut values) {
+            return None;
         }
         if let Some((at, id)) = self.before {
             extra.push_str(" AND (t.occurred_at < ? OR (t.occurred_at = ? AND t.id < ?))");
@@ -190,14 +203,7 @@ impl ConversationSlice {
             extra = format!(" AND t.status IN ({})", placeholders(statuses.len()));
             values.extend(statuses.iter().map(|s| Value::from(s.to_value())));
         }
-        if let Some(channels) = &self.channels {
-            if channels.is_empty() {
-                return None;
-            }
-            extra += &format!(" AND t.channel IN ({})", placeholders(channels.len()));
-            values.extend(channels.iter().map(|c| Value::from(c.to_value())));
-        }
-        Some((extra, values))
+        channel_condition(self.channels.as_deref(), &mut extra, &mut values).then_some((extra, values))
     }
 }
 
