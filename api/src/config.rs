@@ -286,7 +286,8 @@ pub struct Settings {
     #[arg(long, env = "CXGRAPH_INSIGHTS_JOB_INTERVAL", default_value_t = 60, value_parser = clap::value_parser!(u64).range(1..=3600), global = true)]
     pub insights_job_interval: u64,
 
-    /// Seconds between two refreshes of the insight rollups (hourly and daily sums).
+    /// Seconds between two refreshes of the insight rollups (hourly and daily sums)
+    /// and of the journey runs the funnel reads.
     /// Answers are exact either way; a shorter interval keeps more of them on the
     /// rollups' fast path.
     #[arg(long, env = "CXGRAPH_ROLLUP_INTERVAL", default_value_t = 5, value_parser = clap::value_parser!(u64).range(1..=3600), global = true)]

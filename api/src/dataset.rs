@@ -180,9 +180,11 @@ pub async fn generate(db: &DatabaseConnection, args: &SeedArgs) -> AppResult<See
         touchpoints: a.touchpoints + b.touchpoints,
         feedback: a.feedback + b.feedback,
     });
-    // The insight rollups of every hour just filled, so a server started on the
-    // dataset begins with them current rather than spending its first minute on it.
+    // The insight rollups of every hour just filled and the journey runs of every
+    // customer, so a server started on the dataset begins with them current rather
+    // than spending its first minutes on it.
     crate::insights::rollups::refresh(db, usize::MAX).await?;
+    crate::insights::runs::refresh(db, usize::MAX).await?;
     // Fresh statistics, so the planner does not judge a bulk-loaded table as empty
     // (a stale estimate turned a 170 ms drivers query into 3 s on PostgreSQL); on
     // PostgreSQL also the visibility map, as autovacuum would set it later, so

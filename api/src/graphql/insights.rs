@@ -430,16 +430,16 @@ impl TopicDriver {
 pub enum FunnelGroupBy {
     /// The customer's segment.
     Segment,
-    /// The channel of the customer's first touchpoint at the first stage.
+    /// The channel each run entered on (its first touchpoint's).
     Channel,
 }
 
-/// Which touchpoints a funnel counts.
+/// Which runs a funnel counts.
 #[derive(InputObject, Default)]
 pub struct FunnelFilter {
-    /// Touchpoints on any of these channels.
+    /// Runs that entered on any of these channels.
     channels: Option<Vec<Channel>>,
-    /// Customers in any of these segments.
+    /// Runs of customers in any of these segments.
     segments: Option<Vec<String>>,
 }
 
@@ -463,7 +463,8 @@ impl FunnelStep {
     async fn position(&self) -> i32 {
         self.step.position
     }
-    /// Customers who reached it (having reached every earlier stage before, in the range).
+    /// Runs that reached it before the range's end, having reached every earlier stage
+    /// before it.
     async fn reached(&self) -> i32 {
         count(self.step.reached)
     }
@@ -475,7 +476,7 @@ impl FunnelStep {
     async fn conversion_from_start(&self) -> Estimate {
         estimate(self.step.conversion_from_start, self.min)
     }
-    /// Customers who reached the previous stage but not this one.
+    /// Runs that reached the previous stage but not this one.
     async fn drop_off(&self) -> i32 {
         count(self.step.drop_off)
     }
@@ -506,7 +507,7 @@ impl FunnelGroupResult {
         let code = self.group.group.as_ref()?;
         entity::enums::Channel::try_from_value(code).ok().map(Into::into)
     }
-    /// Customers who entered (reached the first stage).
+    /// Runs that entered (began at the first stage) in the range.
     async fn entered(&self) -> i32 {
         self.group.steps.first().map_or(0, |s| count(s.reached))
     }
@@ -662,8 +663,9 @@ impl InsightQuery {
         Ok(ranked.into_iter().map(|driver| TopicDriver { driver, min }).collect())
     }
 
-    /// A journey's funnel in a range: customers reaching each stage in order,
-    /// conversion and drop-off per stage, median time between stages.
+    /// A journey's funnel in a range: runs (passes of a customer through the
+    /// journey) entered in the range reaching each stage in order, conversion and
+    /// drop-off per stage, median time between stages.
     async fn journey_funnel(
         &self,
         ctx: &Context<'_>,

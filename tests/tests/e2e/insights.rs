@@ -611,7 +611,7 @@ async fn the_funnel_counts_ordered_progress_and_times_between_stages() {
             groups.iter().map(|g| (g["channel"].as_str().unwrap(), g["entered"].as_i64().unwrap())).collect();
         assert_eq!(entered, [("CHAT", 3), ("WEB", 4)], "{by_channel}");
 
-        // Filters narrow the touchpoints before the funnel is walked.
+        // Filters pick runs: by the customer's segment, by the channel the run entered on.
         let filtered = "query($id: ID!, $filter: FunnelFilter!) { journeyFunnel(journeyId: $id, \
             range: {from: \"2026-06-01T00:00:00Z\", to: \"2026-07-01T00:00:00Z\"}, filter: $filter) { \
             groups { entered steps { reached } } } }";
@@ -631,13 +631,100 @@ async fn the_funnel_counts_ordered_progress_and_times_between_stages() {
             .graphql(filtered, json!({ "id": j.to_string(), "filter": { "channels": ["CHAT"] } }), Some(&admin))
             .await;
         assert_eq!(reached(&chat), [3, 0, 0, 0], "{chat}");
-        // A window that ends at 10:35 cuts off later touchpoints: one business customer
+        // A window that ends at 10:35 cuts off later steps: one business customer
         // browsed only at 10:50, so never entered; later stages are reached less often.
         let early = query.replace("2026-07-01T00:00:00Z", "2026-06-01T10:35:00Z");
         let early = app.graphql(&early, json!({ "id": j.to_string() }), Some(&admin)).await;
         let steps = &early["data"]["journeyFunnel"]["groups"][0]["steps"];
         let counts: Vec<i64> = steps.as_array().unwrap().iter().map(|s| s["reached"].as_i64().unwrap()).collect();
         assert_eq!(counts, [6, 3, 1, 0], "{early}");
+
+        // Walked (every customer marked) or kept (refreshed): the same answers, medians
+        // and groups included.
+        cxgraph::insights::runs::refresh(db, usize::MAX).await.unwrap();
+        assert_eq!(count(db, "SELECT COUNT(*) AS n FROM journey_steps_dirty").await, 0);
+        for (vars, walked) in [
+            (json!({ "id": j.to_string() }), &body),
+            (json!({ "id": j.to_string(), "by": "SEGMENT" }), &by_segment),
+            (json!({ "id": j.to_string(), "by": "CHANNEL" }), &by_channel),
+        ] {
+            assert_eq!(&app.graphql(query, vars, Some(&admin)).await, walked);
+        }
+    })
+    .await;
+}
+
+/// `reached` per stage of the ungrouped funnel of June 2026.
+async fn june_funnel(app: &TestApp, journey: Uuid, token: &str) -> Vec<i64> {
+    let query = "query($id: ID!) { journeyFunnel(journeyId: $id, \
+        range: {from: \"2026-06-01T00:00:00Z\", to: \"2026-07-01T00:00:00Z\"}) { \
+        groups { steps { reached timeFromPrevious { value sampleSize } } } } }";
+    let body = app.graphql(query, json!({ "id": journey.to_string() }), Some(token)).await;
+    assert!(body["errors"].is_null(), "{body}");
+    body["data"]["journeyFunnel"]["groups"][0]["steps"]
+        .as_array()
+        .unwrap_or_else(|| panic!("{body}"))
+        .iter()
+        .map(|s| s["reached"].as_i64().unwrap())
+        .collect()
+}
+
+#[tokio::test]
+async fn the_funnel_counts_runs_and_answers_alike_from_kept_steps_marked_customers_and_changed_stages() {
+    on_each_backend(async |app: &TestApp| {
+        let db = &app.db;
+        let admin = app.login_admin().await.access;
+        let (j, stages) = journey_with_stages(db, "Purchase", &["Browse", "Cart", "Checkout"]).await;
+        let t0 = at("2026-06-01T10:00:00Z");
+        let m = |minutes: i64| t0 + Duration::minutes(minutes);
+        // Buys twice: two runs (Browse after Checkout begins the second), to Checkout and to Cart.
+        let twice = new_customer(db, "consumer").await;
+        for (stage, minutes) in [(0, 0), (1, 10), (2, 20), (0, 60), (1, 70)] {
+            touch(db, twice, j, stages[stage], Channel::Web, m(minutes)).await;
+        }
+        // Browses twice in a row: one entry, Cart 15 minutes after it.
+        let browser = new_customer(db, "consumer").await;
+        for (stage, minutes) in [(0, 0), (0, 5), (1, 15)] {
+            touch(db, browser, j, stages[stage], Channel::Web, m(minutes)).await;
+        }
+        // Cart before ever browsing: that touchpoint belongs to no run.
+        let late = new_customer(db, "consumer").await;
+        for (stage, minutes) in [(1, 0), (0, 10)] {
+            touch(db, late, j, stages[stage], Channel::Web, m(minutes)).await;
+        }
+        // Everything is marked: the funnel walks the touchpoints.
+        assert_eq!(june_funnel(app, j, &admin).await, [4, 3, 1]);
+
+        // Kept: the refresher stores each run's steps and clears every mark.
+        cxgraph::insights::runs::refresh(db, usize::MAX).await.unwrap();
+        assert_eq!(count(db, "SELECT COUNT(*) AS n FROM journey_steps_dirty").await, 0);
+        let kept = "SELECT COUNT(*) AS n FROM journey_steps WHERE seconds IS NOT NULL OR ordinal = 1";
+        assert_eq!(count(db, kept).await, 3 + 2 + 2 + 1, "one row per stage each run reached");
+        assert_eq!(june_funnel(app, j, &admin).await, [4, 3, 1]);
+
+        // One customer marked: the others from the kept steps, theirs walked again.
+        touch(db, late, j, stages[1], Channel::Web, m(20)).await;
+        assert_eq!(june_funnel(app, j, &admin).await, [4, 4, 1]);
+
+        // A stage added marks the whole journey: every run walked with the new stages.
+        let now = Utc::now();
+        let delivery = journey_stage::Model {
+            id: Uuid::now_v7(),
+            journey_id: j,
+            name: "Delivery".into(),
+            position: 30,
+            created_at: now,
+        }
+        .into_active_model()
+        .insert(db)
+        .await
+        .unwrap()
+        .id;
+        touch(db, twice, j, delivery, Channel::Phone, m(30)).await;
+        assert_eq!(june_funnel(app, j, &admin).await, [4, 4, 1, 1]);
+        cxgraph::insights::runs::refresh(db, usize::MAX).await.unwrap();
+        assert_eq!(count(db, "SELECT COUNT(*) AS n FROM journey_steps_dirty").await, 0);
+        assert_eq!(june_funnel(app, j, &admin).await, [4, 4, 1, 1], "kept again, the same answer");
     })
     .await;
 }

@@ -40,6 +40,8 @@ const TABLES: &[&str] = &[
     "interaction_topics",
     "interactions",
     "journey_stages",
+    "journey_steps",
+    "journey_steps_dirty",
     "journeys",
     "outbox_events",
     "refresh_tokens",
