@@ -180,6 +180,10 @@ pub async fn generate(db: &DatabaseConnection, args: &SeedArgs) -> AppResult<See
         touchpoints: a.touchpoints + b.touchpoints,
         feedback: a.feedback + b.feedback,
     });
+    // Statistics first: the refreshes below plan over the tables just filled, and on
+    // an estimate of three rows PostgreSQL walked a journey's runs with a nested loop
+    // (minutes instead of five seconds).
+    db.execute_unprepared("ANALYZE").await?;
     // The insight rollups of every hour just filled and the journey runs of every
     // customer, so a server started on the dataset begins with them current rather
     // than spending its first minutes on it.

@@ -195,9 +195,10 @@ impl Application {
         jobs.push(webhooks::spawn_worker(self.jobs_db.clone(), self.state.bus(), webhooks));
         let insights_interval = std::time::Duration::from_secs(settings.insights_job_interval);
         jobs.push(crate::feedback::topics::spawn_retagger(self.jobs_db.clone(), insights_interval));
-        let rollup_interval = std::time::Duration::from_secs(settings.rollup_interval);
-        jobs.push(crate::insights::rollups::spawn_refresher(self.jobs_db.clone(), rollup_interval));
-        jobs.push(crate::insights::runs::spawn_refresher(self.jobs_db.clone(), rollup_interval));
+        jobs.push(crate::insights::rollups::spawn_refresher(
+            self.jobs_db.clone(),
+            std::time::Duration::from_secs(settings.rollup_interval),
+        ));
         let spikes = crate::alerts::spikes::Params {
             window: chrono::Duration::minutes(i64::from(settings.spike_window_minutes)),
             baseline_windows: settings.spike_baseline_windows,

@@ -261,27 +261,9 @@ const CHUNK: usize = 1000;
 /// another replica holds the refresh).
 async fn refresh_chunk(db: &DatabaseConnection) -> AppResult<usize> {
     let backend = db.get_database_backend();
-    // A snapshot on PostgreSQL (the marks deleted are exactly those the recompute
-    // saw); the write lock from the start on SQLite (one writer at a time anyway).
-    let txn = db
-        .begin_with_options(TransactionOptions {
-            isolation_level: (backend == DatabaseBackend::Postgres).then_some(IsolationLevel::RepeatableRead),
-            access_mode: None,
-            sqlite_transaction_mode: (backend == DatabaseBackend::Sqlite).then_some(SqliteTransactionMode::Immediate),
-        })
-        .await?;
-    if backend == DatabaseBackend::Postgres {
-        // One refresher at a time across replicas; the others skip this round.
-        let row = txn
-            .query_one_raw(sea_orm::Statement::from_string(
-                backend,
-                "SELECT pg_try_advisory_xact_lock(4242001) AS locked",
-            ))
-            .await?;
-        if !row.map(|r| r.try_get::<bool>("", "locked")).transpose()?.unwrap_or(false) {
-            return Ok(0);
-        }
-    }
+    let Some(txn) = refresh_transaction(db, 4_242_001).await? else {
+        return Ok(0);
+    };
     let marks = txn
         .query_all_raw(sea_orm::Statement::from_string(
             backend,
@@ -304,6 +286,36 @@ async fn refresh_chunk(db: &DatabaseConnection) -> AppResult<usize> {
     }
     txn.commit().await?;
     Ok(marks.len())
+}
+
+/// A refresher's transaction: a snapshot on PostgreSQL (the marks it deletes are
+/// exactly those its recompute saw) holding the advisory lock `lock` (one refresher at
+/// a time across replicas; `None` when another holds it); the write lock from the
+/// start on SQLite (one writer at a time anyway).
+pub(super) async fn refresh_transaction(
+    db: &DatabaseConnection,
+    lock: i64,
+) -> AppResult<Option<sea_orm::DatabaseTransaction>> {
+    let backend = db.get_database_backend();
+    let txn = db
+        .begin_with_options(TransactionOptions {
+            isolation_level: (backend == DatabaseBackend::Postgres).then_some(IsolationLevel::RepeatableRead),
+            access_mode: None,
+            sqlite_transaction_mode: (backend == DatabaseBackend::Sqlite).then_some(SqliteTransactionMode::Immediate),
+        })
+        .await?;
+    if backend == DatabaseBackend::Postgres {
+        let row = txn
+            .query_one_raw(sea_orm::Statement::from_string(
+                backend,
+                format!("SELECT pg_try_advisory_xact_lock({lock}) AS locked"),
+            ))
+            .await?;
+        if !row.map(|r| r.try_get::<bool>("", "locked")).transpose()?.unwrap_or(false) {
+            return Ok(None);
+        }
+    }
+    Ok(Some(txn))
 }
 
 /// Consecutive runs `[from, to)` of sorted, distinct numbers.
@@ -383,7 +395,8 @@ pub async fn refresh(db: &DatabaseConnection, max_chunks: usize) -> AppResult<us
     Ok(total)
 }
 
-/// The refresher job: every `interval`, the dirty hours.
+/// The refresher job: every `interval`, the dirty hours, then the marked journey runs
+/// (`super::runs`, kept under the same discipline).
 pub fn spawn_refresher(db: DatabaseConnection, interval: std::time::Duration) -> tokio::task::JoinHandle<()> {
     crate::jobs::every(interval, move || {
         let db = db.clone();
@@ -392,6 +405,11 @@ pub fn spawn_refresher(db: DatabaseConnection, interval: std::time::Duration) ->
                 Ok(0) => {}
                 Ok(n) => tracing::debug!(hours = n, "insight rollups refreshed"),
                 Err(e) => tracing::warn!(error = e.message(), "insight rollup refresh failed; retrying next interval"),
+            }
+            match super::runs::refresh(&db, 100).await {
+                Ok(0) => {}
+                Ok(n) => tracing::debug!(marks = n, "journey runs refreshed"),
+                Err(e) => tracing::warn!(error = e.message(), "journey run refresh failed; retrying next interval"),
             }
         }
     })

@@ -19,10 +19,7 @@
 //! the rest from the steps. So the funnel's answer always equals the walk of the
 //! touchpoints themselves — [`walk`] is the one definition, used by both.
 
-use sea_orm::{
-    ConnectionTrait, DatabaseBackend, DatabaseConnection, IsolationLevel, SqliteTransactionMode, TransactionOptions,
-    TransactionTrait,
-};
+use sea_orm::{ConnectionTrait, DatabaseBackend, DatabaseConnection};
 use uuid::Uuid;
 
 use super::sql::{self, Sql};
@@ -182,26 +179,9 @@ const CHUNK: usize = 500;
 /// replica holds the refresh).
 async fn refresh_chunk(db: &DatabaseConnection) -> AppResult<usize> {
     let backend = db.get_database_backend();
-    // A snapshot on PostgreSQL (the marks deleted are exactly those the walk saw);
-    // the write lock from the start on SQLite.
-    let txn = db
-        .begin_with_options(TransactionOptions {
-            isolation_level: (backend == DatabaseBackend::Postgres).then_some(IsolationLevel::RepeatableRead),
-            access_mode: None,
-            sqlite_transaction_mode: (backend == DatabaseBackend::Sqlite).then_some(SqliteTransactionMode::Immediate),
-        })
-        .await?;
-    if backend == DatabaseBackend::Postgres {
-        let row = txn
-            .query_one_raw(sea_orm::Statement::from_string(
-                backend,
-                "SELECT pg_try_advisory_xact_lock(4242002) AS locked",
-            ))
-            .await?;
-        if !row.map(|r| r.try_get::<bool>("", "locked")).transpose()?.unwrap_or(false) {
-            return Ok(0);
-        }
-    }
+    let Some(txn) = super::rollups::refresh_transaction(db, 4_242_002).await? else {
+        return Ok(0);
+    };
     let run = |q: Sql| txn.execute_raw(q.statement(backend));
     let insert = |scope: Scope<'_>| {
         let mut q = Sql::new();
@@ -259,18 +239,4 @@ pub async fn refresh(db: &DatabaseConnection, max_chunks: usize) -> AppResult<us
         total += n;
     }
     Ok(total)
-}
-
-/// The refresher job: every `interval`, the marked customers and journeys.
-pub fn spawn_refresher(db: DatabaseConnection, interval: std::time::Duration) -> tokio::task::JoinHandle<()> {
-    crate::jobs::every(interval, move || {
-        let db = db.clone();
-        async move {
-            match refresh(&db, 100).await {
-                Ok(0) => {}
-                Ok(n) => tracing::debug!(marks = n, "journey steps refreshed"),
-                Err(e) => tracing::warn!(error = e.message(), "journey steps refresh failed; retrying next interval"),
-            }
-        }
-    })
 }
