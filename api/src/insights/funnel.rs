@@ -93,7 +93,7 @@ pub async fn run(db: &DatabaseConnection, req: &Request) -> AppResult<Funnel> {
     // run count twice or not at all.
     let txn = rollups::snapshot(db).await?;
     let source = Source::of(&txn, req.journey_id).await?;
-    let rows = txn.query_all_raw(statement(backend, req, source).statement(backend)).await?;
+    let rows = txn.query_all_raw(statement(backend, req, source, journey.stages.len()).statement(backend)).await?;
     txn.commit().await?;
     // group → ordinal → (reached, median estimate)
     let mut by_group: BTreeMap<Option<String>, BTreeMap<i64, (i64, Estimate)>> = BTreeMap::new();
@@ -148,10 +148,10 @@ pub async fn run(db: &DatabaseConnection, req: &Request) -> AppResult<Funnel> {
 
 /// The funnel's statement over the steps of runs entered in the window ([`Source`]):
 /// a step counts when it was reached before the window's end (a run's steps are in
-/// time order, so the funnel stays closed). On PostgreSQL one aggregate per (group,
-/// stage) counts the steps and sorts their seconds from the previous stage into an
+/// time order, so the funnel stays closed). On PostgreSQL one aggregate per group
+/// counts each stage's steps and sorts their seconds from the previous stage into an
 /// array for the median ([`sql::array_quantile`]); SQLite, without arrays, ranks them.
-fn statement(backend: sea_orm::DatabaseBackend, req: &Request, source: Source) -> Sql {
+fn statement(backend: sea_orm::DatabaseBackend, req: &Request, source: Source, stages: usize) -> Sql {
     let mut q = source.steps(backend, req.journey_id, req.from, req.to);
     let (group, join) = match req.group_by {
         None => ("CAST(NULL AS VARCHAR(200))", ""),
@@ -170,11 +170,29 @@ fn statement(backend: sea_orm::DatabaseBackend, req: &Request, source: Source) -
     }
     q.push(")");
     if backend == sea_orm::DatabaseBackend::Postgres {
-        q.push(" SELECT x.g, x.ordinal, x.reached, x.n, ").push(&sql::array_quantile("x.a", "x.n", 0.5, "med"));
-        q.push(
-            " FROM (SELECT g, ordinal, COUNT(*) AS reached, NULLIF(COUNT(v), 0) AS n, \
-             ARRAY_AGG(v ORDER BY v) FILTER (WHERE v IS NOT NULL) AS a FROM filtered GROUP BY g, ordinal) x",
-        );
+        // One aggregate per group with a count and a sorted array per stage (FILTER),
+        // unpivoted by a VALUES list: grouping by (group, stage) instead sorted every
+        // step by stage first (30 of 85 ms for a quarter of the benchmark dataset).
+        q.push(" SELECT s.g, x.ordinal, x.reached, x.n, ").push(&sql::array_quantile("x.a", "x.n", 0.5, "med"));
+        q.push(" FROM (SELECT g");
+        for k in 1..=stages {
+            q.push(&format!(", COUNT(*) FILTER (WHERE ordinal = {k}) AS r{k}"));
+            if k > 1 {
+                q.push(&format!(
+                    ", NULLIF(COUNT(v) FILTER (WHERE ordinal = {k}), 0) AS n{k}, \
+                     ARRAY_AGG(v ORDER BY v) FILTER (WHERE ordinal = {k} AND v IS NOT NULL) AS a{k}"
+                ));
+            }
+        }
+        q.push(" FROM filtered GROUP BY g) s CROSS JOIN LATERAL (VALUES ");
+        for k in 1..=stages {
+            q.push(&if k == 1 {
+                "(CAST(1 AS BIGINT), s.r1, CAST(NULL AS BIGINT), CAST(NULL AS DOUBLE PRECISION[]))".to_owned()
+            } else {
+                format!(", (CAST({k} AS BIGINT), s.r{k}, s.n{k}, s.a{k})")
+            });
+        }
+        q.push(") AS x(ordinal, reached, n, a)");
         return q;
     }
     q.push(&format!(
