@@ -140,6 +140,38 @@ pub async fn drop_indexes(manager: &SchemaManager<'_>, indexes: &[IndexDef]) -> 
     Ok(())
 }
 
+/// Runs SQL statements in order (DDL the schema builder cannot say: triggers,
+/// composite keys, `INCLUDE`).
+pub async fn execute_all(manager: &SchemaManager<'_>, statements: Vec<String>) -> Result<(), DbErr> {
+    let db = manager.get_connection();
+    for statement in statements {
+        db.execute_unprepared(&statement).await?;
+    }
+    Ok(())
+}
+
+/// Drops the insert, update and delete triggers `{table}_{kind}_{event}` of `tables`
+/// and, on PostgreSQL, the trigger `functions` they executed.
+pub async fn drop_triggers(
+    manager: &SchemaManager<'_>,
+    tables: &[&str],
+    kind: &str,
+    functions: &[&str],
+) -> Result<(), DbErr> {
+    let postgres = manager.get_database_backend() == sea_orm_migration::sea_orm::DatabaseBackend::Postgres;
+    let mut sql = Vec::new();
+    for table in tables {
+        for event in ["insert", "update", "delete"] {
+            let on = if postgres { format!(" ON {table}") } else { String::new() };
+            sql.push(format!("DROP TRIGGER IF EXISTS {table}_{kind}_{event}{on}"));
+        }
+    }
+    if postgres {
+        sql.extend(functions.iter().map(|f| format!("DROP FUNCTION IF EXISTS {f}()")));
+    }
+    execute_all(manager, sql).await
+}
+
 /// The migration of a list of tables: `up` creates them (with their indexes) in order,
 /// `down` drops them in reverse. Each migration file then holds only its `tables()`.
 #[macro_export]

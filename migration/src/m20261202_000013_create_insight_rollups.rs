@@ -15,6 +15,7 @@
 //! the schema builder, and the triggers differ (PostgreSQL marks once per statement
 //! from its transition table; SQLite once per row).
 
+use crate::dsl::{drop_triggers, execute_all};
 use sea_orm_migration::prelude::*;
 use sea_orm_migration::sea_orm::{ConnectionTrait, DatabaseBackend};
 
@@ -117,10 +118,8 @@ impl MigrationTrait for Migration {
             DatabaseBackend::Postgres => postgres_triggers(),
             _ => sqlite_triggers(),
         };
+        execute_all(manager, tables(backend).into_iter().chain(triggers).collect()).await?;
         let db = manager.get_connection();
-        for statement in tables(backend).into_iter().chain(triggers) {
-            db.execute_unprepared(&statement).await?;
-        }
         // Facts stored before the rollups existed: every hour that holds one is dirty.
         for (family, table, _) in FAMILIES {
             let hour = match backend {
@@ -136,20 +135,10 @@ impl MigrationTrait for Migration {
     }
 
     async fn down(&self, manager: &SchemaManager) -> Result<(), DbErr> {
-        let backend = manager.get_database_backend();
-        let db = manager.get_connection();
-        for (_, table, _) in FAMILIES {
-            for event in ["insert", "update", "delete"] {
-                let on = if backend == DatabaseBackend::Postgres { format!(" ON {table}") } else { String::new() };
-                db.execute_unprepared(&format!("DROP TRIGGER IF EXISTS {table}_rollup_{event}{on}")).await?;
-            }
-        }
-        if backend == DatabaseBackend::Postgres {
-            db.execute_unprepared("DROP FUNCTION IF EXISTS rollup_mark_dirty()").await?;
-        }
-        for table in ["interaction_rollups", "feedback_rollups", "rollup_dirty"] {
-            db.execute_unprepared(&format!("DROP TABLE IF EXISTS {table}")).await?;
-        }
-        Ok(())
+        let tables: Vec<&str> = FAMILIES.iter().map(|(_, table, _)| *table).collect();
+        drop_triggers(manager, &tables, "rollup", &["rollup_mark_dirty"]).await?;
+        let drops =
+            ["interaction_rollups", "feedback_rollups", "rollup_dirty"].map(|t| format!("DROP TABLE IF EXISTS {t}"));
+        execute_all(manager, drops.to_vec()).await
     }
 }

@@ -16,6 +16,7 @@
 //! behind even before the refresher runs). Written as SQL per backend, like
 //! migration 13: composite keys, `INCLUDE` and triggers are beyond the schema builder.
 
+use crate::dsl::{drop_triggers, execute_all};
 use sea_orm_migration::prelude::*;
 use sea_orm_migration::sea_orm::{ConnectionTrait, DatabaseBackend};
 
@@ -145,34 +146,24 @@ impl MigrationTrait for Migration {
             DatabaseBackend::Postgres => postgres_triggers(),
             _ => sqlite_triggers(),
         };
-        let db = manager.get_connection();
-        for statement in tables(backend).into_iter().chain(triggers) {
-            db.execute_unprepared(&statement).await?;
-        }
+        execute_all(manager, tables(backend).into_iter().chain(triggers).collect()).await?;
         // Touchpoints stored before the steps existed: every journey is to be walked.
-        db.execute_unprepared(
-            "INSERT INTO journey_steps_dirty (journey_id, customer_id) SELECT id, NULL FROM journeys",
-        )
-        .await?;
+        manager
+            .get_connection()
+            .execute_unprepared(
+                "INSERT INTO journey_steps_dirty (journey_id, customer_id) SELECT id, NULL FROM journeys",
+            )
+            .await?;
         Ok(())
     }
 
     async fn down(&self, manager: &SchemaManager) -> Result<(), DbErr> {
-        let backend = manager.get_database_backend();
-        let db = manager.get_connection();
-        for table in ["touchpoints", "journey_stages"] {
-            for event in ["insert", "update", "delete"] {
-                let on = if backend == DatabaseBackend::Postgres { format!(" ON {table}") } else { String::new() };
-                db.execute_unprepared(&format!("DROP TRIGGER IF EXISTS {table}_steps_{event}{on}")).await?;
-            }
-        }
-        if backend == DatabaseBackend::Postgres {
-            db.execute_unprepared("DROP FUNCTION IF EXISTS journey_steps_mark_touchpoints()").await?;
-            db.execute_unprepared("DROP FUNCTION IF EXISTS journey_steps_mark_stages()").await?;
-        }
-        for table in ["journey_steps_dirty", "journey_steps"] {
-            db.execute_unprepared(&format!("DROP TABLE IF EXISTS {table}")).await?;
-        }
-        Ok(())
+        let functions = ["journey_steps_mark_touchpoints", "journey_steps_mark_stages"];
+        drop_triggers(manager, &["touchpoints", "journey_stages"], "steps", &functions).await?;
+        execute_all(
+            manager,
+            ["journey_steps_dirty", "journey_steps"].map(|t| format!("DROP TABLE IF EXISTS {t}")).to_vec(),
+        )
+        .await
     }
 }

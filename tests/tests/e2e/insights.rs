@@ -587,8 +587,7 @@ async fn the_funnel_counts_ordered_progress_and_times_between_stages() {
         let body = app.graphql(query, json!({ "id": j.to_string() }), Some(&admin)).await;
         assert!(body["errors"].is_null(), "{body}");
         let steps = &body["data"]["journeyFunnel"]["groups"][0]["steps"];
-        let reached: Vec<i64> = steps.as_array().unwrap().iter().map(|s| s["reached"].as_i64().unwrap()).collect();
-        assert_eq!(reached, [7, 4, 2, 1], "{body}");
+        assert_eq!(reached_per_stage(&body), [7, 4, 2, 1], "{body}");
         assert_eq!(steps[1]["dropOff"], 3);
         assert!(close(&steps[2]["conversionFromPrevious"]["value"], 50.0));
         assert!(close(&steps[3]["conversionFromStart"]["value"], 100.0 / 7.0));
@@ -615,22 +614,14 @@ async fn the_funnel_counts_ordered_progress_and_times_between_stages() {
         let filtered = "query($id: ID!, $filter: FunnelFilter!) { journeyFunnel(journeyId: $id, \
             range: {from: \"2026-06-01T00:00:00Z\", to: \"2026-07-01T00:00:00Z\"}, filter: $filter) { \
             groups { entered steps { reached } } } }";
-        let reached = |body: &Value| -> Vec<i64> {
-            body["data"]["journeyFunnel"]["groups"][0]["steps"]
-                .as_array()
-                .unwrap_or_else(|| panic!("{body}"))
-                .iter()
-                .map(|s| s["reached"].as_i64().unwrap())
-                .collect()
-        };
         let consumers = app
             .graphql(filtered, json!({ "id": j.to_string(), "filter": { "segments": ["consumer"] } }), Some(&admin))
             .await;
-        assert_eq!(reached(&consumers), [4, 4, 2, 1], "{consumers}");
+        assert_eq!(reached_per_stage(&consumers), [4, 4, 2, 1], "{consumers}");
         let chat = app
             .graphql(filtered, json!({ "id": j.to_string(), "filter": { "channels": ["CHAT"] } }), Some(&admin))
             .await;
-        assert_eq!(reached(&chat), [3, 0, 0, 0], "{chat}");
+        assert_eq!(reached_per_stage(&chat), [3, 0, 0, 0], "{chat}");
         // A window that ends at 10:35 cuts off later steps: one business customer
         // browsed only at 10:50, so never entered; later stages are reached less often.
         let early = query.replace("2026-07-01T00:00:00Z", "2026-06-01T10:35:00Z");
@@ -661,6 +652,11 @@ async fn june_funnel(app: &TestApp, journey: Uuid, token: &str) -> Vec<i64> {
         groups { steps { reached timeFromPrevious { value sampleSize } } } } }";
     let body = app.graphql(query, json!({ "id": journey.to_string() }), Some(token)).await;
     assert!(body["errors"].is_null(), "{body}");
+    reached_per_stage(&body)
+}
+
+/// `reached` per stage of the first group of a funnel answer.
+fn reached_per_stage(body: &Value) -> Vec<i64> {
     body["data"]["journeyFunnel"]["groups"][0]["steps"]
         .as_array()
         .unwrap_or_else(|| panic!("{body}"))
