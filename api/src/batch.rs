@@ -42,7 +42,17 @@ pub async fn audit<T>(
     target_type: &str,
     results: &[AppResult<Stored<T>>],
 ) -> AppResult<()> {
-    let (created, duplicates, rejected) = tally(results);
+    audit_counts(db, actor, operation, target_type, tally(results)).await
+}
+
+/// Writes the audit entry of a batch from its (created, duplicates, rejected) counts.
+pub async fn audit_counts(
+    db: &impl sea_orm::ConnectionTrait,
+    actor: crate::audit::Actor<'_>,
+    operation: &str,
+    target_type: &str,
+    (created, duplicates, rejected): (usize, usize, usize),
+) -> AppResult<()> {
     let counts = serde_json::json!({ "created": created, "duplicates": duplicates, "rejected": rejected });
     crate::audit::record(db, actor, operation, target_type, None, counts).await
 }

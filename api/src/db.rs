@@ -97,7 +97,11 @@ const PING_IF_IDLE_FOR: Duration = Duration::from_millis(500);
 
 /// Opens the pool described by the settings.
 pub async fn connect(settings: &Settings) -> Result<DatabaseConnection, DbErr> {
-    let mut opts = ConnectOptions::new(effective_url(&settings.database_url));
+    let url = effective_url(&settings.database_url);
+    if may_use_tls(&url) {
+        TLS_POSSIBLE.store(true, std::sync::atomic::Ordering::Relaxed);
+    }
+    let mut opts = ConnectOptions::new(url);
     opts.max_connections(settings.db_max_connections)
         .min_connections(1)
         .connect_timeout(Duration::from_secs(settings.db_acquire_timeout))
@@ -181,8 +185,42 @@ pub fn placeholders(n: usize) -> String {
     vec!["?"; n].join(", ")
 }
 
-/// The most bytes one multi-row write may carry on the wire (see [`insert_all`]).
+/// `WITH name(c1, c2, …) AS (VALUES (?, ?, …), …) ` for `rows` (each as many values as
+/// `columns`), with its values, for a statement that joins a list of composite keys.
+///
+/// Why not `(a, b) IN ((…), (…))`: PostgreSQL plans that as one OR branch per key
+/// (283 ms of planning for a thousand keys on the benchmark dataset), and `a IN (…)
+/// AND b IN (…)` probes the index for every combination of the two lists (six
+/// channels times a hundred external ids: 2,400 pages read where 400 do). A join on
+/// the `VALUES` list probes once per key on both backends.
+pub fn keys_cte(name: &str, columns: &[&str], rows: Vec<Vec<sea_orm::Value>>) -> (String, Vec<sea_orm::Value>) {
+    let tuple = format!("({})", placeholders(columns.len()));
+    let sql = format!("WITH {name}({}) AS (VALUES {}) ", columns.join(", "), vec![tuple; rows.len()].join(", "));
+    (sql, rows.into_iter().flatten().collect())
+}
+
+/// The most bytes one multi-row write may carry on the wire when PostgreSQL may be
+/// reached over TLS (see [`insert_all`]).
 const STATEMENT_BUDGET: usize = 12 * 1024;
+
+/// The most values one statement binds: under SQLite's limit (32,766) and
+/// PostgreSQL's (65,535), whatever the batch size.
+const MAX_BOUND_VALUES: usize = 30_000;
+
+/// Whether a PostgreSQL pool of this process may speak TLS: set by [`connect`] when a
+/// URL neither disables TLS nor names a Unix socket.
+static TLS_POSSIBLE: std::sync::atomic::AtomicBool = std::sync::atomic::AtomicBool::new(false);
+
+/// Whether a connection opened with `url` (after [`effective_url`]) may negotiate TLS.
+fn may_use_tls(url: &str) -> bool {
+    let Some(rest) = url.strip_prefix("postgres://").or_else(|| url.strip_prefix("postgresql://")) else {
+        return false;
+    };
+    let (before_query, query) = rest.split_once('?').unwrap_or((rest, ""));
+    let socket = before_query.split('/').next().is_some_and(|authority| authority.rsplit('@').next() == Some(""))
+        || query.split('&').any(|pair| pair.starts_with("host=/"));
+    !socket && !query.split('&').any(|pair| pair == "sslmode=disable")
+}
 
 /// The wire size of one bound value, roughly: its bytes, its length prefix in `Bind`,
 /// and its placeholder and type in `Parse` (`$123, ` and four bytes of type).
@@ -197,38 +235,58 @@ fn value_size(value: &sea_orm::Value) -> usize {
     payload + 14
 }
 
-/// Splits rows into pieces whose multi-row statements each stay under
-/// [`STATEMENT_BUDGET`] bytes (a row larger than that goes alone), in order.
-fn pieces<A: ActiveModelTrait>(rows: Vec<A>) -> Vec<Vec<A>> {
-    let mut out: Vec<Vec<A>> = Vec::new();
-    let mut size = 0;
-    for row in rows {
-        let row_size: usize = <A::Entity as EntityTrait>::Column::iter()
-            .filter_map(|c| row.get(c).into_value())
-            .map(|v| value_size(&v))
-            .sum();
-        match out.last_mut() {
-            Some(piece) if size + row_size <= STATEMENT_BUDGET => piece.push(row),
-            _ => {
-                out.push(vec![row]);
-                size = 0;
-            }
+/// Splits rows into pieces, in order, each as many rows as the largest power of two
+/// that fits: at most [`MAX_BOUND_VALUES`] bound values and, given a byte budget,
+/// under it (a row larger than the budget goes alone).
+///
+/// Why powers of two: every row count is a statement text of its own, and the driver
+/// prepares and keeps each text it sees per connection (sqlx keeps a hundred on
+/// PostgreSQL). Batches of any size thus use at most ten texts per table (1 … 512
+/// rows) instead of one per size: cut exactly, the ingest benchmark's server grew
+/// from 66 to 105 MiB holding prepared conversation upserts of every length.
+fn pieces<A: ActiveModelTrait>(rows: Vec<A>, byte_budget: Option<usize>) -> Vec<Vec<A>> {
+    let costs: Vec<(usize, usize)> = rows
+        .iter()
+        .map(|row| {
+            let values: Vec<sea_orm::Value> =
+                <A::Entity as EntityTrait>::Column::iter().filter_map(|c| row.get(c).into_value()).collect();
+            let bytes = if byte_budget.is_some() { values.iter().map(value_size).sum() } else { 0 };
+            (bytes, values.len())
+        })
+        .collect();
+    let fits = |piece: &[(usize, usize)]| {
+        piece.iter().map(|c| c.0).sum::<usize>() <= byte_budget.unwrap_or(usize::MAX)
+            && piece.iter().map(|c| c.1).sum::<usize>() <= MAX_BOUND_VALUES
+    };
+    let mut out = Vec::new();
+    let mut rows = rows.into_iter();
+    let mut start = 0;
+    while start < costs.len() {
+        let left = costs.len() - start;
+        let mut n = 1 << left.ilog2();
+        while n > 1 && !fits(&costs[start..start + n]) {
+            n /= 2;
         }
-        size += row_size;
+        out.push(rows.by_ref().take(n).collect());
+        start += n;
     }
     out
 }
 
-/// Inserts rows with as few statements as keep each under [`STATEMENT_BUDGET`] bytes,
-/// each with `on_conflict` if given; answers the rows written.
+/// Inserts rows in as few statements as the limits allow (see [`pieces`]), each with
+/// `on_conflict` if given; answers the rows written. Over a plain connection (SQLite,
+/// PostgreSQL on this host or a socket) a batch of 100 rows is three statements
+/// (64 + 32 + 4).
 ///
-/// Why a budget: over TLS a message leaves as 16 KiB records, one write each, and
-/// sqlx 0.9.0 (under sea-orm 2.0) no longer sets `TCP_NODELAY` (transact-rs/sqlx#4335,
-/// fixed upstream, not yet released), so Nagle's algorithm holds every record after
-/// the first until the server's delayed ACK, about 40 ms later. `strace` of the server
-/// showed four such stalls in each 100-event ingest batch; with this budget a batch
-/// over TLS took 87 ms instead of 330 (benchmark dataset, loopback with
-/// `sslmode=require`). Drop the budget once sqlx sets the option again.
+/// Over TLS each statement stays under [`STATEMENT_BUDGET`] bytes: a message leaves as
+/// 16 KiB records, one write each, and sqlx 0.9.0 (under sea-orm 2.0) no longer sets
+/// `TCP_NODELAY` (transact-rs/sqlx#4335, fixed upstream, not yet released), so
+/// Nagle's algorithm holds every record after the first until the server's delayed
+/// ACK, about 40 ms later. `strace` of the server showed four such stalls in each
+/// 100-event ingest batch; with this budget a batch over TLS took 87 ms instead of 330
+/// (benchmark dataset, loopback with `sslmode=require`). Without TLS the cut only
+/// added round trips: a 100-event batch's conversation upsert went as fourteen
+/// statements. Drop the budget once sqlx sets the option again.
 pub async fn insert_all<A>(
     db: &impl ConnectionTrait,
     rows: Vec<A>,
@@ -237,8 +295,10 @@ pub async fn insert_all<A>(
 where
     A: ActiveModelTrait + Send,
 {
+    let tls = db.get_database_backend() == DatabaseBackend::Postgres
+        && TLS_POSSIBLE.load(std::sync::atomic::Ordering::Relaxed);
     let mut written = 0;
-    for piece in pieces(rows) {
+    for piece in pieces(rows, tls.then_some(STATEMENT_BUDGET)) {
         let insert = <A::Entity as EntityTrait>::insert_many(piece);
         let insert = match &on_conflict {
             Some(c) => insert.on_conflict(c.clone()),
@@ -371,20 +431,50 @@ mod tests {
     fn pieces_stay_under_the_budget_in_order() {
         let rows: Vec<_> = (0..1000).map(|_| link()).collect();
         let ids: Vec<_> = rows.iter().map(|r| r.interaction_id.clone().unwrap()).collect();
-        let pieces = pieces(rows);
-        // Two uuids of 16 bytes and 14 bytes of framing each: 60 bytes a row.
-        assert_eq!(pieces.iter().map(Vec::len).collect::<Vec<_>>(), vec![204, 204, 204, 204, 184]);
+        let pieces = pieces(rows, Some(STATEMENT_BUDGET));
+        // Two uuids of 16 bytes and 14 bytes of framing each: 60 bytes a row, so 204
+        // rows fit and 128 are taken.
+        assert_eq!(pieces.iter().map(Vec::len).collect::<Vec<_>>(), vec![128, 128, 128, 128, 128, 128, 128, 64, 32, 8]);
         let back: Vec<_> = pieces.into_iter().flatten().map(|r| r.interaction_id.unwrap()).collect();
         assert_eq!(back, ids);
     }
 
     #[test]
     fn a_row_over_the_budget_goes_alone_and_unset_columns_do_not_count() {
-        let sizes: Vec<_> = pieces(vec![named(100), named(20_000), named(100), named(6_200), named(6_200)])
-            .iter()
-            .map(Vec::len)
-            .collect();
+        let sizes: Vec<_> =
+            pieces(vec![named(100), named(20_000), named(100), named(6_200), named(6_200)], Some(STATEMENT_BUDGET))
+                .iter()
+                .map(Vec::len)
+                .collect();
         assert_eq!(sizes, vec![1, 1, 2, 1]);
-        assert_eq!(pieces(Vec::<topic::ActiveModel>::new()).len(), 0);
+        assert_eq!(pieces(Vec::<topic::ActiveModel>::new(), Some(STATEMENT_BUDGET)).len(), 0);
+    }
+
+    #[test]
+    fn without_a_byte_budget_powers_of_two_under_the_bound_values_cut() {
+        let sizes: Vec<_> =
+            pieces(vec![named(100), named(20_000), named(100), named(9)], None).iter().map(Vec::len).collect();
+        assert_eq!(sizes, vec![4], "rows of any size together");
+        let sizes: Vec<_> = pieces((0..100).map(|_| link()).collect(), None).iter().map(Vec::len).collect();
+        assert_eq!(sizes, vec![64, 32, 4], "powers of two");
+        // Two values a row: at most 15,000 rows to a statement, so 8,192.
+        let sizes: Vec<_> = pieces((0..20_000).map(|_| link()).collect(), None).iter().map(Vec::len).collect();
+        assert_eq!(sizes, vec![8192, 8192, 2048, 1024, 512, 32]);
+    }
+
+    #[test]
+    fn tls_is_possible_unless_disabled_or_on_a_socket() {
+        for plain in [
+            "postgres://u@127.0.0.1:5432/db?sslmode=disable",
+            "postgres://u@db.example.com/db?application_name=x&sslmode=disable",
+            "postgres:///db?host=/var/run/postgresql",
+            "postgresql://u@/db",
+            "sqlite://cxgraph.db?mode=rwc",
+        ] {
+            assert!(!may_use_tls(plain), "{plain}");
+        }
+        for tls in ["postgres://u@db.example.com:5432/db", "postgres://u@10.0.0.5/db?sslmode=require"] {
+            assert!(may_use_tls(tls), "{tls}");
+        }
     }
 }

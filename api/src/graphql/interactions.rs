@@ -154,7 +154,7 @@ impl InteractionMutation {
     ) -> Result<IngestInteractionsPayload> {
         let (state, _) = context(ctx)?;
         let (valid, early) = split_batch(inputs, RecordInteractionInput::into_domain);
-        let answers = ingest::record_batch(state.db(), actor(ctx)?, valid).await?;
+        let answers = ingest::record_batch(state.db(), actor(ctx)?, valid, early.iter().flatten().count()).await?;
         let results: Vec<IngestItemResult> =
             rejoin(early, answers).into_iter().enumerate().map(|(i, r)| item_result(i, r)).collect();
         let count = |s: IngestStatus| int(results.iter().filter(|r| r.status == s).count());

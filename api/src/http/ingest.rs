@@ -138,7 +138,8 @@ pub async fn interactions(State(state): State<HttpState>, headers: HeaderMap, bo
     let valid: Vec<NewInteraction> = parsed.iter().filter_map(|p| p.as_ref().ok().cloned()).collect();
     let request_id = request_id(&headers);
     let actor = Actor::new(&principal, Some(request_id.as_str()).filter(|r| !r.is_empty()));
-    let recorded = match ingest::record_batch(state.app.db(), actor, valid).await {
+    let refused = parsed.len() - valid.len();
+    let recorded = match ingest::record_batch(state.app.db(), actor, valid, refused).await {
         Ok(r) => r,
         Err(e) => return error_response(&e),
     };

@@ -119,21 +119,20 @@ fn validate(path: &[&str], input: &NewInteraction) -> AppResult<()> {
 
 /// Records one event.
 pub async fn record(db: &DatabaseConnection, actor: Actor<'_>, input: NewInteraction) -> AppResult<Recorded> {
-    let recorded = ingest(db, actor, vec![input], false).await?.pop().unwrap_or_else(|| Err(no_answer()))?;
-    if recorded.created {
-        audit::record(db, actor, "recordInteraction", "interaction", Some(recorded.row.id), json!({})).await?;
-    }
-    Ok(recorded)
+    ingest(db, actor, vec![input], None).await?.pop().unwrap_or_else(|| Err(no_answer()))
 }
 
-/// Records a batch, answering per item (in order).
+/// Records a batch, answering per item (in order). `refused` items of the caller's
+/// batch never reached here (they did not parse); the audit entry counts them as
+/// rejected.
 pub async fn record_batch(
     db: &DatabaseConnection,
     actor: Actor<'_>,
     inputs: Vec<NewInteraction>,
+    refused: usize,
 ) -> AppResult<Vec<AppResult<Recorded>>> {
     batch::check_size(inputs.len())?;
-    let out = ingest(db, actor, inputs, true).await?;
+    let out = ingest(db, actor, inputs, Some(refused)).await?;
     for (i, result) in out.iter().enumerate() {
         if let Err(e) = result
             && !matches!(e, AppError::Invalid(_) | AppError::NotFound(_) | AppError::Forbidden(_))
@@ -141,8 +140,38 @@ pub async fn record_batch(
             tracing::warn!(index = i, error = e.message(), "ingest item failed");
         }
     }
-    batch::audit(db, actor, "ingestInteractions", "interaction", &out).await?;
     Ok(out)
+}
+
+/// The audit entry of a call, written in the transaction that stores its events: one
+/// event names the interaction it created (nothing when it was a duplicate), a batch
+/// counts what it created, found already stored and rejected (`rejected_before` items
+/// were refused before the transaction and are not among `answers`).
+async fn audit_of<'a>(
+    txn: &impl ConnectionTrait,
+    actor: Actor<'_>,
+    batched: bool,
+    answers: impl Iterator<Item = &'a AppResult<Recorded>>,
+    rejected_before: usize,
+) -> AppResult<()> {
+    let (mut counts, mut created_id) = ((0, 0, rejected_before), None);
+    for answer in answers {
+        match answer {
+            Ok(Stored { row, created: true }) => {
+                counts.0 += 1;
+                created_id = Some(row.id);
+            }
+            Ok(_) => counts.1 += 1,
+            Err(_) => counts.2 += 1,
+        }
+    }
+    if batched {
+        return batch::audit_counts(txn, actor, "ingestInteractions", "interaction", counts).await;
+    }
+    match created_id {
+        Some(id) => audit::record(txn, actor, "recordInteraction", "interaction", Some(id), json!({})).await,
+        None => Ok(()),
+    }
 }
 
 fn no_answer() -> AppError {
@@ -167,13 +196,16 @@ fn precheck(path: &[&str], actor: Actor<'_>, input: &mut NewInteraction) -> AppR
 
 /// The pipeline for a batch: items failing their checks are answered at once; the
 /// rest are written together in one transaction, retried whole when a concurrent
-/// write wins a race on a unique key.
+/// write wins a race on a unique key. `refused_in_batch` is `None` for one event, or
+/// the number of the batch's items refused before they got here.
 async fn ingest(
     db: &DatabaseConnection,
     actor: Actor<'_>,
     inputs: Vec<NewInteraction>,
-    batched: bool,
+    refused_in_batch: Option<usize>,
 ) -> AppResult<Vec<AppResult<Recorded>>> {
+    let batched = refused_in_batch.is_some();
+    let refused = refused_in_batch.unwrap_or(0);
     let pipeline = Pipeline::load(db).await?;
     let mut answers: Vec<Option<AppResult<Recorded>>> = (0..inputs.len()).map(|_| None).collect();
     let channels: Vec<Channel> = inputs.iter().map(|x| x.channel).collect();
@@ -189,8 +221,11 @@ async fn ingest(
             Err(e) => answers[i] = Some(Err(e)),
         }
     }
-    if !valid.is_empty() {
-        for (i, answer) in batch::retrying(|| attempt(db, actor, &pipeline, &valid, batched)).await? {
+    if valid.is_empty() {
+        audit_of(db, actor, batched, answers.iter().flatten(), refused).await?;
+    } else {
+        let rejected = refused + answers.iter().filter(|a| a.is_some()).count();
+        for (i, answer) in batch::retrying(|| attempt(db, actor, &pipeline, &valid, batched, rejected)).await? {
             answers[i] = Some(answer);
         }
     }
@@ -241,7 +276,8 @@ struct Item {
     analysis: Analysis,
 }
 
-/// Interactions already stored under any of the items' keys, by key.
+/// Interactions already stored under any of the items' keys, by key: one probe of the
+/// `(channel, external_id)` index per key.
 async fn existing_by_key(
     txn: &impl ConnectionTrait,
     keys: &[(Channel, &str)],
@@ -249,12 +285,14 @@ async fn existing_by_key(
     if keys.is_empty() {
         return Ok(HashMap::new());
     }
-    let channels: HashSet<Channel> = keys.iter().map(|(c, _)| *c).collect();
-    let ids: HashSet<&str> = keys.iter().map(|(_, e)| *e).collect();
-    // Both lists, so the (channel, external_id) index answers.
+    let unique: HashSet<&(Channel, &str)> = keys.iter().collect();
+    let rows = unique.into_iter().map(|(c, e)| vec![c.to_value().into(), (*e).into()]).collect();
+    let (with, values) = db::keys_cte("k", &["channel", "external_id"], rows);
+    let sql = format!(
+        "{with}SELECT i.* FROM interactions i JOIN k ON i.channel = k.channel AND i.external_id = k.external_id"
+    );
     let found = interaction::Entity::find()
-        .filter(interaction::Column::Channel.is_in(channels))
-        .filter(interaction::Column::ExternalId.is_in(ids))
+        .from_raw_sql(db::statement(txn.get_database_backend(), &sql, values))
         .all(txn)
         .await?;
     Ok(found.into_iter().filter_map(|i| i.external_id.clone().map(|e| ((i.channel, e), i))).collect())
@@ -329,8 +367,9 @@ async fn lock_customers(
 }
 
 /// The open, pending or resolved conversation of each (customer, channel), latest
-/// first; on PostgreSQL locked until the batch commits, so an agent's reply landing
-/// meanwhile is not overwritten.
+/// first; on PostgreSQL locked (in id order) until the batch commits, so an agent's
+/// reply landing meanwhile is not overwritten. Only the pairs' conversations are read
+/// and locked, not the customers' others.
 async fn current_conversations(
     txn: &impl ConnectionTrait,
     pairs: &HashSet<(Uuid, Channel)>,
@@ -339,25 +378,20 @@ async fn current_conversations(
     if pairs.is_empty() {
         return Ok(current);
     }
-    let customers: HashSet<Uuid> = pairs.iter().map(|(c, _)| *c).collect();
-    let channels: HashSet<Channel> = pairs.iter().map(|(_, ch)| *ch).collect();
-    let rows = conversation::Entity::find()
-        .filter(conversation::Column::CustomerId.is_in(customers))
-        .filter(conversation::Column::Channel.is_in(channels))
-        .filter(conversation::Column::Status.is_in([
-            ConversationStatus::Open,
-            ConversationStatus::Pending,
-            ConversationStatus::Resolved,
-        ]))
-        .order_by_asc(conversation::Column::Id)
-        .lock_exclusive()
-        .all(txn)
-        .await?;
+    let backend = txn.get_database_backend();
+    let rows = pairs.iter().map(|(customer, channel)| vec![(*customer).into(), channel.to_value().into()]).collect();
+    let (with, mut values) = db::keys_cte("k", &["customer_id", "channel"], rows);
+    let statuses = [ConversationStatus::Open, ConversationStatus::Pending, ConversationStatus::Resolved];
+    values.extend(statuses.iter().map(|s| sea_orm::Value::from(s.to_value())));
+    let lock = if backend == sea_orm::DatabaseBackend::Postgres { " FOR UPDATE OF c" } else { "" };
+    let sql = format!(
+        "{with}SELECT c.* FROM conversations c JOIN k ON c.customer_id = k.customer_id AND c.channel = k.channel \
+         WHERE c.status IN ({}) ORDER BY c.id{lock}",
+        db::placeholders(statuses.len())
+    );
+    let rows = conversation::Entity::find().from_raw_sql(db::statement(backend, &sql, values)).all(txn).await?;
     for row in rows {
         let key = (row.customer_id, row.channel);
-        if !pairs.contains(&key) {
-            continue;
-        }
         if current.get(&key).is_none_or(|c| c.last_message_at < row.last_message_at) {
             current.insert(key, row);
         }
@@ -375,6 +409,7 @@ async fn attempt(
     pipeline: &Pipeline,
     items: &[Item],
     batched: bool,
+    rejected_before: usize,
 ) -> AppResult<Option<Answers>> {
     let txn = db::begin_write(db).await?;
     let keys: Vec<(Channel, &str)> = items.iter().map(|x| (x.input.channel, x.input.external_id.as_str())).collect();
@@ -487,7 +522,6 @@ async fn attempt(
     if let Err(e) = write(&txn, touched, &rows, links, emitted, &last_contact).await {
         return abandon(txn, e).await;
     }
-    txn.commit().await?;
     let stored: HashMap<usize, interaction::Model> = writes.iter().map(|(x, _)| x.index).zip(rows).collect();
     for (i, first) in repeats {
         if let Some(row) = stored.get(&first).or_else(|| found_meanwhile.get(&first)) {
@@ -496,6 +530,12 @@ async fn attempt(
     }
     answers.extend(found_meanwhile.into_iter().map(|(i, row)| (i, Ok(Recorded { row, created: false }))));
     answers.extend(stored.into_iter().map(|(i, row)| (i, Ok(Recorded { row, created: true }))));
+    // The audit entry commits with the events it counts, or neither does.
+    if let Err(e) = audit_of(&txn, actor, batched, answers.iter().map(|(_, a)| a), rejected_before).await {
+        txn.rollback().await.ok();
+        return Err(e);
+    }
+    txn.commit().await?;
     Ok(Some(answers))
 }
 
