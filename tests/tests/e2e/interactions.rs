@@ -251,6 +251,15 @@ async fn a_batch_answers_per_item_and_a_bad_item_loses_nothing_else() {
         assert_eq!(p["results"][3]["interaction"]["id"], p["results"][0]["interaction"]["id"]);
         assert_eq!(Interaction::find().count(&app.db).await.unwrap(), 2);
         assert_eq!(Customer::find().count(&app.db).await.unwrap(), 2, "the rejected item created no customer");
+        // One audit entry, written with the batch, counts every item: those refused
+        // before the write (bad identity, bad id) and inside it (unknown customer).
+        let audited = AuditEntry::find()
+            .filter(entity::audit_entry::Column::Operation.eq("ingestInteractions"))
+            .all(&app.db)
+            .await
+            .unwrap();
+        assert_eq!(audited.len(), 1);
+        assert_eq!(audited[0].changes, json!({ "created": 2, "duplicates": 1, "rejected": 3 }));
     })
     .await;
 }
@@ -583,6 +592,111 @@ async fn the_sweeper_marks_breaches_and_alerts_exactly_once_across_replicas() {
         let reply = "mutation($id: ID!) { replyToConversation(input: {conversationId: $id, body: \"sorry!\"}) { conversation { firstResponseBreached } } }";
         let r = app.graphql(reply, json!({ "id": late_conv.to_string() }), Some(&admin)).await;
         assert_eq!(r["data"]["replyToConversation"]["conversation"]["firstResponseBreached"], true, "{r}");
+        app.stop().await;
+    }
+}
+
+/// A conversation on EMAIL for `customer`, running (`OPEN`), due at `due`; answered
+/// (first response given) when `answered`.
+fn running(customer: Uuid, due: chrono::DateTime<Utc>, answered: bool) -> entity::conversation::Model {
+    let opened = due - Duration::hours(2);
+    entity::conversation::Model {
+        id: Uuid::now_v7(),
+        customer_id: customer,
+        channel: Channel::Email,
+        inbox: None,
+        status: ConversationStatus::Open,
+        priority: Priority::Normal,
+        subject: None,
+        team_id: None,
+        assignee_id: None,
+        sla_policy_id: None,
+        routing_rule_id: None,
+        tags: json!([]),
+        opened_at: opened,
+        last_message_at: opened,
+        first_response_due_at: (!answered).then_some(due),
+        resolution_due_at: Some(due),
+        first_response_at: answered.then_some(opened + Duration::minutes(5)),
+        resolved_at: None,
+        closed_at: None,
+        first_response_breached: false,
+        resolution_breached: false,
+        pending_since: None,
+        next_due_at: Some(due),
+        created_at: opened,
+        updated_at: opened,
+    }
+}
+
+#[tokio::test]
+async fn the_sweeper_works_through_a_backlog_larger_than_a_round_and_a_quiet_sweep_writes_nothing() {
+    use cxgraph::interactions::sweeper::{SweepReport, sweep_in_rounds_of};
+    for backend in backends() {
+        // The server's own sweeper runs once at start, then not again during the test;
+        // the test sweeps as of a month ahead, so that run finds none of these rows due
+        // whenever it happens.
+        let app = TestApp::spawn_with(&backend, |s| s.sla_sweep_interval = 3600).await;
+        let now = Utc::now() + Duration::days(30);
+        let customer = entity::customer::Model {
+            id: Uuid::now_v7(),
+            display_name: Some("Backlog".into()),
+            segment: None,
+            attributes: json!({}),
+            merged_into_id: None,
+            erased_at: None,
+            last_contact_at: None,
+            created_at: now,
+            updated_at: now,
+        };
+        Customer::insert(customer.clone().into_active_model()).exec(&app.db).await.unwrap();
+        // Seven overdue (five waiting for a first response, two answered), one overdue
+        // whose breach is marked already, three due within the window, one due later.
+        let mut overdue: Vec<_> =
+            (0..7).map(|i| running(customer.id, now - Duration::minutes(60 - i), i >= 5)).collect();
+        let mut marked = running(customer.id, now - Duration::minutes(90), false);
+        marked.first_response_breached = true;
+        let soon: Vec<_> = (0..3).map(|i| running(customer.id, now + Duration::minutes(2 + i), false)).collect();
+        let later = running(customer.id, now + Duration::hours(5), false);
+        let rows = overdue.iter().chain([&marked]).chain(&soon).chain([&later]);
+        Conversation::insert_many(rows.map(|c| c.clone().into_active_model())).exec(&app.db).await.unwrap();
+
+        // Rounds of two: the backlog takes four rounds, the window two pages.
+        let report = sweep_in_rounds_of(&app.db, now, Duration::minutes(10), 2).await.unwrap();
+        assert_eq!(report, SweepReport { breaches_raised: 7, at_risk_raised: 3 }, "[{}]", backend.name());
+        let alerts = Alert::find().all(&app.db).await.unwrap();
+        let mut keys: Vec<String> = alerts.iter().map(|a| a.dedupe_key.clone()).collect();
+        keys.sort();
+        overdue.sort_by_key(|c| c.id);
+        let mut expected: Vec<String> = overdue
+            .iter()
+            .map(|c| {
+                let clock = if c.first_response_at.is_some() { "resolution" } else { "first_response" };
+                format!("sla_breached:{clock}:{}", c.id)
+            })
+            .chain(soon.iter().map(|c| format!("sla_at_risk:first_response:{}", c.id)))
+            .collect();
+        expected.sort();
+        assert_eq!(keys, expected, "[{}] one alert per conversation and running clock", backend.name());
+        for c in &overdue {
+            let now_stored = Conversation::find_by_id(c.id).one(&app.db).await.unwrap().unwrap();
+            let answered = c.first_response_at.is_some();
+            assert_eq!(
+                (now_stored.first_response_breached, now_stored.resolution_breached),
+                (!answered, answered),
+                "[{}] the running clock is marked breached, the other not",
+                backend.name()
+            );
+        }
+        let events =
+            || OutboxEvent::find().filter(entity::outbox_event::Column::EventType.eq("sla.alert")).count(&app.db);
+        assert_eq!(events().await.unwrap(), 10, "[{}] one event per alert raised", backend.name());
+
+        // Nothing new: a sweep raises nothing and writes nothing.
+        let again = sweep_in_rounds_of(&app.db, now, Duration::minutes(10), 2).await.unwrap();
+        assert_eq!(again, SweepReport::default(), "[{}]", backend.name());
+        assert_eq!(Alert::find().count(&app.db).await.unwrap(), 10, "[{}]", backend.name());
+        assert_eq!(events().await.unwrap(), 10, "[{}]", backend.name());
         app.stop().await;
     }
 }
