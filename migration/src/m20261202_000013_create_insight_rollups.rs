@@ -35,7 +35,7 @@ const INTERACTION_SUMS: &str = "inbound BIGINT NOT NULL, outbound BIGINT NOT NUL
 const SENTIMENT_SUMS: &str = "s_n BIGINT NOT NULL, s_sum DOUBLE PRECISION NOT NULL, \
     s_sq DOUBLE PRECISION NOT NULL, s_neg BIGINT NOT NULL";
 
-fn tables(backend: DatabaseBackend) -> Vec<String> {
+pub(crate) fn tables(backend: DatabaseBackend) -> Vec<String> {
     let id = match backend {
         DatabaseBackend::Postgres => "id BIGSERIAL PRIMARY KEY",
         _ => "id INTEGER PRIMARY KEY AUTOINCREMENT",
@@ -56,7 +56,7 @@ fn tables(backend: DatabaseBackend) -> Vec<String> {
     ]
 }
 
-fn postgres_triggers() -> Vec<String> {
+pub(crate) fn postgres_triggers() -> Vec<String> {
     let mut sql = vec![
         // One function for every family: the family is the trigger's argument, and the
         // transition tables it reads are the ones the firing event has.
@@ -90,7 +90,7 @@ fn postgres_triggers() -> Vec<String> {
     sql
 }
 
-fn sqlite_triggers() -> Vec<String> {
+pub(crate) fn sqlite_triggers() -> Vec<String> {
     let mark = |family: &str, row: &str| {
         format!(
             "INSERT INTO rollup_dirty (family, hour) \
@@ -110,6 +110,22 @@ fn sqlite_triggers() -> Vec<String> {
     sql
 }
 
+/// Facts stored before the rollups existed (or kept): every hour that holds one is dirty.
+pub(crate) async fn mark_every_hour(manager: &SchemaManager<'_>) -> Result<(), DbErr> {
+    let db = manager.get_connection();
+    for (family, table, _) in FAMILIES {
+        let hour = match manager.get_database_backend() {
+            DatabaseBackend::Postgres => "FLOOR(EXTRACT(EPOCH FROM occurred_at) / 3600)::BIGINT",
+            _ => "CAST(strftime('%s', occurred_at) AS INTEGER) / 3600",
+        };
+        db.execute_unprepared(&format!(
+            "INSERT INTO rollup_dirty (family, hour) SELECT DISTINCT '{family}', {hour} FROM {table}"
+        ))
+        .await?;
+    }
+    Ok(())
+}
+
 #[async_trait::async_trait]
 impl MigrationTrait for Migration {
     async fn up(&self, manager: &SchemaManager) -> Result<(), DbErr> {
@@ -119,19 +135,7 @@ impl MigrationTrait for Migration {
             _ => sqlite_triggers(),
         };
         execute_all(manager, tables(backend).into_iter().chain(triggers).collect()).await?;
-        let db = manager.get_connection();
-        // Facts stored before the rollups existed: every hour that holds one is dirty.
-        for (family, table, _) in FAMILIES {
-            let hour = match backend {
-                DatabaseBackend::Postgres => "FLOOR(EXTRACT(EPOCH FROM occurred_at) / 3600)::BIGINT",
-                _ => "CAST(strftime('%s', occurred_at) AS INTEGER) / 3600",
-            };
-            db.execute_unprepared(&format!(
-                "INSERT INTO rollup_dirty (family, hour) SELECT DISTINCT '{family}', {hour} FROM {table}"
-            ))
-            .await?;
-        }
-        Ok(())
+        mark_every_hour(manager).await
     }
 
     async fn down(&self, manager: &SchemaManager) -> Result<(), DbErr> {

@@ -518,12 +518,13 @@ async fn grouped<T: Default + AddAssign>(
     Ok(())
 }
 
-/// Most pieces read from the facts before the rollups are not worth it (a refresher
-/// far behind): then the whole question goes to the facts.
+/// Most pieces read from the facts before the rollups are not worth it (hourly buckets
+/// in a zone off the hour, say): then the whole question goes to the facts.
 const MAX_FACT_PIECES: usize = 200;
 
-/// A family's sums per cell: from the rollups where they can answer, with the hours
-/// they do not cover (dirty, or ragged edges) from the facts; else from the facts.
+/// A family's sums per cell: from the rollups (and their pending deltas) where they can
+/// answer, with the minutes they do not cover (ragged edges) from the facts; else from
+/// the facts.
 async fn sums<T: Default + AddAssign>(
     db: &impl ConnectionTrait,
     req: &Request,
@@ -542,8 +543,7 @@ async fn sums<T: Default + AddAssign>(
         Some(ranges) => ranges.iter().map(clip).enumerate().collect(),
         None => vec![(0, Range { start: req.from, end: req.to })],
     };
-    let dirty = rollups::dirty_hours(db, rollup, req.from, req.to).await?;
-    let pieces = rollups::plan(&buckets, &dirty);
+    let pieces = rollups::plan(&buckets);
     let (owners, ranges): (Vec<usize>, Vec<Range>) = pieces
         .iter()
         .filter_map(|p| match p {
@@ -676,7 +676,7 @@ async fn percentiles(db: &impl ConnectionTrait, req: &Request) -> AppResult<Vec<
 }
 
 /// Answers one insights question, every family read in one snapshot (the rollups and
-/// their dirty marks must agree).
+/// their pending deltas must agree).
 pub async fn run(db: &DatabaseConnection, req: &Request) -> AppResult<Report> {
     if req.from >= req.to {
         return Err(AppError::invalid(&["range", "to"], "INVALID", "must be after `from`"));

@@ -2,24 +2,25 @@
 //! so a year of weekly figures reads a few thousand pre-summed rows, not every fact.
 //!
 //! The rollups are a cache that is never wrong, rather than one that is usually right:
-//! triggers (migration 13) append the hour of every changed fact to `rollup_dirty` in
-//! the writer's transaction, [`refresh`] recomputes dirty hours from the facts and
-//! deletes exactly the marks its snapshot saw, and a reader, inside one snapshot,
-//! takes dirty hours and the ragged edges of its range from the facts and everything
-//! else from the rollups. So an answer equals the one the facts alone would give, at
-//! every moment, and a late-arriving event (an import of last year) is simply one
-//! more dirty hour.
+//! triggers (migration 16) append, in the writer's transaction, what each statement
+//! adds to and takes from every (hour, channel) — the sums of its new facts and the
+//! negated sums of its old ones — to the family's delta table. [`refresh`] folds
+//! pending deltas into the hour and day rows and deletes exactly the deltas it folded,
+//! in one transaction; a reader, inside one snapshot, adds the deltas still pending to
+//! the rows it reads. So an answer equals the one the facts alone would give, at every
+//! moment, and a late-arriving event (an import of last year) is simply one more delta.
+//! Both the refresher's work and a reader's extra work are proportional to what
+//! changed, not to the volume of the hours it changed (migration 16 says what the
+//! dirty-hour scheme before it cost under steady ingest).
 //!
-//! [`plan`] cuts each time bucket into pieces: whole clean UTC days (day rows), other
-//! whole clean hours (hour rows), and the rest (dirty hours, and the minutes before
-//! the first and after the last whole hour) read from the facts. Buckets in any time
-//! zone work; a zone whose midnight is not a UTC midnight just uses hour rows.
+//! [`plan`] cuts each time bucket into pieces: whole UTC days (day rows), other whole
+//! hours (hour rows), and the minutes before the first and after the last whole hour,
+//! read from the facts. Buckets in any time zone work; a zone whose midnight is not a
+//! UTC midnight just uses hour rows.
 //!
 //! Only questions the rollups can answer use them: grouped by nothing but channel and
 //! bucket, filtered by nothing but channel (segments change, topics are re-tagged,
 //! teams are reassigned; those stay with the facts).
-
-use std::collections::{BTreeMap, BTreeSet};
 
 use chrono::{DateTime, TimeZone, Utc};
 use sea_orm::{
@@ -29,15 +30,17 @@ use sea_orm::{
 
 use super::buckets::Range;
 use super::metrics::{Dimension, Request};
-use super::sql::{self, Sql};
+use super::sql::Sql;
 use crate::error::AppResult;
 
 /// A family of facts and its rollup table.
 #[derive(Debug)]
 pub struct Rollup {
-    /// The name the triggers mark dirty hours with.
+    /// The family's name.
     pub family: &'static str,
     pub table: &'static str,
+    /// The pending changes the triggers append (see the module comment).
+    pub deltas: &'static str,
     /// The facts, aliased as the aggregates expect.
     pub facts: &'static str,
     /// The summed columns, in the order the family's aggregates produce them.
@@ -63,6 +66,7 @@ impl Rollup {
 pub const FEEDBACK: Rollup = Rollup {
     family: "feedback",
     table: "feedback_rollups",
+    deltas: "feedback_rollup_deltas",
     facts: "feedback f",
     columns: &[
         "responses",
@@ -86,6 +90,7 @@ pub const FEEDBACK: Rollup = Rollup {
 pub const INTERACTIONS: Rollup = Rollup {
     family: "interactions",
     table: "interaction_rollups",
+    deltas: "interaction_rollup_deltas",
     facts: "interactions i",
     columns: &["inbound", "outbound", "s_n", "s_sum", "s_sq", "s_neg"],
 };
@@ -126,9 +131,9 @@ pub enum Piece {
     Facts { bucket: usize, range: Range },
 }
 
-/// Cuts each `(bucket, range)` into pieces (see the module comment); `dirty` holds the
-/// dirty hours. Adjacent pieces of one kind are merged, so a week is a handful.
-pub fn plan(buckets: &[(usize, Range)], dirty: &BTreeSet<i64>) -> Vec<Piece> {
+/// Cuts each `(bucket, range)` into pieces (see the module comment). Adjacent pieces
+/// of one kind are merged, so a week is a handful.
+pub fn plan(buckets: &[(usize, Range)]) -> Vec<Piece> {
     let mut pieces: Vec<Piece> = Vec::new();
     let mut push = |piece: Piece| {
         if let Some(last) = pieces.last_mut() {
@@ -165,12 +170,9 @@ pub fn plan(buckets: &[(usize, Range)], dirty: &BTreeSet<i64>) -> Vec<Piece> {
         }
         let mut h = first;
         while h < last {
-            if h.rem_euclid(DAY) == 0 && h + DAY <= last && dirty.range(h..h + DAY).next().is_none() {
+            if h.rem_euclid(DAY) == 0 && h + DAY <= last {
                 push(Piece::Rollup { bucket, grain: DAY, from: h, to: h + DAY });
                 h += DAY;
-            } else if dirty.contains(&h) {
-                push(Piece::Facts { bucket, range: Range { start: start_of(h), end: start_of(h + 1) } });
-                h += 1;
             } else {
                 push(Piece::Rollup { bucket, grain: 1, from: h, to: h + 1 });
                 h += 1;
@@ -183,26 +185,9 @@ pub fn plan(buckets: &[(usize, Range)], dirty: &BTreeSet<i64>) -> Vec<Piece> {
     pieces
 }
 
-/// Dirty hours of `rollup` in `[from, to)`.
-pub async fn dirty_hours(
-    db: &impl ConnectionTrait,
-    rollup: &Rollup,
-    from: DateTime<Utc>,
-    to: DateTime<Utc>,
-) -> AppResult<BTreeSet<i64>> {
-    let mut sql = Sql::new();
-    sql.push("SELECT DISTINCT hour FROM rollup_dirty WHERE family = ")
-        .bind(rollup.family)
-        .push(" AND hour >= ")
-        .bind(hour_of(from))
-        .push(" AND hour <= ")
-        .bind(hour_of(to));
-    let rows = db.query_all_raw(sql.statement(db.get_database_backend())).await?;
-    rows.iter().map(|r| Ok(r.try_get::<i64>("", "hour")?)).collect()
-}
-
-/// The rollup rows of `pieces` summed per bucket (`bk`) and, when grouped by it,
-/// channel (`d_channel`), under the same column names as the facts' aggregates.
+/// The rollup rows of `pieces`, plus the deltas pending in their hours, summed per
+/// bucket (`bk`) and, when grouped by it, channel (`d_channel`), under the same column
+/// names as the facts' aggregates.
 pub async fn read(
     db: &impl ConnectionTrait,
     rollup: &Rollup,
@@ -223,69 +208,109 @@ pub async fn read(
     if values.is_empty() {
         return Ok(Vec::new());
     }
+    let columns = rollup.columns.join(", ");
     let mut sql = Sql::new();
-    sql.push("WITH p (bk, grain, lo, hi) AS (VALUES ").push(&values.join(", ")).push(") SELECT p.bk AS bk");
+    sql.push("WITH p (bk, grain, lo, hi) AS (VALUES ").push(&values.join(", ")).push(") SELECT x.bk AS bk");
     if by_channel {
-        sql.push(", r.channel AS d_channel");
+        sql.push(", x.channel AS d_channel");
     }
     for c in rollup.columns {
         if Rollup::is_integer(c) {
-            sql.push(&format!(", CAST(SUM(r.{c}) AS BIGINT) AS {c}"));
+            sql.push(&format!(", CAST(SUM(x.{c}) AS BIGINT) AS {c}"));
         } else {
-            sql.push(&format!(", SUM(r.{c}) AS {c}"));
+            sql.push(&format!(", SUM(x.{c}) AS {c}"));
         }
     }
+    sql.push(&format!(" FROM (SELECT p.bk, r.channel, {}", prefixed("r", rollup.columns)));
     let within = "r.hours = p.grain AND r.start_hour >= p.lo AND r.start_hour < p.hi";
     if db.get_database_backend() == DatabaseBackend::Postgres {
         // Each piece one range read of the primary key: as a join, PostgreSQL hashed
         // on `hours` and filtered every rollup row against every piece (43 ms for a
         // year on the benchmark dataset, 5 ms this way). `OFFSET 0` keeps the planner
         // from flattening the LATERAL subquery back into that join.
-        sql.push(" FROM p CROSS JOIN LATERAL (SELECT * FROM ").push(rollup.table).push(" r WHERE ");
-        sql.push(within).push(" OFFSET 0) r");
+        sql.push(&format!(" FROM p CROSS JOIN LATERAL (SELECT hours, start_hour, channel, {columns} FROM "));
+        sql.push(rollup.table).push(" r WHERE ").push(within).push(" OFFSET 0) r");
     } else {
         sql.push(" FROM p JOIN ").push(rollup.table).push(" r ON ").push(within);
     }
+    // What the refresher has not folded yet: a delta belongs to the piece of its hour.
+    sql.push(&format!(" UNION ALL SELECT p.bk, d.channel, {} FROM p JOIN ", prefixed("d", rollup.columns)));
+    sql.push(rollup.deltas).push(" d ON d.start_hour >= p.lo AND d.start_hour < p.hi) x");
     if let Some(channels) = &req.filter.channels {
-        sql.push(" WHERE r.channel IN ").bind_list(channels.iter().map(sea_orm::ActiveEnum::to_value));
+        sql.push(" WHERE x.channel IN ").bind_list(channels.iter().map(sea_orm::ActiveEnum::to_value));
     }
-    sql.push(if by_channel { " GROUP BY p.bk, r.channel" } else { " GROUP BY p.bk" });
+    sql.push(if by_channel { " GROUP BY x.bk, x.channel" } else { " GROUP BY x.bk" });
     Ok(db.query_all_raw(sql.statement(db.get_database_backend())).await?)
 }
 
-/// Most dirty hours one refresh transaction takes on.
-const CHUNK: usize = 1000;
+/// `a.c1, a.c2, …`
+fn prefixed(alias: &str, columns: &[&str]) -> String {
+    columns.iter().map(|c| format!("{alias}.{c}")).collect::<Vec<_>>().join(", ")
+}
 
-/// Recomputes up to [`CHUNK`] dirty hours (and their days) from the facts, in one
-/// transaction; returns how many hours it refreshed (0 when nothing was dirty, or when
-/// another replica holds the refresh).
-async fn refresh_chunk(db: &DatabaseConnection) -> AppResult<usize> {
+/// Most deltas one refresh transaction folds.
+const CHUNK: i64 = 100_000;
+
+/// Folds up to [`CHUNK`] pending deltas of each family into the hour and day rows and
+/// deletes them, in one transaction; returns how many it folded (0 when none were
+/// pending, or when another replica holds the refresh).
+async fn refresh_chunk(db: &DatabaseConnection) -> AppResult<u64> {
     let backend = db.get_database_backend();
     let Some(txn) = refresh_transaction(db, 4_242_001).await? else {
         return Ok(0);
     };
-    let marks = txn
-        .query_all_raw(sea_orm::Statement::from_string(
-            backend,
-            format!("SELECT DISTINCT family, hour FROM rollup_dirty ORDER BY family, hour LIMIT {CHUNK}"),
-        ))
-        .await?;
-    let mut dirty: BTreeMap<String, Vec<i64>> = BTreeMap::new();
-    for row in &marks {
-        dirty.entry(row.try_get("", "family")?).or_default().push(row.try_get("", "hour")?);
-    }
-    for (family, hours) in &dirty {
-        let Some(rollup) = [&FEEDBACK, &INTERACTIONS].into_iter().find(|r| r.family == family) else {
+    let mut folded = 0;
+    for rollup in [&FEEDBACK, &INTERACTIONS] {
+        let row = txn
+            .query_one_raw(sea_orm::Statement::from_string(
+                backend,
+                format!("SELECT MIN(id) AS lo, MAX(id) AS hi FROM {}", rollup.deltas),
+            ))
+            .await?;
+        let bounds: Option<(Option<i64>, Option<i64>)> = match row {
+            Some(r) => Some((r.try_get("", "lo")?, r.try_get("", "hi")?)),
+            None => None,
+        };
+        let Some((Some(lo), Some(hi))) = bounds else {
             continue;
         };
-        recompute(&txn, rollup, hours).await?;
+        let upto = hi.min(lo.saturating_add(CHUNK - 1));
+        fold(&txn, rollup, upto).await?;
         let mut sql = Sql::new();
-        sql.push("DELETE FROM rollup_dirty WHERE family = ").bind(rollup.family);
-        sql.push(" AND hour IN ").bind_list(hours.iter().copied());
-        txn.execute_raw(sql.statement(backend)).await?;
+        sql.push(&format!("DELETE FROM {} WHERE id <= ", rollup.deltas)).bind(upto);
+        folded += txn.execute_raw(sql.statement(backend)).await?.rows_affected();
     }
     txn.commit().await?;
-    Ok(marks.len())
+    Ok(folded)
+}
+
+/// Adds the deltas up to id `upto` to the hour rows and the day rows they fall in.
+async fn fold(db: &impl ConnectionTrait, rollup: &Rollup, upto: i64) -> AppResult<()> {
+    let columns = rollup.columns.join(", ");
+    let sums = rollup.columns.iter().map(|c| format!("SUM({c}) AS {c}")).collect::<Vec<_>>().join(", ");
+    let added = rollup
+        .columns
+        .iter()
+        .map(|c| format!("{c} = {table}.{c} + excluded.{c}", table = rollup.table))
+        .collect::<Vec<_>>()
+        .join(", ");
+    let mut sql = Sql::new();
+    // `WHERE true` before `ON CONFLICT`: SQLite would read the clause as part of the
+    // join otherwise.
+    sql.push(&format!(
+        "INSERT INTO {table} (hours, start_hour, channel, {columns}) SELECT hours, start_hour, channel, {columns}          FROM (SELECT 1 AS hours, start_hour, channel, {sums} FROM {deltas} WHERE id <= ",
+        table = rollup.table,
+        deltas = rollup.deltas,
+    ));
+    sql.bind(upto).push(&format!(
+        " GROUP BY start_hour, channel UNION ALL SELECT {DAY} AS hours, (start_hour / {DAY}) * {DAY} AS start_hour,          channel, {sums} FROM {deltas} WHERE id <= ",
+        deltas = rollup.deltas,
+    ));
+    sql.bind(upto).push(&format!(
+        " GROUP BY (start_hour / {DAY}) * {DAY}, channel) f WHERE true          ON CONFLICT (hours, start_hour, channel) DO UPDATE SET {added}"
+    ));
+    db.execute_raw(sql.statement(db.get_database_backend())).await?;
+    Ok(())
 }
 
 /// A refresher's transaction: a snapshot on PostgreSQL (the marks it deletes are
@@ -318,92 +343,29 @@ pub(super) async fn refresh_transaction(
     Ok(Some(txn))
 }
 
-/// Consecutive runs `[from, to)` of sorted, distinct numbers.
-fn runs(sorted: &[i64]) -> Vec<(i64, i64)> {
-    let mut out: Vec<(i64, i64)> = Vec::new();
-    for &n in sorted {
-        match out.last_mut() {
-            Some((_, to)) if *to == n => *to = n + 1,
-            _ => out.push((n, n + 1)),
-        }
-    }
-    out
-}
-
-/// Rewrites the hour rows of `hours` from the facts, then the day rows of their days
-/// from the hour rows.
-async fn recompute(db: &impl ConnectionTrait, rollup: &Rollup, hours: &[i64]) -> AppResult<()> {
-    let backend = db.get_database_backend();
-    let columns = rollup.columns.join(", ");
-    let summed = rollup.columns.iter().map(|c| format!("COALESCE({c}, 0)")).collect::<Vec<_>>().join(", ");
-    let alias = rollup.facts.split(' ').nth(1).unwrap_or("f");
-
-    let mut sql = Sql::new();
-    sql.push(&format!("DELETE FROM {} WHERE hours = 1 AND start_hour IN ", rollup.table))
-        .bind_list(hours.iter().copied());
-    db.execute_raw(sql.statement(backend)).await?;
-    let mut sql = Sql::new();
-    sql.push(&format!(
-        "INSERT INTO {} (hours, start_hour, channel, {columns}) SELECT 1, hr, ch, {summed} FROM (SELECT {} AS hr, \
-         {alias}.channel AS ch, {} FROM {} WHERE ",
-        rollup.table,
-        sql::hour_of(backend, &format!("{alias}.occurred_at")),
-        rollup.aggregates(),
-        rollup.facts,
-    ));
-    for (i, (from, to)) in runs(hours).into_iter().enumerate() {
-        sql.push(if i == 0 { "(" } else { " OR (" });
-        sql.push(&format!("{alias}.occurred_at >= ")).bind(start_of(from));
-        sql.push(&format!(" AND {alias}.occurred_at < ")).bind(start_of(to)).push(")");
-    }
-    sql.push(" GROUP BY 1, 2) x");
-    db.execute_raw(sql.statement(backend)).await?;
-
-    let days: BTreeSet<i64> = hours.iter().map(|h| h.div_euclid(DAY)).collect();
-    let days: Vec<i64> = days.into_iter().collect();
-    let mut sql = Sql::new();
-    sql.push(&format!("DELETE FROM {} WHERE hours = {DAY} AND start_hour IN ", rollup.table))
-        .bind_list(days.iter().map(|d| d * DAY));
-    db.execute_raw(sql.statement(backend)).await?;
-    let sums = rollup.columns.iter().map(|c| format!("SUM({c})")).collect::<Vec<_>>().join(", ");
-    let mut sql = Sql::new();
-    sql.push(&format!(
-        "INSERT INTO {table} (hours, start_hour, channel, {columns}) SELECT {DAY}, (start_hour / {DAY}) * {DAY}, \
-         channel, {sums} FROM {table} WHERE hours = 1 AND (",
-        table = rollup.table
-    ));
-    for (i, (from, to)) in runs(&days).into_iter().enumerate() {
-        sql.push(if i == 0 { "" } else { " OR " });
-        sql.push("(start_hour >= ").bind(from * DAY).push(" AND start_hour < ").bind(to * DAY).push(")");
-    }
-    sql.push(") GROUP BY 2, 3");
-    db.execute_raw(sql.statement(backend)).await?;
-    Ok(())
-}
-
-/// Refreshes until nothing is dirty (or `max_chunks` chunks ran); returns the hours
-/// refreshed.
-pub async fn refresh(db: &DatabaseConnection, max_chunks: usize) -> AppResult<usize> {
+/// Folds until nothing is pending (or `max_chunks` chunks ran); returns the deltas
+/// folded.
+pub async fn refresh(db: &DatabaseConnection, max_chunks: usize) -> AppResult<u64> {
     let mut total = 0;
     for _ in 0..max_chunks {
         let n = refresh_chunk(db).await?;
         total += n;
-        if n < CHUNK {
+        if n == 0 {
             break;
         }
     }
     Ok(total)
 }
 
-/// The refresher job: every `interval`, the dirty hours, then the marked journey runs
-/// (`super::runs`, kept under the same discipline).
+/// The refresher job: every `interval`, the pending deltas, then the marked journey
+/// runs (`super::runs`).
 pub fn spawn_refresher(db: DatabaseConnection, interval: std::time::Duration) -> tokio::task::JoinHandle<()> {
     crate::jobs::every(interval, move || {
         let db = db.clone();
         async move {
             match refresh(&db, 100).await {
                 Ok(0) => {}
-                Ok(n) => tracing::debug!(hours = n, "insight rollups refreshed"),
+                Ok(n) => tracing::debug!(deltas = n, "insight rollups refreshed"),
                 Err(e) => tracing::warn!(error = e.message(), "insight rollup refresh failed; retrying next interval"),
             }
             match super::runs::refresh(&db, 100).await {
@@ -441,7 +403,7 @@ mod tests {
     #[test]
     fn a_week_is_whole_days_with_ragged_edges_from_the_facts() {
         let week = range("2026-11-23T10:30:00Z", "2026-11-30T00:00:00Z");
-        let pieces = plan(&[(3, week)], &BTreeSet::new());
+        let pieces = plan(&[(3, week)]);
         let h = hour_of(utc("2026-11-23T11:00:00Z"));
         let day = hour_of(utc("2026-11-24T00:00:00Z"));
         assert_eq!(
@@ -455,28 +417,12 @@ mod tests {
     }
 
     #[test]
-    fn a_dirty_hour_is_read_from_the_facts_and_its_day_from_hour_rows() {
-        let day = hour_of(utc("2026-11-24T00:00:00Z"));
-        let dirty = BTreeSet::from([day + 5]);
-        let pieces = plan(&[(0, range("2026-11-24T00:00:00Z", "2026-11-26T00:00:00Z"))], &dirty);
-        assert_eq!(
-            pieces,
-            vec![
-                Piece::Rollup { bucket: 0, grain: 1, from: day, to: day + 5 },
-                Piece::Facts { bucket: 0, range: range("2026-11-24T05:00:00Z", "2026-11-24T06:00:00Z") },
-                Piece::Rollup { bucket: 0, grain: 1, from: day + 6, to: day + 24 },
-                Piece::Rollup { bucket: 0, grain: 24, from: day + 24, to: day + 48 },
-            ]
-        );
-    }
-
-    #[test]
     fn less_than_an_hour_and_zones_off_the_hour_come_from_the_facts() {
         let short = range("2026-11-24T10:05:00Z", "2026-11-24T10:55:00Z");
-        assert_eq!(plan(&[(0, short)], &BTreeSet::new()), vec![Piece::Facts { bucket: 0, range: short }]);
+        assert_eq!(plan(&[(0, short)]), vec![Piece::Facts { bucket: 0, range: short }]);
         // A Kolkata day (UTC+05:30) starts at 18:30Z: half-hours at both ends.
         let day = range("2026-11-23T18:30:00Z", "2026-11-24T18:30:00Z");
-        let pieces = plan(&[(1, day)], &BTreeSet::new());
+        let pieces = plan(&[(1, day)]);
         assert_eq!(
             pieces.first(),
             Some(&Piece::Facts { bucket: 1, range: range("2026-11-23T18:30:00Z", "2026-11-23T19:00:00Z") })

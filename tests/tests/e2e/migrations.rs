@@ -1,9 +1,10 @@
-//! Migrations: up, down and up again on both backends, and the constraints they make.
+//! Migrations: up, down and up again on both backends, the constraints they make, and
+//! the data a migration carries over.
 
-use chrono::Utc;
+use chrono::{DateTime, Utc};
 use cxgraph_tests::{TestDatabase, backends};
-use entity::enums::IdentityKind;
-use entity::{customer, customer_identity};
+use entity::enums::{Channel, FeedbackKind, IdentityKind};
+use entity::{customer, customer_identity, feedback};
 use migration::{Migrator, MigratorTrait};
 use sea_orm::{
     ActiveModelTrait, ConnectionTrait, DatabaseConnection, EntityTrait, IntoActiveModel, PaginatorTrait, Statement,
@@ -34,8 +35,10 @@ const TABLES: &[&str] = &[
     "customer_merges",
     "customers",
     "feedback",
+    "feedback_rollup_deltas",
     "feedback_rollups",
     "feedback_topics",
+    "interaction_rollup_deltas",
     "interaction_rollups",
     "interaction_topics",
     "interactions",
@@ -45,7 +48,6 @@ const TABLES: &[&str] = &[
     "journeys",
     "outbox_events",
     "refresh_tokens",
-    "rollup_dirty",
     "routing_rules",
     "seaql_migrations",
     "sla_policies",
@@ -121,6 +123,76 @@ async fn schema_enforces_foreign_keys_and_identity_uniqueness() {
         customer::Entity::delete_by_id(a.id).exec(&db).await.unwrap();
         let left = customer_identity::Entity::find().count(&db).await.unwrap();
         assert_eq!(left, 0, "[{who}] identities cascade with their customer");
+        db.close().await.ok();
+    }
+}
+
+/// Hours still dirty when migration 16 replaced dirty marks with deltas become deltas
+/// (their facts less their stale hour rows): one fold leaves every hour and day row
+/// equal to its facts.
+#[tokio::test]
+async fn dirty_hours_become_deltas_when_the_rollups_move_to_deltas() {
+    for backend in backends() {
+        let who = backend.name();
+        let database = TestDatabase::create(&backend).await;
+        let db = database.connect().await;
+        Migrator::up(&db, Some(15)).await.unwrap();
+        let c = new_customer().into_active_model().insert(&db).await.unwrap();
+        let answer = |kind: FeedbackKind, score: i16, at: &str| feedback::Model {
+            id: Uuid::now_v7(),
+            customer_id: c.id,
+            survey_id: None,
+            kind,
+            score: Some(score),
+            comment: None,
+            channel: Channel::Email,
+            touchpoint_id: None,
+            interaction_id: None,
+            sentiment_score: None,
+            sentiment_label: None,
+            source: "test".into(),
+            external_id: None,
+            occurred_at: at.parse::<DateTime<Utc>>().unwrap(),
+            created_at: Utc::now(),
+        };
+        for (kind, score, at) in [
+            (FeedbackKind::Nps, 10, "2026-11-20T10:15:00Z"),
+            (FeedbackKind::Nps, 3, "2026-11-20T10:40:00Z"),
+            (FeedbackKind::Csat, 5, "2026-11-20T14:05:00Z"),
+        ] {
+            answer(kind, score, at).into_active_model().insert(&db).await.unwrap();
+        }
+        // The rows a refresh between the first answer and the second left: the first
+        // answer in its hour and its day. (The triggers marked all three answers.)
+        let hour = "2026-11-20T10:00:00Z".parse::<DateTime<Utc>>().unwrap().timestamp() / 3600;
+        let day = hour - hour % 24;
+        let stale = |hours: i64, start: i64| {
+            format!(
+                "INSERT INTO feedback_rollups (hours, start_hour, channel, responses, promoters, passives, detractors, \
+                 csat_n, csat_sat, csat_sum, csat_sq, ces_n, ces_sum, ces_sq, s_n, s_sum, s_sq, s_neg) \
+                 VALUES ({hours}, {start}, 'email', 1, 1, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0)"
+            )
+        };
+        db.execute_unprepared(&stale(1, hour)).await.unwrap();
+        db.execute_unprepared(&stale(24, day)).await.unwrap();
+
+        Migrator::up(&db, None).await.unwrap();
+        cxgraph::insights::rollups::refresh(&db, 10).await.unwrap();
+        let sql = "SELECT CAST(hours AS BIGINT) AS hours, start_hour, responses, promoters, detractors, csat_n, csat_sum FROM feedback_rollups \
+                   WHERE responses <> 0 ORDER BY hours, start_hour";
+        let rows = db.query_all_raw(Statement::from_string(db.get_database_backend(), sql)).await.unwrap();
+        let rows: Vec<[i64; 7]> = rows
+            .iter()
+            .map(|r| {
+                ["hours", "start_hour", "responses", "promoters", "detractors", "csat_n", "csat_sum"]
+                    .map(|c| r.try_get::<i64>("", c).unwrap())
+            })
+            .collect();
+        assert_eq!(
+            rows,
+            [[1, hour, 2, 1, 1, 0, 0], [1, hour + 4, 1, 0, 0, 1, 5], [24, day, 3, 1, 1, 1, 5]],
+            "[{who}] hour and day rows equal their facts"
+        );
         db.close().await.ok();
     }
 }
