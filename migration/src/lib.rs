@@ -25,6 +25,7 @@ mod m20261202_000013_create_insight_rollups;
 mod m20261202_000014_add_covering_insight_indexes;
 mod m20261203_000015_create_journey_steps;
 mod m20261204_000016_fold_rollup_deltas;
+mod m20261204_000017_drop_unused_due_indexes;
 
 /// The ordered list of cxgraph migrations.
 #[derive(Debug)]
@@ -50,6 +51,7 @@ impl MigratorTrait for Migrator {
             Box::new(m20261202_000014_add_covering_insight_indexes::Migration),
             Box::new(m20261203_000015_create_journey_steps::Migration),
             Box::new(m20261204_000016_fold_rollup_deltas::Migration),
+            Box::new(m20261204_000017_drop_unused_due_indexes::Migration),
         ]
     }
 }
