@@ -63,6 +63,24 @@ impl CostBudget {
         CostBudget { per_hour, windows: Mutex::new(HashMap::new()) }
     }
 
+    /// Whether this caller's queries are charged (the budget is on and the caller is
+    /// not anonymous): pricing a query is skipped otherwise.
+    pub fn charges(&self, principal: &Principal) -> bool {
+        self.per_hour != 0 && caller_key(principal).is_some()
+    }
+
+    /// Gives back what a charged query cost when it did not run after all (it failed
+    /// validation): a query is paid for only when it runs.
+    pub fn refund(&self, principal: &Principal, cost: u64) {
+        let Some(key) = caller_key(principal) else {
+            return;
+        };
+        let mut windows = self.windows.lock().unwrap_or_else(PoisonError::into_inner);
+        if let Some(window) = windows.get_mut(&key) {
+            window.used = window.used.saturating_sub(cost);
+        }
+    }
+
     /// Charges `cost` to the caller: `Ok` with the report when it fits, `Err` with
     /// the report (nothing charged) when it does not, `None` when the budget is off
     /// or the caller is anonymous.
@@ -118,7 +136,19 @@ mod tests {
     }
 
     #[test]
+    fn a_refund_gives_back_what_was_charged() {
+        let budget = CostBudget::new(100);
+        let ann = user();
+        assert!(budget.charges(&ann));
+        budget.charge(&ann, 70).unwrap().unwrap();
+        budget.refund(&ann, 70);
+        assert_eq!(budget.charge(&ann, 100).unwrap().unwrap().remaining, 0, "the whole hour is there again");
+    }
+
+    #[test]
     fn off_or_anonymous_is_not_charged() {
+        assert!(!CostBudget::new(0).charges(&user()));
+        assert!(!CostBudget::new(100).charges(&Principal::Anonymous(None)));
         assert!(CostBudget::new(0).charge(&user(), 5).is_none());
         assert!(CostBudget::new(100).charge(&Principal::Anonymous(None), 5).is_none());
     }

@@ -34,7 +34,7 @@ pub use subscriptions::SubscriptionRoot;
 
 use crate::state::AppState;
 
-pub use access::{AccessControl, OperationSlot};
+pub use access::{Gate, Guarded, OperationSlot};
 
 /// Every query field, by area.
 #[derive(MergedObject, Default)]
@@ -72,7 +72,8 @@ pub struct MutationRoot(
     feedback::FeedbackMutation,
 );
 
-pub type AppSchema = Schema<QueryRoot, MutationRoot, SubscriptionRoot>;
+/// The schema: the roots guarded by their access policies (see `access`).
+pub type AppSchema = Schema<Guarded<QueryRoot>, Guarded<MutationRoot>, SubscriptionRoot>;
 
 /// Query depth limit: deep enough for the customer 360, shallow enough to stop abuse.
 pub const MAX_DEPTH: usize = 15;
@@ -82,12 +83,12 @@ pub const MAX_DEPTH: usize = 15;
 /// costs over 50,000 and is refused.
 pub const MAX_COMPLEXITY: usize = 50_000;
 
-fn builder() -> SchemaBuilder<QueryRoot, MutationRoot, SubscriptionRoot> {
-    Schema::build(QueryRoot::default(), MutationRoot::default(), SubscriptionRoot)
-        // No `async_graphql::extensions::Tracing`: it records the query text on its
-        // spans, and a password written inline in a `login` would be exported with it.
-        // The HTTP request span names the operation instead.
-        .extension(AccessControl::default())
+fn builder() -> SchemaBuilder<Guarded<QueryRoot>, Guarded<MutationRoot>, SubscriptionRoot> {
+    // No extension at all (see `access` for what one costs per field). Not
+    // `async_graphql::extensions::Tracing` either: it records the query text on its
+    // spans, and a password written inline in a `login` would be exported with it. The
+    // HTTP request span names the operation instead.
+    Schema::build(Guarded::default(), Guarded::default(), SubscriptionRoot)
         .limit_depth(MAX_DEPTH)
         .limit_complexity(MAX_COMPLEXITY)
         .limit_recursive_depth(32)

@@ -26,7 +26,9 @@ use tower_http::request_id::{MakeRequestId, PropagateRequestIdLayer, RequestId, 
 use tower_http::trace::TraceLayer;
 
 use crate::auth::{AuthFailure, Principal};
-use crate::graphql::AppSchema;
+use async_graphql::Executor;
+
+use crate::graphql::Gate;
 use crate::state::AppState;
 use crate::{db, graphql};
 
@@ -38,17 +40,17 @@ pub use sockets::SocketCounts;
 
 const REQUEST_ID: &str = "x-request-id";
 
-/// Shared by the handlers: the schema and the application state.
+/// Shared by the handlers: the GraphQL executor and the application state.
 #[derive(Clone)]
 pub struct HttpState {
-    pub schema: AppSchema,
+    pub gate: Gate,
     pub app: AppState,
 }
 
 /// Builds the router with every route and layer.
 pub fn router(app: AppState) -> Router {
     let settings = app.settings().clone();
-    let state = HttpState { schema: graphql::build_schema(app.clone()), app };
+    let state = HttpState { gate: Gate::new(graphql::build_schema(app.clone()), app.clone()), app };
     let header_name = header::HeaderName::from_static(REQUEST_ID);
     let layers = ServiceBuilder::new()
         .layer(SetRequestIdLayer::new(header_name.clone(), NewRequestId))
@@ -194,7 +196,7 @@ async fn execute(state: &HttpState, headers: &HeaderMap, req: async_graphql::Req
         .data(crate::graphql::loaders::for_request(state.app.db().clone()))
         .data(crate::graphql::loaders::topic_loader(state.app.db().clone()))
         .data(std::sync::Arc::clone(&slot));
-    let response = state.schema.execute(req).await;
+    let response = state.gate.execute(req).await;
     let (kind, name) = slot.selected(wanted.as_deref());
     span.record("graphql.operation.type", kind);
     span.record("graphql.operation.name", name.as_str());

@@ -100,7 +100,7 @@ pub fn serve(state: HttpState, headers: HeaderMap, upgrade: WebSocketUpgrade, pr
         let app = state.app.clone();
         let initialised = Arc::new(AtomicBool::new(false));
         let seen = Arc::clone(&initialised);
-        let serving = GraphQLWebSocket::new(socket, state.schema.clone(), protocol)
+        let serving = GraphQLWebSocket::new(socket, state.gate.clone(), protocol)
             .on_connection_init(move |payload| async move {
                 seen.store(true, Ordering::Relaxed);
                 let token = payload

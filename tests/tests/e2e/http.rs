@@ -291,6 +291,14 @@ async fn queries_spend_an_hourly_cost_budget_reported_in_every_answer() {
         // What still fits still runs; the budget is the caller's own.
         let small: Value = ask(page(30), admin.clone()).await.json().await.unwrap();
         assert_eq!(small["extensions"]["cost"]["remaining"], left - price(30), "{small}");
+        left -= price(30);
+        // A query that does not validate runs nothing and costs nothing.
+        let invalid = "{ customers(first: 5) { edges { node { noSuchField } } } }".to_owned();
+        let invalid: Value = ask(invalid, admin.clone()).await.json().await.unwrap();
+        assert_eq!(error_code(&invalid), Some("GRAPHQL_VALIDATION_FAILED"), "{invalid}");
+        assert!(invalid["extensions"]["cost"].is_null(), "{invalid}");
+        let after: Value = ask(page(1), admin.clone()).await.json().await.unwrap();
+        assert_eq!(after["extensions"]["cost"]["remaining"], left - price(1), "{after}");
         let (email, password) = app.create_user(entity::enums::Role::Analyst).await;
         let analyst = app.login(&email, &password).await.access;
         let theirs: Value = ask(page(50), analyst).await.json().await.unwrap();
