@@ -10,7 +10,10 @@
 use chrono::Utc;
 use entity::{customer, customer_merge};
 use sea_orm::sea_query::Expr;
-use sea_orm::{ActiveModelTrait, ColumnTrait, ConnectionTrait, DatabaseConnection, EntityTrait, QueryFilter, Set};
+use sea_orm::{
+    ActiveModelTrait, ColumnTrait, ConnectionTrait, DatabaseConnection, EntityTrait, QueryFilter, QueryOrder,
+    QuerySelect, Set,
+};
 use serde_json::{Value, json};
 use uuid::Uuid;
 
@@ -70,6 +73,15 @@ pub async fn merge(
         ));
     }
     let txn = db::begin_write(db).await?;
+    // Both rows locked first (in id order): an ingest that wrote for the duplicate
+    // commits before this merge moves its rows, or finds it merged and follows the
+    // merge (see `interactions::ingest`).
+    customer::Entity::find()
+        .filter(customer::Column::Id.is_in([survivor_id, duplicate_id]))
+        .order_by_asc(customer::Column::Id)
+        .lock_exclusive()
+        .all(&txn)
+        .await?;
     let survivor = live(&txn, survivor_id, &["input", "survivorId"]).await?;
     let duplicate = live(&txn, duplicate_id, &["input", "duplicateId"]).await?;
     let now = Utc::now();

@@ -11,6 +11,15 @@
 //! index; the losing batch rolls back and, on its retry, finds the winner's rows. A
 //! batch answers per item: an item failing its checks is reported and the others
 //! still land.
+//!
+//! Locks, in the order every batch takes them (so two batches never wait on each
+//! other in a cycle): the rows of the conversations it continues; for a pair with no
+//! conversation, an advisory lock on opening one, then a second read; last, the rows
+//! of its customers, in the statement that notes their latest contact and checks that
+//! none was merged or erased meanwhile. Batches that share a customer but not a
+//! conversation therefore overlap except for that last statement and the commit
+//! (they used to lock the customers first and run one after the other: with a few
+//! busy customers in every batch, four ingest clients wrote one at a time).
 
 use chrono::{DateTime, Utc};
 use entity::enums::{AuthorKind, Channel, ConversationStatus, Direction, Priority, Visibility};
@@ -20,7 +29,7 @@ use std::collections::{HashMap, HashSet};
 use sea_orm::sea_query::{Expr, OnConflict};
 use sea_orm::{
     ActiveEnum, ActiveModelTrait, ColumnTrait, ConnectionTrait, DatabaseConnection, EntityTrait, IntoActiveModel,
-    Iterable, QueryFilter, QueryOrder, QuerySelect, Set, TryIntoModel,
+    Iterable, QueryFilter, Set, TryIntoModel,
 };
 use serde_json::json;
 use uuid::Uuid;
@@ -346,24 +355,75 @@ async fn customer_of(
     }))
 }
 
-/// Locks the batch's customers until it commits (PostgreSQL; SQLite has one writer
-/// anyway), in id order, and answers their current rows. Two batches writing for the
-/// same customer thus run one after the other: the second sees the conversation the
-/// first opened instead of opening another.
-async fn lock_customers(
-    txn: &impl ConnectionTrait,
-    ids: HashSet<Uuid>,
-) -> Result<HashMap<Uuid, customer::Model>, sea_orm::DbErr> {
-    if ids.is_empty() {
-        return Ok(HashMap::new());
+/// The advisory-lock class of "a conversation is being opened for this (customer,
+/// channel)" (`pg_advisory_xact_lock(class, key)`: a key space of its own, apart from
+/// the single-key locks the refreshers take).
+const OPENING: i32 = 0x6378;
+
+/// A pair's advisory-lock key: its hash (a collision only makes two batches wait).
+fn opening_key(customer: Uuid, channel: Channel) -> i32 {
+    use std::hash::{Hash, Hasher};
+    let mut h = std::collections::hash_map::DefaultHasher::new();
+    (customer, channel.to_value()).hash(&mut h);
+    h.finish() as i32
+}
+
+/// On PostgreSQL, takes the "opening" lock of each pair (in key order, so batches
+/// never wait on each other in a cycle), held until the batch ends. A batch opens a
+/// conversation only for a pair it holds, after reading again that none was opened
+/// meanwhile; so two batches never open two for one pair, while batches on other
+/// pairs of the same customer do not wait on each other.
+async fn lock_openings(txn: &impl ConnectionTrait, pairs: &HashSet<(Uuid, Channel)>) -> Result<(), sea_orm::DbErr> {
+    let backend = txn.get_database_backend();
+    if pairs.is_empty() || backend != sea_orm::DatabaseBackend::Postgres {
+        return Ok(());
     }
-    let rows = customer::Entity::find()
-        .filter(customer::Column::Id.is_in(ids))
-        .order_by_asc(customer::Column::Id)
-        .lock_exclusive()
-        .all(txn)
+    let mut keys: Vec<i32> = pairs.iter().map(|(c, ch)| opening_key(*c, *ch)).collect();
+    keys.sort_unstable();
+    keys.dedup();
+    let sql = format!(
+        "SELECT pg_advisory_xact_lock({OPENING}, k) FROM (VALUES {}) AS v(k)",
+        vec!["(CAST(? AS INTEGER))"; keys.len()].join(", ")
+    );
+    txn.query_all_raw(db::statement(backend, &sql, keys.into_iter().map(Into::into).collect())).await?;
+    Ok(())
+}
+
+/// Notes the batch's latest contact on each of its customers, and checks that none
+/// was merged or erased since the batch read them: `false` when one was (the batch
+/// is tried again, and then follows the merge or refuses the erased customer). Locks
+/// the customers' rows until the batch ends — last, so batches sharing a customer
+/// wait on each other only for this statement and the commit. A merge or an erasure
+/// takes the same rows first thing (see `customers::merge`), so either it waits for
+/// this batch and then finds its rows, or this statement waits for it and fails the
+/// check.
+async fn touch_customers(
+    txn: &impl ConnectionTrait,
+    latest: &HashMap<Uuid, DateTime<Utc>>,
+) -> Result<bool, sea_orm::DbErr> {
+    if latest.is_empty() {
+        return Ok(true);
+    }
+    use sea_orm::sea_query::ExprTrait as _;
+    let mut ids: Vec<&Uuid> = latest.keys().collect();
+    ids.sort_unstable();
+    let mut case = sea_orm::sea_query::CaseStatement::new();
+    for id in &ids {
+        let at = latest[*id];
+        let later = customer::Column::LastContactAt.is_null().or(customer::Column::LastContactAt.lt(at));
+        case = case.case(
+            customer::Column::Id.eq(**id),
+            Expr::case(later, Expr::value(at)).finally(Expr::col(customer::Column::LastContactAt)),
+        );
+    }
+    let touched = customer::Entity::update_many()
+        .col_expr(customer::Column::LastContactAt, case.finally(Expr::col(customer::Column::LastContactAt)).into())
+        .filter(customer::Column::Id.is_in(ids.into_iter().copied()))
+        .filter(customer::Column::MergedIntoId.is_null())
+        .filter(customer::Column::ErasedAt.is_null())
+        .exec(txn)
         .await?;
-    Ok(rows.into_iter().map(|c| (c.id, c)).collect())
+    Ok(touched.rows_affected == latest.len() as u64)
 }
 
 /// The open, pending or resolved conversation of each (customer, channel), latest
@@ -446,14 +506,22 @@ async fn attempt(
             Err(e) => answers.push((*i, Err(e))),
         }
     }
+    let pairs: HashSet<(Uuid, Channel)> = writes.iter().map(|(x, c)| (c.id, x.input.channel)).collect();
     let locked = async {
-        let customers = lock_customers(&txn, writes.iter().map(|(_, c)| c.id).collect()).await?;
+        // Every conversation here gets a message of this batch: all are written back.
+        let mut conversations = current_conversations(&txn, &pairs).await?;
+        let unopened: HashSet<(Uuid, Channel)> =
+            pairs.iter().filter(|p| !conversations.contains_key(p)).copied().collect();
+        if !unopened.is_empty() && txn.get_database_backend() == sea_orm::DatabaseBackend::Postgres {
+            lock_openings(&txn, &unopened).await?;
+            conversations.extend(current_conversations(&txn, &unopened).await?);
+        }
         // Keys stored by a batch that held a lock we waited for are duplicates too.
         let keys: Vec<(Channel, &str)> =
             writes.iter().map(|(x, _)| (x.input.channel, x.input.external_id.as_str())).collect();
-        Ok::<_, sea_orm::DbErr>((customers, existing_by_key(&txn, &keys).await?))
+        Ok::<_, sea_orm::DbErr>((conversations, existing_by_key(&txn, &keys).await?))
     };
-    let (fresh, stored_meanwhile) = match locked.await {
+    let (mut conversations, stored_meanwhile) = match locked.await {
         Ok(locked) => locked,
         Err(e) => {
             return abandon(txn, e).await;
@@ -467,19 +535,13 @@ async fn attempt(
         }
         None => true,
     });
-    let pairs: HashSet<(Uuid, Channel)> = writes.iter().map(|(x, c)| (c.id, x.input.channel)).collect();
-    // Every conversation here gets a message of this batch: all are written back.
-    let mut conversations = match current_conversations(&txn, &pairs).await {
-        Ok(current) => current,
-        Err(e) => {
-            return abandon(txn, e).await;
-        }
-    };
+    let still: HashSet<(Uuid, Channel)> = writes.iter().map(|(x, c)| (c.id, x.input.channel)).collect();
+    conversations.retain(|pair, _| still.contains(pair));
     let now = Utc::now();
     let mut rows: Vec<interaction::Model> = Vec::with_capacity(writes.len());
     let mut links: Vec<(Uuid, Uuid)> = Vec::new();
     let mut emitted: Vec<NewEvent> = Vec::with_capacity(writes.len() * 2);
-    let mut last_contact: HashMap<Uuid, (Option<DateTime<Utc>>, DateTime<Utc>)> = HashMap::new();
+    let mut last_contact: HashMap<Uuid, DateTime<Utc>> = HashMap::new();
     for (item, customer) in &writes {
         let input = &item.input;
         let at = input.occurred_at.unwrap_or(now);
@@ -513,14 +575,22 @@ async fn attempt(
         links.extend(item.analysis.topics.iter().map(|topic| (row.id, *topic)));
         emitted.push(interaction_event(&row));
         emitted.push(super::conversations::updated_event(conversation_id, customer.id, input.channel));
-        let before = fresh.get(&customer.id).map_or(customer.last_contact_at, |c| c.last_contact_at);
-        let latest = last_contact.entry(customer.id).or_insert((before, at));
-        latest.1 = latest.1.max(at);
+        let latest = last_contact.entry(customer.id).or_insert(at);
+        *latest = (*latest).max(at);
         rows.push(row);
     }
     let touched: Vec<conversation::Model> = conversations.into_values().collect();
-    if let Err(e) = write(&txn, touched, &rows, links, emitted, &last_contact).await {
+    if let Err(e) = write(&txn, touched, &rows, links, emitted).await {
         return abandon(txn, e).await;
+    }
+    match touch_customers(&txn, &last_contact).await {
+        Ok(true) => {}
+        Ok(false) => {
+            // A customer was merged or erased meanwhile: try again from the start.
+            txn.rollback().await.ok();
+            return Ok(None);
+        }
+        Err(e) => return abandon(txn, e).await,
     }
     let stored: HashMap<usize, interaction::Model> = writes.iter().map(|(x, _)| x.index).zip(rows).collect();
     for (i, first) in repeats {
@@ -554,7 +624,6 @@ async fn write(
     rows: &[interaction::Model],
     links: Vec<(Uuid, Uuid)>,
     emitted: Vec<NewEvent>,
-    last_contact: &HashMap<Uuid, (Option<DateTime<Utc>>, DateTime<Utc>)>,
 ) -> Result<(), sea_orm::DbErr> {
     if !conversations.is_empty() {
         // New conversations are inserted, continued ones updated, in one upsert.
@@ -568,22 +637,6 @@ async fn write(
     db::insert_all(txn, rows.iter().cloned().map(IntoActiveModel::into_active_model).collect(), None).await?;
     topics::insert_interaction_links(txn, links).await?;
     events::emit_all(txn, emitted).await?;
-    let later: Vec<(Uuid, DateTime<Utc>)> = last_contact
-        .iter()
-        .filter(|(_, (before, latest))| before.is_none_or(|b| b < *latest))
-        .map(|(id, (_, latest))| (*id, *latest))
-        .collect();
-    if !later.is_empty() {
-        let mut case = sea_orm::sea_query::CaseStatement::new();
-        for (id, at) in &later {
-            case = case.case(customer::Column::Id.eq(*id), Expr::value(*at));
-        }
-        customer::Entity::update_many()
-            .col_expr(customer::Column::LastContactAt, case.finally(Expr::col(customer::Column::LastContactAt)).into())
-            .filter(customer::Column::Id.is_in(later.iter().map(|(id, _)| *id)))
-            .exec(txn)
-            .await?;
-    }
     Ok(())
 }
 

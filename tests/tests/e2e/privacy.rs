@@ -465,3 +465,41 @@ async fn the_server_runs_the_retention_job_when_configured() {
         app.stop().await;
     }
 }
+
+/// Batches writing for a customer while it is merged away all land, and none of
+/// their messages or conversations stays behind on the tombstone: a batch either
+/// commits before the merge moves the rows, or finds the customer merged and writes
+/// to the survivor.
+#[tokio::test]
+async fn a_merge_during_ingest_leaves_nothing_on_the_tombstone() {
+    on_each_backend(async |app: &TestApp| {
+        let admin = app.login_admin().await.access;
+        let survivor = cxgraph_tests::insert_customer(&app.db, None).await;
+        let duplicate = cxgraph_tests::insert_customer(&app.db, None).await;
+        const INGEST: &str = "mutation($inputs: [RecordInteractionInput!]!) { ingestInteractions(inputs: $inputs) { \
+            created rejected } }";
+        let batches = (0..6).map(|n| {
+            let inputs: Vec<Value> = (0..20)
+                .map(|i| {
+                    let channel = ["EMAIL", "CHAT", "SMS"][i % 3];
+                    json!({ "channel": channel, "direction": "INBOUND", "externalId": format!("m-{n}-{i}"),
+                        "customerId": duplicate.to_string(), "body": "hello again" })
+                })
+                .collect();
+            let admin = &admin;
+            async move { app.graphql(INGEST, json!({ "inputs": inputs }), Some(admin)).await }
+        });
+        let merge = app.graphql(MERGE, json!({ "s": survivor.to_string(), "d": duplicate.to_string() }), Some(&admin));
+        let (answers, merged) = tokio::join!(futures::future::join_all(batches), merge);
+        assert!(merged["data"]["mergeCustomers"]["userErrors"].as_array().unwrap().is_empty(), "{merged}");
+        for body in answers {
+            assert_eq!(body["data"]["ingestInteractions"]["created"], 20, "{body}");
+        }
+        let on = |id: Uuid| Interaction::find().filter(interaction::Column::CustomerId.eq(id)).count(&app.db);
+        assert_eq!(on(duplicate).await.unwrap(), 0, "[{}] nothing stays on the tombstone", app.backend.name());
+        assert_eq!(on(survivor).await.unwrap(), 120);
+        let left = Conversation::find().filter(conversation::Column::CustomerId.eq(duplicate)).count(&app.db);
+        assert_eq!(left.await.unwrap(), 0);
+    })
+    .await;
+}
