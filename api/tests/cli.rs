@@ -274,6 +274,12 @@ fn serve_prints_where_to_go_loads_demo_data_and_stops_on_sigterm() {
     assert!(banner.contains("Demo data loaded: 300 customers"), "{banner}");
     assert!(http_get(&addr, "/healthz").starts_with("HTTP/1.1 200"));
     assert!(http_get(&addr, "/").to_lowercase().contains("graphiql"));
+    // The server turns transparent huge pages off for itself (see main.rs); kernels
+    // before 5.0 do not report it.
+    let status = std::fs::read_to_string(format!("/proc/{}/status", child.id())).unwrap_or_default();
+    if let Some(line) = status.lines().find(|l| l.starts_with("THP_enabled:")) {
+        assert_eq!(line.split_whitespace().nth(1), Some("0"), "{line}");
+    }
 
     let kill = Command::new("kill").args(["-TERM", &child.id().to_string()]).status().unwrap();
     assert!(kill.success());
