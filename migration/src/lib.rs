@@ -26,6 +26,9 @@ mod m20261202_000014_add_covering_insight_indexes;
 mod m20261203_000015_create_journey_steps;
 mod m20261204_000016_fold_rollup_deltas;
 mod m20261204_000017_drop_unused_due_indexes;
+mod m20261204_000018_add_unswept_sla_index;
+
+pub use m20261204_000018_add_unswept_sla_index::UNSWEPT as UNSWEPT_CONVERSATIONS;
 
 /// The ordered list of cxgraph migrations.
 #[derive(Debug)]
@@ -52,6 +55,7 @@ impl MigratorTrait for Migrator {
             Box::new(m20261203_000015_create_journey_steps::Migration),
             Box::new(m20261204_000016_fold_rollup_deltas::Migration),
             Box::new(m20261204_000017_drop_unused_due_indexes::Migration),
+            Box::new(m20261204_000018_add_unswept_sla_index::Migration),
         ]
     }
 }

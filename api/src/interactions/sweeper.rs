@@ -19,7 +19,10 @@
 //! Exactly-once comes from the alerts' unique `dedupe_key`
 //! (`sla_breached:first_response:<conversation>`): every replica may try the insert,
 //! `ON CONFLICT DO NOTHING` lets one win, and only the winner counts it and emits its
-//! event. Candidates come from the `(status, next_due_at)` index.
+//! event. Breach candidates come from a partial index on `next_due_at` that holds
+//! only the running, unmarked conversations (migration 18), so the overdue ones
+//! marked long ago are not read again every sweep; at-risk ones from the
+//! `(status, next_due_at)` index.
 
 use std::collections::HashSet;
 
@@ -125,23 +128,15 @@ fn dedupe_key(c: &conversation::Model, kind: &str) -> String {
     format!("{kind}:{}:{}", clock(c), c.id)
 }
 
-/// The running clock of a conversation is not marked breached.
-fn unmarked() -> Condition {
-    use conversation::Column as C;
-    Condition::any()
-        .add(C::FirstResponseAt.is_null().and(C::FirstResponseBreached.eq(false)))
-        .add(C::FirstResponseAt.is_not_null().and(C::ResolutionBreached.eq(false)))
-}
-
 /// One round of breaches: marks up to `batch` overdue, unmarked conversations and
 /// raises their alerts. Answers (conversations marked, alerts raised).
 async fn breach_round(db: &DatabaseConnection, now: DateTime<Utc>, batch: u64) -> AppResult<(u64, u64)> {
     use conversation::Column as C;
     let txn = db::begin_write(db).await?;
     let overdue = conversation::Entity::find()
-        .filter(C::Status.is_in(RUNNING))
+        // The partial index's own condition, in its literals (see migration 18).
+        .filter(Expr::cust(migration::UNSWEPT_CONVERSATIONS))
         .filter(C::NextDueAt.lt(now))
-        .filter(unmarked())
         .order_by_asc(C::NextDueAt)
         .limit(batch)
         .lock_with_behavior(LockType::Update, LockBehavior::SkipLocked)
