@@ -7,6 +7,7 @@
 
 use std::time::Duration;
 
+use async_graphql::Executor;
 use async_graphql::http::GraphiQLSource;
 use async_graphql::parser::types::OperationType;
 use async_graphql_axum::rejection::GraphQLRejection;
@@ -26,8 +27,6 @@ use tower_http::request_id::{MakeRequestId, PropagateRequestIdLayer, RequestId, 
 use tower_http::trace::TraceLayer;
 
 use crate::auth::{AuthFailure, Principal};
-use async_graphql::Executor;
-
 use crate::graphql::Gate;
 use crate::state::AppState;
 use crate::{db, graphql};

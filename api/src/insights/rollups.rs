@@ -298,16 +298,19 @@ async fn fold(db: &impl ConnectionTrait, rollup: &Rollup, upto: i64) -> AppResul
     // `WHERE true` before `ON CONFLICT`: SQLite would read the clause as part of the
     // join otherwise.
     sql.push(&format!(
-        "INSERT INTO {table} (hours, start_hour, channel, {columns}) SELECT hours, start_hour, channel, {columns}          FROM (SELECT 1 AS hours, start_hour, channel, {sums} FROM {deltas} WHERE id <= ",
+        "INSERT INTO {table} (hours, start_hour, channel, {columns}) SELECT hours, start_hour, channel, {columns} \
+         FROM (SELECT 1 AS hours, start_hour, channel, {sums} FROM {deltas} WHERE id <= ",
         table = rollup.table,
         deltas = rollup.deltas,
     ));
     sql.bind(upto).push(&format!(
-        " GROUP BY start_hour, channel UNION ALL SELECT {DAY} AS hours, (start_hour / {DAY}) * {DAY} AS start_hour,          channel, {sums} FROM {deltas} WHERE id <= ",
+        " GROUP BY start_hour, channel UNION ALL SELECT {DAY} AS hours, (start_hour / {DAY}) * {DAY} AS start_hour, \
+         channel, {sums} FROM {deltas} WHERE id <= ",
         deltas = rollup.deltas,
     ));
     sql.bind(upto).push(&format!(
-        " GROUP BY (start_hour / {DAY}) * {DAY}, channel) f WHERE true          ON CONFLICT (hours, start_hour, channel) DO UPDATE SET {added}"
+        " GROUP BY (start_hour / {DAY}) * {DAY}, channel) f WHERE true \
+         ON CONFLICT (hours, start_hour, channel) DO UPDATE SET {added}"
     ));
     db.execute_raw(sql.statement(db.get_database_backend())).await?;
     Ok(())

@@ -360,12 +360,19 @@ async fn customer_of(
 /// the single-key locks the refreshers take).
 const OPENING: i32 = 0x6378;
 
-/// A pair's advisory-lock key: its hash (a collision only makes two batches wait).
+/// A pair's advisory-lock key: the first four bytes of the SHA-256 of the customer id
+/// and the channel (a collision only makes two batches wait). It must be the same in
+/// every replica, whatever Rust built it, so not std's `DefaultHasher`, whose output
+/// may change between releases.
 fn opening_key(customer: Uuid, channel: Channel) -> i32 {
-    use std::hash::{Hash, Hasher};
-    let mut h = std::collections::hash_map::DefaultHasher::new();
-    (customer, channel.to_value()).hash(&mut h);
-    h.finish() as i32
+    use sha2::{Digest, Sha256};
+    let digest = Sha256::new().chain_update(customer.as_bytes()).chain_update(channel.to_value()).finalize();
+    i32::from_be_bytes([digest[0], digest[1], digest[2], digest[3]])
+}
+
+/// The (customer, channel) pairs a batch writes to.
+fn pairs_of(writes: &[(&Item, customer::Model)]) -> HashSet<(Uuid, Channel)> {
+    writes.iter().map(|(x, c)| (c.id, x.input.channel)).collect()
 }
 
 /// On PostgreSQL, takes the "opening" lock of each pair (in key order, so batches
@@ -506,7 +513,7 @@ async fn attempt(
             Err(e) => answers.push((*i, Err(e))),
         }
     }
-    let pairs: HashSet<(Uuid, Channel)> = writes.iter().map(|(x, c)| (c.id, x.input.channel)).collect();
+    let pairs = pairs_of(&writes);
     let locked = async {
         // Every conversation here gets a message of this batch: all are written back.
         let mut conversations = current_conversations(&txn, &pairs).await?;
@@ -535,7 +542,7 @@ async fn attempt(
         }
         None => true,
     });
-    let still: HashSet<(Uuid, Channel)> = writes.iter().map(|(x, c)| (c.id, x.input.channel)).collect();
+    let still = pairs_of(&writes);
     conversations.retain(|pair, _| still.contains(pair));
     let now = Utc::now();
     let mut rows: Vec<interaction::Model> = Vec::with_capacity(writes.len());
