@@ -103,7 +103,8 @@ pub fn hour_of(t: DateTime<Utc>) -> i64 {
     t.timestamp().div_euclid(HOUR)
 }
 
-fn start_of(hour: i64) -> DateTime<Utc> {
+/// The start of hour `hour` since 1970 UTC.
+pub fn start_of(hour: i64) -> DateTime<Utc> {
     Utc.timestamp_opt(hour * HOUR, 0).single().unwrap_or(DateTime::<Utc>::MIN_UTC)
 }
 
