@@ -27,8 +27,14 @@ mod m20261203_000015_create_journey_steps;
 mod m20261204_000016_fold_rollup_deltas;
 mod m20261204_000017_drop_unused_due_indexes;
 mod m20261204_000018_add_unswept_sla_index;
+mod m20261204_000019_create_journey_step_rollups;
 
 pub use m20261204_000018_add_unswept_sla_index::UNSWEPT as UNSWEPT_CONVERSATIONS;
+
+/// The funnel rollup's buckets and upkeep (migration 19), shared with the API.
+pub mod funnel_rollup {
+    pub use super::m20261204_000019_create_journey_step_rollups::{PER_OCTAVE, bucket_bounds, day_of, fold_steps};
+}
 
 /// The ordered list of cxgraph migrations.
 #[derive(Debug)]
@@ -56,6 +62,7 @@ impl MigratorTrait for Migrator {
             Box::new(m20261204_000016_fold_rollup_deltas::Migration),
             Box::new(m20261204_000017_drop_unused_due_indexes::Migration),
             Box::new(m20261204_000018_add_unswept_sla_index::Migration),
+            Box::new(m20261204_000019_create_journey_step_rollups::Migration),
         ]
     }
 }

@@ -481,6 +481,10 @@ impl FunnelStep {
         count(self.step.drop_off)
     }
     /// Median seconds from the previous stage, with a distribution-free 95% interval.
+    /// An unsplit, unfiltered funnel spanning whole UTC days reads the durations from
+    /// a histogram of buckets 9% wide: the median is interpolated inside its bucket
+    /// and the interval widened to whole buckets (it still holds the exact one); split
+    /// or filtered funnels, and windows under a day, sort the exact durations.
     async fn time_from_previous(&self) -> Estimate {
         estimate(self.step.time_from_previous, self.min)
     }

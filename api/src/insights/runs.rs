@@ -171,6 +171,20 @@ impl Source {
     }
 }
 
+/// Adds `sign` × the kept steps matching `condition` (over `journey_steps s`) to the
+/// funnel's rollup (migration 19), which the refresh keeps equal to the steps in the
+/// same transaction that changes them.
+fn fold(backend: DatabaseBackend, sign: i32, condition: impl FnOnce(&mut Sql)) -> Sql {
+    const HOLE: &str = "{condition}";
+    let text = migration::funnel_rollup::fold_steps(backend, sign, HOLE);
+    let (head, tail) = text.split_once(HOLE).unwrap_or((&text, ""));
+    let mut q = Sql::new();
+    q.push(head);
+    condition(&mut q);
+    q.push(tail);
+    q
+}
+
 /// Most marked customers one refresh transaction re-walks.
 const CHUNK: usize = 500;
 
@@ -197,10 +211,16 @@ async fn refresh_chunk(db: &DatabaseConnection) -> AppResult<usize> {
         .await?;
     let cleared = if let Some(row) = whole {
         let journey: Uuid = row.try_get("", "journey_id")?;
-        let mut q = Sql::new();
-        q.push("DELETE FROM journey_steps WHERE journey_id = ").bind(journey);
-        run(q).await?;
+        for table in ["journey_step_rollups", "journey_steps"] {
+            let mut q = Sql::new();
+            q.push(&format!("DELETE FROM {table} WHERE journey_id = ")).bind(journey);
+            run(q).await?;
+        }
         run(insert(Scope::Journey(journey))).await?;
+        run(fold(backend, 1, |q| {
+            q.push("s.journey_id = ").bind(journey);
+        }))
+        .await?;
         let mut q = Sql::new();
         q.push("DELETE FROM journey_steps_dirty WHERE journey_id = ").bind(journey);
         run(q).await?.rows_affected()
@@ -215,10 +235,16 @@ async fn refresh_chunk(db: &DatabaseConnection) -> AppResult<usize> {
         if customers.is_empty() {
             return Ok(0);
         }
+        let these = |q: &mut Sql| {
+            q.push("s.customer_id IN ").bind_list(customers.iter().copied());
+        };
+        run(fold(backend, -1, these)).await?;
         let mut q = Sql::new();
         q.push("DELETE FROM journey_steps WHERE customer_id IN ").bind_list(customers.iter().copied());
         run(q).await?;
         run(insert(Scope::Customers(&customers))).await?;
+        run(fold(backend, 1, these)).await?;
+        run(Sql::from("DELETE FROM journey_step_rollups WHERE n = 0")).await?;
         let mut q = Sql::new();
         q.push("DELETE FROM journey_steps_dirty WHERE customer_id IN ").bind_list(customers.iter().copied());
         run(q).await?.rows_affected()

@@ -64,6 +64,13 @@ impl Sql {
     }
 }
 
+impl From<&str> for Sql {
+    /// A statement without values.
+    fn from(text: &str) -> Self {
+        Self { text: text.to_owned(), values: Vec::new() }
+    }
+}
+
 /// Seconds from `earlier` to `later` as a double (NULL when either is NULL).
 pub fn seconds_between(backend: DatabaseBackend, later: &str, earlier: &str) -> String {
     match backend {

@@ -631,16 +631,158 @@ async fn the_funnel_counts_ordered_progress_and_times_between_stages() {
         assert_eq!(counts, [6, 3, 1, 0], "{early}");
 
         // Walked (every customer marked) or kept (refreshed): the same answers, medians
-        // and groups included.
+        // and groups included; the unsplit funnel, read from the rollup once kept, has
+        // the same counts and its median within the bucket of the exact one.
         cxgraph::insights::runs::refresh(db, usize::MAX).await.unwrap();
         assert_eq!(count(db, "SELECT COUNT(*) AS n FROM journey_steps_dirty").await, 0);
         for (vars, walked) in [
-            (json!({ "id": j.to_string() }), &body),
             (json!({ "id": j.to_string(), "by": "SEGMENT" }), &by_segment),
             (json!({ "id": j.to_string(), "by": "CHANNEL" }), &by_channel),
         ] {
             assert_eq!(&app.graphql(query, vars, Some(&admin)).await, walked);
         }
+        let rolled = app.graphql(query, json!({ "id": j.to_string() }), Some(&admin)).await;
+        assert_rolled_like_exact(
+            &rolled["data"]["journeyFunnel"]["groups"][0],
+            &body["data"]["journeyFunnel"]["groups"][0],
+        );
+    })
+    .await;
+}
+
+/// A funnel group read from the rollup against the same group sorted exactly: equal
+/// counts and sample sizes; each median inside the exact one's bucket (buckets are
+/// 2^(1/8) wide, so within 9.1 % or, under a second, within a second) and an interval
+/// holding the exact one.
+fn assert_rolled_like_exact(rolled: &Value, exact: &Value) {
+    let (r, e) = (rolled["steps"].as_array().unwrap(), exact["steps"].as_array().unwrap());
+    assert_eq!(r.len(), e.len(), "{rolled} vs {exact}");
+    for (a, b) in r.iter().zip(e) {
+        assert_eq!(a["reached"], b["reached"], "{a} vs {b}");
+        let (a, b) = (&a["timeFromPrevious"], &b["timeFromPrevious"]);
+        assert_eq!(a["sampleSize"], b["sampleSize"], "{a} vs {b}");
+        let Some(x) = b["value"].as_f64() else {
+            assert!(a["value"].is_null(), "{a} vs {b}");
+            continue;
+        };
+        let v = a["value"].as_f64().unwrap_or_else(|| panic!("{a} vs {b}"));
+        assert!((v - x).abs() <= 0.0906 * x + 1.0, "median {v} too far from the exact {x}");
+        assert!(a["low"].as_f64().unwrap() <= b["low"].as_f64().unwrap() + 1e-6, "{a} vs {b}");
+        assert!(a["high"].as_f64().unwrap() >= b["high"].as_f64().unwrap() - 1e-6, "{a} vs {b}");
+    }
+}
+
+/// The funnel rollup's rows against the kept steps, grouped here: (journey, UTC entry
+/// day, stage, duration bucket) → steps.
+async fn assert_rollup_matches_steps(db: &DatabaseConnection) {
+    use sea_orm::ConnectionTrait;
+    let query = |sql: &str| db.query_all_raw(sea_orm::Statement::from_string(db.get_database_backend(), sql));
+    let mut expected: BTreeMap<(Uuid, i64, i64, i32), i64> = BTreeMap::new();
+    for row in query("SELECT journey_id, entered_at, ordinal, seconds FROM journey_steps").await.unwrap() {
+        let entered: DateTime<Utc> = row.try_get("", "entered_at").unwrap();
+        let seconds: Option<f64> = row.try_get("", "seconds").unwrap();
+        let key = (
+            row.try_get("", "journey_id").unwrap(),
+            entered.timestamp().div_euclid(86_400),
+            row.try_get::<i32>("", "ordinal").unwrap().into(),
+            seconds.map_or(-1, cxgraph::insights::funnel::duration_bucket),
+        );
+        *expected.entry(key).or_default() += 1;
+    }
+    let mut kept = BTreeMap::new();
+    for row in query("SELECT journey_id, entry_day, ordinal, bucket, n FROM journey_step_rollups").await.unwrap() {
+        let n: i64 = row.try_get("", "n").unwrap();
+        assert!(n > 0, "no empty or negative rollup rows");
+        let key = (
+            row.try_get("", "journey_id").unwrap(),
+            row.try_get("", "entry_day").unwrap(),
+            row.try_get::<i32>("", "ordinal").unwrap().into(),
+            row.try_get("", "bucket").unwrap(),
+        );
+        kept.insert(key, n);
+    }
+    assert_eq!(kept, expected);
+}
+
+#[tokio::test]
+async fn the_funnel_rollup_answers_the_unsplit_funnel_as_the_sorted_steps_do() {
+    on_each_backend(async |app: &TestApp| {
+        let db = &app.db;
+        let admin = app.login_admin().await.access;
+        // SQL and Rust put a duration in the same bucket, bounds included.
+        for seconds in [0.0, 0.5, 1.0, 1.090_507_732_665_257_7, 59.99, 60.0, 3600.0, 259_200.0, 1e9, 1e12] {
+            let sql =
+                format!("SELECT CAST(bucket AS BIGINT) AS n FROM duration_buckets WHERE low <= {seconds:e} ORDER BY low DESC LIMIT 1");
+            assert_eq!(
+                count(db, &sql).await,
+                i64::from(cxgraph::insights::funnel::duration_bucket(seconds)),
+                "{seconds}"
+            );
+        }
+        let (j, stages) = journey_with_stages(db, "Order", &["Browse", "Cart", "Checkout", "Delivery"]).await;
+        let base = at("2026-06-01T00:00:00Z");
+        let mut rng = Lcg(7);
+        let mut customers = Vec::new();
+        // 80 runs entering over ten days, durations from a second to three days.
+        for _ in 0..80 {
+            let c = new_customer(db, "consumer").await;
+            let mut t = base + Duration::minutes(rng.next(10 * 1440) as i64);
+            touch(db, c, j, stages[0], Channel::Web, t).await;
+            for stage in &stages[1..] {
+                if rng.next(5) == 0 {
+                    break;
+                }
+                t += Duration::seconds(1 + rng.next(3 * 86_400) as i64);
+                touch(db, c, j, *stage, Channel::Web, t).await;
+            }
+            customers.push(c);
+        }
+        cxgraph::insights::runs::refresh(db, usize::MAX).await.unwrap();
+        assert_rollup_matches_steps(db).await;
+        // Every run entered on the web, so the one channel group is the exact answer.
+        let query = "query($id: ID!, $from: DateTime!, $to: DateTime!, $by: FunnelGroupBy) { \
+            journeyFunnel(journeyId: $id, range: {from: $from, to: $to}, groupBy: $by) { groups { steps { \
+            reached timeFromPrevious { value sampleSize low high } } } } }";
+        let compare = async |from: &str, to: &str| {
+            let vars = json!({ "id": j.to_string(), "from": from, "to": to });
+            let rolled = app.graphql(query, vars.clone(), Some(&admin)).await;
+            let mut by_channel = vars;
+            by_channel["by"] = json!("CHANNEL");
+            let exact = app.graphql(query, by_channel, Some(&admin)).await;
+            assert!(rolled["errors"].is_null() && exact["errors"].is_null(), "{rolled} {exact}");
+            let group = |v: &Value| v["data"]["journeyFunnel"]["groups"][0].clone();
+            assert_rolled_like_exact(&group(&rolled), &group(&exact));
+            group(&rolled)["steps"][0]["reached"].as_i64().unwrap()
+        };
+        // Whole days; partial days at both edges; a window ending while runs go on
+        // (their later steps reached after it must not count).
+        let windows = [
+            ("2026-06-01T00:00:00Z", "2026-07-01T00:00:00Z"),
+            ("2026-06-02T07:30:00Z", "2026-06-08T13:15:00Z"),
+            ("2026-06-01T00:00:00Z", "2026-06-05T00:00:00Z"),
+        ];
+        for (from, to) in windows {
+            assert!(compare(from, to).await > 0);
+        }
+        // Customers marked by new touchpoints: their steps walked, the others' rolled.
+        for c in &customers[..5] {
+            touch(db, *c, j, stages[1], Channel::Web, base + Duration::days(3)).await;
+        }
+        assert!(count(db, "SELECT COUNT(*) AS n FROM journey_steps_dirty").await > 0);
+        for (from, to) in windows {
+            compare(from, to).await;
+        }
+        cxgraph::insights::runs::refresh(db, usize::MAX).await.unwrap();
+        assert_rollup_matches_steps(db).await;
+        for (from, to) in windows {
+            compare(from, to).await;
+        }
+        // A journey re-walked whole (its stages changed) rebuilds its rollup.
+        let mut last = journey_stage::Entity::find_by_id(stages[3]).one(db).await.unwrap().unwrap().into_active_model();
+        last.position = sea_orm::Set(1000);
+        last.update(db).await.unwrap();
+        cxgraph::insights::runs::refresh(db, usize::MAX).await.unwrap();
+        assert_rollup_matches_steps(db).await;
     })
     .await;
 }
