@@ -33,7 +33,7 @@ pub use m20261204_000018_add_unswept_sla_index::UNSWEPT as UNSWEPT_CONVERSATIONS
 
 /// The funnel rollup's buckets and upkeep (migration 19), shared with the API.
 pub mod funnel_rollup {
-    pub use super::m20261204_000019_create_journey_step_rollups::{PER_OCTAVE, bucket_bounds, day_of, fold_steps};
+    pub use super::m20261204_000019_create_journey_step_rollups::{bucket_bounds, fold_steps};
 }
 
 /// The ordered list of cxgraph migrations.

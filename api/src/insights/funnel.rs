@@ -15,8 +15,8 @@
 //!
 //!
 //! An unsplit, unfiltered funnel reads one step further removed: the rollup of the
-//! kept steps per entry day, stage and duration bucket (migration 19), a few thousand
-//! rows for a quarter, corrected by the steps it cannot tell apart (see [`rolled`]).
+//! kept steps per entry week or day, stage and duration bucket (migration 19), 3,800
+//! rows for the benchmark's quarter, corrected by the steps it cannot tell apart (see [`rolled`]).
 //! Counts stay exact; the median time comes from the merged histogram, within its
 //! bucket (9 %) of the exact one and with an interval that still holds the exact
 //! interval. A split or filtered funnel sorts the exact durations of its steps.
@@ -258,7 +258,7 @@ impl Histogram {
 }
 
 /// The funnel from the rollup (see [`whole_days`] for when): the whole days' counts per
-/// stage and bucket, corrected by the few kept steps the rollup cannot tell apart —
+/// stage and bucket (whole weeks from week rows), corrected by the few kept steps the rollup cannot tell apart —
 /// steps of those days reached at or after the window's end, steps of customers whose
 /// runs are being re-walked (their walked steps added instead) — plus the partial days
 /// at the window's edges, read from the steps.
@@ -270,13 +270,19 @@ async fn rolled(
 ) -> AppResult<BTreeMap<i64, Histogram>> {
     let backend = txn.get_database_backend();
     let mut by_stage: BTreeMap<i64, Histogram> = BTreeMap::new();
+    // Whole weeks (Monday to Sunday) from week rows, the days around them from day rows.
+    let monday = |day: i64| day - (day + 3).rem_euclid(7);
+    let (w0, w1) = (monday(first + 6), monday(end));
+    let ranges = if w0 < w1 { vec![(1, first, w0), (7, w0, w1), (1, w1, end)] } else { vec![(1, first, end)] };
     let mut q = Sql::new();
-    q.push(
-        "SELECT CAST(r.ordinal AS BIGINT) AS ordinal, r.bucket, CAST(SUM(r.n) AS BIGINT) AS n \
-         FROM journey_step_rollups r WHERE r.journey_id = ",
-    )
-    .bind(req.journey_id);
-    q.push(&format!(" AND r.entry_day >= {first} AND r.entry_day < {end} GROUP BY r.ordinal, r.bucket"));
+    q.push("SELECT CAST(r.ordinal AS BIGINT) AS ordinal, r.bucket, CAST(SUM(r.n) AS BIGINT) AS n FROM (");
+    for (i, (grain, from, to)) in ranges.into_iter().filter(|r| r.1 < r.2).enumerate() {
+        q.push(if i == 0 { "" } else { " UNION ALL " });
+        q.push("SELECT x.ordinal, x.bucket, x.n FROM journey_step_rollups x WHERE x.journey_id = ")
+            .bind(req.journey_id);
+        q.push(&format!(" AND x.grain = {grain} AND x.entry_day >= {from} AND x.entry_day < {to}"));
+    }
+    q.push(") r GROUP BY r.ordinal, r.bucket");
     for row in txn.query_all_raw(q.statement(backend)).await? {
         let bucket: i32 = row.try_get("", "bucket")?;
         by_stage.entry(row.try_get("", "ordinal")?).or_default().add(bucket, row.try_get("", "n")?);

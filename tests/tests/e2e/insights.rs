@@ -7,7 +7,7 @@
 
 use std::collections::BTreeMap;
 
-use chrono::{DateTime, Duration, Utc};
+use chrono::{DateTime, Datelike, Duration, Utc};
 use cxgraph_tests::{TestApp, error_code, on_each_backend};
 use entity::enums::{
     AuthorKind, Channel, ConversationStatus, Direction, FeedbackKind, Priority, Role, SentimentLabel,
@@ -672,35 +672,42 @@ fn assert_rolled_like_exact(rolled: &Value, exact: &Value) {
     }
 }
 
-/// The funnel rollup's rows against the kept steps, grouped here: (journey, UTC entry
-/// day, stage, duration bucket) → steps.
+/// The funnel rollup's rows against the kept steps, grouped here: (journey, grain,
+/// first UTC day of the entry day (grain 1) or Monday-to-Sunday week (grain 7), stage,
+/// duration bucket) → steps.
 async fn assert_rollup_matches_steps(db: &DatabaseConnection) {
     use sea_orm::ConnectionTrait;
+    type Key = (Uuid, i64, i64, i64, i32);
     let query = |sql: &str| db.query_all_raw(sea_orm::Statement::from_string(db.get_database_backend(), sql));
-    let mut expected: BTreeMap<(Uuid, i64, i64, i32), i64> = BTreeMap::new();
+    let mut expected: BTreeMap<Key, i64> = BTreeMap::new();
     for row in query("SELECT journey_id, entered_at, ordinal, seconds FROM journey_steps").await.unwrap() {
         let entered: DateTime<Utc> = row.try_get("", "entered_at").unwrap();
         let seconds: Option<f64> = row.try_get("", "seconds").unwrap();
-        let key = (
-            row.try_get("", "journey_id").unwrap(),
-            entered.timestamp().div_euclid(86_400),
-            row.try_get::<i32>("", "ordinal").unwrap().into(),
-            seconds.map_or(-1, cxgraph::insights::funnel::duration_bucket),
-        );
-        *expected.entry(key).or_default() += 1;
+        let journey: Uuid = row.try_get("", "journey_id").unwrap();
+        let ordinal = i64::from(row.try_get::<i32>("", "ordinal").unwrap());
+        let bucket = seconds.map_or(-1, cxgraph::insights::funnel::duration_bucket);
+        let day = entered.date_naive();
+        let monday = day - Duration::days(i64::from(day.weekday().num_days_from_monday()));
+        let epoch_day = |d: chrono::NaiveDate| d.and_hms_opt(0, 0, 0).unwrap().and_utc().timestamp() / 86_400;
+        for (grain, start) in [(1, epoch_day(day)), (7, epoch_day(monday))] {
+            *expected.entry((journey, grain, start, ordinal, bucket)).or_default() += 1;
+        }
     }
     let mut kept = BTreeMap::new();
-    for row in query("SELECT journey_id, entry_day, ordinal, bucket, n FROM journey_step_rollups").await.unwrap() {
+    let rows = "SELECT journey_id, grain, entry_day, ordinal, bucket, n FROM journey_step_rollups";
+    for row in query(rows).await.unwrap() {
         let n: i64 = row.try_get("", "n").unwrap();
         assert!(n > 0, "no empty or negative rollup rows");
         let key = (
             row.try_get("", "journey_id").unwrap(),
+            i64::from(row.try_get::<i32>("", "grain").unwrap()),
             row.try_get("", "entry_day").unwrap(),
-            row.try_get::<i32>("", "ordinal").unwrap().into(),
+            i64::from(row.try_get::<i32>("", "ordinal").unwrap()),
             row.try_get("", "bucket").unwrap(),
         );
         kept.insert(key, n);
     }
+    assert!(!kept.is_empty());
     assert_eq!(kept, expected);
 }
 
@@ -758,6 +765,7 @@ async fn the_funnel_rollup_answers_the_unsplit_funnel_as_the_sorted_steps_do() {
         // (their later steps reached after it must not count).
         let windows = [
             ("2026-06-01T00:00:00Z", "2026-07-01T00:00:00Z"),
+            ("2026-05-27T18:00:00Z", "2026-06-24T06:00:00Z"),
             ("2026-06-02T07:30:00Z", "2026-06-08T13:15:00Z"),
             ("2026-06-01T00:00:00Z", "2026-06-05T00:00:00Z"),
         ];
