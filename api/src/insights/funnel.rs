@@ -237,7 +237,7 @@ impl Histogram {
                 }
                 before += c;
             }
-            (timed[timed.len() - 1].0, 1, 1)
+            timed.last().map_or((0, 1, 1), |t| (t.0, 1, 1))
         };
         let bound = |b: i32| bounds().iter().find(|x| x.0 == b).map_or((0.0, 0.0), |x| (x.1, x.2));
         let (b, j, c) = find(rank(at.ceil()));
@@ -258,10 +258,10 @@ impl Histogram {
 }
 
 /// The funnel from the rollup (see [`whole_days`] for when): the whole days' counts per
-/// stage and bucket (whole weeks from week rows), corrected by the few kept steps the rollup cannot tell apart —
-/// steps of those days reached at or after the window's end, steps of customers whose
-/// runs are being re-walked (their walked steps added instead) — plus the partial days
-/// at the window's edges, read from the steps.
+/// stage and bucket (whole weeks from week rows), corrected by the few kept steps the
+/// rollup cannot tell apart — steps of those days reached at or after the window's
+/// end, steps of customers whose runs are being re-walked (their walked steps added
+/// instead) — plus the partial days at the window's edges, read from the steps.
 async fn rolled(
     txn: &impl ConnectionTrait,
     req: &Request,
@@ -339,8 +339,8 @@ fn corrections(
             .bind(j);
         q.push(" AND k.entered_at >= ").bind(start).push(" AND k.entered_at < ").bind(end).push(" AND ");
         marked(&mut q);
-        q.push(" UNION ALL SELECT CAST(w.ordinal AS BIGINT) AS ordinal, w.seconds, CAST(1 AS BIGINT) AS sign FROM walked w WHERE w.entered_at >= ")
-            .bind(req.from);
+        q.push(" UNION ALL SELECT CAST(w.ordinal AS BIGINT) AS ordinal, w.seconds, CAST(1 AS BIGINT) AS sign");
+        q.push(" FROM walked w WHERE w.entered_at >= ").bind(req.from);
         q.push(" AND w.entered_at < ").bind(req.to).push(" AND w.reached_at < ").bind(req.to);
     }
     q

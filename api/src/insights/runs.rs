@@ -17,7 +17,9 @@
 //! (migration 15); [`refresh`] re-walks marked ones and deletes exactly the marks its
 //! snapshot saw; [`Source`] has the funnel read marked ones from the touchpoints and
 //! the rest from the steps. So the funnel's answer always equals the walk of the
-//! touchpoints themselves — [`walk`] is the one definition, used by both.
+//! touchpoints themselves — [`walk`] is the one definition, used by both. The refresh
+//! also keeps the funnel's rollup of the steps (migration 19) equal to them: it takes
+//! a chunk's old steps out of it and adds the new ones in the same transaction.
 
 use sea_orm::{ConnectionTrait, DatabaseBackend, DatabaseConnection};
 use uuid::Uuid;
