@@ -118,6 +118,12 @@ impl MigrationTrait for Migration {
              (journey_id, grain, entry_day, ordinal, bucket, n)"
                 .to_owned()
         });
+        // Rows a refresh emptied, which it deletes after every chunk: without this
+        // the delete scanned the whole table each time (133,000 rows for a year of
+        // the benchmark's data, 30 ms; 0.1 ms with it).
+        sql.push(
+            "CREATE INDEX ix_journey_step_rollups_empty ON journey_step_rollups (journey_id) WHERE n = 0".to_owned(),
+        );
         // The funnel's one unbounded correction: steps of the window's days reached
         // after it (none for a window ending now).
         sql.push(if backend == DatabaseBackend::Postgres {
