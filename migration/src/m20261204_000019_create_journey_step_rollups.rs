@@ -3,12 +3,12 @@
 //! duration bucket of the time from the previous stage.
 //!
 //! A quarter's funnel read its 93,000 steps and sorted their durations per request
-//! (38 ms on the benchmark machine; the design's bar is 20 ms). A rollup of counts
-//! answers "how many reached each stage" exactly, but an exact median cannot be
-//! summed; a histogram can. Durations fall into logarithmic buckets, [`PER_OCTAVE`]
-//! to each doubling (bucket widths of 9 %), so the median is read from the merged
-//! histogram: interpolated inside its bucket, its 95 % interval widened to whole
-//! buckets so it still holds the exact order statistics. The bucket bounds live in
+//! (38 ms an execution on the Xeon benchmark machine; the design's bar is 20 ms). A
+//! rollup of counts answers "how many reached each stage" exactly, but an exact median
+//! cannot be summed; a histogram can. Durations fall into logarithmic buckets,
+//! [`PER_OCTAVE`] to each doubling (bucket widths of 9 %), so the median is read from
+//! the merged histogram: interpolated inside its bucket, its 95 % interval widened to
+//! whole buckets so it still holds the exact order statistics. The bucket bounds live in
 //! `duration_buckets`, written here from [`bucket_bounds`]; the API maps a value to
 //! its bucket with the same bounds, so SQL and Rust can never bucket a value apart.
 //!
@@ -19,9 +19,11 @@
 //!
 //! The rollup is kept equal to `GROUP BY` over `journey_steps` at every commit: the
 //! only writer of the steps (the journey-runs refresh) takes a chunk's old steps out
-//! of it and adds the new ones in the same transaction. This migration builds it from
-//! the steps already kept, and indexes the steps by when they were reached for the
-//! funnel's correction of steps reached after its window.
+//! of it and adds the new ones in the same transaction. Customers are never deleted,
+//! so no cascade takes steps behind its back; a deleted journey's rows cascade with
+//! its steps. This migration builds it from the steps already kept, and indexes the
+//! steps by when they were reached for the funnel's correction of steps reached
+//! after its window.
 
 use sea_orm_migration::prelude::*;
 use sea_orm_migration::sea_orm::DatabaseBackend;
