@@ -316,33 +316,50 @@ async fn send_one(
     d.last_error = Set(error.or_else(|| (!ok).then(|| format!("HTTP {}", code.unwrap_or_default()))));
     d.last_latency_ms = Set(Some(latency));
     d.locked_until = Set(None);
-    let mut e = endpoint.clone().into_active_model();
     if ok {
         d.status = Set(DeliveryStatus::Succeeded);
         d.delivered_at = Set(Some(now));
-        e.consecutive_failures = Set(0);
+    } else if now - created_at > config.give_up_after {
+        d.status = Set(DeliveryStatus::Failed);
     } else {
-        if now - created_at > config.give_up_after {
-            d.status = Set(DeliveryStatus::Failed);
-        } else {
-            d.next_attempt_at = Set(now + backoff(config, attempts));
-        }
-        let failures = endpoint.consecutive_failures + 1;
-        e.consecutive_failures = Set(failures);
-        if failures >= config.disable_after && endpoint.active {
-            e.active = Set(false);
-            e.disabled_at = Set(Some(now));
-            raise_disabled_alert(db, &endpoint, now).await?;
+        d.next_attempt_at = Set(now + backoff(config, attempts));
+    }
+    // The endpoint's counters change in SQL, not from the copy read before sending:
+    // deliveries to one endpoint are sent concurrently, and each one's stale copy
+    // used to lose the others' failures, and to disable the endpoint and raise its
+    // alert once per delivery that crossed the threshold (a flaky test saw two).
+    // Only the update that turns `active` off raises the alert.
+    use sea_orm::sea_query::{Expr, ExprTrait};
+    use webhook_endpoint::Column as E;
+    let txn = db::begin_write(db).await?;
+    d.update(&txn).await?;
+    let this =
+        webhook_endpoint::Entity::update_many().filter(E::Id.eq(endpoint.id)).col_expr(E::UpdatedAt, Expr::value(now));
+    let counted = if ok {
+        this.col_expr(E::ConsecutiveFailures, Expr::value(0))
+    } else {
+        this.col_expr(E::ConsecutiveFailures, Expr::col(E::ConsecutiveFailures).add(1))
+    };
+    counted.exec(&txn).await?;
+    if !ok {
+        let disabled = webhook_endpoint::Entity::update_many()
+            .col_expr(E::Active, Expr::value(false))
+            .col_expr(E::DisabledAt, Expr::value(now))
+            .filter(E::Id.eq(endpoint.id))
+            .filter(E::Active.eq(true))
+            .filter(E::ConsecutiveFailures.gte(config.disable_after))
+            .exec(&txn)
+            .await?;
+        if disabled.rows_affected == 1 {
+            raise_disabled_alert(&txn, &endpoint, now).await?;
         }
     }
-    e.updated_at = Set(now);
-    d.update(db).await?;
-    e.update(db).await?;
+    txn.commit().await?;
     Ok(())
 }
 
 async fn raise_disabled_alert(
-    db: &DatabaseConnection,
+    db: &impl ConnectionTrait,
     endpoint: &webhook_endpoint::Model,
     now: DateTime<Utc>,
 ) -> AppResult<()> {
