@@ -4,6 +4,17 @@
 use sea_orm_migration::prelude::*;
 use sea_orm_migration::schema::*;
 
+/// Whole `unit_seconds` periods since 1970 UTC of the timestamp `column` (hours for
+/// the insight rollups, days for the funnel's), the same on both backends.
+pub fn epoch_units(backend: sea_orm_migration::sea_orm::DatabaseBackend, column: &str, unit_seconds: u32) -> String {
+    match backend {
+        sea_orm_migration::sea_orm::DatabaseBackend::Postgres => {
+            format!("FLOOR(EXTRACT(EPOCH FROM {column}) / {unit_seconds})::BIGINT")
+        }
+        _ => format!("CAST(strftime('%s', {column}) AS INTEGER) / {unit_seconds}"),
+    }
+}
+
 /// Width of the string columns that hold an enum value (`entity::enums`).
 pub const ENUM_LEN: u32 = 24;
 

@@ -29,6 +29,7 @@ mod m20261204_000017_drop_unused_due_indexes;
 mod m20261204_000018_add_unswept_sla_index;
 mod m20261204_000019_create_journey_step_rollups;
 
+pub use dsl::epoch_units;
 pub use m20261204_000018_add_unswept_sla_index::UNSWEPT as UNSWEPT_CONVERSATIONS;
 
 /// The funnel rollup's buckets and upkeep (migration 19), shared with the API.

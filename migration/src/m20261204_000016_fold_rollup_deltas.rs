@@ -21,7 +21,7 @@
 //! holds the two to the same answers. Hours that were still dirty become deltas
 //! (their facts' sums less their stale hour rows), so nothing is recomputed twice.
 
-use crate::dsl::{drop_triggers, execute_all};
+use crate::dsl::{drop_triggers, epoch_units, execute_all};
 use crate::m20261202_000013_create_insight_rollups as marks;
 use sea_orm_migration::prelude::*;
 use sea_orm_migration::sea_orm::DatabaseBackend;
@@ -92,10 +92,7 @@ const INTERACTIONS: Family = Family {
 const FAMILIES: [&Family; 2] = [&FEEDBACK, &INTERACTIONS];
 
 fn hour(backend: DatabaseBackend, column: &str) -> String {
-    match backend {
-        DatabaseBackend::Postgres => format!("FLOOR(EXTRACT(EPOCH FROM {column}) / 3600)::BIGINT"),
-        _ => format!("CAST(strftime('%s', {column}) AS INTEGER) / 3600"),
-    }
+    epoch_units(backend, column, 3600)
 }
 
 impl Family {

@@ -28,7 +28,7 @@
 use sea_orm_migration::prelude::*;
 use sea_orm_migration::sea_orm::DatabaseBackend;
 
-use crate::dsl::execute_all;
+use crate::dsl::{epoch_units, execute_all};
 
 /// Buckets to each doubling of a duration.
 pub const PER_OCTAVE: i32 = 8;
@@ -47,16 +47,8 @@ pub fn bucket_bounds() -> Vec<(i32, f64, f64)> {
     bounds
 }
 
-/// Whole days since 1970 UTC of the timestamp `column`.
-pub fn day_of(backend: DatabaseBackend, column: &str) -> String {
-    match backend {
-        DatabaseBackend::Postgres => format!("FLOOR(EXTRACT(EPOCH FROM {column}) / 86400)::BIGINT"),
-        _ => format!("CAST(strftime('%s', {column}) AS INTEGER) / 86400"),
-    }
-}
-
 /// The bucket of the duration `seconds` (NULL: -1), one index probe a value.
-pub fn bucket_of(seconds: &str) -> String {
+fn bucket_of(seconds: &str) -> String {
     format!(
         "COALESCE((SELECT b.bucket FROM duration_buckets b WHERE b.low <= {seconds} \
          ORDER BY b.low DESC LIMIT 1), -1)"
@@ -65,28 +57,33 @@ pub fn bucket_of(seconds: &str) -> String {
 
 /// The Monday starting the week of day `day` (days since 1970, a Thursday; from
 /// 1970 on, so `%` needs no care for negatives).
-pub fn week_of(day: &str) -> String {
+fn week_of(day: &str) -> String {
     format!("({day} - ({day} + 3) % 7)")
 }
 
-/// `INSERT … SELECT` adding `sign` × the steps of `journey_steps s` that match
-/// `condition` (SQL over `s`) into the rollup, at both grains.
-pub fn fold_steps(backend: DatabaseBackend, sign: i32, condition: &str) -> String {
-    format!(
+/// `INSERT … SELECT` adding `sign` × the steps of `journey_steps s` that match a
+/// condition into the rollup, at both grains: the text before the condition (SQL
+/// over `s`) and the text after it.
+pub fn fold_steps(backend: DatabaseBackend, sign: i32) -> (String, String) {
+    let week = week_of("k.entry_day");
+    let head = format!(
         "INSERT INTO journey_step_rollups (journey_id, grain, entry_day, ordinal, bucket, n) \
          SELECT k.journey_id, g.grain, CASE WHEN g.grain = 7 THEN {week} ELSE k.entry_day END, k.ordinal, k.bucket, \
            {sign} * COUNT(*) \
          FROM (SELECT s.journey_id, {day} AS entry_day, s.ordinal, {bucket} AS bucket \
-           FROM journey_steps s WHERE {condition}) k \
+           FROM journey_steps s WHERE ",
+        day = epoch_units(backend, "s.entered_at", 86_400),
+        bucket = bucket_of("s.seconds"),
+    );
+    let tail = format!(
+        ") k \
          CROSS JOIN (SELECT 1 AS grain UNION ALL SELECT 7) g \
          WHERE TRUE GROUP BY k.journey_id, g.grain, CASE WHEN g.grain = 7 THEN {week} ELSE k.entry_day END, \
            k.ordinal, k.bucket \
          ON CONFLICT (journey_id, grain, entry_day, ordinal, bucket) \
-         DO UPDATE SET n = journey_step_rollups.n + excluded.n",
-        day = day_of(backend, "s.entered_at"),
-        week = week_of("k.entry_day"),
-        bucket = bucket_of("s.seconds"),
-    )
+         DO UPDATE SET n = journey_step_rollups.n + excluded.n"
+    );
+    (head, tail)
 }
 
 #[derive(DeriveMigrationName)]
@@ -139,7 +136,8 @@ impl MigrationTrait for Migration {
         });
         let values: Vec<String> = bucket_bounds().iter().map(|(k, lo, hi)| format!("({k}, {lo:e}, {hi:e})")).collect();
         sql.push(format!("INSERT INTO duration_buckets (bucket, low, high) VALUES {}", values.join(", ")));
-        sql.push(fold_steps(backend, 1, "TRUE"));
+        let (head, tail) = fold_steps(backend, 1);
+        sql.push(format!("{head}TRUE{tail}"));
         if backend == DatabaseBackend::Postgres {
             // Plans read the new table as empty until autovacuum's first pass: a
             // quarter's funnel sorted its 3,800 rows (14 ms) instead of hashing them.

@@ -17,7 +17,7 @@ use entity::enums::{AlertSeverity, AlertStatus, Channel, DeliveryStatus};
 use entity::{alert, outbox_event, webhook_delivery, webhook_endpoint};
 use hmac::{Hmac, Mac};
 use rand::Rng;
-use sea_orm::sea_query::OnConflict;
+use sea_orm::sea_query::{Expr, ExprTrait, OnConflict};
 use sea_orm::{
     ActiveModelTrait, ColumnTrait, ConnectionTrait, DatabaseBackend, DatabaseConnection, EntityTrait, IntoActiveModel,
     QueryFilter, QueryOrder, Set,
@@ -329,7 +329,6 @@ async fn send_one(
     // used to lose the others' failures, and to disable the endpoint and raise its
     // alert once per delivery that crossed the threshold (a flaky test saw two).
     // Only the update that turns `active` off raises the alert.
-    use sea_orm::sea_query::{Expr, ExprTrait};
     use webhook_endpoint::Column as E;
     let txn = db::begin_write(db).await?;
     d.update(&txn).await?;

@@ -177,13 +177,11 @@ impl Source {
 /// funnel's rollup (migration 19), which the refresh keeps equal to the steps in the
 /// same transaction that changes them.
 fn fold(backend: DatabaseBackend, sign: i32, condition: impl FnOnce(&mut Sql)) -> Sql {
-    const HOLE: &str = "{condition}";
-    let text = migration::funnel_rollup::fold_steps(backend, sign, HOLE);
-    let (head, tail) = text.split_once(HOLE).unwrap_or((&text, ""));
+    let (head, tail) = migration::funnel_rollup::fold_steps(backend, sign);
     let mut q = Sql::new();
-    q.push(head);
+    q.push(&head);
     condition(&mut q);
-    q.push(tail);
+    q.push(&tail);
     q
 }
 

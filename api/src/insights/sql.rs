@@ -109,10 +109,7 @@ pub fn ranked_quantile(q: f64, name: &str) -> String {
 /// Whole hours since 1970 UTC of the timestamp `column`, as the rollup triggers
 /// compute it (migration 13).
 pub fn hour_of(backend: DatabaseBackend, column: &str) -> String {
-    match backend {
-        DatabaseBackend::Postgres => format!("FLOOR(EXTRACT(EPOCH FROM {column}) / 3600)::BIGINT"),
-        _ => format!("CAST(strftime('%s', {column}) AS INTEGER) / 3600"),
-    }
+    migration::epoch_units(backend, column, 3600)
 }
 
 /// Appends a derived table `(idx, start_at, end_at)` of time buckets.
