@@ -1,6 +1,7 @@
 //! What every idempotent write path shares: the batch size cap, the stored-or-found
 //! answer, and retrying an attempt that lost a race on a unique key (the loser rolls
-//! back and, on its retry, finds the winner's row).
+//! back and, on its retry, finds the winner's row) or was failed by the database to
+//! break a deadlock.
 
 use std::future::Future;
 
@@ -68,5 +69,22 @@ where
             return Ok(done);
         }
     }
-    Err(AppError::Conflict("the write kept colliding with concurrent writes; retry".into()))
+    Err(AppError::Contended)
+}
+
+/// Runs a whole transaction again while the database fails it as one side of a
+/// deadlock or serialisation conflict ([`AppError::Contended`]); any other answer,
+/// or the last attempt's, is returned as it is.
+pub async fn retry_contended<T, F, Fut>(mut attempt: F) -> AppResult<T>
+where
+    F: FnMut() -> Fut,
+    Fut: Future<Output = AppResult<T>>,
+{
+    let mut tries = 1;
+    loop {
+        match attempt().await {
+            Err(AppError::Contended) if tries < ATTEMPTS => tries += 1,
+            answer => return answer,
+        }
+    }
 }

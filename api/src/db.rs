@@ -318,13 +318,7 @@ pub fn is_unique_violation(err: &DbErr) -> bool {
 /// key taken meanwhile, or PostgreSQL breaking a deadlock (40P01) or a serialisation
 /// conflict (40001) by failing this side.
 pub fn lost_race(err: &DbErr) -> bool {
-    if is_unique_violation(err) {
-        return true;
-    }
-    let (DbErr::Exec(sea_orm::RuntimeErr::SqlxError(e)) | DbErr::Query(sea_orm::RuntimeErr::SqlxError(e))) = err else {
-        return false;
-    };
-    matches!(&**e, sea_orm::sqlx::Error::Database(db) if db.code().is_some_and(|c| c == "40P01" || c == "40001"))
+    is_unique_violation(err) || crate::error::contended(err)
 }
 
 /// Applies every pending migration.

@@ -27,6 +27,11 @@ pub enum AppError {
     Invalid(Vec<FieldError>),
     /// The change collides with the current state (code `CONFLICT`).
     Conflict(String),
+    /// The database failed this side of a deadlock or a serialisation conflict with a
+    /// concurrent write; the same request succeeds when sent again (code `CONFLICT`).
+    /// Services whose writes can meet in a cycle retry it themselves
+    /// ([`crate::batch::retry_contended`]); it reaches a client only after that.
+    Contended,
     /// Too many attempts; try again after the given time (code `RATE_LIMITED`).
     RateLimited(std::time::Duration),
     /// The database or a dependency is unreachable (code `UNAVAILABLE`).
@@ -43,7 +48,7 @@ impl AppError {
             AppError::Forbidden(_) => "FORBIDDEN",
             AppError::NotFound(_) => "NOT_FOUND",
             AppError::Invalid(_) => "BAD_USER_INPUT",
-            AppError::Conflict(_) => "CONFLICT",
+            AppError::Conflict(_) | AppError::Contended => "CONFLICT",
             AppError::RateLimited(_) => "RATE_LIMITED",
             AppError::Unavailable => "UNAVAILABLE",
             AppError::Internal(_) => "INTERNAL",
@@ -57,6 +62,7 @@ impl AppError {
             AppError::NotFound(what) => format!("{what} not found"),
             AppError::Invalid(errors) => summary(errors),
             AppError::RateLimited(wait) => format!("too many attempts; retry in {} s", wait.as_secs().max(1)),
+            AppError::Contended => "the write collided with concurrent writes; retry".into(),
             AppError::Unavailable => "service temporarily unavailable".into(),
             AppError::Internal(_) => "internal error".into(),
         }
@@ -120,6 +126,16 @@ fn lost_connection(err: &DbErr) -> bool {
     }
 }
 
+/// Whether PostgreSQL broke a deadlock (40P01) or a serialisation conflict (40001) by
+/// failing this side: nothing was wrong with the statement, and it succeeds when the
+/// transaction is run again.
+pub fn contended(err: &DbErr) -> bool {
+    let (DbErr::Exec(sea_orm::RuntimeErr::SqlxError(e)) | DbErr::Query(sea_orm::RuntimeErr::SqlxError(e))) = err else {
+        return false;
+    };
+    matches!(&**e, sea_orm::sqlx::Error::Database(db) if db.code().is_some_and(|c| c == "40P01" || c == "40001"))
+}
+
 impl From<DbErr> for AppError {
     fn from(err: DbErr) -> Self {
         match err {
@@ -135,6 +151,10 @@ impl From<DbErr> for AppError {
             other if lost_connection(&other) => {
                 tracing::error!(error = %other, "database connection lost");
                 AppError::Unavailable
+            }
+            other if contended(&other) => {
+                tracing::warn!(error = %other, "write lost a deadlock or serialisation conflict");
+                AppError::Contended
             }
             other => {
                 tracing::error!(error = %other, "database error");

@@ -6,6 +6,12 @@
 //! tombstone pointing at the survivor, and tombstones that pointed at the duplicate are
 //! re-pointed so a redirect is always one hop. Unmerging moves back exactly the
 //! recorded rows that are still on the survivor; what arrived after the merge stays.
+//!
+//! Both take their row locks in the order ingest does (conversations, then customers;
+//! see `interactions::ingest`), so a merge never waits on a batch that waits on it. If
+//! PostgreSQL still fails one side of a cycle (an ingest's second read can lock a lower
+//! conversation id late), the whole transaction is run again: a conflict with a
+//! concurrent write is never the caller's problem, and never `INTERNAL`.
 
 use chrono::Utc;
 use entity::{customer, customer_merge};
@@ -20,6 +26,7 @@ use uuid::Uuid;
 use super::service::find;
 use crate::audit::{self, Actor};
 use crate::auth::Principal;
+use crate::batch;
 use crate::db::{self, statement};
 use crate::error::{AppError, AppResult};
 use crate::events;
@@ -72,16 +79,23 @@ pub async fn merge(
             "cannot merge a customer into itself",
         ));
     }
+    batch::retry_contended(|| merge_once(db, actor, survivor_id, duplicate_id, &evidence)).await
+}
+
+async fn merge_once(
+    db: &DatabaseConnection,
+    actor: Actor<'_>,
+    survivor_id: Uuid,
+    duplicate_id: Uuid,
+    evidence: &Evidence,
+) -> AppResult<MergeOutcome> {
     let txn = db::begin_write(db).await?;
-    // Both rows locked first (in id order): an ingest that wrote for the duplicate
-    // commits before this merge moves its rows, or finds it merged and follows the
-    // merge (see `interactions::ingest`).
-    customer::Entity::find()
-        .filter(customer::Column::Id.is_in([survivor_id, duplicate_id]))
-        .order_by_asc(customer::Column::Id)
-        .lock_exclusive()
-        .all(&txn)
-        .await?;
+    // The moving conversations, then both customers. An ingest that wrote for the
+    // duplicate commits before this merge moves its rows, or finds it merged and
+    // follows the merge (see `interactions::ingest`).
+    let moving = "SELECT id FROM conversations WHERE customer_id = ? ORDER BY id FOR UPDATE";
+    let moving = statement(txn.get_database_backend(), moving, vec![duplicate_id.into()]);
+    lock_in_ingest_order(&txn, moving, &[survivor_id, duplicate_id]).await?;
     let survivor = live(&txn, survivor_id, &["input", "survivorId"]).await?;
     let duplicate = live(&txn, duplicate_id, &["input", "duplicateId"]).await?;
     let now = Utc::now();
@@ -162,6 +176,28 @@ pub async fn merge(
     Ok(MergeOutcome { merge, survivor, moved })
 }
 
+/// On PostgreSQL, locks the conversations `moving` selects (it ends `ORDER BY id FOR
+/// UPDATE`), then `customers` in id order: ingest's order, so neither waits on the
+/// other in a cycle. SQLite has one writer at a time (`begin_write`) and no row locks.
+/// Merge, unmerge and erasure take their locks through this.
+pub(super) async fn lock_in_ingest_order(
+    txn: &impl ConnectionTrait,
+    moving: sea_orm::Statement,
+    customers: &[Uuid],
+) -> Result<(), sea_orm::DbErr> {
+    if txn.get_database_backend() != sea_orm::DatabaseBackend::Postgres {
+        return Ok(());
+    }
+    txn.query_all_raw(moving).await?;
+    customer::Entity::find()
+        .filter(customer::Column::Id.is_in(customers.iter().copied()))
+        .order_by_asc(customer::Column::Id)
+        .lock_exclusive()
+        .all(txn)
+        .await?;
+    Ok(())
+}
+
 fn actor_ids(principal: &Principal) -> (Option<Uuid>, Option<Uuid>) {
     match principal {
         Principal::User(u) => (Some(u.id), None),
@@ -173,8 +209,22 @@ fn actor_ids(principal: &Principal) -> (Option<Uuid>, Option<Uuid>) {
 /// Undoes a merge: the recorded rows still on the survivor go back to the duplicate,
 /// which becomes a live customer again.
 pub async fn unmerge(db: &DatabaseConnection, actor: Actor<'_>, merge_id: Uuid) -> AppResult<MergeOutcome> {
+    batch::retry_contended(|| unmerge_once(db, actor, merge_id)).await
+}
+
+async fn unmerge_once(db: &DatabaseConnection, actor: Actor<'_>, merge_id: Uuid) -> AppResult<MergeOutcome> {
     let txn = db::begin_write(db).await?;
-    let merge = customer_merge::Entity::find_by_id(merge_id).one(&txn).await?.ok_or(AppError::NotFound("merge"))?;
+    // The merge row first: of two concurrent undos, the second finds it undone.
+    let merge = customer_merge::Entity::find_by_id(merge_id)
+        .lock_exclusive()
+        .one(&txn)
+        .await?
+        .ok_or(AppError::NotFound("merge"))?;
+    let moving = "SELECT id FROM conversations WHERE customer_id = ? AND id IN \
+                  (SELECT row_id FROM customer_merge_rows WHERE merge_id = ? AND table_name = 'conversations') \
+                  ORDER BY id FOR UPDATE";
+    let moving = statement(txn.get_database_backend(), moving, vec![merge.survivor_id.into(), merge.id.into()]);
+    lock_in_ingest_order(&txn, moving, &[merge.survivor_id, merge.duplicate_id]).await?;
     if merge.unmerged_at.is_some() {
         return Err(AppError::invalid(&["input", "mergeId"], "ALREADY_UNMERGED", "this merge was already undone"));
     }

@@ -6,7 +6,9 @@
 //! bodies, subjects, comments and the channels' external ids (which can embed an
 //! address), in the customer and in every tombstone merged into it, in one transaction.
 //! It records who erased and when, and cannot be undone: an erased customer refuses
-//! writes, merges and unmerges.
+//! writes, merges and unmerges. It locks the customer's conversations, then the
+//! customer, as ingest and merge do (see `merge::lock_in_ingest_order`), and runs again
+//! if PostgreSQL still fails it to break a deadlock.
 
 use chrono::{Duration, Utc};
 use entity::{audit_entry, conversation, customer, customer_identity, feedback, interaction, touchpoint};
@@ -18,6 +20,7 @@ use uuid::Uuid;
 use super::merge;
 use super::service::find;
 use crate::audit::{self, Actor};
+use crate::batch;
 use crate::db::{self, placeholders, statement};
 use crate::error::{AppError, AppResult};
 use crate::events;
@@ -117,7 +120,15 @@ pub struct ErasureReport {
 
 /// Erases the personal data of a customer and of every tombstone merged into it.
 pub async fn erase(db: &DatabaseConnection, actor: Actor<'_>, id: Uuid) -> AppResult<ErasureReport> {
+    batch::retry_contended(|| erase_once(db, actor, id)).await
+}
+
+async fn erase_once(db: &DatabaseConnection, actor: Actor<'_>, id: Uuid) -> AppResult<ErasureReport> {
     let txn = db::begin_write(db).await?;
+    // Tombstones hold no rows (a merge moved them here), so this customer's are all.
+    let conversations = "SELECT id FROM conversations WHERE customer_id = ? ORDER BY id FOR UPDATE";
+    let conversations = statement(txn.get_database_backend(), conversations, vec![id.into()]);
+    merge::lock_in_ingest_order(&txn, conversations, &[id]).await?;
     let customer = find(&txn, id).await?.ok_or(AppError::NotFound("customer"))?;
     if let Some(survivor) = customer.merged_into_id {
         return Err(AppError::invalid(

@@ -11,7 +11,7 @@ use entity::enums::IdentityKind;
 use entity::{customer, customer_identity};
 use sea_orm::{
     ActiveModelTrait, ColumnTrait, Condition, ConnectionTrait, DatabaseConnection, EntityTrait, IntoActiveModel,
-    QueryFilter, Set,
+    QueryFilter, QuerySelect, Set,
 };
 use serde_json::{Value, json};
 use uuid::Uuid;
@@ -441,6 +441,29 @@ pub async fn resolve_ref(
         Err(ResolveError::Race(_)) => Ok(None),
         Err(ResolveError::App(e)) => Err(e),
     }
+}
+
+/// [`resolve_ref`] for a write that adds one row to the customer and takes no other
+/// customer's locks (a touchpoint, a feedback response): on PostgreSQL the customer's
+/// row is then held `FOR SHARE` until the caller commits. That waits for a merge or an
+/// erasure under way, so the row cannot land on a customer merged away meanwhile (a
+/// foreign key check alone would let it through once the merge commits). `None` when
+/// the customer was merged or erased since it was read: the caller rolls back and
+/// retries, and the retry follows the merge or reports the erasure. Ingest cannot use
+/// this: it locks its conversations first and its customers last.
+pub async fn resolve_and_hold(
+    txn: &impl ConnectionTrait,
+    actor: Actor<'_>,
+    path: &[&str],
+    reference: &CustomerRef,
+) -> AppResult<Option<customer::Model>> {
+    let Some(found) = resolve_ref(txn, actor, path, reference).await? else { return Ok(None) };
+    if txn.get_database_backend() != sea_orm::DatabaseBackend::Postgres {
+        // One writer at a time: what this transaction read stays true until it commits.
+        return Ok(Some(found));
+    }
+    let held = customer::Entity::find_by_id(found.id).lock_shared().one(txn).await?;
+    Ok(held.filter(|c| c.merged_into_id.is_none() && c.erased_at.is_none()))
 }
 
 async fn resolve_ref_once(

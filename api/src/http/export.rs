@@ -18,14 +18,14 @@
 
 use axum::body::{Body, Bytes};
 use axum::extract::{Path, Query, State};
-use axum::http::{HeaderMap, HeaderValue, StatusCode, header};
-use axum::response::{IntoResponse, Response};
+use axum::http::{HeaderMap, HeaderValue, header};
+use axum::response::Response;
 use chrono::{DateTime, Duration, Utc};
 use entity::enums::Channel;
 use serde::Deserialize;
 use serde_json::json;
 
-use super::{HttpState, error_body, request_id};
+use super::{HttpState, error_response, request_id};
 use crate::audit::{self, Actor};
 use crate::auth::{pii, policy::EXPORT};
 use crate::error::AppError;
@@ -39,18 +39,6 @@ pub struct Params {
     to: Option<DateTime<Utc>>,
     updated_since: Option<DateTime<Utc>>,
     channels: Option<String>,
-}
-
-fn fail(err: &AppError) -> Response {
-    let status = match err {
-        AppError::Unauthenticated(_) => StatusCode::UNAUTHORIZED,
-        AppError::Forbidden(_) => StatusCode::FORBIDDEN,
-        AppError::NotFound(_) => StatusCode::NOT_FOUND,
-        AppError::Invalid(_) => StatusCode::BAD_REQUEST,
-        AppError::Unavailable => StatusCode::SERVICE_UNAVAILABLE,
-        _ => StatusCode::INTERNAL_SERVER_ERROR,
-    };
-    (status, axum::Json(error_body(&err.message(), err.code()))).into_response()
 }
 
 fn channels(raw: Option<&str>) -> Result<Option<Vec<Channel>>, AppError> {
@@ -86,30 +74,34 @@ pub async fn export(
 ) -> Response {
     let principal = super::authenticate(&state.app, &headers).await;
     if let Err(e) = EXPORT.check(&principal) {
-        return fail(&e);
+        return error_response(&e);
     }
     if let Err(wait) = state.app.rate_limiter().check(&principal) {
         return super::rate_limited(wait);
     }
     let Some(dataset) = Dataset::parse(&name) else {
-        return fail(&AppError::NotFound(
+        return error_response(&AppError::NotFound(
             "export (use customers, interactions, conversations, touchpoints or feedback)",
         ));
     };
     let Ok(Query(params)) = query else {
-        return fail(&AppError::invalid(&["query"], "INVALID", "unknown parameter or malformed time (RFC 3339)"));
+        return error_response(&AppError::invalid(
+            &["query"],
+            "INVALID",
+            "unknown parameter or malformed time (RFC 3339)",
+        ));
     };
     let format = match params.format.as_deref().map(str::to_lowercase).as_deref() {
         None | Some("csv") => Format::Csv,
         Some("ndjson") => Format::Ndjson,
-        Some(_) => return fail(&AppError::invalid(&["format"], "INVALID", "use csv or ndjson")),
+        Some(_) => return error_response(&AppError::invalid(&["format"], "INVALID", "use csv or ndjson")),
     };
     let requested = match channels(params.channels.as_deref()) {
         Ok(c) => c,
-        Err(e) => return fail(&e),
+        Err(e) => return error_response(&e),
     };
     if principal.channel_limit().is_some() && !dataset.has_channel() {
-        return fail(&AppError::forbidden("a channel-limited token cannot export customers"));
+        return error_response(&AppError::forbidden("a channel-limited token cannot export customers"));
     }
     let filter = Filter {
         from: params.from,
@@ -123,18 +115,18 @@ pub async fn export(
     let db = state.app.read_db().clone();
     let exporter = match Exporter::new(dataset, db.get_database_backend(), filter, pii::can_read(&principal)) {
         Ok(e) => e,
-        Err(e) => return fail(&e),
+        Err(e) => return error_response(&e),
     };
     let first = match exporter.chunk(&db, None).await {
         Ok(c) => c,
-        Err(e) => return fail(&e),
+        Err(e) => return error_response(&e),
     };
     let rid = request_id(&headers);
     let actor = Actor::new(&principal, Some(rid.as_str()).filter(|r| !r.is_empty()));
     let changes = json!({ "format": format!("{format:?}").to_lowercase(), "from": params.from, "to": params.to,
         "updatedSince": params.updated_since, "channels": params.channels });
     if let Err(e) = audit::record(state.app.db(), actor, "export", &name, None, changes).await {
-        return fail(&e);
+        return error_response(&e);
     }
     let header = exporter.header();
     let mut stream = Stream { exporter, db, format, header, next: first.next };

@@ -15,7 +15,7 @@ use serde::Deserialize;
 use serde::de::DeserializeOwned;
 use serde_json::{Value, json};
 
-use super::{HttpState, error_body, request_id};
+use super::{HttpState, error_body, error_response, request_id};
 use crate::audit::Actor;
 use crate::auth::policy::WRITE_INTERACTIONS;
 use crate::customers::IdentityInput;
@@ -104,20 +104,6 @@ fn parse_line(index: &str, text: &str) -> Result<NewInteraction, AppError> {
         external_id: line.external_id,
         customer: CustomerRef { id: customer_id, identities, display_name: line.customer_name },
     })
-}
-
-fn status_for(err: &AppError) -> StatusCode {
-    match err {
-        AppError::Unauthenticated(_) => StatusCode::UNAUTHORIZED,
-        AppError::Forbidden(_) => StatusCode::FORBIDDEN,
-        AppError::Invalid(_) => StatusCode::BAD_REQUEST,
-        AppError::Unavailable => StatusCode::SERVICE_UNAVAILABLE,
-        _ => StatusCode::INTERNAL_SERVER_ERROR,
-    }
-}
-
-fn error_response(err: &AppError) -> Response {
-    (status_for(err), axum::Json(error_body(&err.message(), err.code()))).into_response()
 }
 
 pub async fn interactions(State(state): State<HttpState>, headers: HeaderMap, body: String) -> Response {

@@ -27,6 +27,7 @@ use tower_http::request_id::{MakeRequestId, PropagateRequestIdLayer, RequestId, 
 use tower_http::trace::TraceLayer;
 
 use crate::auth::{AuthFailure, Principal};
+use crate::error::AppError;
 use crate::graphql::Gate;
 use crate::state::AppState;
 use crate::{db, graphql};
@@ -309,6 +310,29 @@ pub(crate) fn rate_limited(wait: Duration) -> Response {
 fn persisted_refusal((code, message): (&'static str, String)) -> Response {
     let status = if code == "BAD_REQUEST" { StatusCode::BAD_REQUEST } else { StatusCode::OK };
     (status, Json(error_body(&message, code))).into_response()
+}
+
+/// The HTTP status of a service error on the plain-HTTP endpoints (GraphQL answers
+/// 200 with the code in `extensions`).
+pub(crate) fn status_of(err: &AppError) -> StatusCode {
+    match err {
+        AppError::Unauthenticated(_) => StatusCode::UNAUTHORIZED,
+        AppError::Forbidden(_) => StatusCode::FORBIDDEN,
+        AppError::NotFound(_) => StatusCode::NOT_FOUND,
+        AppError::Invalid(_) => StatusCode::BAD_REQUEST,
+        AppError::Conflict(_) | AppError::Contended => StatusCode::CONFLICT,
+        AppError::RateLimited(_) => StatusCode::TOO_MANY_REQUESTS,
+        AppError::Unavailable => StatusCode::SERVICE_UNAVAILABLE,
+        AppError::Internal(_) => StatusCode::INTERNAL_SERVER_ERROR,
+    }
+}
+
+/// A service error as a plain-HTTP response with the GraphQL-shaped body.
+pub(crate) fn error_response(err: &AppError) -> Response {
+    if let AppError::RateLimited(wait) = err {
+        return rate_limited(*wait);
+    }
+    (status_of(err), Json(error_body(&err.message(), err.code()))).into_response()
 }
 
 fn error_body(message: &str, code: &str) -> serde_json::Value {

@@ -142,7 +142,7 @@ async fn record_with(
             txn.rollback().await.ok();
             return Ok(Some(Stored { row: found, created: false }));
         }
-        let Some(customer) = customers::resolve_ref(&txn, actor, path, &input.customer).await? else {
+        let Some(customer) = customers::resolve_and_hold(&txn, actor, path, &input.customer).await? else {
             txn.rollback().await.ok();
             return Ok(None);
         };
