@@ -5,6 +5,9 @@
 
 use std::future::Future;
 
+use sea_orm::{DatabaseConnection, DatabaseTransaction, TransactionTrait};
+
+use crate::db;
 use crate::error::{AppError, AppResult};
 
 /// Largest batch any ingest call accepts.
@@ -87,4 +90,89 @@ where
             answer => return answer,
         }
     }
+}
+
+/// How [`write_each`] writes one kind of item and audits the call.
+pub trait Writes: Sync {
+    /// An item that passed the checks that need no database.
+    type Checked: Send + Sync;
+    type Row: Send + Sync;
+
+    /// Stores one checked item in `txn` (a savepoint): `Ok(None)` when it lost a race
+    /// (a key taken meanwhile) and must run again.
+    fn write<'a>(
+        &'a self,
+        txn: &'a DatabaseTransaction,
+        item: &'a Self::Checked,
+    ) -> impl Future<Output = AppResult<Option<Stored<Self::Row>>>> + Send + 'a;
+
+    /// Writes the call's audit entry in `txn`, given every answer in order.
+    fn audit<'a>(
+        &'a self,
+        txn: &'a DatabaseTransaction,
+        answers: &'a [AppResult<Stored<Self::Row>>],
+    ) -> impl Future<Output = AppResult<()>> + Send + 'a;
+}
+
+/// Writes a batch (or a single item) in one transaction, each item in a savepoint of
+/// its own, and the call's audit entry with it: the rows and the entry that counts
+/// them commit together, or nothing does.
+///
+/// `items` are the answers so far: an `Err` (a failed check) is kept as that item's
+/// answer. An item that lost a race, or that the database failed to break a deadlock,
+/// is rolled back to its savepoint and runs again; any other error is that item's
+/// answer and leaves the others written (a failed statement rolls back only its
+/// savepoint). A lost connection fails the whole call.
+pub async fn write_each<W: Writes>(
+    db: &DatabaseConnection,
+    items: Vec<AppResult<W::Checked>>,
+    writes: &W,
+) -> AppResult<Vec<AppResult<Stored<W::Row>>>> {
+    let txn = db::begin_write(db).await?;
+    let mut answers = Vec::with_capacity(items.len());
+    for item in items {
+        let answer = match item {
+            Ok(checked) => in_savepoint(&txn, writes, &checked).await?,
+            Err(e) => Err(e),
+        };
+        answers.push(answer);
+    }
+    writes.audit(&txn, &answers).await?;
+    txn.commit().await?;
+    Ok(answers)
+}
+
+/// [`write_each`] for a single item, which answers a failed check without opening a
+/// transaction.
+pub async fn write_one<W: Writes>(
+    db: &DatabaseConnection,
+    item: AppResult<W::Checked>,
+    writes: &W,
+) -> AppResult<Stored<W::Row>> {
+    let answers = write_each(db, vec![Ok(item?)], writes).await?;
+    answers.into_iter().next().unwrap_or_else(|| Err(AppError::internal(anyhow::anyhow!("one item, no answer"))))
+}
+
+/// One item of [`write_each`]: its answer, or the error that fails the whole call.
+async fn in_savepoint<W: Writes>(
+    txn: &DatabaseTransaction,
+    writes: &W,
+    checked: &W::Checked,
+) -> AppResult<AppResult<Stored<W::Row>>> {
+    for _ in 0..ATTEMPTS {
+        let savepoint = txn.begin().await?;
+        match writes.write(&savepoint, checked).await {
+            Ok(Some(stored)) => {
+                savepoint.commit().await?;
+                return Ok(Ok(stored));
+            }
+            Ok(None) | Err(AppError::Contended) => savepoint.rollback().await?,
+            Err(AppError::Unavailable) => return Err(AppError::Unavailable),
+            Err(e) => {
+                savepoint.rollback().await?;
+                return Ok(Err(e));
+            }
+        }
+    }
+    Ok(Err(AppError::Contended))
 }

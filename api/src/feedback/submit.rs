@@ -3,13 +3,18 @@
 //! stars, a free-text comment). Idempotent on `(source, externalId)`.
 //!
 //! Every comment is scored by the sentiment analyser and tagged with the topics it
-//! mentions, in the same transaction as the row. A batch answers per item; surveys
-//! and topics are loaded once per call.
+//! mentions, in the same transaction as the row. Surveys and topics are loaded once
+//! per call. A call or batch is one write transaction with its audit entry, each
+//! response in a savepoint of it, so a batch still answers per item
+//! ([`batch::write_each`]).
 
 use chrono::{DateTime, Utc};
 use entity::enums::{Channel, FeedbackKind, SurveyKind};
 use entity::{feedback, interaction, survey, touchpoint};
-use sea_orm::{ActiveModelTrait, ColumnTrait, ConnectionTrait, DatabaseConnection, EntityTrait, QueryFilter, Set};
+use sea_orm::{
+    ActiveModelTrait, ColumnTrait, ConnectionTrait, DatabaseConnection, DatabaseTransaction, EntityTrait, QueryFilter,
+    Set,
+};
 use serde_json::json;
 use uuid::Uuid;
 
@@ -144,21 +149,19 @@ fn validate(ctx: &Context, path: &[&str], input: &NewFeedback) -> AppResult<Feed
     if errors.is_empty() { Ok(kind) } else { Err(AppError::Invalid(errors)) }
 }
 
-/// Submits one piece of feedback.
+/// Submits one piece of feedback (its audit entry in the same transaction).
 pub async fn submit(
     db: &DatabaseConnection,
     actor: Actor<'_>,
     input: NewFeedback,
 ) -> AppResult<Stored<feedback::Model>> {
     let ctx = Context::load(db).await?;
-    let stored = submit_with(db, actor, &ctx, &["input"], input).await?;
-    if stored.created {
-        audit::record(db, actor, "submitFeedback", "feedback", Some(stored.row.id), json!({})).await?;
-    }
-    Ok(stored)
+    let checked = check(actor, &ctx, &["input"], input);
+    batch::write_one(db, checked, &Responses { actor, ctx: &ctx, batch: false }).await
 }
 
-/// Submits a batch, answering per item (in order).
+/// Submits a batch, answering per item (in order), in one transaction with its audit
+/// entry (see [`batch::write_each`]).
 pub async fn submit_batch(
     db: &DatabaseConnection,
     actor: Actor<'_>,
@@ -166,22 +169,55 @@ pub async fn submit_batch(
 ) -> AppResult<Vec<AppResult<Stored<feedback::Model>>>> {
     batch::check_size(inputs.len())?;
     let ctx = Context::load(db).await?;
-    let mut out = Vec::with_capacity(inputs.len());
-    for (i, input) in inputs.into_iter().enumerate() {
-        let index = i.to_string();
-        out.push(submit_with(db, actor, &ctx, &["inputs", &index], input).await);
-    }
-    batch::audit(db, actor, "ingestFeedback", "feedback", &out).await?;
-    Ok(out)
+    let checked =
+        inputs.into_iter().enumerate().map(|(i, input)| check(actor, &ctx, &["inputs", &i.to_string()], input)).collect();
+    batch::write_each(db, checked, &Responses { actor, ctx: &ctx, batch: true }).await
 }
 
-async fn submit_with(
-    db: &DatabaseConnection,
-    actor: Actor<'_>,
-    ctx: &Context,
-    path: &[&str],
+/// Writes feedback for one call: `submitFeedback`, or an `ingestFeedback` batch.
+struct Responses<'x> {
+    actor: Actor<'x>,
+    ctx: &'x Context,
+    batch: bool,
+}
+
+impl batch::Writes for Responses<'_> {
+    type Checked = Checked;
+    type Row = feedback::Model;
+
+    fn write<'a>(
+        &'a self,
+        txn: &'a DatabaseTransaction,
+        item: &'a Checked,
+    ) -> impl Future<Output = AppResult<Option<Stored<feedback::Model>>>> + Send + 'a {
+        write(txn, self.actor, self.ctx, item)
+    }
+
+    async fn audit(&self, txn: &DatabaseTransaction, answers: &[AppResult<Stored<feedback::Model>>]) -> AppResult<()> {
+        match answers {
+            _ if self.batch => batch::audit(txn, self.actor, "ingestFeedback", "feedback", answers).await,
+            [Ok(Stored { row, created: true })] => {
+                audit::record(txn, self.actor, "submitFeedback", "feedback", Some(row.id), json!({})).await
+            }
+            _ => Ok(()),
+        }
+    }
+}
+
+/// Feedback that passed its checks, with its kind, keys and the comment's analysis.
+struct Checked {
+    path: Vec<String>,
     input: NewFeedback,
-) -> AppResult<Stored<feedback::Model>> {
+    kind: FeedbackKind,
+    source: String,
+    external_id: Option<String>,
+    comment: Option<String>,
+    score: Option<sentiment::Sentiment>,
+}
+
+/// The checks that need no database (fields, survey and score, the token's channels,
+/// the identities' forms), and the comment scored before any lock is taken.
+fn check(actor: Actor<'_>, ctx: &Context, path: &[&str], input: NewFeedback) -> AppResult<Checked> {
     let kind = validate(ctx, path, &input)?;
     if !actor.principal.may_use_channel(input.channel) {
         return Err(AppError::forbidden(format!("this token may not write to the {:?} channel", input.channel)));
@@ -191,55 +227,59 @@ async fn submit_with(
     let external_id = input.external_id.as_deref().map(|e| e.trim().to_owned());
     let comment = input.comment.as_deref().map(str::trim).filter(|c| !c.is_empty()).map(str::to_owned);
     let score = comment.as_deref().map(sentiment::analyse);
-    batch::retrying(|| async {
-        let txn = db::begin_write(db).await?;
-        if let Some(ext) = &external_id
-            && let Some(found) = feedback::Entity::find()
-                .filter(feedback::Column::Source.eq(&source))
-                .filter(feedback::Column::ExternalId.eq(ext))
-                .one(&txn)
-                .await?
-        {
-            txn.rollback().await.ok();
-            return Ok(Some(Stored { row: found, created: false }));
-        }
-        let Some(customer) = customers::resolve_and_hold(&txn, actor, path, &input.customer).await? else {
-            txn.rollback().await.ok();
-            return Ok(None);
-        };
-        check_links(&txn, path, &input, customer.id).await?;
-        let now = Utc::now();
-        let row = feedback::ActiveModel {
-            id: Set(Uuid::now_v7()),
-            customer_id: Set(customer.id),
-            survey_id: Set(input.survey_id),
-            kind: Set(kind),
-            score: Set(input.score),
-            comment: Set(comment.clone()),
-            channel: Set(input.channel),
-            touchpoint_id: Set(input.touchpoint_id),
-            interaction_id: Set(input.interaction_id),
-            sentiment_score: Set(score.map(|s| s.score)),
-            sentiment_label: Set(score.map(|s| s.label)),
-            source: Set(source.clone()),
-            external_id: Set(external_id.clone()),
-            occurred_at: Set(input.occurred_at.unwrap_or(now)),
-            created_at: Set(now),
-        };
-        let inserted = match row.insert(&txn).await {
-            Ok(m) => m,
-            Err(e) if db::is_unique_violation(&e) => {
-                txn.rollback().await.ok();
-                return Ok(None);
-            }
-            Err(e) => return Err(e.into()),
-        };
-        topics::tag_feedback(&txn, &ctx.tagger, inserted.id, inserted.comment.as_deref()).await?;
-        events::emit(&txn, received_event(&inserted)).await?;
-        txn.commit().await?;
-        Ok(Some(Stored { row: inserted, created: true }))
-    })
-    .await
+    let path = path.iter().map(|p| (*p).to_owned()).collect();
+    Ok(Checked { path, input, kind, source, external_id, comment, score })
+}
+
+/// Stores one checked response in the caller's transaction: the stored one for a known
+/// key, else resolve and hold the customer, insert, tag its topics, emit
+/// `feedback.received`. `Ok(None)`: lost a race; the caller rolls back and runs it again.
+async fn write(
+    txn: &DatabaseTransaction,
+    actor: Actor<'_>,
+    ctx: &Context,
+    c: &Checked,
+) -> AppResult<Option<Stored<feedback::Model>>> {
+    let path: Vec<&str> = c.path.iter().map(String::as_str).collect();
+    if let Some(ext) = &c.external_id
+        && let Some(found) = feedback::Entity::find()
+            .filter(feedback::Column::Source.eq(&c.source))
+            .filter(feedback::Column::ExternalId.eq(ext))
+            .one(txn)
+            .await?
+    {
+        return Ok(Some(Stored { row: found, created: false }));
+    }
+    let Some(customer) = customers::resolve_and_hold(txn, actor, &path, &c.input.customer).await? else {
+        return Ok(None);
+    };
+    check_links(txn, &path, &c.input, customer.id).await?;
+    let now = Utc::now();
+    let row = feedback::ActiveModel {
+        id: Set(Uuid::now_v7()),
+        customer_id: Set(customer.id),
+        survey_id: Set(c.input.survey_id),
+        kind: Set(c.kind),
+        score: Set(c.input.score),
+        comment: Set(c.comment.clone()),
+        channel: Set(c.input.channel),
+        touchpoint_id: Set(c.input.touchpoint_id),
+        interaction_id: Set(c.input.interaction_id),
+        sentiment_score: Set(c.score.map(|s| s.score)),
+        sentiment_label: Set(c.score.map(|s| s.label)),
+        source: Set(c.source.clone()),
+        external_id: Set(c.external_id.clone()),
+        occurred_at: Set(c.input.occurred_at.unwrap_or(now)),
+        created_at: Set(now),
+    };
+    let inserted = match row.insert(txn).await {
+        Ok(m) => m,
+        Err(e) if db::is_unique_violation(&e) => return Ok(None),
+        Err(e) => return Err(e.into()),
+    };
+    topics::tag_feedback(txn, &ctx.tagger, inserted.id, inserted.comment.as_deref()).await?;
+    events::emit(txn, received_event(&inserted)).await?;
+    Ok(Some(Stored { row: inserted, created: true }))
 }
 
 /// A linked touchpoint or interaction must exist and be the same customer's.

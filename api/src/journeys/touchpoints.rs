@@ -1,15 +1,19 @@
 //! Recording touchpoints: a customer event at a journey stage, idempotent on
 //! `(source, externalId)`.
 //!
-//! The journey catalogue (journeys and stages) is loaded once per call or batch; each
-//! touchpoint runs in its own write transaction (look up the key, resolve the customer,
-//! insert, emit `touchpoint.recorded`), so one bad item of a batch never loses the
-//! others.
+//! The journey catalogue (journeys and stages) is loaded once per call or batch. A
+//! call or batch is one write transaction with its audit entry; each touchpoint runs
+//! in a savepoint of it (look up the key, resolve and hold the customer, insert, emit
+//! `touchpoint.recorded`), so one bad item of a batch never loses the others
+//! ([`batch::write_each`]).
 
 use chrono::{DateTime, Utc};
 use entity::enums::{Channel, TouchpointOutcome};
 use entity::{interaction, touchpoint};
-use sea_orm::{ActiveModelTrait, ColumnTrait, ConnectionTrait, DatabaseConnection, EntityTrait, QueryFilter, Set};
+use sea_orm::{
+    ActiveModelTrait, ColumnTrait, ConnectionTrait, DatabaseConnection, DatabaseTransaction, EntityTrait, QueryFilter,
+    Set,
+};
 use serde_json::json;
 use uuid::Uuid;
 
@@ -66,21 +70,19 @@ fn validate(path: &[&str], input: &NewTouchpoint) -> Vec<FieldError> {
     errors
 }
 
-/// Records one touchpoint.
+/// Records one touchpoint (its audit entry in the same transaction).
 pub async fn record(
     db: &DatabaseConnection,
     actor: Actor<'_>,
     input: NewTouchpoint,
 ) -> AppResult<Stored<touchpoint::Model>> {
     let catalogue = config::list(db).await?;
-    let stored = record_with(db, actor, &catalogue, &["input"], input).await?;
-    if stored.created {
-        audit::record(db, actor, "recordTouchpoint", "touchpoint", Some(stored.row.id), json!({})).await?;
-    }
-    Ok(stored)
+    let checked = check(actor, &catalogue, &["input"], input);
+    batch::write_one(db, checked, &Touchpoints { actor, batch: false }).await
 }
 
-/// Records a batch, answering per item (in order).
+/// Records a batch, answering per item (in order), in one transaction with its audit
+/// entry (see [`batch::write_each`]).
 pub async fn record_batch(
     db: &DatabaseConnection,
     actor: Actor<'_>,
@@ -88,13 +90,41 @@ pub async fn record_batch(
 ) -> AppResult<Vec<AppResult<Stored<touchpoint::Model>>>> {
     batch::check_size(inputs.len())?;
     let catalogue = config::list(db).await?;
-    let mut out = Vec::with_capacity(inputs.len());
-    for (i, input) in inputs.into_iter().enumerate() {
-        let index = i.to_string();
-        out.push(record_with(db, actor, &catalogue, &["inputs", &index], input).await);
+    let checked = inputs
+        .into_iter()
+        .enumerate()
+        .map(|(i, input)| check(actor, &catalogue, &["inputs", &i.to_string()], input))
+        .collect();
+    batch::write_each(db, checked, &Touchpoints { actor, batch: true }).await
+}
+
+/// Writes touchpoints for one call: `recordTouchpoint`, or a `recordTouchpoints` batch.
+struct Touchpoints<'x> {
+    actor: Actor<'x>,
+    batch: bool,
+}
+
+impl batch::Writes for Touchpoints<'_> {
+    type Checked = Checked;
+    type Row = touchpoint::Model;
+
+    fn write<'a>(
+        &'a self,
+        txn: &'a DatabaseTransaction,
+        item: &'a Checked,
+    ) -> impl Future<Output = AppResult<Option<Stored<touchpoint::Model>>>> + Send + 'a {
+        write(txn, self.actor, item)
     }
-    batch::audit(db, actor, "recordTouchpoints", "touchpoint", &out).await?;
-    Ok(out)
+
+    async fn audit(&self, txn: &DatabaseTransaction, answers: &[AppResult<Stored<touchpoint::Model>>]) -> AppResult<()> {
+        match answers {
+            _ if self.batch => batch::audit(txn, self.actor, "recordTouchpoints", "touchpoint", answers).await,
+            [Ok(Stored { row, created: true })] => {
+                audit::record(txn, self.actor, "recordTouchpoint", "touchpoint", Some(row.id), json!({})).await
+            }
+            _ => Ok(()),
+        }
+    }
 }
 
 /// The journey and stage ids a touchpoint names, checked against the catalogue.
@@ -112,13 +142,19 @@ fn locate(catalogue: &[Journey], path: &[&str], input: &NewTouchpoint) -> AppRes
     }
 }
 
-async fn record_with(
-    db: &DatabaseConnection,
-    actor: Actor<'_>,
-    catalogue: &[Journey],
-    path: &[&str],
+/// A touchpoint that passed its checks, with the ids and keys it will be stored under.
+struct Checked {
+    path: Vec<String>,
     input: NewTouchpoint,
-) -> AppResult<Stored<touchpoint::Model>> {
+    journey_id: Uuid,
+    stage_id: Uuid,
+    source: String,
+    external_id: Option<String>,
+}
+
+/// The checks that need no database: fields, the token's channels, the identities'
+/// forms, the journey and stage in the catalogue.
+fn check(actor: Actor<'_>, catalogue: &[Journey], path: &[&str], input: NewTouchpoint) -> AppResult<Checked> {
     let errors = validate(path, &input);
     if !errors.is_empty() {
         return Err(AppError::Invalid(errors));
@@ -130,51 +166,54 @@ async fn record_with(
     let (journey_id, stage_id) = locate(catalogue, path, &input)?;
     let source = input.source.as_deref().map_or("api", str::trim).to_owned();
     let external_id = input.external_id.as_deref().map(|e| e.trim().to_owned());
-    batch::retrying(|| async {
-        let txn = db::begin_write(db).await?;
-        if let Some(ext) = &external_id
-            && let Some(found) = touchpoint::Entity::find()
-                .filter(touchpoint::Column::Source.eq(&source))
-                .filter(touchpoint::Column::ExternalId.eq(ext))
-                .one(&txn)
-                .await?
-        {
-            txn.rollback().await.ok();
-            return Ok(Some(Stored { row: found, created: false }));
-        }
-        let Some(customer) = customers::resolve_and_hold(&txn, actor, path, &input.customer).await? else {
-            txn.rollback().await.ok();
-            return Ok(None);
-        };
-        check_interaction(&txn, path, input.interaction_id, customer.id).await?;
-        let now = Utc::now();
-        let row = touchpoint::ActiveModel {
-            id: Set(Uuid::now_v7()),
-            customer_id: Set(customer.id),
-            journey_id: Set(journey_id),
-            stage_id: Set(stage_id),
-            channel: Set(input.channel),
-            name: Set(input.name.trim().to_owned()),
-            outcome: Set(input.outcome),
-            interaction_id: Set(input.interaction_id),
-            source: Set(source.clone()),
-            external_id: Set(external_id.clone()),
-            occurred_at: Set(input.occurred_at.unwrap_or(now)),
-            created_at: Set(now),
-        };
-        let inserted = match row.insert(&txn).await {
-            Ok(m) => m,
-            Err(e) if db::is_unique_violation(&e) => {
-                txn.rollback().await.ok();
-                return Ok(None);
-            }
-            Err(e) => return Err(e.into()),
-        };
-        events::emit(&txn, recorded_event(&inserted)).await?;
-        txn.commit().await?;
-        Ok(Some(Stored { row: inserted, created: true }))
-    })
-    .await
+    let path = path.iter().map(|p| (*p).to_owned()).collect();
+    Ok(Checked { path, input, journey_id, stage_id, source, external_id })
+}
+
+/// Stores one checked touchpoint in the caller's transaction: the stored one for a
+/// known key, else resolve and hold the customer, insert, emit `touchpoint.recorded`.
+/// `Ok(None)`: lost a race; the caller rolls back and runs it again.
+async fn write(
+    txn: &DatabaseTransaction,
+    actor: Actor<'_>,
+    c: &Checked,
+) -> AppResult<Option<Stored<touchpoint::Model>>> {
+    let path: Vec<&str> = c.path.iter().map(String::as_str).collect();
+    if let Some(ext) = &c.external_id
+        && let Some(found) = touchpoint::Entity::find()
+            .filter(touchpoint::Column::Source.eq(&c.source))
+            .filter(touchpoint::Column::ExternalId.eq(ext))
+            .one(txn)
+            .await?
+    {
+        return Ok(Some(Stored { row: found, created: false }));
+    }
+    let Some(customer) = customers::resolve_and_hold(txn, actor, &path, &c.input.customer).await? else {
+        return Ok(None);
+    };
+    check_interaction(txn, &path, c.input.interaction_id, customer.id).await?;
+    let now = Utc::now();
+    let row = touchpoint::ActiveModel {
+        id: Set(Uuid::now_v7()),
+        customer_id: Set(customer.id),
+        journey_id: Set(c.journey_id),
+        stage_id: Set(c.stage_id),
+        channel: Set(c.input.channel),
+        name: Set(c.input.name.trim().to_owned()),
+        outcome: Set(c.input.outcome),
+        interaction_id: Set(c.input.interaction_id),
+        source: Set(c.source.clone()),
+        external_id: Set(c.external_id.clone()),
+        occurred_at: Set(c.input.occurred_at.unwrap_or(now)),
+        created_at: Set(now),
+    };
+    let inserted = match row.insert(txn).await {
+        Ok(m) => m,
+        Err(e) if db::is_unique_violation(&e) => return Ok(None),
+        Err(e) => return Err(e.into()),
+    };
+    events::emit(txn, recorded_event(&inserted)).await?;
+    Ok(Some(Stored { row: inserted, created: true }))
 }
 
 /// A linked interaction must exist and be the same customer's.

@@ -161,3 +161,46 @@ async fn feedback_is_validated_scored_tagged_and_retagged() {
         owned.stop().await;
     }
 }
+
+/// A batch lands whole, with the audit entry that counts it: while its last item
+/// waits for its customer (held here by another writer), none of the earlier items
+/// can be seen, and then all of them and the entry appear together. Each item still
+/// answers for itself.
+#[tokio::test]
+async fn a_feedback_batch_commits_whole_with_its_audit_entry() {
+    use cxgraph_tests::{Writer, on_each_backend, until_waiting};
+    use entity::{audit_entry, feedback};
+    on_each_backend(async |app: &TestApp| {
+        let admin = app.login_admin().await.access;
+        let (first, last) =
+            (cxgraph_tests::insert_customer(&app.db, None).await, cxgraph_tests::insert_customer(&app.db, None).await);
+        let item = |customer: Uuid, comment: &str| {
+            json!({ "kind": "COMMENT", "comment": comment, "channel": "WEB", "customerId": customer.to_string() })
+        };
+        let inputs = json!([item(first, "late again"), item(first, "still late"), item(last, "fine")]);
+        let held = Writer::start(app, "UPDATE customers SET updated_at = updated_at WHERE id = ?", last).await;
+        let batch = app.graphql(
+            "mutation($inputs: [SubmitFeedbackInput!]!) { ingestFeedback(inputs: $inputs) { created rejected } }",
+            json!({ "inputs": inputs }),
+            Some(&admin),
+        );
+        let rows = |customer: Uuid| Feedback::find().filter(feedback::Column::CustomerId.eq(customer)).count(&app.db);
+        let audited = || AuditEntry::find().filter(audit_entry::Column::Operation.eq("ingestFeedback")).all(&app.db);
+        let meanwhile = async {
+            until_waiting(app, 1).await;
+            let seen = (rows(first).await.unwrap(), audited().await.unwrap().len());
+            held.finish().await.unwrap();
+            seen
+        };
+        let (answer, seen) = tokio::join!(batch, meanwhile);
+        let name = app.backend.name();
+        assert_eq!(seen, (0, 0), "[{name}] nothing of the batch shows before it commits");
+        let p = &answer["data"]["ingestFeedback"];
+        assert_eq!((p["created"].as_i64(), p["rejected"].as_i64()), (Some(3), Some(0)), "[{name}] {answer}");
+        assert_eq!((rows(first).await.unwrap(), rows(last).await.unwrap()), (2, 1));
+        let entries = audited().await.unwrap();
+        assert_eq!(entries.len(), 1, "[{name}]");
+        assert_eq!(entries[0].changes, json!({ "created": 3, "duplicates": 0, "rejected": 0 }));
+    })
+    .await;
+}

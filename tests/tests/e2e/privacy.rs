@@ -3,7 +3,7 @@
 
 use chrono::{Duration, Utc};
 use cxgraph::customers::privacy::{RetentionPolicy, apply_retention};
-use cxgraph_tests::{TestApp, error_code, on_each_backend};
+use cxgraph_tests::{TestApp, Writer, error_code, on_each_backend, until_waiting};
 use entity::enums::*;
 use entity::prelude::*;
 use entity::{conversation, feedback, interaction, journey, journey_stage, touchpoint};
@@ -503,58 +503,6 @@ async fn a_merge_during_ingest_leaves_nothing_on_the_tombstone() {
         assert_eq!(left.await.unwrap(), 0);
     })
     .await;
-}
-
-/// A transaction of the test's own, standing for a concurrent writer: it runs `first`
-/// on `id`, and holds what that locked until [`Writer::finish`].
-struct Writer {
-    txn: sea_orm::DatabaseTransaction,
-    backend: sea_orm::DatabaseBackend,
-}
-
-impl Writer {
-    async fn start(app: &TestApp, first: &str, id: Uuid) -> Writer {
-        use sea_orm::{SqliteTransactionMode, TransactionTrait};
-        let options = sea_orm::TransactionOptions {
-            sqlite_transaction_mode: Some(SqliteTransactionMode::Immediate),
-            ..Default::default()
-        };
-        let txn = app.db.begin_with_options(options).await.unwrap();
-        let writer = Writer { txn, backend: app.db.get_database_backend() };
-        writer.run(first, id).await.unwrap();
-        writer
-    }
-
-    async fn run(&self, sql: &str, id: Uuid) -> Result<u64, sea_orm::DbErr> {
-        let sql =
-            if self.backend == sea_orm::DatabaseBackend::Postgres { sql.replacen('?', "$1", 1) } else { sql.into() };
-        Ok(self.txn.execute_raw(Statement::from_sql_and_values(self.backend, sql, [id.into()])).await?.rows_affected())
-    }
-
-    async fn finish(self) -> Result<(), sea_orm::DbErr> {
-        self.txn.commit().await
-    }
-}
-
-/// Returns once `n` sessions wait on a row lock (PostgreSQL); SQLite shows no waits,
-/// so there it gives the requests a moment to reach the database.
-async fn until_waiting(app: &TestApp, n: i64) {
-    let backend = app.db.get_database_backend();
-    if backend != sea_orm::DatabaseBackend::Postgres {
-        tokio::time::sleep(std::time::Duration::from_millis(300)).await;
-        return;
-    }
-    let waiting = "SELECT count(*) AS n FROM pg_stat_activity WHERE wait_event_type = 'Lock' \
-                   AND datname = current_database()";
-    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(10);
-    loop {
-        let row = app.db.query_one_raw(Statement::from_string(backend, waiting)).await.unwrap().unwrap();
-        if row.try_get::<i64>("", "n").unwrap() >= n {
-            return;
-        }
-        assert!(std::time::Instant::now() < deadline, "fewer than {n} requests ever waited for the writer");
-        tokio::time::sleep(std::time::Duration::from_millis(20)).await;
-    }
 }
 
 /// A write that holds one of the duplicate's conversations and then needs the

@@ -397,10 +397,14 @@ async fn main() -> anyhow::Result<()> {
         .collect();
     let recorder = floor::Recorder::start(&url).await?;
     let raw_pool = floor::pool(&url).await?;
+    let autovacuum = floor::autovacuum_on(&raw_pool).await;
     let mut rows = Vec::new();
     let mut explained = String::new();
     for w in workloads {
         eprintln!("{} …", w.name);
+        if !autovacuum {
+            floor::vacuum(&raw_pool).await?;
+        }
         let job = http_job(send.clone(), w.make.clone());
         let api = measure(&args, &job, w.clients, Pace::Closed, Some(server.pid())).await;
         // Open-loop clients: enough of them that the schedule, not a client, waits.
@@ -455,6 +459,7 @@ async fn main() -> anyhow::Result<()> {
             .collect::<PathBuf>()
             .display()
             .to_string(),
+        autovacuum,
         customers: args.customers,
         interactions: args.interactions,
         feedback: args.feedback,

@@ -35,6 +35,8 @@ pub struct Row {
 
 pub struct Report {
     pub args_line: String,
+    /// Whether the server ran autovacuum; when not, the runner vacuumed before each workload.
+    pub autovacuum: bool,
     /// The server binary's path relative to the target directory, e.g. `release/cxgraph`.
     pub server_bin: String,
     pub customers: u32,
@@ -117,6 +119,12 @@ impl Report {
             "- Runs: the server (`{}`) as its own process; {} s warm-up, then {} timed run(s) of {} s per measurement, the median run reported; every answer checked (status, GraphQL `errors`, rejected ingest lines)",
             self.server_bin, self.warmup, self.repeats, self.duration
         );
+        if !self.autovacuum {
+            let _ = writeln!(
+                s,
+                "- Autovacuum is off on this PostgreSQL server (its CI configuration); the runner ran `VACUUM (ANALYZE)` before each workload in its place"
+            );
+        }
         let _ = writeln!(
             s,
             "- Command: `cargo run --release -p cxgraph-tests --bin cxgraph-bench --{}{}`",
