@@ -121,9 +121,12 @@ impl Application {
         let listener =
             TcpListener::bind(settings.bind).await.with_context(|| format!("cannot listen on {}", settings.bind))?;
         let mut db = open_database(&settings).await?;
-        // Background jobs share the pool through a clone made before the statement
+        // Background jobs have a pool of their own on PostgreSQL (see
+        // `db::connect_background`), on SQLite a clone made before the statement
         // counters are installed: `DbStats` counts what requests cost.
-        let jobs_db = db.clone();
+        let jobs_db = db::connect_background(&settings, &db)
+            .await
+            .map_err(|e| anyhow::anyhow!("cannot open the background jobs' pool: {e}"))?;
         let db_stats = DbStats::install(&mut db);
         let mut report = bootstrap(&db, &settings).await?;
         report.ephemeral_jwt_secret = ephemeral;

@@ -169,8 +169,11 @@ pub async fn submit_batch(
 ) -> AppResult<Vec<AppResult<Stored<feedback::Model>>>> {
     batch::check_size(inputs.len())?;
     let ctx = Context::load(db).await?;
-    let checked =
-        inputs.into_iter().enumerate().map(|(i, input)| check(actor, &ctx, &["inputs", &i.to_string()], input)).collect();
+    let checked = inputs
+        .into_iter()
+        .enumerate()
+        .map(|(i, input)| check(actor, &ctx, &["inputs", &i.to_string()], input))
+        .collect();
     batch::write_each(db, checked, &Responses { actor, ctx: &ctx, batch: true }).await
 }
 

@@ -116,7 +116,11 @@ impl batch::Writes for Touchpoints<'_> {
         write(txn, self.actor, item)
     }
 
-    async fn audit(&self, txn: &DatabaseTransaction, answers: &[AppResult<Stored<touchpoint::Model>>]) -> AppResult<()> {
+    async fn audit(
+        &self,
+        txn: &DatabaseTransaction,
+        answers: &[AppResult<Stored<touchpoint::Model>>],
+    ) -> AppResult<()> {
         match answers {
             _ if self.batch => batch::audit(txn, self.actor, "recordTouchpoints", "touchpoint", answers).await,
             [Ok(Stored { row, created: true })] => {
