@@ -28,6 +28,7 @@ mod m20261204_000016_fold_rollup_deltas;
 mod m20261204_000017_drop_unused_due_indexes;
 mod m20261204_000018_add_unswept_sla_index;
 mod m20261204_000019_create_journey_step_rollups;
+mod m20261204_000020_add_negative_inbound_index;
 
 pub use dsl::epoch_units;
 pub use m20261204_000018_add_unswept_sla_index::UNSWEPT as UNSWEPT_CONVERSATIONS;
@@ -64,6 +65,7 @@ impl MigratorTrait for Migrator {
             Box::new(m20261204_000017_drop_unused_due_indexes::Migration),
             Box::new(m20261204_000018_add_unswept_sla_index::Migration),
             Box::new(m20261204_000019_create_journey_step_rollups::Migration),
+            Box::new(m20261204_000020_add_negative_inbound_index::Migration),
         ]
     }
 }

@@ -97,7 +97,9 @@ pub struct Report {
 }
 
 /// Negative mentions of topics in `[start, now)` as `(scope, occurred_at)` rows,
-/// through the facts' topic links.
+/// through the facts' topic links. The conditions are literals, not parameters: the
+/// messages' half is read from the partial index of migration 20, which PostgreSQL
+/// uses only when it can see that the query implies its condition.
 fn topic_negatives(sql: &mut Sql, start: DateTime<Utc>, now: DateTime<Utc>) {
     let parts = [
         ("interactions", "interaction_topics", "interaction_id", " AND x.direction = 'inbound'"),
