@@ -600,3 +600,37 @@ async fn touchpoints_and_feedback_recorded_during_a_merge_follow_it() {
     })
     .await;
 }
+
+/// Erasure takes its locks in ingest's order too: a write holding one of the
+/// customer's conversations, which then needs the customer's row, is not failed by
+/// an erasure that starts in between; the erasure waits for it and then scrubs the
+/// conversation too.
+#[tokio::test]
+async fn an_erasure_waits_for_a_write_holding_the_customers_conversation() {
+    on_each_backend(async |app: &TestApp| {
+        let admin = app.login_admin().await.access;
+        let customer = cxgraph_tests::insert_customer(&app.db, None).await;
+        add_facts(&app.db, customer, "held", Utc::now()).await;
+        let held = Conversation::find().filter(conversation::Column::CustomerId.eq(customer)).one(&app.db).await;
+        let held = held.unwrap().expect("a conversation").id;
+
+        let writer = Writer::start(app, "UPDATE conversations SET updated_at = updated_at WHERE id = ?", held).await;
+        let erase = "mutation($id: ID!) { eraseCustomer(input: {id: $id}) { conversations userErrors { code } } }";
+        let erased = app.graphql(erase, json!({ "id": customer.to_string() }), Some(&admin));
+        let write_on = async {
+            until_waiting(app, 1).await;
+            let wrote = writer.run("UPDATE customers SET last_contact_at = CURRENT_TIMESTAMP WHERE id = ?", customer);
+            (wrote.await, writer.finish().await)
+        };
+        let (erased, (wrote, committed)) = tokio::join!(erased, write_on);
+        let name = app.backend.name();
+        assert_eq!(wrote.map_err(|e| e.to_string()), Ok(1), "[{name}] the writer was not failed");
+        committed.unwrap_or_else(|e| panic!("[{name}] {e}"));
+        let e = &erased["data"]["eraseCustomer"];
+        assert_eq!(e["userErrors"], json!([]), "[{name}] {erased}");
+        assert_eq!(e["conversations"], 1, "[{name}] {erased}");
+        let scrubbed = Conversation::find_by_id(held).one(&app.db).await.unwrap().unwrap();
+        assert_eq!(scrubbed.subject, None, "[{name}] the held conversation was scrubbed after the writer committed");
+    })
+    .await;
+}
