@@ -92,11 +92,16 @@ where
     }
 }
 
-/// How [`write_each`] writes one kind of item and audits the call.
+/// How [`write_each`] and [`write_one`] write one kind of item.
 pub trait Writes: Sync {
     /// An item that passed the checks that need no database.
     type Checked: Send + Sync;
     type Row: Send + Sync;
+    /// The audit entry's target type (`touchpoint`, `feedback`).
+    const TARGET: &'static str;
+
+    /// The id a single write's audit entry names.
+    fn id(row: &Self::Row) -> uuid::Uuid;
 
     /// Stores one checked item in `txn` (a savepoint): `Ok(None)` when it lost a race
     /// (a key taken meanwhile) and must run again.
@@ -105,18 +110,19 @@ pub trait Writes: Sync {
         txn: &'a DatabaseTransaction,
         item: &'a Self::Checked,
     ) -> impl Future<Output = AppResult<Option<Stored<Self::Row>>>> + Send + 'a;
-
-    /// Writes the call's audit entry in `txn`, given every answer in order.
-    fn audit<'a>(
-        &'a self,
-        txn: &'a DatabaseTransaction,
-        answers: &'a [AppResult<Stored<Self::Row>>],
-    ) -> impl Future<Output = AppResult<()>> + Send + 'a;
 }
 
-/// Writes a batch (or a single item) in one transaction, each item in a savepoint of
-/// its own, and the call's audit entry with it: the rows and the entry that counts
-/// them commit together, or nothing does.
+/// What the call's audit entry records.
+enum Audited<'a> {
+    /// A batch: its counts, under this operation.
+    Counts(&'a str),
+    /// A single write: the row's id, when it was created.
+    Row(&'a str),
+}
+
+/// Writes a batch in one transaction, each item in a savepoint of its own, and the
+/// batch's audit entry (`operation`, with its counts) with it: the rows and the entry
+/// that counts them commit together, or nothing does.
 ///
 /// `items` are the answers so far: an `Err` (a failed check) is kept as that item's
 /// answer. An item that lost a race, or that the database failed to break a deadlock,
@@ -125,6 +131,31 @@ pub trait Writes: Sync {
 /// savepoint). A lost connection fails the whole call.
 pub async fn write_each<W: Writes>(
     db: &DatabaseConnection,
+    actor: crate::audit::Actor<'_>,
+    operation: &str,
+    items: Vec<AppResult<W::Checked>>,
+    writes: &W,
+) -> AppResult<Vec<AppResult<Stored<W::Row>>>> {
+    write_audited(db, actor, Audited::Counts(operation), items, writes).await
+}
+
+/// [`write_each`] for a single item: a failed check answers without opening a
+/// transaction, and the audit entry (`operation`) names the row it created.
+pub async fn write_one<W: Writes>(
+    db: &DatabaseConnection,
+    actor: crate::audit::Actor<'_>,
+    operation: &str,
+    item: AppResult<W::Checked>,
+    writes: &W,
+) -> AppResult<Stored<W::Row>> {
+    let answers = write_audited(db, actor, Audited::Row(operation), vec![Ok(item?)], writes).await?;
+    answers.into_iter().next().unwrap_or_else(|| Err(AppError::internal(anyhow::anyhow!("one item, no answer"))))
+}
+
+async fn write_audited<W: Writes>(
+    db: &DatabaseConnection,
+    actor: crate::audit::Actor<'_>,
+    audited: Audited<'_>,
     items: Vec<AppResult<W::Checked>>,
     writes: &W,
 ) -> AppResult<Vec<AppResult<Stored<W::Row>>>> {
@@ -137,20 +168,16 @@ pub async fn write_each<W: Writes>(
         };
         answers.push(answer);
     }
-    writes.audit(&txn, &answers).await?;
+    match (audited, answers.as_slice()) {
+        (Audited::Counts(operation), _) => audit(&txn, actor, operation, W::TARGET, &answers).await?,
+        (Audited::Row(operation), [Ok(Stored { row, created: true })]) => {
+            let id = Some(W::id(row));
+            crate::audit::record(&txn, actor, operation, W::TARGET, id, serde_json::json!({})).await?;
+        }
+        (Audited::Row(_), _) => {}
+    }
     txn.commit().await?;
     Ok(answers)
-}
-
-/// [`write_each`] for a single item, which answers a failed check without opening a
-/// transaction.
-pub async fn write_one<W: Writes>(
-    db: &DatabaseConnection,
-    item: AppResult<W::Checked>,
-    writes: &W,
-) -> AppResult<Stored<W::Row>> {
-    let answers = write_each(db, vec![Ok(item?)], writes).await?;
-    answers.into_iter().next().unwrap_or_else(|| Err(AppError::internal(anyhow::anyhow!("one item, no answer"))))
 }
 
 /// One item of [`write_each`]: its answer, or the error that fails the whole call.

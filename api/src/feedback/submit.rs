@@ -20,7 +20,7 @@ use uuid::Uuid;
 
 use super::surveys::{self, score_range};
 use super::topics::{self, Tagger};
-use crate::audit::{self, Actor};
+use crate::audit::Actor;
 use crate::batch::{self, Stored};
 use crate::customers::service::{self as customers, CustomerRef};
 use crate::db;
@@ -157,7 +157,7 @@ pub async fn submit(
 ) -> AppResult<Stored<feedback::Model>> {
     let ctx = Context::load(db).await?;
     let checked = check(actor, &ctx, &["input"], input);
-    batch::write_one(db, checked, &Responses { actor, ctx: &ctx, batch: false }).await
+    batch::write_one(db, actor, "submitFeedback", checked, &Responses { actor, ctx: &ctx }).await
 }
 
 /// Submits a batch, answering per item (in order), in one transaction with its audit
@@ -174,19 +174,23 @@ pub async fn submit_batch(
         .enumerate()
         .map(|(i, input)| check(actor, &ctx, &["inputs", &i.to_string()], input))
         .collect();
-    batch::write_each(db, checked, &Responses { actor, ctx: &ctx, batch: true }).await
+    batch::write_each(db, actor, "ingestFeedback", checked, &Responses { actor, ctx: &ctx }).await
 }
 
 /// Writes feedback for one call: `submitFeedback`, or an `ingestFeedback` batch.
 struct Responses<'x> {
     actor: Actor<'x>,
     ctx: &'x Context,
-    batch: bool,
 }
 
 impl batch::Writes for Responses<'_> {
     type Checked = Checked;
     type Row = feedback::Model;
+    const TARGET: &'static str = "feedback";
+
+    fn id(row: &feedback::Model) -> Uuid {
+        row.id
+    }
 
     fn write<'a>(
         &'a self,
@@ -194,16 +198,6 @@ impl batch::Writes for Responses<'_> {
         item: &'a Checked,
     ) -> impl Future<Output = AppResult<Option<Stored<feedback::Model>>>> + Send + 'a {
         write(txn, self.actor, self.ctx, item)
-    }
-
-    async fn audit(&self, txn: &DatabaseTransaction, answers: &[AppResult<Stored<feedback::Model>>]) -> AppResult<()> {
-        match answers {
-            _ if self.batch => batch::audit(txn, self.actor, "ingestFeedback", "feedback", answers).await,
-            [Ok(Stored { row, created: true })] => {
-                audit::record(txn, self.actor, "submitFeedback", "feedback", Some(row.id), json!({})).await
-            }
-            _ => Ok(()),
-        }
     }
 }
 

@@ -18,7 +18,7 @@ use serde_json::json;
 use uuid::Uuid;
 
 use super::config::{self, Journey};
-use crate::audit::{self, Actor};
+use crate::audit::Actor;
 use crate::batch::{self, Stored};
 use crate::customers::service::{self as customers, CustomerRef};
 use crate::db;
@@ -78,7 +78,7 @@ pub async fn record(
 ) -> AppResult<Stored<touchpoint::Model>> {
     let catalogue = config::list(db).await?;
     let checked = check(actor, &catalogue, &["input"], input);
-    batch::write_one(db, checked, &Touchpoints { actor, batch: false }).await
+    batch::write_one(db, actor, "recordTouchpoint", checked, &Touchpoints { actor }).await
 }
 
 /// Records a batch, answering per item (in order), in one transaction with its audit
@@ -95,18 +95,22 @@ pub async fn record_batch(
         .enumerate()
         .map(|(i, input)| check(actor, &catalogue, &["inputs", &i.to_string()], input))
         .collect();
-    batch::write_each(db, checked, &Touchpoints { actor, batch: true }).await
+    batch::write_each(db, actor, "recordTouchpoints", checked, &Touchpoints { actor }).await
 }
 
 /// Writes touchpoints for one call: `recordTouchpoint`, or a `recordTouchpoints` batch.
 struct Touchpoints<'x> {
     actor: Actor<'x>,
-    batch: bool,
 }
 
 impl batch::Writes for Touchpoints<'_> {
     type Checked = Checked;
     type Row = touchpoint::Model;
+    const TARGET: &'static str = "touchpoint";
+
+    fn id(row: &touchpoint::Model) -> Uuid {
+        row.id
+    }
 
     fn write<'a>(
         &'a self,
@@ -114,20 +118,6 @@ impl batch::Writes for Touchpoints<'_> {
         item: &'a Checked,
     ) -> impl Future<Output = AppResult<Option<Stored<touchpoint::Model>>>> + Send + 'a {
         write(txn, self.actor, item)
-    }
-
-    async fn audit(
-        &self,
-        txn: &DatabaseTransaction,
-        answers: &[AppResult<Stored<touchpoint::Model>>],
-    ) -> AppResult<()> {
-        match answers {
-            _ if self.batch => batch::audit(txn, self.actor, "recordTouchpoints", "touchpoint", answers).await,
-            [Ok(Stored { row, created: true })] => {
-                audit::record(txn, self.actor, "recordTouchpoint", "touchpoint", Some(row.id), json!({})).await
-            }
-            _ => Ok(()),
-        }
     }
 }
 
