@@ -8,7 +8,7 @@ use std::future::Future;
 use sea_orm::{DatabaseConnection, DatabaseTransaction, TransactionTrait};
 
 use crate::db;
-use crate::error::{AppError, AppResult};
+use crate::error::{AppError, AppResult, FieldError};
 
 /// Largest batch any ingest call accepts.
 pub const MAX_BATCH: usize = 1000;
@@ -21,6 +21,23 @@ pub struct Stored<T> {
     pub row: T,
     /// True when this call stored it; false for a duplicate.
     pub created: bool,
+}
+
+/// Earliest time an event may have happened: nothing this system ingests predates the
+/// epoch, and an earlier time is a connector's bug (a zero, a year of 1).
+pub const EARLIEST_EVENT: chrono::DateTime<chrono::Utc> = chrono::DateTime::UNIX_EPOCH;
+/// How far ahead of this server's clock an event's time may be (clocks drift).
+pub const CLOCK_SKEW: chrono::TimeDelta = chrono::TimeDelta::minutes(5);
+
+/// Checks when an ingested event happened: not before [`EARLIEST_EVENT`] (`TOO_OLD`),
+/// not more than [`CLOCK_SKEW`] ahead (`IN_FUTURE`).
+pub fn check_occurred_at(field: &[&str], at: Option<chrono::DateTime<chrono::Utc>>, errors: &mut Vec<FieldError>) {
+    let Some(at) = at else { return };
+    if at < EARLIEST_EVENT {
+        errors.push(FieldError::new(field, "TOO_OLD", "must be on or after 1970-01-01T00:00:00Z"));
+    } else if at > chrono::Utc::now() + CLOCK_SKEW {
+        errors.push(FieldError::new(field, "IN_FUTURE", "must not be in the future"));
+    }
 }
 
 /// Refuses a batch over [`MAX_BATCH`].

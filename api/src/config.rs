@@ -281,6 +281,26 @@ pub struct Settings {
     #[arg(long, env = "CXGRAPH_WS_MAX_PER_CALLER", default_value_t = 16, global = true)]
     pub ws_max_per_caller: usize,
 
+    /// WebSocket connections one client address may hold open before they have
+    /// authenticated (from the upgrade to an accepted `connection_init`); beyond it the
+    /// upgrade is refused with 429 `RATE_LIMITED`. 0 means no limit.
+    #[arg(long, env = "CXGRAPH_WS_MAX_PENDING_PER_ADDRESS", default_value_t = 8, global = true)]
+    pub ws_max_pending_per_address: usize,
+
+    /// Anonymous requests a minute one client address may make (no credentials, or
+    /// credentials refused; a burst of as many): log-ins, refreshes, refusals. 0 turns
+    /// the limit off. Counted per replica.
+    #[arg(long, env = "CXGRAPH_ANONYMOUS_RATE_LIMIT", default_value_t = 120, global = true)]
+    pub anonymous_rate_limit: u32,
+
+    /// A header, set by a reverse proxy every request passes through, that names the
+    /// client's address: `x-forwarded-for` (its last address, the one the proxy
+    /// appended, is taken) or `x-real-ip`, say. Unset, the client is the connection's
+    /// peer. Set it only behind such a proxy: otherwise a client names any address it
+    /// likes and escapes the per-address limits.
+    #[arg(long, env = "CXGRAPH_CLIENT_IP_HEADER", value_parser = header_name, global = true)]
+    pub client_ip_header: Option<axum::http::HeaderName>,
+
     /// Seconds between two runs of the insight jobs: topic re-tagging and the
     /// negative-sentiment spike detector.
     #[arg(long, env = "CXGRAPH_INSIGHTS_JOB_INTERVAL", default_value_t = 60, value_parser = clap::value_parser!(u64).range(1..=3600), global = true)]
@@ -406,6 +426,10 @@ impl Settings {
 }
 
 /// A finite number above zero (for thresholds).
+fn header_name(s: &str) -> Result<axum::http::HeaderName, String> {
+    axum::http::HeaderName::from_bytes(s.trim().as_bytes()).map_err(|_| format!("{s:?} is not a header name"))
+}
+
 fn positive_number(s: &str) -> Result<f64, String> {
     match s.parse::<f64>() {
         Ok(v) if v.is_finite() && v > 0.0 => Ok(v),

@@ -30,4 +30,5 @@ pub mod sentiment;
 pub mod startup;
 pub mod state;
 pub mod telemetry;
+pub mod text;
 pub mod users;

@@ -234,7 +234,9 @@ impl Application {
             shutdown.await;
             bus.close();
         };
-        let served = axum::serve(self.listener, router).with_graceful_shutdown(shutdown).await;
+        // With the peer's address on each request: the per-address limits need it.
+        let service = router.into_make_service_with_connect_info::<std::net::SocketAddr>();
+        let served = axum::serve(self.listener, service).with_graceful_shutdown(shutdown).await;
         let _ = stop_metrics.send(());
         if let Some(task) = metrics {
             let _ = task.await;

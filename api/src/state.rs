@@ -102,7 +102,7 @@ impl AppState {
         db_stats: Arc<DbStats>,
         persisted: PersistedQueries,
     ) -> Self {
-        let settings_rate = settings.rate_limit;
+        let (settings_rate, settings_anonymous) = (settings.rate_limit, settings.anonymous_rate_limit);
         let settings_budget = settings.cost_budget;
         Self {
             inner: Arc::new(Inner {
@@ -113,7 +113,7 @@ impl AppState {
                 db_stats,
                 bus: Bus::new(),
                 login_throttle: LoginThrottle::default(),
-                rate_limiter: RateLimiter::new(settings_rate),
+                rate_limiter: RateLimiter::new(settings_rate, settings_anonymous),
                 cost_budget: CostBudget::new(settings_budget),
                 sockets: Arc::default(),
                 persisted,

@@ -148,8 +148,9 @@ pub fn test_settings(database_url: &str) -> Settings {
     s.admin_password = Some(ADMIN_PASSWORD.into());
     s.demo_data = DemoData::Never;
     s.db_max_connections = 5;
-    // Tests hammer one admin; the limit has a test of its own.
+    // Tests hammer one admin from one address; the limits have tests of their own.
     s.rate_limit = 0;
+    s.anonymous_rate_limit = 0;
     s.cost_budget = 0;
     s.metrics_bind = cxgraph::config::MetricsBind(Some("127.0.0.1:0".parse().expect("address")));
     s
@@ -291,7 +292,9 @@ pub struct Subscription {
 
 impl Subscription {
     /// Connects, authenticates with `token` in `connection_init`, and subscribes.
-    /// Returns the first non-ack message instead when the server refuses.
+    /// Returns the first non-ack message instead when the server refuses: the errors
+    /// of a refused subscription, or `{"type": "closed", "code", "reason"}` when the
+    /// server closed the socket at `connection_init`.
     pub async fn start(app: &TestApp, token: Option<&str>, query: &str) -> Result<Subscription, Value> {
         Self::start_at(&app.addr.to_string(), token, query).await
     }
@@ -310,6 +313,9 @@ impl Subscription {
         };
         socket.send(Message::Text(init.to_string().into())).await.expect("send init");
         let ack = next_json(&mut socket).await;
+        if ack["type"] == "closed" {
+            return Err(ack);
+        }
         assert_eq!(ack["type"], "connection_ack", "{ack}");
         let subscribe = json!({ "id": "1", "type": "subscribe", "payload": { "query": query } });
         socket.send(Message::Text(subscribe.to_string().into())).await.expect("send subscribe");
@@ -355,13 +361,17 @@ async fn next_json(
     loop {
         match socket.next().await {
             Some(Ok(Message::Text(t))) => {
-                let v: Value = serde_json::from_str(&t).expect("JSON message");
+                let v: Value = serde_json::from_str(&t)
+                    .unwrap_or_else(|e| panic!("not a JSON message ({e}): {}", &t[..t.len().min(300)]));
                 if v["type"] == "ping" || v["type"] == "pong" {
                     continue;
                 }
                 return v;
             }
-            Some(Ok(Message::Close(frame))) => return json!({ "type": "closed", "frame": format!("{frame:?}") }),
+            Some(Ok(Message::Close(frame))) => {
+                return json!({ "type": "closed", "code": frame.as_ref().map(|f| u16::from(f.code)),
+                    "reason": frame.as_ref().map(|f| f.reason.to_string()) });
+            }
             Some(Ok(_)) => continue,
             other => return json!({ "type": "closed", "error": format!("{other:?}") }),
         }

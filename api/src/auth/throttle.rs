@@ -1,70 +1,218 @@
-//! Slowing down password guessing: after five failed log-ins for one e-mail within
-//! fifteen minutes, further attempts for it are refused with `RATE_LIMITED` (and a
-//! retry hint) for 30 s, doubling with each further failure up to fifteen minutes.
+//! Slowing down password guessing without handing anyone a lockout lever.
+//!
+//! Two counters, both per process (a replica counts its own attempts):
+//!
+//! - **Per account and client address.** After [`FREE_ATTEMPTS`] failed log-ins for one
+//!   e-mail from one address within [`WINDOW`], that address's attempts for that
+//!   e-mail are refused with `RATE_LIMITED` (and a retry hint) for 30 s, doubling with
+//!   each further failure up to fifteen minutes. Guessing from one address is slow,
+//!   and a guesser elsewhere cannot lock the real user out: it only locks itself.
+//! - **Per account, from anywhere.** Guessing from many addresses gets around the
+//!   first counter, so once an e-mail has [`GLOBAL_FREE`] failures within the window
+//!   from all addresses together, attempts for it from addresses that have not logged
+//!   into it lately are let through at most one per [`GLOBAL_SPACING`]: some 180
+//!   guesses a quarter of an hour, however many addresses. An address that logged in
+//!   successfully to the account (within [`KNOWN_FOR`]) keeps its own pace, so the
+//!   slow-down does not lock out the user at their usual desk.
 //!
 //! Unknown e-mails are counted exactly like known ones, so the answer never tells
-//! whether an account exists. The counters live in this process (a replica counts its
-//! own attempts): a bounded map, forgotten when full rather than allowed to grow.
+//! whether an account exists. The counters are keyed by SHA-256 digests (32 bytes,
+//! whatever the e-mail's length: the e-mail itself is never kept) and bounded: past
+//! [`MAX_TRACKED`] entries the least recently touched tenth is forgotten.
 
 use std::collections::HashMap;
+use std::hash::Hash;
 use std::sync::{Mutex, PoisonError};
 use std::time::{Duration, Instant};
+
+use sha2::{Digest, Sha256};
 
 const FREE_ATTEMPTS: u32 = 5;
 const WINDOW: Duration = Duration::from_secs(15 * 60);
 const FIRST_LOCK: Duration = Duration::from_secs(30);
 const MAX_LOCK: Duration = Duration::from_secs(15 * 60);
-const MAX_TRACKED: usize = 100_000;
+/// Failures of one account, from all addresses, before the global slow-down.
+pub const GLOBAL_FREE: u32 = 20;
+/// Spacing of attempts from unknown addresses on an account under the slow-down.
+pub const GLOBAL_SPACING: Duration = Duration::from_secs(5);
+/// How long an address that logged in stays known to the account.
+const KNOWN_FOR: Duration = Duration::from_secs(30 * 24 * 3600);
+/// Addresses remembered per account.
+const KNOWN_MAX: usize = 8;
+/// Entries kept per map (each under 200 bytes: some 20 MiB at worst for both).
+pub const MAX_TRACKED: usize = 100_000;
 
+type Digest32 = [u8; 32];
+
+fn digest(parts: &[&str]) -> Digest32 {
+    let mut hasher = Sha256::new();
+    for part in parts {
+        hasher.update(part.as_bytes());
+        hasher.update([0u8]);
+    }
+    hasher.finalize().into()
+}
+
+fn account_key(email: &str) -> Digest32 {
+    digest(&[&email.trim().to_lowercase()])
+}
+
+/// Failures of one (account, address).
 #[derive(Debug, Clone, Copy)]
-struct Entry {
+struct Local {
     failures: u32,
     first_failure: Instant,
     locked_until: Option<Instant>,
+    touched: Instant,
 }
 
-/// Failed log-in counters per e-mail.
+/// One account's failures from anywhere and the addresses that logged into it.
+#[derive(Debug, Clone)]
+struct Global {
+    failures: u32,
+    first_failure: Instant,
+    /// The last attempt let through from an unknown address under the slow-down.
+    last_unknown: Option<Instant>,
+    known: Vec<(Digest32, Instant)>,
+    touched: Instant,
+}
+
+/// A map that forgets its least recently touched tenth when full.
+#[derive(Debug)]
+struct Bounded<K, V>(HashMap<K, V>);
+
+impl<K: Hash + Eq + Copy, V> Bounded<K, V> {
+    fn make_room(&mut self, touched: impl Fn(&V) -> Instant) {
+        if self.0.len() < MAX_TRACKED {
+            return;
+        }
+        let mut ages: Vec<(Instant, K)> = self.0.iter().map(|(k, v)| (touched(v), *k)).collect();
+        ages.sort_unstable_by_key(|(at, _)| *at);
+        for (_, key) in ages.into_iter().take(MAX_TRACKED / 10) {
+            self.0.remove(&key);
+        }
+    }
+}
+
+impl<K, V> Default for Bounded<K, V> {
+    fn default() -> Self {
+        Bounded(HashMap::new())
+    }
+}
+
+#[derive(Debug, Default)]
+struct Counters {
+    local: Bounded<Digest32, Local>,
+    global: Bounded<Digest32, Global>,
+}
+
+/// Failed log-in counters (see the module comment).
 #[derive(Debug, Default)]
 pub struct LoginThrottle {
-    entries: Mutex<HashMap<String, Entry>>,
-}
-
-fn key(email: &str) -> String {
-    email.trim().to_lowercase()
+    counters: Mutex<Counters>,
 }
 
 impl LoginThrottle {
-    /// `Err(wait)` while attempts for this e-mail are refused.
-    pub fn check(&self, email: &str) -> Result<(), Duration> {
-        let entries = self.entries.lock().unwrap_or_else(PoisonError::into_inner);
-        match entries.get(&key(email)).and_then(|e| e.locked_until) {
-            Some(until) if until > Instant::now() => Err(until - Instant::now()),
-            _ => Ok(()),
-        }
-    }
-
-    /// Records a failed attempt.
-    pub fn failure(&self, email: &str) {
-        let mut entries = self.entries.lock().unwrap_or_else(PoisonError::into_inner);
-        if entries.len() >= MAX_TRACKED {
-            entries.clear();
-        }
+    /// `Err(wait)` while attempts for this e-mail from `address` (a key from
+    /// `rate_limit::address_key`) are refused. An attempt it lets through under the
+    /// global slow-down takes the account's next slot.
+    pub fn check(&self, email: &str, address: &str) -> Result<(), Duration> {
+        let account = account_key(email);
+        let pair = digest(&[&email.trim().to_lowercase(), address]);
         let now = Instant::now();
-        let entry = entries.entry(key(email)).or_insert(Entry { failures: 0, first_failure: now, locked_until: None });
-        if now.duration_since(entry.first_failure) > WINDOW && entry.locked_until.is_none_or(|u| u <= now) {
-            *entry = Entry { failures: 0, first_failure: now, locked_until: None };
+        let mut counters = self.counters.lock().unwrap_or_else(PoisonError::into_inner);
+        if let Some(until) = counters.local.0.get(&pair).and_then(|e| e.locked_until)
+            && until > now
+        {
+            return Err(until - now);
         }
-        entry.failures += 1;
-        if entry.failures >= FREE_ATTEMPTS {
-            let doublings = (entry.failures - FREE_ATTEMPTS).min(10);
-            let lock = FIRST_LOCK.saturating_mul(1 << doublings).min(MAX_LOCK);
-            entry.locked_until = Some(now + lock);
+        let Some(global) = counters.global.0.get_mut(&account) else {
+            return Ok(());
+        };
+        let hot = global.failures >= GLOBAL_FREE && now.duration_since(global.first_failure) <= WINDOW;
+        let address_digest = digest(&[address]);
+        let known = global.known.iter().any(|(a, at)| *a == address_digest && now.duration_since(*at) <= KNOWN_FOR);
+        if !hot || known {
+            return Ok(());
         }
+        if let Some(last) = global.last_unknown
+            && now.duration_since(last) < GLOBAL_SPACING
+        {
+            return Err(GLOBAL_SPACING - now.duration_since(last));
+        }
+        global.last_unknown = Some(now);
+        Ok(())
     }
 
-    /// Forgets the failures of an e-mail after a successful log-in.
-    pub fn success(&self, email: &str) {
-        self.entries.lock().unwrap_or_else(PoisonError::into_inner).remove(&key(email));
+    /// Records a failed attempt for `email` from `address`.
+    pub fn failure(&self, email: &str, address: &str) {
+        let account = account_key(email);
+        let pair = digest(&[&email.trim().to_lowercase(), address]);
+        let now = Instant::now();
+        let mut counters = self.counters.lock().unwrap_or_else(PoisonError::into_inner);
+        counters.local.make_room(|e| e.touched);
+        let local = counters.local.0.entry(pair).or_insert(Local {
+            failures: 0,
+            first_failure: now,
+            locked_until: None,
+            touched: now,
+        });
+        if now.duration_since(local.first_failure) > WINDOW && local.locked_until.is_none_or(|u| u <= now) {
+            *local = Local { failures: 0, first_failure: now, locked_until: None, touched: now };
+        }
+        local.failures += 1;
+        local.touched = now;
+        if local.failures >= FREE_ATTEMPTS {
+            let doublings = (local.failures - FREE_ATTEMPTS).min(10);
+            let lock = FIRST_LOCK.saturating_mul(1 << doublings).min(MAX_LOCK);
+            local.locked_until = Some(now + lock);
+        }
+        counters.global.make_room(|g| g.touched);
+        let global = counters.global.0.entry(account).or_insert_with(|| Global {
+            failures: 0,
+            first_failure: now,
+            last_unknown: None,
+            known: Vec::new(),
+            touched: now,
+        });
+        if now.duration_since(global.first_failure) > WINDOW {
+            global.failures = 0;
+            global.first_failure = now;
+        }
+        global.failures += 1;
+        global.touched = now;
+    }
+
+    /// Forgets the failures of `email` from `address` after a successful log-in, and
+    /// remembers the address as the account's.
+    pub fn success(&self, email: &str, address: &str) {
+        let account = account_key(email);
+        let pair = digest(&[&email.trim().to_lowercase(), address]);
+        let now = Instant::now();
+        let mut counters = self.counters.lock().unwrap_or_else(PoisonError::into_inner);
+        counters.local.0.remove(&pair);
+        counters.global.make_room(|g| g.touched);
+        let global = counters.global.0.entry(account).or_insert_with(|| Global {
+            failures: 0,
+            first_failure: now,
+            last_unknown: None,
+            known: Vec::new(),
+            touched: now,
+        });
+        let address_digest = digest(&[address]);
+        global.known.retain(|(a, at)| *a != address_digest && now.duration_since(*at) <= KNOWN_FOR);
+        global.known.push((address_digest, now));
+        if global.known.len() > KNOWN_MAX {
+            global.known.remove(0);
+        }
+        global.touched = now;
+    }
+
+    /// Entries held, for the bound's test.
+    #[cfg(test)]
+    fn tracked(&self) -> (usize, usize) {
+        let counters = self.counters.lock().unwrap_or_else(PoisonError::into_inner);
+        (counters.local.0.len(), counters.global.0.len())
     }
 }
 
@@ -72,18 +220,53 @@ impl LoginThrottle {
 mod tests {
     use super::*;
 
+    const HOME: &str = "ip:192.0.2.1";
+    const AWAY: &str = "ip:198.51.100.7";
+
     #[test]
-    fn five_failures_lock_and_success_forgets() {
+    fn five_failures_lock_that_address_only_and_success_forgets() {
         let t = LoginThrottle::default();
         for _ in 0..4 {
-            t.failure("Ann@Example.com");
-            assert!(t.check("ann@example.com").is_ok());
+            t.failure("Ann@Example.com", AWAY);
+            assert!(t.check("ann@example.com", AWAY).is_ok());
         }
-        t.failure("ann@example.com");
-        let wait = t.check(" ANN@example.com ").expect_err("locked after five");
+        t.failure("ann@example.com", AWAY);
+        let wait = t.check(" ANN@example.com ", AWAY).expect_err("locked after five");
         assert!(wait <= FIRST_LOCK && wait > Duration::from_secs(25));
-        assert!(t.check("bob@example.com").is_ok(), "per e-mail");
-        t.success("ann@example.com");
-        assert!(t.check("ann@example.com").is_ok());
+        assert!(t.check("ann@example.com", HOME).is_ok(), "the user elsewhere is not locked out");
+        assert!(t.check("bob@example.com", AWAY).is_ok(), "per e-mail");
+        t.success("ann@example.com", AWAY);
+        assert!(t.check("ann@example.com", AWAY).is_ok());
+    }
+
+    #[test]
+    fn guessing_from_many_addresses_is_spaced_out_but_not_for_a_known_address() {
+        let t = LoginThrottle::default();
+        t.success("ann@example.com", HOME);
+        for i in 0..GLOBAL_FREE {
+            let address = format!("ip:203.0.113.{i}");
+            assert!(t.check("ann@example.com", &address).is_ok(), "below the global count");
+            t.failure("ann@example.com", &address);
+        }
+        assert!(t.check("ann@example.com", "ip:10.9.9.1").is_ok(), "one attempt from anywhere passes");
+        let wait = t.check("ann@example.com", "ip:10.9.9.2").expect_err("the next one waits its turn");
+        assert!(wait <= GLOBAL_SPACING);
+        assert!(t.check("ann@example.com", HOME).is_ok(), "the user's own address keeps its pace");
+        assert!(t.check("ann@example.com", HOME).is_ok());
+        assert!(t.check("bob@example.com", "ip:10.9.9.2").is_ok(), "other accounts are untouched");
+    }
+
+    #[test]
+    fn the_key_space_is_bounded_and_keys_are_digests() {
+        let t = LoginThrottle::default();
+        let long = "x".repeat(1 << 20);
+        for i in 0..(MAX_TRACKED + 10) {
+            t.failure(&format!("{i}{}", &long[..16]), HOME);
+        }
+        let (local, global) = t.tracked();
+        assert!(local <= MAX_TRACKED && global <= MAX_TRACKED, "{local} {global}");
+        // A megabyte e-mail is held as 32 bytes, like any other.
+        t.failure(&long, HOME);
+        assert!(std::mem::size_of::<Digest32>() == 32);
     }
 }

@@ -143,9 +143,7 @@ fn validate(ctx: &Context, path: &[&str], input: &NewFeedback) -> AppResult<Feed
     if input.external_id.as_ref().is_some_and(|s| s.trim().is_empty() || s.chars().count() > 300) {
         errors.push(FieldError::new(&f("externalId"), "INVALID", "must be 1 to 300 characters"));
     }
-    if input.occurred_at.is_some_and(|at| at > Utc::now() + chrono::Duration::minutes(5)) {
-        errors.push(FieldError::new(&f("occurredAt"), "IN_FUTURE", "must not be in the future"));
-    }
+    batch::check_occurred_at(&f("occurredAt"), input.occurred_at, &mut errors);
     if errors.is_empty() { Ok(kind) } else { Err(AppError::Invalid(errors)) }
 }
 
@@ -161,18 +159,19 @@ pub async fn submit(
 }
 
 /// Submits a batch, answering per item (in order), in one transaction with its audit
-/// entry (see [`batch::write_each`]).
+/// entry (see [`batch::write_each`]). An item already refused by the caller keeps its
+/// answer and its place.
 pub async fn submit_batch(
     db: &DatabaseConnection,
     actor: Actor<'_>,
-    inputs: Vec<NewFeedback>,
+    inputs: Vec<AppResult<NewFeedback>>,
 ) -> AppResult<Vec<AppResult<Stored<feedback::Model>>>> {
     batch::check_size(inputs.len())?;
     let ctx = Context::load(db).await?;
     let checked = inputs
         .into_iter()
         .enumerate()
-        .map(|(i, input)| check(actor, &ctx, &["inputs", &i.to_string()], input))
+        .map(|(i, input)| input.and_then(|input| check(actor, &ctx, &["inputs", &i.to_string()], input)))
         .collect();
     batch::write_each(db, actor, "ingestFeedback", checked, &Responses { actor, ctx: &ctx }).await
 }

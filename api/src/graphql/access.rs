@@ -9,10 +9,10 @@
 //! So the same duties live in two places that cost nothing per field:
 //!
 //! - [`Gate`], the executor every transport runs (HTTP and WebSocket), before the
-//!   schema sees a request: in persisted-query allow-list mode a document not in the
-//!   manifest is refused (`PERSISTED_QUERY_REQUIRED`); a document of more than
-//!   [`MAX_TOKENS`] tokens is refused before it is parsed; a document is parsed once
-//!   per text (see `ParsedDocuments`) and refused when too wide (aliases, root fields);
+//!   schema sees a request: the document is admitted by `document::Documents` (the
+//!   persisted-query allow-list, then lexical limits on the raw text, then the parse
+//!   and the document's shape with its fragments inlined: see that module), and its
+//!   text checked by `input_text` (nothing the database cannot store);
 //!   its cost (see `cost::document_cost`) is charged to the caller's hourly budget,
 //!   and a query that does not fit is refused with `RATE_LIMITED` before anything
 //!   runs (a query that then fails validation gets its charge back). After, the answer
@@ -31,7 +31,7 @@ use std::borrow::Cow;
 use std::sync::Arc;
 
 use async_graphql::futures_util::stream::{self, BoxStream, StreamExt};
-use async_graphql::parser::types::{ExecutableDocument, Field, OperationType, Selection, SelectionSet};
+use async_graphql::parser::types::{ExecutableDocument, Field, OperationType};
 use async_graphql::registry::Registry;
 use async_graphql::resolver_utils::{ContainerType, resolve_container};
 use async_graphql::{
@@ -40,6 +40,7 @@ use async_graphql::{
 };
 
 use super::AppSchema;
+use super::document::Documents;
 use crate::auth::Principal;
 use crate::auth::cost_budget::CostReport;
 use crate::auth::policy::root_policy;
@@ -80,36 +81,6 @@ impl OperationSlot {
     }
 }
 
-/// Documents parsed before, by their text: clients send the same few queries over and
-/// over, and parsing one (a 600-character customer 360) cost a tenth of the server's
-/// time for the request. A document is the same whatever its variables, so a copy of
-/// the parse is the parse. Bounded: past [`PARSED_MAX`] documents the memo starts
-/// afresh, and only documents up to [`PARSED_MAX_LEN`] bytes are kept.
-#[derive(Default)]
-struct ParsedDocuments(std::sync::Mutex<std::collections::HashMap<String, ExecutableDocument>>);
-
-/// At most this many documents are kept (worst case a few MiB: each at most
-/// [`PARSED_MAX_LEN`] bytes of text and its syntax tree).
-const PARSED_MAX: usize = 128;
-const PARSED_MAX_LEN: usize = 4 * 1024;
-
-impl ParsedDocuments {
-    fn get(&self, query: &str) -> Option<ExecutableDocument> {
-        self.0.lock().unwrap_or_else(std::sync::PoisonError::into_inner).get(query).cloned()
-    }
-
-    fn keep(&self, query: &str, doc: &ExecutableDocument) {
-        if query.len() > PARSED_MAX_LEN {
-            return;
-        }
-        let mut docs = self.0.lock().unwrap_or_else(std::sync::PoisonError::into_inner);
-        if docs.len() >= PARSED_MAX {
-            docs.clear();
-        }
-        docs.insert(query.to_owned(), doc.clone());
-    }
-}
-
 /// `extensions.cost` of an answer: GitHub's `rateLimit`, in the answer itself.
 fn cost_value(report: &CostReport) -> Value {
     let mut map = async_graphql::indexmap::IndexMap::new();
@@ -121,98 +92,6 @@ fn cost_value(report: &CostReport) -> Value {
         Value::from(report.reset_at.to_rfc3339_opts(chrono::SecondsFormat::Secs, true)),
     );
     Value::Object(map)
-}
-
-/// Most aliases one document may use (alias floods multiply the work of one field).
-pub const MAX_ALIASES: usize = 30;
-/// Most fields at the root of one operation.
-pub const MAX_ROOT_FIELDS: usize = 15;
-
-fn count_aliases(set: &SelectionSet) -> usize {
-    set.items
-        .iter()
-        .map(|item| match &item.node {
-            Selection::Field(f) => usize::from(f.node.alias.is_some()) + count_aliases(&f.node.selection_set.node),
-            Selection::InlineFragment(i) => count_aliases(&i.node.selection_set.node),
-            Selection::FragmentSpread(_) => 0,
-        })
-        .sum()
-}
-
-/// Most lexical tokens one document may hold (counted before parsing, so a huge
-/// document costs a scan, not a syntax tree).
-pub const MAX_TOKENS: usize = 10_000;
-
-/// Counts a document's tokens: names and numbers, punctuators (`...` as one), string
-/// literals (block strings too); whitespace, commas and comments are not tokens.
-/// Stops counting past `MAX_TOKENS`.
-fn count_tokens(query: &str) -> usize {
-    let bytes = query.as_bytes();
-    let (mut i, mut n) = (0, 0);
-    while i < bytes.len() && n <= MAX_TOKENS {
-        let c = bytes[i];
-        match c {
-            b' ' | b'\t' | b'\n' | b'\r' | b',' | 0xEF | 0xBB | 0xBF => i += 1,
-            b'#' => {
-                while i < bytes.len() && bytes[i] != b'\n' {
-                    i += 1;
-                }
-            }
-            b'"' if bytes[i..].starts_with(b"\"\"\"") => {
-                i += 3;
-                while i < bytes.len() && !bytes[i..].starts_with(b"\"\"\"") {
-                    i += if bytes[i] == b'\\' { 2 } else { 1 };
-                }
-                i += 3;
-                n += 1;
-            }
-            b'"' => {
-                i += 1;
-                while i < bytes.len() && bytes[i] != b'"' && bytes[i] != b'\n' {
-                    i += if bytes[i] == b'\\' { 2 } else { 1 };
-                }
-                i += 1;
-                n += 1;
-            }
-            b'.' if bytes[i..].starts_with(b"...") => {
-                i += 3;
-                n += 1;
-            }
-            c if c.is_ascii_alphanumeric() || c == b'_' || c == b'-' => {
-                while i < bytes.len()
-                    && (bytes[i].is_ascii_alphanumeric() || matches!(bytes[i], b'_' | b'.' | b'-' | b'+'))
-                {
-                    i += 1;
-                }
-                n += 1;
-            }
-            _ => {
-                i += 1;
-                n += 1;
-            }
-        }
-    }
-    n
-}
-
-/// Refuses documents with too many aliases or root fields, before validation runs.
-fn check_shape(doc: &ExecutableDocument) -> ServerResult<()> {
-    let aliases: usize = doc.operations.iter().map(|(_, op)| count_aliases(&op.node.selection_set.node)).sum::<usize>()
-        + doc.fragments.values().map(|f| count_aliases(&f.node.selection_set.node)).sum::<usize>();
-    let too_wide = doc.operations.iter().any(|(_, op)| op.node.selection_set.node.items.len() > MAX_ROOT_FIELDS);
-    let message = if aliases > MAX_ALIASES {
-        format!("the document uses {aliases} aliases; at most {MAX_ALIASES} are allowed")
-    } else if too_wide {
-        format!("an operation selects more than {MAX_ROOT_FIELDS} root fields")
-    } else {
-        return Ok(());
-    };
-    Err(coded(ServerError::new(message, None), "GRAPHQL_VALIDATION_FAILED"))
-}
-
-fn coded(mut error: ServerError, code: &str) -> ServerError {
-    error.extensions.get_or_insert_with(Default::default).set("code", code);
-    error
 }
 
 /// Whether an uncoded error is async-graphql refusing an input value (its
@@ -233,7 +112,7 @@ fn has_code(e: &ServerError) -> bool {
 pub struct Gate {
     schema: AppSchema,
     state: AppState,
-    parsed: Arc<ParsedDocuments>,
+    documents: Arc<Documents>,
 }
 
 /// A request refused before it ran: its error, and what the budget said if it spoke.
@@ -246,28 +125,20 @@ fn data_of<T: 'static>(data: &Data) -> Option<&T> {
 
 impl Gate {
     pub fn new(schema: AppSchema, state: AppState) -> Gate {
-        Gate { schema, state, parsed: Arc::default() }
+        Gate { schema, state, documents: Arc::default() }
+    }
+
+    /// The parsed document of `query`, admitted as every transport's is (allow-list,
+    /// lexical limits, shape): for a transport that must look at the operation before
+    /// running it (GET refuses mutations).
+    pub fn document(&self, query: &str) -> Result<ExecutableDocument, ServerError> {
+        self.documents.admit(query, |q| self.state.persisted().admits(q))
     }
 
     /// Checks, parses and prices a request; answers the budget's report of the charge.
     fn admit(&self, req: &mut Request, principal: &Principal) -> Result<Option<CostReport>, Refusal> {
-        if !self.state.persisted().admits(&req.query) {
-            return Err(Box::new((super::persisted::refused(), None)));
-        }
-        if count_tokens(&req.query) > MAX_TOKENS {
-            let message = format!("the document has more than {MAX_TOKENS} tokens");
-            return Err(Box::new((coded(ServerError::new(message, None), "GRAPHQL_PARSE_FAILED"), None)));
-        }
-        let doc = match self.parsed.get(&req.query) {
-            Some(doc) => doc,
-            None => {
-                let doc = async_graphql::parser::parse_query(&req.query)
-                    .map_err(|e| Box::new((coded(e.into(), "GRAPHQL_PARSE_FAILED"), None)))?;
-                check_shape(&doc).map_err(|e| Box::new((e, None)))?;
-                self.parsed.keep(&req.query, &doc);
-                doc
-            }
-        };
+        let doc = self.document(&req.query).map_err(|e| Box::new((e, None)))?;
+        super::input_text::check(&doc, &req.variables).map_err(|e| Box::new((e, None)))?;
         if let Some(slot) = data_of::<Arc<OperationSlot>>(&req.data) {
             slot.fill(&doc);
         }
@@ -428,36 +299,3 @@ impl<T: ObjectType> ContainerType for Guarded<T> {
 }
 
 impl<T: ObjectType> ObjectType for Guarded<T> {}
-
-#[cfg(test)]
-mod tests {
-    use super::*;
-
-    #[test]
-    fn parsed_documents_are_kept_within_bounds() {
-        let docs = ParsedDocuments::default();
-        let parse = |q: &str| async_graphql::parser::parse_query(q).unwrap();
-        let small = "{ me { email } }";
-        docs.keep(small, &parse(small));
-        assert_eq!(docs.get(small).map(|d| d.operations.iter().count()), Some(1));
-        let long = format!("{{ me {{ email }} }} #{}", "x".repeat(PARSED_MAX_LEN));
-        docs.keep(&long, &parse(&long));
-        assert!(docs.get(&long).is_none(), "a long document is not kept");
-        for n in 0..PARSED_MAX {
-            let q = format!("{{ f{n} }}");
-            docs.keep(&q, &parse(&q));
-        }
-        assert!(docs.0.lock().unwrap().len() <= PARSED_MAX, "never more than the bound");
-        assert!(docs.get(small).is_none(), "a full memo starts afresh");
-    }
-
-    #[test]
-    fn tokens_are_counted_like_the_lexer_sees_them() {
-        assert_eq!(count_tokens("{ me { email } }"), 6);
-        assert_eq!(count_tokens("query($n: Int = -1.5e3) { a(x: \"b, c { d\") ...F } # { { {"), 19);
-        assert_eq!(count_tokens("{ a(s: \"\"\"x \\\"\"\" { \"\"\") }"), 8);
-        assert_eq!(count_tokens(", , ,\n\t"), 0);
-        let flood = "a ".repeat(MAX_TOKENS * 3);
-        assert_eq!(count_tokens(&flood), MAX_TOKENS + 1, "stops counting past the limit");
-    }
-}

@@ -10,7 +10,7 @@ use super::enums::{Channel, FeedbackKind, SurveyKind};
 use super::facts::Feedback;
 use super::interactions::customer_ref;
 use super::types::{
-    IngestStatus, UserError, actor, context, id, int, item_answer, parse_id, rejoin, split_batch, split_user_errors,
+    IngestStatus, UserError, actor, context, convert_batch, id, int, item_answer, parse_id, split_user_errors,
 };
 use crate::error::AppError;
 use crate::feedback::submit::{self, NewFeedback};
@@ -338,9 +338,9 @@ impl FeedbackMutation {
     ) -> Result<IngestFeedbackPayload> {
         let (state, _) = context(ctx)?;
         crate::batch::check_size(inputs.len())?;
-        let (valid, early) = split_batch(inputs, SubmitFeedbackInput::into_domain);
-        let answers = submit::submit_batch(state.db(), actor(ctx)?, valid).await?;
-        let results: Vec<FeedbackItemResult> = rejoin(early, answers)
+        let inputs = convert_batch(inputs, SubmitFeedbackInput::into_domain);
+        let answers = submit::submit_batch(state.db(), actor(ctx)?, inputs).await?;
+        let results: Vec<FeedbackItemResult> = answers
             .into_iter()
             .enumerate()
             .map(|(i, r)| {

@@ -8,7 +8,7 @@ use super::customer::IdentityValueInput;
 use super::enums::{AuthorKind, Channel, Direction, Visibility};
 use super::facts::Interaction;
 use super::types::{
-    IngestStatus, UserError, actor, context, int, item_answer, parse_id, rejoin, split_batch, split_user_errors,
+    IngestStatus, UserError, actor, context, convert_batch, int, item_answer, parse_id, split_user_errors,
 };
 use crate::error::AppError;
 use crate::interactions::ingest::{self, CustomerRef, NewInteraction, Recorded};
@@ -153,10 +153,10 @@ impl InteractionMutation {
         inputs: Vec<RecordInteractionInput>,
     ) -> Result<IngestInteractionsPayload> {
         let (state, _) = context(ctx)?;
-        let (valid, early) = split_batch(inputs, RecordInteractionInput::into_domain);
-        let answers = ingest::record_batch(state.db(), actor(ctx)?, valid, early.iter().flatten().count()).await?;
-        let results: Vec<IngestItemResult> =
-            rejoin(early, answers).into_iter().enumerate().map(|(i, r)| item_result(i, r)).collect();
+        crate::batch::check_size(inputs.len())?;
+        let inputs = convert_batch(inputs, RecordInteractionInput::into_domain);
+        let answers = ingest::record_batch(state.db(), actor(ctx)?, inputs).await?;
+        let results: Vec<IngestItemResult> = answers.into_iter().enumerate().map(|(i, r)| item_result(i, r)).collect();
         let count = |s: IngestStatus| int(results.iter().filter(|r| r.status == s).count());
         Ok(IngestInteractionsPayload {
             created: count(IngestStatus::Created),

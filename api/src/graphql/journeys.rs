@@ -9,7 +9,7 @@ use super::enums::{Channel, TouchpointOutcome};
 use super::facts::Touchpoint;
 use super::interactions::customer_ref;
 use super::types::{
-    IngestStatus, UserError, actor, context, id, int, item_answer, parse_id, rejoin, split_batch, split_user_errors,
+    IngestStatus, UserError, actor, context, convert_batch, id, int, item_answer, parse_id, split_user_errors,
 };
 use crate::error::AppError;
 use crate::journeys::config::{self, JourneyInput, StageInput};
@@ -285,9 +285,9 @@ impl JourneyMutation {
     ) -> Result<RecordTouchpointsPayload> {
         let (state, _) = context(ctx)?;
         crate::batch::check_size(inputs.len())?;
-        let (valid, early) = split_batch(inputs, RecordTouchpointInput::into_domain);
-        let answers = touchpoints::record_batch(state.db(), actor(ctx)?, valid).await?;
-        let results: Vec<TouchpointItemResult> = rejoin(early, answers)
+        let inputs = convert_batch(inputs, RecordTouchpointInput::into_domain);
+        let answers = touchpoints::record_batch(state.db(), actor(ctx)?, inputs).await?;
+        let results: Vec<TouchpointItemResult> = answers
             .into_iter()
             .enumerate()
             .map(|(i, r)| {

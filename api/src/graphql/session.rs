@@ -5,6 +5,7 @@ use chrono::{DateTime, Utc};
 use entity::user;
 
 use super::types::{Role, UserError, actor, context, id, split_user_errors};
+use crate::auth::password;
 use crate::auth::sessions::{self, Session};
 use crate::error::AppError;
 use crate::users;
@@ -128,6 +129,24 @@ pub struct LogoutPayload {
     user_errors: Vec<UserError>,
 }
 
+/// Longest e-mail address (RFC 5321's path limit).
+const MAX_EMAIL_LEN: usize = 254;
+
+/// Log-in fields too long to be anyone's, refused before anything is counted or hashed.
+fn too_long(input: &LoginInput) -> Option<Vec<UserError>> {
+    let mut errors = Vec::new();
+    if input.email.len() > MAX_EMAIL_LEN {
+        errors.push((vec!["input".into(), "email".into()], format!("must be at most {MAX_EMAIL_LEN} bytes")));
+    }
+    if input.password.len() > password::MAX_PASSWORD_LEN {
+        let message = format!("must be at most {} bytes", password::MAX_PASSWORD_LEN);
+        errors.push((vec!["input".into(), "password".into()], message));
+    }
+    let errors: Vec<UserError> =
+        errors.into_iter().map(|(field, message)| UserError { field, code: "TOO_LONG".into(), message }).collect();
+    (!errors.is_empty()).then_some(errors)
+}
+
 #[derive(Default)]
 pub struct SessionQuery;
 
@@ -148,18 +167,27 @@ pub struct SessionMutation;
 #[Object]
 impl SessionMutation {
     /// Starts a session. Wrong e-mail or password is a `userErrors` entry with code
-    /// `INVALID_CREDENTIALS` (it never says which of the two was wrong). After five
-    /// failures for one e-mail, attempts are refused for a while with `RATE_LIMITED`
-    /// (`extensions.retryAfterSeconds`), whether or not the account exists.
+    /// `INVALID_CREDENTIALS` (it never says which of the two was wrong); an e-mail over
+    /// 254 bytes or a password over 1,024 is `TOO_LONG`. After five failures for one
+    /// e-mail from one client address, that address's attempts are refused for a
+    /// while with `RATE_LIMITED` (`extensions.retryAfterSeconds`), whether or not the
+    /// account exists; after twenty from anywhere, addresses that have not logged into
+    /// the account lately are let through one every five seconds.
     async fn login(&self, ctx: &Context<'_>, input: LoginInput) -> Result<LoginPayload> {
         let (state, _) = context(ctx)?;
+        if let Some(user_errors) = too_long(&input) {
+            return Ok(LoginPayload { session: None, user_errors });
+        }
+        let address = ctx
+            .data_opt::<crate::http::ClientAddr>()
+            .map_or_else(|| "unknown".to_owned(), |c| crate::auth::rate_limit::address_key(c.0));
         let throttle = state.login_throttle();
-        throttle.check(&input.email).map_err(AppError::RateLimited)?;
+        throttle.check(&input.email, &address).map_err(AppError::RateLimited)?;
         let request_id = actor(ctx)?.request_id;
         let session = sessions::login(state.db(), state.sessions(), &input.email, input.password, request_id).await?;
         match &session {
-            Some(_) => throttle.success(&input.email),
-            None => throttle.failure(&input.email),
+            Some(_) => throttle.success(&input.email, &address),
+            None => throttle.failure(&input.email, &address),
         }
         Ok(match session {
             Some(session) => LoginPayload { session: Some(session.into()), user_errors: Vec::new() },

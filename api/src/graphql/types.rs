@@ -138,38 +138,14 @@ pub fn item_answer<M, T>(
     }
 }
 
-/// Converts a batch's inputs one by one: the valid ones go to the service, the others
-/// keep their error in place (`rejoin` puts the answers back in order).
-pub fn split_batch<I, D>(
+/// Converts a batch's inputs one by one, each at its place: an input that does not
+/// convert keeps its error there, and the service answers every place in order (so
+/// `inputs.<i>` always names the caller's item `i`).
+pub fn convert_batch<I, D>(
     inputs: Vec<I>,
     convert: impl Fn(I, &[&str]) -> Result<D, AppError>,
-) -> (Vec<D>, Vec<Option<AppError>>) {
-    let mut valid = Vec::with_capacity(inputs.len());
-    let mut early = Vec::with_capacity(inputs.len());
-    for (i, input) in inputs.into_iter().enumerate() {
-        let index = i.to_string();
-        match convert(input, &["inputs", &index]) {
-            Ok(d) => {
-                valid.push(d);
-                early.push(None);
-            }
-            Err(e) => early.push(Some(e)),
-        }
-    }
-    (valid, early)
-}
-
-/// The answers of a batch in input order: early errors where they were, service
-/// answers for the rest.
-pub fn rejoin<T>(early: Vec<Option<AppError>>, answers: Vec<Result<T, AppError>>) -> Vec<Result<T, AppError>> {
-    let mut answers = answers.into_iter();
-    early
-        .into_iter()
-        .map(|e| match e {
-            Some(e) => Err(e),
-            None => answers.next().unwrap_or_else(|| Err(AppError::internal(anyhow::anyhow!("missing batch answer")))),
-        })
-        .collect()
+) -> Vec<Result<D, AppError>> {
+    inputs.into_iter().enumerate().map(|(i, input)| convert(input, &["inputs", &i.to_string()])).collect()
 }
 
 /// A count as a GraphQL `Int`.

@@ -17,7 +17,7 @@
 //! is written to the audit log.
 
 use axum::body::{Body, Bytes};
-use axum::extract::{Path, Query, State};
+use axum::extract::{Extension, Path, Query, State};
 use axum::http::{HeaderMap, HeaderValue, header};
 use axum::response::Response;
 use chrono::{DateTime, Duration, Utc};
@@ -25,7 +25,7 @@ use entity::enums::Channel;
 use serde::Deserialize;
 use serde_json::json;
 
-use super::{HttpState, error_response, request_id};
+use super::{ClientAddr, HttpState, error_response, request_id};
 use crate::audit::{self, Actor};
 use crate::auth::{pii, policy::EXPORT};
 use crate::error::AppError;
@@ -71,13 +71,14 @@ pub async fn export(
     Path(name): Path<String>,
     query: Result<Query<Params>, axum::extract::rejection::QueryRejection>,
     headers: HeaderMap,
+    Extension(client): Extension<ClientAddr>,
 ) -> Response {
-    let principal = super::authenticate(&state.app, &headers).await;
+    let principal = match super::caller(&state.app, &headers, client).await {
+        Ok(principal) => principal,
+        Err(wait) => return super::rate_limited(wait),
+    };
     if let Err(e) = EXPORT.check(&principal) {
         return error_response(&e);
-    }
-    if let Err(wait) = state.app.rate_limiter().check(&principal) {
-        return super::rate_limited(wait);
     }
     let Some(dataset) = Dataset::parse(&name) else {
         return error_response(&AppError::NotFound(

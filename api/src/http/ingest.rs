@@ -2,11 +2,18 @@
 //! GraphQL. The body is NDJSON, one event per line, with the same fields and enum
 //! values as `RecordInteractionInput` (`{"channel":"EMAIL","direction":"INBOUND",
 //! "externalId":"…","identities":[{"kind":"EMAIL","value":"…"}],"body":"…"}`); the
-//! answer is NDJSON too, one line per input line, in order:
-//! `{"index":0,"status":"created","interactionId":"…"}`, `"duplicate"`, or
-//! `"rejected"` with `errors`. Same access rule as the GraphQL mutation.
+//! answer is NDJSON too, one line per input line, in order, `index` being the input
+//! line's (from 0): `{"index":0,"status":"created","interactionId":"…"}`,
+//! `"duplicate"`, `"skipped"` for a blank line, or `"rejected"` with `errors` whose
+//! `field` paths start inside the line's event (`["externalId"]`). Same access rule as
+//! the GraphQL mutation.
+//!
+//! A line fails alone, whatever is wrong with it (not JSON, not UTF-8, a NUL, a bad
+//! value): it is answered `rejected` and the other lines are stored. At most
+//! `MAX_BATCH` events and twice as many lines in all.
 
-use axum::extract::State;
+use axum::body::Bytes;
+use axum::extract::{Extension, State};
 use axum::http::{HeaderMap, StatusCode, header};
 use axum::response::{IntoResponse, Response};
 use chrono::{DateTime, Utc};
@@ -15,7 +22,7 @@ use serde::Deserialize;
 use serde::de::DeserializeOwned;
 use serde_json::{Value, json};
 
-use super::{HttpState, error_body, error_response, request_id};
+use super::{ClientAddr, HttpState, error_body, error_response, request_id};
 use crate::audit::Actor;
 use crate::auth::policy::WRITE_INTERACTIONS;
 use crate::customers::IdentityInput;
@@ -47,9 +54,9 @@ struct LineIdentity {
 }
 
 /// An enum value as GraphQL spells it (`PUBLIC_POST`) or as stored (`public_post`).
-fn enum_value<T: DeserializeOwned>(raw: &str, index: &str, field: &str) -> Result<T, FieldError> {
+fn enum_value<T: DeserializeOwned>(raw: &str, field: &str) -> Result<T, FieldError> {
     serde_json::from_value(Value::String(raw.to_lowercase()))
-        .map_err(|_| FieldError::new(&[index, field], "INVALID", format!("`{raw}` is not a known value")))
+        .map_err(|_| FieldError::new(&[field], "INVALID", format!("`{raw}` is not a known value")))
 }
 
 /// The value, or the error noted for later.
@@ -57,23 +64,22 @@ fn keep<T>(errors: &mut Vec<FieldError>, r: Result<T, FieldError>) -> Option<T> 
     r.map_err(|e| errors.push(e)).ok()
 }
 
-fn parse_line(index: &str, text: &str) -> Result<NewInteraction, AppError> {
-    let line: Line = serde_json::from_str(text)
-        .map_err(|e| AppError::invalid(&[index], "MALFORMED", format!("not a valid event: {e}")))?;
+fn parse_line(json: Value) -> Result<NewInteraction, AppError> {
+    let line: Line = serde_json::from_value(json)
+        .map_err(|e| AppError::invalid(&[], "MALFORMED", format!("not a valid event: {e}")))?;
     let mut errors = Vec::new();
-    let channel: Option<Channel> = keep(&mut errors, enum_value(&line.channel, index, "channel"));
-    let direction: Option<Direction> = keep(&mut errors, enum_value(&line.direction, index, "direction"));
+    let channel: Option<Channel> = keep(&mut errors, enum_value(&line.channel, "channel"));
+    let direction: Option<Direction> = keep(&mut errors, enum_value(&line.direction, "direction"));
     let visibility: Option<Visibility> =
-        keep(&mut errors, enum_value(line.visibility.as_deref().unwrap_or("private"), index, "visibility"));
+        keep(&mut errors, enum_value(line.visibility.as_deref().unwrap_or("private"), "visibility"));
     let author_kind: Option<Option<AuthorKind>> =
-        keep(&mut errors, line.author_kind.as_deref().map(|a| enum_value(a, index, "authorKind")).transpose());
+        keep(&mut errors, line.author_kind.as_deref().map(|a| enum_value(a, "authorKind")).transpose());
     let customer_id = keep(
         &mut errors,
         line.customer_id
             .as_deref()
             .map(|c| {
-                uuid::Uuid::parse_str(c)
-                    .map_err(|_| FieldError::new(&[index, "customerId"], "INVALID", "is not a valid id"))
+                uuid::Uuid::parse_str(c).map_err(|_| FieldError::new(&["customerId"], "INVALID", "is not a valid id"))
             })
             .transpose(),
     );
@@ -81,7 +87,7 @@ fn parse_line(index: &str, text: &str) -> Result<NewInteraction, AppError> {
         .identities
         .iter()
         .filter_map(|i| {
-            keep(&mut errors, enum_value::<IdentityKind>(&i.kind, index, "identities"))
+            keep(&mut errors, enum_value::<IdentityKind>(&i.kind, "identities"))
                 .map(|kind| IdentityInput { kind, value: i.value.clone() })
         })
         .collect();
@@ -106,50 +112,115 @@ fn parse_line(index: &str, text: &str) -> Result<NewInteraction, AppError> {
     })
 }
 
-pub async fn interactions(State(state): State<HttpState>, headers: HeaderMap, body: String) -> Response {
-    let principal = super::authenticate(&state.app, &headers).await;
+/// One line's outcome before the service: a blank line, or an event (or why not).
+enum Parsed {
+    Blank,
+    Event(Result<NewInteraction, AppError>),
+}
+
+/// The lines of a body, split on `\n` (a `\r` before it dropped; a final newline ends
+/// the last line rather than starting an empty one).
+fn lines(body: &[u8]) -> Vec<&[u8]> {
+    let body = body.strip_suffix(b"\n").unwrap_or(body);
+    if body.is_empty() {
+        return Vec::new();
+    }
+    body.split(|b| *b == b'\n').map(|l| l.strip_suffix(b"\r").unwrap_or(l)).collect()
+}
+
+fn parse(line: &[u8]) -> Parsed {
+    if line.iter().all(u8::is_ascii_whitespace) {
+        return Parsed::Blank;
+    }
+    let Ok(text) = std::str::from_utf8(line) else {
+        return Parsed::Event(Err(AppError::invalid(&[], "MALFORMED", "the line is not UTF-8")));
+    };
+    let json: Value = match serde_json::from_str(text) {
+        Ok(json) => json,
+        Err(e) => return Parsed::Event(Err(AppError::invalid(&[], "MALFORMED", format!("not a valid event: {e}")))),
+    };
+    if let Some((field, why)) = crate::text::refusal_in_json(&json) {
+        let field: Vec<&str> = field.iter().map(String::as_str).collect();
+        return Parsed::Event(Err(AppError::invalid(&field, "INVALID", why)));
+    }
+    Parsed::Event(parse_line(json))
+}
+
+/// An error's field paths made relative to the line: the service names batch items
+/// `inputs.<i>.…`.
+fn relative(errors: Vec<FieldError>) -> Vec<FieldError> {
+    errors
+        .into_iter()
+        .map(|mut e| {
+            if e.field.first().is_some_and(|f| f == "inputs") {
+                e.field.drain(..e.field.len().min(2));
+            }
+            e
+        })
+        .collect()
+}
+
+fn answer(index: usize, result: Result<crate::interactions::ingest::Recorded, AppError>) -> Value {
+    match result {
+        Ok(r) => json!({
+            "index": index,
+            "status": if r.created { "created" } else { "duplicate" },
+            "interactionId": r.row.id,
+            "conversationId": r.row.conversation_id,
+        }),
+        Err(AppError::Invalid(errors)) => json!({
+            "index": index, "status": "rejected", "code": "BAD_USER_INPUT",
+            "errors": relative(errors).iter().map(|e| json!({ "field": e.field, "code": e.code, "message": e.message })).collect::<Vec<_>>(),
+        }),
+        Err(other) => json!({ "index": index, "status": "rejected", "code": other.code(), "message": other.message() }),
+    }
+}
+
+pub async fn interactions(
+    State(state): State<HttpState>,
+    Extension(client): Extension<ClientAddr>,
+    headers: HeaderMap,
+    body: Bytes,
+) -> Response {
+    let principal = match super::caller(&state.app, &headers, client).await {
+        Ok(principal) => principal,
+        Err(wait) => return super::rate_limited(wait),
+    };
     if let Err(e) = WRITE_INTERACTIONS.check(&principal) {
         return error_response(&e);
     }
-    if let Err(wait) = state.app.rate_limiter().check(&principal) {
-        return super::rate_limited(wait);
+    let lines = lines(&body);
+    let parsed: Vec<Parsed> = lines.iter().map(|l| parse(l)).collect();
+    let events = parsed.iter().filter(|p| matches!(p, Parsed::Event(_))).count();
+    if events > MAX_BATCH || lines.len() > 2 * MAX_BATCH {
+        let message = format!("at most {MAX_BATCH} events and {} lines per request", 2 * MAX_BATCH);
+        return (StatusCode::PAYLOAD_TOO_LARGE, axum::Json(error_body(&message, "TOO_MANY"))).into_response();
     }
-    let lines: Vec<&str> = body.lines().filter(|l| !l.trim().is_empty()).collect();
-    if lines.len() > MAX_BATCH {
-        let e = AppError::invalid(&["body"], "TOO_MANY", format!("at most {MAX_BATCH} events per request"));
-        return (StatusCode::PAYLOAD_TOO_LARGE, axum::Json(error_body(&e.message(), "TOO_MANY"))).into_response();
+    let mut inputs = Vec::with_capacity(events);
+    let mut slots = Vec::with_capacity(parsed.len());
+    for p in parsed {
+        slots.push(match p {
+            Parsed::Blank => None,
+            Parsed::Event(event) => {
+                inputs.push(event);
+                Some(inputs.len() - 1)
+            }
+        });
     }
-    let parsed: Vec<Result<NewInteraction, AppError>> =
-        lines.iter().enumerate().map(|(i, l)| parse_line(&i.to_string(), l)).collect();
-    let valid: Vec<NewInteraction> = parsed.iter().filter_map(|p| p.as_ref().ok().cloned()).collect();
     let request_id = request_id(&headers);
     let actor = Actor::new(&principal, Some(request_id.as_str()).filter(|r| !r.is_empty()));
-    let refused = parsed.len() - valid.len();
-    let recorded = match ingest::record_batch(state.app.db(), actor, valid, refused).await {
+    let recorded = match ingest::record_batch(state.app.db(), actor, inputs).await {
         Ok(r) => r,
         Err(e) => return error_response(&e),
     };
     state.app.bus().wake();
-    let mut recorded = recorded.into_iter();
+    let mut recorded: Vec<Option<_>> = recorded.into_iter().map(Some).collect();
     let mut out = String::new();
-    for (index, p) in parsed.into_iter().enumerate() {
-        let result = match p {
-            Ok(_) => recorded.next().unwrap_or_else(|| Err(AppError::internal(anyhow::anyhow!("missing result")))),
-            Err(e) => Err(e),
-        };
-        let line = match result {
-            Ok(r) => json!({
-                "index": index,
-                "status": if r.created { "created" } else { "duplicate" },
-                "interactionId": r.row.id,
-                "conversationId": r.row.conversation_id,
-            }),
-            Err(AppError::Invalid(errors)) => json!({
-                "index": index, "status": "rejected", "code": "BAD_USER_INPUT",
-                "errors": errors.iter().map(|e| json!({ "field": e.field, "code": e.code, "message": e.message })).collect::<Vec<_>>(),
-            }),
-            Err(other) => {
-                json!({ "index": index, "status": "rejected", "code": other.code(), "message": other.message() })
+    for (index, slot) in slots.into_iter().enumerate() {
+        let line = match slot.and_then(|k| recorded.get_mut(k)).map(Option::take) {
+            None => json!({ "index": index, "status": "skipped", "reason": "blank line" }),
+            Some(result) => {
+                answer(index, result.unwrap_or_else(|| Err(AppError::internal(anyhow::anyhow!("missing result")))))
             }
         };
         out.push_str(&line.to_string());

@@ -9,12 +9,12 @@ use std::time::Duration;
 
 use async_graphql::Executor;
 use async_graphql::http::GraphiQLSource;
-use async_graphql::parser::types::OperationType;
+use async_graphql::parser::types::{ExecutableDocument, OperationType};
 use async_graphql_axum::rejection::GraphQLRejection;
-use async_graphql_axum::{GraphQLProtocol, GraphQLRequest, GraphQLResponse};
+use async_graphql_axum::{GraphQLRequest, GraphQLResponse};
 use axum::body::Body;
-use axum::extract::State;
 use axum::extract::ws::{WebSocketUpgrade, rejection::WebSocketUpgradeRejection};
+use axum::extract::{Extension, FromRequest, State};
 use axum::http::{HeaderMap, HeaderValue, Request, StatusCode, header};
 use axum::response::{Html, IntoResponse, Response};
 use axum::routing::get;
@@ -27,15 +27,19 @@ use tower_http::request_id::{MakeRequestId, PropagateRequestIdLayer, RequestId, 
 use tower_http::trace::TraceLayer;
 
 use crate::auth::{AuthFailure, Principal};
-use crate::error::AppError;
 use crate::graphql::Gate;
 use crate::state::AppState;
 use crate::{db, graphql};
 
+mod client;
+mod errors;
 mod export;
 mod ingest;
 mod sockets;
 
+pub use client::ClientAddr;
+use errors::{bad_request, error_body, persisted_refusal};
+pub(crate) use errors::{error_response, rate_limited};
 pub use sockets::SocketCounts;
 
 const REQUEST_ID: &str = "x-request-id";
@@ -93,8 +97,10 @@ pub fn router(app: AppState) -> Router {
         .route_layer(axum::middleware::from_fn(track))
         .fallback(not_found)
         .with_state(state)
+        .layer(axum::middleware::from_fn_with_state(settings.client_ip_header.clone(), client::identify))
         .layer(axum::middleware::from_fn_with_state(Duration::from_secs(settings.request_timeout), deadline))
         .layer(layers)
+        .layer(axum::middleware::from_fn_with_state(settings.body_limit, errors::json_errors))
 }
 
 /// The router of the separate metrics listener: `GET /metrics` in the Prometheus
@@ -136,6 +142,16 @@ pub async fn authenticate(app: &AppState, headers: &HeaderMap) -> Principal {
     }
 }
 
+/// The caller of a request, once its rate allows it: authenticated from the headers,
+/// then counted against its bucket (an anonymous caller's is its address's). `Err`
+/// holds the wait before the next request would pass.
+pub async fn caller(app: &AppState, headers: &HeaderMap, client: ClientAddr) -> Result<Principal, Duration> {
+    let principal = authenticate(app, headers).await;
+    tracing::Span::current().record("principal", principal.kind());
+    app.rate_limiter().check(&principal, client.0)?;
+    Ok(principal)
+}
+
 /// A random UUID (v4) for a request that came without an id. tower-http's
 /// `MakeRequestUuid` asks the kernel for its sixteen bytes (a `getrandom` system call
 /// per request, a twentieth of the server's system-call time under load); a request id
@@ -175,23 +191,25 @@ async fn track(req: Request<Body>, next: axum::middleware::Next) -> Response {
 /// Runs one GraphQL request for the caller the headers name, and notes the operation
 /// (type, name), the kind of caller and the error codes on the request's span and in
 /// the metrics.
-async fn execute(state: &HttpState, headers: &HeaderMap, req: async_graphql::Request) -> Response {
+async fn execute(state: &HttpState, headers: &HeaderMap, client: ClientAddr, req: async_graphql::Request) -> Response {
     let started = std::time::Instant::now();
     let wanted = req.operation_name.clone();
     let slot = std::sync::Arc::new(graphql::OperationSlot::default());
-    let principal = authenticate(&state.app, headers).await;
     let span = tracing::Span::current();
-    span.record("principal", principal.kind());
-    if let Err(wait) = state.app.rate_limiter().check(&principal) {
-        crate::metrics::get().graphql_operation("unknown", "", &["RATE_LIMITED".to_owned()], started.elapsed());
-        return rate_limited(wait);
-    }
+    let principal = match caller(&state.app, headers, client).await {
+        Ok(principal) => principal,
+        Err(wait) => {
+            crate::metrics::get().graphql_operation("unknown", "", &["RATE_LIMITED".to_owned()], started.elapsed());
+            return rate_limited(wait);
+        }
+    };
     let mut req = req;
     if let Err(refusal) = state.app.persisted().resolve(&mut req) {
         return persisted_refusal(refusal);
     }
     let req = req
         .data(principal)
+        .data(client)
         .data(RequestIdValue(request_id(headers)))
         .data(crate::graphql::loaders::for_request(state.app.db().clone()))
         .data(crate::graphql::loaders::topic_loader(state.app.db().clone()))
@@ -239,26 +257,46 @@ fn request_id(headers: &HeaderMap) -> String {
 #[derive(Debug, Clone)]
 pub struct RequestIdValue(pub String);
 
+/// Content types a POST may carry. A browser sends `text/plain`, a form's types or no
+/// type at all across sites without asking first (a "simple" request), so any of
+/// those could make a staff member's browser run a mutation for another site (the
+/// GraphQL-over-HTTP spec's CSRF note); JSON cannot be sent that way.
+fn is_json_request(headers: &HeaderMap) -> bool {
+    let Some(value) = headers.get(header::CONTENT_TYPE).and_then(|v| v.to_str().ok()) else {
+        return false;
+    };
+    let essence = value.split(';').next().unwrap_or_default().trim().to_ascii_lowercase();
+    essence == "application/json" || essence == "application/graphql-response+json"
+}
+
 async fn graphql_post(
     State(state): State<HttpState>,
-    headers: HeaderMap,
-    req: Result<GraphQLRequest, GraphQLRejection>,
+    Extension(client): Extension<ClientAddr>,
+    req: Request<Body>,
 ) -> Response {
-    match req {
-        Ok(req) => execute(&state, &headers, req.into_inner()).await,
+    let headers = req.headers().clone();
+    if !is_json_request(&headers) {
+        let body =
+            error_body("a GraphQL POST must be sent as `Content-Type: application/json`", "UNSUPPORTED_MEDIA_TYPE");
+        let mut response = (StatusCode::UNSUPPORTED_MEDIA_TYPE, Json(body)).into_response();
+        response.headers_mut().insert("accept-post", HeaderValue::from_static("application/json"));
+        return response;
+    }
+    match GraphQLRequest::<GraphQLRejection>::from_request(req, &state).await {
+        Ok(req) => execute(&state, &headers, client, req.into_inner()).await,
         Err(rejection) => bad_request(&rejection.0.to_string()),
     }
 }
 
 async fn graphql_get(
     State(state): State<HttpState>,
+    Extension(client): Extension<ClientAddr>,
     headers: HeaderMap,
     upgrade: Result<WebSocketUpgrade, WebSocketUpgradeRejection>,
-    protocol: Result<GraphQLProtocol, StatusCode>,
     req: Result<GraphQLRequest, GraphQLRejection>,
 ) -> Response {
-    if let (Ok(upgrade), Ok(protocol)) = (upgrade, protocol) {
-        return sockets::serve(state, headers, upgrade, protocol);
+    if let (Ok(upgrade), Some(protocol)) = (upgrade, sockets::protocol_of(&headers)) {
+        return sockets::serve(state, headers, client, upgrade, protocol);
     }
     let mut req = match req {
         Ok(req) => req.into_inner(),
@@ -268,80 +306,32 @@ async fn graphql_get(
     if let Err(refusal) = state.app.persisted().resolve(&mut req) {
         return persisted_refusal(refusal);
     }
-    if !is_query_only(&req) {
+    // The document is admitted (allow-list, lexical limits) before it is parsed,
+    // here as on every path; the executor then finds the same parse in its memo.
+    let doc = match state.gate.document(&req.query) {
+        Ok(doc) => doc,
+        Err(refusal) => {
+            return GraphQLResponse::from(async_graphql::Response::from_errors(vec![refusal])).into_response();
+        }
+    };
+    if !is_query_only(&doc, req.operation_name.as_deref()) {
         let body = error_body("only queries may be sent with GET; use POST for mutations", "METHOD_NOT_ALLOWED");
         let mut response = (StatusCode::METHOD_NOT_ALLOWED, Json(body)).into_response();
         response.headers_mut().insert(header::ALLOW, HeaderValue::from_static("GET, POST"));
         return response;
     }
-    execute(&state, &headers, req).await
+    execute(&state, &headers, client, req).await
 }
 
-/// Whether the operation a request would run is a query. An unparsable document counts
-/// as a query here, so that the executor reports the parse error with its code.
-fn is_query_only(req: &async_graphql::Request) -> bool {
-    let Ok(doc) = async_graphql::parser::parse_query(&req.query) else {
-        return true;
-    };
+/// Whether the operation a request would run is a query.
+fn is_query_only(doc: &ExecutableDocument, wanted: Option<&str>) -> bool {
     doc.operations.iter().all(|(name, op)| {
-        let selected = match (&req.operation_name, name) {
-            (Some(wanted), Some(name)) => wanted.as_str() == name.as_str(),
+        let selected = match (wanted, name) {
+            (Some(wanted), Some(name)) => wanted == name.as_str(),
             _ => true,
         };
         !selected || op.node.ty == OperationType::Query
     })
-}
-
-/// `429` with the GraphQL-shaped error and a `Retry-After` header.
-pub(crate) fn rate_limited(wait: Duration) -> Response {
-    let seconds = wait.as_secs().max(1);
-    let body = json!({ "errors": [{ "message": format!("too many requests; retry in {seconds} s"),
-        "extensions": { "code": "RATE_LIMITED", "retryAfterSeconds": seconds } }] });
-    let mut response = (StatusCode::TOO_MANY_REQUESTS, Json(body)).into_response();
-    if let Ok(v) = HeaderValue::from_str(&seconds.to_string()) {
-        response.headers_mut().insert(header::RETRY_AFTER, v);
-    }
-    response
-}
-
-/// A persisted-query lookup that failed: `PERSISTED_QUERY_NOT_FOUND` answers 200 as
-/// Apollo clients expect (they then send the text), a hash that does not match its
-/// text is a bad request.
-fn persisted_refusal((code, message): (&'static str, String)) -> Response {
-    let status = if code == "BAD_REQUEST" { StatusCode::BAD_REQUEST } else { StatusCode::OK };
-    (status, Json(error_body(&message, code))).into_response()
-}
-
-/// The HTTP status of a service error on the plain-HTTP endpoints (GraphQL answers
-/// 200 with the code in `extensions`).
-pub(crate) fn status_of(err: &AppError) -> StatusCode {
-    match err {
-        AppError::Unauthenticated(_) => StatusCode::UNAUTHORIZED,
-        AppError::Forbidden(_) => StatusCode::FORBIDDEN,
-        AppError::NotFound(_) => StatusCode::NOT_FOUND,
-        AppError::Invalid(_) => StatusCode::BAD_REQUEST,
-        AppError::Conflict(_) | AppError::Contended => StatusCode::CONFLICT,
-        AppError::RateLimited(_) => StatusCode::TOO_MANY_REQUESTS,
-        AppError::Unavailable => StatusCode::SERVICE_UNAVAILABLE,
-        AppError::Internal(_) => StatusCode::INTERNAL_SERVER_ERROR,
-    }
-}
-
-/// A service error as a plain-HTTP response with the GraphQL-shaped body.
-pub(crate) fn error_response(err: &AppError) -> Response {
-    if let AppError::RateLimited(wait) = err {
-        return rate_limited(*wait);
-    }
-    (status_of(err), Json(error_body(&err.message(), err.code()))).into_response()
-}
-
-fn error_body(message: &str, code: &str) -> serde_json::Value {
-    json!({ "errors": [{ "message": message, "extensions": { "code": code } }] })
-}
-
-fn bad_request(detail: &str) -> Response {
-    let message = format!("request is not a valid GraphQL request: {detail}");
-    (StatusCode::BAD_REQUEST, Json(error_body(&message, "BAD_REQUEST"))).into_response()
 }
 
 /// Bounds every request by `CXGRAPH_REQUEST_TIMEOUT`. A request still running then

@@ -1,40 +1,60 @@
 //! GraphQL subscriptions over a WebSocket (`graphql-transport-ws`, and the older
 //! `graphql-ws`), with the limits a long-lived connection needs.
 //!
-//! The caller authenticates in `connection_init` with `{"Authorization": "Bearer
-//! <token>"}` (or `{"token": "<token>"}`); the upgrade request's own `Authorization`
-//! header is the fallback. Sockets are counted twice: against the whole process
-//! (`CXGRAPH_WS_MAX_CONNECTIONS`: over it the upgrade itself is refused with `503
-//! UNAVAILABLE` and a retry hint, before any socket exists) and against the caller
-//! once known at `connection_init` (`CXGRAPH_WS_MAX_PER_CALLER`: over it the init is
-//! refused with `RATE_LIMITED`, and the protocol closes the socket). A socket that
-//! has not sent `connection_init` within ten seconds is dropped, so idle upgrades
-//! cannot hold slots; keep-alive pings close a socket whose client stopped
-//! answering, and a closed socket drops its streams and its slots.
+//! Every subscription needs a caller, so a socket must authenticate before it is any
+//! use, and an unauthenticated one is only a cost. The handshake is ours, before
+//! async-graphql's protocol machine sees the socket:
+//!
+//! - the upgrade is refused when the process holds `CXGRAPH_WS_MAX_CONNECTIONS`
+//!   sockets (503 `UNAVAILABLE`) or the client address already holds
+//!   `CXGRAPH_WS_MAX_PENDING_PER_ADDRESS` sockets that have not authenticated (429
+//!   `RATE_LIMITED`), before any socket exists;
+//! - the first message must be `connection_init` within [`INIT_DEADLINE`] (else close
+//!   4408) carrying credentials, `{"Authorization": "Bearer <token>"}` or `{"token":
+//!   "<token>"}` (the upgrade's own `Authorization` header is the fallback); no valid
+//!   credentials close the socket with 4401, anything before `connection_init` with
+//!   4401 too (the protocol's "Unauthorized");
+//! - an authenticated caller holding `CXGRAPH_WS_MAX_PER_CALLER` sockets is closed
+//!   with 4429.
+//!
+//! Only then is the socket handed to async-graphql (with the `connection_init` it
+//! sent, which it acknowledges). Messages are at most [`MAX_MESSAGE`] bytes; keep-alive
+//! closes a socket whose client sent nothing for [`KEEPALIVE`]; a closed socket drops
+//! its streams and its slots.
 
 use std::collections::HashMap;
-use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
+use std::net::IpAddr;
+use std::str::FromStr;
+use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::{Arc, Mutex, PoisonError};
 use std::time::Duration;
 
-use async_graphql::ErrorExtensions;
-use async_graphql_axum::{GraphQLProtocol, GraphQLWebSocket};
+use async_graphql::http::{ALL_WEBSOCKET_PROTOCOLS, ClientMessage, WebSocketProtocols, WsMessage};
 use axum::Json;
-use axum::extract::ws::WebSocketUpgrade;
+use axum::extract::ws::{CloseFrame, Message, WebSocket, WebSocketUpgrade};
 use axum::http::{HeaderMap, HeaderValue, StatusCode, header};
 use axum::response::{IntoResponse, Response};
+use futures::{SinkExt, StreamExt};
 
-use super::{HttpState, RequestIdValue, authenticate, error_body, request_id};
-use crate::auth::rate_limit::caller_key;
+use super::{ClientAddr, HttpState, RequestIdValue, authenticate, error_body, rate_limited, request_id};
+use crate::auth::Principal;
+use crate::auth::rate_limit::{address_key, caller_key};
 
-/// How long a socket may stay open without `connection_init`.
-const INIT_DEADLINE: Duration = Duration::from_secs(10);
+/// How long a socket may stay open without a `connection_init`.
+pub const INIT_DEADLINE: Duration = Duration::from_secs(5);
+/// How long a socket may stay silent before it is closed (clients ping).
+const KEEPALIVE: Duration = Duration::from_secs(30);
+/// Largest message (and frame) a client may send: a subscription document and its
+/// variables, not a payload.
+pub const MAX_MESSAGE: usize = 64 * 1024;
 
-/// Open sockets of this process, in all and per caller.
+/// Open sockets of this process: in all, per caller, and not yet authenticated per
+/// client address.
 #[derive(Debug, Default)]
 pub struct SocketCounts {
     open: AtomicUsize,
     per_caller: Mutex<HashMap<String, usize>>,
+    pending: Mutex<HashMap<String, usize>>,
 }
 
 /// One socket's place in the process count; released on drop.
@@ -46,17 +66,22 @@ impl Drop for Slot {
     }
 }
 
-/// One socket's place in its caller's count; released on drop (with the
-/// connection's data, when the socket ends).
-struct CallerSlot(Arc<SocketCounts>, String);
+/// One socket's place in a keyed count (its caller's, or its address's while it has
+/// not authenticated); released on drop.
+struct KeyedSlot {
+    counts: Arc<SocketCounts>,
+    key: String,
+    pending: bool,
+}
 
-impl Drop for CallerSlot {
+impl Drop for KeyedSlot {
     fn drop(&mut self) {
-        let mut map = self.0.per_caller.lock().unwrap_or_else(PoisonError::into_inner);
-        if let Some(n) = map.get_mut(&self.1) {
+        let map = if self.pending { &self.counts.pending } else { &self.counts.per_caller };
+        let mut map = map.lock().unwrap_or_else(PoisonError::into_inner);
+        if let Some(n) = map.get_mut(&self.key) {
             *n -= 1;
             if *n == 0 {
-                map.remove(&self.1);
+                map.remove(&self.key);
             }
         }
     }
@@ -70,77 +95,196 @@ impl SocketCounts {
         (max == 0 || taken < max).then_some(slot)
     }
 
-    /// A place for one more socket of `caller`, unless they hold `max` (0: no limit).
-    fn admit_caller(self: &Arc<Self>, caller: String, max: usize) -> Option<CallerSlot> {
-        let mut map = self.per_caller.lock().unwrap_or_else(PoisonError::into_inner);
-        let n = map.entry(caller.clone()).or_insert(0);
+    /// A place in the count of `key`, unless it holds `max` (0: no limit).
+    fn admit_keyed(self: &Arc<Self>, key: String, max: usize, pending: bool) -> Option<KeyedSlot> {
+        let map = if pending { &self.pending } else { &self.per_caller };
+        let mut map = map.lock().unwrap_or_else(PoisonError::into_inner);
+        let n = map.entry(key.clone()).or_insert(0);
         if max != 0 && *n >= max {
             return None;
         }
         *n += 1;
-        Some(CallerSlot(Arc::clone(self), caller))
+        Some(KeyedSlot { counts: Arc::clone(self), key, pending })
+    }
+
+    /// Sockets open now, for tests and metrics.
+    pub fn open(&self) -> usize {
+        self.open.load(Ordering::Relaxed)
     }
 }
 
-/// Upgrades to a subscription socket, or refuses when the process is full.
-pub fn serve(state: HttpState, headers: HeaderMap, upgrade: WebSocketUpgrade, protocol: GraphQLProtocol) -> Response {
+/// The subscription protocol the client asked for.
+pub fn protocol_of(headers: &HeaderMap) -> Option<WebSocketProtocols> {
+    headers
+        .get(header::SEC_WEBSOCKET_PROTOCOL)
+        .and_then(|value| value.to_str().ok())
+        .and_then(|protocols| protocols.split(',').find_map(|p| WebSocketProtocols::from_str(p.trim()).ok()))
+}
+
+/// Upgrades to a subscription socket, or refuses when the process or the address is
+/// full.
+pub fn serve(
+    state: HttpState,
+    headers: HeaderMap,
+    client: ClientAddr,
+    upgrade: WebSocketUpgrade,
+    protocol: WebSocketProtocols,
+) -> Response {
     let settings = state.app.settings();
-    let (max_open, max_per_caller) = (settings.ws_max_connections, settings.ws_max_per_caller);
     let counts = Arc::clone(state.app.sockets());
-    let Some(slot) = counts.admit(max_open) else {
-        tracing::warn!(max_open, "WebSocket upgrade refused: connection limit");
+    let Some(slot) = counts.admit(settings.ws_max_connections) else {
+        tracing::warn!(max_open = settings.ws_max_connections, "WebSocket upgrade refused: connection limit");
         let body = error_body("too many open WebSocket connections; try again shortly", "UNAVAILABLE");
         let mut response = (StatusCode::SERVICE_UNAVAILABLE, Json(body)).into_response();
         response.headers_mut().insert(header::RETRY_AFTER, HeaderValue::from_static("5"));
         return response;
     };
-    let request_id = request_id(&headers);
-    upgrade.protocols(async_graphql::http::ALL_WEBSOCKET_PROTOCOLS).on_upgrade(move |socket| async move {
-        let _slot = slot;
-        let app = state.app.clone();
-        let initialised = Arc::new(AtomicBool::new(false));
-        let seen = Arc::clone(&initialised);
-        let serving = GraphQLWebSocket::new(socket, state.gate.clone(), protocol)
-            .on_connection_init(move |payload| async move {
-                seen.store(true, Ordering::Relaxed);
-                let token = payload
-                    .get("Authorization")
-                    .or_else(|| payload.get("authorization"))
-                    .and_then(|v| v.as_str())
-                    .map(str::to_owned)
-                    .or_else(|| payload.get("token").and_then(|v| v.as_str()).map(|t| format!("Bearer {t}")));
-                let mut auth_headers = headers.clone();
-                if let Some(value) = token.and_then(|t| HeaderValue::from_str(&t).ok()) {
-                    auth_headers.insert(header::AUTHORIZATION, value);
-                }
-                let principal = authenticate(&app, &auth_headers).await;
-                let mut data = async_graphql::Data::default();
-                if let Some(caller) = caller_key(&principal) {
-                    let Some(held) = counts.admit_caller(caller, max_per_caller) else {
-                        let message = format!("at most {max_per_caller} open WebSocket connections per caller");
-                        return Err(
-                            async_graphql::Error::new(message).extend_with(|_, e| e.set("code", "RATE_LIMITED"))
-                        );
-                    };
-                    data.insert(Arc::new(held));
-                }
-                data.insert(principal);
-                data.insert(RequestIdValue(request_id));
-                data.insert(crate::graphql::loaders::for_request(app.db().clone()));
-                data.insert(crate::graphql::loaders::topic_loader(app.db().clone()));
-                Ok(data)
-            })
-            .keepalive_timeout(Duration::from_secs(30))
-            .serve();
-        let idle = async {
-            tokio::time::sleep(INIT_DEADLINE).await;
-            if initialised.load(Ordering::Relaxed) {
-                std::future::pending::<()>().await;
-            }
+    let Some(pending) = counts.admit_keyed(address_key(client.0), settings.ws_max_pending_per_address, true) else {
+        return rate_limited(INIT_DEADLINE);
+    };
+    upgrade.max_message_size(MAX_MESSAGE).max_frame_size(MAX_MESSAGE).protocols(ALL_WEBSOCKET_PROTOCOLS).on_upgrade(
+        move |socket| async move {
+            let _slot = slot;
+            run(state, headers, client.0, socket, protocol, pending).await;
+        },
+    )
+}
+
+/// Why a socket is closed before it is served: the graphql-transport-ws close codes.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Refusal {
+    /// 4401: no `connection_init` with valid credentials (and why, when it had some).
+    Unauthorized(&'static str),
+    /// 4408: no `connection_init` in time.
+    InitTimeout,
+    /// 4429: the caller holds as many sockets as it may.
+    TooMany,
+}
+
+impl Refusal {
+    fn frame(self, max_per_caller: usize) -> CloseFrame {
+        let (code, reason) = match self {
+            Refusal::Unauthorized(why) => (4401, format!("Unauthorized: {why}")),
+            Refusal::InitTimeout => (4408, "Connection initialisation timeout".to_owned()),
+            Refusal::TooMany => (4429, format!("RATE_LIMITED: at most {max_per_caller} open connections per caller")),
         };
-        tokio::select! {
-            () = serving => {}
-            () = idle => tracing::debug!("WebSocket dropped: no connection_init within the deadline"),
+        CloseFrame { code, reason: reason.into() }
+    }
+}
+
+const NOT_INIT: &str = "the first message must be connection_init";
+const NO_CREDENTIALS: &str = "connection_init must carry credentials (`Authorization: Bearer …`)";
+
+/// The first text (or binary) message, waiting at most [`INIT_DEADLINE`].
+async fn first_message(socket: &mut WebSocket) -> Result<Option<Vec<u8>>, Refusal> {
+    let wait = async {
+        while let Some(Ok(message)) = socket.next().await {
+            match message {
+                Message::Text(text) => return Some(text.as_bytes().to_vec()),
+                Message::Binary(bytes) => return Some(bytes.to_vec()),
+                Message::Close(_) => return None,
+                Message::Ping(_) | Message::Pong(_) => {}
+            }
         }
-    })
+        None
+    };
+    tokio::time::timeout(INIT_DEADLINE, wait).await.map_err(|_| Refusal::InitTimeout)
+}
+
+/// The caller a `connection_init` names: its payload's credentials, else the
+/// upgrade's `Authorization` header.
+async fn init_caller(state: &HttpState, headers: &HeaderMap, first: &[u8]) -> Result<Principal, Refusal> {
+    let Ok(ClientMessage::ConnectionInit { payload }) = ClientMessage::from_bytes(first) else {
+        return Err(Refusal::Unauthorized(NOT_INIT));
+    };
+    let payload = payload.unwrap_or_default();
+    let token = payload
+        .get("Authorization")
+        .or_else(|| payload.get("authorization"))
+        .and_then(|v| v.as_str())
+        .map(str::to_owned)
+        .or_else(|| payload.get("token").and_then(|v| v.as_str()).map(|t| format!("Bearer {t}")));
+    let mut auth_headers = headers.clone();
+    if let Some(value) = token.and_then(|t| HeaderValue::from_str(&t).ok()) {
+        auth_headers.insert(header::AUTHORIZATION, value);
+    }
+    match authenticate(&state.app, &auth_headers).await {
+        Principal::Anonymous(None) => Err(Refusal::Unauthorized(NO_CREDENTIALS)),
+        Principal::Anonymous(Some(failure)) => Err(Refusal::Unauthorized(failure.message())),
+        principal => Ok(principal),
+    }
+}
+
+/// One socket, from the handshake to its close.
+async fn run(
+    state: HttpState,
+    headers: HeaderMap,
+    address: IpAddr,
+    mut socket: WebSocket,
+    protocol: WebSocketProtocols,
+    pending: KeyedSlot,
+) {
+    let max_per_caller = state.app.settings().ws_max_per_caller;
+    let admitted = async {
+        let first = first_message(&mut socket).await?.ok_or(Refusal::Unauthorized(NOT_INIT))?;
+        let principal = init_caller(&state, &headers, &first).await?;
+        let key = caller_key(&principal).ok_or(Refusal::Unauthorized(NO_CREDENTIALS))?;
+        let held = state.app.sockets().admit_keyed(key, max_per_caller, false).ok_or(Refusal::TooMany)?;
+        Ok::<_, Refusal>((first, principal, held))
+    };
+    let (first, principal, held) = match admitted.await {
+        Ok(admitted) => admitted,
+        Err(refusal) => {
+            tracing::debug!(?refusal, %address, "WebSocket closed at the handshake");
+            let _ = socket.send(Message::Close(Some(refusal.frame(max_per_caller)))).await;
+            return;
+        }
+    };
+    drop(pending);
+    let mut data = async_graphql::Data::default();
+    data.insert(Arc::new(held));
+    data.insert(principal);
+    data.insert(ClientAddr(address));
+    data.insert(RequestIdValue(request_id(&headers)));
+    data.insert(crate::graphql::loaders::for_request(state.app.db().clone()));
+    data.insert(crate::graphql::loaders::topic_loader(state.app.db().clone()));
+
+    let (mut sink, stream) = socket.split();
+    // A read that fails ends the input; one that failed for the message's size is
+    // answered with 1009 once the protocol machine has stopped.
+    let too_big = Arc::new(std::sync::atomic::AtomicBool::new(false));
+    let noted = Arc::clone(&too_big);
+    let rest = stream
+        .take_while(move |m| {
+            if let Err(e) = m {
+                // tungstenite's `Capacity` error, as axum passes it on (its type is not
+                // re-exported); the e2e test of the limit holds this to its wording.
+                noted.store(e.to_string().contains("too long"), Ordering::Relaxed);
+            }
+            futures::future::ready(m.is_ok())
+        })
+        .filter_map(|m| {
+            futures::future::ready(match m {
+                Ok(Message::Text(text)) => Some(text.as_bytes().to_vec()),
+                Ok(Message::Binary(bytes)) => Some(bytes.to_vec()),
+                _ => None,
+            })
+        });
+    let input = futures::stream::once(futures::future::ready(first)).chain(rest);
+    let mut protocol_machine = async_graphql::http::WebSocket::new(state.gate.clone(), input, protocol)
+        .on_connection_init(move |_| futures::future::ready(Ok(data)))
+        .keepalive_timeout(KEEPALIVE);
+    while let Some(message) = protocol_machine.next().await {
+        let message = match message {
+            WsMessage::Text(text) => Message::Text(text.into()),
+            WsMessage::Close(code, reason) => Message::Close(Some(CloseFrame { code, reason: reason.into() })),
+        };
+        if sink.send(message).await.is_err() {
+            return;
+        }
+    }
+    if too_big.load(Ordering::Relaxed) {
+        let reason = format!("a message may be at most {MAX_MESSAGE} bytes");
+        let _ = sink.send(Message::Close(Some(CloseFrame { code: 1009, reason: reason.into() }))).await;
+    }
 }

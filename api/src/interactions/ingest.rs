@@ -118,30 +118,26 @@ fn validate(path: &[&str], input: &NewInteraction) -> AppResult<()> {
         _ => {}
     }
     input.customer.check(path, &mut errors);
-    if let Some(at) = input.occurred_at
-        && at > Utc::now() + chrono::Duration::minutes(5)
-    {
-        errors.push(invalid(path, "occurredAt", "IN_FUTURE", "must not be in the future"));
-    }
+    let at = field(path, "occurredAt");
+    batch::check_occurred_at(&at.iter().map(String::as_str).collect::<Vec<_>>(), input.occurred_at, &mut errors);
     if errors.is_empty() { Ok(()) } else { Err(AppError::Invalid(errors)) }
 }
 
 /// Records one event.
 pub async fn record(db: &DatabaseConnection, actor: Actor<'_>, input: NewInteraction) -> AppResult<Recorded> {
-    ingest(db, actor, vec![input], None).await?.pop().unwrap_or_else(|| Err(no_answer()))
+    ingest(db, actor, vec![Ok(input)], false).await?.pop().unwrap_or_else(|| Err(no_answer()))
 }
 
-/// Records a batch, answering per item (in order). `refused` items of the caller's
-/// batch never reached here (they did not parse); the audit entry counts them as
-/// rejected.
+/// Records a batch, answering per item (in order). An item the caller already refused
+/// (it did not parse) keeps its answer and its place, and the audit entry counts it as
+/// rejected; the size cap counts every item.
 pub async fn record_batch(
     db: &DatabaseConnection,
     actor: Actor<'_>,
-    inputs: Vec<NewInteraction>,
-    refused: usize,
+    inputs: Vec<AppResult<NewInteraction>>,
 ) -> AppResult<Vec<AppResult<Recorded>>> {
     batch::check_size(inputs.len())?;
-    let out = ingest(db, actor, inputs, Some(refused)).await?;
+    let out = ingest(db, actor, inputs, true).await?;
     for (i, result) in out.iter().enumerate() {
         if let Err(e) = result
             && !matches!(e, AppError::Invalid(_) | AppError::NotFound(_) | AppError::Forbidden(_))
@@ -205,25 +201,22 @@ fn precheck(path: &[&str], actor: Actor<'_>, input: &mut NewInteraction) -> AppR
 
 /// The pipeline for a batch: items failing their checks are answered at once; the
 /// rest are written together in one transaction, retried whole when a concurrent
-/// write wins a race on a unique key. `refused_in_batch` is `None` for one event, or
-/// the number of the batch's items refused before they got here.
+/// write wins a race on a unique key. `batched` is false for one event.
 async fn ingest(
     db: &DatabaseConnection,
     actor: Actor<'_>,
-    inputs: Vec<NewInteraction>,
-    refused_in_batch: Option<usize>,
+    inputs: Vec<AppResult<NewInteraction>>,
+    batched: bool,
 ) -> AppResult<Vec<AppResult<Recorded>>> {
-    let batched = refused_in_batch.is_some();
-    let refused = refused_in_batch.unwrap_or(0);
     let pipeline = Pipeline::load(db).await?;
     let mut answers: Vec<Option<AppResult<Recorded>>> = (0..inputs.len()).map(|_| None).collect();
-    let channels: Vec<Channel> = inputs.iter().map(|x| x.channel).collect();
+    let channels: Vec<Option<Channel>> = inputs.iter().map(|x| x.as_ref().ok().map(|x| x.channel)).collect();
     let mut valid = Vec::with_capacity(inputs.len());
-    for (i, mut input) in inputs.into_iter().enumerate() {
+    for (i, input) in inputs.into_iter().enumerate() {
         let path = path_of(batched, i);
         let path: Vec<&str> = path.iter().map(String::as_str).collect();
-        match precheck(&path, actor, &mut input) {
-            Ok(()) => {
+        match input.and_then(|mut input| precheck(&path, actor, &mut input).map(|()| input)) {
+            Ok(input) => {
                 let analysis = Analysis::of(&pipeline, &input);
                 valid.push(Item { index: i, input, analysis });
             }
@@ -231,9 +224,9 @@ async fn ingest(
         }
     }
     if valid.is_empty() {
-        audit_of(db, actor, batched, answers.iter().flatten(), refused).await?;
+        audit_of(db, actor, batched, answers.iter().flatten(), 0).await?;
     } else {
-        let rejected = refused + answers.iter().filter(|a| a.is_some()).count();
+        let rejected = answers.iter().filter(|a| a.is_some()).count();
         for (i, answer) in batch::retrying(|| attempt(db, actor, &pipeline, &valid, batched, rejected)).await? {
             answers[i] = Some(answer);
         }
@@ -243,7 +236,9 @@ async fn ingest(
         .zip(channels)
         .map(|(answer, channel)| {
             let answer = answer.unwrap_or_else(|| Err(no_answer()));
-            count(channel, &answer);
+            if let Some(channel) = channel {
+                count(channel, &answer);
+            }
             answer
         })
         .collect())

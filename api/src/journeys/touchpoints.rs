@@ -63,9 +63,7 @@ fn validate(path: &[&str], input: &NewTouchpoint) -> Vec<FieldError> {
     if input.external_id.as_ref().is_some_and(|s| s.trim().is_empty() || s.chars().count() > 300) {
         errors.push(FieldError::new(&f("externalId"), "INVALID", "must be 1 to 300 characters"));
     }
-    if input.occurred_at.is_some_and(|at| at > Utc::now() + chrono::Duration::minutes(5)) {
-        errors.push(FieldError::new(&f("occurredAt"), "IN_FUTURE", "must not be in the future"));
-    }
+    batch::check_occurred_at(&f("occurredAt"), input.occurred_at, &mut errors);
     input.customer.check(path, &mut errors);
     errors
 }
@@ -82,18 +80,19 @@ pub async fn record(
 }
 
 /// Records a batch, answering per item (in order), in one transaction with its audit
-/// entry (see [`batch::write_each`]).
+/// entry (see [`batch::write_each`]). An item already refused by the caller keeps its
+/// answer and its place.
 pub async fn record_batch(
     db: &DatabaseConnection,
     actor: Actor<'_>,
-    inputs: Vec<NewTouchpoint>,
+    inputs: Vec<AppResult<NewTouchpoint>>,
 ) -> AppResult<Vec<AppResult<Stored<touchpoint::Model>>>> {
     batch::check_size(inputs.len())?;
     let catalogue = config::list(db).await?;
     let checked = inputs
         .into_iter()
         .enumerate()
-        .map(|(i, input)| check(actor, &catalogue, &["inputs", &i.to_string()], input))
+        .map(|(i, input)| input.and_then(|input| check(actor, &catalogue, &["inputs", &i.to_string()], input)))
         .collect();
     batch::write_each(db, actor, "recordTouchpoints", checked, &Touchpoints { actor }).await
 }

@@ -493,3 +493,160 @@ async fn repeated_failures_slow_log_in_down_for_known_and_unknown_e_mails_alike(
     })
     .await;
 }
+
+const LOGIN: &str = "mutation($e: String!, $p: String!) { login(input: {email: $e, password: $p}) { \
+                     session { accessToken } userErrors { field code } } }";
+
+/// A log-in sent as if from `address` (the test servers below trust `x-forwarded-for`,
+/// as a server behind a proxy is told to).
+async fn login_from(app: &TestApp, address: &str, email: &str, password: &str) -> Value {
+    let resp = app
+        .client
+        .post(app.url("/graphql"))
+        .header("x-forwarded-for", address)
+        .json(&json!({ "query": LOGIN, "variables": { "e": email, "p": password } }))
+        .send()
+        .await
+        .unwrap();
+    resp.json().await.unwrap()
+}
+
+fn behind_a_proxy(s: &mut cxgraph::config::Settings) {
+    s.client_ip_header = Some(axum::http::HeaderName::from_static("x-forwarded-for"));
+}
+
+#[tokio::test]
+async fn a_guesser_elsewhere_cannot_lock_the_user_out() {
+    for backend in cxgraph_tests::backends() {
+        let app = TestApp::spawn_with(&backend, behind_a_proxy).await;
+        for _ in 0..8 {
+            let body = login_from(&app, "203.0.113.66", ADMIN_EMAIL, "guess").await;
+            assert!(body["data"].is_object() || error_code(&body) == Some("RATE_LIMITED"), "{body}");
+        }
+        let locked = login_from(&app, "203.0.113.66", ADMIN_EMAIL, ADMIN_PASSWORD).await;
+        assert_eq!(error_code(&locked), Some("RATE_LIMITED"), "the guesser's address is held back: {locked}");
+        // The admin, from their own desk, logs in: the guesser locked only itself.
+        let own = login_from(&app, "192.0.2.10", ADMIN_EMAIL, ADMIN_PASSWORD).await;
+        assert!(own["data"]["login"]["session"]["accessToken"].is_string(), "[{}] {own}", backend.name());
+        app.stop().await;
+    }
+}
+
+#[tokio::test]
+async fn guessing_from_many_addresses_is_slowed_for_strangers_only() {
+    for backend in cxgraph_tests::backends() {
+        let app = TestApp::spawn_with(&backend, behind_a_proxy).await;
+        // The admin's usual address has logged in before.
+        let own = login_from(&app, "192.0.2.10", ADMIN_EMAIL, ADMIN_PASSWORD).await;
+        assert!(own["data"]["login"]["session"].is_object(), "{own}");
+        for i in 0..cxgraph::auth::throttle::GLOBAL_FREE {
+            let body = login_from(&app, &format!("198.51.100.{i}"), ADMIN_EMAIL, "guess").await;
+            assert_eq!(body["data"]["login"]["userErrors"][0]["code"], "INVALID_CREDENTIALS", "{body}");
+        }
+        // Strangers now take turns: one passes, the next waits.
+        let first = login_from(&app, "203.0.113.1", ADMIN_EMAIL, "guess").await;
+        assert_eq!(first["data"]["login"]["userErrors"][0]["code"], "INVALID_CREDENTIALS", "{first}");
+        let second = login_from(&app, "203.0.113.2", ADMIN_EMAIL, ADMIN_PASSWORD).await;
+        assert_eq!(error_code(&second), Some("RATE_LIMITED"), "{second}");
+        // The admin's own address is not held back.
+        let again = login_from(&app, "192.0.2.10", ADMIN_EMAIL, ADMIN_PASSWORD).await;
+        assert!(again["data"]["login"]["session"]["accessToken"].is_string(), "[{}] {again}", backend.name());
+        app.stop().await;
+    }
+}
+
+#[tokio::test]
+async fn log_in_refuses_oversized_input_before_it_is_counted_or_hashed() {
+    on_each_backend(async |app: &TestApp| {
+        let huge = format!("{}@example.com", "a".repeat(1 << 20));
+        let body = app.graphql(LOGIN, json!({ "e": huge, "p": "whatever" }), None).await;
+        let errors = &body["data"]["login"]["userErrors"];
+        assert_eq!(errors[0]["code"], "TOO_LONG", "{body}");
+        assert_eq!(errors[0]["field"], json!(["input", "email"]));
+        let long_password = "p".repeat(cxgraph::auth::password::MAX_PASSWORD_LEN + 1);
+        let body = app.graphql(LOGIN, json!({ "e": ADMIN_EMAIL, "p": long_password }), None).await;
+        assert_eq!(body["data"]["login"]["userErrors"][0]["field"], json!(["input", "password"]), "{body}");
+        // Neither counted as a failure: six of them leave the account open.
+        for _ in 0..6 {
+            app.graphql(LOGIN, json!({ "e": ADMIN_EMAIL, "p": long_password }), None).await;
+        }
+        app.login_admin().await;
+    })
+    .await;
+}
+
+#[tokio::test]
+async fn a_cross_site_simple_request_cannot_log_in_or_lock_out() {
+    on_each_backend(async |app: &TestApp| {
+        let body = json!({ "query": LOGIN, "variables": { "e": ADMIN_EMAIL, "p": "guess" } }).to_string();
+        // What a page on another site can send without asking first: a form's types, or
+        // text/plain, or no type at all.
+        for content_type in [
+            Some("text/plain"),
+            Some("application/x-www-form-urlencoded"),
+            Some("multipart/form-data; boundary=x"),
+            None,
+        ] {
+            for _ in 0..6 {
+                let mut req = app.client.post(app.url("/graphql")).body(body.clone());
+                if let Some(ct) = content_type {
+                    req = req.header("content-type", ct);
+                }
+                let resp = req.send().await.unwrap();
+                assert_eq!(resp.status(), 415, "{content_type:?}");
+                let refused: Value = resp.json().await.unwrap();
+                assert_eq!(error_code(&refused), Some("UNSUPPORTED_MEDIA_TYPE"), "{refused}");
+            }
+        }
+        // None of those ran: the admin is not locked out.
+        app.login_admin().await;
+        // JSON (with a charset) is what clients send.
+        let resp = app
+            .client
+            .post(app.url("/graphql"))
+            .header("content-type", "application/json; charset=utf-8")
+            .body(json!({ "query": ME }).to_string())
+            .send()
+            .await
+            .unwrap();
+        assert_eq!(resp.status(), 200);
+    })
+    .await;
+}
+
+#[tokio::test]
+async fn anonymous_requests_are_limited_per_client_address() {
+    for backend in cxgraph_tests::backends() {
+        let app = TestApp::spawn_with(&backend, |s| {
+            behind_a_proxy(s);
+            s.anonymous_rate_limit = 5;
+        })
+        .await;
+        let admin = app.login(ADMIN_EMAIL, ADMIN_PASSWORD).await.access;
+        let anonymous = |address: &'static str, token: Option<String>| {
+            let mut req =
+                app.client.post(app.url("/graphql")).header("x-forwarded-for", address).json(&json!({ "query": ME }));
+            if let Some(token) = token {
+                req = req.bearer_auth(token);
+            }
+            async move {
+                let resp = req.send().await.unwrap();
+                (resp.status().as_u16(), resp.headers().get("retry-after").is_some())
+            }
+        };
+        // The harness's own log-in above came from the peer address, not these.
+        for _ in 0..5 {
+            assert_eq!(anonymous("203.0.113.5", None).await.0, 200);
+        }
+        assert_eq!(anonymous("203.0.113.5", None).await, (429, true), "the sixth in the minute waits");
+        // A refused credential counts as anonymous too (a bad token costs a lookup).
+        assert_eq!(anonymous("203.0.113.5", Some("cxt_nope_nope".into())).await.0, 429);
+        assert_eq!(anonymous("203.0.113.6", None).await.0, 200, "another address has its own allowance");
+        // A signed-in caller from that address is counted as themselves.
+        assert_eq!(anonymous("203.0.113.5", Some(admin.clone())).await.0, 200);
+        let ingest =
+            app.client.post(app.url("/ingest/interactions")).header("x-forwarded-for", "203.0.113.5").body("{}");
+        assert_eq!(ingest.send().await.unwrap().status(), 429, "every endpoint counts the address");
+        app.stop().await;
+    }
+}

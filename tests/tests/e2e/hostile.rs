@@ -142,3 +142,289 @@ async fn pathological_documents_are_refused_with_codes() {
     })
     .await;
 }
+
+/// `[[[…1…]]]`, `n` deep.
+fn nested_list(n: usize) -> String {
+    format!("{}1{}", "[".repeat(n), "]".repeat(n))
+}
+
+/// `{a:{a:…1…}}`, `n` deep.
+fn nested_object(n: usize) -> String {
+    format!("{}1{}", "{a:".repeat(n), "}".repeat(n))
+}
+
+/// Documents whose value literals nest `n` deep: in an argument (list and object) and
+/// in a variable's default. Nested about 2,000 deep, each overflowed a worker's stack
+/// while it was parsed and aborted the whole process, before authentication.
+fn deep_documents(n: usize) -> Vec<String> {
+    vec![
+        format!("{{ me {{ id(x: {}) }} }}", nested_list(n)),
+        format!("{{ me {{ id(x: {}) }} }}", nested_object(n)),
+        format!("query($v: JSON = {}) {{ me {{ id }} }}", nested_list(n)),
+    ]
+}
+
+async fn alive(app: &TestApp) {
+    let health = app.client.get(app.url("/healthz")).send().await.expect("the server still answers");
+    assert_eq!(health.status(), 200);
+}
+
+#[tokio::test]
+async fn a_literal_nested_past_any_stack_is_refused_on_every_path() {
+    on_each_backend(async |app: &TestApp| {
+        let admin = app.login_admin().await.access;
+        // POST, anonymous: past the limit, as deep as aborted the release build, and far
+        // deeper (a debug build's parser gives up on stack before 2,000 by itself).
+        for query in [300, 2_000, 100_000].into_iter().flat_map(deep_documents) {
+            let body = app.graphql(&query, json!({}), None).await;
+            assert_eq!(error_code(&body), Some("GRAPHQL_PARSE_FAILED"), "{body}");
+            assert!(body["errors"][0]["message"].as_str().unwrap().contains("nests brackets more than"), "{body}");
+        }
+        // GET (its query check parsed the text first), within a URL's length.
+        for query in deep_documents(5_000) {
+            let resp = app.client.get(app.url("/graphql")).query(&[("query", &query)]).send().await.unwrap();
+            let status = resp.status().as_u16();
+            let body: Value = resp.json().await.unwrap();
+            assert_eq!((status, error_code(&body)), (200, Some("GRAPHQL_PARSE_FAILED")), "{body}");
+        }
+        // A subscription's document, over a WebSocket (within its message limit).
+        for query in deep_documents(10_000) {
+            let refused = cxgraph_tests::Subscription::start(app, Some(&admin), &query).await;
+            let errors = refused.err().expect("refused");
+            assert!(errors.to_string().contains("GRAPHQL_PARSE_FAILED"), "{errors}");
+        }
+        alive(app).await;
+    })
+    .await;
+}
+
+#[tokio::test]
+async fn in_allow_list_mode_a_deep_document_is_refused_unparsed() {
+    let dir = tempfile::tempdir().unwrap();
+    let manifest = dir.path().join("manifest.json");
+    std::fs::write(&manifest, json!({ "login": cxgraph_tests::LOGIN }).to_string()).unwrap();
+    for backend in cxgraph_tests::backends() {
+        let app = TestApp::spawn_with(&backend, |s| {
+            s.persisted_queries = Some(manifest.clone());
+            s.persisted_queries_only = true;
+        })
+        .await;
+        for query in deep_documents(5_000) {
+            let resp = app.client.get(app.url("/graphql")).query(&[("query", &query)]).send().await.unwrap();
+            let body: Value = resp.json().await.unwrap();
+            assert_eq!(error_code(&body), Some("PERSISTED_QUERY_REQUIRED"), "{body}");
+        }
+        for query in deep_documents(100_000) {
+            let body = app.graphql(&query, json!({}), None).await;
+            assert_eq!(error_code(&body), Some("PERSISTED_QUERY_REQUIRED"), "{body}");
+        }
+        alive(&app).await;
+        app.stop().await;
+    }
+}
+
+#[tokio::test]
+async fn a_fragment_fan_out_is_refused_before_it_is_walked() {
+    on_each_backend(async |app: &TestApp| {
+        // Each fragment spreads the one before twice: 2^30 fields once inlined. Walked
+        // as such, validation took ten seconds at 25 levels and doubled per level.
+        let mut doc = String::from("query { me { ...F30 } } fragment F0 on User { id }");
+        for i in 1..=30 {
+            doc.push_str(&format!(" fragment F{i} on User {{ ...F{p} ...F{p} }}", p = i - 1));
+        }
+        let sent = app.client.post(app.url("/graphql")).json(&json!({ "query": doc })).send();
+        // A generous bound on the wait, not a timing: the unfixed server never answers.
+        let resp = tokio::time::timeout(std::time::Duration::from_secs(120), sent).await.expect("answered").unwrap();
+        let body: Value = resp.json().await.unwrap();
+        assert_eq!(error_code(&body), Some("GRAPHQL_VALIDATION_FAILED"), "{body}");
+        assert!(body["errors"][0]["message"].as_str().unwrap().contains("fields with its fragments spread"), "{body}");
+        // A chain of fragments nests the validator without a bracket in the text.
+        let mut chain = String::from("query { me { ...C0 } } fragment C900 on User { id }");
+        for i in 0..900 {
+            chain.push_str(&format!(" fragment C{i} on User {{ ...C{} }}", i + 1));
+        }
+        let body = app.graphql(&chain, json!({}), None).await;
+        assert_eq!(error_code(&body), Some("GRAPHQL_VALIDATION_FAILED"), "{body}");
+        alive(app).await;
+    })
+    .await;
+}
+
+/// The string inputs a NUL used to reach the database through (and come back
+/// `INTERNAL`), each with where the refusal must point.
+const NUL_CASES: &[(&str, &str, &[&str])] = &[
+    (
+        "query($s: String) { customers(first: 5, filter: {search: $s}) { edges { cursor } } }",
+        "search",
+        &["variables", "s"],
+    ),
+    (
+        "query($s: String!) { customers(first: 5, filter: {segments: [$s]}) { edges { cursor } } }",
+        "segment",
+        &["variables", "s"],
+    ),
+    (
+        "mutation($s: String) { createCustomer(input: {displayName: $s}) { userErrors { code } } }",
+        "display name",
+        &["variables", "s"],
+    ),
+    (
+        "mutation($s: String) { recordInteraction(input: {channel: SMS, direction: INBOUND, body: $s, externalId: \"nul-1\", \
+         identities: [{kind: PHONE, value: \"+447911123456\"}]}) { userErrors { code } } }",
+        "body",
+        &["variables", "s"],
+    ),
+    (
+        "mutation($s: String!) { recordInteraction(input: {channel: SMS, direction: INBOUND, body: \"hi\", externalId: $s, \
+         identities: [{kind: PHONE, value: \"+447911123456\"}]}) { userErrors { code } } }",
+        "external id",
+        &["variables", "s"],
+    ),
+    (
+        "mutation($s: String!) { saveTopic(input: {name: $s, keywords: [\"refund\"]}) { userErrors { code } } }",
+        "topic",
+        &["variables", "s"],
+    ),
+    (
+        "query($s: String) { auditLog(first: 5, filter: {operation: $s}) { edges { cursor } } }",
+        "audit filter",
+        &["variables", "s"],
+    ),
+];
+
+#[tokio::test]
+async fn a_nul_in_any_string_input_is_bad_user_input_naming_the_field() {
+    on_each_backend(async |app: &TestApp| {
+        let admin = app.login_admin().await.access;
+        for (query, what, field) in NUL_CASES {
+            for value in ["\u{0}", "before\u{0}after"] {
+                let body = app.graphql(query, json!({ "s": value }), Some(&admin)).await;
+                assert_eq!(error_code(&body), Some("BAD_USER_INPUT"), "[{}] {what}: {body}", app.backend.name());
+                assert_eq!(body["errors"][0]["extensions"]["field"], json!(field), "{what}: {body}");
+                assert!(body["data"].is_null(), "nothing ran: {body}");
+            }
+        }
+        // The same NUL written into the document, and deep inside a variable.
+        let literal = "{ customers(first: 5, filter: {search: \"a\\u0000\"}) { edges { cursor } } }";
+        let body = app.graphql(literal, json!({}), Some(&admin)).await;
+        assert_eq!(error_code(&body), Some("BAD_USER_INPUT"), "{body}");
+        assert_eq!(body["errors"][0]["extensions"]["field"], json!(["customers", "filter", "search"]), "{body}");
+        let nested = "mutation($i: CreateCustomerInput!) { createCustomer(input: $i) { userErrors { code } } }";
+        let input = json!({ "i": { "displayName": "ok", "identities": [{ "kind": "TWITTER", "value": "x\u{0}" }] } });
+        let body = app.graphql(nested, input, Some(&admin)).await;
+        assert_eq!(
+            body["errors"][0]["extensions"]["field"],
+            json!(["variables", "i", "identities", "0", "value"]),
+            "{body}"
+        );
+        // Nothing of any of it was stored.
+        let stored = app.graphql("{ customers(first: 5) { totalCount } }", json!({}), Some(&admin)).await;
+        assert_eq!(stored["data"]["customers"]["totalCount"], 0, "{stored}");
+    })
+    .await;
+}
+
+#[tokio::test]
+async fn an_ndjson_line_that_fails_for_any_reason_fails_alone() {
+    on_each_backend(async |app: &TestApp| {
+        let admin = app.login_admin().await.access;
+        let event = |id: &str, body: &str| {
+            json!({ "channel": "SMS", "direction": "INBOUND", "externalId": id, "body": body,
+                "identities": [{ "kind": "PHONE", "value": "+447911123456" }] })
+            .to_string()
+        };
+        let mut body: Vec<u8> = Vec::new();
+        for line in [
+            event("ok-0", "first"),
+            event("nul-1", "a\u{0}b"),
+            String::new(),
+            event("ok-3", "third"),
+            json!({ "channel": "SMS", "direction": "INBOUND", "externalId": "old-4", "occurredAt": "0000-06-01T00:00:00Z",
+                "identities": [{ "kind": "PHONE", "value": "+447911123456" }] })
+            .to_string(),
+            "   ".to_owned(),
+        ] {
+            body.extend(line.as_bytes());
+            body.push(b'\n');
+        }
+        // A line that is not UTF-8, then a last valid one.
+        body.extend(b"{\"channel\": \"SMS\", \"body\": \"\xff\xfe\"}\n");
+        body.extend(event("ok-7", "last").as_bytes());
+        let resp = app
+            .client
+            .post(app.url("/ingest/interactions"))
+            .bearer_auth(&admin)
+            .header("content-type", "application/x-ndjson")
+            .body(body)
+            .send()
+            .await
+            .unwrap();
+        assert_eq!(resp.status(), 200);
+        let text = resp.text().await.unwrap();
+        let answers: Vec<Value> = text.lines().map(|l| serde_json::from_str(l).unwrap()).collect();
+        let got: Vec<(u64, &str)> =
+            answers.iter().map(|a| (a["index"].as_u64().unwrap(), a["status"].as_str().unwrap())).collect();
+        assert_eq!(
+            got,
+            [
+                (0, "created"),
+                (1, "rejected"),
+                (2, "skipped"),
+                (3, "created"),
+                (4, "rejected"),
+                (5, "skipped"),
+                (6, "rejected"),
+                (7, "created")
+            ],
+            "one answer per input line, by its line: {text}"
+        );
+        assert_eq!(answers[1]["errors"][0]["field"], json!(["body"]), "{text}");
+        assert_eq!(answers[4]["errors"][0]["field"], json!(["occurredAt"]), "{text}");
+        assert_eq!(answers[4]["errors"][0]["code"], "TOO_OLD", "{text}");
+        assert_eq!(answers[6]["errors"][0]["code"], "MALFORMED", "{text}");
+        let stored = "{ interactions(first: 10) { edges { node { body } } } }";
+        let bodies = app.graphql(stored, json!({}), Some(&admin)).await;
+        let mut got: Vec<String> = bodies["data"]["interactions"]["edges"]
+            .as_array()
+            .unwrap_or_else(|| panic!("{bodies}"))
+            .iter()
+            .map(|e| e["node"]["body"].as_str().unwrap().to_owned())
+            .collect();
+        got.sort();
+        assert_eq!(got, ["first", "last", "third"]);
+    })
+    .await;
+}
+
+#[tokio::test]
+async fn body_layer_refusals_answer_in_the_documented_json_shape() {
+    on_each_backend(async |app: &TestApp| {
+        let admin = app.login_admin().await.access;
+        let limit = usize::try_from(app.settings.body_limit).unwrap();
+        let cases = [
+            (
+                app.client.post(app.url("/ingest/interactions")).bearer_auth(&admin).body(vec![b'x'; limit + 1]),
+                413,
+                "PAYLOAD_TOO_LARGE",
+            ),
+            (
+                app.client
+                    .post(app.url("/graphql"))
+                    .header("content-type", "application/json")
+                    .body(vec![b' '; limit + 1]),
+                413,
+                "PAYLOAD_TOO_LARGE",
+            ),
+            (app.client.put(app.url("/graphql")).json(&json!({ "query": "{ me { id } }" })), 405, "METHOD_NOT_ALLOWED"),
+            (app.client.get(app.url("/export/customers?from=yesterday")).bearer_auth(&admin), 400, "BAD_USER_INPUT"),
+        ];
+        for (request, status, code) in cases {
+            let resp = request.send().await.unwrap();
+            assert_eq!(resp.status().as_u16(), status);
+            let text = resp.text().await.unwrap();
+            let body: Value = serde_json::from_str(&text).unwrap_or_else(|_| panic!("not JSON: {text}"));
+            assert_eq!(error_code(&body), Some(code), "{body}");
+        }
+    })
+    .await;
+}

@@ -385,7 +385,7 @@ async fn ndjson_ingest_for_connectors() {
         let statuses: Vec<&str> = answers.iter().map(|a| a["status"].as_str().unwrap()).collect();
         assert_eq!(statuses, ["created", "rejected", "rejected", "duplicate"], "{text}");
         assert_eq!(answers[1]["errors"][0]["code"], "MALFORMED");
-        assert_eq!(answers[2]["errors"][0]["field"], json!(["2", "channel"]));
+        assert_eq!(answers[2]["errors"][0]["field"], json!(["channel"]), "paths start inside the line's event");
         assert_eq!(answers[3]["interactionId"], answers[0]["interactionId"]);
         let stored =
             Interaction::find().filter(interaction::Column::ExternalId.eq("fb-1")).one(&app.db).await.unwrap().unwrap();
@@ -793,6 +793,74 @@ async fn business_hours_policies_count_only_open_hours() {
         let bad = app.graphql(SAVE_POLICY, json!({ "input": { "name": "x", "firstResponseMinutes": 1, "resolutionMinutes": 2,
             "businessHours": { "days": [9], "start": 9, "end": 17 } } }), Some(&admin)).await;
         assert_eq!(bad["data"]["saveSlaPolicy"]["userErrors"][0]["field"], json!(["input", "businessHours"]), "{bad}");
+    })
+    .await;
+}
+
+/// Every batch mutation names an item by its place in the caller's list, whatever
+/// failed before it: items refused while their input was read (a malformed id) used to
+/// drop out, and the service numbered the rest from zero, so item 1 came back as
+/// `inputs.0`. The size cap counts every item, refused ones too.
+#[tokio::test]
+async fn batch_answers_name_each_item_by_its_place() {
+    on_each_backend(async |app: &TestApp| {
+        let admin = app.login_admin().await.access;
+        let malformed =
+            json!({ "channel": "EMAIL", "direction": "INBOUND", "externalId": "d-0", "customerId": "nope" });
+        let bad_identity = json!({ "channel": "EMAIL", "direction": "INBOUND", "externalId": "d-1",
+            "identities": [{ "kind": "EMAIL", "value": "not-an-email" }] });
+        let body = app.graphql(INGEST, json!({ "inputs": [malformed, bad_identity] }), Some(&admin)).await;
+        let results = &body["data"]["ingestInteractions"]["results"];
+        assert_eq!(results[0]["userErrors"][0]["field"], json!(["inputs", "0", "customerId"]), "{body}");
+        assert_eq!(results[1]["userErrors"][0]["field"], json!(["inputs", "1", "identities", "0", "value"]), "{body}");
+
+        let touchpoints = "mutation($inputs: [RecordTouchpointInput!]!) { recordTouchpoints(inputs: $inputs) { \
+                           results { userErrors { field code } } } }";
+        let item = |journey: &str| {
+            json!({ "journeyId": journey, "stage": { "name": "x" }, "channel": "WEB", "name": "n", "outcome": "SUCCESS",
+                "occurredAt": "1969-12-31T23:59:59Z", "identities": [{ "kind": "WEB", "value": "device-1" }] })
+        };
+        let body = app
+            .graphql(touchpoints, json!({ "inputs": [item("nope"), item(&Uuid::now_v7().to_string())] }), Some(&admin))
+            .await;
+        let fields: Vec<Value> = body["data"]["recordTouchpoints"]["results"][1]["userErrors"]
+            .as_array()
+            .unwrap_or_else(|| panic!("{body}"))
+            .iter()
+            .map(|e| e["field"].clone())
+            .collect();
+        assert!(fields.iter().all(|f| f[1] == "1"), "{body}");
+
+        let feedback = "mutation($inputs: [SubmitFeedbackInput!]!) { ingestFeedback(inputs: $inputs) { \
+                        results { userErrors { field code } } } }";
+        let who = json!([{ "kind": "EMAIL", "value": "fb@example.com" }]);
+        let body = app
+            .graphql(
+                feedback,
+                json!({ "inputs": [
+                    { "kind": "CSAT", "score": 5, "channel": "CHAT", "customerId": "nope" },
+                    { "kind": "CES", "score": 0, "channel": "CHAT", "identities": who },
+                ] }),
+                Some(&admin),
+            )
+            .await;
+        assert_eq!(
+            body["data"]["ingestFeedback"]["results"][1]["userErrors"][0]["field"],
+            json!(["inputs", "1", "score"]),
+            "{body}"
+        );
+
+        // A thousand good items and one malformed: over the cap, refused whole.
+        let mut inputs: Vec<Value> = (0..1000)
+            .map(|i| {
+                json!({ "channel": "SMS", "direction": "INBOUND", "externalId": format!("cap-{i}"),
+                "identities": [{ "kind": "PHONE", "value": "+447911123456" }] })
+            })
+            .collect();
+        inputs.push(json!({ "channel": "SMS", "direction": "INBOUND", "externalId": "cap-x", "customerId": "nope" }));
+        let body = app.graphql(INGEST, json!({ "inputs": inputs }), Some(&admin)).await;
+        assert_eq!(error_code(&body), Some("BAD_USER_INPUT"), "{}", body["errors"]);
+        assert_eq!(Interaction::find().count(&app.db).await.unwrap(), 0, "nothing of it was stored");
     })
     .await;
 }

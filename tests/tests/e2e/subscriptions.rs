@@ -41,11 +41,13 @@ async fn subscribers_receive_committed_interactions_with_their_filters_and_right
         assert_eq!(masked["data"]["interactionReceived"]["id"], sent["id"]);
         assert!(masked["data"]["interactionReceived"]["body"].is_null(), "analysts get no bodies");
 
+        // Without valid credentials the socket is closed at connection_init (4401,
+        // graphql-transport-ws's "Unauthorized"), saying why.
         let refused = Subscription::start(&app, None, INTERACTIONS).await.err().expect("anonymous refused");
-        assert_eq!(refused[0]["extensions"]["code"], "UNAUTHENTICATED", "{refused}");
+        assert_eq!(refused["code"], 4401, "{refused}");
         let bad = Subscription::start(&app, Some("garbage"), INTERACTIONS).await.err().expect("bad token refused");
-        assert_eq!(bad[0]["extensions"]["code"], "UNAUTHENTICATED", "{bad}");
-        assert_eq!(bad[0]["message"], "access token invalid");
+        assert_eq!(bad["code"], 4401, "{bad}");
+        assert_eq!(bad["reason"], "Unauthorized: access token invalid");
         app.stop().await;
     }
 }
@@ -255,10 +257,11 @@ async fn websocket_connections_are_limited_per_process_and_per_caller() {
     let (first, ack1) = raw_socket(&app, Some(&admin)).await.unwrap();
     let (_second, ack2) = raw_socket(&app, Some(&admin)).await.unwrap();
     assert!(ack1.contains("connection_ack") && ack2.contains("connection_ack"), "{ack1} {ack2}");
-    // A third for the same caller: refused at connection_init, and the socket closes.
+    // A third for the same caller: refused at connection_init, and the socket closes
+    // with the protocol's "too many" code.
     let (_third, refused) = raw_socket(&app, Some(&admin)).await.unwrap();
     assert!(!refused.contains("connection_ack"), "{refused}");
-    assert!(refused.contains("at most 2 open WebSocket connections per caller"), "{refused}");
+    assert!(refused.contains("4429") && refused.contains("at most 2 open connections per caller"), "{refused}");
     tokio::time::sleep(std::time::Duration::from_millis(200)).await;
     // Another caller has slots of their own (the refused socket gave its place back).
     let (_theirs, ack3) = raw_socket(&app, Some(&analyst)).await.unwrap();
@@ -273,24 +276,106 @@ async fn websocket_connections_are_limited_per_process_and_per_caller() {
     app.stop().await;
 }
 
-#[tokio::test]
-async fn a_socket_that_never_initialises_is_dropped() {
+/// A raw socket, retried while the server still counts a socket that just closed
+/// (it gives the place back once its side of the close is done): the upgrade's status
+/// when refused for ten seconds.
+async fn admitted(
+    app: &TestApp,
+    token: Option<&str>,
+) -> Result<(tokio_tungstenite::WebSocketStream<tokio_tungstenite::MaybeTlsStream<tokio::net::TcpStream>>, String), u16>
+{
+    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(10);
+    loop {
+        match raw_socket(app, token).await {
+            Err(status) if std::time::Instant::now() < deadline => {
+                let _ = status;
+                tokio::time::sleep(std::time::Duration::from_millis(50)).await;
+            }
+            other => return other,
+        }
+    }
+}
+
+/// The close code and reason of a socket's next frame (pings skipped), waiting at
+/// most `secs`.
+async fn closed_with(
+    socket: &mut tokio_tungstenite::WebSocketStream<tokio_tungstenite::MaybeTlsStream<tokio::net::TcpStream>>,
+    secs: u64,
+) -> Option<(u16, String)> {
     use futures::StreamExt;
+    use tokio_tungstenite::tungstenite::Message;
+    let wait = async {
+        loop {
+            match socket.next().await {
+                Some(Ok(Message::Ping(_) | Message::Pong(_))) => continue,
+                Some(Ok(Message::Close(Some(frame)))) => {
+                    return Some((u16::from(frame.code), frame.reason.to_string()));
+                }
+                _ => return None,
+            }
+        }
+    };
+    tokio::time::timeout(std::time::Duration::from_secs(secs), wait).await.ok().flatten()
+}
+
+#[tokio::test]
+async fn a_socket_that_never_initialises_is_closed() {
     let app = TestApp::spawn_with(&Backend::Sqlite, |s| s.ws_max_connections = 1).await;
     let (mut idle, _) = raw_socket(&app, None).await.unwrap();
     // It holds the only place meanwhile.
     assert_eq!(raw_socket(&app, None).await.err(), Some(503));
-    let ended = tokio::time::timeout(std::time::Duration::from_secs(15), async {
-        loop {
-            match idle.next().await {
-                Some(Ok(tokio_tungstenite::tungstenite::Message::Ping(_))) => continue,
-                other => return other.map(|m| m.is_ok()),
-            }
+    let closed = closed_with(&mut idle, 30).await;
+    assert_eq!(closed.map(|c| c.0), Some(4408), "closed for want of connection_init");
+    assert!(admitted(&app, None).await.is_ok(), "its place is free again");
+    app.stop().await;
+}
+
+#[tokio::test]
+async fn a_socket_must_authenticate_before_it_is_any_use() {
+    use futures::SinkExt;
+    use tokio_tungstenite::tungstenite::Message;
+    for backend in cxgraph_tests::backends() {
+        let app = TestApp::spawn(&backend).await;
+        // An empty connection_init, a bad token, or anything else first: 4401.
+        let firsts = [
+            json!({ "type": "connection_init", "payload": {} }),
+            json!({ "type": "connection_init", "payload": { "Authorization": "Bearer not-a-token" } }),
+            json!({ "type": "ping" }),
+            json!({ "id": "1", "type": "subscribe", "payload": { "query": "subscription { alertRaised { id } }" } }),
+        ];
+        for first in firsts {
+            let (mut socket, _) = raw_socket(&app, None).await.unwrap();
+            socket.send(Message::Text(first.to_string().into())).await.unwrap();
+            let closed = closed_with(&mut socket, 30).await;
+            assert_eq!(closed.as_ref().map(|c| c.0), Some(4401), "[{}] {first}: {closed:?}", backend.name());
         }
-    })
-    .await;
-    assert!(ended.is_ok(), "the server dropped the socket within ten seconds or so");
-    tokio::time::sleep(std::time::Duration::from_millis(200)).await;
-    assert!(raw_socket(&app, None).await.is_ok(), "its place is free again");
+        // A message over the size limit closes the socket, whoever sends it.
+        let admin = app.login_admin().await.access;
+        let (mut socket, ack) = raw_socket(&app, Some(&admin)).await.unwrap();
+        assert!(ack.contains("connection_ack"), "{ack}");
+        let huge = json!({ "id": "2", "type": "subscribe", "payload": { "query": "x".repeat(200_000) } });
+        let _ = socket.send(Message::Text(huge.to_string().into())).await;
+        let closed = closed_with(&mut socket, 30).await;
+        assert_eq!(closed.as_ref().map(|c| c.0), Some(1009), "message too big: {closed:?}");
+        app.stop().await;
+    }
+}
+
+#[tokio::test]
+async fn unauthenticated_sockets_are_capped_per_address() {
+    let app = TestApp::spawn_with(&Backend::Sqlite, |s| s.ws_max_pending_per_address = 3).await;
+    let admin = app.login_admin().await.access;
+    let mut held = Vec::new();
+    for _ in 0..3 {
+        held.push(raw_socket(&app, None).await.unwrap().0);
+    }
+    // A fourth from the same address, before any of them authenticated: refused.
+    assert_eq!(raw_socket(&app, None).await.err(), Some(429));
+    // One that authenticates leaves the pending count and makes room.
+    drop(held.pop());
+    let (_signed_in, ack) = admitted(&app, Some(&admin)).await.unwrap();
+    assert!(ack.contains("connection_ack"), "{ack}");
+    let (_another, ack) = raw_socket(&app, Some(&admin)).await.unwrap();
+    assert!(ack.contains("connection_ack"), "authenticated sockets count per caller, not per address: {ack}");
     app.stop().await;
 }
