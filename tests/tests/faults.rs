@@ -5,7 +5,7 @@
 //! A separate test binary: its scenarios own servers, kill processes and take the
 //! machine's CPU, so they run one at a time and not beside the end-to-end tests.
 
-use cxgraph_tests::faults::{Scale, crash, database, fuzz, soak, sqlite};
+use cxgraph_tests::faults::{Scale, crash, database, fuzz, hostile, soak, sqlite};
 use cxgraph_tests::{Backend, backends};
 
 /// One scenario at a time: they measure timings and kill processes.
@@ -54,6 +54,16 @@ async fn generated_and_random_input_never_gets_a_5xx() {
     let _one = SERIAL.lock().await;
     for backend in backends() {
         fuzz::documents(Scale::Short, &backend, 20261201).await.assert_kept();
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn hostile_callers_cannot_take_the_server_down() {
+    let _one = SERIAL.lock().await;
+    for backend in backends() {
+        for outcome in hostile::families(Scale::Short, &backend).await {
+            outcome.assert_kept();
+        }
     }
 }
 

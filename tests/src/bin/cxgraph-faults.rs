@@ -9,7 +9,7 @@ use std::time::Instant;
 
 use clap::{Parser, ValueEnum};
 use cxgraph_tests::Backend;
-use cxgraph_tests::faults::{Outcome, Scale, crash, database, fuzz, soak, sqlite};
+use cxgraph_tests::faults::{Outcome, Scale, crash, database, fuzz, hostile, soak, sqlite};
 
 #[derive(Debug, Clone, Copy, ValueEnum)]
 enum ScaleArg {
@@ -34,7 +34,7 @@ struct Args {
     #[arg(long, default_value_t = 20261201)]
     seed: u64,
     /// Run only the scenarios whose names contain one of these (comma-separated):
-    /// restart, freeze, kill, sqlite, soak, fuzz.
+    /// restart, freeze, kill, sqlite, soak, fuzz, hostile.
     #[arg(long, value_delimiter = ',')]
     only: Vec<String>,
     /// Run the scenarios that take a backend on these only (`sqlite`, `postgres`).
@@ -170,6 +170,13 @@ async fn main() -> anyhow::Result<()> {
     for backend in &backends {
         if wanted("fuzz") {
             record(fuzz::documents(scale, backend, args.seed).await);
+        }
+    }
+    for backend in &backends {
+        if wanted("hostile") {
+            for o in hostile::families(scale, backend).await {
+                record(o);
+            }
         }
     }
     std::fs::write(&args.out, table(&outcomes, &args, started.elapsed()))?;

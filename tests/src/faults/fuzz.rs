@@ -22,9 +22,9 @@ use crate::Backend;
 use crate::process;
 
 /// Root fields the fuzzer leaves alone: they end its own session.
-const SPARED: [&str; 1] = ["logout"];
+pub(super) const SPARED: [&str; 1] = ["logout"];
 
-const INTROSPECTION: &str = "{ __schema { queryType { name } mutationType { name } types { kind name \
+pub(super) const INTROSPECTION: &str = "{ __schema { queryType { name } mutationType { name } types { kind name \
     fields { name args { name type { ...T } } type { ...T } } inputFields { name type { ...T } } \
     enumValues { name } possibleTypes { name } } } } \
     fragment T on __Type { kind name ofType { kind name ofType { kind name ofType { kind name ofType { kind name } } } } }";
@@ -47,14 +47,14 @@ const HOSTILE_STRINGS: [&str; 14] = [
 ];
 
 /// The schema as the server reports it, by type name.
-struct Schema {
-    types: HashMap<String, Value>,
-    query: String,
-    mutation: Option<String>,
+pub(super) struct Schema {
+    pub(super) types: HashMap<String, Value>,
+    pub(super) query: String,
+    pub(super) mutation: Option<String>,
 }
 
 impl Schema {
-    fn from_introspection(body: &Value) -> Schema {
+    pub(super) fn from_introspection(body: &Value) -> Schema {
         let s = &body["data"]["__schema"];
         let types = s["types"]
             .as_array()
@@ -69,7 +69,7 @@ impl Schema {
 }
 
 /// The named type under list and non-null wrappers.
-fn named(t: &Value) -> &Value {
+pub(super) fn named(t: &Value) -> &Value {
     if t["ofType"].is_object() { named(&t["ofType"]) } else { t }
 }
 

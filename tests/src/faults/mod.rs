@@ -17,6 +17,7 @@
 pub mod crash;
 pub mod database;
 pub mod fuzz;
+pub mod hostile;
 pub mod soak;
 pub mod sqlite;
 
@@ -398,13 +399,18 @@ pub struct Spawned {
 impl Spawned {
     /// Builds (if needed) and starts the server for scenario `name` on `backend`.
     pub async fn start(backend: &crate::Backend, name: &str) -> Spawned {
+        Self::start_with(backend, name, &[]).await
+    }
+
+    /// As [`Spawned::start`], with extra environment for the server.
+    pub async fn start_with(backend: &crate::Backend, name: &str, env: &[(&str, &str)]) -> Spawned {
         use crate::process;
         let database = crate::TestDatabase::create(backend).await;
         let bin =
             tokio::task::spawn_blocking(process::server_binary).await.expect("build task").expect("server binary");
         let log = server_log(&format!("{name}-{}", backend.name()));
         let port = process::free_port().expect("free port");
-        let server = process::Server::start_on(&bin, &database.url, &log, port, &[]).await.expect("server starts");
+        let server = process::Server::start_on(&bin, &database.url, &log, port, env).await.expect("server starts");
         let target = Target::login(&server.base, process::ADMIN_EMAIL, process::ADMIN_PASSWORD).await;
         Spawned { database, bin, log, port, server, target }
     }
