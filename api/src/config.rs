@@ -287,6 +287,12 @@ pub struct Settings {
     #[arg(long, env = "CXGRAPH_WS_MAX_PENDING_PER_ADDRESS", default_value_t = 8, global = true)]
     pub ws_max_pending_per_address: usize,
 
+    /// Seconds a new WebSocket has to send an authenticated `connection_init` before it
+    /// is closed (4408). Sockets not yet authenticated are also capped at a quarter of
+    /// `CXGRAPH_WS_MAX_CONNECTIONS` in all.
+    #[arg(long, env = "CXGRAPH_WS_INIT_TIMEOUT", default_value_t = 5, value_parser = clap::value_parser!(u64).range(1..=300), global = true)]
+    pub ws_init_timeout: u64,
+
     /// Anonymous requests a minute one client address may make (no credentials, or
     /// credentials refused; a burst of as many): log-ins, refreshes, refusals. 0 turns
     /// the limit off. Counted per replica.

@@ -11,42 +11,63 @@ pub fn refusal(text: &str) -> Option<&'static str> {
     text.contains('\0').then_some("contains a NUL character (U+0000), which cannot be stored")
 }
 
-/// The path (object keys and list indexes) to the first string or key in `value` that
-/// [`refusal`] refuses, with the reason. Iterative: a value's nesting is the JSON
-/// parser's business, not this walk's stack.
-pub fn refusal_in_json(value: &serde_json::Value) -> Option<(Vec<String>, &'static str)> {
-    let mut stack: Vec<(Vec<String>, &serde_json::Value)> = vec![(Vec::new(), value)];
-    while let Some((path, value)) = stack.pop() {
-        match value {
-            serde_json::Value::String(s) => {
-                if let Some(why) = refusal(s) {
-                    return Some((path, why));
-                }
-            }
-            serde_json::Value::Array(items) => {
-                for (i, item) in items.iter().enumerate().rev() {
-                    stack.push((child(&path, i.to_string()), item));
-                }
-            }
-            serde_json::Value::Object(map) => {
-                for (key, item) in map.iter().rev() {
-                    if let Some(why) = refusal(key) {
-                        return Some((path, why));
-                    }
-                    stack.push((child(&path, key.clone()), item));
-                }
-            }
-            _ => {}
-        }
-    }
-    None
+/// A tree of values holding text: JSON, or a GraphQL value.
+pub enum Node<'a, T> {
+    Text(&'a str),
+    List(&'a [T]),
+    Map(Box<dyn Iterator<Item = (&'a str, &'a T)> + 'a>),
+    Other,
 }
 
-fn child(path: &[String], step: String) -> Vec<String> {
-    let mut out = Vec::with_capacity(path.len() + 1);
-    out.extend_from_slice(path);
-    out.push(step);
-    out
+/// What [`refusal_in`] walks.
+pub trait Tree: Sized {
+    fn node(&self) -> Node<'_, Self>;
+}
+
+impl Tree for serde_json::Value {
+    fn node(&self) -> Node<'_, Self> {
+        match self {
+            serde_json::Value::String(s) => Node::Text(s),
+            serde_json::Value::Array(items) => Node::List(items),
+            serde_json::Value::Object(map) => Node::Map(Box::new(map.iter().map(|(k, v)| (k.as_str(), v)))),
+            _ => Node::Other,
+        }
+    }
+}
+
+/// The path (object keys and list indexes) to the first string or key in `value` that
+/// [`refusal`] refuses, with the reason. One path is shared by the whole walk (pushed
+/// on the way in, popped on the way out), so a wide value costs no more memory than
+/// its depth; the depth is its parser's (serde_json stops at 128, a GraphQL literal
+/// at the document's nesting limit).
+pub fn refusal_in<T: Tree>(value: &T) -> Option<(Vec<String>, &'static str)> {
+    fn walk<T: Tree>(value: &T, path: &mut Vec<String>) -> Option<&'static str> {
+        match value.node() {
+            Node::Text(s) => refusal(s),
+            Node::List(items) => items.iter().enumerate().find_map(|(i, item)| {
+                path.push(i.to_string());
+                let found = walk(item, path);
+                if found.is_none() {
+                    path.pop();
+                }
+                found
+            }),
+            Node::Map(mut entries) => entries.find_map(|(key, item)| {
+                if let Some(why) = refusal(key) {
+                    return Some(why);
+                }
+                path.push(key.to_owned());
+                let found = walk(item, path);
+                if found.is_none() {
+                    path.pop();
+                }
+                found
+            }),
+            Node::Other => None,
+        }
+    }
+    let mut path = Vec::new();
+    walk(value, &mut path).map(|why| (path, why))
 }
 
 #[cfg(test)]
@@ -60,9 +81,9 @@ mod tests {
         assert!(refusal("plain text, ünïcödé, 😀, \t\n").is_none());
         assert!(refusal("a\0b").is_some());
         let v = json!({ "a": [1, "ok", { "b": "x\u{0}" }], "c": "fine" });
-        assert_eq!(refusal_in_json(&v).map(|(p, _)| p), Some(vec!["a".into(), "2".into(), "b".into()]));
+        assert_eq!(refusal_in(&v).map(|(p, _)| p), Some(vec!["a".into(), "2".into(), "b".into()]));
         let key = json!({ "k\u{0}": 1 });
-        assert_eq!(refusal_in_json(&key).map(|(p, _)| p), Some(vec![]));
-        assert!(refusal_in_json(&json!({ "a": ["b", { "c": null }] })).is_none());
+        assert_eq!(refusal_in(&key).map(|(p, _)| p), Some(vec![]));
+        assert!(refusal_in(&json!({ "a": ["b", { "c": null }] })).is_none());
     }
 }

@@ -44,19 +44,7 @@ pub fn server_binary() -> anyhow::Result<PathBuf> {
     if let Some(target) = profile_dir.parent() {
         build.env("CARGO_TARGET_DIR", target);
     }
-    // What cargo sets for the package under test, not for a build: a build script
-    // that watches one of these (ring watches CARGO_MANIFEST_DIR) would otherwise
-    // rebuild half the tree here and again in the next plain `cargo build`.
-    for (key, _) in std::env::vars_os() {
-        let key = key.to_string_lossy();
-        let per_package =
-            ["CARGO_MANIFEST_", "CARGO_PKG_", "CARGO_BIN_", "CARGO_CRATE_", "CARGO_PRIMARY_", "CARGO_TARGET_TMPDIR"]
-                .iter()
-                .any(|p| key.starts_with(p));
-        if per_package || key == "OUT_DIR" || key == "CARGO_RUSTC_CURRENT_DIR" {
-            build.env_remove(key.as_ref());
-        }
-    }
+    without_package_env(&mut build);
     let started = Instant::now();
     if !build.status().context("running cargo build")?.success() {
         bail!("building the server failed");
@@ -69,6 +57,23 @@ pub fn server_binary() -> anyhow::Result<PathBuf> {
         bail!("no server binary at {} after the build", bin.display());
     }
     Ok(bin)
+}
+
+/// Removes what cargo sets for the package under test, not for a build: a build
+/// script that watches one of these (ring watches CARGO_MANIFEST_DIR) would otherwise
+/// rebuild half the tree in a cargo run from a test, and again in the next plain
+/// `cargo build`.
+pub fn without_package_env(command: &mut Command) {
+    for (key, _) in std::env::vars_os() {
+        let key = key.to_string_lossy();
+        let per_package =
+            ["CARGO_MANIFEST_", "CARGO_PKG_", "CARGO_BIN_", "CARGO_CRATE_", "CARGO_PRIMARY_", "CARGO_TARGET_TMPDIR"]
+                .iter()
+                .any(|p| key.starts_with(p));
+        if per_package || key == "OUT_DIR" || key == "CARGO_RUSTC_CURRENT_DIR" {
+            command.env_remove(key.as_ref());
+        }
+    }
 }
 
 /// A free loopback port.

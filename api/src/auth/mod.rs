@@ -5,6 +5,7 @@
 //! (API tokens) are the two vocabularies of the design's matrix; [`policy`] holds the
 //! matrix itself.
 
+mod bounded;
 pub mod cost_budget;
 pub mod jwt;
 pub mod password;

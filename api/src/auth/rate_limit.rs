@@ -9,16 +9,19 @@
 //!
 //! Addresses are bucketed as the network gave them (see `http::client`); IPv6 by its
 //! /64, the smallest block one subscriber is given, so rotating addresses within it
-//! does not buy a fresh bucket. Buckets live in this process, so with N replicas a
-//! caller gets up to N times the rate. The map is bounded: when full, buckets that
-//! have refilled (idle callers, nothing to remember) are forgotten first.
+//! does not buy a fresh bucket. An address has two anonymous buckets, by [`Door`]: any
+//! web page can make a visitor's browser send us GETs, WebSocket upgrades and simple
+//! POSTs, but not a JSON POST, so a page flooding the first from an office's browsers
+//! does not stop its staff logging in or refreshing through the second. Buckets live
+//! in this process, so with N replicas a caller gets up to N times the rate. The map
+//! is bounded (`bounded`): when full, the least recently used tenth is forgotten.
 
-use std::collections::HashMap;
 use std::net::IpAddr;
 use std::sync::{Mutex, PoisonError};
 use std::time::{Duration, Instant};
 
 use super::Principal;
+use super::bounded::Bounded;
 
 const MAX_TRACKED: usize = 100_000;
 
@@ -26,6 +29,15 @@ const MAX_TRACKED: usize = 100_000;
 struct Bucket {
     tokens: f64,
     at: Instant,
+}
+
+/// How an anonymous request reached us (see the module comment).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Door {
+    /// A JSON POST to `/graphql`: only a client of ours sends one.
+    Client,
+    /// Anything a page on another site can make a browser send.
+    AnySite,
 }
 
 /// Who a limit counts against: the user or the API token; `None` for anonymous
@@ -57,22 +69,28 @@ pub fn address_key(address: IpAddr) -> String {
 pub struct RateLimiter {
     per_minute: u32,
     anonymous_per_minute: u32,
-    buckets: Mutex<HashMap<String, Bucket>>,
+    buckets: Mutex<Bounded<String, Bucket>>,
 }
 
 impl RateLimiter {
     /// A limiter allowing `per_minute` requests per caller and `anonymous_per_minute`
-    /// anonymous requests per client address; 0 turns either off.
+    /// anonymous requests per client address and door; 0 turns either off.
     pub fn new(per_minute: u32, anonymous_per_minute: u32) -> Self {
-        RateLimiter { per_minute, anonymous_per_minute, buckets: Mutex::new(HashMap::new()) }
+        RateLimiter { per_minute, anonymous_per_minute, buckets: Mutex::new(Bounded::new(MAX_TRACKED)) }
     }
 
-    /// Takes one request from the caller's bucket (the address's, when anonymous), or
-    /// says how long to wait.
-    pub fn check(&self, principal: &Principal, address: IpAddr) -> Result<(), Duration> {
+    /// Takes one request from the caller's bucket (when anonymous, its address's for
+    /// the door it came by), or says how long to wait.
+    pub fn check(&self, principal: &Principal, address: IpAddr, door: Door) -> Result<(), Duration> {
         match caller_key(principal) {
             Some(key) => self.take(key, self.per_minute),
-            None => self.take(address_key(address), self.anonymous_per_minute),
+            None => {
+                let door = match door {
+                    Door::Client => "client",
+                    Door::AnySite => "any-site",
+                };
+                self.take(format!("{door}:{}", address_key(address)), self.anonymous_per_minute)
+            }
         }
     }
 
@@ -83,16 +101,13 @@ impl RateLimiter {
         let capacity = f64::from(per_minute);
         let per_second = capacity / 60.0;
         let now = Instant::now();
-        let refill = |b: &Bucket| (b.tokens + now.duration_since(b.at).as_secs_f64() * per_second).min(capacity);
         let mut buckets = self.buckets.lock().unwrap_or_else(PoisonError::into_inner);
-        if buckets.len() >= MAX_TRACKED {
-            buckets.retain(|_, b| refill(b) < capacity);
-            if buckets.len() >= MAX_TRACKED {
-                buckets.clear();
-            }
+        if !buckets.entries.contains_key(&key) {
+            buckets.make_room(|b| b.at);
         }
-        let bucket = buckets.entry(key).or_insert(Bucket { tokens: capacity, at: now });
-        bucket.tokens = refill(bucket);
+        let bucket = buckets.entries.entry(key).or_insert(Bucket { tokens: capacity, at: now });
+        // Every bucket of a key is refilled at its own kind's rate (keys never change kind).
+        bucket.tokens = (bucket.tokens + now.duration_since(bucket.at).as_secs_f64() * per_second).min(capacity);
         bucket.at = now;
         if bucket.tokens >= 1.0 {
             bucket.tokens -= 1.0;
@@ -118,32 +133,54 @@ mod tests {
         let ann = Principal::User(UserPrincipal { id: uuid::Uuid::now_v7(), role: Role::Agent });
         let bob = Principal::User(UserPrincipal { id: uuid::Uuid::now_v7(), role: Role::Agent });
         for _ in 0..3 {
-            assert!(limiter.check(&ann, HOME).is_ok());
+            assert!(limiter.check(&ann, HOME, Door::Client).is_ok());
         }
-        let wait = limiter.check(&ann, AWAY).unwrap_err();
+        let wait = limiter.check(&ann, AWAY, Door::AnySite).unwrap_err();
         assert!(wait > Duration::from_secs(15) && wait <= Duration::from_secs(20), "one token per 20 s: {wait:?}");
-        assert!(limiter.check(&bob, HOME).is_ok(), "buckets are per caller, wherever they call from");
-        assert!(limiter.check(&Principal::Anonymous(None), HOME).is_ok(), "0 leaves anonymous callers alone");
-        assert!(RateLimiter::new(0, 0).check(&ann, HOME).is_ok(), "0 turns it off");
+        assert!(limiter.check(&bob, HOME, Door::Client).is_ok(), "buckets are per caller, wherever they call from");
+        assert!(
+            limiter.check(&Principal::Anonymous(None), HOME, Door::Client).is_ok(),
+            "0 leaves anonymous callers alone"
+        );
+        assert!(RateLimiter::new(0, 0).check(&ann, HOME, Door::Client).is_ok(), "0 turns it off");
     }
 
     #[test]
-    fn anonymous_requests_are_bucketed_per_address() {
+    fn anonymous_requests_are_bucketed_per_address_and_door() {
         let limiter = RateLimiter::new(0, 2);
         let anonymous = Principal::Anonymous(None);
-        assert!(limiter.check(&anonymous, HOME).is_ok());
-        assert!(limiter.check(&anonymous, HOME).is_ok());
-        assert!(limiter.check(&anonymous, HOME).is_err(), "a third request within the minute waits");
-        assert!(limiter.check(&anonymous, AWAY).is_ok(), "another address has its own bucket");
+        let check = |address: IpAddr, door: Door| limiter.check(&anonymous, address, door);
+        assert!(check(HOME, Door::AnySite).is_ok());
+        assert!(check(HOME, Door::AnySite).is_ok());
+        assert!(check(HOME, Door::AnySite).is_err(), "a third within the minute waits");
+        assert!(check(HOME, Door::Client).is_ok(), "what pages can send does not use up what clients can");
+        assert!(check(AWAY, Door::AnySite).is_ok(), "another address has its own bucket");
         // Addresses within one IPv6 /64 share a bucket; another /64 does not.
         let a: IpAddr = "2001:db8:1:2::1".parse().unwrap();
         let b: IpAddr = "2001:db8:1:2:ffff::9".parse().unwrap();
         let c: IpAddr = "2001:db8:1:3::1".parse().unwrap();
-        assert!(limiter.check(&anonymous, a).is_ok());
-        assert!(limiter.check(&anonymous, b).is_ok());
-        assert!(limiter.check(&anonymous, a).is_err());
-        assert!(limiter.check(&anonymous, c).is_ok());
+        assert!(check(a, Door::Client).is_ok());
+        assert!(check(b, Door::Client).is_ok());
+        assert!(check(a, Door::Client).is_err());
+        assert!(check(c, Door::Client).is_ok());
         let mapped: IpAddr = "::ffff:192.0.2.1".parse().unwrap();
-        assert!(limiter.check(&anonymous, mapped).is_err(), "an IPv4-mapped address is that IPv4 address");
+        assert!(check(mapped, Door::AnySite).is_err(), "an IPv4-mapped address is that IPv4 address");
+    }
+
+    #[test]
+    fn a_full_map_keeps_the_buckets_in_use() {
+        let limiter = RateLimiter::new(1, 1);
+        let anonymous = Principal::Anonymous(None);
+        assert!(limiter.check(&anonymous, HOME, Door::Client).is_ok());
+        // Many other addresses come and go: the busy caller's empty bucket is not
+        // forgotten (which would hand it a fresh one).
+        for i in 0..(MAX_TRACKED as u32 + 10) {
+            let other = IpAddr::V4(std::net::Ipv4Addr::from(0x0a00_0000 + i));
+            let _ = limiter.check(&anonymous, other, Door::Client);
+            if i % 20_000 == 0 {
+                assert!(limiter.check(&anonymous, HOME, Door::Client).is_err());
+            }
+        }
+        assert!(limiter.check(&anonymous, HOME, Door::Client).is_err());
     }
 }

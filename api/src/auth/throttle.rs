@@ -15,17 +15,19 @@
 //!   successfully to the account (within [`KNOWN_FOR`]) keeps its own pace, so the
 //!   slow-down does not lock out the user at their usual desk.
 //!
+//! An address has at most one log-in under way at a time ([`LoginThrottle::begin`]).
+//!
 //! Unknown e-mails are counted exactly like known ones, so the answer never tells
 //! whether an account exists. The counters are keyed by SHA-256 digests (32 bytes,
 //! whatever the e-mail's length: the e-mail itself is never kept) and bounded: past
 //! [`MAX_TRACKED`] entries the least recently touched tenth is forgotten.
 
-use std::collections::HashMap;
-use std::hash::Hash;
 use std::sync::{Mutex, PoisonError};
 use std::time::{Duration, Instant};
 
 use sha2::{Digest, Sha256};
+
+use super::bounded::Bounded;
 
 const FREE_ATTEMPTS: u32 = 5;
 const WINDOW: Duration = Duration::from_secs(15 * 60);
@@ -77,39 +79,38 @@ struct Global {
     touched: Instant,
 }
 
-/// A map that forgets its least recently touched tenth when full.
 #[derive(Debug)]
-struct Bounded<K, V>(HashMap<K, V>);
-
-impl<K: Hash + Eq + Copy, V> Bounded<K, V> {
-    fn make_room(&mut self, touched: impl Fn(&V) -> Instant) {
-        if self.0.len() < MAX_TRACKED {
-            return;
-        }
-        let mut ages: Vec<(Instant, K)> = self.0.iter().map(|(k, v)| (touched(v), *k)).collect();
-        ages.sort_unstable_by_key(|(at, _)| *at);
-        for (_, key) in ages.into_iter().take(MAX_TRACKED / 10) {
-            self.0.remove(&key);
-        }
-    }
-}
-
-impl<K, V> Default for Bounded<K, V> {
-    fn default() -> Self {
-        Bounded(HashMap::new())
-    }
-}
-
-#[derive(Debug, Default)]
 struct Counters {
     local: Bounded<Digest32, Local>,
     global: Bounded<Digest32, Global>,
 }
 
-/// Failed log-in counters (see the module comment).
-#[derive(Debug, Default)]
+/// Failed log-in counters (see the module comment), and the addresses with a log-in
+/// under way.
+#[derive(Debug)]
 pub struct LoginThrottle {
     counters: Mutex<Counters>,
+    in_flight: Mutex<std::collections::HashSet<Digest32>>,
+}
+
+impl Default for LoginThrottle {
+    fn default() -> Self {
+        let counters = Counters { local: Bounded::new(MAX_TRACKED), global: Bounded::new(MAX_TRACKED) };
+        LoginThrottle { counters: Mutex::new(counters), in_flight: Mutex::default() }
+    }
+}
+
+/// One address's log-in under way; the address may start another when it is dropped.
+#[derive(Debug)]
+pub struct InFlight<'a> {
+    throttle: &'a LoginThrottle,
+    address: Digest32,
+}
+
+impl Drop for InFlight<'_> {
+    fn drop(&mut self) {
+        self.throttle.in_flight.lock().unwrap_or_else(PoisonError::into_inner).remove(&self.address);
+    }
 }
 
 impl LoginThrottle {
@@ -121,12 +122,12 @@ impl LoginThrottle {
         let pair = digest(&[&email.trim().to_lowercase(), address]);
         let now = Instant::now();
         let mut counters = self.counters.lock().unwrap_or_else(PoisonError::into_inner);
-        if let Some(until) = counters.local.0.get(&pair).and_then(|e| e.locked_until)
+        if let Some(until) = counters.local.entries.get(&pair).and_then(|e| e.locked_until)
             && until > now
         {
             return Err(until - now);
         }
-        let Some(global) = counters.global.0.get_mut(&account) else {
+        let Some(global) = counters.global.entries.get_mut(&account) else {
             return Ok(());
         };
         let hot = global.failures >= GLOBAL_FREE && now.duration_since(global.first_failure) <= WINDOW;
@@ -144,6 +145,16 @@ impl LoginThrottle {
         Ok(())
     }
 
+    /// A log-in from `address` may start, unless one from it is still under way: one
+    /// address cannot keep several hashes running or queued (the queue is shared by
+    /// everyone), nor slip more guesses past the count than it allows by sending them
+    /// at once.
+    pub fn begin(&self, address: &str) -> Option<InFlight<'_>> {
+        let address = digest(&[address]);
+        let fresh = self.in_flight.lock().unwrap_or_else(PoisonError::into_inner).insert(address);
+        fresh.then_some(InFlight { throttle: self, address })
+    }
+
     /// Records a failed attempt for `email` from `address`.
     pub fn failure(&self, email: &str, address: &str) {
         let account = account_key(email);
@@ -151,7 +162,7 @@ impl LoginThrottle {
         let now = Instant::now();
         let mut counters = self.counters.lock().unwrap_or_else(PoisonError::into_inner);
         counters.local.make_room(|e| e.touched);
-        let local = counters.local.0.entry(pair).or_insert(Local {
+        let local = counters.local.entries.entry(pair).or_insert(Local {
             failures: 0,
             first_failure: now,
             locked_until: None,
@@ -168,7 +179,7 @@ impl LoginThrottle {
             local.locked_until = Some(now + lock);
         }
         counters.global.make_room(|g| g.touched);
-        let global = counters.global.0.entry(account).or_insert_with(|| Global {
+        let global = counters.global.entries.entry(account).or_insert_with(|| Global {
             failures: 0,
             first_failure: now,
             last_unknown: None,
@@ -190,9 +201,9 @@ impl LoginThrottle {
         let pair = digest(&[&email.trim().to_lowercase(), address]);
         let now = Instant::now();
         let mut counters = self.counters.lock().unwrap_or_else(PoisonError::into_inner);
-        counters.local.0.remove(&pair);
+        counters.local.entries.remove(&pair);
         counters.global.make_room(|g| g.touched);
-        let global = counters.global.0.entry(account).or_insert_with(|| Global {
+        let global = counters.global.entries.entry(account).or_insert_with(|| Global {
             failures: 0,
             first_failure: now,
             last_unknown: None,
@@ -212,7 +223,7 @@ impl LoginThrottle {
     #[cfg(test)]
     fn tracked(&self) -> (usize, usize) {
         let counters = self.counters.lock().unwrap_or_else(PoisonError::into_inner);
-        (counters.local.0.len(), counters.global.0.len())
+        (counters.local.entries.len(), counters.global.entries.len())
     }
 }
 
@@ -254,6 +265,16 @@ mod tests {
         assert!(t.check("ann@example.com", HOME).is_ok(), "the user's own address keeps its pace");
         assert!(t.check("ann@example.com", HOME).is_ok());
         assert!(t.check("bob@example.com", "ip:10.9.9.2").is_ok(), "other accounts are untouched");
+    }
+
+    #[test]
+    fn one_log_in_at_a_time_per_address() {
+        let t = LoginThrottle::default();
+        let first = t.begin(HOME).expect("free");
+        assert!(t.begin(HOME).is_none(), "a second one from the same address waits");
+        assert!(t.begin(AWAY).is_some(), "other addresses are not held");
+        drop(first);
+        assert!(t.begin(HOME).is_some());
     }
 
     #[test]

@@ -33,9 +33,15 @@ fn size(n: Option<i32>) -> usize {
     n.map_or(DEFAULT_PAGE as usize, |n| usize::try_from(n).unwrap_or(0).min(PRICED_PAGE_CAP))
 }
 
+/// Highest price of one field. Pages nest, so a price can grow past any integer
+/// (500 × 500 × … seven deep overflowed `usize`, a panic in a debug build); capped
+/// here, async-graphql's own sums of at most 5,000 admitted selections stay far from
+/// overflowing too, and anything near the cap is refused by `MAX_COMPLEXITY` anyway.
+pub const PRICE_CEILING: usize = 1 << 40;
+
 /// A Relay connection paged by `first` or `last`.
 pub fn page(first: Option<i32>, last: Option<i32>, child_complexity: usize) -> usize {
-    1 + size(first.or(last)).max(1) * child_complexity
+    size(first.or(last)).max(1).saturating_mul(child_complexity).saturating_add(1).min(PRICE_CEILING)
 }
 
 /// A list bounded by a required `first`.
@@ -164,7 +170,7 @@ impl Pricer<'_> {
             Some(m) if m.compute_complexity.is_some() => {
                 page(self.int_argument(field, m, "first"), self.int_argument(field, m, "last"), children)
             }
-            _ => children.saturating_add(1),
+            _ => children.saturating_add(1).min(PRICE_CEILING),
         }
     }
 
@@ -208,6 +214,12 @@ mod tests {
         assert_eq!(page(Some(i32::MAX), None, 2), 1001);
         assert_eq!(page(Some(-5), None, 2), 3);
         assert_eq!(list(20, 3), 61);
+        // Nested pages saturate at the ceiling instead of overflowing.
+        let mut price = 1;
+        for _ in 0..10 {
+            price = page(Some(500), None, price);
+        }
+        assert_eq!(price, PRICE_CEILING);
     }
 
     /// async-graphql's own complexity of a request, as its validation reports it to

@@ -14,13 +14,16 @@
 //! 3. the parse (memoised per text, see [`ParsedDocuments`]);
 //! 4. the shape: aliases, root fields, and the document as the validator and executor
 //!    walk it, with every fragment spread inlined. A fragment that spreads the previous
-//!    one twice doubles that walk per level (25 levels took 10 s of validation), and a
-//!    chain of fragments spreading each other nests the validator's recursion without
-//!    any bracket in the text. So the inlined document is measured here, in time
-//!    linear in the text (each fragment measured once), and refused beyond
-//!    [`MAX_INLINED_FIELDS`] fields or [`MAX_INLINED_DEPTH`] levels. Within those
-//!    bounds async-graphql's validation is itself bounded (its inlining walks are at
-//!    most that many fields; its per-selection-set rules at most fields × depth).
+//!    one twice doubles that walk per level (25 levels took 10 s of validation), even
+//!    when the fragments hold no field at all (async-graphql's recursion check walks
+//!    spreads too), and a chain of fragments spreading each other nests the
+//!    validator's recursion without any bracket in the text. So the inlined document
+//!    is measured here, in time linear in the text (each fragment measured once), and
+//!    refused beyond [`MAX_INLINED_SELECTIONS`] selections or [`MAX_INLINED_DEPTH`]
+//!    levels, or when a spread names a fragment that is not there or that spreads
+//!    itself. Within those bounds async-graphql's checks are bounded too (its inlining
+//!    walks visit at most that many selections; its per-selection-set rules at most
+//!    selections × depth).
 
 use std::collections::HashMap;
 use std::sync::{Mutex, PoisonError};
@@ -35,12 +38,13 @@ pub const MAX_TOKENS: usize = 10_000;
 /// list and object values. The schema's own depth limit is 15 fields; introspection
 /// and input objects add a few levels.
 pub const MAX_NESTING: usize = 64;
-/// Most fields one document may hold with its fragments inlined, summed over its
-/// operations and fragment definitions.
-pub const MAX_INLINED_FIELDS: usize = 5_000;
-/// Deepest the document may nest with its fragments inlined (fields, inline fragments
-/// and spreads each count a level).
-pub const MAX_INLINED_DEPTH: usize = 64;
+/// Most selections (fields, spreads, inline fragments) one document may hold with its
+/// fragments inlined, summed over its operations and fragment definitions.
+pub const MAX_INLINED_SELECTIONS: usize = 5_000;
+/// Deepest a selection set may lie with the document's fragments inlined (fields,
+/// inline fragments and spreads each open a level). The schema's recursion limit is
+/// the same figure, so nothing admitted here is refused there after a long walk.
+pub const MAX_INLINED_DEPTH: usize = 32;
 /// Most aliases one document may use (alias floods multiply the work of one field).
 pub const MAX_ALIASES: usize = 30;
 /// Most fields at the root of one operation.
@@ -65,22 +69,27 @@ pub fn scan(query: &str) -> Scan {
         let c = bytes[i];
         match c {
             b' ' | b'\t' | b'\n' | b'\r' | b',' | 0xEF | 0xBB | 0xBF => i += 1,
+            // A comment runs to a line terminator: `\n`, `\r` or both.
             b'#' => {
-                while i < bytes.len() && bytes[i] != b'\n' {
+                while i < bytes.len() && !matches!(bytes[i], b'\n' | b'\r') {
                     i += 1;
                 }
             }
+            // A block string ends at `"""`; `\"""` inside it is an escaped `"""`, and a
+            // lone backslash is just a backslash.
             b'"' if bytes[i..].starts_with(b"\"\"\"") => {
                 i += 3;
                 while i < bytes.len() && !bytes[i..].starts_with(b"\"\"\"") {
-                    i += if bytes[i] == b'\\' { 2 } else { 1 };
+                    i += if bytes[i..].starts_with(b"\\\"\"\"") { 4 } else { 1 };
                 }
                 i += 3;
                 tokens += 1;
             }
+            // A string ends at `"` (a backslash escapes the next character) or, as a
+            // syntax error, at a line terminator.
             b'"' => {
                 i += 1;
-                while i < bytes.len() && bytes[i] != b'"' && bytes[i] != b'\n' {
+                while i < bytes.len() && !matches!(bytes[i], b'"' | b'\n' | b'\r') {
                     i += if bytes[i] == b'\\' { 2 } else { 1 };
                 }
                 i += 1;
@@ -215,34 +224,51 @@ fn check_shape(doc: &ExecutableDocument) -> Result<(), ServerError> {
     if doc.operations.iter().any(|(_, op)| op.node.selection_set.node.items.len() > MAX_ROOT_FIELDS) {
         return Err(validation_failed(format!("an operation selects more than {MAX_ROOT_FIELDS} root fields")));
     }
-    match inlined(doc) {
-        Ok(_) => Ok(()),
-        Err(Inlined::TooDeep) => Err(validation_failed(format!(
-            "the document nests more than {MAX_INLINED_DEPTH} levels with its fragments spread"
-        ))),
-        Err(Inlined::TooMany) => Err(validation_failed(format!(
-            "the document has more than {MAX_INLINED_FIELDS} fields with its fragments spread"
-        ))),
-    }
+    inlined(doc).map(|_| ()).map_err(|refusal| validation_failed(refusal.message()))
 }
 
-/// Why a document is too big once inlined.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+/// Why a document is refused once inlined.
+#[derive(Debug, Clone, PartialEq, Eq)]
 enum Inlined {
     TooDeep,
     TooMany,
+    /// A spread of a fragment the document does not define.
+    Unknown(String),
+    /// A fragment that spreads itself, directly or not.
+    Cycle(String),
 }
 
-/// Fields and depth of a selection set with its spreads inlined.
+impl Inlined {
+    fn message(&self) -> String {
+        match self {
+            Inlined::TooDeep => {
+                format!("the document nests more than {MAX_INLINED_DEPTH} levels with its fragments spread")
+            }
+            Inlined::TooMany => {
+                format!("the document has more than {MAX_INLINED_SELECTIONS} selections with its fragments spread")
+            }
+            Inlined::Unknown(name) => format!("unknown fragment \"{name}\""),
+            Inlined::Cycle(name) => format!("cannot spread fragment \"{name}\" within itself"),
+        }
+    }
+}
+
+/// Selections and depth of a selection set with its spreads inlined: every field,
+/// spread and inline fragment counts one, with what is under it; the depth is the
+/// number of nested selection sets, itself included.
 #[derive(Debug, Clone, Copy, Default)]
 struct Size {
-    fields: usize,
+    selections: usize,
     depth: usize,
 }
 
-/// The fields of a document with every spread inlined, summed over its operations and
-/// fragment definitions (the validator walks both). Each fragment is measured once;
-/// the walk never recurses deeper than [`MAX_INLINED_DEPTH`], whatever the document.
+/// The selections of a document with every spread inlined, summed over its
+/// operations and fragment definitions (the validator walks both). Each fragment is
+/// measured once; the walk never recurses deeper than [`MAX_INLINED_DEPTH`], whatever
+/// the document. Levels count as async-graphql's recursion check counts them (the
+/// root set at 0; a field's, an inline fragment's or a spread fragment's set one
+/// below), so a document admitted here passes that check too, having walked at most
+/// [`MAX_INLINED_SELECTIONS`] selections.
 fn inlined(doc: &ExecutableDocument) -> Result<usize, Inlined> {
     let mut measure = Measure { doc, sizes: HashMap::new(), open: Vec::new() };
     let mut total = 0usize;
@@ -252,8 +278,8 @@ fn inlined(doc: &ExecutableDocument) -> Result<usize, Inlined> {
         .map(|(_, op)| &op.node.selection_set.node)
         .chain(doc.fragments.values().map(|f| &f.node.selection_set.node));
     for set in roots {
-        total = total.saturating_add(measure.set(set, 0)?.fields);
-        if total > MAX_INLINED_FIELDS {
+        total = total.saturating_add(measure.set(set, 0)?.selections);
+        if total > MAX_INLINED_SELECTIONS {
             return Err(Inlined::TooMany);
         }
     }
@@ -264,55 +290,50 @@ struct Measure<'a> {
     doc: &'a ExecutableDocument,
     /// Sizes of fragments measured so far.
     sizes: HashMap<&'a str, Size>,
-    /// Fragments being measured: a cycle (which validation refuses) adds nothing.
+    /// Fragments being measured, to find cycles.
     open: Vec<&'a str>,
 }
 
 impl<'a> Measure<'a> {
+    /// The size of `set`, found at `level`: refused when a set under it would lie
+    /// deeper than [`MAX_INLINED_DEPTH`].
     fn set(&mut self, set: &'a SelectionSet, level: usize) -> Result<Size, Inlined> {
+        if set.items.is_empty() {
+            return Ok(Size::default());
+        }
         if level > MAX_INLINED_DEPTH {
             return Err(Inlined::TooDeep);
         }
-        let mut size = Size::default();
+        let mut size = Size { selections: 0, depth: 1 };
         for item in &set.items {
-            let (fields, below) = match &item.node {
-                Selection::Field(f) => {
-                    let under = self.set(&f.node.selection_set.node, level + 1)?;
-                    (under.fields.saturating_add(1), under.depth)
-                }
-                Selection::InlineFragment(f) => {
-                    let under = self.set(&f.node.selection_set.node, level + 1)?;
-                    (under.fields, under.depth)
-                }
-                Selection::FragmentSpread(s) => {
-                    let under = self.fragment(s.node.fragment_name.node.as_str(), level + 1)?;
-                    (under.fields, under.depth)
-                }
+            let under = match &item.node {
+                Selection::Field(f) => self.set(&f.node.selection_set.node, level + 1)?,
+                Selection::InlineFragment(f) => self.set(&f.node.selection_set.node, level + 1)?,
+                Selection::FragmentSpread(s) => self.fragment(s.node.fragment_name.node.as_str(), level + 1)?,
             };
-            size.fields = size.fields.saturating_add(fields);
-            size.depth = size.depth.max(below + 1);
-            if size.fields > MAX_INLINED_FIELDS {
+            size.selections = size.selections.saturating_add(under.selections).saturating_add(1);
+            size.depth = size.depth.max(under.depth + 1);
+            if size.selections > MAX_INLINED_SELECTIONS {
                 return Err(Inlined::TooMany);
-            }
-            if level + size.depth > MAX_INLINED_DEPTH + 1 {
-                return Err(Inlined::TooDeep);
             }
         }
         Ok(size)
     }
 
+    /// The size of fragment `name`'s set, spread at `level`.
     fn fragment(&mut self, name: &'a str, level: usize) -> Result<Size, Inlined> {
         if let Some(size) = self.sizes.get(name) {
-            if level + size.depth > MAX_INLINED_DEPTH + 1 {
+            // Measured before, at another level: its deepest set, here.
+            if size.depth > 0 && level + size.depth - 1 > MAX_INLINED_DEPTH {
                 return Err(Inlined::TooDeep);
             }
             return Ok(*size);
         }
         let Some(fragment) = self.doc.fragments.get(name) else {
-            return Ok(Size::default());
+            return Err(Inlined::Unknown(name.to_owned()));
         };
         if self.open.contains(&name) {
-            return Ok(Size::default());
+            return Err(Inlined::Cycle(name.to_owned()));
         }
         self.open.push(name);
         let size = self.set(&fragment.node.selection_set.node, level);
@@ -357,6 +378,15 @@ mod tests {
         let deep = format!("{{ a(x: {}) }}", "[".repeat(100_000));
         assert_eq!(scan(&deep).nesting, MAX_NESTING + 1, "stops scanning past the nesting limit");
         assert_eq!(scan("{ a(x: [[1], [2], [[3]]]) }").nesting, 5);
+        // A comment ends at `\r` as well as `\n`: what follows is scanned.
+        let deep = format!("#\r{{ a(x: {}1{}) }}", "[".repeat(200), "]".repeat(200));
+        assert_eq!(scan(&deep).nesting, MAX_NESTING + 1);
+        // `\\"""` in a block string is a backslash and then the escaped quotes: the
+        // string goes on, and the brackets after its real end are counted.
+        let block = format!("{{ a(x: \"\"\"\\\\\"\"\" {{ \"\"\" y: {}1{}) }}", "[".repeat(200), "]".repeat(200));
+        assert_eq!(scan(&block).nesting, MAX_NESTING + 1, "{block}");
+        let plain = format!("{{ a(x: \"\r{}1{}) }}", "[".repeat(200), "]".repeat(200));
+        assert_eq!(scan(&plain).nesting, MAX_NESTING + 1, "a string ends at a line terminator");
     }
 
     fn refusal(query: &str) -> Option<String> {
@@ -384,42 +414,43 @@ mod tests {
         assert_eq!(refusal(&ok), None);
     }
 
-    #[test]
-    fn a_fragment_fan_out_is_refused_in_linear_time() {
-        // Each fragment spreads the previous one twice: 2^40 fields inlined.
-        let mut fan = String::from("query { me { ...F40 } } fragment F0 on User { id }");
-        for i in 1..=40 {
-            fan.push_str(&format!(" fragment F{i} on User {{ ...F{p} ...F{p} }}", p = i - 1));
+    /// `levels` fragments, each spreading the one before twice.
+    fn fan(levels: usize, leaf: &str) -> String {
+        let mut doc = format!("query {{ me {{ ...F{levels} }} }} fragment F0 on User {{ {leaf} }}");
+        for i in 1..=levels {
+            doc.push_str(&format!(" fragment F{i} on User {{ ...F{p} ...F{p} }}", p = i - 1));
         }
-        let message = refusal(&fan).expect("refused");
-        assert!(message.contains("fields with its fragments spread"), "{message}");
-        // Twelve levels (4,096 fields) of the same is within the bound.
-        let mut small = String::from("query { me { ...F12 } } fragment F0 on User { id }");
-        for i in 1..=12 {
-            small.push_str(&format!(" fragment F{i} on User {{ ...F{p} ...F{p} }}", p = i - 1));
-        }
-        assert!(refusal(&small).is_some(), "4,096 + the definitions' own fields is over 5,000");
-        let mut fits = String::from("query { me { ...F10 } } fragment F0 on User { id }");
-        for i in 1..=10 {
-            fits.push_str(&format!(" fragment F{i} on User {{ ...F{p} ...F{p} }}", p = i - 1));
-        }
-        assert_eq!(refusal(&fits), None, "1,024 fields, plus 2,047 in the definitions");
+        doc
     }
 
     #[test]
-    fn a_chain_of_fragments_is_refused_past_the_inlined_depth() {
-        // No bracket nests here, but the validator recurses once per spread.
-        let mut chain = String::from("query { me { ...C0 } }");
-        for i in 0..1_000 {
-            chain.push_str(&format!(" fragment C{i} on User {{ ...C{} }}", i + 1));
-        }
-        chain.push_str(" fragment C1000 on User { id }");
-        let message = refusal(&chain).expect("refused");
-        assert!(message.contains("levels with its fragments spread"), "{message}");
-        // An unused chain is walked by the validator too, so it is refused as well.
-        let unused = chain.replacen("query { me { ...C0 } }", "query { me { id } }", 1);
-        let message = refusal(&unused).expect("refused");
-        assert!(message.contains("levels with its fragments spread"), "{message}");
+    fn a_fragment_fan_out_is_refused_in_linear_time() {
+        // 2^25 fields inlined: refused after measuring 26 fragments once each.
+        let message = refusal(&fan(25, "id")).expect("refused");
+        assert!(message.contains("selections with its fragments spread"), "{message}");
+        // Nine levels is 1,536 selections in the operation and 3,049 in the
+        // definitions: within the bound; ten is not.
+        assert_eq!(inlined(&async_graphql::parser::parse_query(fan(9, "id")).unwrap()), Ok(4_585));
+        assert_eq!(refusal(&fan(9, "id")), None);
+        assert!(refusal(&fan(10, "id")).is_some());
+        // Fragments that hold no field fan out as well (the recursion check walks
+        // spreads): an unknown leaf, or a spread of itself, is refused outright.
+        let message = refusal(&fan(25, "...Missing")).expect("refused");
+        assert!(message.contains("unknown fragment \"Missing\""), "{message}");
+        let looping = "query { me { ...A } } fragment A on User { ...A ...A }";
+        assert!(refusal(looping).expect("refused").contains("within itself"));
+    }
+
+    #[test]
+    fn depth_is_counted_as_the_recursion_check_counts_it() {
+        // A set at level 32 is the deepest allowed: 32 nested fields under the root.
+        let nest = |n: usize| format!("{}{}", "{ a ".repeat(n + 1), "}".repeat(n + 1));
+        assert_eq!(refusal(&nest(MAX_INLINED_DEPTH)), None);
+        assert!(refusal(&nest(MAX_INLINED_DEPTH + 1)).expect("refused").contains("levels"));
+        // The same depth reached through a fragment measured first at a shallow level.
+        let shallow = format!("fragment D on User {}", nest(19));
+        let deep = format!("query {{ x {{ ...D }} y {}...D{} }} {shallow}", "{ a ".repeat(14), "}".repeat(14));
+        assert!(refusal(&deep).expect("refused").contains("levels"), "{deep}");
     }
 
     #[test]
@@ -427,7 +458,7 @@ mod tests {
         for q in [
             "{ me { email } }",
             "query A { ...Me } fragment Me on Query { me { id email } }",
-            "query { me { ...A } } fragment A on User { id ...B } fragment B on User { email ...A }",
+            "query { me { ...A } } fragment A on User { id ...B } fragment B on User { email }",
         ] {
             assert_eq!(refusal(q), None, "{q}");
         }

@@ -68,10 +68,21 @@ fn in_set(set: &SelectionSet) -> Result<(), ServerError> {
     Ok(())
 }
 
-/// The path to the first refused string or key in a value, by the one walk of
-/// `text` (on the value's JSON form; a value that has none holds no text).
+/// The path to the first refused string or key in a value, by `text`'s one walk.
 fn refusal_in(value: &Value) -> Option<(Vec<String>, &'static str)> {
-    serde_json::to_value(value).ok().and_then(|json| crate::text::refusal_in_json(&json))
+    crate::text::refusal_in(value)
+}
+
+impl crate::text::Tree for Value {
+    fn node(&self) -> crate::text::Node<'_, Self> {
+        use crate::text::Node;
+        match self {
+            Value::String(s) => Node::Text(s),
+            Value::List(items) => Node::List(items),
+            Value::Object(map) => Node::Map(Box::new(map.iter().map(|(k, v)| (k.as_str(), v)))),
+            _ => Node::Other,
+        }
+    }
 }
 
 #[cfg(test)]

@@ -93,7 +93,7 @@ fn builder() -> SchemaBuilder<Guarded<QueryRoot>, Guarded<MutationRoot>, Subscri
     Schema::build(Guarded::default(), Guarded::default(), SubscriptionRoot)
         .limit_depth(MAX_DEPTH)
         .limit_complexity(MAX_COMPLEXITY)
-        .limit_recursive_depth(32)
+        .limit_recursive_depth(document::MAX_INLINED_DEPTH)
         .limit_directives(20)
 }
 

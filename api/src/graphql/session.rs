@@ -172,7 +172,8 @@ impl SessionMutation {
     /// e-mail from one client address, that address's attempts are refused for a
     /// while with `RATE_LIMITED` (`extensions.retryAfterSeconds`), whether or not the
     /// account exists; after twenty from anywhere, addresses that have not logged into
-    /// the account lately are let through one every five seconds.
+    /// the account lately are let through one every five seconds. One address has
+    /// one log-in under way at a time (another meanwhile is `RATE_LIMITED`).
     async fn login(&self, ctx: &Context<'_>, input: LoginInput) -> Result<LoginPayload> {
         let (state, _) = context(ctx)?;
         if let Some(user_errors) = too_long(&input) {
@@ -182,6 +183,9 @@ impl SessionMutation {
             .data_opt::<crate::http::ClientAddr>()
             .map_or_else(|| "unknown".to_owned(), |c| crate::auth::rate_limit::address_key(c.0));
         let throttle = state.login_throttle();
+        let Some(_under_way) = throttle.begin(&address) else {
+            return Err(AppError::RateLimited(std::time::Duration::from_secs(1)).into());
+        };
         throttle.check(&input.email, &address).map_err(AppError::RateLimited)?;
         let request_id = actor(ctx)?.request_id;
         let session = sessions::login(state.db(), state.sessions(), &input.email, input.password, request_id).await?;

@@ -73,7 +73,7 @@ pub async fn export(
     headers: HeaderMap,
     Extension(client): Extension<ClientAddr>,
 ) -> Response {
-    let principal = match super::caller(&state.app, &headers, client).await {
+    let principal = match super::caller(&state.app, &headers, client, crate::auth::rate_limit::Door::AnySite).await {
         Ok(principal) => principal,
         Err(wait) => return super::rate_limited(wait),
     };

@@ -139,7 +139,7 @@ fn parse(line: &[u8]) -> Parsed {
         Ok(json) => json,
         Err(e) => return Parsed::Event(Err(AppError::invalid(&[], "MALFORMED", format!("not a valid event: {e}")))),
     };
-    if let Some((field, why)) = crate::text::refusal_in_json(&json) {
+    if let Some((field, why)) = crate::text::refusal_in(&json) {
         let field: Vec<&str> = field.iter().map(String::as_str).collect();
         return Parsed::Event(Err(AppError::invalid(&field, "INVALID", why)));
     }
@@ -147,20 +147,23 @@ fn parse(line: &[u8]) -> Parsed {
 }
 
 /// An error's field paths made relative to the line: the service names batch items
-/// `inputs.<i>.…`.
-fn relative(errors: Vec<FieldError>) -> Vec<FieldError> {
+/// `inputs.<k>.…` (`k` counting events, not lines); a line's own parse errors are
+/// relative already and do not start so.
+fn relative(errors: Vec<FieldError>, k: usize) -> Vec<FieldError> {
+    let prefix = ["inputs".to_owned(), k.to_string()];
     errors
         .into_iter()
         .map(|mut e| {
-            if e.field.first().is_some_and(|f| f == "inputs") {
-                e.field.drain(..e.field.len().min(2));
+            if e.field.starts_with(&prefix) {
+                e.field.drain(..2);
             }
             e
         })
         .collect()
 }
 
-fn answer(index: usize, result: Result<crate::interactions::ingest::Recorded, AppError>) -> Value {
+/// The answer line of input line `index`, event `k` of the batch.
+fn answer(index: usize, k: usize, result: Result<crate::interactions::ingest::Recorded, AppError>) -> Value {
     match result {
         Ok(r) => json!({
             "index": index,
@@ -170,7 +173,7 @@ fn answer(index: usize, result: Result<crate::interactions::ingest::Recorded, Ap
         }),
         Err(AppError::Invalid(errors)) => json!({
             "index": index, "status": "rejected", "code": "BAD_USER_INPUT",
-            "errors": relative(errors).iter().map(|e| json!({ "field": e.field, "code": e.code, "message": e.message })).collect::<Vec<_>>(),
+            "errors": relative(errors, k).iter().map(|e| json!({ "field": e.field, "code": e.code, "message": e.message })).collect::<Vec<_>>(),
         }),
         Err(other) => json!({ "index": index, "status": "rejected", "code": other.code(), "message": other.message() }),
     }
@@ -182,7 +185,7 @@ pub async fn interactions(
     headers: HeaderMap,
     body: Bytes,
 ) -> Response {
-    let principal = match super::caller(&state.app, &headers, client).await {
+    let principal = match super::caller(&state.app, &headers, client, crate::auth::rate_limit::Door::AnySite).await {
         Ok(principal) => principal,
         Err(wait) => return super::rate_limited(wait),
     };
@@ -190,15 +193,15 @@ pub async fn interactions(
         return error_response(&e);
     }
     let lines = lines(&body);
-    let parsed: Vec<Parsed> = lines.iter().map(|l| parse(l)).collect();
-    let events = parsed.iter().filter(|p| matches!(p, Parsed::Event(_))).count();
+    // Counted before anything is parsed: a body of newlines costs a scan.
+    let events = lines.iter().filter(|l| !l.iter().all(u8::is_ascii_whitespace)).count();
     if events > MAX_BATCH || lines.len() > 2 * MAX_BATCH {
         let message = format!("at most {MAX_BATCH} events and {} lines per request", 2 * MAX_BATCH);
         return (StatusCode::PAYLOAD_TOO_LARGE, axum::Json(error_body(&message, "TOO_MANY"))).into_response();
     }
     let mut inputs = Vec::with_capacity(events);
-    let mut slots = Vec::with_capacity(parsed.len());
-    for p in parsed {
+    let mut slots = Vec::with_capacity(lines.len());
+    for p in lines.iter().map(|l| parse(l)) {
         slots.push(match p {
             Parsed::Blank => None,
             Parsed::Event(event) => {
@@ -217,10 +220,10 @@ pub async fn interactions(
     let mut recorded: Vec<Option<_>> = recorded.into_iter().map(Some).collect();
     let mut out = String::new();
     for (index, slot) in slots.into_iter().enumerate() {
-        let line = match slot.and_then(|k| recorded.get_mut(k)).map(Option::take) {
+        let line = match slot.and_then(|k| Some((k, recorded.get_mut(k)?.take()))) {
             None => json!({ "index": index, "status": "skipped", "reason": "blank line" }),
-            Some(result) => {
-                answer(index, result.unwrap_or_else(|| Err(AppError::internal(anyhow::anyhow!("missing result")))))
+            Some((k, result)) => {
+                answer(index, k, result.unwrap_or_else(|| Err(AppError::internal(anyhow::anyhow!("missing result")))))
             }
         };
         out.push_str(&line.to_string());

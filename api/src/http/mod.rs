@@ -26,6 +26,7 @@ use tower_http::limit::RequestBodyLimitLayer;
 use tower_http::request_id::{MakeRequestId, PropagateRequestIdLayer, RequestId, SetRequestIdLayer};
 use tower_http::trace::TraceLayer;
 
+use crate::auth::rate_limit::Door;
 use crate::auth::{AuthFailure, Principal};
 use crate::graphql::Gate;
 use crate::state::AppState;
@@ -145,11 +146,31 @@ pub async fn authenticate(app: &AppState, headers: &HeaderMap) -> Principal {
 /// The caller of a request, once its rate allows it: authenticated from the headers,
 /// then counted against its bucket (an anonymous caller's is its address's). `Err`
 /// holds the wait before the next request would pass.
-pub async fn caller(app: &AppState, headers: &HeaderMap, client: ClientAddr) -> Result<Principal, Duration> {
+pub async fn caller(
+    app: &AppState,
+    headers: &HeaderMap,
+    client: ClientAddr,
+    door: Door,
+) -> Result<Principal, Duration> {
     let principal = authenticate(app, headers).await;
     tracing::Span::current().record("principal", principal.kind());
-    app.rate_limiter().check(&principal, client.0)?;
+    app.rate_limiter().check(&principal, client.0, door)?;
     Ok(principal)
+}
+
+/// The caller of a GraphQL request, or the `429` (counted in the metrics) when over
+/// its rate.
+async fn graphql_caller(
+    state: &HttpState,
+    headers: &HeaderMap,
+    client: ClientAddr,
+    door: Door,
+) -> Result<Principal, Response> {
+    let started = std::time::Instant::now();
+    caller(&state.app, headers, client, door).await.map_err(|wait| {
+        crate::metrics::get().graphql_operation("unknown", "", &["RATE_LIMITED".to_owned()], started.elapsed());
+        rate_limited(wait)
+    })
 }
 
 /// A random UUID (v4) for a request that came without an id. tower-http's
@@ -191,18 +212,17 @@ async fn track(req: Request<Body>, next: axum::middleware::Next) -> Response {
 /// Runs one GraphQL request for the caller the headers name, and notes the operation
 /// (type, name), the kind of caller and the error codes on the request's span and in
 /// the metrics.
-async fn execute(state: &HttpState, headers: &HeaderMap, client: ClientAddr, req: async_graphql::Request) -> Response {
+async fn execute(
+    state: &HttpState,
+    headers: &HeaderMap,
+    client: ClientAddr,
+    principal: Principal,
+    req: async_graphql::Request,
+) -> Response {
     let started = std::time::Instant::now();
     let wanted = req.operation_name.clone();
     let slot = std::sync::Arc::new(graphql::OperationSlot::default());
     let span = tracing::Span::current();
-    let principal = match caller(&state.app, headers, client).await {
-        Ok(principal) => principal,
-        Err(wait) => {
-            crate::metrics::get().graphql_operation("unknown", "", &["RATE_LIMITED".to_owned()], started.elapsed());
-            return rate_limited(wait);
-        }
-    };
     let mut req = req;
     if let Err(refusal) = state.app.persisted().resolve(&mut req) {
         return persisted_refusal(refusal);
@@ -282,8 +302,13 @@ async fn graphql_post(
         response.headers_mut().insert("accept-post", HeaderValue::from_static("application/json"));
         return response;
     }
+    // Counted before the body is read: a refused caller costs no parsing.
+    let principal = match graphql_caller(&state, &headers, client, Door::Client).await {
+        Ok(principal) => principal,
+        Err(refused) => return refused,
+    };
     match GraphQLRequest::<GraphQLRejection>::from_request(req, &state).await {
-        Ok(req) => execute(&state, &headers, client, req.into_inner()).await,
+        Ok(req) => execute(&state, &headers, client, principal, req.into_inner()).await,
         Err(rejection) => bad_request(&rejection.0.to_string()),
     }
 }
@@ -298,6 +323,10 @@ async fn graphql_get(
     if let (Ok(upgrade), Some(protocol)) = (upgrade, sockets::protocol_of(&headers)) {
         return sockets::serve(state, headers, client, upgrade, protocol);
     }
+    let principal = match graphql_caller(&state, &headers, client, Door::AnySite).await {
+        Ok(principal) => principal,
+        Err(refused) => return refused,
+    };
     let mut req = match req {
         Ok(req) => req.into_inner(),
         Err(rejection) => return bad_request(&rejection.0.to_string()),
@@ -320,7 +349,7 @@ async fn graphql_get(
         response.headers_mut().insert(header::ALLOW, HeaderValue::from_static("GET, POST"));
         return response;
     }
-    execute(&state, &headers, client, req).await
+    execute(&state, &headers, client, principal, req).await
 }
 
 /// Whether the operation a request would run is a query.

@@ -5,15 +5,19 @@
 //! use, and an unauthenticated one is only a cost. The handshake is ours, before
 //! async-graphql's protocol machine sees the socket:
 //!
-//! - the upgrade is refused when the process holds `CXGRAPH_WS_MAX_CONNECTIONS`
-//!   sockets (503 `UNAVAILABLE`) or the client address already holds
-//!   `CXGRAPH_WS_MAX_PENDING_PER_ADDRESS` sockets that have not authenticated (429
-//!   `RATE_LIMITED`), before any socket exists;
-//! - the first message must be `connection_init` within [`INIT_DEADLINE`] (else close
-//!   4408) carrying credentials, `{"Authorization": "Bearer <token>"}` or `{"token":
-//!   "<token>"}` (the upgrade's own `Authorization` header is the fallback); no valid
-//!   credentials close the socket with 4401, anything before `connection_init` with
-//!   4401 too (the protocol's "Unauthorized");
+//! - the upgrade is an anonymous request of its address (any web page can make a
+//!   browser open one), counted against its rate; it is refused when the process holds
+//!   `CXGRAPH_WS_MAX_CONNECTIONS` sockets (503 `UNAVAILABLE`), or a quarter of that
+//!   many not yet authenticated (never fewer than one address may hold), or the
+//!   client address already holds
+//!   `CXGRAPH_WS_MAX_PENDING_PER_ADDRESS` such sockets (429 `RATE_LIMITED`), before
+//!   any socket exists;
+//! - `connection_init` must come within `CXGRAPH_WS_INIT_TIMEOUT` (else close 4408) carrying
+//!   credentials, `{"Authorization": "Bearer <token>"}` or `{"token": "<token>"}` (the
+//!   upgrade's own `Authorization` header is the fallback); without valid ones the
+//!   socket is closed with 4403 and the reason. Pings before it are answered; a
+//!   subscription before it closes the socket with 4401, a message that is not the
+//!   protocol's with 4400;
 //! - an authenticated caller holding `CXGRAPH_WS_MAX_PER_CALLER` sockets is closed
 //!   with 4429.
 //!
@@ -38,23 +42,22 @@ use futures::{SinkExt, StreamExt};
 
 use super::{ClientAddr, HttpState, RequestIdValue, authenticate, error_body, rate_limited, request_id};
 use crate::auth::Principal;
-use crate::auth::rate_limit::{address_key, caller_key};
+use crate::auth::rate_limit::{Door, address_key, caller_key};
 
-/// How long a socket may stay open without a `connection_init`.
-pub const INIT_DEADLINE: Duration = Duration::from_secs(5);
 /// How long a socket may stay silent before it is closed (clients ping).
 const KEEPALIVE: Duration = Duration::from_secs(30);
 /// Largest message (and frame) a client may send: a subscription document and its
 /// variables, not a payload.
 pub const MAX_MESSAGE: usize = 64 * 1024;
 
-/// Open sockets of this process: in all, per caller, and not yet authenticated per
-/// client address.
+/// Open sockets of this process: in all, per caller, and not yet authenticated (in
+/// all and per client address).
 #[derive(Debug, Default)]
 pub struct SocketCounts {
     open: AtomicUsize,
     per_caller: Mutex<HashMap<String, usize>>,
     pending: Mutex<HashMap<String, usize>>,
+    pending_all: AtomicUsize,
 }
 
 /// One socket's place in the process count; released on drop.
@@ -76,6 +79,9 @@ struct KeyedSlot {
 
 impl Drop for KeyedSlot {
     fn drop(&mut self) {
+        if self.pending {
+            self.counts.pending_all.fetch_sub(1, Ordering::Relaxed);
+        }
         let map = if self.pending { &self.counts.pending } else { &self.counts.per_caller };
         let mut map = map.lock().unwrap_or_else(PoisonError::into_inner);
         if let Some(n) = map.get_mut(&self.key) {
@@ -104,7 +110,15 @@ impl SocketCounts {
             return None;
         }
         *n += 1;
+        if pending {
+            self.pending_all.fetch_add(1, Ordering::Relaxed);
+        }
         Some(KeyedSlot { counts: Arc::clone(self), key, pending })
+    }
+
+    /// Whether `max` sockets are waiting to authenticate (0: no limit).
+    fn pending_full(&self, max: usize) -> bool {
+        max != 0 && self.pending_all.load(Ordering::Relaxed) >= max
     }
 
     /// Sockets open now, for tests and metrics.
@@ -131,6 +145,9 @@ pub fn serve(
     protocol: WebSocketProtocols,
 ) -> Response {
     let settings = state.app.settings();
+    if let Err(wait) = state.app.rate_limiter().check(&Principal::Anonymous(None), client.0, Door::AnySite) {
+        return rate_limited(wait);
+    }
     let counts = Arc::clone(state.app.sockets());
     let Some(slot) = counts.admit(settings.ws_max_connections) else {
         tracing::warn!(max_open = settings.ws_max_connections, "WebSocket upgrade refused: connection limit");
@@ -139,8 +156,16 @@ pub fn serve(
         response.headers_mut().insert(header::RETRY_AFTER, HeaderValue::from_static("5"));
         return response;
     };
+    let init_timeout = Duration::from_secs(settings.ws_init_timeout);
+    let pending_cap = match settings.ws_max_connections {
+        0 => 0,
+        max => (max / 4).max(settings.ws_max_pending_per_address),
+    };
+    if counts.pending_full(pending_cap) {
+        return rate_limited(init_timeout);
+    }
     let Some(pending) = counts.admit_keyed(address_key(client.0), settings.ws_max_pending_per_address, true) else {
-        return rate_limited(INIT_DEADLINE);
+        return rate_limited(init_timeout);
     };
     upgrade.max_message_size(MAX_MESSAGE).max_frame_size(MAX_MESSAGE).protocols(ALL_WEBSOCKET_PROTOCOLS).on_upgrade(
         move |socket| async move {
@@ -153,8 +178,12 @@ pub fn serve(
 /// Why a socket is closed before it is served: the graphql-transport-ws close codes.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 enum Refusal {
-    /// 4401: no `connection_init` with valid credentials (and why, when it had some).
-    Unauthorized(&'static str),
+    /// 4400: a message that is not one of the protocol's.
+    Invalid,
+    /// 4401: a subscription before the connection was acknowledged.
+    Unauthorized,
+    /// 4403: a `connection_init` without valid credentials (and why).
+    Forbidden(&'static str),
     /// 4408: no `connection_init` in time.
     InitTimeout,
     /// 4429: the caller holds as many sockets as it may.
@@ -164,7 +193,9 @@ enum Refusal {
 impl Refusal {
     fn frame(self, max_per_caller: usize) -> CloseFrame {
         let (code, reason) = match self {
-            Refusal::Unauthorized(why) => (4401, format!("Unauthorized: {why}")),
+            Refusal::Invalid => (4400, "Invalid message".to_owned()),
+            Refusal::Unauthorized => (4401, "Unauthorized: send connection_init with credentials first".to_owned()),
+            Refusal::Forbidden(why) => (4403, format!("Forbidden: {why}")),
             Refusal::InitTimeout => (4408, "Connection initialisation timeout".to_owned()),
             Refusal::TooMany => (4429, format!("RATE_LIMITED: at most {max_per_caller} open connections per caller")),
         };
@@ -172,32 +203,48 @@ impl Refusal {
     }
 }
 
-const NOT_INIT: &str = "the first message must be connection_init";
 const NO_CREDENTIALS: &str = "connection_init must carry credentials (`Authorization: Bearer …`)";
 
-/// The first text (or binary) message, waiting at most [`INIT_DEADLINE`].
-async fn first_message(socket: &mut WebSocket) -> Result<Option<Vec<u8>>, Refusal> {
+/// The client's `connection_init` (the message as sent, and its payload), waiting at
+/// most `deadline`; pings before it are answered. `None`: the client left.
+async fn init_message(
+    socket: &mut WebSocket,
+    deadline: Duration,
+) -> Result<Option<(Vec<u8>, serde_json::Value)>, Refusal> {
     let wait = async {
         while let Some(Ok(message)) = socket.next().await {
-            match message {
-                Message::Text(text) => return Some(text.as_bytes().to_vec()),
-                Message::Binary(bytes) => return Some(bytes.to_vec()),
-                Message::Close(_) => return None,
-                Message::Ping(_) | Message::Pong(_) => {}
+            let bytes = match message {
+                Message::Text(text) => text.as_bytes().to_vec(),
+                Message::Binary(bytes) => bytes.to_vec(),
+                Message::Close(_) => return Ok(None),
+                Message::Ping(_) | Message::Pong(_) => continue,
+            };
+            match ClientMessage::from_bytes(&bytes) {
+                Ok(ClientMessage::ConnectionInit { payload }) => return Ok(Some((bytes, payload.unwrap_or_default()))),
+                Ok(ClientMessage::Ping { .. }) => {
+                    let pong = serde_json::json!({ "type": "pong" }).to_string();
+                    if socket.send(Message::Text(pong.into())).await.is_err() {
+                        return Ok(None);
+                    }
+                }
+                Ok(ClientMessage::Pong { .. }) => {}
+                Ok(ClientMessage::ConnectionTerminate) => return Ok(None),
+                Ok(ClientMessage::Start { .. } | ClientMessage::Stop { .. }) => return Err(Refusal::Unauthorized),
+                Err(_) => return Err(Refusal::Invalid),
             }
         }
-        None
+        Ok(None)
     };
-    tokio::time::timeout(INIT_DEADLINE, wait).await.map_err(|_| Refusal::InitTimeout)
+    tokio::time::timeout(deadline, wait).await.map_err(|_| Refusal::InitTimeout)?
 }
 
 /// The caller a `connection_init` names: its payload's credentials, else the
 /// upgrade's `Authorization` header.
-async fn init_caller(state: &HttpState, headers: &HeaderMap, first: &[u8]) -> Result<Principal, Refusal> {
-    let Ok(ClientMessage::ConnectionInit { payload }) = ClientMessage::from_bytes(first) else {
-        return Err(Refusal::Unauthorized(NOT_INIT));
-    };
-    let payload = payload.unwrap_or_default();
+async fn init_caller(
+    state: &HttpState,
+    headers: &HeaderMap,
+    payload: &serde_json::Value,
+) -> Result<Principal, Refusal> {
     let token = payload
         .get("Authorization")
         .or_else(|| payload.get("authorization"))
@@ -209,8 +256,8 @@ async fn init_caller(state: &HttpState, headers: &HeaderMap, first: &[u8]) -> Re
         auth_headers.insert(header::AUTHORIZATION, value);
     }
     match authenticate(&state.app, &auth_headers).await {
-        Principal::Anonymous(None) => Err(Refusal::Unauthorized(NO_CREDENTIALS)),
-        Principal::Anonymous(Some(failure)) => Err(Refusal::Unauthorized(failure.message())),
+        Principal::Anonymous(None) => Err(Refusal::Forbidden(NO_CREDENTIALS)),
+        Principal::Anonymous(Some(failure)) => Err(Refusal::Forbidden(failure.message())),
         principal => Ok(principal),
     }
 }
@@ -226,15 +273,20 @@ async fn run(
 ) {
     let max_per_caller = state.app.settings().ws_max_per_caller;
     let admitted = async {
-        let first = first_message(&mut socket).await?.ok_or(Refusal::Unauthorized(NOT_INIT))?;
-        let principal = init_caller(&state, &headers, &first).await?;
-        let key = caller_key(&principal).ok_or(Refusal::Unauthorized(NO_CREDENTIALS))?;
+        let deadline = Duration::from_secs(state.app.settings().ws_init_timeout);
+        let Some((first, payload)) = init_message(&mut socket, deadline).await? else {
+            return Ok(None);
+        };
+        let principal = init_caller(&state, &headers, &payload).await?;
+        let key = caller_key(&principal).ok_or(Refusal::Forbidden(NO_CREDENTIALS))?;
         let held = state.app.sockets().admit_keyed(key, max_per_caller, false).ok_or(Refusal::TooMany)?;
-        Ok::<_, Refusal>((first, principal, held))
+        Ok::<_, Refusal>(Some((first, principal, held)))
     };
     let (first, principal, held) = match admitted.await {
-        Ok(admitted) => admitted,
+        Ok(Some(admitted)) => admitted,
+        Ok(None) => return,
         Err(refusal) => {
+            drop(pending);
             tracing::debug!(?refusal, %address, "WebSocket closed at the handshake");
             let _ = socket.send(Message::Close(Some(refusal.frame(max_per_caller)))).await;
             return;

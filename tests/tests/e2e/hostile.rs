@@ -237,7 +237,20 @@ async fn a_fragment_fan_out_is_refused_before_it_is_walked() {
         let resp = tokio::time::timeout(std::time::Duration::from_secs(120), sent).await.expect("answered").unwrap();
         let body: Value = resp.json().await.unwrap();
         assert_eq!(error_code(&body), Some("GRAPHQL_VALIDATION_FAILED"), "{body}");
-        assert!(body["errors"][0]["message"].as_str().unwrap().contains("fields with its fragments spread"), "{body}");
+        assert!(
+            body["errors"][0]["message"].as_str().unwrap().contains("selections with its fragments spread"),
+            "{body}"
+        );
+        // The same fan-out over fragments that hold no field: the recursion check
+        // walked every spread of it (4^30) before validation began.
+        let mut empty = String::from("query { ...E30 } fragment E0 on Query { ...Missing }");
+        for i in 1..=30 {
+            empty.push_str(&format!(" fragment E{i} on Query {{ ...E{p} ...E{p} ...E{p} ...E{p} }}", p = i - 1));
+        }
+        let sent = app.client.post(app.url("/graphql")).json(&json!({ "query": empty })).send();
+        let resp = tokio::time::timeout(std::time::Duration::from_secs(120), sent).await.expect("answered").unwrap();
+        let body: Value = resp.json().await.unwrap();
+        assert_eq!(error_code(&body), Some("GRAPHQL_VALIDATION_FAILED"), "{body}");
         // A chain of fragments nests the validator without a bracket in the text.
         let mut chain = String::from("query { me { ...C0 } } fragment C900 on User { id }");
         for i in 0..900 {

@@ -41,13 +41,13 @@ async fn subscribers_receive_committed_interactions_with_their_filters_and_right
         assert_eq!(masked["data"]["interactionReceived"]["id"], sent["id"]);
         assert!(masked["data"]["interactionReceived"]["body"].is_null(), "analysts get no bodies");
 
-        // Without valid credentials the socket is closed at connection_init (4401,
-        // graphql-transport-ws's "Unauthorized"), saying why.
+        // Without valid credentials the socket is closed at connection_init (4403,
+        // graphql-transport-ws's "Forbidden"), saying why.
         let refused = Subscription::start(&app, None, INTERACTIONS).await.err().expect("anonymous refused");
-        assert_eq!(refused["code"], 4401, "{refused}");
+        assert_eq!(refused["code"], 4403, "{refused}");
         let bad = Subscription::start(&app, Some("garbage"), INTERACTIONS).await.err().expect("bad token refused");
-        assert_eq!(bad["code"], 4401, "{bad}");
-        assert_eq!(bad["reason"], "Unauthorized: access token invalid");
+        assert_eq!(bad["code"], 4403, "{bad}");
+        assert_eq!(bad["reason"], "Forbidden: access token invalid");
         app.stop().await;
     }
 }
@@ -262,16 +262,14 @@ async fn websocket_connections_are_limited_per_process_and_per_caller() {
     let (_third, refused) = raw_socket(&app, Some(&admin)).await.unwrap();
     assert!(!refused.contains("connection_ack"), "{refused}");
     assert!(refused.contains("4429") && refused.contains("at most 2 open connections per caller"), "{refused}");
-    tokio::time::sleep(std::time::Duration::from_millis(200)).await;
-    // Another caller has slots of their own (the refused socket gave its place back).
-    let (_theirs, ack3) = raw_socket(&app, Some(&analyst)).await.unwrap();
+    // Another caller has slots of their own (the refused socket gives its place back).
+    let (_theirs, ack3) = admitted(&app, Some(&analyst)).await.unwrap();
     assert!(ack3.contains("connection_ack"), "{ack3}");
     // The process holds three: a fourth upgrade is refused before any socket exists.
     assert_eq!(raw_socket(&app, Some(&analyst)).await.err(), Some(503));
     // Closing one frees its places, in the process and for its caller.
     drop(first);
-    tokio::time::sleep(std::time::Duration::from_millis(300)).await;
-    let (_again, ack4) = raw_socket(&app, Some(&admin)).await.unwrap();
+    let (_again, ack4) = admitted(&app, Some(&admin)).await.unwrap();
     assert!(ack4.contains("connection_ack"), "{ack4}");
     app.stop().await;
 }
@@ -336,21 +334,32 @@ async fn a_socket_must_authenticate_before_it_is_any_use() {
     use tokio_tungstenite::tungstenite::Message;
     for backend in cxgraph_tests::backends() {
         let app = TestApp::spawn(&backend).await;
-        // An empty connection_init, a bad token, or anything else first: 4401.
+        // An empty connection_init or a bad token: 4403; a subscription first: 4401;
+        // something that is not the protocol's: 4400.
         let firsts = [
-            json!({ "type": "connection_init", "payload": {} }),
-            json!({ "type": "connection_init", "payload": { "Authorization": "Bearer not-a-token" } }),
-            json!({ "type": "ping" }),
-            json!({ "id": "1", "type": "subscribe", "payload": { "query": "subscription { alertRaised { id } }" } }),
+            (json!({ "type": "connection_init", "payload": {} }).to_string(), 4403),
+            (json!({ "type": "connection_init", "payload": { "Authorization": "Bearer not-a-token" } }).to_string(), 4403),
+            (json!({ "id": "1", "type": "subscribe", "payload": { "query": "subscription { alertRaised { id } }" } }).to_string(), 4401),
+            ("not json".to_owned(), 4400),
         ];
-        for first in firsts {
+        for (first, code) in firsts {
             let (mut socket, _) = raw_socket(&app, None).await.unwrap();
-            socket.send(Message::Text(first.to_string().into())).await.unwrap();
+            socket.send(Message::Text(first.clone().into())).await.unwrap();
             let closed = closed_with(&mut socket, 30).await;
-            assert_eq!(closed.as_ref().map(|c| c.0), Some(4401), "[{}] {first}: {closed:?}", backend.name());
+            assert_eq!(closed.as_ref().map(|c| c.0), Some(code), "[{}] {first}: {closed:?}", backend.name());
         }
-        // A message over the size limit closes the socket, whoever sends it.
+        // A ping before connection_init is answered, and the socket still waits for it.
         let admin = app.login_admin().await.access;
+        let (mut socket, _) = raw_socket(&app, None).await.unwrap();
+        socket.send(Message::Text(json!({ "type": "ping" }).to_string().into())).await.unwrap();
+        let pong =
+            tokio::time::timeout(std::time::Duration::from_secs(30), futures::StreamExt::next(&mut socket)).await;
+        assert!(format!("{pong:?}").contains("pong"), "{pong:?}");
+        let init = json!({ "type": "connection_init", "payload": { "Authorization": format!("Bearer {admin}") } });
+        socket.send(Message::Text(init.to_string().into())).await.unwrap();
+        let ack = tokio::time::timeout(std::time::Duration::from_secs(30), futures::StreamExt::next(&mut socket)).await;
+        assert!(format!("{ack:?}").contains("connection_ack"), "{ack:?}");
+        // A message over the size limit closes the socket, whoever sends it.
         let (mut socket, ack) = raw_socket(&app, Some(&admin)).await.unwrap();
         assert!(ack.contains("connection_ack"), "{ack}");
         let huge = json!({ "id": "2", "type": "subscribe", "payload": { "query": "x".repeat(200_000) } });
@@ -363,7 +372,12 @@ async fn a_socket_must_authenticate_before_it_is_any_use() {
 
 #[tokio::test]
 async fn unauthenticated_sockets_are_capped_per_address() {
-    let app = TestApp::spawn_with(&Backend::Sqlite, |s| s.ws_max_pending_per_address = 3).await;
+    let app = TestApp::spawn_with(&Backend::Sqlite, |s| {
+        s.ws_max_pending_per_address = 3;
+        // The three held sockets must still be waiting when the fourth comes.
+        s.ws_init_timeout = 300;
+    })
+    .await;
     let admin = app.login_admin().await.access;
     let mut held = Vec::new();
     for _ in 0..3 {

@@ -1,0 +1,119 @@
+//! The pre-execution pipeline under libFuzzer: an HTTP request built from the input
+//! goes through the real router (body limit, content type, the request's JSON, the
+//! document's admission, its text, its cost, validation) and on into execution, with
+//! no database behind it (every statement fails, as against a database that is down),
+//! so what it can find is what any caller could make happen before a statement runs.
+//!
+//! Each input runs on a thread with a small stack ([`STACK`], a quarter of a worker
+//! thread's): a recursion the input controls shows up here as a crash long before it
+//! could overflow a worker. A panic, a stack overflow, a 500, or internals in an answer
+//! is a finding; libFuzzer's `-timeout` bounds the time of one input.
+//!
+//! The first byte picks the request's shape, the rest is its content:
+//! 0 a raw POST body as JSON, 1 the bytes as the document of a POST, 2 the bytes as the
+//! `query` of a GET, 3 a raw NDJSON body for `/ingest/interactions`.
+
+#![no_main]
+
+use std::sync::{Arc, OnceLock};
+
+use axum::body::Body;
+use axum::http::{Request, header};
+use libfuzzer_sys::fuzz_target;
+use tower::ServiceExt;
+
+/// The stack each input runs on.
+const STACK: usize = 512 * 1024;
+
+struct Harness {
+    router: axum::Router,
+    runtime: tokio::runtime::Runtime,
+}
+
+fn harness() -> &'static Harness {
+    static HARNESS: OnceLock<Harness> = OnceLock::new();
+    HARNESS.get_or_init(|| {
+        let mut settings = cxgraph::config::Settings::for_database("sqlite::memory:");
+        // Every input must reach the pipeline, not a limiter.
+        settings.rate_limit = 0;
+        settings.anonymous_rate_limit = 0;
+        settings.cost_budget = 0;
+        settings.introspection = Some(true);
+        let keys = cxgraph::auth::jwt::JwtKeys::new(b"fuzz-secret-fuzz-secret-fuzz-secret-0123", std::time::Duration::from_secs(900))
+            .expect("keys");
+        let sessions = cxgraph::auth::sessions::SessionConfig { keys, refresh_ttl: std::time::Duration::from_secs(3600) };
+        let state = cxgraph::state::AppState::new(
+            sea_orm::DatabaseConnection::default(),
+            sessions,
+            settings,
+            Arc::new(cxgraph::state::DbStats::default()),
+        );
+        let runtime = tokio::runtime::Builder::new_current_thread().enable_all().build().expect("runtime");
+        Harness { router: cxgraph::http::router(state), runtime }
+    })
+}
+
+fn request(data: &[u8]) -> Option<Request<Body>> {
+    let (&shape, rest) = data.split_first()?;
+    let text = String::from_utf8_lossy(rest);
+    let json = |body: Vec<u8>| {
+        Request::post("/graphql").header(header::CONTENT_TYPE, "application/json").body(Body::from(body)).ok()
+    };
+    match shape % 4 {
+        0 => json(rest.to_vec()),
+        1 => json(format!("{{\"query\": {}}}", serde_json_string(&text)).into_bytes()),
+        2 => {
+            let encoded: String = text.bytes().map(|b| format!("%{b:02X}")).collect();
+            Request::get(format!("/graphql?query={encoded}")).body(Body::empty()).ok()
+        }
+        _ => Request::post("/ingest/interactions")
+            .header(header::CONTENT_TYPE, "application/x-ndjson")
+            .header(header::AUTHORIZATION, "Bearer cxt_fuzz_fuzz")
+            .body(Body::from(rest.to_vec()))
+            .ok(),
+    }
+}
+
+/// `text` as a JSON string literal.
+fn serde_json_string(text: &str) -> String {
+    let mut out = String::with_capacity(text.len() + 2);
+    out.push('"');
+    for c in text.chars() {
+        match c {
+            '"' => out.push_str("\\\""),
+            '\\' => out.push_str("\\\\"),
+            c if (c as u32) < 0x20 => out.push_str(&format!("\\u{:04x}", c as u32)),
+            c => out.push(c),
+        }
+    }
+    out.push('"');
+    out
+}
+
+const LEAKS: [&str; 5] = ["panicked", "stack backtrace", "sqlx", "select ", "src/"];
+
+fn check(data: &[u8]) {
+    let Some(req) = request(data) else { return };
+    let h = harness();
+    let (status, body) = h.runtime.block_on(async {
+        let response = h.router.clone().oneshot(req).await.expect("the router answers");
+        let status = response.status().as_u16();
+        let body = axum::body::to_bytes(response.into_body(), 4 << 20).await.unwrap_or_default();
+        (status, body)
+    });
+    let text = String::from_utf8_lossy(&body).to_lowercase();
+    assert!(status != 500, "a 500 for {data:?}: {text}");
+    for leak in LEAKS {
+        assert!(!text.contains(leak), "`{leak}` in an answer to {data:?}: {text}");
+    }
+}
+
+fuzz_target!(|data: &[u8]| {
+    let data = data.to_vec();
+    std::thread::Builder::new()
+        .stack_size(STACK)
+        .spawn(move || check(&data))
+        .expect("a thread for the input")
+        .join()
+        .expect("the input's thread ended without a panic");
+});
