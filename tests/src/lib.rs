@@ -236,6 +236,24 @@ impl TestApp {
         resp.json().await.expect("JSON body")
     }
 
+    /// POSTs an NDJSON body to `/ingest/interactions`; returns the answer's text and
+    /// its lines (the status must be 200).
+    pub async fn ingest_ndjson(&self, token: &str, body: Vec<u8>) -> (String, Vec<Value>) {
+        let resp = self
+            .client
+            .post(self.url("/ingest/interactions"))
+            .bearer_auth(token)
+            .header("content-type", "application/x-ndjson")
+            .body(body)
+            .send()
+            .await
+            .expect("request sent");
+        assert_eq!(resp.status(), 200);
+        let text = resp.text().await.expect("answer");
+        let lines = text.lines().map(|l| serde_json::from_str(l).expect("a JSON line")).collect();
+        (text, lines)
+    }
+
     /// Logs in; returns `session { accessToken refreshToken }` or panics.
     pub async fn login(&self, email: &str, password: &str) -> Session {
         let body = self.graphql(LOGIN, json!({ "e": email, "p": password }), None).await;

@@ -21,8 +21,17 @@ impl<K: Hash + Eq + Clone, V> Bounded<K, V> {
         Bounded { entries: HashMap::new(), max }
     }
 
+    /// The entry of `key`, made with `make` when there is none (making room first, by
+    /// `touched`: when each entry was last used).
+    pub fn get_or_insert_with(&mut self, key: K, touched: impl Fn(&V) -> Instant, make: impl FnOnce() -> V) -> &mut V {
+        if !self.entries.contains_key(&key) {
+            self.make_room(touched);
+        }
+        self.entries.entry(key).or_insert_with(make)
+    }
+
     /// Makes room for one more entry, by `touched` (when each entry was last used).
-    pub fn make_room(&mut self, touched: impl Fn(&V) -> Instant) {
+    fn make_room(&mut self, touched: impl Fn(&V) -> Instant) {
         if self.entries.len() < self.max {
             return;
         }
@@ -45,12 +54,14 @@ mod tests {
         let start = Instant::now();
         let mut map: Bounded<u32, Instant> = Bounded::new(100);
         for i in 0..100 {
-            map.make_room(|at| *at);
-            map.entries.insert(i, start + Duration::from_secs(u64::from(i)));
+            map.get_or_insert_with(i, |at| *at, || start + Duration::from_secs(u64::from(i)));
         }
-        map.make_room(|at| *at);
-        assert_eq!(map.entries.len(), 90);
+        // An entry already there is found, not made room for.
+        map.get_or_insert_with(0, |at| *at, || start);
+        assert_eq!(map.entries.len(), 100);
+        map.get_or_insert_with(100, |at| *at, || start + Duration::from_secs(100));
+        assert_eq!(map.entries.len(), 91);
         assert!((0..10).all(|i| !map.entries.contains_key(&i)), "the oldest went");
-        assert!((10..100).all(|i| map.entries.contains_key(&i)), "the others stayed");
+        assert!((10..=100).all(|i| map.entries.contains_key(&i)), "the others stayed");
     }
 }

@@ -102,10 +102,7 @@ impl RateLimiter {
         let per_second = capacity / 60.0;
         let now = Instant::now();
         let mut buckets = self.buckets.lock().unwrap_or_else(PoisonError::into_inner);
-        if !buckets.entries.contains_key(&key) {
-            buckets.make_room(|b| b.at);
-        }
-        let bucket = buckets.entries.entry(key).or_insert(Bucket { tokens: capacity, at: now });
+        let bucket = buckets.get_or_insert_with(key, |b| b.at, || Bucket { tokens: capacity, at: now });
         // Every bucket of a key is refilled at its own kind's rate (keys never change kind).
         bucket.tokens = (bucket.tokens + now.duration_since(bucket.at).as_secs_f64() * per_second).min(capacity);
         bucket.at = now;

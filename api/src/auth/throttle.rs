@@ -79,6 +79,12 @@ struct Global {
     touched: Instant,
 }
 
+impl Global {
+    fn new(now: Instant) -> Self {
+        Global { failures: 0, first_failure: now, last_unknown: None, known: Vec::new(), touched: now }
+    }
+}
+
 #[derive(Debug)]
 struct Counters {
     local: Bounded<Digest32, Local>,
@@ -161,15 +167,10 @@ impl LoginThrottle {
         let pair = digest(&[&email.trim().to_lowercase(), address]);
         let now = Instant::now();
         let mut counters = self.counters.lock().unwrap_or_else(PoisonError::into_inner);
-        counters.local.make_room(|e| e.touched);
-        let local = counters.local.entries.entry(pair).or_insert(Local {
-            failures: 0,
-            first_failure: now,
-            locked_until: None,
-            touched: now,
-        });
+        let fresh = Local { failures: 0, first_failure: now, locked_until: None, touched: now };
+        let local = counters.local.get_or_insert_with(pair, |e| e.touched, || fresh);
         if now.duration_since(local.first_failure) > WINDOW && local.locked_until.is_none_or(|u| u <= now) {
-            *local = Local { failures: 0, first_failure: now, locked_until: None, touched: now };
+            *local = fresh;
         }
         local.failures += 1;
         local.touched = now;
@@ -178,14 +179,7 @@ impl LoginThrottle {
             let lock = FIRST_LOCK.saturating_mul(1 << doublings).min(MAX_LOCK);
             local.locked_until = Some(now + lock);
         }
-        counters.global.make_room(|g| g.touched);
-        let global = counters.global.entries.entry(account).or_insert_with(|| Global {
-            failures: 0,
-            first_failure: now,
-            last_unknown: None,
-            known: Vec::new(),
-            touched: now,
-        });
+        let global = counters.global.get_or_insert_with(account, |g| g.touched, || Global::new(now));
         if now.duration_since(global.first_failure) > WINDOW {
             global.failures = 0;
             global.first_failure = now;
@@ -202,14 +196,7 @@ impl LoginThrottle {
         let now = Instant::now();
         let mut counters = self.counters.lock().unwrap_or_else(PoisonError::into_inner);
         counters.local.entries.remove(&pair);
-        counters.global.make_room(|g| g.touched);
-        let global = counters.global.entries.entry(account).or_insert_with(|| Global {
-            failures: 0,
-            first_failure: now,
-            last_unknown: None,
-            known: Vec::new(),
-            touched: now,
-        });
+        let global = counters.global.get_or_insert_with(account, |g| g.touched, || Global::new(now));
         let address_digest = digest(&[address]);
         global.known.retain(|(a, at)| *a != address_digest && now.duration_since(*at) <= KNOWN_FOR);
         global.known.push((address_digest, now));

@@ -1,8 +1,8 @@
 //! The pre-execution pipeline under libFuzzer: an HTTP request built from the input
-//! goes through the real router (body limit, content type, the request's JSON, the
-//! document's admission, its text, its cost, validation) and on into execution, with
-//! no database behind it (every statement fails, as against a database that is down),
-//! so what it can find is what any caller could make happen before a statement runs.
+//! goes through the real application's router (body limit, content type, the
+//! request's JSON, the document's admission, its text, its cost, validation) and on
+//! into execution, on an empty SQLite database of its own, as an anonymous caller:
+//! what it can find is what anyone on the network could make happen.
 //!
 //! Each input runs on a thread with a small stack ([`STACK`], a quarter of a worker
 //! thread's): a recursion the input controls shows up here as a crash long before it
@@ -11,11 +11,12 @@
 //!
 //! The first byte picks the request's shape, the rest is its content:
 //! 0 a raw POST body as JSON, 1 the bytes as the document of a POST, 2 the bytes as the
-//! `query` of a GET, 3 a raw NDJSON body for `/ingest/interactions`.
+//! `query` of a GET, 3 a raw NDJSON body for `/ingest/interactions` (with a partner's
+//! token that may ingest: the lines are parsed, checked and stored).
 
 #![no_main]
 
-use std::sync::{Arc, OnceLock};
+use std::sync::OnceLock;
 
 use axum::body::Body;
 use axum::http::{Request, header};
@@ -28,32 +29,52 @@ const STACK: usize = 512 * 1024;
 struct Harness {
     router: axum::Router,
     runtime: tokio::runtime::Runtime,
+    /// A partner's token that may ingest, for the NDJSON shape.
+    ingest_token: String,
 }
 
 fn harness() -> &'static Harness {
     static HARNESS: OnceLock<Harness> = OnceLock::new();
     HARNESS.get_or_init(|| {
-        let mut settings = cxgraph::config::Settings::for_database("sqlite::memory:");
+        // Kept for the whole run: the database lives in it.
+        let dir = Box::leak(Box::new(tempfile_dir()));
+        let url = format!("sqlite://{}/fuzz.db?mode=rwc", dir.display());
+        let mut settings = cxgraph::config::Settings::for_database(url);
+        settings.bind = "127.0.0.1:0".parse().expect("address");
+        settings.metrics_bind = cxgraph::config::MetricsBind(None);
+        settings.demo_data = cxgraph::config::DemoData::Never;
+        settings.admin_password = Some("fuzz-admin-password-0123".into());
         // Every input must reach the pipeline, not a limiter.
         settings.rate_limit = 0;
         settings.anonymous_rate_limit = 0;
         settings.cost_budget = 0;
         settings.introspection = Some(true);
-        let keys = cxgraph::auth::jwt::JwtKeys::new(b"fuzz-secret-fuzz-secret-fuzz-secret-0123", std::time::Duration::from_secs(900))
-            .expect("keys");
-        let sessions = cxgraph::auth::sessions::SessionConfig { keys, refresh_ttl: std::time::Duration::from_secs(3600) };
-        let state = cxgraph::state::AppState::new(
-            sea_orm::DatabaseConnection::default(),
-            sessions,
-            settings,
-            Arc::new(cxgraph::state::DbStats::default()),
-        );
         let runtime = tokio::runtime::Builder::new_current_thread().enable_all().build().expect("runtime");
-        Harness { router: cxgraph::http::router(state), runtime }
+        let (app, _) = runtime.block_on(cxgraph::startup::Application::build(settings)).expect("the application starts");
+        let token = cxgraph::auth::tokens::NewToken {
+            name: "fuzz connector".into(),
+            scopes: vec![cxgraph::auth::Scope::InteractionsWrite],
+            expires_at: None,
+            channels: None,
+        };
+        let system = cxgraph::auth::Principal::Anonymous(None);
+        let actor = cxgraph::audit::Actor::new(&system, None);
+        let created = runtime
+            .block_on(cxgraph::auth::tokens::create(app.state().db(), actor, token))
+            .map_err(|e| e.message())
+            .expect("a token");
+        Harness { router: cxgraph::http::router(app.state().clone()), runtime, ingest_token: created.secret }
     })
 }
 
-fn request(data: &[u8]) -> Option<Request<Body>> {
+/// A fresh directory under the system's temporary one.
+fn tempfile_dir() -> std::path::PathBuf {
+    let dir = std::env::temp_dir().join(format!("cxgraph-fuzz-{}", std::process::id()));
+    std::fs::create_dir_all(&dir).expect("a temporary directory");
+    dir
+}
+
+fn request(data: &[u8], ingest_token: &str) -> Option<Request<Body>> {
     let (&shape, rest) = data.split_first()?;
     let text = String::from_utf8_lossy(rest);
     let json = |body: Vec<u8>| {
@@ -68,7 +89,7 @@ fn request(data: &[u8]) -> Option<Request<Body>> {
         }
         _ => Request::post("/ingest/interactions")
             .header(header::CONTENT_TYPE, "application/x-ndjson")
-            .header(header::AUTHORIZATION, "Bearer cxt_fuzz_fuzz")
+            .header(header::AUTHORIZATION, format!("Bearer {ingest_token}"))
             .body(Body::from(rest.to_vec()))
             .ok(),
     }
@@ -93,8 +114,8 @@ fn serde_json_string(text: &str) -> String {
 const LEAKS: [&str; 5] = ["panicked", "stack backtrace", "sqlx", "select ", "src/"];
 
 fn check(data: &[u8]) {
-    let Some(req) = request(data) else { return };
     let h = harness();
+    let Some(req) = request(data, &h.ingest_token) else { return };
     let (status, body) = h.runtime.block_on(async {
         let response = h.router.clone().oneshot(req).await.expect("the router answers");
         let status = response.status().as_u16();

@@ -223,6 +223,14 @@ async fn in_allow_list_mode_a_deep_document_is_refused_unparsed() {
     }
 }
 
+/// The answer to an anonymous document, waiting for it within a generous bound (not a
+/// timing: the unfixed server never answers these).
+async fn answered(app: &TestApp, query: &str) -> Value {
+    let sent = app.client.post(app.url("/graphql")).json(&json!({ "query": query })).send();
+    let resp = tokio::time::timeout(std::time::Duration::from_secs(120), sent).await.expect("answered").unwrap();
+    resp.json().await.unwrap()
+}
+
 #[tokio::test]
 async fn a_fragment_fan_out_is_refused_before_it_is_walked() {
     on_each_backend(async |app: &TestApp| {
@@ -232,10 +240,7 @@ async fn a_fragment_fan_out_is_refused_before_it_is_walked() {
         for i in 1..=30 {
             doc.push_str(&format!(" fragment F{i} on User {{ ...F{p} ...F{p} }}", p = i - 1));
         }
-        let sent = app.client.post(app.url("/graphql")).json(&json!({ "query": doc })).send();
-        // A generous bound on the wait, not a timing: the unfixed server never answers.
-        let resp = tokio::time::timeout(std::time::Duration::from_secs(120), sent).await.expect("answered").unwrap();
-        let body: Value = resp.json().await.unwrap();
+        let body = answered(app, &doc).await;
         assert_eq!(error_code(&body), Some("GRAPHQL_VALIDATION_FAILED"), "{body}");
         assert!(
             body["errors"][0]["message"].as_str().unwrap().contains("selections with its fragments spread"),
@@ -247,9 +252,7 @@ async fn a_fragment_fan_out_is_refused_before_it_is_walked() {
         for i in 1..=30 {
             empty.push_str(&format!(" fragment E{i} on Query {{ ...E{p} ...E{p} ...E{p} ...E{p} }}", p = i - 1));
         }
-        let sent = app.client.post(app.url("/graphql")).json(&json!({ "query": empty })).send();
-        let resp = tokio::time::timeout(std::time::Duration::from_secs(120), sent).await.expect("answered").unwrap();
-        let body: Value = resp.json().await.unwrap();
+        let body = answered(app, &empty).await;
         assert_eq!(error_code(&body), Some("GRAPHQL_VALIDATION_FAILED"), "{body}");
         // A chain of fragments nests the validator without a bracket in the text.
         let mut chain = String::from("query { me { ...C0 } } fragment C900 on User { id }");
@@ -363,18 +366,7 @@ async fn an_ndjson_line_that_fails_for_any_reason_fails_alone() {
         // A line that is not UTF-8, then a last valid one.
         body.extend(b"{\"channel\": \"SMS\", \"body\": \"\xff\xfe\"}\n");
         body.extend(event("ok-7", "last").as_bytes());
-        let resp = app
-            .client
-            .post(app.url("/ingest/interactions"))
-            .bearer_auth(&admin)
-            .header("content-type", "application/x-ndjson")
-            .body(body)
-            .send()
-            .await
-            .unwrap();
-        assert_eq!(resp.status(), 200);
-        let text = resp.text().await.unwrap();
-        let answers: Vec<Value> = text.lines().map(|l| serde_json::from_str(l).unwrap()).collect();
+        let (text, answers) = app.ingest_ndjson(&admin, body).await;
         let got: Vec<(u64, &str)> =
             answers.iter().map(|a| (a["index"].as_u64().unwrap(), a["status"].as_str().unwrap())).collect();
         assert_eq!(

@@ -370,18 +370,7 @@ async fn ndjson_ingest_for_connectors() {
                 "identities": [{ "kind": "FACEBOOK", "value": "ann.lee" }] })
             .to_string(),
         ];
-        let resp = app
-            .client
-            .post(app.url("/ingest/interactions"))
-            .bearer_auth(&admin)
-            .header("content-type", "application/x-ndjson")
-            .body(lines.join("\n"))
-            .send()
-            .await
-            .unwrap();
-        assert_eq!(resp.status(), 200);
-        let text = resp.text().await.unwrap();
-        let answers: Vec<Value> = text.lines().map(|l| serde_json::from_str(l).unwrap()).collect();
+        let (text, answers) = app.ingest_ndjson(&admin, lines.join("\n").into_bytes()).await;
         let statuses: Vec<&str> = answers.iter().map(|a| a["status"].as_str().unwrap()).collect();
         assert_eq!(statuses, ["created", "rejected", "rejected", "duplicate"], "{text}");
         assert_eq!(answers[1]["errors"][0]["code"], "MALFORMED");
