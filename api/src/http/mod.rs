@@ -1,5 +1,10 @@
-//! The HTTP surface: routes, authentication of the request, and the tower layers every
-//! request passes (request id, tracing, panic catching, body limit, timeout).
+//! The HTTP surface: routes, who calls (authentication, the client's address) and at
+//! what rate, and the layers every request passes (request id, tracing, panic
+//! catching, body limit, timeout, JSON error bodies).
+//!
+//! A request is counted against its caller's rate before its body is read or its
+//! document parsed. A POST to `/graphql` must be JSON (a cross-site page cannot send
+//! one without asking first, so it cannot run a mutation, log-in included).
 //!
 //! `/graphql` answers POST (queries and mutations) and GET (queries only: a GET must be
 //! safe to repeat and cache). The request id is taken from `x-request-id` or generated,

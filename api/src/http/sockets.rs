@@ -6,18 +6,17 @@
 //! async-graphql's protocol machine sees the socket:
 //!
 //! - the upgrade is an anonymous request of its address (any web page can make a
-//!   browser open one), counted against its rate; it is refused when the process holds
-//!   `CXGRAPH_WS_MAX_CONNECTIONS` sockets (503 `UNAVAILABLE`), or a quarter of that
-//!   many not yet authenticated (never fewer than one address may hold), or the
-//!   client address already holds
-//!   `CXGRAPH_WS_MAX_PENDING_PER_ADDRESS` such sockets (429 `RATE_LIMITED`), before
-//!   any socket exists;
-//! - `connection_init` must come within `CXGRAPH_WS_INIT_TIMEOUT` (else close 4408) carrying
-//!   credentials, `{"Authorization": "Bearer <token>"}` or `{"token": "<token>"}` (the
-//!   upgrade's own `Authorization` header is the fallback); without valid ones the
-//!   socket is closed with 4403 and the reason. Pings before it are answered; a
-//!   subscription before it closes the socket with 4401, a message that is not the
-//!   protocol's with 4400;
+//!   browser open one), counted against its rate. It is refused before any socket
+//!   exists when the process holds `CXGRAPH_WS_MAX_CONNECTIONS` sockets (503
+//!   `UNAVAILABLE`), or a quarter of that many not yet authenticated, or the client
+//!   address holds `CXGRAPH_WS_MAX_PENDING_PER_ADDRESS` of those (both 429
+//!   `RATE_LIMITED`);
+//! - `connection_init` must come within `CXGRAPH_WS_INIT_TIMEOUT` (else close 4408)
+//!   carrying credentials, `{"Authorization": "Bearer <token>"}` or `{"token":
+//!   "<token>"}` (the upgrade's own `Authorization` header is the fallback); without
+//!   valid ones the socket is closed with 4403 and the reason. Pings before it are
+//!   answered; a subscription before it closes the socket with 4401, a message that
+//!   is not the protocol's with 4400;
 //! - an authenticated caller holding `CXGRAPH_WS_MAX_PER_CALLER` sockets is closed
 //!   with 4429.
 //!
