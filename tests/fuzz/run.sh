@@ -2,7 +2,7 @@
 # Builds the preflight fuzz target with libFuzzer's coverage instrumentation (on the
 # stable toolchain: the sanitizer-coverage pass, no nightly flag) and runs it for
 # $1 seconds (default 60) from the committed seeds, with a per-input time budget of
-# 20 s and a memory cap. Exits non-zero when libFuzzer finds anything; the input that
+# 10 s and a memory cap. Exits non-zero when libFuzzer finds anything; the input that
 # did is left in $CXGRAPH_FUZZ_ARTIFACTS (default: a temporary directory) and named
 # in its output. `cargo fuzz run preflight` is the same target for cargo-fuzz users.
 set -euo pipefail
@@ -28,5 +28,5 @@ artifacts="${CXGRAPH_FUZZ_ARTIFACTS:-$(mktemp -d)}/"
 trap 'rm -rf "$corpus"' EXIT
 cp seeds/* "$corpus"/
 "$CARGO_TARGET_DIR/$host/release/preflight" "$corpus" \
-  -dict=graphql.dict -max_total_time="$secs" -timeout=20 -rss_limit_mb=4096 -max_len=65536 \
+  -dict=graphql.dict -max_total_time="$secs" -timeout=10 -rss_limit_mb=4096 -max_len=65536 \
   -artifact_prefix="$artifacts" -print_final_stats=1

@@ -2,7 +2,7 @@
 //! before a statement runs) built and run for a bounded time from its committed seeds:
 //! `CXGRAPH_FUZZ_SECONDS` (default 60). It fails on anything libFuzzer finds (a panic,
 //! a stack overflow on a quarter of a worker's stack, a 500, internals in an answer,
-//! an input over its 20 s budget) and prints the input that did it.
+//! an answer over 4 MiB, an input over its 10 s budget) and prints the input that did it.
 //!
 //! Its own test binary: the instrumented build is a cargo run of its own workspace,
 //! after this one's build is done.

@@ -9,7 +9,8 @@
 //!
 //! Addresses are bucketed as the network gave them (see `http::client`); IPv6 by its
 //! /64, the smallest block one subscriber is given, so rotating addresses within it
-//! does not buy a fresh bucket. An address has two anonymous buckets, by [`Door`]: any
+//! does not buy a fresh bucket, and its /48 has a bucket too, [`NETWORK_SHARE`] times
+//! an address's, so rotating /64s does not either. An address has two anonymous buckets, by [`Door`]: any
 //! web page can make a visitor's browser send us GETs, WebSocket upgrades and simple
 //! POSTs, but not a JSON POST, so a page flooding the first from an office's browsers
 //! does not stop its staff logging in or refreshing through the second. Buckets live
@@ -64,6 +65,22 @@ pub fn address_key(address: IpAddr) -> String {
     }
 }
 
+/// The key of the network an IPv6 address belongs to (its /48, a site's allocation):
+/// rotating /64s within one buys no more than this network's share. `None` for IPv4
+/// (an address is scarce enough to stand for itself).
+pub fn network_key(address: IpAddr) -> Option<String> {
+    match address {
+        IpAddr::V6(v6) if v6.to_ipv4_mapped().is_none() => {
+            let s = v6.segments();
+            Some(format!("net:{:x}:{:x}:{:x}::/48", s[0], s[1], s[2]))
+        }
+        _ => None,
+    }
+}
+
+/// How many /64s' worth of anonymous requests a /48 gets in all.
+pub const NETWORK_SHARE: u32 = 16;
+
 /// The buckets of this process.
 #[derive(Debug)]
 pub struct RateLimiter {
@@ -89,7 +106,14 @@ impl RateLimiter {
                     Door::Client => "client",
                     Door::AnySite => "any-site",
                 };
-                self.take(format!("{door}:{}", address_key(address)), self.anonymous_per_minute)
+                self.take(format!("{door}:{}", address_key(address)), self.anonymous_per_minute)?;
+                match network_key(address) {
+                    Some(network) => {
+                        let rate = self.anonymous_per_minute.saturating_mul(NETWORK_SHARE);
+                        self.take(format!("{door}:{network}"), rate)
+                    }
+                    None => Ok(()),
+                }
             }
         }
     }
@@ -162,6 +186,13 @@ mod tests {
         assert!(check(c, Door::Client).is_ok());
         let mapped: IpAddr = "::ffff:192.0.2.1".parse().unwrap();
         assert!(check(mapped, Door::AnySite).is_err(), "an IPv4-mapped address is that IPv4 address");
+        // Rotating /64s within one /48 buys at most its network's share.
+        let passed = (0..200u16)
+            .filter(|i| {
+                check(IpAddr::V6(std::net::Ipv6Addr::new(0x2001, 0xdb8, 7, *i, 0, 0, 0, 1)), Door::AnySite).is_ok()
+            })
+            .count();
+        assert_eq!(passed, 2 * NETWORK_SHARE as usize);
     }
 
     #[test]

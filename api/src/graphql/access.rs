@@ -40,7 +40,7 @@ use async_graphql::{
 };
 
 use super::AppSchema;
-use super::document::Documents;
+use super::document::{Admitted, Documents};
 use crate::auth::Principal;
 use crate::auth::cost_budget::CostReport;
 use crate::auth::policy::root_policy;
@@ -115,6 +115,9 @@ pub struct Gate {
     documents: Arc<Documents>,
 }
 
+/// Most errors one answer carries.
+pub const MAX_ERRORS: usize = 100;
+
 /// A request refused before it ran: its error, and what the budget said if it spoke.
 type Refusal = Box<(ServerError, Option<CostReport>)>;
 
@@ -131,13 +134,15 @@ impl Gate {
     /// The parsed document of `query`, admitted as every transport's is (allow-list,
     /// lexical limits, shape): for a transport that must look at the operation before
     /// running it (GET refuses mutations).
-    pub fn document(&self, query: &str) -> Result<ExecutableDocument, ServerError> {
+    pub fn document(&self, query: &str) -> Result<Admitted, ServerError> {
         self.documents.admit(query, |q| self.state.persisted().admits(q))
     }
 
     /// Checks, parses and prices a request; answers the budget's report of the charge.
     fn admit(&self, req: &mut Request, principal: &Principal) -> Result<Option<CostReport>, Refusal> {
-        let doc = self.document(&req.query).map_err(|e| Box::new((e, None)))?;
+        let admitted = self.document(&req.query).map_err(|e| Box::new((e, None)))?;
+        admitted.check_variables(&req.variables).map_err(|e| Box::new((e, None)))?;
+        let doc = admitted.doc;
         super::input_text::check(&doc, &req.variables).map_err(|e| Box::new((e, None)))?;
         if let Some(slot) = data_of::<Arc<OperationSlot>>(&req.data) {
             slot.fill(&doc);
@@ -160,6 +165,9 @@ impl Gate {
     /// The error hygiene of an answer, and its cost (given back when the query did not
     /// get past validation).
     fn finish(&self, mut response: Response, report: Option<CostReport>, principal: &Principal) -> Response {
+        // What the client needs is the first few; a document's admission bounds how many
+        // there can be, and this bounds what is coded and sent of them.
+        response.errors.truncate(MAX_ERRORS);
         let refused = response.data == Value::Null
             && !response.errors.is_empty()
             && response.errors.iter().all(|e| e.path.is_empty());

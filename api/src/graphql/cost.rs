@@ -79,16 +79,18 @@ pub fn document_cost(doc: &ExecutableDocument, variables: &Variables) -> usize {
     let mut total = 0usize;
     for op in operations {
         let root = roots.iter().find(|(ty, _)| *ty == op.node.ty).map_or("Query", |(_, name)| *name);
-        let mut variables: Variables = variables.clone();
-        for definition in &op.node.variable_definitions {
-            let name = &definition.node.name.node;
-            if let (false, Some(default)) = (variables.contains_key(name), &definition.node.default_value) {
-                variables.insert(name.clone(), default.node.clone());
-            }
-        }
+        // Defaults by reference: a request's variables are never copied here (one may
+        // be a megabyte list, and a document may hold many operations).
+        let defaults: HashMap<&Name, &Value> = op
+            .node
+            .variable_definitions
+            .iter()
+            .filter_map(|d| Some((&d.node.name.node, &d.node.default_value.as_ref()?.node)))
+            .collect();
         let mut pricer = Pricer {
             doc,
-            variables: &variables,
+            variables,
+            defaults,
             registry: registry(),
             fragments: HashMap::new(),
             open: Vec::new(),
@@ -102,6 +104,8 @@ pub fn document_cost(doc: &ExecutableDocument, variables: &Variables) -> usize {
 struct Pricer<'a> {
     doc: &'a ExecutableDocument,
     variables: &'a Variables,
+    /// The operation's variable defaults, for variables the request leaves out.
+    defaults: HashMap<&'a Name, &'a Value>,
     registry: &'a Registry,
     /// Prices of fragments already walked, by (fragment, type it was spread on).
     fragments: HashMap<(Name, String), usize>,
@@ -178,7 +182,12 @@ impl Pricer<'_> {
     fn int_argument(&self, field: &Field, meta: &MetaField, name: &str) -> Option<i32> {
         let value = match field.get_argument(name) {
             Some(given) => given.node.clone().into_const_with(|var| {
-                Ok::<_, std::convert::Infallible>(self.variables.get(&var).cloned().unwrap_or(Value::Null))
+                // Only a number can be a page size: nothing else is copied.
+                let value = self.variables.get(&var).or_else(|| self.defaults.get(&var).copied());
+                Ok::<_, std::convert::Infallible>(match value {
+                    Some(Value::Number(n)) => Value::Number(n.clone()),
+                    _ => Value::Null,
+                })
             }),
             None => {
                 let default = meta.args.get(name).and_then(|a| a.default_value.as_deref());

@@ -28,8 +28,8 @@
 use std::collections::HashMap;
 use std::sync::{Mutex, PoisonError};
 
-use async_graphql::ServerError;
-use async_graphql::parser::types::{ExecutableDocument, Selection, SelectionSet};
+use async_graphql::parser::types::{Directive, ExecutableDocument, Field, Selection, SelectionSet};
+use async_graphql::{Positioned, ServerError, Value};
 
 /// Most lexical tokens one document may hold (counted before parsing, so a huge
 /// document costs a scan, not a syntax tree).
@@ -45,10 +45,27 @@ pub const MAX_INLINED_SELECTIONS: usize = 5_000;
 /// inline fragments and spreads each open a level). The schema's recursion limit is
 /// the same figure, so nothing admitted here is refused there after a long walk.
 pub const MAX_INLINED_DEPTH: usize = 32;
+/// Most argument values (each argument and each list item, object field or variable
+/// in its literal) one document may hold with its fragments inlined. The validator
+/// compares the arguments of every two fields answering to the same key, and reports
+/// one error per argument that differs: without this bound a 17 KB document of one
+/// field repeated with 1,650 arguments made 8 million errors.
+pub const MAX_INLINED_ARGUMENTS: usize = 20_000;
+/// Most arguments one field or directive may take (the schema's widest field takes
+/// six). The validator compares every field with the first of its response key and
+/// reports one error per argument the first has and the other lacks: a field taking
+/// 1,650 arguments, repeated 4,850 times, made 8 million errors in one request.
+pub const MAX_FIELD_ARGUMENTS: usize = 10;
+/// Most variable references one document may hold with its fragments inlined: the
+/// validator copies a variable's value at every reference.
+pub const MAX_INLINED_VARIABLES: usize = 1_000;
 /// Most aliases one document may use (alias floods multiply the work of one field).
 pub const MAX_ALIASES: usize = 30;
-/// Most fields at the root of one operation.
+/// Most fields at the root of one operation (inline fragments and spreads at the root
+/// included).
 pub const MAX_ROOT_FIELDS: usize = 15;
+/// Most operations in one document (one runs; the validator checks them all).
+pub const MAX_OPERATIONS: usize = 50;
 
 /// What the lexical scan found: tokens (stopping past [`MAX_TOKENS`]) and the deepest
 /// bracket nesting (stopping past [`MAX_NESTING`]).
@@ -133,7 +150,7 @@ pub fn scan(query: &str) -> Scan {
 /// the parse is the parse. Bounded: past [`PARSED_MAX`] documents the memo starts
 /// afresh, and only documents up to [`PARSED_MAX_LEN`] bytes are kept.
 #[derive(Default)]
-struct ParsedDocuments(Mutex<HashMap<String, ExecutableDocument>>);
+struct ParsedDocuments(Mutex<HashMap<String, Admitted>>);
 
 /// At most this many documents are kept (worst case a few MiB: each at most
 /// [`PARSED_MAX_LEN`] bytes of text and its syntax tree).
@@ -141,11 +158,11 @@ const PARSED_MAX: usize = 128;
 const PARSED_MAX_LEN: usize = 4 * 1024;
 
 impl ParsedDocuments {
-    fn get(&self, query: &str) -> Option<ExecutableDocument> {
+    fn get(&self, query: &str) -> Option<Admitted> {
         self.0.lock().unwrap_or_else(PoisonError::into_inner).get(query).cloned()
     }
 
-    fn keep(&self, query: &str, doc: &ExecutableDocument) {
+    fn keep(&self, query: &str, doc: &Admitted) {
         if query.len() > PARSED_MAX_LEN {
             return;
         }
@@ -163,10 +180,37 @@ pub struct Documents {
     parsed: ParsedDocuments,
 }
 
+/// An admitted document and its size with its fragments inlined.
+#[derive(Debug, Clone)]
+pub struct Admitted {
+    pub doc: ExecutableDocument,
+    pub size: Size,
+}
+
+/// Most copies of variable values the validator may make for one request: it copies
+/// a variable's value at each reference, so the references times the nodes of the
+/// largest variable (a megabyte list referenced a thousand times took seconds).
+pub const MAX_VARIABLE_COPIES: usize = 2_000_000;
+
+impl Admitted {
+    /// Refuses variables that the document's references would copy too often.
+    pub fn check_variables(&self, variables: &async_graphql::Variables) -> Result<(), ServerError> {
+        let largest = variables.values().map(value_nodes).max().unwrap_or(0);
+        if self.size.variables.saturating_mul(largest) <= MAX_VARIABLE_COPIES {
+            return Ok(());
+        }
+        Err(validation_failed(format!(
+            "the document refers to its variables {} times and one holds {largest} values: more than \
+             {MAX_VARIABLE_COPIES} values to check",
+            self.size.variables
+        )))
+    }
+}
+
 impl Documents {
     /// The parsed document of `query`, or the coded error refusing it. `allowed` is the
     /// persisted-query allow-list's verdict on the text, asked first.
-    pub fn admit(&self, query: &str, allowed: impl FnOnce(&str) -> bool) -> Result<ExecutableDocument, ServerError> {
+    pub fn admit(&self, query: &str, allowed: impl FnOnce(&str) -> bool) -> Result<Admitted, ServerError> {
         if !allowed(query) {
             return Err(super::persisted::refused());
         }
@@ -181,9 +225,10 @@ impl Documents {
             return Ok(doc);
         }
         let doc = async_graphql::parser::parse_query(query).map_err(|e| coded(e.into(), "GRAPHQL_PARSE_FAILED"))?;
-        check_shape(&doc)?;
-        self.parsed.keep(query, &doc);
-        Ok(doc)
+        let size = check_shape(&doc)?;
+        let admitted = Admitted { doc, size };
+        self.parsed.keep(query, &admitted);
+        Ok(admitted)
     }
 }
 
@@ -212,8 +257,9 @@ fn count_aliases(set: &SelectionSet) -> usize {
         .sum()
 }
 
-/// Refuses documents too wide (aliases, root fields) or too big once inlined.
-fn check_shape(doc: &ExecutableDocument) -> Result<(), ServerError> {
+/// Refuses documents too wide (aliases, operations, root fields) or too big once
+/// inlined; answers the document's inlined measure.
+fn check_shape(doc: &ExecutableDocument) -> Result<Size, ServerError> {
     let aliases: usize = doc.operations.iter().map(|(_, op)| count_aliases(&op.node.selection_set.node)).sum::<usize>()
         + doc.fragments.values().map(|f| count_aliases(&f.node.selection_set.node)).sum::<usize>();
     if aliases > MAX_ALIASES {
@@ -221,10 +267,10 @@ fn check_shape(doc: &ExecutableDocument) -> Result<(), ServerError> {
             "the document uses {aliases} aliases; at most {MAX_ALIASES} are allowed"
         )));
     }
-    if doc.operations.iter().any(|(_, op)| op.node.selection_set.node.items.len() > MAX_ROOT_FIELDS) {
-        return Err(validation_failed(format!("an operation selects more than {MAX_ROOT_FIELDS} root fields")));
+    if doc.operations.iter().count() > MAX_OPERATIONS {
+        return Err(validation_failed(format!("the document holds more than {MAX_OPERATIONS} operations")));
     }
-    inlined(doc).map(|_| ()).map_err(|refusal| validation_failed(refusal.message()))
+    inlined(doc).map_err(|refusal| validation_failed(refusal.message()))
 }
 
 /// Why a document is refused once inlined.
@@ -232,6 +278,10 @@ fn check_shape(doc: &ExecutableDocument) -> Result<(), ServerError> {
 enum Inlined {
     TooDeep,
     TooMany,
+    TooManyArguments,
+    TooManyVariables,
+    FieldArguments,
+    TooWide,
     /// A spread of a fragment the document does not define.
     Unknown(String),
     /// A fragment that spreads itself, directly or not.
@@ -247,41 +297,137 @@ impl Inlined {
             Inlined::TooMany => {
                 format!("the document has more than {MAX_INLINED_SELECTIONS} selections with its fragments spread")
             }
+            Inlined::TooManyArguments => {
+                format!("the document has more than {MAX_INLINED_ARGUMENTS} argument values with its fragments spread")
+            }
+            Inlined::TooManyVariables => {
+                format!(
+                    "the document refers to variables more than {MAX_INLINED_VARIABLES} times with its fragments spread"
+                )
+            }
+            Inlined::FieldArguments => format!("a field or directive takes more than {MAX_FIELD_ARGUMENTS} arguments"),
+            Inlined::TooWide => format!("an operation selects more than {MAX_ROOT_FIELDS} root fields"),
             Inlined::Unknown(name) => format!("unknown fragment \"{name}\""),
             Inlined::Cycle(name) => format!("cannot spread fragment \"{name}\" within itself"),
         }
     }
 }
 
-/// Selections and depth of a selection set with its spreads inlined: every field,
-/// spread and inline fragment counts one, with what is under it; the depth is the
-/// number of nested selection sets, itself included.
-#[derive(Debug, Clone, Copy, Default)]
-struct Size {
-    selections: usize,
+/// A selection set with its spreads inlined: every field, spread and inline fragment
+/// counts one selection, with what is under it; the depth is the number of nested
+/// selection sets, itself included; the fields at its own level are those of its
+/// inline fragments and spread fragments too.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub struct Size {
+    pub selections: usize,
     depth: usize,
+    /// Argument values: each argument, and each list item, object field and variable
+    /// in its literal (directives' arguments too).
+    pub arguments: usize,
+    /// Variable references among them.
+    pub variables: usize,
+    fields_here: usize,
 }
 
-/// The selections of a document with every spread inlined, summed over its
-/// operations and fragment definitions (the validator walks both). Each fragment is
-/// measured once; the walk never recurses deeper than [`MAX_INLINED_DEPTH`], whatever
-/// the document. Levels count as async-graphql's recursion check counts them (the
-/// root set at 0; a field's, an inline fragment's or a spread fragment's set one
-/// below), so a document admitted here passes that check too, having walked at most
-/// [`MAX_INLINED_SELECTIONS`] selections.
-fn inlined(doc: &ExecutableDocument) -> Result<usize, Inlined> {
-    let mut measure = Measure { doc, sizes: HashMap::new(), open: Vec::new() };
-    let mut total = 0usize;
-    let roots = doc
-        .operations
-        .iter()
-        .map(|(_, op)| &op.node.selection_set.node)
-        .chain(doc.fragments.values().map(|f| &f.node.selection_set.node));
-    for set in roots {
-        total = total.saturating_add(measure.set(set, 0)?.selections);
-        if total > MAX_INLINED_SELECTIONS {
-            return Err(Inlined::TooMany);
+impl Size {
+    fn add(&mut self, other: Size) {
+        self.selections = self.selections.saturating_add(other.selections);
+        self.arguments = self.arguments.saturating_add(other.arguments);
+        self.variables = self.variables.saturating_add(other.variables);
+    }
+
+    fn check(&self) -> Result<(), Inlined> {
+        if self.selections > MAX_INLINED_SELECTIONS {
+            Err(Inlined::TooMany)
+        } else if self.arguments > MAX_INLINED_ARGUMENTS {
+            Err(Inlined::TooManyArguments)
+        } else if self.variables > MAX_INLINED_VARIABLES {
+            Err(Inlined::TooManyVariables)
+        } else {
+            Ok(())
         }
+    }
+}
+
+/// The size of one literal: its nodes (each list item and object field one) and the
+/// variables it refers to (which count as nodes too).
+fn literal(value: &Value, variables: usize) -> Size {
+    Size { arguments: value_nodes(value).saturating_add(variables), variables, ..Size::default() }
+}
+
+/// Nodes of a literal (its nesting is bounded by the scan).
+fn value_nodes(value: &Value) -> usize {
+    match value {
+        Value::List(items) => items.iter().map(value_nodes).fold(1, usize::saturating_add),
+        Value::Object(map) => map.values().map(value_nodes).fold(1, usize::saturating_add),
+        _ => 1,
+    }
+}
+
+/// The arguments of some directives. Variables stand in as nulls in the copy that is
+/// counted; their references are counted apart.
+fn directive_arguments(directives: &[Positioned<Directive>]) -> Result<Size, Inlined> {
+    if directives.iter().any(|d| d.node.arguments.len() > MAX_FIELD_ARGUMENTS) {
+        return Err(Inlined::FieldArguments);
+    }
+    let mut size = Size::default();
+    for (_, value) in directives.iter().flat_map(|d| d.node.arguments.iter()) {
+        let mut variables = 0;
+        let constant = value.node.clone().into_const_with(|_| {
+            variables += 1;
+            Ok::<_, std::convert::Infallible>(Value::Null)
+        });
+        size.add(literal(&constant.unwrap_or_default(), variables));
+    }
+    Ok(size)
+}
+
+/// The arguments of a field and of its directives (as [`directive_arguments`]).
+fn field_arguments(field: &Field) -> Result<Size, Inlined> {
+    if field.arguments.len() > MAX_FIELD_ARGUMENTS {
+        return Err(Inlined::FieldArguments);
+    }
+    let mut size = directive_arguments(&field.directives)?;
+    for (_, value) in &field.arguments {
+        let mut variables = 0;
+        let constant = value.node.clone().into_const_with(|_| {
+            variables += 1;
+            Ok::<_, std::convert::Infallible>(Value::Null)
+        });
+        size.add(literal(&constant.unwrap_or_default(), variables));
+    }
+    Ok(size)
+}
+
+/// The document with every spread inlined, summed over its operations and fragment
+/// definitions (the validator walks both). Each fragment is measured once; the walk
+/// never recurses deeper than [`MAX_INLINED_DEPTH`], whatever the document. Levels
+/// count as async-graphql's recursion check counts them (the root set at 0; a
+/// field's, an inline fragment's or a spread fragment's set one below), so a document
+/// admitted here passes that check too, having walked at most
+/// [`MAX_INLINED_SELECTIONS`] selections.
+fn inlined(doc: &ExecutableDocument) -> Result<Size, Inlined> {
+    let mut measure = Measure { doc, sizes: HashMap::new(), open: Vec::new() };
+    let mut total = Size::default();
+    for (_, op) in doc.operations.iter() {
+        let size = measure.set(&op.node.selection_set.node, 0)?;
+        if size.fields_here > MAX_ROOT_FIELDS {
+            return Err(Inlined::TooWide);
+        }
+        total.add(size);
+        for definition in &op.node.variable_definitions {
+            // A default is a literal too (the validator checks it like one).
+            if let Some(default) = &definition.node.default_value {
+                total.add(literal(&default.node, 0));
+            }
+        }
+        total.add(directive_arguments(&op.node.directives)?);
+        total.check()?;
+    }
+    for fragment in doc.fragments.values() {
+        total.add(measure.set(&fragment.node.selection_set.node, 0)?);
+        total.add(directive_arguments(&fragment.node.directives)?);
+        total.check()?;
     }
     Ok(total)
 }
@@ -304,18 +450,25 @@ impl<'a> Measure<'a> {
         if level > MAX_INLINED_DEPTH {
             return Err(Inlined::TooDeep);
         }
-        let mut size = Size { selections: 0, depth: 1 };
+        let mut size = Size { depth: 1, ..Size::default() };
         for item in &set.items {
-            let under = match &item.node {
-                Selection::Field(f) => self.set(&f.node.selection_set.node, level + 1)?,
-                Selection::InlineFragment(f) => self.set(&f.node.selection_set.node, level + 1)?,
-                Selection::FragmentSpread(s) => self.fragment(s.node.fragment_name.node.as_str(), level + 1)?,
+            let (under, own, here) = match &item.node {
+                Selection::Field(f) => (self.set(&f.node.selection_set.node, level + 1)?, field_arguments(&f.node)?, 1),
+                Selection::InlineFragment(f) => {
+                    let under = self.set(&f.node.selection_set.node, level + 1)?;
+                    (under, directive_arguments(&f.node.directives)?, under.fields_here)
+                }
+                Selection::FragmentSpread(s) => {
+                    let under = self.fragment(s.node.fragment_name.node.as_str(), level + 1)?;
+                    (under, directive_arguments(&s.node.directives)?, under.fields_here)
+                }
             };
-            size.selections = size.selections.saturating_add(under.selections).saturating_add(1);
+            size.add(under);
+            size.add(own);
+            size.selections = size.selections.saturating_add(1);
+            size.fields_here = size.fields_here.saturating_add(here);
             size.depth = size.depth.max(under.depth + 1);
-            if size.selections > MAX_INLINED_SELECTIONS {
-                return Err(Inlined::TooMany);
-            }
+            size.check()?;
         }
         Ok(size)
     }
@@ -351,10 +504,10 @@ mod tests {
     #[test]
     fn parsed_documents_are_kept_within_bounds() {
         let docs = ParsedDocuments::default();
-        let parse = |q: &str| async_graphql::parser::parse_query(q).unwrap();
+        let parse = |q: &str| Admitted { doc: async_graphql::parser::parse_query(q).unwrap(), size: Size::default() };
         let small = "{ me { email } }";
         docs.keep(small, &parse(small));
-        assert_eq!(docs.get(small).map(|d| d.operations.iter().count()), Some(1));
+        assert_eq!(docs.get(small).map(|d| d.doc.operations.iter().count()), Some(1));
         let long = format!("{{ me {{ email }} }} #{}", "x".repeat(PARSED_MAX_LEN));
         docs.keep(&long, &parse(&long));
         assert!(docs.get(&long).is_none(), "a long document is not kept");
@@ -430,7 +583,10 @@ mod tests {
         assert!(message.contains("selections with its fragments spread"), "{message}");
         // Nine levels is 1,536 selections in the operation and 3,049 in the
         // definitions: within the bound; ten is not.
-        assert_eq!(inlined(&async_graphql::parser::parse_query(fan(9, "id")).unwrap()), Ok(4_585));
+        assert_eq!(
+            inlined(&async_graphql::parser::parse_query(fan(9, "id")).unwrap()).map(|s| s.selections),
+            Ok(4_585)
+        );
         assert_eq!(refusal(&fan(9, "id")), None);
         assert!(refusal(&fan(10, "id")).is_some());
         // Fragments that hold no field fan out as well (the recursion check walks
@@ -451,6 +607,46 @@ mod tests {
         let shallow = format!("fragment D on User {}", nest(19));
         let deep = format!("query {{ x {{ ...D }} y {}...D{} }} {shallow}", "{ a ".repeat(14), "}".repeat(14));
         assert!(refusal(&deep).expect("refused").contains("levels"), "{deep}");
+    }
+
+    #[test]
+    fn arguments_variables_root_fields_and_operations_are_bounded_once_inlined() {
+        // One field repeated with many arguments: the validator reported an error per
+        // argument per repeat (8 million for this shape at full size).
+        let args = "x: 1 ".repeat(1_650);
+        let flood = format!("{{ a {{ b({args}) {} }} }}", "b ".repeat(4_850));
+        assert!(refusal(&flood).expect("refused").contains("more than 10 arguments"));
+        let directive = format!("{{ a @include({}) }}", "if: true ".repeat(11));
+        assert!(refusal(&directive).expect("refused").contains("more than 10 arguments"));
+        // Argument values add up through spreads.
+        let args: String = (0..10).map(|i| format!("x{i}: [1, 2, 3, 4, 5, 6, 7, 8, 9, 10] ")).collect();
+        let spread = format!("query {{ a {{ ...B }} }} fragment B on T {{ b({args}) }}");
+        assert_eq!(refusal(&spread), None, "220 argument values, twice");
+        let many = format!("query {{ a {{ {} }} }} fragment B on T {{ b({args}) }}", "...B ".repeat(200));
+        assert!(refusal(&many).expect("refused").contains("argument values"));
+        // A variable referred to past the bound, through a fragment.
+        let refs = "$v ".repeat(100);
+        let vars = format!("query($v: Int) {{ a {{ {} }} }} fragment V on T {{ b(x: [{refs}]) }}", "...V ".repeat(11));
+        assert!(refusal(&vars).expect("refused").contains("refers to variables"));
+        // Root fields through an inline fragment and a spread count as root fields.
+        let wide =
+            format!("query {{ ... {{ {} }} ...R }} fragment R on Query {{ {} }}", "a ".repeat(10), "b ".repeat(6));
+        assert!(refusal(&wide).expect("refused").contains("root fields"));
+        let ops: String = (0..=MAX_OPERATIONS).map(|i| format!("query Q{i} {{ a }} ")).collect();
+        assert!(refusal(&ops).expect("refused").contains("operations"));
+    }
+
+    #[test]
+    fn variables_copied_too_often_are_refused() {
+        let docs = Documents::default();
+        let admitted = docs.admit("query($v: [Int]) { a(x: $v) b(x: $v) c(x: $v) }", |_| true).unwrap();
+        let small = async_graphql::Variables::from_json(serde_json::json!({ "v": [1, 2, 3] }));
+        assert!(admitted.check_variables(&small).is_ok());
+        let big = vec![0; MAX_VARIABLE_COPIES / 2];
+        let huge = async_graphql::Variables::from_json(serde_json::json!({ "v": big }));
+        assert!(admitted.check_variables(&huge).is_err(), "three references to a million values");
+        let once = docs.admit("query($v: [Int]) { a(x: $v) }", |_| true).unwrap();
+        assert!(once.check_variables(&huge).is_ok(), "one reference to it is one copy");
     }
 
     #[test]

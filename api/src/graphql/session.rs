@@ -179,11 +179,12 @@ impl SessionMutation {
         if let Some(user_errors) = too_long(&input) {
             return Ok(LoginPayload { session: None, user_errors });
         }
-        let address = ctx
-            .data_opt::<crate::http::ClientAddr>()
-            .map_or_else(|| "unknown".to_owned(), |c| crate::auth::rate_limit::address_key(c.0));
+        let client = ctx.data_opt::<crate::http::ClientAddr>().map(|c| c.0);
+        let address = client.map_or_else(|| "unknown".to_owned(), crate::auth::rate_limit::address_key);
+        // One log-in under way per address, and per /48 for IPv6 (a site's network).
+        let network = client.and_then(crate::auth::rate_limit::network_key).unwrap_or_else(|| address.clone());
         let throttle = state.login_throttle();
-        let Some(_under_way) = throttle.begin(&address) else {
+        let Some(_under_way) = throttle.begin(&network) else {
             return Err(AppError::RateLimited(std::time::Duration::from_secs(1)).into());
         };
         throttle.check(&input.email, &address).map_err(AppError::RateLimited)?;

@@ -12,9 +12,9 @@
 //! value): it is answered `rejected` and the other lines are stored. At most
 //! `MAX_BATCH` events and twice as many lines in all.
 
-use axum::body::Bytes;
-use axum::extract::{Extension, State};
-use axum::http::{HeaderMap, StatusCode, header};
+use axum::body::{Body, Bytes};
+use axum::extract::{Extension, FromRequest, State};
+use axum::http::{Request, StatusCode, header};
 use axum::response::{IntoResponse, Response};
 use chrono::{DateTime, Utc};
 use entity::enums::{AuthorKind, Channel, Direction, IdentityKind, Visibility};
@@ -120,16 +120,17 @@ enum Parsed {
 
 /// The lines of a body, split on `\n` (a `\r` before it dropped; a final newline ends
 /// the last line rather than starting an empty one).
-fn lines(body: &[u8]) -> Vec<&[u8]> {
+fn lines(body: &[u8]) -> impl Iterator<Item = &[u8]> {
     let body = body.strip_suffix(b"\n").unwrap_or(body);
-    if body.is_empty() {
-        return Vec::new();
-    }
-    body.split(|b| *b == b'\n').map(|l| l.strip_suffix(b"\r").unwrap_or(l)).collect()
+    body.split(|b| *b == b'\n').filter(move |_| !body.is_empty()).map(|l| l.strip_suffix(b"\r").unwrap_or(l))
+}
+
+fn is_blank(line: &[u8]) -> bool {
+    line.iter().all(u8::is_ascii_whitespace)
 }
 
 fn parse(line: &[u8]) -> Parsed {
-    if line.iter().all(u8::is_ascii_whitespace) {
+    if is_blank(line) {
         return Parsed::Blank;
     }
     let Ok(text) = std::str::from_utf8(line) else {
@@ -182,9 +183,9 @@ fn answer(index: usize, k: usize, result: Result<crate::interactions::ingest::Re
 pub async fn interactions(
     State(state): State<HttpState>,
     Extension(client): Extension<ClientAddr>,
-    headers: HeaderMap,
-    body: Bytes,
+    req: Request<Body>,
 ) -> Response {
+    let headers = req.headers().clone();
     let principal = match super::caller(&state.app, &headers, client, crate::auth::rate_limit::Door::AnySite).await {
         Ok(principal) => principal,
         Err(wait) => return super::rate_limited(wait),
@@ -192,16 +193,24 @@ pub async fn interactions(
     if let Err(e) = WRITE_INTERACTIONS.check(&principal) {
         return error_response(&e);
     }
-    let lines = lines(&body);
-    // Counted before anything is parsed: a body of newlines costs a scan.
-    let events = lines.iter().filter(|l| !l.iter().all(u8::is_ascii_whitespace)).count();
-    if events > MAX_BATCH || lines.len() > 2 * MAX_BATCH {
+    // Read only for a caller who may send it.
+    let body = match Bytes::from_request(req, &state).await {
+        Ok(body) => body,
+        Err(rejection) => return rejection.into_response(),
+    };
+    // Counted before anything is kept or parsed: a body of newlines costs a scan.
+    let (mut events, mut total) = (0, 0);
+    for line in lines(&body) {
+        total += 1;
+        events += usize::from(!is_blank(line));
+    }
+    if events > MAX_BATCH || total > 2 * MAX_BATCH {
         let message = format!("at most {MAX_BATCH} events and {} lines per request", 2 * MAX_BATCH);
         return (StatusCode::PAYLOAD_TOO_LARGE, axum::Json(error_body(&message, "TOO_MANY"))).into_response();
     }
     let mut inputs = Vec::with_capacity(events);
-    let mut slots = Vec::with_capacity(lines.len());
-    for p in lines.iter().map(|l| parse(l)) {
+    let mut slots = Vec::with_capacity(total);
+    for p in lines(&body).map(parse) {
         slots.push(match p {
             Parsed::Blank => None,
             Parsed::Event(event) => {

@@ -46,7 +46,7 @@ mod sockets;
 pub use client::ClientAddr;
 use errors::{bad_request, error_body, persisted_refusal};
 pub(crate) use errors::{error_response, rate_limited};
-pub use sockets::SocketCounts;
+pub use sockets::{MAX_SUBSCRIPTIONS, SocketCounts};
 
 const REQUEST_ID: &str = "x-request-id";
 
@@ -343,7 +343,7 @@ async fn graphql_get(
     // The document is admitted (allow-list, lexical limits) before it is parsed,
     // here as on every path; the executor then finds the same parse in its memo.
     let doc = match state.gate.document(&req.query) {
-        Ok(doc) => doc,
+        Ok(admitted) => admitted.doc,
         Err(refusal) => {
             return GraphQLResponse::from(async_graphql::Response::from_errors(vec![refusal])).into_response();
         }

@@ -21,9 +21,11 @@
 //!   with 4429.
 //!
 //! Only then is the socket handed to async-graphql (with the `connection_init` it
-//! sent, which it acknowledges). Messages are at most [`MAX_MESSAGE`] bytes; keep-alive
-//! closes a socket whose client sent nothing for [`KEEPALIVE`]; a closed socket drops
-//! its streams and its slots.
+//! sent, which it acknowledges). Messages are at most [`MAX_MESSAGE`] bytes (else close
+//! 1009); each subscription counts against the caller's rate and at most
+//! [`MAX_SUBSCRIPTIONS`] run at once on a socket (else close 4429); keep-alive closes a socket
+//! whose client sent nothing for [`KEEPALIVE`]; a closed socket drops its streams and
+//! its slots.
 
 use std::collections::HashMap;
 use std::net::IpAddr;
@@ -41,13 +43,16 @@ use futures::{SinkExt, StreamExt};
 
 use super::{ClientAddr, HttpState, RequestIdValue, authenticate, error_body, rate_limited, request_id};
 use crate::auth::Principal;
-use crate::auth::rate_limit::{Door, address_key, caller_key};
+use crate::auth::rate_limit::{Door, address_key, caller_key, network_key};
 
 /// How long a socket may stay silent before it is closed (clients ping).
 const KEEPALIVE: Duration = Duration::from_secs(30);
 /// Largest message (and frame) a client may send: a subscription document and its
 /// variables, not a payload.
 pub const MAX_MESSAGE: usize = 64 * 1024;
+/// Most subscriptions one socket may run at once (the protocol machine polls them all
+/// at every wake).
+pub const MAX_SUBSCRIPTIONS: usize = 32;
 
 /// Open sockets of this process: in all, per caller, and not yet authenticated (in
 /// all and per client address).
@@ -68,6 +73,22 @@ impl Drop for Slot {
     }
 }
 
+/// A socket's places while it has not authenticated: in its address's (and network's)
+/// counts and among all such sockets; released together on drop.
+struct Unauthenticated {
+    _slots: Vec<KeyedSlot>,
+    _waiting: Waiting,
+}
+
+/// One socket's place among those waiting to authenticate; released on drop.
+struct Waiting(Arc<SocketCounts>);
+
+impl Drop for Waiting {
+    fn drop(&mut self) {
+        self.0.pending_all.fetch_sub(1, Ordering::Relaxed);
+    }
+}
+
 /// One socket's place in a keyed count (its caller's, or its address's while it has
 /// not authenticated); released on drop.
 struct KeyedSlot {
@@ -78,9 +99,6 @@ struct KeyedSlot {
 
 impl Drop for KeyedSlot {
     fn drop(&mut self) {
-        if self.pending {
-            self.counts.pending_all.fetch_sub(1, Ordering::Relaxed);
-        }
         let map = if self.pending { &self.counts.pending } else { &self.counts.per_caller };
         let mut map = map.lock().unwrap_or_else(PoisonError::into_inner);
         if let Some(n) = map.get_mut(&self.key) {
@@ -109,15 +127,15 @@ impl SocketCounts {
             return None;
         }
         *n += 1;
-        if pending {
-            self.pending_all.fetch_add(1, Ordering::Relaxed);
-        }
         Some(KeyedSlot { counts: Arc::clone(self), key, pending })
     }
 
-    /// Whether `max` sockets are waiting to authenticate (0: no limit).
-    fn pending_full(&self, max: usize) -> bool {
-        max != 0 && self.pending_all.load(Ordering::Relaxed) >= max
+    /// A place among all the sockets waiting to authenticate, unless `max` wait
+    /// already (0: no limit).
+    fn admit_waiting(self: &Arc<Self>, max: usize) -> Option<Waiting> {
+        let taken = self.pending_all.fetch_add(1, Ordering::Relaxed);
+        let waiting = Waiting(Arc::clone(self));
+        (max == 0 || taken < max).then_some(waiting)
     }
 
     /// Sockets open now, for tests and metrics.
@@ -160,12 +178,22 @@ pub fn serve(
         0 => 0,
         max => (max / 4).max(settings.ws_max_pending_per_address),
     };
-    if counts.pending_full(pending_cap) {
-        return rate_limited(init_timeout);
-    }
-    let Some(pending) = counts.admit_keyed(address_key(client.0), settings.ws_max_pending_per_address, true) else {
+    let Some(waiting) = counts.admit_waiting(pending_cap) else {
         return rate_limited(init_timeout);
     };
+    // Counted against the address, and for IPv6 against its /48 as well (four
+    // addresses' worth), so rotating /64s does not buy more.
+    let max = settings.ws_max_pending_per_address;
+    let mut slots = Vec::with_capacity(2);
+    let keys = std::iter::once((address_key(client.0), max))
+        .chain(network_key(client.0).map(|network| (network, max.saturating_mul(4))));
+    for (key, max) in keys {
+        match counts.admit_keyed(key, max, true) {
+            Some(slot) => slots.push(slot),
+            None => return rate_limited(init_timeout),
+        }
+    }
+    let pending = Unauthenticated { _slots: slots, _waiting: waiting };
     upgrade.max_message_size(MAX_MESSAGE).max_frame_size(MAX_MESSAGE).protocols(ALL_WEBSOCKET_PROTOCOLS).on_upgrade(
         move |socket| async move {
             let _slot = slot;
@@ -268,7 +296,7 @@ async fn run(
     address: IpAddr,
     mut socket: WebSocket,
     protocol: WebSocketProtocols,
-    pending: KeyedSlot,
+    pending: Unauthenticated,
 ) {
     let max_per_caller = state.app.settings().ws_max_per_caller;
     let admitted = async {
@@ -292,6 +320,7 @@ async fn run(
         }
     };
     drop(pending);
+    let principal_for_rate = principal.clone();
     let mut data = async_graphql::Data::default();
     data.insert(Arc::new(held));
     data.insert(principal);
@@ -301,18 +330,36 @@ async fn run(
     data.insert(crate::graphql::loaders::topic_loader(state.app.db().clone()));
 
     let (mut sink, stream) = socket.split();
-    // A read that fails ends the input; one that failed for the message's size is
-    // answered with 1009 once the protocol machine has stopped.
-    let too_big = Arc::new(std::sync::atomic::AtomicBool::new(false));
-    let noted = Arc::clone(&too_big);
+    // What the client sends is watched on its way to the protocol machine: each
+    // subscription counts against the caller's rate, at most [`MAX_SUBSCRIPTIONS`] run at
+    // once, and a message over the size limit ends the socket. Any of these ends the
+    // input, and the socket is closed with the reason once the machine has stopped.
+    let watch = Arc::new(Mutex::new(Watch::default()));
+    let watcher = Arc::clone(&watch);
+    let (app, caller) = (state.app.clone(), principal_for_rate);
     let rest = stream
         .take_while(move |m| {
-            if let Err(e) = m {
+            let mut watch = watcher.lock().unwrap_or_else(PoisonError::into_inner);
+            let verdict = match m {
+                Ok(Message::Text(text)) => {
+                    watch.admit(text.as_bytes(), || app.rate_limiter().check(&caller, address, Door::AnySite))
+                }
+                Ok(Message::Binary(bytes)) => {
+                    watch.admit(bytes, || app.rate_limiter().check(&caller, address, Door::AnySite))
+                }
+                Ok(_) => Ok(()),
                 // tungstenite's `Capacity` error, as axum passes it on (its type is not
                 // re-exported); the e2e test of the limit holds this to its wording.
-                noted.store(e.to_string().contains("too long"), Ordering::Relaxed);
+                Err(e) if e.to_string().contains("too long") => Err(CloseFrame {
+                    code: 1009,
+                    reason: format!("a message may be at most {MAX_MESSAGE} bytes").into(),
+                }),
+                Err(_) => Err(CloseFrame { code: 1000, reason: "".into() }),
+            };
+            if let Err(frame) = verdict {
+                watch.ended = Some(frame);
             }
-            futures::future::ready(m.is_ok())
+            futures::future::ready(watch.ended.is_none())
         })
         .filter_map(|m| {
             futures::future::ready(match m {
@@ -327,15 +374,63 @@ async fn run(
         .keepalive_timeout(KEEPALIVE);
     while let Some(message) = protocol_machine.next().await {
         let message = match message {
-            WsMessage::Text(text) => Message::Text(text.into()),
+            WsMessage::Text(text) => {
+                watch.lock().unwrap_or_else(PoisonError::into_inner).completed(&text);
+                Message::Text(text.into())
+            }
             WsMessage::Close(code, reason) => Message::Close(Some(CloseFrame { code, reason: reason.into() })),
         };
         if sink.send(message).await.is_err() {
             return;
         }
     }
-    if too_big.load(Ordering::Relaxed) {
-        let reason = format!("a message may be at most {MAX_MESSAGE} bytes");
-        let _ = sink.send(Message::Close(Some(CloseFrame { code: 1009, reason: reason.into() }))).await;
+    let ended = watch.lock().unwrap_or_else(PoisonError::into_inner).ended.take();
+    if let Some(frame) = ended.filter(|f| f.code != 1000) {
+        let _ = sink.send(Message::Close(Some(frame))).await;
+    }
+}
+
+/// Subscriptions running on one socket, and why its input ended.
+#[derive(Default)]
+struct Watch {
+    active: std::collections::HashSet<String>,
+    ended: Option<CloseFrame>,
+}
+
+impl Watch {
+    /// Notes a client message: a subscription must fit the caller's rate (`charge`)
+    /// and [`MAX_SUBSCRIPTIONS`]; `Err` closes the socket with the frame.
+    fn admit(&mut self, message: &[u8], charge: impl FnOnce() -> Result<(), Duration>) -> Result<(), CloseFrame> {
+        match ClientMessage::from_bytes(message) {
+            Ok(ClientMessage::Start { id, .. }) => {
+                if charge().is_err() {
+                    return Err(CloseFrame {
+                        code: 4429,
+                        reason: "RATE_LIMITED: too many subscriptions a minute".into(),
+                    });
+                }
+                if !self.active.contains(&id) && self.active.len() >= MAX_SUBSCRIPTIONS {
+                    let reason =
+                        format!("RATE_LIMITED: at most {MAX_SUBSCRIPTIONS} subscriptions at once on a connection");
+                    return Err(CloseFrame { code: 4429, reason: reason.into() });
+                }
+                self.active.insert(id);
+            }
+            Ok(ClientMessage::Stop { id }) => {
+                self.active.remove(&id);
+            }
+            _ => {}
+        }
+        Ok(())
+    }
+
+    /// Notes a server message: a `complete` ends its subscription.
+    fn completed(&mut self, message: &str) {
+        if message.starts_with("{\"type\":\"complete\"")
+            && let Ok(done) = serde_json::from_str::<serde_json::Value>(message)
+            && let Some(id) = done["id"].as_str()
+        {
+            self.active.remove(id);
+        }
     }
 }

@@ -6,8 +6,9 @@
 //!
 //! Each input runs on a thread with a small stack ([`STACK`], a quarter of a worker
 //! thread's): a recursion the input controls shows up here as a crash long before it
-//! could overflow a worker. A panic, a stack overflow, a 500, or internals in an answer
-//! is a finding; libFuzzer's `-timeout` bounds the time of one input.
+//! could overflow a worker. A panic, a stack overflow, a 500, internals in an answer or
+//! an answer over [`MAX_ANSWER`] is a finding; libFuzzer's `-timeout` (10 s in
+//! `run.sh`) bounds the time of one input.
 //!
 //! The first byte picks the request's shape, the rest is its content:
 //! 0 a raw POST body as JSON, 1 the bytes as the document of a POST, 2 the bytes as the
@@ -25,6 +26,9 @@ use tower::ServiceExt;
 
 /// The stack each input runs on.
 const STACK: usize = 512 * 1024;
+/// The largest answer an input may get (the body limit is 2 MiB; an answer much larger
+/// than what was sent means work multiplied, as errors per argument once did).
+const MAX_ANSWER: usize = 4 << 20;
 
 struct Harness {
     router: axum::Router,
@@ -119,8 +123,8 @@ fn check(data: &[u8]) {
     let (status, body) = h.runtime.block_on(async {
         let response = h.router.clone().oneshot(req).await.expect("the router answers");
         let status = response.status().as_u16();
-        let body = axum::body::to_bytes(response.into_body(), 4 << 20).await.unwrap_or_default();
-        (status, body)
+        let body = axum::body::to_bytes(response.into_body(), MAX_ANSWER).await;
+        (status, body.unwrap_or_else(|_| panic!("an answer over {MAX_ANSWER} bytes to {data:?}")))
     });
     let text = String::from_utf8_lossy(&body).to_lowercase();
     assert!(status != 500, "a 500 for {data:?}: {text}");

@@ -250,6 +250,8 @@ pub async fn fragment_fan_out(scale: Scale, backend: &Backend) -> Outcome {
         // The widest fan-out admitted (4,585 selections inlined): validated, then
         // refused by the policy, anonymous.
         (fan(9), "UNAUTHENTICATED"),
+        // One field repeated with 1,650 arguments (once 8 million validation errors).
+        (format!("{{ me {{ id({}) {} }} }}", "x: 1 ".repeat(1_650), "id ".repeat(4_850)), "GRAPHQL_VALIDATION_FAILED"),
     ];
     let base = m.spawned.server.base.clone();
     let client = m.spawned.target.client.clone();
@@ -292,7 +294,7 @@ pub async fn fragment_fan_out(scale: Scale, backend: &Backend) -> Outcome {
     let slowest = probe.await.unwrap_or_default();
     outcome.notes.push(format!("slowest /healthz meanwhile {:.0} ms", slowest.as_secs_f64() * 1000.0));
     outcome.load = format!(
-        "{rounds} rounds × 2 clients: 30-level fan-outs of fields and of empty fragments, a 900-fragment chain, a 9-level fan-out"
+        "{rounds} rounds × 2 clients: 30-level fan-outs of fields and of empty fragments, a 900-fragment chain, a 9-level fan-out, a field with 1,650 arguments repeated 4,850 times"
     );
     outcome.faults = "anonymous POSTs".into();
     m.finish(outcome).await

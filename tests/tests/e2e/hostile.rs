@@ -254,6 +254,28 @@ async fn a_fragment_fan_out_is_refused_before_it_is_walked() {
         }
         let body = answered(app, &empty).await;
         assert_eq!(error_code(&body), Some("GRAPHQL_VALIDATION_FAILED"), "{body}");
+        // One field repeated with a thousand arguments: the validator made an error per
+        // argument per repeat, millions of them for 17 KB.
+        let flood = format!("{{ me {{ id({}) {} }} }}", "x: 1 ".repeat(1_650), "id ".repeat(4_850));
+        let body = answered(app, &flood).await;
+        assert_eq!(error_code(&body), Some("GRAPHQL_VALIDATION_FAILED"), "{body}");
+        assert!(body["errors"].as_array().unwrap().len() <= 100, "a bounded answer");
+        // A megabyte variable referred to a thousand times: copied at each reference.
+        let refs = "id @include(if: $v) ".repeat(1_000);
+        let query = format!("query($v: Boolean!) {{ me {{ {refs} }} }}");
+        let big: Vec<u8> = vec![0; 400_000];
+        let sent =
+            app.client.post(app.url("/graphql")).json(&json!({ "query": query, "variables": { "v": big } })).send();
+        let resp = tokio::time::timeout(std::time::Duration::from_secs(120), sent).await.expect("answered").unwrap();
+        let body: Value = resp.json().await.unwrap();
+        assert_eq!(error_code(&body), Some("GRAPHQL_VALIDATION_FAILED"), "{}", body["errors"][0]);
+        // Root fields behind an inline fragment are root fields.
+        let wide = format!(
+            "{{ ... on Query {{ {} }} }}",
+            (0..16).map(|i| format!("m{i}: me {{ id }}")).collect::<Vec<_>>().join(" ")
+        );
+        let body = answered(app, &wide).await;
+        assert_eq!(error_code(&body), Some("GRAPHQL_VALIDATION_FAILED"), "{body}");
         // A chain of fragments nests the validator without a bracket in the text.
         let mut chain = String::from("query { me { ...C0 } } fragment C900 on User { id }");
         for i in 0..900 {

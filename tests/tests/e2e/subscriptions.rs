@@ -371,6 +371,29 @@ async fn a_socket_must_authenticate_before_it_is_any_use() {
 }
 
 #[tokio::test]
+async fn one_socket_runs_a_bounded_number_of_subscriptions() {
+    use futures::SinkExt;
+    use tokio_tungstenite::tungstenite::Message;
+    for backend in cxgraph_tests::backends() {
+        let app = TestApp::spawn(&backend).await;
+        let admin = app.login_admin().await.access;
+        let (mut socket, ack) = raw_socket(&app, Some(&admin)).await.unwrap();
+        assert!(ack.contains("connection_ack"), "{ack}");
+        let max = cxgraph::http::MAX_SUBSCRIPTIONS;
+        for id in 0..=max {
+            let subscribe = json!({ "id": id.to_string(), "type": "subscribe", "payload": { "query": INTERACTIONS } });
+            socket.send(Message::Text(subscribe.to_string().into())).await.unwrap();
+        }
+        let closed = closed_with(&mut socket, 30).await;
+        assert_eq!(closed.as_ref().map(|c| c.0), Some(4429), "[{}] {closed:?}", backend.name());
+        // A new socket of the same caller starts afresh.
+        let (_again, ack) = admitted(&app, Some(&admin)).await.unwrap();
+        assert!(ack.contains("connection_ack"), "{ack}");
+        app.stop().await;
+    }
+}
+
+#[tokio::test]
 async fn unauthenticated_sockets_are_capped_per_address() {
     let app = TestApp::spawn_with(&Backend::Sqlite, |s| {
         s.ws_max_pending_per_address = 3;
