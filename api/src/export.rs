@@ -7,7 +7,7 @@
 //! changed at or after it, so a nightly job pulls what changed; the HTTP layer hands
 //! back a watermark for the next pull. `from`/`to` filter on business time (when it
 //! happened, or opened). Personal data is masked as in GraphQL for callers who may not
-//! read it (names masked, free text empty). CSV cells holding text that a spreadsheet
+//! read it (names masked, free text and external ids empty). CSV cells holding text that a spreadsheet
 //! would run as a formula (`=`, `+`, `-`, `@`) are prefixed with `'`.
 //!
 //! Each chunk is one statement (plus one for its rows' topics where there are any):
@@ -161,7 +161,7 @@ fn spec(dataset: Dataset, backend: DatabaseBackend) -> Spec {
                 personal("body", "i.body", Text, Pii::Text),
                 col("sentiment_score", "i.sentiment_score", Float),
                 col("sentiment_label", "i.sentiment_label", Code),
-                col("external_id", "i.external_id", Text),
+                personal("external_id", "i.external_id", Text, Pii::Text),
                 col("occurred_at", "i.occurred_at", Time),
                 col("created_at", "i.created_at", Time),
             ],
@@ -236,7 +236,7 @@ fn spec(dataset: Dataset, backend: DatabaseBackend) -> Spec {
                 col("outcome", "tp.outcome", Code),
                 col("interaction_id", "tp.interaction_id", Id),
                 col("source", "tp.source", Text),
-                col("external_id", "tp.external_id", Text),
+                personal("external_id", "tp.external_id", Text, Pii::Text),
                 col("occurred_at", "tp.occurred_at", Time),
                 col("created_at", "tp.created_at", Time),
             ],
@@ -261,7 +261,7 @@ fn spec(dataset: Dataset, backend: DatabaseBackend) -> Spec {
                 col("sentiment_score", "f.sentiment_score", Float),
                 col("sentiment_label", "f.sentiment_label", Code),
                 col("source", "f.source", Text),
-                col("external_id", "f.external_id", Text),
+                personal("external_id", "f.external_id", Text, Pii::Text),
                 col("occurred_at", "f.occurred_at", Time),
                 col("created_at", "f.created_at", Time),
             ],

@@ -92,6 +92,13 @@ impl TestDatabase {
         }
     }
 
+    /// The files of a SQLite database (the file and its write-ahead log), for tests of
+    /// what is left on disk; `None` on PostgreSQL.
+    pub fn sqlite_files(&self) -> Option<[std::path::PathBuf; 2]> {
+        let path = self.url.strip_prefix("sqlite://")?.split('?').next()?;
+        Some([path.into(), format!("{path}-wal").into()])
+    }
+
     /// The same database, for a second server (dropped by its owner only).
     pub fn shared(&self) -> TestDatabase {
         TestDatabase { url: self.url.clone(), _dir: None, postgres: None }

@@ -7,6 +7,7 @@
 use entity::enums::{IdentityKind, Role};
 
 use super::{Principal, Scope};
+use crate::error::AppError;
 
 /// Whether the caller may read personal data.
 pub fn can_read(principal: &Principal) -> bool {
@@ -15,6 +16,48 @@ pub fn can_read(principal: &Principal) -> bool {
         Principal::Token(_) => principal.has_scope(Scope::PiiRead),
         Principal::Anonymous(_) => false,
     }
+}
+
+/// Ways of finding customers by their personal values. Matching is reading: a caller
+/// who sees `a***@example.com` but may search by prefix grows the prefix a character at
+/// a time and watches whether a customer it knows stays in the answer (a few hundred
+/// requests spell out the address); an exact lookup confirms any guess; an order by
+/// name places a masked name among names the caller knows (and its cursors carry the
+/// name). So each needs the right to read personal data, like the values themselves.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum PersonalMatch {
+    /// `customers(filter: {search})`: a prefix of a name or of any identity value.
+    Search,
+    /// `customers(orderBy: {field: NAME})`.
+    OrderByName,
+    /// `customerByIdentity(kind, value)`: an exact identity value.
+    IdentityLookup,
+}
+
+impl PersonalMatch {
+    pub const ALL: [PersonalMatch; 3] =
+        [PersonalMatch::Search, PersonalMatch::OrderByName, PersonalMatch::IdentityLookup];
+
+    /// The argument, as a client would name it in the error's path.
+    pub fn argument(self) -> &'static [&'static str] {
+        match self {
+            PersonalMatch::Search => &["filter", "search"],
+            PersonalMatch::OrderByName => &["orderBy", "field"],
+            PersonalMatch::IdentityLookup => &["value"],
+        }
+    }
+}
+
+/// Refuses a match on personal values (`FORBIDDEN`) to a caller who may not read them.
+pub fn may_match(principal: &Principal, how: PersonalMatch) -> Result<(), AppError> {
+    if can_read(principal) {
+        return Ok(());
+    }
+    Err(AppError::forbidden(format!(
+        "`{}` matches on personal data, which this caller sees masked: it needs a role that reads personal \
+         data or a token with pii:read",
+        how.argument().join(".")
+    )))
 }
 
 fn first_char_then_stars(s: &str) -> String {
@@ -48,6 +91,45 @@ pub fn mask_identity(kind: IdentityKind, value: &str) -> String {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    /// Who may match on personal values: exactly who may read them.
+    #[test]
+    fn only_readers_of_personal_data_match_on_it() {
+        use std::collections::BTreeSet;
+
+        use crate::auth::{TokenPrincipal, UserPrincipal};
+        let user = |role| Principal::User(UserPrincipal { id: uuid::Uuid::nil(), role });
+        let token = |scopes: &[Scope]| {
+            Principal::Token(TokenPrincipal {
+                id: uuid::Uuid::nil(),
+                scopes: scopes.iter().copied().collect::<BTreeSet<_>>(),
+                channels: None,
+            })
+        };
+        let callers = [
+            ("anonymous", Principal::Anonymous(None), false),
+            ("admin", user(Role::Admin), true),
+            ("manager", user(Role::Manager), true),
+            ("agent", user(Role::Agent), true),
+            ("analyst", user(Role::Analyst), false),
+            ("token customers:read", token(&[Scope::CustomersRead]), false),
+            (
+                "token every scope but pii:read",
+                token(&Scope::ALL.map(|s| if s == Scope::PiiRead { Scope::CustomersRead } else { s })),
+                false,
+            ),
+            ("token customers:read pii:read", token(&[Scope::CustomersRead, Scope::PiiRead]), true),
+        ];
+        for (who, principal, allowed) in &callers {
+            for how in PersonalMatch::ALL {
+                let decision = may_match(principal, how);
+                assert_eq!(decision.is_ok(), *allowed, "{how:?} for {who}");
+                if let Err(e) = decision {
+                    assert_eq!(e.code(), "FORBIDDEN", "{how:?} for {who}");
+                }
+            }
+        }
+    }
 
     #[test]
     fn masks_keep_only_a_hint() {

@@ -119,8 +119,16 @@ pub struct ErasureReport {
 }
 
 /// Erases the personal data of a customer and of every tombstone merged into it.
+/// On SQLite the write-ahead log is then checkpointed, so the erased text is gone
+/// from the files on disk too, not only from the tables.
 pub async fn erase(db: &DatabaseConnection, actor: Actor<'_>, id: Uuid) -> AppResult<ErasureReport> {
-    batch::retry_contended(|| erase_once(db, actor, id)).await
+    let report = batch::retry_contended(|| erase_once(db, actor, id)).await?;
+    match crate::db::checkpoint_after_erasure(db).await {
+        Ok(true) => {}
+        Ok(false) => tracing::warn!(customer = %id, "erased, but readers kept the SQLite log from being truncated"),
+        Err(error) => tracing::warn!(customer = %id, %error, "erased, but the SQLite log could not be checkpointed"),
+    }
+    Ok(report)
 }
 
 async fn erase_once(db: &DatabaseConnection, actor: Actor<'_>, id: Uuid) -> AppResult<ErasureReport> {

@@ -5,8 +5,8 @@ use std::sync::Arc;
 
 use async_graphql::connection::{Connection, Edge, EmptyFields};
 use async_graphql::{
-    Context, Enum, ID, InputObject, InputType, Json, Lookahead, MaybeUndefined, Name, Object, Result, SimpleObject,
-    Value,
+    ComplexObject, Context, Enum, ID, InputObject, InputType, Json, Lookahead, MaybeUndefined, Name, Object, Result,
+    SimpleObject, Value,
 };
 use chrono::{DateTime, Utc};
 use entity::{customer, customer_identity};
@@ -15,8 +15,8 @@ use super::enums::{Channel, ConversationStatus, IdentityKind, NpsCategory};
 use super::facts::{Conversation, Feedback, Interaction, JourneyPosition, Touchpoint, reads_pii};
 use super::loaders::{Batch, Loaders};
 use super::types::{UserError, actor, capped, context, id, parse_id, split_user_errors, within_channel_limit};
-use crate::auth::pii;
-use crate::auth::policy::READ_INTERACTIONS;
+use crate::auth::pii::{self, PersonalMatch};
+use crate::auth::policy::{READ_CUSTOMERS, READ_INTERACTIONS};
 use crate::customers::listing::{self, CustomerFilter as DomainFilter, Sort, SortField};
 use crate::customers::prefetch::{self, Wanted, Which};
 use crate::customers::view::{ConversationSlice, InteractionSlice};
@@ -504,7 +504,8 @@ impl CustomerQuery {
         kind: IdentityKind,
         value: String,
     ) -> Result<Option<Customer>> {
-        let (state, _) = context(ctx)?;
+        let (state, principal) = context(ctx)?;
+        pii::may_match(principal, PersonalMatch::IdentityLookup)?;
         Ok(service::find_by_identity(state.db(), kind.into(), &value).await?.map(Customer::single))
     }
 
@@ -521,13 +522,19 @@ impl CustomerQuery {
         last: Option<i32>,
         before: Option<String>,
     ) -> Result<Connection<String, Customer, CustomerConnectionFields, EmptyFields>> {
-        let (state, _) = context(ctx)?;
+        let (state, principal) = context(ctx)?;
         let size = |v: Option<i32>, field: &str| -> Result<Option<u64>, AppError> {
             v.map(|n| u64::try_from(n).map_err(|_| AppError::invalid(&[field], "OUT_OF_RANGE", "must not be negative")))
                 .transpose()
         };
         let page = PageRequest { first: size(first, "first")?, after, last: size(last, "last")?, before };
         let filter = filter.unwrap_or_default();
+        if filter.search.as_deref().is_some_and(|s| !s.trim().is_empty()) {
+            pii::may_match(principal, PersonalMatch::Search)?;
+        }
+        if order_by.as_ref().is_some_and(|o| SortField::from(o.field) == SortField::Name) {
+            pii::may_match(principal, PersonalMatch::OrderByName)?;
+        }
         let filter = DomainFilter {
             search: filter.search,
             segments: capped(filter.segments, &["filter", "segments"])?,
@@ -613,10 +620,15 @@ pub struct UpdateCustomerInput {
     attributes: Option<Json<serde_json::Value>>,
 }
 
-/// Result of a mutation that changes one customer.
+/// Result of a mutation that changes one customer. A write answers with what the
+/// writer may read: the customer itself only for callers who may read customers
+/// (`FORBIDDEN` otherwise; `customerId` for everyone), since it holds more than was
+/// written (identities, history, metrics).
 #[derive(SimpleObject)]
+#[graphql(complex)]
 pub struct CustomerPayload {
     /// The customer after the change; null if nothing changed.
+    #[graphql(guard = "READ_CUSTOMERS")]
     customer: Option<Customer>,
     /// Problems the user can fix.
     user_errors: Vec<UserError>,
@@ -640,10 +652,12 @@ pub struct UnlinkIdentityInput {
 
 /// Result of `linkIdentity` / `unlinkIdentity`.
 #[derive(SimpleObject)]
+#[graphql(complex)]
 pub struct IdentityPayload {
     /// The identity linked or unlinked.
     identity: Option<CustomerIdentity>,
-    /// Its customer.
+    /// Its customer (for callers who may read customers).
+    #[graphql(guard = "READ_CUSTOMERS")]
     customer: Option<Customer>,
     /// Problems the user can fix (`CONFLICT` when the identity belongs to someone else).
     user_errors: Vec<UserError>,
@@ -672,8 +686,11 @@ pub struct PossibleDuplicate {
 
 /// Result of `resolveCustomer`.
 #[derive(SimpleObject)]
+#[graphql(complex)]
 pub struct ResolveCustomerPayload {
-    /// The customer the contact resolved to.
+    /// The customer the contact resolved to (for callers who may read customers: an
+    /// existing customer's profile and history are not the writer's to read).
+    #[graphql(guard = "READ_CUSTOMERS")]
     customer: Option<Customer>,
     /// True when a new customer was created.
     created: bool,
@@ -683,6 +700,30 @@ pub struct ResolveCustomerPayload {
     possible_duplicates: Vec<PossibleDuplicate>,
     /// Problems the user can fix.
     user_errors: Vec<UserError>,
+}
+
+#[ComplexObject]
+impl CustomerPayload {
+    /// Id of the customer: all a caller who may write but not read gets.
+    async fn customer_id(&self) -> Option<ID> {
+        self.customer.as_ref().map(|c| id(c.model.id))
+    }
+}
+
+#[ComplexObject]
+impl IdentityPayload {
+    /// Id of the identity's customer.
+    async fn customer_id(&self) -> Option<ID> {
+        self.customer.as_ref().map(|c| id(c.model.id))
+    }
+}
+
+#[ComplexObject]
+impl ResolveCustomerPayload {
+    /// Id of the customer the contact resolved to.
+    async fn customer_id(&self) -> Option<ID> {
+        self.customer.as_ref().map(|c| id(c.model.id))
+    }
 }
 
 #[derive(Default)]

@@ -78,8 +78,11 @@ impl Interaction {
         self.0.sentiment_label.map(Into::into)
     }
     /// The channel's own id for the event (the idempotency key with the channel).
-    async fn external_id(&self) -> Option<&str> {
-        self.0.external_id.as_deref()
+    ///
+    /// Null without the right to personal data: platforms build ids from addresses
+    /// (an e-mail's `Message-ID` holds the sender's), so an id is treated as free text.
+    async fn external_id(&self, ctx: &Context<'_>) -> Option<&str> {
+        if reads_pii(ctx) { self.0.external_id.as_deref() } else { None }
     }
     /// Topics the message mentions (inbound messages are tagged at ingest).
     async fn topics(&self, ctx: &Context<'_>) -> async_graphql::Result<Vec<TopicTag>> {
@@ -236,8 +239,11 @@ impl Touchpoint {
         &self.0.source
     }
     /// That system's id for it.
-    async fn external_id(&self) -> Option<&str> {
-        self.0.external_id.as_deref()
+    ///
+    /// Null without the right to personal data: platforms build ids from addresses
+    /// (an e-mail's `Message-ID` holds the sender's), so an id is treated as free text.
+    async fn external_id(&self, ctx: &Context<'_>) -> Option<&str> {
+        if reads_pii(ctx) { self.0.external_id.as_deref() } else { None }
     }
     /// When it happened.
     async fn occurred_at(&self) -> DateTime<Utc> {
@@ -317,8 +323,11 @@ impl Feedback {
         &self.0.source
     }
     /// That system's id for it.
-    async fn external_id(&self) -> Option<&str> {
-        self.0.external_id.as_deref()
+    ///
+    /// Null without the right to personal data: platforms build ids from addresses
+    /// (an e-mail's `Message-ID` holds the sender's), so an id is treated as free text.
+    async fn external_id(&self, ctx: &Context<'_>) -> Option<&str> {
+        if reads_pii(ctx) { self.0.external_id.as_deref() } else { None }
     }
     /// Topics the comment mentions.
     async fn topics(&self, ctx: &Context<'_>) -> async_graphql::Result<Vec<TopicTag>> {

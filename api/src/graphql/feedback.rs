@@ -1,7 +1,7 @@
 //! Feedback over GraphQL: surveys and topics (managers), and feedback submission
 //! (operators and tokens with `feedback:write`), one at a time or in batches.
 
-use async_graphql::{Context, ID, InputObject, MaybeUndefined, Object, Result, SimpleObject};
+use async_graphql::{ComplexObject, Context, ID, InputObject, MaybeUndefined, Object, Result, SimpleObject};
 use chrono::{DateTime, Utc};
 use entity::{survey, topic};
 
@@ -12,6 +12,7 @@ use super::interactions::customer_ref;
 use super::types::{
     IngestStatus, UserError, actor, context, convert_batch, id, int, item_answer, parse_id, split_user_errors,
 };
+use crate::auth::policy::READ_CUSTOMERS;
 use crate::error::AppError;
 use crate::feedback::submit::{self, NewFeedback};
 use crate::feedback::surveys::{self, SurveyInput};
@@ -206,8 +207,12 @@ impl SubmitFeedbackInput {
 
 /// Result of `submitFeedback`.
 #[derive(SimpleObject)]
+#[graphql(complex)]
 pub struct SubmitFeedbackPayload {
-    /// The stored feedback (the earlier one for a duplicate).
+    /// The stored feedback (the earlier one for a duplicate), for callers who may read
+    /// customers (`FORBIDDEN` otherwise: a replay answers with what another source
+    /// stored).
+    #[graphql(guard = "READ_CUSTOMERS")]
     feedback: Option<Feedback>,
     /// True when it was already known and nothing changed.
     duplicate: bool,
@@ -217,17 +222,35 @@ pub struct SubmitFeedbackPayload {
 
 /// The answer for one item of `ingestFeedback`.
 #[derive(SimpleObject)]
+#[graphql(complex)]
 pub struct FeedbackItemResult {
     /// Position of the item in the batch (0 first).
     index: i32,
     /// Outcome.
     status: IngestStatus,
-    /// The stored feedback, unless rejected.
+    /// The stored feedback, unless rejected; for callers who may read customers.
+    #[graphql(guard = "READ_CUSTOMERS")]
     feedback: Option<Feedback>,
     /// Problems with the item the caller can fix.
     user_errors: Vec<UserError>,
     /// `BAD_USER_INPUT` with `userErrors`, or the code of any other failure.
     error_code: Option<String>,
+}
+
+#[ComplexObject]
+impl SubmitFeedbackPayload {
+    /// Id of the stored feedback: all a caller who may write but not read gets.
+    async fn feedback_id(&self) -> Option<ID> {
+        self.feedback.as_ref().map(|f| id(f.0.id))
+    }
+}
+
+#[ComplexObject]
+impl FeedbackItemResult {
+    /// Id of the stored feedback, unless rejected.
+    async fn feedback_id(&self) -> Option<ID> {
+        self.feedback.as_ref().map(|f| id(f.0.id))
+    }
 }
 
 /// Result of `ingestFeedback`.

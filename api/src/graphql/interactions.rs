@@ -1,15 +1,16 @@
 //! Ingest over GraphQL: one event (`recordInteraction`) or a batch
 //! (`ingestInteractions`) answered per item.
 
-use async_graphql::{Context, ID, InputObject, Object, Result, SimpleObject};
+use async_graphql::{ComplexObject, Context, ID, InputObject, Object, Result, SimpleObject};
 use chrono::{DateTime, Utc};
 
 use super::customer::IdentityValueInput;
 use super::enums::{AuthorKind, Channel, Direction, Visibility};
 use super::facts::Interaction;
 use super::types::{
-    IngestStatus, UserError, actor, context, convert_batch, int, item_answer, parse_id, split_user_errors,
+    IngestStatus, UserError, actor, context, convert_batch, id, int, item_answer, parse_id, split_user_errors,
 };
+use crate::auth::policy::READ_INTERACTIONS;
 use crate::error::AppError;
 use crate::interactions::ingest::{self, CustomerRef, NewInteraction, Recorded};
 
@@ -77,8 +78,12 @@ pub fn customer_ref(
 
 /// Result of `recordInteraction`.
 #[derive(SimpleObject)]
+#[graphql(complex)]
 pub struct RecordInteractionPayload {
-    /// The stored interaction (the earlier one for a duplicate).
+    /// The stored interaction (the earlier one for a duplicate). Only for callers who
+    /// may read interactions (`FORBIDDEN` otherwise): a replay answers with what another
+    /// writer stored.
+    #[graphql(guard = "READ_INTERACTIONS")]
     interaction: Option<Interaction>,
     /// True when the event was already known and nothing changed.
     duplicate: bool,
@@ -88,12 +93,15 @@ pub struct RecordInteractionPayload {
 
 /// The answer for one item of a batch.
 #[derive(SimpleObject)]
+#[graphql(complex)]
 pub struct IngestItemResult {
     /// Position of the item in the batch (0 first).
     index: i32,
     /// Outcome.
     status: IngestStatus,
-    /// The stored interaction, unless rejected.
+    /// The stored interaction, unless rejected; only for callers who may read
+    /// interactions (`FORBIDDEN` otherwise).
+    #[graphql(guard = "READ_INTERACTIONS")]
     interaction: Option<Interaction>,
     /// Problems with the item the caller can fix.
     user_errors: Vec<UserError>,
@@ -112,6 +120,22 @@ pub struct IngestInteractionsPayload {
     duplicates: i32,
     /// Items refused.
     rejected: i32,
+}
+
+#[ComplexObject]
+impl RecordInteractionPayload {
+    /// Id of the stored interaction: all a caller who may write but not read gets.
+    async fn interaction_id(&self) -> Option<ID> {
+        self.interaction.as_ref().map(|i| id(i.0.id))
+    }
+}
+
+#[ComplexObject]
+impl IngestItemResult {
+    /// Id of the stored interaction, unless rejected.
+    async fn interaction_id(&self) -> Option<ID> {
+        self.interaction.as_ref().map(|i| id(i.0.id))
+    }
 }
 
 /// Turns a per-item result into its answer.

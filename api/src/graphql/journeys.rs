@@ -1,7 +1,9 @@
 //! Journeys over GraphQL: configuration (managers), touchpoint recording (operators
 //! and tokens with `touchpoints:write`), one at a time or in batches answered per item.
 
-use async_graphql::{Context, ID, InputObject, MaybeUndefined, Object, OneofObject, Result, SimpleObject};
+use async_graphql::{
+    ComplexObject, Context, ID, InputObject, MaybeUndefined, Object, OneofObject, Result, SimpleObject,
+};
 use chrono::{DateTime, Utc};
 
 use super::customer::IdentityValueInput;
@@ -11,6 +13,7 @@ use super::interactions::customer_ref;
 use super::types::{
     IngestStatus, UserError, actor, context, convert_batch, id, int, item_answer, parse_id, split_user_errors,
 };
+use crate::auth::policy::READ_CUSTOMERS;
 use crate::error::AppError;
 use crate::journeys::config::{self, JourneyInput, StageInput};
 use crate::journeys::touchpoints::{self, NewTouchpoint, StageRef};
@@ -162,8 +165,12 @@ impl RecordTouchpointInput {
 
 /// Result of `recordTouchpoint`.
 #[derive(SimpleObject)]
+#[graphql(complex)]
 pub struct RecordTouchpointPayload {
-    /// The stored touchpoint (the earlier one for a duplicate).
+    /// The stored touchpoint (the earlier one for a duplicate), for callers who may
+    /// read customers (`FORBIDDEN` otherwise: a replay answers with what another
+    /// source stored).
+    #[graphql(guard = "READ_CUSTOMERS")]
     touchpoint: Option<Touchpoint>,
     /// True when the event was already known and nothing changed.
     duplicate: bool,
@@ -173,17 +180,35 @@ pub struct RecordTouchpointPayload {
 
 /// The answer for one touchpoint of a batch.
 #[derive(SimpleObject)]
+#[graphql(complex)]
 pub struct TouchpointItemResult {
     /// Position of the item in the batch (0 first).
     index: i32,
     /// Outcome.
     status: IngestStatus,
-    /// The stored touchpoint, unless rejected.
+    /// The stored touchpoint, unless rejected; for callers who may read customers.
+    #[graphql(guard = "READ_CUSTOMERS")]
     touchpoint: Option<Touchpoint>,
     /// Problems with the item the caller can fix.
     user_errors: Vec<UserError>,
     /// Code of any other failure (`FORBIDDEN`, `CONFLICT`, `INTERNAL`, …).
     error_code: Option<String>,
+}
+
+#[ComplexObject]
+impl RecordTouchpointPayload {
+    /// Id of the stored touchpoint: all a caller who may write but not read gets.
+    async fn touchpoint_id(&self) -> Option<ID> {
+        self.touchpoint.as_ref().map(|t| id(t.0.id))
+    }
+}
+
+#[ComplexObject]
+impl TouchpointItemResult {
+    /// Id of the stored touchpoint, unless rejected.
+    async fn touchpoint_id(&self) -> Option<ID> {
+        self.touchpoint.as_ref().map(|t| id(t.0.id))
+    }
 }
 
 /// Result of `recordTouchpoints`.

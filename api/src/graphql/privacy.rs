@@ -6,6 +6,7 @@ use entity::customer_merge;
 
 use super::customer::Customer;
 use super::enums::IdentityKind;
+use super::facts::reads_pii;
 use super::types::{UserError, actor, context, id, parse_id, split_user_errors};
 use crate::customers::merge::{self, Evidence, MergeOutcome};
 use crate::customers::privacy;
@@ -27,9 +28,17 @@ impl CustomerMerge {
     async fn duplicate_id(&self) -> ID {
         id(self.0.duplicate_id)
     }
-    /// Why: `{decidedBy, identityKinds, note}` (no identity values).
-    async fn evidence(&self) -> Json<serde_json::Value> {
-        Json(self.0.evidence.clone())
+    /// Why: `{decidedBy, identityKinds, note}` (no identity values). The note is a
+    /// person's free text (agents type the phone number or e-mail that convinced
+    /// them), so it is null for callers who may not read personal data.
+    async fn evidence(&self, ctx: &Context<'_>) -> Json<serde_json::Value> {
+        let mut evidence = self.0.evidence.clone();
+        if !reads_pii(ctx)
+            && let Some(note) = evidence.get_mut("note")
+        {
+            *note = serde_json::Value::Null;
+        }
+        Json(evidence)
     }
     /// The user who merged.
     async fn merged_by_user_id(&self) -> Option<ID> {

@@ -158,10 +158,16 @@ async fn touchpoint_batches_answer_per_item_and_tokens_keep_to_their_channels() 
             .as_str()
             .unwrap()
             .to_owned();
-        let refused = app.graphql(RECORD, json!({ "input": item("Sign-up", "d", "WEB") }), Some(&token)).await;
+        // A writer that may not read customers gets the id back, not the touchpoint.
+        let write_only = "mutation($input: RecordTouchpointInput!) { recordTouchpoint(input: $input) { \
+                          duplicate touchpointId userErrors { field code } } }";
+        let refused = app.graphql(write_only, json!({ "input": item("Sign-up", "d", "WEB") }), Some(&token)).await;
         assert_eq!(cxgraph_tests::error_code(&refused), Some("FORBIDDEN"), "{refused}");
-        let allowed = record(app, &token, item("Sign-up", "e", "CHAT")).await;
+        assert_eq!(refused["errors"][0]["path"], json!(["recordTouchpoint"]), "the write itself: {refused}");
+        let allowed = app.graphql(write_only, json!({ "input": item("Sign-up", "e", "CHAT") }), Some(&token)).await;
+        let allowed = &allowed["data"]["recordTouchpoint"];
         assert_eq!(allowed["duplicate"], false, "{allowed}");
+        assert!(allowed["touchpointId"].is_string(), "{allowed}");
         let journeys = app.graphql("{ journeys { name stages { name } } }", json!({}), Some(&token)).await;
         assert_eq!(journeys["data"]["journeys"][0]["stages"][1]["name"], "First use", "a writer can read the catalogue");
     })

@@ -14,6 +14,7 @@ mod journeys;
 mod migrations;
 mod outage;
 mod privacy;
+mod side_doors;
 mod startup;
 mod subscriptions;
 mod tokens;

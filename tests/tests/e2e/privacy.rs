@@ -352,6 +352,14 @@ async fn erasure_leaves_no_trace_of_the_person_and_spares_everyone_else() {
 
         let left = occurrences(&app.db, canary).await;
         assert!(left.is_empty(), "[{}] personal data survives erasure in {left:?}", app.backend.name());
+        // Nor in the bytes of SQLite's files: free space, slack of rewritten cells and
+        // the write-ahead log's older frames held it before `secure_delete` and the
+        // checkpoint after an erasure.
+        for file in app.database.sqlite_files().into_iter().flatten() {
+            let bytes = std::fs::read(&file).unwrap_or_default();
+            let found = bytes.windows(canary.len()).filter(|w| *w == canary.as_bytes()).count();
+            assert_eq!(found, 0, "{} holds the erased text {found} times", file.display());
+        }
         assert_eq!(occurrences(&app.db, bystander_tag).await, bystander_before, "other customers untouched");
         assert_eq!(Interaction::find().count(&app.db).await.unwrap(), interactions_before, "anonymous rows stay");
         let kept = Customer::find_by_id(victim).one(&app.db).await.unwrap().unwrap();

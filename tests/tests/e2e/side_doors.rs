@@ -1,0 +1,268 @@
+//! Personal data through the doors beside the masked fields, on both backends: a
+//! caller who sees `a***@example.com` must not spell the address out by searching
+//! prefixes, confirm it by exact lookup or place a name by sorting, nor read it in a
+//! merge note or an external id (GraphQL and export).
+
+use cxgraph_tests::{TestApp, error_code, on_each_backend};
+use entity::enums::Role;
+use serde_json::{Value, json};
+
+const EMAIL: &str = "ann.lee@example.com";
+const MESSAGE_ID: &str = "<k-42-ann.lee@example.com>";
+const NOTE: &str = "she called from +447700900123";
+
+async fn token(app: &TestApp, admin: &str, scopes: &str) -> String {
+    let body = app
+        .graphql(
+            &format!("mutation {{ createApiToken(input: {{name: \"t\", scopes: [{scopes}]}}) {{ secret }} }}"),
+            json!({}),
+            Some(admin),
+        )
+        .await;
+    body["data"]["createApiToken"]["secret"].as_str().unwrap_or_else(|| panic!("{body}")).to_owned()
+}
+
+/// Ann (with an e-mail), a message and a feedback whose external ids embed her
+/// address, and a duplicate merged into her with a note naming her phone.
+async fn plant(app: &TestApp, admin: &str) -> String {
+    let created = app
+        .graphql(
+            "mutation($e: String!) { createCustomer(input: {displayName: \"Ann Lee\", \
+             identities: [{kind: EMAIL, value: $e}]}) { customer { id } } }",
+            json!({ "e": EMAIL }),
+            Some(admin),
+        )
+        .await;
+    let ann = created["data"]["createCustomer"]["customer"]["id"].as_str().unwrap_or_else(|| panic!("{created}"));
+    let recorded = app
+        .graphql(
+            "mutation($x: String!, $e: String!) { recordInteraction(input: {channel: EMAIL, direction: INBOUND, \
+             body: \"hello\", externalId: $x, identities: [{kind: EMAIL, value: $e}]}) { interaction { customerId } } }",
+            json!({ "x": MESSAGE_ID, "e": EMAIL }),
+            Some(admin),
+        )
+        .await;
+    assert_eq!(recorded["data"]["recordInteraction"]["interaction"]["customerId"], ann, "{recorded}");
+    let feedback = app
+        .graphql(
+            "mutation($x: String!, $c: ID!) { submitFeedback(input: {kind: CSAT, score: 4, channel: EMAIL, \
+             customerId: $c, externalId: $x}) { feedback { id } userErrors { code message } } }",
+            json!({ "x": MESSAGE_ID, "c": ann }),
+            Some(admin),
+        )
+        .await;
+    assert!(feedback["data"]["submitFeedback"]["feedback"]["id"].is_string(), "{feedback}");
+    let duplicate = app
+        .graphql(
+            "mutation { createCustomer(input: {displayName: \"A. Lee\"}) { customer { id } } }",
+            json!({}),
+            Some(admin),
+        )
+        .await["data"]["createCustomer"]["customer"]["id"]
+        .clone();
+    let merged = app
+        .graphql(
+            "mutation($s: ID!, $d: ID!, $n: String!) { mergeCustomers(input: {survivorId: $s, duplicateId: $d, \
+             identityKinds: [PHONE], note: $n}) { userErrors { code } } }",
+            json!({ "s": ann, "d": duplicate, "n": NOTE }),
+            Some(admin),
+        )
+        .await;
+    assert_eq!(merged["data"]["mergeCustomers"]["userErrors"], json!([]), "{merged}");
+    ann.to_owned()
+}
+
+/// What one caller gets through each door.
+struct Doors {
+    search: Value,
+    lookup: Value,
+    by_name: Value,
+    blank_search: Value,
+    facts: Value,
+    merges: Value,
+}
+
+async fn try_doors(app: &TestApp, who: &str, ann: &str) -> Doors {
+    let q = async |query: &str, vars: Value| app.graphql(query, vars, Some(who)).await;
+    Doors {
+        search: q(
+            "query($s: String!) { customers(first: 5, filter: {search: $s}) { totalCount } }",
+            json!({ "s": "ann.l" }),
+        )
+        .await,
+        lookup: q("query($v: String!) { customerByIdentity(kind: EMAIL, value: $v) { id } }", json!({ "v": EMAIL }))
+            .await,
+        by_name: q("{ customers(first: 5, orderBy: {field: NAME, direction: ASC}) { edges { cursor } } }", json!({}))
+            .await,
+        blank_search: q("{ customers(first: 5, filter: {search: \"  \"}) { totalCount } }", json!({})).await,
+        facts: q(
+            "query($c: ID!) { customer(id: $c) { interactions { edges { node { externalId } } } \
+             feedback { externalId } } }",
+            json!({ "c": ann }),
+        )
+        .await,
+        merges: q("query($c: ID!) { customerMerges(customerId: $c) { evidence } }", json!({ "c": ann })).await,
+    }
+}
+
+fn export_external_ids(text: &str) -> Vec<Value> {
+    text.lines().map(|l| serde_json::from_str::<Value>(l).expect("NDJSON line")["external_id"].clone()).collect()
+}
+
+async fn export(app: &TestApp, dataset: &str, who: &str) -> String {
+    let resp =
+        app.client.get(app.url(&format!("/export/{dataset}?format=ndjson"))).bearer_auth(who).send().await.unwrap();
+    assert_eq!(resp.status(), 200, "{dataset}");
+    resp.text().await.unwrap()
+}
+
+#[tokio::test]
+async fn masked_callers_cannot_match_on_or_read_around_personal_data() {
+    on_each_backend(async |app: &TestApp| {
+        let admin = app.login_admin().await.access;
+        let ann = plant(app, &admin).await;
+        let (email, password) = app.create_user(Role::Analyst).await;
+        let analyst = app.login(&email, &password).await.access;
+        let (email, password) = app.create_user(Role::Agent).await;
+        let agent = app.login(&email, &password).await.access;
+        let reader = token(app, &admin, "CUSTOMERS_READ, INTERACTIONS_READ, EXPORT").await;
+        let pii_reader = token(app, &admin, "CUSTOMERS_READ, INTERACTIONS_READ, EXPORT, PII_READ").await;
+
+        for (who, caller) in [("analyst", &analyst), ("token without pii:read", &reader)] {
+            let d = try_doors(app, caller, &ann).await;
+            for (door, body) in [("search", &d.search), ("lookup", &d.lookup), ("order by name", &d.by_name)] {
+                assert_eq!(error_code(body), Some("FORBIDDEN"), "[{who}] {door}: {body}");
+                assert!(body["errors"][0]["message"].as_str().unwrap_or_default().contains("pii:read"), "{body}");
+            }
+            assert_eq!(d.search["data"]["customers"], Value::Null, "[{who}] no count leaks: {}", d.search);
+            assert!(d.blank_search["errors"].is_null(), "[{who}] a blank search matches nothing: {}", d.blank_search);
+            let customer = &d.facts["data"]["customer"];
+            assert_eq!(customer["interactions"]["edges"][0]["node"]["externalId"], Value::Null, "[{who}] {}", d.facts);
+            assert_eq!(customer["feedback"][0]["externalId"], Value::Null, "[{who}] {}", d.facts);
+            let evidence = &d.merges["data"]["customerMerges"][0]["evidence"];
+            assert_eq!(evidence["note"], Value::Null, "[{who}] {}", d.merges);
+            assert_eq!(evidence["identityKinds"], json!(["phone"]), "[{who}] the rest of the evidence: {}", d.merges);
+        }
+        for dataset in ["interactions", "feedback"] {
+            let masked = export(app, dataset, &reader).await;
+            assert!(!masked.contains("ann.lee"), "{dataset} export without pii:read: {masked}");
+            assert_eq!(export_external_ids(&masked), [Value::Null], "{dataset}: {masked}");
+            let full = export(app, dataset, &pii_reader).await;
+            assert_eq!(export_external_ids(&full), [json!(MESSAGE_ID)], "{dataset} with pii:read: {full}");
+        }
+
+        // Those who may read personal data still find and read it all.
+        for (who, caller) in [("agent", &agent), ("admin", &admin), ("token with pii:read", &pii_reader)] {
+            let d = try_doors(app, caller, &ann).await;
+            assert_eq!(d.search["data"]["customers"]["totalCount"], 1, "[{who}] {}", d.search);
+            assert_eq!(d.lookup["data"]["customerByIdentity"]["id"], ann.as_str(), "[{who}] {}", d.lookup);
+            assert!(d.by_name["errors"].is_null(), "[{who}] {}", d.by_name);
+            let customer = &d.facts["data"]["customer"];
+            assert_eq!(customer["interactions"]["edges"][0]["node"]["externalId"], MESSAGE_ID, "[{who}] {}", d.facts);
+            assert_eq!(customer["feedback"][0]["externalId"], MESSAGE_ID, "[{who}] {}", d.facts);
+            assert_eq!(d.merges["data"]["customerMerges"][0]["evidence"]["note"], NOTE, "[{who}] {}", d.merges);
+        }
+    })
+    .await;
+}
+
+/// A writer's answer carries ids and status, not what somebody else stored.
+#[tokio::test]
+async fn writers_get_back_ids_not_what_others_stored() {
+    on_each_backend(async |app: &TestApp| {
+        let admin = app.login_admin().await.access;
+        let secret = "card ending 4111";
+        let first = app
+            .graphql(
+                "mutation($b: String!) { recordInteraction(input: {channel: SMS, direction: INBOUND, body: $b, \
+                 externalId: \"sms-1\", identities: [{kind: PHONE, value: \"+442079460111\"}], \
+                 customerName: \"Ann Lee\"}) { interaction { id customerId } userErrors { field code message } } }",
+                json!({ "b": secret }),
+                Some(&admin),
+            )
+            .await;
+        let stored = &first["data"]["recordInteraction"]["interaction"];
+        assert!(stored["id"].is_string(), "{first}");
+        let feedback = app
+            .graphql(
+                "mutation($c: ID!) { submitFeedback(input: {kind: CSAT, score: 2, channel: SMS, customerId: $c, \
+                 externalId: \"fb-1\", comment: \"card ending 4111 was charged twice\"}) { feedback { id } } }",
+                json!({ "c": stored["customerId"] }),
+                Some(&admin),
+            )
+            .await;
+        let feedback_id = feedback["data"]["submitFeedback"]["feedback"]["id"].clone();
+        assert!(feedback_id.is_string(), "{feedback}");
+
+        let interactions_writer = token(app, &admin, "INTERACTIONS_WRITE").await;
+        let replay = app
+            .graphql(
+                "mutation { recordInteraction(input: {channel: SMS, direction: INBOUND, body: \"hi\", externalId: \"sms-1\", \
+                 identities: [{kind: PHONE, value: \"+442079460222\"}]}) { duplicate interactionId \
+                 interaction { body customerId } } }",
+                json!({}),
+                Some(&interactions_writer),
+            )
+            .await;
+        let batch = app
+            .graphql(
+                "mutation { ingestInteractions(inputs: [{channel: SMS, direction: INBOUND, body: \"hi\", externalId: \"sms-1\", \
+                 identities: [{kind: PHONE, value: \"+442079460222\"}]}]) { results { status interactionId \
+                 interaction { body } } } }",
+                json!({}),
+                Some(&interactions_writer),
+            )
+            .await;
+        let customers_writer = token(app, &admin, "CUSTOMERS_WRITE").await;
+        let resolved = app
+            .graphql(
+                "mutation { resolveCustomer(input: {identities: [{kind: PHONE, value: \"+442079460111\"}]}) { created \
+                 customerId customer { displayName interactions { edges { node { body } } } } } }",
+                json!({}),
+                Some(&customers_writer),
+            )
+            .await;
+        let feedback_writer = token(app, &admin, "FEEDBACK_WRITE").await;
+        let resubmitted = app
+            .graphql(
+                "mutation($c: ID!) { submitFeedback(input: {kind: CSAT, score: 5, channel: SMS, customerId: $c, \
+                 externalId: \"fb-1\"}) { duplicate feedbackId feedback { comment score } } }",
+                json!({ "c": stored["customerId"] }),
+                Some(&feedback_writer),
+            )
+            .await;
+
+        for (what, answer, field) in [
+            ("recordInteraction", &replay, "interaction"),
+            ("ingestInteractions", &batch, "interaction"),
+            ("resolveCustomer", &resolved, "customer"),
+            ("submitFeedback", &resubmitted, "feedback"),
+        ] {
+            let text = answer.to_string();
+            assert!(!text.contains("4111") && !text.contains("Ann"), "{what} answers with what was stored: {text}");
+            assert_eq!(error_code(answer), Some("FORBIDDEN"), "{what}: {answer}");
+            assert_eq!(answer["errors"][0]["path"].as_array().and_then(|p| p.last()), Some(&json!(field)), "{answer}");
+        }
+        let r = &replay["data"]["recordInteraction"];
+        assert_eq!((r["duplicate"].clone(), r["interactionId"].clone()), (json!(true), stored["id"].clone()), "{replay}");
+        let item = &batch["data"]["ingestInteractions"]["results"][0];
+        assert_eq!((item["status"].clone(), item["interactionId"].clone()), (json!("DUPLICATE"), stored["id"].clone()));
+        let c = &resolved["data"]["resolveCustomer"];
+        assert_eq!((c["created"].clone(), c["customerId"].clone()), (json!(false), stored["customerId"].clone()));
+        let f = &resubmitted["data"]["submitFeedback"];
+        assert_eq!((f["duplicate"].clone(), f["feedbackId"].clone()), (json!(true), feedback_id));
+
+        // A writer who may also read gets the whole answer.
+        let both = token(app, &admin, "INTERACTIONS_WRITE, INTERACTIONS_READ, PII_READ").await;
+        let full = app
+            .graphql(
+                "mutation { recordInteraction(input: {channel: SMS, direction: INBOUND, body: \"hi\", externalId: \"sms-1\", \
+                 identities: [{kind: PHONE, value: \"+442079460111\"}]}) { duplicate interaction { body } } }",
+                json!({}),
+                Some(&both),
+            )
+            .await;
+        assert_eq!(full["data"]["recordInteraction"]["interaction"]["body"], secret, "{full}");
+    })
+    .await;
+}
