@@ -307,6 +307,13 @@ pub struct Settings {
     #[arg(long, env = "CXGRAPH_CLIENT_IP_HEADER", value_parser = header_name, global = true)]
     pub client_ip_header: Option<axum::http::HeaderName>,
 
+    /// Origins whose pages may call the API from a browser (CORS), comma-separated,
+    /// each exactly `scheme://host[:port]`. Unset: none, and no CORS headers are sent.
+    /// Credentials are bearer tokens, never cookies, so an allowed origin gains nothing
+    /// its user's token does not already give.
+    #[arg(long, env = "CXGRAPH_CORS_ORIGINS", value_delimiter = ',', value_parser = origin, global = true)]
+    pub cors_origins: Vec<axum::http::HeaderValue>,
+
     /// Seconds between two runs of the insight jobs: topic re-tagging and the
     /// negative-sentiment spike detector.
     #[arg(long, env = "CXGRAPH_INSIGHTS_JOB_INTERVAL", default_value_t = 60, value_parser = clap::value_parser!(u64).range(1..=3600), global = true)]
@@ -434,6 +441,18 @@ impl Settings {
 /// A finite number above zero (for thresholds).
 fn header_name(s: &str) -> Result<axum::http::HeaderName, String> {
     axum::http::HeaderName::from_bytes(s.trim().as_bytes()).map_err(|_| format!("{s:?} is not a header name"))
+}
+
+/// An origin as a browser sends it: `http(s)://host[:port]`, no path, no wildcard.
+fn origin(s: &str) -> Result<axum::http::HeaderValue, String> {
+    let s = s.trim();
+    let rest = s.strip_prefix("https://").or_else(|| s.strip_prefix("http://"));
+    match rest {
+        Some(host) if !host.is_empty() && !host.contains(['/', '*', '?', '#', ' ']) => {
+            axum::http::HeaderValue::from_str(s).map_err(|_| format!("{s:?} is not an origin"))
+        }
+        _ => Err(format!("{s:?} is not an origin (scheme://host[:port], no path or wildcard)")),
+    }
 }
 
 fn positive_number(s: &str) -> Result<f64, String> {

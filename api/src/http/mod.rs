@@ -13,7 +13,6 @@
 use std::time::Duration;
 
 use async_graphql::Executor;
-use async_graphql::http::GraphiQLSource;
 use async_graphql::parser::types::{ExecutableDocument, OperationType};
 use async_graphql_axum::rejection::GraphQLRejection;
 use async_graphql_axum::{GraphQLRequest, GraphQLResponse};
@@ -21,7 +20,7 @@ use axum::body::Body;
 use axum::extract::ws::{WebSocketUpgrade, rejection::WebSocketUpgradeRejection};
 use axum::extract::{Extension, FromRequest, State};
 use axum::http::{HeaderMap, HeaderValue, Request, StatusCode, header};
-use axum::response::{Html, IntoResponse, Response};
+use axum::response::{IntoResponse, Response};
 use axum::routing::get;
 use axum::{Json, Router};
 use serde_json::json;
@@ -40,6 +39,8 @@ use crate::{db, graphql};
 mod client;
 mod errors;
 mod export;
+mod graphiql;
+mod headers;
 mod ingest;
 mod sockets;
 
@@ -93,7 +94,8 @@ pub fn router(app: AppState) -> Router {
         .layer(RequestBodyLimitLayer::new(usize::try_from(settings.body_limit).unwrap_or(usize::MAX)))
         .layer(CatchPanicLayer::custom(panic_response));
     Router::new()
-        .route("/", get(graphiql))
+        .route("/", get(graphiql::page))
+        .route("/graphiql/{file}", get(graphiql::asset))
         .route("/graphql", get(graphql_get).post(graphql_post))
         .route("/schema.graphql", get(schema_sdl))
         .route("/ingest/interactions", axum::routing::post(ingest::interactions))
@@ -107,12 +109,17 @@ pub fn router(app: AppState) -> Router {
         .layer(axum::middleware::from_fn_with_state(Duration::from_secs(settings.request_timeout), deadline))
         .layer(layers)
         .layer(axum::middleware::from_fn_with_state(settings.body_limit, errors::json_errors))
+        .layer(headers::cors(&settings.cors_origins))
+        .layer(axum::middleware::from_fn(headers::security_headers))
 }
 
 /// The router of the separate metrics listener: `GET /metrics` in the Prometheus
 /// text format.
 pub fn metrics_router(app: AppState) -> Router {
-    Router::new().route("/metrics", get(metrics)).with_state(app)
+    Router::new()
+        .route("/metrics", get(metrics))
+        .with_state(app)
+        .layer(axum::middleware::from_fn(headers::security_headers))
 }
 
 async fn metrics(State(app): State<AppState>) -> Response {
@@ -392,12 +399,13 @@ fn panic_response(_: Box<dyn std::any::Any + Send + 'static>) -> Response {
     (StatusCode::INTERNAL_SERVER_ERROR, Json(error_body("internal error", "INTERNAL"))).into_response()
 }
 
-async fn graphiql() -> Html<String> {
-    Html(GraphiQLSource::build().endpoint("/graphql").title("cxgraph").finish())
-}
-
-async fn schema_sdl() -> impl IntoResponse {
-    ([(header::CONTENT_TYPE, "text/plain; charset=utf-8")], graphql::sdl())
+/// The SDL, where introspection is served: with introspection off the schema is not
+/// published here either.
+async fn schema_sdl(State(state): State<HttpState>) -> Response {
+    if !state.app.settings().introspection() {
+        return not_found().await;
+    }
+    ([(header::CONTENT_TYPE, "text/plain; charset=utf-8")], graphql::sdl()).into_response()
 }
 
 async fn healthz() -> Json<serde_json::Value> {
