@@ -18,8 +18,6 @@ use uuid::Uuid;
 
 use super::identity;
 use crate::audit::{self, Actor};
-use crate::auth::Scope;
-use crate::auth::policy::STAFF;
 use crate::db;
 use crate::error::{AppError, AppResult, FieldError};
 use crate::events;
@@ -148,9 +146,11 @@ fn identity_condition(identities: &[Identity]) -> Condition {
     })
 }
 
-/// Whether the caller may learn which customer owns an identity.
+/// Whether the caller may learn which customer owns an identity: only one who may read
+/// personal data (naming the owner of a guessed value is an exact lookup, see
+/// `pii::PersonalMatch`); others learn that it is taken, which a write cannot hide.
 fn may_see_customers(actor: Actor<'_>) -> bool {
-    actor.principal.role().is_some_and(|r| STAFF.contains(&r)) || actor.principal.has_scope(Scope::CustomersRead)
+    crate::auth::pii::can_read(actor.principal)
 }
 
 fn owned_elsewhere(actor: Actor<'_>, field: &[&str], owner: Uuid) -> FieldError {

@@ -16,6 +16,7 @@ use super::enums::{
 use super::loaders::{Batch, TaggedRow, TopicNames};
 use super::types::{context, id};
 use crate::auth::pii;
+use crate::auth::policy::READ_CUSTOMERS;
 use crate::error::AppError;
 use async_graphql::dataloader::DataLoader;
 
@@ -110,7 +111,9 @@ impl Conversation {
 
 #[Object]
 impl Conversation {
-    /// The customer.
+    /// The customer (for callers who may read customers: a token that reads
+    /// conversations only gets `customerId`).
+    #[graphql(guard = "READ_CUSTOMERS")]
     async fn customer(&self, ctx: &Context<'_>) -> async_graphql::Result<Option<Customer>> {
         let found = super::customer::loaders(ctx)?.customer(&self.customers, self.model.customer_id).await?;
         Ok(found.map(|m| Customer::in_batch(m, Arc::clone(&self.customers))))

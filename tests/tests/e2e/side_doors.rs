@@ -136,7 +136,10 @@ async fn masked_callers_cannot_match_on_or_read_around_personal_data() {
             }
             assert_eq!(d.search["data"]["customers"], Value::Null, "[{who}] no count leaks: {}", d.search);
             assert!(d.blank_search["errors"].is_null(), "[{who}] a blank search matches nothing: {}", d.blank_search);
+            assert!(d.facts["errors"].is_null() && d.merges["errors"].is_null(), "[{who}] {} {}", d.facts, d.merges);
             let customer = &d.facts["data"]["customer"];
+            assert!(customer["interactions"]["edges"][0]["node"].is_object(), "[{who}] {}", d.facts);
+            assert!(customer["feedback"][0].is_object(), "[{who}] {}", d.facts);
             assert_eq!(customer["interactions"]["edges"][0]["node"]["externalId"], Value::Null, "[{who}] {}", d.facts);
             assert_eq!(customer["feedback"][0]["externalId"], Value::Null, "[{who}] {}", d.facts);
             let evidence = &d.merges["data"]["customerMerges"][0]["evidence"];
@@ -150,6 +153,32 @@ async fn masked_callers_cannot_match_on_or_read_around_personal_data() {
             let full = export(app, dataset, &pii_reader).await;
             assert_eq!(export_external_ids(&full), [json!(MESSAGE_ID)], "{dataset} with pii:read: {full}");
         }
+
+        // A writer who sees masks learns that an identity is taken, not whose it is.
+        let masked_writer = token(app, &admin, "CUSTOMERS_READ, CUSTOMERS_WRITE").await;
+        let taken = app
+            .graphql(
+                "mutation($e: String!) { createCustomer(input: {identities: [{kind: EMAIL, value: $e}]}) { \
+                 customerId userErrors { field code message } } }",
+                json!({ "e": EMAIL }),
+                Some(&masked_writer),
+            )
+            .await;
+        let refusal = &taken["data"]["createCustomer"]["userErrors"][0];
+        assert_eq!(refusal["code"], "CONFLICT", "{taken}");
+        assert!(!taken.to_string().contains(&ann), "the owner stays unnamed: {taken}");
+        // A token that reads conversations but not customers gets the id, not the customer.
+        let conversations_only = token(app, &admin, "INTERACTIONS_READ, PII_READ").await;
+        let queue = app
+            .graphql(
+                "{ conversations(first: 5) { edges { node { customerId customer { displayName } } } } }",
+                json!({}),
+                Some(&conversations_only),
+            )
+            .await;
+        assert_eq!(error_code(&queue), Some("FORBIDDEN"), "{queue}");
+        assert_eq!(queue["data"]["conversations"]["edges"][0]["node"]["customerId"], ann.as_str(), "{queue}");
+        assert!(!queue.to_string().contains("Ann Lee"), "{queue}");
 
         // Those who may read personal data still find and read it all.
         for (who, caller) in [("agent", &agent), ("admin", &admin), ("token with pii:read", &pii_reader)] {
