@@ -95,17 +95,7 @@ mod tests {
     /// Who may match on personal values: exactly who may read them.
     #[test]
     fn only_readers_of_personal_data_match_on_it() {
-        use std::collections::BTreeSet;
-
-        use crate::auth::{TokenPrincipal, UserPrincipal};
-        let user = |role| Principal::User(UserPrincipal { id: uuid::Uuid::nil(), role });
-        let token = |scopes: &[Scope]| {
-            Principal::Token(TokenPrincipal {
-                id: uuid::Uuid::nil(),
-                scopes: scopes.iter().copied().collect::<BTreeSet<_>>(),
-                channels: None,
-            })
-        };
+        let (user, token) = (Principal::test_user, Principal::test_token);
         let callers = [
             ("anonymous", Principal::Anonymous(None), false),
             ("admin", user(Role::Admin), true),

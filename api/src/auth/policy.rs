@@ -191,7 +191,7 @@ mod tests {
     use std::collections::BTreeSet;
 
     use super::*;
-    use crate::auth::{AuthFailure, TokenPrincipal, UserPrincipal};
+    use crate::auth::AuthFailure;
 
     #[derive(Debug, Clone, Copy, PartialEq, Eq)]
     enum D {
@@ -203,14 +203,7 @@ mod tests {
 
     /// Callers, in column order.
     fn callers() -> Vec<(&'static str, Principal)> {
-        let user = |role| Principal::User(UserPrincipal { id: uuid::Uuid::nil(), role });
-        let token = |scopes: &[Scope]| {
-            Principal::Token(TokenPrincipal {
-                id: uuid::Uuid::nil(),
-                scopes: scopes.iter().copied().collect::<BTreeSet<_>>(),
-                channels: None,
-            })
-        };
+        let (user, token) = (Principal::test_user, Principal::test_token);
         vec![
             ("anonymous", Principal::Anonymous(None)),
             ("expired token", Principal::Anonymous(Some(AuthFailure::Expired))),

@@ -135,3 +135,16 @@ impl Principal {
         self.channel_limit().is_none_or(|c| c.contains(&channel))
     }
 }
+
+#[cfg(test)]
+impl Principal {
+    /// A user of `role`, for the decision tables' tests.
+    pub fn test_user(role: Role) -> Principal {
+        Principal::User(UserPrincipal { id: Uuid::nil(), role })
+    }
+
+    /// A token with `scopes` and no channel limit, for the decision tables' tests.
+    pub fn test_token(scopes: &[Scope]) -> Principal {
+        Principal::Token(TokenPrincipal { id: Uuid::nil(), scopes: scopes.iter().copied().collect(), channels: None })
+    }
+}
