@@ -25,9 +25,9 @@ pub fn cors(origins: &[HeaderValue]) -> tower::util::Either<CorsLayer, tower::la
             .allow_headers([
                 header::AUTHORIZATION,
                 header::CONTENT_TYPE,
-                header::HeaderName::from_static("x-request-id"),
+                header::HeaderName::from_static(super::REQUEST_ID),
             ])
-            .expose_headers([header::HeaderName::from_static("x-request-id")])
+            .expose_headers([header::HeaderName::from_static(super::REQUEST_ID)])
             .max_age(std::time::Duration::from_secs(600))
     });
     option_layer(layer)
