@@ -193,6 +193,11 @@ pub struct Settings {
     #[arg(long, env = "CXGRAPH_ACCESS_TOKEN_TTL", default_value_t = 900, value_parser = clap::value_parser!(u64).range(30..=86_400), global = true)]
     pub access_token_ttl: u64,
 
+    /// Longest a session's checked state (user active, session not revoked) is
+    /// trusted, in seconds, should the event bus that announces changes stall.
+    #[arg(long, env = "CXGRAPH_SESSION_CHECK_TTL", default_value_t = 30, value_parser = clap::value_parser!(u64).range(1..=86_400), global = true)]
+    pub session_check_ttl: u64,
+
     /// Refresh token lifetime in seconds.
     #[arg(long, env = "CXGRAPH_REFRESH_TOKEN_TTL", default_value_t = 30 * 86_400, value_parser = clap::value_parser!(u64).range(60..=365 * 86_400), global = true)]
     pub refresh_token_ttl: u64,
@@ -405,6 +410,10 @@ impl Settings {
 
     pub fn is_sqlite(&self) -> bool {
         self.database_url.starts_with("sqlite:")
+    }
+
+    pub fn session_check_ttl(&self) -> Duration {
+        Duration::from_secs(self.session_check_ttl)
     }
 
     pub fn access_token_ttl(&self) -> Duration {

@@ -130,7 +130,7 @@ impl Application {
         let db_stats = DbStats::install(&mut db);
         let mut report = bootstrap(&db, &settings).await?;
         report.ephemeral_jwt_secret = ephemeral;
-        let sessions = SessionConfig { keys, refresh_ttl: settings.refresh_token_ttl() };
+        let sessions = SessionConfig::new(keys, settings.refresh_token_ttl(), settings.session_check_ttl());
         let metrics = match settings.metrics_bind.0 {
             Some(addr) => match TcpListener::bind(addr).await {
                 Ok(l) => Some(l),
@@ -182,6 +182,7 @@ impl Application {
             let interval = std::time::Duration::from_secs(settings.retention_interval);
             jobs.push(spawn_retention(self.jobs_db.clone(), policy, interval));
         }
+        jobs.push(self.state.sessions().access.follow(self.state.bus()));
         jobs.extend(self.state.bus().start(self.jobs_db.clone(), &settings.database_url).await);
         jobs.push(spawn_sweeper(
             self.jobs_db.clone(),

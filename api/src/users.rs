@@ -5,7 +5,10 @@
 use chrono::Utc;
 use entity::enums::Role;
 use entity::user;
-use sea_orm::{ActiveModelTrait, ColumnTrait, ConnectionTrait, EntityTrait, PaginatorTrait, QueryFilter, Set};
+use sea_orm::{
+    ActiveModelTrait, ColumnTrait, ConnectionTrait, EntityTrait, PaginatorTrait, QueryFilter, QueryOrder, QuerySelect,
+    Set,
+};
 use uuid::Uuid;
 
 use crate::auth::password;
@@ -87,4 +90,81 @@ pub async fn find(db: &impl ConnectionTrait, id: Uuid) -> AppResult<Option<user:
 
 pub async fn count(db: &impl ConnectionTrait) -> AppResult<u64> {
     Ok(user::Entity::find().count(db).await?)
+}
+
+/// A change of a staff user's access, made by an admin.
+#[derive(Debug, Clone)]
+pub struct AccessChange {
+    pub email: String,
+    pub role: Option<Role>,
+    pub active: Option<bool>,
+}
+
+/// Changes a user's role or whether they may work, in one transaction with its audit
+/// entry and the [`crate::auth::revocation::ACCESS_CHANGED`] event: the user's access
+/// tokens follow within seconds on every replica, and a deactivation also revokes
+/// every refresh token (no new session can start). The last active admin can be
+/// neither deactivated nor demoted, or nobody could undo it.
+pub async fn change_access(
+    db: &sea_orm::DatabaseConnection,
+    sessions: &crate::auth::sessions::SessionConfig,
+    actor: crate::audit::Actor<'_>,
+    change: AccessChange,
+) -> AppResult<user::Model> {
+    let not_found = || AppError::invalid(&["input", "email"], "NOT_FOUND", "no user has this e-mail");
+    let email = normalize_email(&change.email).ok_or_else(not_found)?;
+    let txn = crate::db::begin_write(db).await?;
+    // The active admins are locked first, always in the same order, so that two admins
+    // demoting each other at once cannot both see the other still there (PostgreSQL;
+    // SQLite's writers already take turns).
+    let admins: Vec<Uuid> = user::Entity::find()
+        .select_only()
+        .column(user::Column::Id)
+        .filter(user::Column::Role.eq(Role::Admin))
+        .filter(user::Column::Active.eq(true))
+        .order_by_asc(user::Column::Id)
+        .lock_exclusive()
+        .into_tuple()
+        .all(&txn)
+        .await?;
+    let found = user::Entity::find()
+        .filter(user::Column::Email.eq(email))
+        .lock_exclusive()
+        .one(&txn)
+        .await?
+        .ok_or_else(not_found)?;
+    let role = change.role.unwrap_or(found.role);
+    let active = change.active.unwrap_or(found.active);
+    let loses_admin = admins.contains(&found.id) && (role != Role::Admin || !active);
+    if loses_admin && admins.len() <= 1 {
+        return Err(AppError::invalid(
+            &["input"],
+            "LAST_ADMIN",
+            "the last active admin cannot be deactivated or demoted",
+        ));
+    }
+    let now = Utc::now();
+    let before = (found.role, found.active);
+    let mut model: user::ActiveModel = found.into();
+    model.role = Set(role);
+    model.active = Set(active);
+    model.updated_at = Set(now);
+    let updated = model.update(&txn).await?;
+    if !active {
+        entity::refresh_token::Entity::update_many()
+            .col_expr(entity::refresh_token::Column::RevokedAt, sea_orm::sea_query::Expr::value(now))
+            .filter(entity::refresh_token::Column::UserId.eq(updated.id))
+            .filter(entity::refresh_token::Column::RevokedAt.is_null())
+            .exec(&txn)
+            .await?;
+    }
+    let changes = serde_json::json!({
+        "role": { "from": format!("{:?}", before.0).to_lowercase(), "to": format!("{role:?}").to_lowercase() },
+        "active": { "from": before.1, "to": active },
+    });
+    crate::audit::record(&txn, actor, "changeUserAccess", "user", Some(updated.id), changes).await?;
+    crate::auth::revocation::announce(&txn, updated.id).await?;
+    txn.commit().await?;
+    sessions.access.forget(updated.id);
+    Ok(updated)
 }

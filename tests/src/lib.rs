@@ -199,7 +199,12 @@ impl TestApp {
 
     /// A second server (another replica) on the same database as `self`.
     pub async fn spawn_replica(&self) -> TestApp {
-        Self::spawn_on(&self.backend, self.database.shared(), |_| {}).await
+        self.spawn_replica_with(|_| {}).await
+    }
+
+    /// Another replica on the same database, with settings adjusted by `configure`.
+    pub async fn spawn_replica_with(&self, configure: impl FnOnce(&mut Settings)) -> TestApp {
+        Self::spawn_on(&self.backend, self.database.shared(), configure).await
     }
 
     async fn spawn_on(backend: &Backend, database: TestDatabase, configure: impl FnOnce(&mut Settings)) -> TestApp {

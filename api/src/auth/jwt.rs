@@ -1,9 +1,10 @@
 //! Short-lived access tokens: HS256 JWTs with a pinned algorithm.
 //!
 //! Validation accepts only HS256 (no `none`, no algorithm confusion), requires `exp`,
-//! `iss`, `aud` and `sub`, and allows no leeway beyond a few seconds of clock skew. The
-//! role travels in the token, so checking a request costs no database round trip; the
-//! short lifetime bounds how long a changed role or a deactivated user lingers.
+//! `iss`, `aud` and `sub`, and allows no leeway beyond a few seconds of clock skew. A
+//! token names its session (`sid`), which [`super::revocation`] checks on every use,
+//! so a log-out, a revoked family, a deactivation or a new role takes effect within
+//! seconds rather than at the token's expiry.
 //!
 //! Key rotation: tokens are signed with the current secret and carry its `kid` (a
 //! fingerprint of the key, not the key); verification accepts the current key and the
@@ -42,6 +43,18 @@ pub struct Claims {
     pub iat: i64,
     pub exp: i64,
     pub jti: Uuid,
+    /// The session (refresh family) the token was issued in; checked against its
+    /// revocation on every use (see [`super::revocation`]). Absent from tokens made
+    /// before sessions were checked: those are checked against their user only.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub sid: Option<Uuid>,
+}
+
+/// What a valid access token states: who, and in which session.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Verified {
+    pub user: UserPrincipal,
+    pub session: Option<Uuid>,
 }
 
 /// Signs and checks access tokens. `Debug` never shows the keys.
@@ -100,8 +113,8 @@ impl JwtKeys {
         })
     }
 
-    /// Issues an access token for a user; returns it with its expiry.
-    pub fn issue(&self, user_id: Uuid, role: Role) -> AppResult<(String, chrono::DateTime<Utc>)> {
+    /// Issues an access token for a user in a session; returns it with its expiry.
+    pub fn issue(&self, user_id: Uuid, role: Role, session: Uuid) -> AppResult<(String, chrono::DateTime<Utc>)> {
         let now = Utc::now();
         let ttl = chrono::Duration::from_std(self.ttl).map_err(AppError::internal)?;
         let expires_at = now + ttl;
@@ -113,6 +126,7 @@ impl JwtKeys {
             iat: now.timestamp(),
             exp: expires_at.timestamp(),
             jti: Uuid::now_v7(),
+            sid: Some(session),
         };
         let mut header = Header::new(Algorithm::HS256);
         header.kid = Some(self.kid.clone());
@@ -120,8 +134,9 @@ impl JwtKeys {
         Ok((token, expires_at))
     }
 
-    /// Checks an access token and returns who it names.
-    pub fn verify(&self, token: &str) -> Result<UserPrincipal, AuthFailure> {
+    /// Checks an access token's signature and claims and returns what it states (the
+    /// session's state is [`super::revocation`]'s to check).
+    pub fn verify(&self, token: &str) -> Result<Verified, AuthFailure> {
         // Ours are a few hundred bytes; a huge one is refused before any decoding work.
         if token.len() > MAX_TOKEN_LEN {
             return Err(AuthFailure::Invalid);
@@ -133,7 +148,10 @@ impl JwtKeys {
         };
         let Some(key) = key else { return Err(AuthFailure::Invalid) };
         match jsonwebtoken::decode::<Claims>(token, key, &self.validation) {
-            Ok(data) => Ok(UserPrincipal { id: data.claims.sub, role: data.claims.role }),
+            Ok(data) => Ok(Verified {
+                user: UserPrincipal { id: data.claims.sub, role: data.claims.role },
+                session: data.claims.sid,
+            }),
             Err(e) => Err(match e.kind() {
                 ErrorKind::ExpiredSignature => AuthFailure::Expired,
                 _ => AuthFailure::Invalid,
@@ -153,11 +171,11 @@ mod tests {
     fn rotation_accepts_previous_keys_by_kid_and_refuses_unknown_ones() {
         let ttl = Duration::from_secs(60);
         let old = JwtKeys::new(OLD, ttl).unwrap();
-        let (token, _) = old.issue(Uuid::now_v7(), Role::Agent).unwrap();
+        let (token, _) = old.issue(Uuid::now_v7(), Role::Agent, Uuid::now_v7()).unwrap();
         assert_eq!(jsonwebtoken::decode_header(&token).unwrap().kid, Some(kid_of(OLD)));
         let rotated = JwtKeys::with_previous(NEW, &[OLD], ttl).unwrap();
         assert!(rotated.verify(&token).is_ok(), "a previous key still verifies its tokens");
-        let (fresh, _) = rotated.issue(Uuid::now_v7(), Role::Agent).unwrap();
+        let (fresh, _) = rotated.issue(Uuid::now_v7(), Role::Agent, Uuid::now_v7()).unwrap();
         assert_eq!(jsonwebtoken::decode_header(&fresh).unwrap().kid, Some(kid_of(NEW)), "new tokens use the new key");
         assert!(JwtKeys::new(NEW, ttl).unwrap().verify(&token).is_err(), "once retired, the old key is refused");
         // A token naming a kid nobody has, signed with the current key: refused.
@@ -169,6 +187,7 @@ mod tests {
             iat: Utc::now().timestamp(),
             exp: Utc::now().timestamp() + 60,
             jti: Uuid::now_v7(),
+            sid: None,
         };
         let mut header = Header::new(Algorithm::HS256);
         header.kid = Some("0000000000000000".into());

@@ -13,6 +13,7 @@ pub mod pii;
 pub mod policy;
 pub mod principal;
 pub mod rate_limit;
+pub mod revocation;
 pub mod secret;
 pub mod sessions;
 pub mod throttle;

@@ -8,7 +8,7 @@
 
 use entity::enums::Role;
 
-use super::{Principal, Scope};
+use super::{AuthFailure, Principal, Scope};
 use crate::error::AppError;
 
 /// Who may use one field: anybody, or users with one of `roles`, or tokens holding
@@ -44,6 +44,9 @@ impl Policy {
             return Ok(());
         }
         let allowed = match principal {
+            Principal::Anonymous(Some(AuthFailure::Unchecked)) => {
+                return Err(AppError::internal(anyhow::anyhow!("the caller's credentials could not be checked")));
+            }
             Principal::Anonymous(failure) => {
                 let msg = failure.map_or("authentication required", |f| f.message());
                 return Err(AppError::unauthenticated(msg));
@@ -138,6 +141,7 @@ pub const ROOT_FIELDS: &[(&str, &str, Policy)] = &[
     ("Query", "apiTokens", Policy::roles(&[Role::Admin])),
     ("Mutation", "createApiToken", Policy::roles(&[Role::Admin])),
     ("Mutation", "revokeApiToken", Policy::roles(&[Role::Admin])),
+    ("Mutation", "changeUserAccess", Policy::roles(&[Role::Admin])),
     ("Query", "auditLog", Policy::roles(&[Role::Admin])),
     ("Query", "webhookEndpoints", Policy::roles(&[Role::Admin])),
     ("Query", "webhookDeliveries", Policy::roles(&[Role::Admin])),
@@ -262,6 +266,7 @@ mod tests {
         ("Query", "apiTokens", [U, U, A, F, F, F, F, F]),
         ("Mutation", "createApiToken", [U, U, A, F, F, F, F, F]),
         ("Mutation", "revokeApiToken", [U, U, A, F, F, F, F, F]),
+        ("Mutation", "changeUserAccess", [U, U, A, F, F, F, F, F]),
         ("Query", "auditLog", [U, U, A, F, F, F, F, F]),
         ("Query", "webhookEndpoints", [U, U, A, F, F, F, F, F]),
         ("Query", "webhookDeliveries", [U, U, A, F, F, F, F, F]),

@@ -76,6 +76,11 @@ pub enum AuthFailure {
     Expired,
     Invalid,
     Malformed,
+    /// Signed and unexpired, but its session was ended or its user deactivated.
+    Revoked,
+    /// Its state could not be read (the database failed): neither accepted nor
+    /// refused, the request fails as an internal error.
+    Unchecked,
 }
 
 impl AuthFailure {
@@ -84,6 +89,8 @@ impl AuthFailure {
             AuthFailure::Expired => "access token expired",
             AuthFailure::Invalid => "access token invalid",
             AuthFailure::Malformed => "authorization header malformed: expected `Bearer <token>`",
+            AuthFailure::Revoked => "access token revoked: the session ended or the user was deactivated; log in again",
+            AuthFailure::Unchecked => "credentials could not be checked; try again",
         }
     }
 }

@@ -18,7 +18,10 @@ use sea_orm::{
 use serde_json::json;
 use uuid::Uuid;
 
+use std::sync::Arc;
+
 use super::jwt::JwtKeys;
+use super::revocation::{self, AccessCache};
 use super::{Principal, UserPrincipal, password, secret};
 use crate::audit::{self, Actor};
 use crate::error::{AppError, AppResult};
@@ -42,6 +45,16 @@ pub struct Session {
 pub struct SessionConfig {
     pub keys: JwtKeys,
     pub refresh_ttl: std::time::Duration,
+    /// What this process knows of sessions' state; told of the changes made here.
+    pub access: Arc<AccessCache>,
+}
+
+impl SessionConfig {
+    /// `check_ttl`: the longest a session's checked state is trusted (see
+    /// [`revocation`]).
+    pub fn new(keys: JwtKeys, refresh_ttl: std::time::Duration, check_ttl: std::time::Duration) -> Self {
+        SessionConfig { keys, refresh_ttl, access: Arc::new(AccessCache::new(check_ttl)) }
+    }
 }
 
 /// Checks e-mail and password; `Ok(None)` for wrong credentials (never says which).
@@ -118,7 +131,9 @@ pub async fn refresh(
         revoke_family(&txn, token.family_id, now).await?;
         let changes = json!({ "outcome": "reused", "revoked": "family" });
         audit::record(&txn, Actor::new(&who, request_id), "refreshToken", "user", Some(token.user_id), changes).await?;
+        revocation::announce(&txn, token.user_id).await?;
         txn.commit().await?;
+        config.access.forget(token.user_id);
         tracing::warn!(family = %token.family_id, user = %token.user_id, "refresh token reused; family revoked");
         return Err(AppError::unauthenticated("refresh token already used; every session of this log-in is revoked"));
     }
@@ -134,6 +149,7 @@ pub async fn refresh(
 /// them with `everywhere`. Returns how many refresh tokens were revoked.
 pub async fn logout(
     db: &DatabaseConnection,
+    config: &SessionConfig,
     principal: &Principal,
     presented: Option<&str>,
     everywhere: bool,
@@ -166,7 +182,9 @@ pub async fn logout(
     let revoked = update.exec(&txn).await?.rows_affected;
     let changes = json!({ "everywhere": everywhere, "revoked": revoked });
     audit::record(&txn, Actor::new(principal, request_id), "logout", "user", Some(user.id), changes).await?;
+    revocation::announce(&txn, user.id).await?;
     txn.commit().await?;
+    config.access.forget(user.id);
     Ok(revoked)
 }
 
@@ -201,7 +219,7 @@ async fn start_in_family(
     }
     .insert(db)
     .await?;
-    let (access_token, access_token_expires_at) = config.keys.issue(user.id, user.role)?;
+    let (access_token, access_token_expires_at) = config.keys.issue(user.id, user.role, family_id)?;
     Ok(Session {
         access_token,
         access_token_expires_at,

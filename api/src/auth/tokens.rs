@@ -127,7 +127,7 @@ pub async fn authenticate(db: &DatabaseConnection, presented: &str) -> Result<To
         .await
         .map_err(|e| {
             tracing::error!(error = %e, "token lookup failed");
-            AuthFailure::Invalid
+            AuthFailure::Unchecked
         })?
         .ok_or(AuthFailure::Invalid)?;
     if !constant_time_eq(secret::hash(presented).as_bytes(), token.secret_hash.as_bytes()) || token.revoked_at.is_some()

@@ -50,6 +50,9 @@ pub struct Wanted {
     pub touchpoints: Vec<u64>,
     pub feedback: Vec<u64>,
     pub journeys: bool,
+    /// The caller's channel limit (`None`: every channel), applied to the lists
+    /// without a channel argument: touchpoints, feedback, journeys.
+    pub channels: Option<Vec<entity::enums::Channel>>,
 }
 
 type PerCustomer<T> = HashMap<Uuid, Vec<T>>;
@@ -96,14 +99,15 @@ pub async fn prefetch(db: &impl ConnectionTrait, which: Which<'_>, wanted: &Want
     for slice in &wanted.conversations {
         out.conversations.push((slice.clone(), view::conversations(db, ids, slice).await?));
     }
+    let channels = wanted.channels.as_deref();
     for &limit in &wanted.touchpoints {
-        out.touchpoints.push((limit, view::touchpoints(db, ids, limit).await?));
+        out.touchpoints.push((limit, view::touchpoints(db, ids, limit, channels).await?));
     }
     for &limit in &wanted.feedback {
-        out.feedback.push((limit, view::feedback(db, ids, limit).await?));
+        out.feedback.push((limit, view::feedback(db, ids, limit, channels).await?));
     }
     if wanted.journeys {
-        out.journeys = Some(view::journey_positions(db, ids).await?);
+        out.journeys = Some(view::journey_positions(db, ids, channels).await?);
     }
     Ok(out)
 }
@@ -170,25 +174,30 @@ async fn in_one_statement(db: &impl ConnectionTrait, which: Which<'_>, wanted: &
             None => out.conversations.push((slice.clone(), HashMap::new())),
         }
     }
-    for &limit in &wanted.touchpoints {
-        select.list(
-            Part::Touchpoints(limit, HashMap::new()),
-            &newest_of("touchpoints", OUTER, "", limit),
-            NEWEST,
-            Vec::new(),
-        );
-    }
-    for &limit in &wanted.feedback {
-        select.list(
-            Part::Feedback(limit, HashMap::new()),
-            &newest_of("feedback", OUTER, "", limit),
-            NEWEST,
-            Vec::new(),
-        );
-    }
-    if wanted.journeys {
-        let rows = view::journey_rows_sql(&format!("= {OUTER}"));
-        select.list(Part::Journeys(Vec::new()), &rows, "", Vec::new());
+    // The lists without a channel argument hold no rows at all when the caller's
+    // limit allows no channel.
+    match view::channel_filter(wanted.channels.as_deref()) {
+        Some((only, values)) => {
+            for &limit in &wanted.touchpoints {
+                let rows = newest_of("touchpoints", OUTER, &only, limit);
+                select.list(Part::Touchpoints(limit, HashMap::new()), &rows, NEWEST, values.clone());
+            }
+            for &limit in &wanted.feedback {
+                let rows = newest_of("feedback", OUTER, &only, limit);
+                select.list(Part::Feedback(limit, HashMap::new()), &rows, NEWEST, values.clone());
+            }
+            if wanted.journeys {
+                let rows = view::journey_rows_sql(&format!("= {OUTER}"), &only);
+                select.list(Part::Journeys(Vec::new()), &rows, "", values);
+            }
+        }
+        None => {
+            out.touchpoints.extend(wanted.touchpoints.iter().map(|&limit| (limit, HashMap::new())));
+            out.feedback.extend(wanted.feedback.iter().map(|&limit| (limit, HashMap::new())));
+            if wanted.journeys {
+                out.journeys = Some(HashMap::new());
+            }
+        }
     }
 
     let mut values = select.values;

@@ -138,6 +138,14 @@ fn channel_condition(channels: Option<&[Channel]>, extra: &mut String, values: &
     true
 }
 
+/// [`channel_condition`] on its own: the condition on `t` and its values, `None` when
+/// no channel is allowed. The lists and figures without a channel argument (feedback,
+/// touchpoints, journeys, metrics) are limited this way to a token's channels.
+pub(super) fn channel_filter(channels: Option<&[Channel]>) -> Option<(String, Vec<Value>)> {
+    let (mut extra, mut values) = (String::new(), Vec::new());
+    channel_condition(channels, &mut extra, &mut values).then_some((extra, values))
+}
+
 /// Which interactions of a customer to show, newest first.
 #[derive(Debug, Clone, PartialEq, Eq, Hash)]
 pub struct InteractionSlice {
@@ -235,8 +243,10 @@ pub async fn touchpoints(
     db: &impl ConnectionTrait,
     ids: &[Uuid],
     limit: u64,
+    channels: Option<&[Channel]>,
 ) -> AppResult<HashMap<Uuid, Vec<touchpoint::Model>>> {
-    let stmt = latest(db.get_database_backend(), "touchpoints", ids, "", Vec::new(), limit);
+    let Some((extra, values)) = channel_filter(channels) else { return Ok(HashMap::new()) };
+    let stmt = latest(db.get_database_backend(), "touchpoints", ids, &extra, values, limit);
     let rows = touchpoint::Entity::find().from_raw_sql(stmt).all(db).await?;
     Ok(group(rows, |r| r.customer_id))
 }
@@ -246,8 +256,10 @@ pub async fn feedback(
     db: &impl ConnectionTrait,
     ids: &[Uuid],
     limit: u64,
+    channels: Option<&[Channel]>,
 ) -> AppResult<HashMap<Uuid, Vec<feedback::Model>>> {
-    let stmt = latest(db.get_database_backend(), "feedback", ids, "", Vec::new(), limit);
+    let Some((extra, values)) = channel_filter(channels) else { return Ok(HashMap::new()) };
+    let stmt = latest(db.get_database_backend(), "feedback", ids, &extra, values, limit);
     let rows = feedback::Entity::find().from_raw_sql(stmt).all(db).await?;
     Ok(group(rows, |r| r.customer_id))
 }
@@ -298,7 +310,8 @@ pub(super) struct JourneyRow {
 
 /// The [`JourneyRow`]s of the customers whose touchpoints `t` match `customers` (an SQL
 /// condition on `t.customer_id`), in journey order.
-pub(super) fn journey_rows_sql(customers: &str) -> String {
+/// `channel_where`: a further condition on the touchpoints `t` (see [`channel_filter`]).
+pub(super) fn journey_rows_sql(customers: &str, channel_where: &str) -> String {
     format!(
         "SELECT r.customer_id, r.journey_id, j.name AS journey_name, r.stage_id, s.name AS stage_name, \
          s.position AS stage_position, r.outcome, r.occurred_at, r.first_at, r.visits FROM (SELECT t.customer_id, \
@@ -306,7 +319,7 @@ pub(super) fn journey_rows_sql(customers: &str) -> String {
          MIN(t.occurred_at) OVER (PARTITION BY t.customer_id, t.stage_id) AS first_at, \
          COUNT(*) OVER (PARTITION BY t.customer_id, t.stage_id) AS visits, \
          ROW_NUMBER() OVER (PARTITION BY t.customer_id, t.stage_id ORDER BY t.occurred_at DESC, t.id DESC) AS rn \
-         FROM touchpoints t WHERE t.customer_id {customers}) r \
+         FROM touchpoints t WHERE t.customer_id {customers}{channel_where}) r \
          JOIN journeys j ON j.id = r.journey_id JOIN journey_stages s ON s.id = r.stage_id \
          WHERE r.rn = 1 ORDER BY r.customer_id, j.name, s.position"
     )
@@ -317,9 +330,11 @@ pub(super) fn journey_rows_sql(customers: &str) -> String {
 pub async fn journey_positions(
     db: &impl ConnectionTrait,
     ids: &[Uuid],
+    channels: Option<&[Channel]>,
 ) -> AppResult<HashMap<Uuid, Vec<JourneyPosition>>> {
-    let sql = journey_rows_sql(&format!("IN ({})", placeholders(ids.len())));
-    let stmt = statement(db.get_database_backend(), &sql, ids_values(ids));
+    let Some((extra, values)) = channel_filter(channels) else { return Ok(HashMap::new()) };
+    let sql = journey_rows_sql(&format!("IN ({})", placeholders(ids.len())), &extra);
+    let stmt = statement(db.get_database_backend(), &sql, ids_values(ids).into_iter().chain(values).collect());
     let rows = JourneyRow::find_by_statement(stmt).all(db).await?;
     Ok(fold_positions(rows))
 }
@@ -387,21 +402,28 @@ fn get_f64(row: &sea_orm::QueryResult, col: &str) -> AppResult<Option<f64>> {
     Ok(row.try_get::<Option<f64>>("", col)?)
 }
 
-/// Metrics for each customer: four grouped statements for the whole batch.
-pub async fn metrics(db: &impl ConnectionTrait, ids: &[Uuid]) -> AppResult<HashMap<Uuid, CustomerMetrics>> {
+/// Metrics for each customer: four grouped statements for the whole batch, over the
+/// facts of `channels` only (`None`: all; a token's channel limit).
+pub async fn metrics(
+    db: &impl ConnectionTrait,
+    ids: &[Uuid],
+    channels: Option<&[Channel]>,
+) -> AppResult<HashMap<Uuid, CustomerMetrics>> {
     let backend = db.get_database_backend();
     let since = Utc::now() - Duration::days(SENTIMENT_WINDOW_DAYS);
     let list = placeholders(ids.len());
     let mut out: HashMap<Uuid, CustomerMetrics> = ids.iter().map(|id| (*id, CustomerMetrics::default())).collect();
+    let Some((only, only_values)) = channel_filter(channels) else { return Ok(out) };
     let mut sentiment: HashMap<Uuid, (f64, i64)> = HashMap::new();
 
     let mut values = vec![Value::from(since), Value::from(since)];
     values.extend(ids_values(ids));
+    values.extend(only_values.iter().cloned());
     let sql = format!(
         "SELECT customer_id, channel, COUNT(*) AS n, MAX(occurred_at) AS last_at, \
          SUM(CASE WHEN occurred_at >= ? THEN sentiment_score END) AS s_sum, \
          COUNT(CASE WHEN occurred_at >= ? THEN sentiment_score END) AS s_n \
-         FROM interactions WHERE customer_id IN ({list}) GROUP BY customer_id, channel"
+         FROM interactions t WHERE customer_id IN ({list}){only} GROUP BY customer_id, channel"
     );
     for row in db.query_all_raw(statement(backend, &sql, values)).await? {
         let id: Uuid = row.try_get("", "customer_id")?;
@@ -418,9 +440,10 @@ pub async fn metrics(db: &impl ConnectionTrait, ids: &[Uuid]) -> AppResult<HashM
 
     let mut values = ids_values(ids);
     values.extend([ConversationStatus::Open, ConversationStatus::Pending].map(|s| Value::from(s.to_value())));
+    values.extend(only_values.iter().cloned());
     let sql = format!(
-        "SELECT customer_id, COUNT(*) AS n FROM conversations WHERE customer_id IN ({list}) \
-         AND status IN (?, ?) GROUP BY customer_id"
+        "SELECT customer_id, COUNT(*) AS n FROM conversations t WHERE customer_id IN ({list}) \
+         AND status IN (?, ?){only} GROUP BY customer_id"
     );
     for row in db.query_all_raw(statement(backend, &sql, values)).await? {
         out.entry(row.try_get("", "customer_id")?).or_default().open_conversations = row.try_get("", "n")?;
@@ -429,12 +452,13 @@ pub async fn metrics(db: &impl ConnectionTrait, ids: &[Uuid]) -> AppResult<HashM
     let csat = FeedbackKind::Csat.to_value();
     let mut values = vec![Value::from(csat.clone()), Value::from(csat), Value::from(since), Value::from(since)];
     values.extend(ids_values(ids));
+    values.extend(only_values.iter().cloned());
     let sql = format!(
         "SELECT customer_id, \
          SUM(CASE WHEN kind = ? THEN score END) AS csat_sum, COUNT(CASE WHEN kind = ? THEN score END) AS csat_n, \
          SUM(CASE WHEN occurred_at >= ? THEN sentiment_score END) AS s_sum, \
          COUNT(CASE WHEN occurred_at >= ? THEN sentiment_score END) AS s_n \
-         FROM feedback WHERE customer_id IN ({list}) GROUP BY customer_id"
+         FROM feedback t WHERE customer_id IN ({list}){only} GROUP BY customer_id"
     );
     for row in db.query_all_raw(statement(backend, &sql, values)).await? {
         let id: Uuid = row.try_get("", "customer_id")?;
@@ -451,10 +475,11 @@ pub async fn metrics(db: &impl ConnectionTrait, ids: &[Uuid]) -> AppResult<HashM
 
     let mut values = ids_values(ids);
     values.push(Value::from(FeedbackKind::Nps.to_value()));
+    values.extend(only_values);
     let sql = format!(
         "SELECT customer_id, score, occurred_at FROM (SELECT customer_id, score, occurred_at, ROW_NUMBER() OVER \
-         (PARTITION BY customer_id ORDER BY occurred_at DESC, id DESC) AS rn FROM feedback \
-         WHERE customer_id IN ({list}) AND kind = ? AND score IS NOT NULL) ranked WHERE rn = 1"
+         (PARTITION BY customer_id ORDER BY occurred_at DESC, id DESC) AS rn FROM feedback t \
+         WHERE customer_id IN ({list}) AND kind = ? AND score IS NOT NULL{only}) ranked WHERE rn = 1"
     );
     for row in db.query_all_raw(statement(backend, &sql, values)).await? {
         let id: Uuid = row.try_get("", "customer_id")?;

@@ -31,9 +31,6 @@ pub(super) fn loaders<'a>(ctx: &Context<'a>) -> Result<&'a Loaders> {
     ctx.data_opt::<Loaders>().ok_or_else(|| AppError::internal(anyhow::anyhow!("loaders missing from request")).into())
 }
 
-/// Nested interactions and conversations are not filtered by a token's channel limit
-/// (they load for a whole page at once); a limited token reads them through the
-/// `interactions` and `conversations` lists instead.
 /// The channels a nested list may show: the one asked for, within the caller's
 /// token limit (sorted; empty when the two do not meet); `None`: every channel.
 fn nested_channels(
@@ -96,7 +93,8 @@ fn conversation_slice(
 fn wanted(ctx: &Context<'_>, customers: &[Lookahead<'_>]) -> Result<Wanted> {
     let (_, principal) = context(ctx)?;
     let reads_interactions = READ_INTERACTIONS.check(principal).is_ok();
-    let mut wanted = Wanted::default();
+    let channels = principal.channel_limit().map(|limit| limit.iter().copied().collect());
+    let mut wanted = Wanted { channels, ..Wanted::default() };
     for customer in customers {
         wanted.identities |= customer.field("identities").exists();
         wanted.journeys |= customer.field("journeys").exists();

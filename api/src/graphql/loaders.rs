@@ -26,6 +26,7 @@ use std::hash::Hash;
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, Mutex, PoisonError};
 
+use entity::enums::Channel;
 use entity::{conversation, customer, customer_identity, feedback, interaction, touchpoint};
 use futures::FutureExt;
 use futures::future::{BoxFuture, Shared};
@@ -157,6 +158,9 @@ fn pick<V: Clone + Default>(loaded: Loaded<V>, id: Uuid) -> Result<V, async_grap
 /// The batched loaders of one request.
 pub struct Loaders {
     db: DatabaseConnection,
+    /// The caller's channel limit (`None`: every channel), for the lists and figures
+    /// without a channel argument: touchpoints, feedback, journeys, metrics.
+    channels: Option<Vec<Channel>>,
     customers: Memo<(), customer::Model>,
     identities: Memo<(), Vec<customer_identity::Model>>,
     interactions: Memo<InteractionSlice, Vec<interaction::Model>>,
@@ -167,10 +171,12 @@ pub struct Loaders {
     metrics: Memo<(), CustomerMetrics>,
 }
 
-/// Builds the loaders for one request.
-pub fn for_request(db: DatabaseConnection) -> Loaders {
+/// Builds the loaders for one request of `principal`.
+pub fn for_request(db: DatabaseConnection, principal: &crate::auth::Principal) -> Loaders {
+    let channels = principal.channel_limit().map(|limit| limit.iter().copied().collect());
     Loaders {
         db,
+        channels,
         customers: Memo::new(),
         identities: Memo::new(),
         interactions: Memo::new(),
@@ -229,20 +235,32 @@ impl Loaders {
 
     pub async fn touchpoints(&self, batch: &Batch, id: Uuid, limit: u64) -> GqlResult<Vec<touchpoint::Model>> {
         let db = self.db.clone();
-        let loaded =
-            self.touchpoints.get(batch, limit, |ids, n| async move { view::touchpoints(&db, &ids, n).await }).await;
+        let only = self.channels.clone();
+        let loaded = self
+            .touchpoints
+            .get(batch, limit, |ids, n| async move { view::touchpoints(&db, &ids, n, only.as_deref()).await })
+            .await;
         pick(loaded, id)
     }
 
     pub async fn feedback(&self, batch: &Batch, id: Uuid, limit: u64) -> GqlResult<Vec<feedback::Model>> {
         let db = self.db.clone();
-        let loaded = self.feedback.get(batch, limit, |ids, n| async move { view::feedback(&db, &ids, n).await }).await;
+        let only = self.channels.clone();
+        let loaded = self
+            .feedback
+            .get(batch, limit, |ids, n| async move { view::feedback(&db, &ids, n, only.as_deref()).await })
+            .await;
         pick(loaded, id)
     }
 
     pub async fn journeys(&self, batch: &Batch, id: Uuid) -> GqlResult<Vec<JourneyPosition>> {
         let db = self.db.clone();
-        pick(self.journeys.get(batch, (), |ids, ()| async move { view::journey_positions(&db, &ids).await }).await, id)
+        let only = self.channels.clone();
+        let loaded = self
+            .journeys
+            .get(batch, (), |ids, ()| async move { view::journey_positions(&db, &ids, only.as_deref()).await })
+            .await;
+        pick(loaded, id)
     }
 
     /// Hands the lists read ahead for `batch` (see `customers::prefetch`) to the fields
@@ -270,6 +288,10 @@ impl Loaders {
 
     pub async fn metrics(&self, batch: &Batch, id: Uuid) -> GqlResult<CustomerMetrics> {
         let db = self.db.clone();
-        pick(self.metrics.get(batch, (), |ids, ()| async move { view::metrics(&db, &ids).await }).await, id)
+        let only = self.channels.clone();
+        pick(
+            self.metrics.get(batch, (), |ids, ()| async move { view::metrics(&db, &ids, only.as_deref()).await }).await,
+            id,
+        )
     }
 }

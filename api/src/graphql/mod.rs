@@ -25,6 +25,7 @@ pub mod loaders;
 pub mod persisted;
 mod privacy;
 mod session;
+mod staff;
 mod subscriptions;
 mod tokens;
 pub mod types;
@@ -69,6 +70,7 @@ pub struct MutationRoot(
     config::ConfigMutation,
     alerts::AlertMutation,
     tokens::TokenMutation,
+    staff::StaffMutation,
     webhooks::WebhookMutation,
     journeys::JourneyMutation,
     feedback::FeedbackMutation,

@@ -220,8 +220,15 @@ impl SessionMutation {
     async fn logout(&self, ctx: &Context<'_>, input: LogoutInput) -> Result<LogoutPayload> {
         let (state, principal) = context(ctx)?;
         let request_id = actor(ctx)?.request_id;
-        let result =
-            sessions::logout(state.db(), principal, input.refresh_token.as_deref(), input.everywhere, request_id).await;
+        let result = sessions::logout(
+            state.db(),
+            state.sessions(),
+            principal,
+            input.refresh_token.as_deref(),
+            input.everywhere,
+            request_id,
+        )
+        .await;
         let (revoked, user_errors) = split_user_errors(result)?;
         Ok(LogoutPayload { revoked: revoked.unwrap_or(0), user_errors })
     }

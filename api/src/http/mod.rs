@@ -148,10 +148,16 @@ pub async fn authenticate(app: &AppState, headers: &HeaderMap) -> Principal {
                 Err(failure) => Principal::Anonymous(Some(failure)),
             }
         }
-        Some(token) => match app.sessions().keys.verify(token) {
-            Ok(user) => Principal::User(user),
-            Err(failure) => Principal::Anonymous(Some(failure)),
-        },
+        Some(token) => {
+            let checked = match app.sessions().keys.verify(token) {
+                Ok(verified) => app.sessions().access.check(app.db(), verified.user, verified.session).await,
+                Err(failure) => Err(failure),
+            };
+            match checked {
+                Ok(user) => Principal::User(user),
+                Err(failure) => Principal::Anonymous(Some(failure)),
+            }
+        }
     }
 }
 
@@ -239,11 +245,12 @@ async fn execute(
     if let Err(refusal) = state.app.persisted().resolve(&mut req) {
         return persisted_refusal(refusal);
     }
+    let loaders = crate::graphql::loaders::for_request(state.app.db().clone(), &principal);
     let req = req
         .data(principal)
         .data(client)
         .data(RequestIdValue(request_id(headers)))
-        .data(crate::graphql::loaders::for_request(state.app.db().clone()))
+        .data(loaders)
         .data(crate::graphql::loaders::topic_loader(state.app.db().clone()))
         .data(std::sync::Arc::clone(&slot));
     let response = state.gate.execute(req).await;

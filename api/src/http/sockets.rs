@@ -25,7 +25,9 @@
 //! 1009); each subscription counts against the caller's rate and at most
 //! [`MAX_SUBSCRIPTIONS`] run at once on a socket (else close 4429); keep-alive closes a socket
 //! whose client sent nothing for [`KEEPALIVE`]; a closed socket drops its streams and
-//! its slots.
+//! its slots. When a staff caller's access changes (log-out, deactivation, new role:
+//! see `auth::revocation`), the socket checks its credentials again and closes with
+//! 4403 if they no longer carry the access it was opened with.
 
 use std::collections::HashMap;
 use std::net::IpAddr;
@@ -42,8 +44,9 @@ use axum::response::{IntoResponse, Response};
 use futures::{SinkExt, StreamExt};
 
 use super::{ClientAddr, HttpState, RequestIdValue, authenticate, error_body, rate_limited, request_id};
-use crate::auth::Principal;
 use crate::auth::rate_limit::{Door, address_key, caller_key, network_key};
+use crate::auth::{AuthFailure, Principal};
+use crate::state::AppState;
 
 /// How long a socket may stay silent before it is closed (clients ping).
 const KEEPALIVE: Duration = Duration::from_secs(30);
@@ -271,7 +274,7 @@ async fn init_caller(
     state: &HttpState,
     headers: &HeaderMap,
     payload: &serde_json::Value,
-) -> Result<Principal, Refusal> {
+) -> Result<(Principal, HeaderMap), Refusal> {
     let token = payload
         .get("Authorization")
         .or_else(|| payload.get("authorization"))
@@ -285,7 +288,33 @@ async fn init_caller(
     match authenticate(&state.app, &auth_headers).await {
         Principal::Anonymous(None) => Err(Refusal::Forbidden(NO_CREDENTIALS)),
         Principal::Anonymous(Some(failure)) => Err(Refusal::Forbidden(failure.message())),
-        principal => Ok(principal),
+        principal => Ok((principal, auth_headers)),
+    }
+}
+
+/// Resolves when `principal`'s access ended (it is a staff user whose credentials,
+/// checked again after each change of their access, now act with a different role
+/// or not at all); never for API tokens, whose revocation ends nothing already open.
+async fn access_ended(app: AppState, principal: Principal, auth_headers: HeaderMap) -> &'static str {
+    let Some(user) = principal.user().map(|u| u.id) else { return std::future::pending().await };
+    let mut changes = app.sessions().access.changes();
+    loop {
+        let concerned = match changes.recv().await {
+            Ok(changed) => changed.concerns(user),
+            Err(tokio::sync::broadcast::error::RecvError::Lagged(_)) => true,
+            Err(tokio::sync::broadcast::error::RecvError::Closed) => return std::future::pending().await,
+        };
+        if !concerned {
+            continue;
+        }
+        match authenticate(&app, &auth_headers).await {
+            now if now == principal => {}
+            // Expiry does not end a socket (its credentials are checked at its start),
+            // nor does a database failure to check them.
+            Principal::Anonymous(Some(AuthFailure::Expired | AuthFailure::Unchecked)) => {}
+            Principal::Anonymous(Some(failure)) => return failure.message(),
+            _ => return "access changed: reconnect with new credentials",
+        }
     }
 }
 
@@ -304,12 +333,12 @@ async fn run(
         let Some((first, payload)) = init_message(&mut socket, deadline).await? else {
             return Ok(None);
         };
-        let principal = init_caller(&state, &headers, &payload).await?;
+        let (principal, auth_headers) = init_caller(&state, &headers, &payload).await?;
         let key = caller_key(&principal).ok_or(Refusal::Forbidden(NO_CREDENTIALS))?;
         let held = state.app.sockets().admit_keyed(key, max_per_caller, false).ok_or(Refusal::TooMany)?;
-        Ok::<_, Refusal>(Some((first, principal, held)))
+        Ok::<_, Refusal>(Some((first, principal, held, auth_headers)))
     };
-    let (first, principal, held) = match admitted.await {
+    let (first, principal, held, auth_headers) = match admitted.await {
         Ok(Some(admitted)) => admitted,
         Ok(None) => return,
         Err(refusal) => {
@@ -321,12 +350,13 @@ async fn run(
     };
     drop(pending);
     let principal_for_rate = principal.clone();
+    let principal_for_access = principal.clone();
     let mut data = async_graphql::Data::default();
     data.insert(Arc::new(held));
+    data.insert(crate::graphql::loaders::for_request(state.app.db().clone(), &principal));
     data.insert(principal);
     data.insert(ClientAddr(address));
     data.insert(RequestIdValue(request_id(&headers)));
-    data.insert(crate::graphql::loaders::for_request(state.app.db().clone()));
     data.insert(crate::graphql::loaders::topic_loader(state.app.db().clone()));
 
     let (mut sink, stream) = socket.split();
@@ -372,7 +402,20 @@ async fn run(
     let mut protocol_machine = async_graphql::http::WebSocket::new(state.gate.clone(), input, protocol)
         .on_connection_init(move |_| futures::future::ready(Ok(data)))
         .keepalive_timeout(KEEPALIVE);
-    while let Some(message) = protocol_machine.next().await {
+    let ended_access = access_ended(state.app.clone(), principal_for_access, auth_headers);
+    tokio::pin!(ended_access);
+    loop {
+        let message = tokio::select! {
+            message = protocol_machine.next() => match message {
+                Some(message) => message,
+                None => break,
+            },
+            why = &mut ended_access => {
+                let frame = CloseFrame { code: 4403, reason: format!("Forbidden: {why}").into() };
+                let _ = sink.send(Message::Close(Some(frame))).await;
+                return;
+            }
+        };
         let message = match message {
             WsMessage::Text(text) => {
                 watch.lock().unwrap_or_else(PoisonError::into_inner).completed(&text);

@@ -97,7 +97,8 @@ async fn logout_ends_the_session_or_all_of_them() {
         assert_eq!(error_code(&refresh(app, &a.refresh).await), Some("UNAUTHENTICATED"));
         assert!(refresh(app, &b.refresh).await["data"]["refreshToken"].is_object(), "other session lives");
 
-        let missing = app.graphql(logout, json!({ "t": null }), Some(&a.access)).await;
+        // (a's access token ended with its session; b's lives on.)
+        let missing = app.graphql(logout, json!({ "t": null }), Some(&b.access)).await;
         assert_eq!(missing["data"]["logout"]["userErrors"][0]["code"], "REQUIRED", "{missing}");
 
         let c = app.login_admin().await;
@@ -134,6 +135,10 @@ fn claims(overrides: Value) -> Value {
 const PROTECTED_SAMPLES: &[(&str, &str)] = &[
     ("me", "{ me { id } }"),
     ("logout", "mutation { logout(input: {everywhere: true}) { revoked } }"),
+    (
+        "changeUserAccess",
+        "mutation { changeUserAccess(input: {email: \"nobody@example.com\"}) { userErrors { code } } }",
+    ),
     ("customer", "{ customer(id: \"01a20815-91b7-7562-85d0-8fc0ed28182d\") { id } }"),
     ("customerByIdentity", "{ customerByIdentity(kind: EMAIL, value: \"x@example.com\") { id } }"),
     ("customers", "{ customers(first: 1) { edges { cursor } } }"),

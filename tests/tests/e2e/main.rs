@@ -15,6 +15,7 @@ mod journeys;
 mod migrations;
 mod outage;
 mod privacy;
+mod revocation;
 mod side_doors;
 mod startup;
 mod subscriptions;

@@ -295,3 +295,113 @@ async fn writers_get_back_ids_not_what_others_stored() {
     })
     .await;
 }
+
+/// A token limited to TWITTER sees, in a customer's 360, only what happened on
+/// Twitter: feedback, touchpoints, journey positions and metrics too, not just the
+/// interactions and conversations — through the one-statement read of the page and
+/// through the per-field loaders alike.
+#[tokio::test]
+async fn a_channel_limited_token_sees_only_its_channels_in_every_list_and_figure() {
+    on_each_backend(async |app: &TestApp| {
+        let admin = app.login_admin().await.access;
+        let saved = app
+            .graphql(
+                "mutation { saveJourney(input: {name: \"Care\", stages: [{name: \"Ask\"}, {name: \"Solved\"}]}) \
+                 { journey { id } } }",
+                json!({}),
+                Some(&admin),
+            )
+            .await;
+        let journey = saved["data"]["saveJourney"]["journey"]["id"].as_str().unwrap_or_else(|| panic!("{saved}"));
+        let handle = "@ann_on_twitter";
+        let created = app
+            .graphql(
+                "mutation($h: String!) { createCustomer(input: {displayName: \"Ann\", \
+                 identities: [{kind: EMAIL, value: \"ann@example.com\"}, {kind: TWITTER, value: $h}]}) { customer { id } } }",
+                json!({ "h": handle }),
+                Some(&admin),
+            )
+            .await;
+        let ann = created["data"]["createCustomer"]["customer"]["id"].as_str().unwrap_or_else(|| panic!("{created}"));
+        for (channel, stage, kind, score) in [("TWITTER", "Ask", "CSAT", 2), ("EMAIL", "Solved", "NPS", 9)] {
+            let body = app
+                .graphql(
+                    "mutation($c: ID!, $ch: Channel!, $k: FeedbackKind!, $s: Int!) { submitFeedback(input: \
+                     {kind: $k, score: $s, channel: $ch, customerId: $c, comment: \"said so\"}) { userErrors { code } } }",
+                    json!({ "c": ann, "ch": channel, "k": kind, "s": score }),
+                    Some(&admin),
+                )
+                .await;
+            assert!(body["errors"].is_null(), "{body}");
+            let body = app
+                .graphql(
+                    "mutation($j: ID!, $st: String!, $ch: Channel!, $c: ID!) { recordTouchpoint(input: {journeyId: $j, \
+                     stage: {name: $st}, channel: $ch, name: $st, outcome: SUCCESS, source: \"t\", customerId: $c}) \
+                     { userErrors { code } } }",
+                    json!({ "j": journey, "st": stage, "ch": channel, "c": ann }),
+                    Some(&admin),
+                )
+                .await;
+            assert!(body["errors"].is_null(), "{body}");
+            let body = app
+                .graphql(
+                    "mutation($ch: Channel!, $x: String!, $h: String!) { recordInteraction(input: {channel: $ch, \
+                     direction: INBOUND, body: \"hi\", externalId: $x, identities: [{kind: TWITTER, value: $h}]}) \
+                     { userErrors { code } } }",
+                    json!({ "ch": channel, "x": format!("m-{channel}"), "h": handle }),
+                    Some(&admin),
+                )
+                .await;
+            assert!(body["errors"].is_null(), "{body}");
+        }
+        let limited = app
+            .graphql(
+                "mutation { createApiToken(input: {name: \"social agency\", scopes: [CUSTOMERS_READ, INTERACTIONS_READ], \
+                 channels: [TWITTER]}) { secret } }",
+                json!({}),
+                Some(&admin),
+            )
+            .await["data"]["createApiToken"]["secret"]
+            .as_str()
+            .unwrap_or_else(|| panic!("a token"))
+            .to_owned();
+        let fields = "feedback { channel kind } touchpoints { channel } \
+                      journeys { stageName path { stageName touchpoints } } \
+                      metrics { interactionCount interactionsByChannel { channel count } csatResponses latestNps { score } }";
+        let one = format!("query($id: ID!) {{ customer(id: $id) {{ {fields} }} }}");
+        let page = format!("{{ customers(first: 5) {{ nodes {{ {fields} }} }} }}");
+        for (who, token) in [("admin", admin.as_str()), ("limited", limited.as_str())] {
+            let by_id = app.graphql(&one, json!({ "id": ann }), Some(token)).await;
+            let listed = app.graphql(&page, json!({}), Some(token)).await;
+            for c in [&by_id["data"]["customer"], &listed["data"]["customers"]["nodes"][0]] {
+                assert!(c.is_object(), "[{}] {who}: {by_id} {listed}", app.backend.name());
+                let channels = |list: &str| -> Vec<&str> {
+                    let mut v: Vec<&str> =
+                        c[list].as_array().unwrap().iter().map(|x| x["channel"].as_str().unwrap()).collect();
+                    v.sort_unstable();
+                    v
+                };
+                let stages: Vec<&str> =
+                    c["journeys"][0]["path"].as_array().unwrap().iter().map(|s| s["stageName"].as_str().unwrap()).collect();
+                let m = &c["metrics"];
+                if who == "admin" {
+                    assert_eq!(channels("feedback"), ["EMAIL", "TWITTER"], "{c}");
+                    assert_eq!(channels("touchpoints"), ["EMAIL", "TWITTER"], "{c}");
+                    assert_eq!(stages, ["Ask", "Solved"], "{c}");
+                    assert_eq!(m["interactionCount"], 2, "{c}");
+                    assert_eq!(m["latestNps"]["score"], 9, "{c}");
+                } else {
+                    assert_eq!(channels("feedback"), ["TWITTER"], "{c}");
+                    assert_eq!(channels("touchpoints"), ["TWITTER"], "{c}");
+                    assert_eq!(stages, ["Ask"], "the e-mail stage is not on the path: {c}");
+                    assert_eq!(c["journeys"][0]["stageName"], "Ask", "{c}");
+                    assert_eq!(m["interactionCount"], 1, "{c}");
+                    assert_eq!(m["interactionsByChannel"], json!([{ "channel": "TWITTER", "count": 1 }]), "{c}");
+                    assert_eq!(m["csatResponses"], 1, "{c}");
+                    assert!(m["latestNps"].is_null(), "the NPS came by e-mail: {c}");
+                }
+            }
+        }
+    })
+    .await;
+}
