@@ -593,6 +593,7 @@ fn conversations(
                     external_id: Some(format!("{}-{}", conversation_id.simple(), m)),
                     occurred_at: at,
                     created_at: at,
+                    updated_at: at,
                 }
                 .into_active_model(),
             );
@@ -706,6 +707,7 @@ fn touchpoints(
                     external_id: Some(touchpoint_id.simple().to_string()),
                     occurred_at: at,
                     created_at: at,
+                    updated_at: at,
                 }
                 .into_active_model(),
             );
@@ -802,6 +804,7 @@ fn feedback_of(
             external_id: Some(feedback_id.simple().to_string()),
             occurred_at: when,
             created_at: when,
+            updated_at: when,
         }
         .into_active_model(),
     );

@@ -2,9 +2,10 @@
 //! feedback row, as CSV or NDJSON, read in keyset chunks so memory stays flat however
 //! many rows there are.
 //!
-//! Rows come in change order (`updated_at` for customers and conversations, which
-//! change; `created_at` for the immutable facts) and `updated_since` keeps only rows
-//! changed at or after it, so a nightly job pulls what changed; the HTTP layer hands
+//! Rows come in change order (`updated_at`: creation, and every later change — an
+//! erasure, the retention job, a merge or an unmerge moving a fact between customers)
+//! and `updated_since` keeps only rows changed at or after it, so a nightly job pulls
+//! what changed, erased text included; the HTTP layer hands
 //! back a watermark for the next pull. `from`/`to` filter on business time (when it
 //! happened, or opened). Personal data is masked as in GraphQL for callers who may not
 //! read it (names masked, free text and external ids empty). CSV cells holding text that a spreadsheet
@@ -146,7 +147,7 @@ fn spec(dataset: Dataset, backend: DatabaseBackend) -> Spec {
         Dataset::Interactions => Spec {
             from: "interactions i",
             id: "i.id",
-            change: "i.created_at",
+            change: "i.updated_at",
             business: "i.occurred_at",
             channel: Some("i.channel"),
             columns: vec![
@@ -164,6 +165,7 @@ fn spec(dataset: Dataset, backend: DatabaseBackend) -> Spec {
                 personal("external_id", "i.external_id", Text, Pii::Text),
                 col("occurred_at", "i.occurred_at", Time),
                 col("created_at", "i.created_at", Time),
+                col("updated_at", "i.updated_at", Time),
             ],
             topics: Some(
                 "SELECT l.interaction_id AS id, t.name FROM interaction_topics l JOIN topics t ON t.id = l.topic_id \
@@ -222,7 +224,7 @@ fn spec(dataset: Dataset, backend: DatabaseBackend) -> Spec {
         Dataset::Touchpoints => Spec {
             from: "touchpoints tp JOIN journeys j ON j.id = tp.journey_id JOIN journey_stages s ON s.id = tp.stage_id",
             id: "tp.id",
-            change: "tp.created_at",
+            change: "tp.updated_at",
             business: "tp.occurred_at",
             channel: Some("tp.channel"),
             columns: vec![
@@ -239,13 +241,14 @@ fn spec(dataset: Dataset, backend: DatabaseBackend) -> Spec {
                 personal("external_id", "tp.external_id", Text, Pii::Text),
                 col("occurred_at", "tp.occurred_at", Time),
                 col("created_at", "tp.created_at", Time),
+                col("updated_at", "tp.updated_at", Time),
             ],
             topics: None,
         },
         Dataset::Feedback => Spec {
             from: "feedback f",
             id: "f.id",
-            change: "f.created_at",
+            change: "f.updated_at",
             business: "f.occurred_at",
             channel: Some("f.channel"),
             columns: vec![
@@ -264,6 +267,7 @@ fn spec(dataset: Dataset, backend: DatabaseBackend) -> Spec {
                 personal("external_id", "f.external_id", Text, Pii::Text),
                 col("occurred_at", "f.occurred_at", Time),
                 col("created_at", "f.created_at", Time),
+                col("updated_at", "f.updated_at", Time),
             ],
             topics: Some(
                 "SELECT l.feedback_id AS id, t.name FROM feedback_topics l JOIN topics t ON t.id = l.topic_id \

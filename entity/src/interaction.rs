@@ -26,6 +26,8 @@ pub struct Model {
     pub external_id: Option<String>,
     pub occurred_at: DateTimeUtc,
     pub created_at: DateTimeUtc,
+    /// Last change (erasure, retention, merge, unmerge); `created_at` until then.
+    pub updated_at: DateTimeUtc,
 }
 
 #[derive(Copy, Clone, Debug, EnumIter, DeriveRelation)]

@@ -29,6 +29,7 @@ mod m20261204_000017_drop_unused_due_indexes;
 mod m20261204_000018_add_unswept_sla_index;
 mod m20261204_000019_create_journey_step_rollups;
 mod m20261204_000020_add_negative_inbound_index;
+mod m20261205_000021_add_fact_updated_at;
 
 pub use dsl::epoch_units;
 pub use m20261204_000018_add_unswept_sla_index::UNSWEPT as UNSWEPT_CONVERSATIONS;
@@ -66,6 +67,7 @@ impl MigratorTrait for Migrator {
             Box::new(m20261204_000018_add_unswept_sla_index::Migration),
             Box::new(m20261204_000019_create_journey_step_rollups::Migration),
             Box::new(m20261204_000020_add_negative_inbound_index::Migration),
+            Box::new(m20261205_000021_add_fact_updated_at::Migration),
         ]
     }
 }

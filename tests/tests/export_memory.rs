@@ -50,6 +50,7 @@ async fn seed(app: &TestApp) {
                 external_id: Set(None),
                 occurred_at: Set(at),
                 created_at: Set(at),
+                updated_at: Set(at),
             }
         });
         feedback::Entity::insert_many(rows).exec_without_returning(&txn).await.unwrap();

@@ -4,8 +4,15 @@
 //! and feedback to the survivor with one `INSERT … SELECT` (recording exactly which rows
 //! move) and one `UPDATE` per table, in one transaction; the duplicate stays as a
 //! tombstone pointing at the survivor, and tombstones that pointed at the duplicate are
-//! re-pointed so a redirect is always one hop. Unmerging moves back exactly the
-//! recorded rows that are still on the survivor; what arrived after the merge stays.
+//! re-pointed so a redirect is always one hop.
+//!
+//! Unmerging moves back the recorded rows that are still on the survivor, and then
+//! what arrived while merged in the duplicate's threads: an interaction written in a
+//! conversation that goes back goes with it (the duplicate wrote it, or was answered
+//! in it), and feedback and touchpoints linked to an interaction that goes back follow
+//! it. Facts that arrived while merged outside those threads (a conversation opened
+//! anew, a rating naming no interaction) stay with the survivor: nothing recorded says
+//! whose they were.
 //!
 //! Both take their row locks in the order ingest does (conversations, then customers;
 //! see `interactions::ingest`), so a merge never waits on a batch that waits on it. If
@@ -33,6 +40,20 @@ use crate::events;
 
 /// The customer-owned tables whose rows follow a merge.
 pub const MOVED_TABLES: &[&str] = &["customer_identities", "conversations", "interactions", "touchpoints", "feedback"];
+
+/// The moved tables whose rows carry `updated_at`, stamped when a row moves so that
+/// an incremental export hands it out again with its new customer.
+const STAMPED_TABLES: &[&str] = &["conversations", "interactions", "touchpoints", "feedback"];
+
+/// `, updated_at = ?` for a stamped table, else nothing.
+fn stamp(table: &str) -> &'static str {
+    if STAMPED_TABLES.contains(&table) { ", updated_at = ?" } else { "" }
+}
+
+/// The value [`stamp`] binds, if any.
+fn stamped(table: &str, now: chrono::DateTime<Utc>) -> Option<sea_orm::Value> {
+    STAMPED_TABLES.contains(&table).then(|| now.into())
+}
 
 /// Why two customers are the same person.
 #[derive(Debug, Clone, Default)]
@@ -125,8 +146,11 @@ async fn merge_once(
         );
         txn.execute_raw(statement(backend, &record, vec![merge.id.into(), (*table).into(), duplicate_id.into()]))
             .await?;
-        let update = format!("UPDATE {table} SET customer_id = ? WHERE customer_id = ?");
-        let done = txn.execute_raw(statement(backend, &update, vec![survivor_id.into(), duplicate_id.into()])).await?;
+        let update = format!("UPDATE {table} SET customer_id = ?{} WHERE customer_id = ?", stamp(table));
+        let mut values = vec![survivor_id.into()];
+        values.extend(stamped(table, now));
+        values.push(duplicate_id.into());
+        let done = txn.execute_raw(statement(backend, &update, values)).await?;
         moved.push((*table, done.rows_affected()));
     }
     // Earlier tombstones of the duplicate now point at the survivor (one hop).
@@ -241,21 +265,39 @@ async fn unmerge_once(db: &DatabaseConnection, actor: Actor<'_>, merge_id: Uuid)
         return Err(AppError::invalid(&["input", "mergeId"], "ERASED", "the duplicate was erased"));
     }
     let backend = txn.get_database_backend();
+    let now = Utc::now();
     let mut moved = Vec::new();
     for table in MOVED_TABLES {
         let back = format!(
-            "UPDATE {table} SET customer_id = ? WHERE customer_id = ? AND id IN \
-             (SELECT row_id FROM customer_merge_rows WHERE merge_id = ? AND table_name = ?)"
+            "UPDATE {table} SET customer_id = ?{} WHERE customer_id = ? AND id IN \
+             (SELECT row_id FROM customer_merge_rows WHERE merge_id = ? AND table_name = ?)",
+            stamp(table)
         );
-        let values = vec![merge.duplicate_id.into(), merge.survivor_id.into(), merge.id.into(), (*table).into()];
+        let mut values = vec![merge.duplicate_id.into()];
+        values.extend(stamped(table, now));
+        values.extend([merge.survivor_id.into(), merge.id.into(), (*table).into()]);
         let done = txn.execute_raw(statement(backend, &back, values)).await?;
         moved.push((*table, done.rows_affected()));
+    }
+    // What arrived while merged follows its thread back (see the module comment);
+    // interactions first, so that the facts linked to them find them moved.
+    let (survivor, duplicate) = (merge.survivor_id, merge.duplicate_id);
+    for (table, owner) in [
+        ("interactions", "conversation_id IN (SELECT id FROM conversations WHERE customer_id = ?)"),
+        ("feedback", "interaction_id IN (SELECT id FROM interactions WHERE customer_id = ?)"),
+        ("touchpoints", "interaction_id IN (SELECT id FROM interactions WHERE customer_id = ?)"),
+    ] {
+        let follow = format!("UPDATE {table} SET customer_id = ?, updated_at = ? WHERE customer_id = ? AND {owner}");
+        let values = vec![duplicate.into(), now.into(), survivor.into(), duplicate.into()];
+        let done = txn.execute_raw(statement(backend, &follow, values)).await?;
+        if let Some(count) = moved.iter_mut().find(|(t, _)| *t == table) {
+            count.1 += done.rows_affected();
+        }
     }
     let tombstones = "UPDATE customers SET merged_into_id = ? WHERE merged_into_id = ? AND id IN \
                       (SELECT row_id FROM customer_merge_rows WHERE merge_id = ? AND table_name = 'customers')";
     let values = vec![merge.duplicate_id.into(), merge.survivor_id.into(), merge.id.into()];
     txn.execute_raw(statement(backend, tombstones, values)).await?;
-    let now = Utc::now();
     customer::Entity::update_many()
         .col_expr(customer::Column::MergedIntoId, Expr::value(Option::<Uuid>::None))
         .col_expr(customer::Column::UpdatedAt, Expr::value(now))

@@ -177,18 +177,21 @@ async fn erase_once(db: &DatabaseConnection, actor: Actor<'_>, id: Uuid) -> AppR
     report.interactions = interaction::Entity::update_many()
         .col_expr(interaction::Column::Body, Expr::value(Option::<String>::None))
         .col_expr(interaction::Column::ExternalId, Expr::value(Option::<String>::None))
+        .col_expr(interaction::Column::UpdatedAt, Expr::value(now))
         .filter(interaction::Column::CustomerId.is_in(ids.clone()))
         .exec(&txn)
         .await?
         .rows_affected;
     report.conversations = conversation::Entity::update_many()
         .col_expr(conversation::Column::Subject, Expr::value(Option::<String>::None))
+        .col_expr(conversation::Column::UpdatedAt, Expr::value(now))
         .filter(conversation::Column::CustomerId.is_in(ids.clone()))
         .exec(&txn)
         .await?
         .rows_affected;
     report.touchpoints = touchpoint::Entity::update_many()
         .col_expr(touchpoint::Column::ExternalId, Expr::value(Option::<String>::None))
+        .col_expr(touchpoint::Column::UpdatedAt, Expr::value(now))
         .filter(touchpoint::Column::CustomerId.is_in(ids.clone()))
         .exec(&txn)
         .await?
@@ -196,6 +199,7 @@ async fn erase_once(db: &DatabaseConnection, actor: Actor<'_>, id: Uuid) -> AppR
     report.feedback = feedback::Entity::update_many()
         .col_expr(feedback::Column::Comment, Expr::value(Option::<String>::None))
         .col_expr(feedback::Column::ExternalId, Expr::value(Option::<String>::None))
+        .col_expr(feedback::Column::UpdatedAt, Expr::value(now))
         .filter(feedback::Column::CustomerId.is_in(ids.clone()))
         .exec(&txn)
         .await?
@@ -257,6 +261,7 @@ pub async fn apply_retention(db: &DatabaseConnection, policy: RetentionPolicy) -
         }
         total += interaction::Entity::update_many()
             .col_expr(interaction::Column::Body, Expr::value(Option::<String>::None))
+            .col_expr(interaction::Column::UpdatedAt, Expr::value(Utc::now()))
             .filter(interaction::Column::Id.is_in(ids))
             .filter(interaction::Column::Body.is_not_null())
             .exec(db)
@@ -265,6 +270,7 @@ pub async fn apply_retention(db: &DatabaseConnection, policy: RetentionPolicy) -
     }
     total += feedback::Entity::update_many()
         .col_expr(feedback::Column::Comment, Expr::value(Option::<String>::None))
+        .col_expr(feedback::Column::UpdatedAt, Expr::value(Utc::now()))
         .filter(feedback::Column::OccurredAt.lt(cutoff))
         .filter(feedback::Column::Comment.is_not_null())
         .exec(db)
@@ -272,6 +278,7 @@ pub async fn apply_retention(db: &DatabaseConnection, policy: RetentionPolicy) -
         .rows_affected;
     total += conversation::Entity::update_many()
         .col_expr(conversation::Column::Subject, Expr::value(Option::<String>::None))
+        .col_expr(conversation::Column::UpdatedAt, Expr::value(Utc::now()))
         .filter(conversation::Column::LastMessageAt.lt(cutoff))
         .filter(conversation::Column::Subject.is_not_null())
         .exec(db)

@@ -463,7 +463,48 @@ pub async fn resolve_and_hold(
         return Ok(Some(found));
     }
     let held = customer::Entity::find_by_id(found.id).lock_shared().one(txn).await?;
-    Ok(held.filter(|c| c.merged_into_id.is_none() && c.erased_at.is_none()))
+    let Some(held) = held.filter(|c| c.merged_into_id.is_none() && c.erased_at.is_none()) else { return Ok(None) };
+    let named = named_identities(reference).into_iter().map(|i| (i, held.id)).collect::<Vec<_>>();
+    Ok(identities_still_with(txn, &named).await?.then_some(held))
+}
+
+/// The identities a reference resolves by (none when it names the customer by id).
+/// Already checked by the resolution: a value that does not read is left out here.
+pub fn named_identities(reference: &CustomerRef) -> Vec<Identity> {
+    if reference.id.is_some() {
+        return Vec::new();
+    }
+    normalize_all(&[], &reference.identities).unwrap_or_default()
+}
+
+/// Whether each identity still belongs to the customer it resolved to. A write that
+/// resolved its customer by identities checks this last, once it holds its customers'
+/// rows: an unmerge committed meanwhile may have taken an identity back to the
+/// duplicate, and the write must then be tried again to follow it (an unmerge also
+/// locks both customers' rows, so this statement runs after it committed, or the
+/// unmerge after this write). PostgreSQL only: SQLite's writers take turns, so
+/// nothing moves between a write's resolution and its commit.
+pub async fn identities_still_with(
+    txn: &impl ConnectionTrait,
+    owned: &[(Identity, Uuid)],
+) -> Result<bool, sea_orm::DbErr> {
+    if owned.is_empty() || txn.get_database_backend() != sea_orm::DatabaseBackend::Postgres {
+        return Ok(true);
+    }
+    let rows = owned
+        .iter()
+        .map(|(i, customer)| {
+            vec![sea_orm::ActiveEnum::to_value(&i.kind).into(), i.value.clone().into(), (*customer).into()]
+        })
+        .collect();
+    let (with, values) = crate::db::keys_cte("k", &["kind", "value", "customer_id"], rows);
+    let sql = format!(
+        "{with}SELECT COUNT(*) AS n FROM k LEFT JOIN customer_identities ci ON ci.kind = k.kind \
+         AND ci.value = k.value AND ci.customer_id = k.customer_id WHERE ci.id IS NULL"
+    );
+    let row = txn.query_one_raw(crate::db::statement(txn.get_database_backend(), &sql, values)).await?;
+    let moved: i64 = row.map(|r| r.try_get("", "n")).transpose()?.unwrap_or(0);
+    Ok(moved == 0)
 }
 
 async fn resolve_ref_once(

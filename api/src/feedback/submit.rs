@@ -267,6 +267,7 @@ async fn write(
         external_id: Set(c.external_id.clone()),
         occurred_at: Set(c.input.occurred_at.unwrap_or(now)),
         created_at: Set(now),
+        updated_at: Set(now),
     };
     let inserted = match row.insert(txn).await {
         Ok(m) => m,

@@ -175,6 +175,7 @@ pub async fn reply(
         external_id: Set(Some(format!("cxgraph:{}", Uuid::now_v7()))),
         occurred_at: Set(now),
         created_at: Set(now),
+        updated_at: Set(now),
     }
     .insert(&txn)
     .await?;

@@ -573,6 +573,7 @@ async fn attempt(
             external_id: Some(input.external_id.clone()),
             occurred_at: at,
             created_at: now,
+            updated_at: now,
         };
         links.extend(item.analysis.topics.iter().map(|topic| (row.id, *topic)));
         emitted.push(interaction_event(&row));
@@ -585,10 +586,20 @@ async fn attempt(
     if let Err(e) = write(&txn, touched, &rows, links, emitted).await {
         return abandon(txn, e).await;
     }
-    match touch_customers(&txn, &last_contact).await {
+    let named: Vec<(customers::Identity, Uuid)> = writes
+        .iter()
+        .flat_map(|(x, c)| customers::named_identities(&x.input.customer).into_iter().map(|i| (i, c.id)))
+        .collect();
+    let settled = async {
+        Ok::<_, sea_orm::DbErr>(
+            touch_customers(&txn, &last_contact).await? && customers::identities_still_with(&txn, &named).await?,
+        )
+    };
+    match settled.await {
         Ok(true) => {}
         Ok(false) => {
-            // A customer was merged or erased meanwhile: try again from the start.
+            // A customer was merged or erased meanwhile, or an identity went back to
+            // another by an unmerge: try again from the start.
             txn.rollback().await.ok();
             return Ok(None);
         }

@@ -42,6 +42,7 @@ async fn negative(db: &DatabaseConnection, customer_id: Uuid, channel: Channel, 
         external_id: Some(Uuid::now_v7().to_string()),
         occurred_at: at,
         created_at: at,
+        updated_at: at,
     }
     .into_active_model()
     .insert(db)

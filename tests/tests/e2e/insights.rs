@@ -66,6 +66,7 @@ async fn new_feedback(
         external_id: None,
         occurred_at,
         created_at: Utc::now(),
+        updated_at: Utc::now(),
     }
     .into_active_model()
     .insert(db)
@@ -343,6 +344,7 @@ async fn response_times_sla_and_volume_come_from_conversations_and_messages() {
                     external_id: Some(format!("{i}-{direction:?}")),
                     occurred_at: opened + Duration::hours(i as i64),
                     created_at: now,
+                    updated_at: now,
                 }
                 .into_active_model()
                 .insert(db)
@@ -548,6 +550,7 @@ async fn touch(
         external_id: None,
         occurred_at: when,
         created_at: Utc::now(),
+        updated_at: Utc::now(),
     }
     .into_active_model()
     .insert(db)
@@ -999,6 +1002,7 @@ async fn new_message(
         external_id: None,
         occurred_at,
         created_at: Utc::now(),
+        updated_at: Utc::now(),
     }
     .into_active_model()
     .insert(db)

@@ -156,13 +156,17 @@ async fn dirty_hours_become_deltas_when_the_rollups_move_to_deltas() {
             external_id: None,
             occurred_at: at.parse::<DateTime<Utc>>().unwrap(),
             created_at: Utc::now(),
+            updated_at: Utc::now(),
         };
         for (kind, score, at) in [
             (FeedbackKind::Nps, 10, "2026-11-20T10:15:00Z"),
             (FeedbackKind::Nps, 3, "2026-11-20T10:40:00Z"),
             (FeedbackKind::Csat, 5, "2026-11-20T14:05:00Z"),
         ] {
-            answer(kind, score, at).into_active_model().insert(&db).await.unwrap();
+            // Written as that schema had it: no `updated_at` yet (migration 21).
+            let mut row = answer(kind, score, at).into_active_model();
+            row.updated_at = sea_orm::ActiveValue::NotSet;
+            feedback::Entity::insert(row).exec_without_returning(&db).await.unwrap();
         }
         // The rows a refresh between the first answer and the second left: the first
         // answer in its hour and its day. (The triggers marked all three answers.)

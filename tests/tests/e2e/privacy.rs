@@ -103,6 +103,7 @@ async fn add_facts(db: &DatabaseConnection, customer_id: Uuid, tag: &str, at: ch
             external_id: Some(format!("{tag}-msg-{n}-{}", Uuid::now_v7())),
             occurred_at: at,
             created_at: at,
+            updated_at: at,
         }
         .into_active_model()
         .insert(db)
@@ -123,6 +124,7 @@ async fn add_facts(db: &DatabaseConnection, customer_id: Uuid, tag: &str, at: ch
         external_id: Some(format!("{tag}-order-{}", Uuid::now_v7())),
         occurred_at: at,
         created_at: at,
+        updated_at: at,
     }
     .into_active_model()
     .insert(db)
@@ -144,6 +146,7 @@ async fn add_facts(db: &DatabaseConnection, customer_id: Uuid, tag: &str, at: ch
         external_id: Some(format!("{tag}-fb-{}", Uuid::now_v7())),
         occurred_at: at,
         created_at: at,
+        updated_at: at,
     }
     .into_active_model()
     .insert(db)
@@ -296,6 +299,40 @@ async fn occurrences(db: &DatabaseConnection, needle: &str) -> Vec<String> {
     out
 }
 
+const DATASETS: [&str; 5] = ["customers", "interactions", "conversations", "touchpoints", "feedback"];
+
+/// What a BI tool keeps: every exported row by (dataset, id), upserted on each pull.
+#[derive(Default)]
+struct Warehouse {
+    rows: std::collections::HashMap<(String, String), Value>,
+}
+
+impl Warehouse {
+    /// Pulls a dataset (everything, or what changed since a watermark) and upserts it;
+    /// answers the watermark for the next pull.
+    async fn pull(&mut self, app: &TestApp, token: &str, dataset: &str, since: Option<&str>) -> String {
+        let mut request =
+            app.client.get(app.url(&format!("/export/{dataset}"))).query(&[("format", "ndjson")]).bearer_auth(token);
+        if let Some(since) = since {
+            request = request.query(&[("updated_since", since)]);
+        }
+        let resp = request.send().await.unwrap();
+        assert_eq!(resp.status(), 200, "{dataset}");
+        let watermark = resp.headers()["x-export-watermark"].to_str().unwrap().to_owned();
+        for line in resp.text().await.unwrap().lines() {
+            let row: Value = serde_json::from_str(line).expect("an NDJSON line");
+            let id = row["id"].as_str().expect("an id").to_owned();
+            self.rows.insert((dataset.to_owned(), id), row);
+        }
+        watermark
+    }
+
+    /// How many rows hold `needle` anywhere.
+    fn holding(&self, needle: &str) -> usize {
+        self.rows.values().filter(|row| row.to_string().contains(needle)).count()
+    }
+}
+
 #[tokio::test]
 async fn erasure_leaves_no_trace_of_the_person_and_spares_everyone_else() {
     on_each_backend(async |app: &TestApp| {
@@ -341,6 +378,14 @@ async fn erasure_leaves_no_trace_of_the_person_and_spares_everyone_else() {
         let bystander_before = occurrences(&app.db, bystander_tag).await;
         let interactions_before = Interaction::find().count(&app.db).await.unwrap();
 
+        // A warehouse holds a full pull of every dataset, canaries included.
+        let mut warehouse = Warehouse::default();
+        let mut watermarks = Vec::new();
+        for dataset in DATASETS {
+            watermarks.push(warehouse.pull(app, &admin, dataset, None).await);
+        }
+        assert!(warehouse.holding(canary) > 0, "the warehouse holds the canary before");
+
         let erase = "mutation($id: ID!) { eraseCustomer(input: {id: $id}) { erasedCustomerId customers identities \
                      interactions conversations feedback userErrors { code } } }";
         let erased = app.graphql(erase, json!({ "id": victim.to_string() }), Some(&admin)).await;
@@ -352,6 +397,11 @@ async fn erasure_leaves_no_trace_of_the_person_and_spares_everyone_else() {
 
         let left = occurrences(&app.db, canary).await;
         assert!(left.is_empty(), "[{}] personal data survives erasure in {left:?}", app.backend.name());
+        // Its next incremental pull, upserted by id as the README says, leaves none.
+        for (dataset, since) in DATASETS.into_iter().zip(watermarks) {
+            warehouse.pull(app, &admin, dataset, Some(&since)).await;
+        }
+        assert_eq!(warehouse.holding(canary), 0, "[{}] the warehouse keeps erased data", app.backend.name());
         // Nor in the bytes of SQLite's files: free space, slack of rewritten cells and
         // the write-ahead log's older frames held it before `secure_delete` and the
         // checkpoint after an erasure.
@@ -644,6 +694,106 @@ async fn an_erasure_waits_for_a_write_holding_the_customers_conversation() {
         assert_eq!(e["conversations"], 1, "[{name}] {erased}");
         let scrubbed = Conversation::find_by_id(held).one(&app.db).await.unwrap().unwrap();
         assert_eq!(scrubbed.subject, None, "[{name}] the held conversation was scrubbed after the writer committed");
+    })
+    .await;
+}
+
+const TWEET: &str = "mutation($x: String!) { recordInteraction(input: {channel: TWITTER, direction: INBOUND, \
+                     body: \"still waiting\", externalId: $x, identities: [{kind: TWITTER, value: \"dupl\"}]}) \
+                     { interaction { id conversationId customerId } userErrors { code } } }";
+
+/// The rule of unmerge for what arrived while merged: what the duplicate wrote in its
+/// own threads goes back with them (and the feedback about it), also when the
+/// duplicate keeps writing while the unmerge runs; what the survivor did meanwhile
+/// stays. An incremental export hands the moved rows out again with their owner.
+#[tokio::test]
+async fn unmerge_takes_back_what_arrived_in_the_duplicates_threads_while_merged() {
+    on_each_backend(async |app: &TestApp| {
+        let admin = app.login_admin().await.access;
+        let ann = create(
+            app,
+            &admin,
+            json!({ "displayName": "Ann", "identities": [{ "kind": "EMAIL", "value": "ann@example.com" }] }),
+        )
+        .await;
+        let dup = create(app, &admin, json!({ "identities": [{ "kind": "TWITTER", "value": "dupl" }] })).await;
+        let tweet = async |n: usize| {
+            let body = app.graphql(TWEET, json!({ "x": format!("t-{n}") }), Some(&admin)).await;
+            let i = body["data"]["recordInteraction"]["interaction"].clone();
+            assert!(i["id"].is_string(), "[{}] {body}", app.backend.name());
+            i
+        };
+        let first = tweet(0).await;
+        assert_eq!(first["customerId"], dup.to_string());
+        let thread = first["conversationId"].clone();
+
+        let body = app.graphql(MERGE, json!({ "s": ann.to_string(), "d": dup.to_string() }), Some(&admin)).await;
+        let merge_id = body["data"]["mergeCustomers"]["merge"]["id"].as_str().unwrap_or_else(|| panic!("{body}")).to_owned();
+        // While merged: the duplicate tweets again, in its old thread, and rates it.
+        let again = tweet(1).await;
+        assert_eq!((&again["customerId"], &again["conversationId"]), (&json!(ann.to_string()), &thread));
+        let rated = app
+            .graphql(
+                "mutation($i: ID!) { submitFeedback(input: {kind: CSAT, score: 1, channel: TWITTER, interactionId: $i, \
+                 identities: [{kind: TWITTER, value: \"dupl\"}]}) { feedbackId userErrors { code } } }",
+                json!({ "i": again["id"] }),
+                Some(&admin),
+            )
+            .await;
+        let rating = rated["data"]["submitFeedback"]["feedbackId"].as_str().unwrap_or_else(|| panic!("{rated}")).to_owned();
+        // And Ann writes by e-mail: hers.
+        let mail = app
+            .graphql(
+                "mutation { recordInteraction(input: {channel: EMAIL, direction: INBOUND, body: \"hello\", \
+                 externalId: \"m-1\", identities: [{kind: EMAIL, value: \"ann@example.com\"}]}) { interaction { id } } }",
+                json!({}),
+                Some(&admin),
+            )
+            .await;
+        let ann_mail = mail["data"]["recordInteraction"]["interaction"]["id"].clone();
+        let since = (Utc::now() - Duration::seconds(1)).to_rfc3339();
+
+        // The unmerge races more tweets.
+        let racing = futures::future::join_all((2..8).map(tweet));
+        let unmerge = app.graphql(UNMERGE, json!({ "m": merge_id }), Some(&admin));
+        let (tweets, undone) = tokio::join!(racing, unmerge);
+        assert_eq!(undone["data"]["unmergeCustomers"]["userErrors"], json!([]), "{undone}");
+        assert!(tweets.iter().all(|t| t["id"].is_string()));
+
+        // Every tweet is the duplicate's, in its one thread; the rating too; Ann keeps her mail.
+        let tweets_now: Vec<interaction::Model> = Interaction::find()
+            .filter(interaction::Column::ExternalId.starts_with("t-"))
+            .all(&app.db)
+            .await
+            .unwrap();
+        assert_eq!(tweets_now.len(), 8);
+        for t in &tweets_now {
+            assert_eq!(t.customer_id, dup, "[{}] {:?} stayed on the survivor", app.backend.name(), t.external_id);
+            assert_eq!(t.conversation_id.map(|c| c.to_string()), thread.as_str().map(str::to_owned));
+        }
+        let rating = Feedback::find_by_id(Uuid::parse_str(&rating).unwrap()).one(&app.db).await.unwrap().unwrap();
+        assert_eq!(rating.customer_id, dup, "the rating of the duplicate's tweet follows it");
+        let mail = Interaction::find_by_id(Uuid::parse_str(ann_mail.as_str().unwrap()).unwrap())
+            .one(&app.db)
+            .await
+            .unwrap()
+            .unwrap();
+        assert_eq!(mail.customer_id, ann, "the survivor's own mail stays");
+
+        // A warehouse pulling what changed since sees the moved rows with their owner.
+        let resp = app
+            .client
+            .get(app.url("/export/interactions"))
+            .query(&[("format", "ndjson"), ("updated_since", since.as_str())])
+            .bearer_auth(&admin)
+            .send()
+            .await
+            .unwrap();
+        let text = resp.text().await.unwrap();
+        let pulled: Vec<Value> = text.lines().map(|l| serde_json::from_str(l).unwrap()).collect();
+        let moved = pulled.iter().filter(|r| r["external_id"] == "t-1").collect::<Vec<_>>();
+        assert_eq!(moved.len(), 1, "the tweet written while merged is pulled again: {text}");
+        assert_eq!(moved[0]["customer_id"], dup.to_string());
     })
     .await;
 }
