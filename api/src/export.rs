@@ -23,6 +23,7 @@ use sea_orm::{ActiveEnum, ConnectionTrait, DatabaseBackend, QueryResult};
 use serde_json::{Map, Value};
 use uuid::Uuid;
 
+use crate::auth::masking::{self, Masking};
 use crate::auth::pii;
 use crate::error::{AppError, AppResult};
 use crate::insights::sql::{self, Sql};
@@ -87,28 +88,22 @@ enum Kind {
     List,
 }
 
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-enum Pii {
-    None,
-    /// Masked like a name.
-    Name,
-    /// Left empty.
-    Text,
-}
-
 struct Col {
     name: &'static str,
     expr: String,
     kind: Kind,
-    pii: Pii,
+    /// The GraphQL field (`Type`, `field`) holding the same value: masked as the
+    /// masking table says for it (see `auth::masking`); `None`: not personal.
+    mirrors: Option<(&'static str, &'static str)>,
 }
 
 fn col(name: &'static str, expr: &str, kind: Kind) -> Col {
-    Col { name, expr: expr.to_owned(), kind, pii: Pii::None }
+    Col { name, expr: expr.to_owned(), kind, mirrors: None }
 }
 
-fn personal(name: &'static str, expr: &str, kind: Kind, pii: Pii) -> Col {
-    Col { name, expr: expr.to_owned(), kind, pii }
+/// A column holding what the GraphQL field `mirrors` holds, masked alike.
+fn personal(name: &'static str, expr: &str, kind: Kind, mirrors: (&'static str, &'static str)) -> Col {
+    Col { name, expr: expr.to_owned(), kind, mirrors: Some(mirrors) }
 }
 
 /// How to read one dataset.
@@ -134,7 +129,7 @@ fn spec(dataset: Dataset, backend: DatabaseBackend) -> Spec {
             channel: None,
             columns: vec![
                 col("id", "c.id", Id),
-                personal("display_name", "c.display_name", Text, Pii::Name),
+                personal("display_name", "c.display_name", Text, ("Customer", "displayName")),
                 col("segment", "c.segment", Text),
                 col("merged_into_id", "c.merged_into_id", Id),
                 col("erased_at", "c.erased_at", Time),
@@ -159,10 +154,10 @@ fn spec(dataset: Dataset, backend: DatabaseBackend) -> Spec {
                 col("visibility", "i.visibility", Code),
                 col("author_kind", "i.author_kind", Code),
                 col("inbox", "i.inbox", Text),
-                personal("body", "i.body", Text, Pii::Text),
+                personal("body", "i.body", Text, ("Interaction", "body")),
                 col("sentiment_score", "i.sentiment_score", Float),
                 col("sentiment_label", "i.sentiment_label", Code),
-                personal("external_id", "i.external_id", Text, Pii::Text),
+                personal("external_id", "i.external_id", Text, ("Interaction", "externalId")),
                 col("occurred_at", "i.occurred_at", Time),
                 col("created_at", "i.created_at", Time),
                 col("updated_at", "i.updated_at", Time),
@@ -238,7 +233,7 @@ fn spec(dataset: Dataset, backend: DatabaseBackend) -> Spec {
                 col("outcome", "tp.outcome", Code),
                 col("interaction_id", "tp.interaction_id", Id),
                 col("source", "tp.source", Text),
-                personal("external_id", "tp.external_id", Text, Pii::Text),
+                personal("external_id", "tp.external_id", Text, ("Touchpoint", "externalId")),
                 col("occurred_at", "tp.occurred_at", Time),
                 col("created_at", "tp.created_at", Time),
                 col("updated_at", "tp.updated_at", Time),
@@ -257,14 +252,14 @@ fn spec(dataset: Dataset, backend: DatabaseBackend) -> Spec {
                 col("survey_id", "f.survey_id", Id),
                 col("kind", "f.kind", Code),
                 col("score", "CAST(f.score AS BIGINT)", Int),
-                personal("comment", "f.comment", Text, Pii::Text),
+                personal("comment", "f.comment", Text, ("Feedback", "comment")),
                 col("channel", "f.channel", Code),
                 col("touchpoint_id", "f.touchpoint_id", Id),
                 col("interaction_id", "f.interaction_id", Id),
                 col("sentiment_score", "f.sentiment_score", Float),
                 col("sentiment_label", "f.sentiment_label", Code),
                 col("source", "f.source", Text),
-                personal("external_id", "f.external_id", Text, Pii::Text),
+                personal("external_id", "f.external_id", Text, ("Feedback", "externalId")),
                 col("occurred_at", "f.occurred_at", Time),
                 col("created_at", "f.created_at", Time),
                 col("updated_at", "f.updated_at", Time),
@@ -412,10 +407,13 @@ impl Exporter {
                 Cell::Text(items.join(";"))
             }
         };
-        Ok(match (c.pii, &cell, self.reads_pii) {
-            (_, _, true) | (Pii::None, _, _) | (_, Cell::Null, _) => cell,
-            (Pii::Name, Cell::Text(t), false) => Cell::Text(pii::mask_name(t)),
-            (_, _, false) => Cell::Null,
+        let Some((type_name, field)) = c.mirrors else { return Ok(cell) };
+        if masking::shows(type_name, field, self.reads_pii) {
+            return Ok(cell);
+        }
+        Ok(match (masking::of(type_name, field), cell) {
+            (Some(Masking::Name), Cell::Text(t)) => Cell::Text(pii::mask_name(&t)),
+            _ => Cell::Null,
         })
     }
 

@@ -8,6 +8,7 @@
 mod bounded;
 pub mod cost_budget;
 pub mod jwt;
+pub mod masking;
 pub mod password;
 pub mod pii;
 pub mod policy;

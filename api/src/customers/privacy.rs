@@ -184,6 +184,7 @@ async fn erase_once(db: &DatabaseConnection, actor: Actor<'_>, id: Uuid) -> AppR
         .rows_affected;
     report.conversations = conversation::Entity::update_many()
         .col_expr(conversation::Column::Subject, Expr::value(Option::<String>::None))
+        .col_expr(conversation::Column::Tags, Expr::value(json!([])))
         .col_expr(conversation::Column::UpdatedAt, Expr::value(now))
         .filter(conversation::Column::CustomerId.is_in(ids.clone()))
         .exec(&txn)

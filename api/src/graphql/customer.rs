@@ -12,7 +12,7 @@ use chrono::{DateTime, Utc};
 use entity::{customer, customer_identity};
 
 use super::enums::{Channel, ConversationStatus, IdentityKind, NpsCategory};
-use super::facts::{Conversation, Feedback, Interaction, JourneyPosition, Touchpoint, reads_pii};
+use super::facts::{Conversation, Feedback, Interaction, JourneyPosition, Touchpoint, reads_pii, shows};
 use super::loaders::{Batch, Loaders};
 use super::types::{UserError, actor, capped, context, id, parse_id, split_user_errors, within_channel_limit};
 use crate::auth::pii::{self, PersonalMatch};
@@ -186,7 +186,7 @@ impl Customer {
     /// Name to show. Masked (`A*** L***`) without the right to personal data.
     async fn display_name(&self, ctx: &Context<'_>) -> Option<String> {
         let name = self.model.display_name.as_deref()?;
-        Some(if reads_pii(ctx) { name.to_owned() } else { pii::mask_name(name) })
+        Some(if shows(ctx, "Customer", "displayName") { name.to_owned() } else { pii::mask_name(name) })
     }
     /// Segment or tier, e.g. `consumer`, `premium`, `business`.
     async fn segment(&self) -> Option<&str> {
@@ -194,7 +194,7 @@ impl Customer {
     }
     /// Free attributes (JSON object). Null without the right to personal data.
     async fn attributes(&self, ctx: &Context<'_>) -> Option<Json<serde_json::Value>> {
-        reads_pii(ctx).then(|| Json(self.model.attributes.clone()))
+        shows(ctx, "Customer", "attributes").then(|| Json(self.model.attributes.clone()))
     }
     /// True when personal fields of this response are masked for the caller.
     async fn pii_masked(&self, ctx: &Context<'_>) -> bool {
@@ -322,7 +322,11 @@ impl CustomerIdentity {
     }
     /// The normalised value. Masked without the right to personal data.
     async fn value(&self, ctx: &Context<'_>) -> String {
-        if reads_pii(ctx) { self.0.value.clone() } else { pii::mask_identity(self.0.kind, &self.0.value) }
+        if shows(ctx, "CustomerIdentity", "value") {
+            self.0.value.clone()
+        } else {
+            pii::mask_identity(self.0.kind, &self.0.value)
+        }
     }
     /// Whether the customer proved they own it.
     async fn verified(&self) -> bool {

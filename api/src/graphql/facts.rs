@@ -15,14 +15,25 @@ use super::enums::{
 };
 use super::loaders::{Batch, TaggedRow, TopicNames};
 use super::types::{context, id};
-use crate::auth::pii;
 use crate::auth::policy::READ_CUSTOMERS;
+use crate::auth::{masking, pii};
 use crate::error::AppError;
 use async_graphql::dataloader::DataLoader;
 
 /// Whether the caller of this request may read personal data (false if unknown).
 pub fn reads_pii(ctx: &Context<'_>) -> bool {
     context(ctx).map(|(_, p)| pii::can_read(p)).unwrap_or(false)
+}
+
+/// Whether this caller sees `Type.field` as stored, by the masking table.
+pub fn shows(ctx: &Context<'_>, type_name: &str, field: &str) -> bool {
+    masking::shows(type_name, field, reads_pii(ctx))
+}
+
+/// `value` when this caller sees `Type.field` as stored, else null (the table's
+/// [`masking::Masking::Text`] fields).
+pub fn shown<'a>(ctx: &Context<'_>, type_name: &str, field: &str, value: Option<&'a str>) -> Option<&'a str> {
+    if shows(ctx, type_name, field) { value } else { None }
 }
 
 /// One message or contact event.
@@ -68,7 +79,7 @@ impl Interaction {
     }
     /// The text. Null when the caller may not read personal data, or after erasure.
     async fn body(&self, ctx: &Context<'_>) -> Option<&str> {
-        if reads_pii(ctx) { self.0.body.as_deref() } else { None }
+        shown(ctx, "Interaction", "body", self.0.body.as_deref())
     }
     /// Sentiment score in [-1, 1], for inbound text.
     async fn sentiment_score(&self) -> Option<f64> {
@@ -83,7 +94,7 @@ impl Interaction {
     /// Null without the right to personal data: platforms build ids from addresses
     /// (an e-mail's `Message-ID` holds the sender's), so an id is treated as free text.
     async fn external_id(&self, ctx: &Context<'_>) -> Option<&str> {
-        if reads_pii(ctx) { self.0.external_id.as_deref() } else { None }
+        shown(ctx, "Interaction", "externalId", self.0.external_id.as_deref())
     }
     /// Topics the message mentions (inbound messages are tagged at ingest).
     async fn topics(&self, ctx: &Context<'_>) -> async_graphql::Result<Vec<TopicTag>> {
@@ -144,7 +155,7 @@ impl Conversation {
     }
     /// Subject (from the first message). Null without the right to personal data.
     async fn subject(&self, ctx: &Context<'_>) -> Option<&str> {
-        if reads_pii(ctx) { self.model.subject.as_deref() } else { None }
+        shown(ctx, "Conversation", "subject", self.model.subject.as_deref())
     }
     /// Team it is routed to.
     async fn team_id(&self) -> Option<ID> {
@@ -246,7 +257,7 @@ impl Touchpoint {
     /// Null without the right to personal data: platforms build ids from addresses
     /// (an e-mail's `Message-ID` holds the sender's), so an id is treated as free text.
     async fn external_id(&self, ctx: &Context<'_>) -> Option<&str> {
-        if reads_pii(ctx) { self.0.external_id.as_deref() } else { None }
+        shown(ctx, "Touchpoint", "externalId", self.0.external_id.as_deref())
     }
     /// When it happened.
     async fn occurred_at(&self) -> DateTime<Utc> {
@@ -299,7 +310,7 @@ impl Feedback {
     }
     /// Free text. Null without the right to personal data, or after erasure.
     async fn comment(&self, ctx: &Context<'_>) -> Option<&str> {
-        if reads_pii(ctx) { self.0.comment.as_deref() } else { None }
+        shown(ctx, "Feedback", "comment", self.0.comment.as_deref())
     }
     /// Channel it came through.
     async fn channel(&self) -> Channel {
@@ -330,7 +341,7 @@ impl Feedback {
     /// Null without the right to personal data: platforms build ids from addresses
     /// (an e-mail's `Message-ID` holds the sender's), so an id is treated as free text.
     async fn external_id(&self, ctx: &Context<'_>) -> Option<&str> {
-        if reads_pii(ctx) { self.0.external_id.as_deref() } else { None }
+        shown(ctx, "Feedback", "externalId", self.0.external_id.as_deref())
     }
     /// Topics the comment mentions.
     async fn topics(&self, ctx: &Context<'_>) -> async_graphql::Result<Vec<TopicTag>> {

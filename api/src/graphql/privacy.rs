@@ -6,7 +6,7 @@ use entity::customer_merge;
 
 use super::customer::Customer;
 use super::enums::IdentityKind;
-use super::facts::reads_pii;
+use super::facts::shows;
 use super::types::{UserError, actor, context, id, parse_id, split_user_errors};
 use crate::customers::merge::{self, Evidence, MergeOutcome};
 use crate::customers::privacy;
@@ -33,7 +33,7 @@ impl CustomerMerge {
     /// them), so it is null for callers who may not read personal data.
     async fn evidence(&self, ctx: &Context<'_>) -> Json<serde_json::Value> {
         let mut evidence = self.0.evidence.clone();
-        if !reads_pii(ctx)
+        if !shows(ctx, "CustomerMerge", "evidence")
             && let Some(note) = evidence.get_mut("note")
         {
             *note = serde_json::Value::Null;

@@ -67,7 +67,7 @@ async fn add_facts(db: &DatabaseConnection, customer_id: Uuid, tag: &str, at: ch
         assignee_id: None,
         sla_policy_id: None,
         routing_rule_id: None,
-        tags: json!([]),
+        tags: json!([format!("asked-by-{tag}")]),
         opened_at: at,
         last_message_at: at,
         first_response_due_at: None,
