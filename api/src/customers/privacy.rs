@@ -123,12 +123,23 @@ pub struct ErasureReport {
 /// from the files on disk too, not only from the tables.
 pub async fn erase(db: &DatabaseConnection, actor: Actor<'_>, id: Uuid) -> AppResult<ErasureReport> {
     let report = batch::retry_contended(|| erase_once(db, actor, id)).await?;
+    scrub_log(db, "erasure").await;
+    Ok(report)
+}
+
+/// Checkpoints SQLite's log after personal data was removed (see
+/// [`crate::db::checkpoint_after_erasure`]); a failure is logged, not raised: the data
+/// is gone from the tables either way, and the log's frames are overwritten as it wraps.
+async fn scrub_log(db: &DatabaseConnection, after: &str) {
     match crate::db::checkpoint_after_erasure(db).await {
         Ok(true) => {}
-        Ok(false) => tracing::warn!(customer = %id, "erased, but readers kept the SQLite log from being truncated"),
-        Err(error) => tracing::warn!(customer = %id, %error, "erased, but the SQLite log could not be checkpointed"),
+        Ok(false) => {
+            tracing::warn!(after, "personal data removed, but readers kept the SQLite log from being truncated")
+        }
+        Err(error) => {
+            tracing::warn!(after, %error, "personal data removed, but the SQLite log could not be checkpointed")
+        }
     }
-    Ok(report)
 }
 
 async fn erase_once(db: &DatabaseConnection, actor: Actor<'_>, id: Uuid) -> AppResult<ErasureReport> {
@@ -285,6 +296,9 @@ pub async fn apply_retention(db: &DatabaseConnection, policy: RetentionPolicy) -
         .exec(db)
         .await?
         .rows_affected;
+    if total > 0 {
+        scrub_log(db, "retention").await;
+    }
     Ok(total)
 }
 

@@ -504,6 +504,13 @@ async fn retention_removes_old_text_once_and_keeps_the_rest() {
         assert_eq!(second, 0, "idempotent");
         assert!(occurrences(&app.db, "my name is ancient").await.is_empty());
         assert_eq!(occurrences(&app.db, "my name is recent").await, ["interactions.body"]);
+        // Nor in SQLite's files (free pages zeroed, the log checkpointed and truncated).
+        let gone = b"my name is ancient";
+        for file in app.database.sqlite_files().into_iter().flatten() {
+            let bytes = std::fs::read(&file).unwrap_or_default();
+            let found = bytes.windows(gone.len()).filter(|w| w == gone).count();
+            assert_eq!(found, 0, "{} holds text the retention removed", file.display());
+        }
         assert_eq!(Interaction::find().count(&app.db).await.unwrap(), 4, "rows stay");
     })
     .await;
