@@ -38,6 +38,9 @@ impl MigrationTrait for Migration {
                 statements.push(format!("ALTER TABLE {table} ADD COLUMN updated_at timestamptz"));
                 statements.push(format!("UPDATE {table} SET updated_at = created_at"));
                 statements.push(format!("ALTER TABLE {table} ALTER COLUMN updated_at SET NOT NULL"));
+                // A replica of the previous version, still running during a rolling
+                // deploy, inserts without the column: its rows are stamped now.
+                statements.push(format!("ALTER TABLE {table} ALTER COLUMN updated_at SET DEFAULT now()"));
             } else {
                 // SQLite adds a NOT NULL column only with a constant default; every row
                 // then gets its creation time.

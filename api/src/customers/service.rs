@@ -464,47 +464,65 @@ pub async fn resolve_and_hold(
     }
     let held = customer::Entity::find_by_id(found.id).lock_shared().one(txn).await?;
     let Some(held) = held.filter(|c| c.merged_into_id.is_none() && c.erased_at.is_none()) else { return Ok(None) };
-    let named = named_identities(reference).into_iter().map(|i| (i, held.id)).collect::<Vec<_>>();
-    Ok(identities_still_with(txn, &named).await?.then_some(held))
+    Ok(resolution_holds(txn, &[(reference, held.id)]).await?.then_some(held))
 }
 
-/// The identities a reference resolves by (none when it names the customer by id).
-/// Already checked by the resolution: a value that does not read is left out here.
-pub fn named_identities(reference: &CustomerRef) -> Vec<Identity> {
-    if reference.id.is_some() {
-        return Vec::new();
-    }
-    normalize_all(&[], &reference.identities).unwrap_or_default()
-}
-
-/// Whether each identity still belongs to the customer it resolved to. A write that
-/// resolved its customer by identities checks this last, once it holds its customers'
-/// rows: an unmerge committed meanwhile may have taken an identity back to the
-/// duplicate, and the write must then be tried again to follow it (an unmerge also
+/// Whether each write's customer is still the one its reference resolves to, now
+/// that the write holds its customers' rows. An unmerge committed meanwhile can
+/// have given an identity back to the duplicate, or made live again the tombstone a
+/// write named by id; the write must then be tried again to follow it (an unmerge
 /// locks both customers' rows, so this statement runs after it committed, or the
-/// unmerge after this write). PostgreSQL only: SQLite's writers take turns, so
-/// nothing moves between a write's resolution and its commit.
-pub async fn identities_still_with(
+/// unmerge after this write). By identities: the owner of the first named identity
+/// anyone holds, the rule of [`resolve_in`]; by id: the customer itself, or the
+/// survivor its tombstone still points at. PostgreSQL only: SQLite's writers take
+/// turns, so nothing moves between a write's resolution and its commit.
+pub async fn resolution_holds(
     txn: &impl ConnectionTrait,
-    owned: &[(Identity, Uuid)],
+    writes: &[(&CustomerRef, Uuid)],
 ) -> Result<bool, sea_orm::DbErr> {
-    if owned.is_empty() || txn.get_database_backend() != sea_orm::DatabaseBackend::Postgres {
+    if txn.get_database_backend() != sea_orm::DatabaseBackend::Postgres {
         return Ok(true);
     }
-    let rows = owned
-        .iter()
-        .map(|(i, customer)| {
-            vec![sea_orm::ActiveEnum::to_value(&i.kind).into(), i.value.clone().into(), (*customer).into()]
-        })
-        .collect();
-    let (with, values) = crate::db::keys_cte("k", &["kind", "value", "customer_id"], rows);
-    let sql = format!(
-        "{with}SELECT COUNT(*) AS n FROM k LEFT JOIN customer_identities ci ON ci.kind = k.kind \
-         AND ci.value = k.value AND ci.customer_id = k.customer_id WHERE ci.id IS NULL"
-    );
-    let row = txn.query_one_raw(crate::db::statement(txn.get_database_backend(), &sql, values)).await?;
-    let moved: i64 = row.map(|r| r.try_get("", "n")).transpose()?.unwrap_or(0);
-    Ok(moved == 0)
+    let mut tombstones: Vec<(Uuid, Uuid)> = Vec::new();
+    let mut by_identities: Vec<(Vec<Identity>, Uuid)> = Vec::new();
+    for (reference, customer) in writes {
+        match reference.id {
+            Some(named) if named != *customer => tombstones.push((named, *customer)),
+            Some(_) => {}
+            // Already checked by the resolution: a value that does not read is left out.
+            None => by_identities.push((normalize_all(&[], &reference.identities).unwrap_or_default(), *customer)),
+        }
+    }
+    let backend = txn.get_database_backend();
+    if !tombstones.is_empty() {
+        let rows = tombstones.iter().map(|(named, survivor)| vec![(*named).into(), (*survivor).into()]).collect();
+        let (with, values) = crate::db::keys_cte("k", &["id", "survivor_id"], rows);
+        let sql = format!(
+            "{with}SELECT COUNT(*) AS n FROM k LEFT JOIN customers c ON c.id = k.id \
+             AND c.merged_into_id = k.survivor_id WHERE c.id IS NULL"
+        );
+        if count(txn.query_one_raw(crate::db::statement(backend, &sql, values)).await?)? > 0 {
+            return Ok(false);
+        }
+    }
+    let named: HashSet<&Identity> = by_identities.iter().flat_map(|(ids, _)| ids).collect();
+    if named.is_empty() {
+        return Ok(true);
+    }
+    // A join on the list, not an OR per identity (see `db::keys_cte`): a batch names
+    // hundreds of them.
+    let rows = named.iter().map(|i| vec![sea_orm::ActiveEnum::to_value(&i.kind).into(), i.value.clone().into()]);
+    let (with, values) = crate::db::keys_cte("k", &["kind", "value"], rows.collect());
+    let sql =
+        format!("{with}SELECT ci.* FROM customer_identities ci JOIN k ON ci.kind = k.kind AND ci.value = k.value");
+    let held =
+        customer_identity::Entity::find().from_raw_sql(crate::db::statement(backend, &sql, values)).all(txn).await?;
+    let owner_of = |i: &Identity| held.iter().find(|h| h.kind == i.kind && h.value == i.value).map(|h| h.customer_id);
+    Ok(by_identities.iter().all(|(ids, customer)| ids.iter().find_map(owner_of) == Some(*customer)))
+}
+
+fn count(row: Option<sea_orm::QueryResult>) -> Result<i64, sea_orm::DbErr> {
+    Ok(row.map(|r| r.try_get("", "n")).transpose()?.unwrap_or(0))
 }
 
 async fn resolve_ref_once(

@@ -127,6 +127,11 @@ async fn metrics(State(app): State<AppState>) -> Response {
     ([(header::CONTENT_TYPE, "text/plain; version=0.0.4; charset=utf-8")], body).into_response()
 }
 
+/// The token of an `Authorization: Bearer <token>` header value.
+fn bearer(value: &str) -> Option<&str> {
+    value.strip_prefix("Bearer ").or_else(|| value.strip_prefix("bearer ")).map(str::trim).filter(|t| !t.is_empty())
+}
+
 /// Reads the caller from the `Authorization` header: a staff user's access JWT or a
 /// partner's API token (`cxt_…`). A refused credential does not fail the request here:
 /// public fields (log-in) still work, and protected fields say why it was refused.
@@ -134,12 +139,7 @@ pub async fn authenticate(app: &AppState, headers: &HeaderMap) -> Principal {
     let Some(value) = headers.get(header::AUTHORIZATION) else {
         return Principal::Anonymous(None);
     };
-    let token = value
-        .to_str()
-        .ok()
-        .and_then(|v| v.strip_prefix("Bearer ").or_else(|| v.strip_prefix("bearer ")))
-        .map(str::trim)
-        .filter(|t| !t.is_empty());
+    let token = value.to_str().ok().and_then(bearer);
     match token {
         None => Principal::Anonymous(Some(AuthFailure::Malformed)),
         Some(token) if token.starts_with(crate::auth::tokens::TOKEN_PREFIX) => {

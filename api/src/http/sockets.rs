@@ -26,8 +26,9 @@
 //! [`MAX_SUBSCRIPTIONS`] run at once on a socket (else close 4429); keep-alive closes a socket
 //! whose client sent nothing for [`KEEPALIVE`]; a closed socket drops its streams and
 //! its slots. When a staff caller's access changes (log-out, deactivation, new role:
-//! see `auth::revocation`), the socket checks its credentials again and closes with
-//! 4403 if they no longer carry the access it was opened with.
+//! see `auth::revocation`), and every `CXGRAPH_SESSION_CHECK_TTL` in any case, the
+//! socket checks its caller again (a user's session, an API token's revocation) and
+//! closes with 4403 and the reason if it no longer has the access it was opened with.
 
 use std::collections::HashMap;
 use std::net::IpAddr;
@@ -45,6 +46,7 @@ use futures::{SinkExt, StreamExt};
 
 use super::{ClientAddr, HttpState, RequestIdValue, authenticate, error_body, rate_limited, request_id};
 use crate::auth::rate_limit::{Door, address_key, caller_key, network_key};
+use crate::auth::revocation::Changed;
 use crate::auth::{AuthFailure, Principal};
 use crate::state::AppState;
 
@@ -292,26 +294,50 @@ async fn init_caller(
     }
 }
 
-/// Resolves when `principal`'s access ended (it is a staff user whose credentials,
-/// checked again after each change of their access, now act with a different role
-/// or not at all); never for API tokens, whose revocation ends nothing already open.
-async fn access_ended(app: AppState, principal: Principal, auth_headers: HeaderMap) -> &'static str {
-    let Some(user) = principal.user().map(|u| u.id) else { return std::future::pending().await };
-    let mut changes = app.sessions().access.changes();
+/// What a socket checks its caller against while it lives.
+struct Watched {
+    principal: Principal,
+    /// The credentials of `connection_init`, for an API token's re-check.
+    auth_headers: HeaderMap,
+    /// A staff user's session (the refresh family their access token names).
+    session: Option<uuid::Uuid>,
+    /// Heard from the start of the handshake, so no change is missed.
+    changes: tokio::sync::broadcast::Receiver<Changed>,
+}
+
+/// Resolves, with the reason, when the socket's caller may no longer act as it did at
+/// `connection_init`: a staff user's session ended, the user was deactivated or given
+/// another role; an API token was revoked or expired. Checked when the caller's access
+/// changes (the event bus), and every `CXGRAPH_SESSION_CHECK_TTL` in case an event was
+/// missed. A staff socket is tied to its session, not to the access token's expiry
+/// (a socket is authenticated once); a database failure to check waits for the next
+/// check.
+async fn access_ended(app: AppState, mut watched: Watched) -> &'static str {
+    let every = app.settings().session_check_ttl();
+    let mut tick = tokio::time::interval_at(tokio::time::Instant::now() + every, every);
     loop {
-        let concerned = match changes.recv().await {
-            Ok(changed) => changed.concerns(user),
-            Err(tokio::sync::broadcast::error::RecvError::Lagged(_)) => true,
-            Err(tokio::sync::broadcast::error::RecvError::Closed) => return std::future::pending().await,
-        };
-        if !concerned {
-            continue;
+        tokio::select! {
+            changed = watched.changes.recv() => match changed {
+                Ok(changed) if watched.principal.user().is_some_and(|u| changed.concerns(u.id)) => {}
+                Ok(_) => continue,
+                Err(tokio::sync::broadcast::error::RecvError::Lagged(_)) => {}
+                Err(tokio::sync::broadcast::error::RecvError::Closed) => {
+                    watched.changes = app.sessions().access.changes();
+                    continue;
+                }
+            },
+            _ = tick.tick() => {}
         }
-        match authenticate(&app, &auth_headers).await {
-            now if now == principal => {}
-            // Expiry does not end a socket (its credentials are checked at its start),
-            // nor does a database failure to check them.
-            Principal::Anonymous(Some(AuthFailure::Expired | AuthFailure::Unchecked)) => {}
+        let now = match &watched.principal {
+            Principal::User(user) => match app.sessions().access.check(app.db(), user.clone(), watched.session).await {
+                Ok(now) => Principal::User(now),
+                Err(failure) => Principal::Anonymous(Some(failure)),
+            },
+            _ => authenticate(&app, &watched.auth_headers).await,
+        };
+        match now {
+            now if now == watched.principal => {}
+            Principal::Anonymous(Some(AuthFailure::Unchecked)) => {}
             Principal::Anonymous(Some(failure)) => return failure.message(),
             _ => return "access changed: reconnect with new credentials",
         }
@@ -328,6 +354,7 @@ async fn run(
     pending: Unauthenticated,
 ) {
     let max_per_caller = state.app.settings().ws_max_per_caller;
+    let changes = state.app.sessions().access.changes();
     let admitted = async {
         let deadline = Duration::from_secs(state.app.settings().ws_init_timeout);
         let Some((first, payload)) = init_message(&mut socket, deadline).await? else {
@@ -350,7 +377,13 @@ async fn run(
     };
     drop(pending);
     let principal_for_rate = principal.clone();
-    let principal_for_access = principal.clone();
+    let session = auth_headers
+        .get(header::AUTHORIZATION)
+        .and_then(|v| v.to_str().ok())
+        .and_then(super::bearer)
+        .and_then(|token| state.app.sessions().keys.verify(token).ok())
+        .and_then(|verified| verified.session);
+    let watched = Watched { principal: principal.clone(), auth_headers, session, changes };
     let mut data = async_graphql::Data::default();
     data.insert(Arc::new(held));
     data.insert(crate::graphql::loaders::for_request(state.app.db().clone(), &principal));
@@ -402,7 +435,7 @@ async fn run(
     let mut protocol_machine = async_graphql::http::WebSocket::new(state.gate.clone(), input, protocol)
         .on_connection_init(move |_| futures::future::ready(Ok(data)))
         .keepalive_timeout(KEEPALIVE);
-    let ended_access = access_ended(state.app.clone(), principal_for_access, auth_headers);
+    let ended_access = access_ended(state.app.clone(), watched);
     tokio::pin!(ended_access);
     loop {
         let message = tokio::select! {

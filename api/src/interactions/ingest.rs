@@ -586,20 +586,17 @@ async fn attempt(
     if let Err(e) = write(&txn, touched, &rows, links, emitted).await {
         return abandon(txn, e).await;
     }
-    let named: Vec<(customers::Identity, Uuid)> = writes
-        .iter()
-        .flat_map(|(x, c)| customers::named_identities(&x.input.customer).into_iter().map(|i| (i, c.id)))
-        .collect();
+    let resolved: Vec<(&CustomerRef, Uuid)> = writes.iter().map(|(x, c)| (&x.input.customer, c.id)).collect();
     let settled = async {
         Ok::<_, sea_orm::DbErr>(
-            touch_customers(&txn, &last_contact).await? && customers::identities_still_with(&txn, &named).await?,
+            touch_customers(&txn, &last_contact).await? && customers::resolution_holds(&txn, &resolved).await?,
         )
     };
     match settled.await {
         Ok(true) => {}
         Ok(false) => {
-            // A customer was merged or erased meanwhile, or an identity went back to
-            // another by an unmerge: try again from the start.
+            // A customer was merged or erased meanwhile, or an unmerge took back an
+            // identity or a tombstone the batch resolved by: try again from the start.
             txn.rollback().await.ok();
             return Ok(None);
         }

@@ -804,3 +804,51 @@ async fn unmerge_takes_back_what_arrived_in_the_duplicates_threads_while_merged(
     })
     .await;
 }
+
+/// A write naming identities held by two customers lands on the owner of the first
+/// one held (the other keeps its identity), on both backends, and is not refused by
+/// the check that follows unmerges (which once expected every identity on one owner).
+#[tokio::test]
+async fn a_write_naming_two_customers_identities_lands_on_the_first_owner() {
+    on_each_backend(async |app: &TestApp| {
+        let admin = app.login_admin().await.access;
+        let x = create(app, &admin, json!({ "identities": [{ "kind": "EMAIL", "value": "x@example.com" }] })).await;
+        let y = create(app, &admin, json!({ "identities": [{ "kind": "PHONE", "value": "+442079460958" }] })).await;
+        let both =
+            json!([{ "kind": "EMAIL", "value": "x@example.com" }, { "kind": "PHONE", "value": "+442079460958" }]);
+        let recorded = app
+            .graphql(
+                "mutation($ids: [IdentityValueInput!]!) { recordInteraction(input: {channel: SMS, direction: INBOUND, \
+                 body: \"hi\", externalId: \"two-owners\", identities: $ids}) { interactionId userErrors { code } } }",
+                json!({ "ids": both }),
+                Some(&admin),
+            )
+            .await;
+        assert!(
+            recorded["data"]["recordInteraction"]["interactionId"].is_string(),
+            "[{}] {recorded}",
+            app.backend.name()
+        );
+        let rated = app
+            .graphql(
+                "mutation($ids: [IdentityValueInput!]!) { submitFeedback(input: {kind: CSAT, score: 4, channel: SMS, \
+                 identities: $ids}) { feedbackId userErrors { code } } }",
+                json!({ "ids": both }),
+                Some(&admin),
+            )
+            .await;
+        let rating = rated["data"]["submitFeedback"]["feedbackId"].as_str().unwrap_or_else(|| panic!("{rated}"));
+        let stored = Interaction::find().filter(interaction::Column::ExternalId.eq("two-owners")).one(&app.db).await;
+        assert_eq!(stored.unwrap().unwrap().customer_id, x);
+        let rating = Feedback::find_by_id(Uuid::parse_str(rating).unwrap()).one(&app.db).await.unwrap().unwrap();
+        assert_eq!(rating.customer_id, x);
+        let phone_owner = CustomerIdentity::find()
+            .filter(entity::customer_identity::Column::Value.eq("+442079460958"))
+            .one(&app.db)
+            .await
+            .unwrap()
+            .unwrap();
+        assert_eq!(phone_owner.customer_id, y, "the other owner keeps its identity");
+    })
+    .await;
+}

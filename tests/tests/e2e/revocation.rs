@@ -169,3 +169,48 @@ async fn another_replica_hears_of_a_log_out_through_the_event_bus_and_closes_the
     })
     .await;
 }
+
+/// An API token's open subscription ends once the token is revoked (checked every
+/// `CXGRAPH_SESSION_CHECK_TTL`, here a second), and a staff socket whose session is
+/// ended is closed on the replica that ended it too.
+#[tokio::test]
+async fn sockets_close_when_their_token_is_revoked_or_their_session_ends() {
+    for backend in cxgraph_tests::backends() {
+        let app = TestApp::spawn_with(&backend, |s| s.session_check_ttl = 1).await;
+        let admin = app.login_admin().await.access;
+        let created = app
+            .graphql(
+                "mutation { createApiToken(input: {name: \"feed\", scopes: [INSIGHTS_READ]}) { secret token { id } } }",
+                json!({}),
+                Some(&admin),
+            )
+            .await;
+        let secret = created["data"]["createApiToken"]["secret"].as_str().unwrap_or_else(|| panic!("{created}"));
+        let token_id = created["data"]["createApiToken"]["token"]["id"].clone();
+        let mut feed = Subscription::start(&app, Some(secret), "subscription { alertRaised { id } }")
+            .await
+            .expect("the token subscribes");
+        let revoked = app
+            .graphql(
+                "mutation($id: ID!) { revokeApiToken(id: $id) { revokedAt } }",
+                json!({ "id": token_id }),
+                Some(&admin),
+            )
+            .await;
+        assert!(revoked["data"]["revokeApiToken"]["revokedAt"].is_string(), "{revoked}");
+        let closed = feed.next_message(60).await.expect("the token's socket closes within a minute");
+        assert_eq!((closed["type"].as_str(), closed["code"].as_u64()), (Some("closed"), Some(4403)), "{closed}");
+
+        let (email, password) = agent(&app).await;
+        let worker = app.login(&email, &password).await;
+        let mut mine = Subscription::start(&app, Some(&worker.access), "subscription { alertRaised { id } }")
+            .await
+            .expect("the agent subscribes");
+        let out = app.graphql(LOGOUT, json!({ "t": worker.refresh, "all": false }), Some(&worker.access)).await;
+        assert_eq!(out["data"]["logout"]["revoked"], 1, "{out}");
+        let closed = mine.next_message(60).await.expect("the agent's socket closes within a minute");
+        assert_eq!(closed["code"], 4403, "[{}] {closed}", backend.name());
+        assert!(closed["reason"].as_str().unwrap_or_default().contains("revoked"), "{closed}");
+        app.stop().await;
+    }
+}
