@@ -24,13 +24,19 @@ pub async fn find(db: &impl ConnectionTrait, id: Uuid) -> AppResult<Option<alert
 }
 
 /// Alerts, newest first, optionally by status and kind.
+/// `channels`: a token's channel limit (`None`: all); a limited caller sees the alerts
+/// of its channels only, not those about every channel at once.
 pub async fn list(
     db: &impl ConnectionTrait,
     status: Option<AlertStatus>,
     kind: Option<String>,
+    channels: Option<&[entity::enums::Channel]>,
     page: &PageRequest,
 ) -> AppResult<Page<alert::Model>> {
     let mut query = alert::Entity::find();
+    if let Some(channels) = channels {
+        query = query.filter(alert::Column::Channel.is_in(channels.iter().copied()));
+    }
     if let Some(s) = status {
         query = query.filter(alert::Column::Status.eq(s));
     }
@@ -39,6 +45,14 @@ pub async fn list(
     }
     let sort = Sort { column: alert::Column::RaisedAt, id: alert::Column::Id, ascending: false };
     pagination::fetch(db, query, sort, page, 100, |a| SortKey::Time(Some(a.raised_at)), |a| a.id).await
+}
+
+/// Whether a caller limited to `channels` (`None`: all) may see `alert` (see [`list`]).
+pub fn visible_within(
+    alert: &alert::Model,
+    channels: Option<&std::collections::BTreeSet<entity::enums::Channel>>,
+) -> bool {
+    channels.is_none_or(|allowed| alert.channel.is_some_and(|c| allowed.contains(&c)))
 }
 
 /// Marks an alert as seen by the calling user.

@@ -121,10 +121,11 @@ impl AlertQuery {
         first: Option<i32>,
         after: Option<String>,
     ) -> Result<Connection<String, Alert, EmptyFields, EmptyFields>> {
-        let (state, _) = context(ctx)?;
+        let (state, principal) = context(ctx)?;
         let first = first.map(|n| u64::try_from(n).unwrap_or(0));
         let page = PageRequest { first, after, last: None, before: None };
-        let result = alerts::list(state.db(), status.map(Into::into), kind, &page).await?;
+        let channels: Option<Vec<_>> = principal.channel_limit().map(|c| c.iter().copied().collect());
+        let result = alerts::list(state.db(), status.map(Into::into), kind, channels.as_deref(), &page).await?;
         let mut connection = Connection::new(result.has_previous_page, result.has_next_page);
         connection.edges.extend(result.rows.into_iter().map(|(c, a)| Edge::new(c.encode(), Alert(a))));
         Ok(connection)

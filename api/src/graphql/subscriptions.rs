@@ -131,10 +131,14 @@ impl SubscriptionRoot {
     /// SLA alerts ("at risk", "breached") as they are raised.
     async fn sla_alert(&self, ctx: &Context<'_>) -> Result<impl Stream<Item = Alert> + use<>> {
         let state = authorize(ctx, "slaAlert")?;
+        let limit = context(ctx)?.1.channel_limit().cloned();
         let db = state.db().clone();
         Ok(events_of(&state, &["sla.alert"]).filter_map(move |e| {
-            let db = db.clone();
-            async move { crate::alerts::find(&db, e.aggregate_id).await.ok().flatten().map(Alert) }
+            let (db, limit) = (db.clone(), limit.clone());
+            async move {
+                let a = crate::alerts::find(&db, e.aggregate_id).await.ok().flatten()?;
+                crate::alerts::visible_within(&a, limit.as_ref()).then_some(Alert(a))
+            }
         }))
     }
 
@@ -146,13 +150,15 @@ impl SubscriptionRoot {
         kinds: Option<Vec<String>>,
     ) -> Result<impl Stream<Item = Alert> + use<>> {
         let state = authorize(ctx, "alertRaised")?;
+        let limit = context(ctx)?.1.channel_limit().cloned();
         let db = state.db().clone();
         Ok(events_of(&state, &["sla.alert", "alert.raised"]).filter_map(move |e| {
-            let db = db.clone();
+            let (db, limit) = (db.clone(), limit.clone());
             let kinds = kinds.clone();
             async move {
                 let a = crate::alerts::find(&db, e.aggregate_id).await.ok().flatten()?;
-                kinds.as_ref().is_none_or(|k| k.contains(&a.kind)).then_some(Alert(a))
+                let wanted = kinds.as_ref().is_none_or(|k| k.contains(&a.kind));
+                (wanted && crate::alerts::visible_within(&a, limit.as_ref())).then_some(Alert(a))
             }
         }))
     }

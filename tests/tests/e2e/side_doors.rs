@@ -402,6 +402,51 @@ async fn a_channel_limited_token_sees_only_its_channels_in_every_list_and_figure
                 }
             }
         }
+
+        // Alerts too: a limited reader of alerts sees those of its channels only.
+        use sea_orm::{ActiveModelTrait, IntoActiveModel};
+        for channel in [Some(entity::enums::Channel::Twitter), Some(entity::enums::Channel::Email), None] {
+            let now = chrono::Utc::now();
+            entity::alert::Model {
+                id: uuid::Uuid::now_v7(),
+                kind: "negative_spike".into(),
+                severity: entity::enums::AlertSeverity::Warning,
+                status: entity::enums::AlertStatus::Open,
+                title: format!("spike on {channel:?}"),
+                channel,
+                topic_id: None,
+                conversation_id: None,
+                details: json!({}),
+                dedupe_key: format!("test-{channel:?}"),
+                raised_at: now,
+                acknowledged_at: None,
+                acknowledged_by: None,
+                resolved_at: None,
+            }
+            .into_active_model()
+            .insert(&app.db)
+            .await
+            .unwrap();
+        }
+        let watcher = app
+            .graphql(
+                "mutation { createApiToken(input: {name: \"watch\", scopes: [INSIGHTS_READ], channels: [TWITTER]}) \
+                 { secret } }",
+                json!({}),
+                Some(&admin),
+            )
+            .await["data"]["createApiToken"]["secret"]
+            .as_str()
+            .unwrap_or_else(|| panic!("a token"))
+            .to_owned();
+        let alerts = "{ alerts(first: 10) { edges { node { channel } } } }";
+        let seen = |body: &Value| -> Vec<Value> {
+            body["data"]["alerts"]["edges"].as_array().unwrap().iter().map(|e| e["node"]["channel"].clone()).collect()
+        };
+        let all = app.graphql(alerts, json!({}), Some(&admin)).await;
+        assert_eq!(seen(&all).len(), 3, "{all}");
+        let limited = app.graphql(alerts, json!({}), Some(&watcher)).await;
+        assert_eq!(seen(&limited), [json!("TWITTER")], "{limited}");
     })
     .await;
 }
