@@ -208,9 +208,13 @@ impl Customer {
     async fn updated_at(&self) -> DateTime<Utc> {
         self.model.updated_at
     }
-    /// Latest contact with us on any channel.
-    async fn last_contact_at(&self) -> Option<DateTime<Utc>> {
-        self.model.last_contact_at
+    /// Latest contact with us on any channel (for a channel-limited token: on its
+    /// channels).
+    async fn last_contact_at(&self, ctx: &Context<'_>) -> Result<Option<DateTime<Utc>>> {
+        if context(ctx)?.1.channel_limit().is_none() {
+            return Ok(self.model.last_contact_at);
+        }
+        Ok(loaders(ctx)?.metrics(&self.batch, self.model.id).await?.last_interaction_at)
     }
     /// Set when this customer was merged into another: this record is a tombstone and
     /// the survivor holds everything.
@@ -288,7 +292,10 @@ impl Customer {
     /// Figures about the customer, computed in the database.
     async fn metrics(&self, ctx: &Context<'_>) -> Result<CustomerMetrics> {
         let m = loaders(ctx)?.metrics(&self.batch, self.model.id).await?;
-        Ok(CustomerMetrics { last_contact_at: self.model.last_contact_at, inner: m })
+        // The profile's latest contact is on any channel; a limited token's figures
+        // are its channels' only.
+        let any_channel = context(ctx)?.1.channel_limit().is_none();
+        Ok(CustomerMetrics { last_contact_at: self.model.last_contact_at.filter(|_| any_channel), inner: m })
     }
 }
 
@@ -537,11 +544,28 @@ impl CustomerQuery {
         if order_by.as_ref().is_some_and(|o| SortField::from(o.field) == SortField::Name) {
             pii::may_match(principal, PersonalMatch::OrderByName)?;
         }
+        if principal.channel_limit().is_some() {
+            // Figures over every channel would tell a limited token about the others.
+            let across = [
+                ("npsCategory", filter.nps_category.is_some()),
+                ("hasOpenConversation", filter.has_open_conversation.is_some()),
+                ("lastContactFrom", filter.last_contact_from.is_some()),
+                ("lastContactTo", filter.last_contact_to.is_some()),
+            ];
+            if let Some((name, _)) = across.iter().find(|(_, used)| *used) {
+                return Err(AppError::forbidden(format!(
+                    "`filter.{name}` matches on every channel; this token is limited to some"
+                ))
+                .into());
+            }
+        }
+        let requested =
+            capped(filter.channels, &["filter", "channels"])?.map(|c| c.into_iter().map(Into::into).collect());
         let filter = DomainFilter {
             search: filter.search,
             segments: capped(filter.segments, &["filter", "segments"])?,
-            channels: capped(filter.channels, &["filter", "channels"])?
-                .map(|c| c.into_iter().map(Into::into).collect()),
+            // A limited token's channel filter stays within its channels.
+            channels: requested.map(|r| within_channel_limit(principal, Some(r)).unwrap_or_default()),
             nps_category: filter.nps_category.map(Into::into),
             has_open_conversation: filter.has_open_conversation,
             last_contact_from: filter.last_contact_from,

@@ -403,6 +403,30 @@ async fn a_channel_limited_token_sees_only_its_channels_in_every_list_and_figure
             }
         }
 
+        // The customer list's filters stay within its channels, and refuse figures
+        // computed over every channel; its latest contact is on its channels.
+        let by_mail = app.graphql("{ customers(filter: {channels: [EMAIL]}) { nodes { id } } }", json!({}), Some(&limited)).await;
+        assert_eq!(by_mail["data"]["customers"]["nodes"], json!([]), "{by_mail}");
+        let by_tweet =
+            app.graphql("{ customers(filter: {channels: [TWITTER]}) { nodes { id } } }", json!({}), Some(&limited)).await;
+        assert_eq!(by_tweet["data"]["customers"]["nodes"][0]["id"], ann, "{by_tweet}");
+        for f in ["npsCategory: PROMOTER", "hasOpenConversation: true", "lastContactFrom: \"2020-01-01T00:00:00Z\""] {
+            let q = format!("{{ customers(filter: {{{f}}}) {{ nodes {{ id }} }} }}");
+            let refused = app.graphql(&q, json!({}), Some(&limited)).await;
+            assert_eq!(error_code(&refused), Some("FORBIDDEN"), "{f}: {refused}");
+            let fine = app.graphql(&q, json!({}), Some(&admin)).await;
+            assert!(fine["errors"].is_null(), "{f}: {fine}");
+        }
+        let last = "query($id: ID!) { customer(id: $id) { lastContactAt metrics { lastContactAt } } }";
+        let mine = app.graphql(last, json!({ "id": ann }), Some(&limited)).await;
+        let all = app.graphql(last, json!({ "id": ann }), Some(&admin)).await;
+        let at = |b: &Value, path: &str| -> chrono::DateTime<chrono::Utc> {
+            let v = if path == "metrics" { &b["data"]["customer"]["metrics"]["lastContactAt"] } else { &b["data"]["customer"]["lastContactAt"] };
+            v.as_str().unwrap_or_else(|| panic!("{b}")).parse().unwrap()
+        };
+        assert!(at(&mine, "profile") < at(&all, "profile"), "the e-mail came last: {mine} {all}");
+        assert_eq!(at(&mine, "profile"), at(&mine, "metrics"), "{mine}");
+
         // Alerts too: a limited reader of alerts sees those of its channels only.
         use sea_orm::{ActiveModelTrait, IntoActiveModel};
         for channel in [Some(entity::enums::Channel::Twitter), Some(entity::enums::Channel::Email), None] {
