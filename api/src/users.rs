@@ -6,8 +6,8 @@ use chrono::Utc;
 use entity::enums::Role;
 use entity::user;
 use sea_orm::{
-    ActiveModelTrait, ColumnTrait, ConnectionTrait, EntityTrait, PaginatorTrait, QueryFilter, QueryOrder, QuerySelect,
-    Set,
+    ActiveEnum, ActiveModelTrait, ColumnTrait, ConnectionTrait, EntityTrait, PaginatorTrait, QueryFilter, QueryOrder,
+    QuerySelect, Set,
 };
 use uuid::Uuid;
 
@@ -159,7 +159,7 @@ pub async fn change_access(
             .await?;
     }
     let changes = serde_json::json!({
-        "role": { "from": format!("{:?}", before.0).to_lowercase(), "to": format!("{role:?}").to_lowercase() },
+        "role": { "from": before.0.to_value(), "to": role.to_value() },
         "active": { "from": before.1, "to": active },
     });
     crate::audit::record(&txn, actor, "changeUserAccess", "user", Some(updated.id), changes).await?;

@@ -12,9 +12,15 @@ const MESSAGE_ID: &str = "<k-42-ann.lee@example.com>";
 const NOTE: &str = "she called from +447700900123";
 
 async fn token(app: &TestApp, admin: &str, scopes: &str) -> String {
+    token_on(app, admin, scopes, None).await
+}
+
+/// A token with `scopes`, limited to `channels` when given (e.g. `"TWITTER"`).
+async fn token_on(app: &TestApp, admin: &str, scopes: &str, channels: Option<&str>) -> String {
+    let limit = channels.map(|c| format!(", channels: [{c}]")).unwrap_or_default();
     let body = app
         .graphql(
-            &format!("mutation {{ createApiToken(input: {{name: \"t\", scopes: [{scopes}]}}) {{ secret }} }}"),
+            &format!("mutation {{ createApiToken(input: {{name: \"t\", scopes: [{scopes}]{limit}}}) {{ secret }} }}"),
             json!({}),
             Some(admin),
         )
@@ -324,47 +330,31 @@ async fn a_channel_limited_token_sees_only_its_channels_in_every_list_and_figure
             .await;
         let ann = created["data"]["createCustomer"]["customer"]["id"].as_str().unwrap_or_else(|| panic!("{created}"));
         for (channel, stage, kind, score) in [("TWITTER", "Ask", "CSAT", 2), ("EMAIL", "Solved", "NPS", 9)] {
-            let body = app
-                .graphql(
+            let writes = [
+                (
                     "mutation($c: ID!, $ch: Channel!, $k: FeedbackKind!, $s: Int!) { submitFeedback(input: \
                      {kind: $k, score: $s, channel: $ch, customerId: $c, comment: \"said so\"}) { userErrors { code } } }",
                     json!({ "c": ann, "ch": channel, "k": kind, "s": score }),
-                    Some(&admin),
-                )
-                .await;
-            assert!(body["errors"].is_null(), "{body}");
-            let body = app
-                .graphql(
+                ),
+                (
                     "mutation($j: ID!, $st: String!, $ch: Channel!, $c: ID!) { recordTouchpoint(input: {journeyId: $j, \
                      stage: {name: $st}, channel: $ch, name: $st, outcome: SUCCESS, source: \"t\", customerId: $c}) \
                      { userErrors { code } } }",
                     json!({ "j": journey, "st": stage, "ch": channel, "c": ann }),
-                    Some(&admin),
-                )
-                .await;
-            assert!(body["errors"].is_null(), "{body}");
-            let body = app
-                .graphql(
+                ),
+                (
                     "mutation($ch: Channel!, $x: String!, $h: String!) { recordInteraction(input: {channel: $ch, \
                      direction: INBOUND, body: \"hi\", externalId: $x, identities: [{kind: TWITTER, value: $h}]}) \
                      { userErrors { code } } }",
                     json!({ "ch": channel, "x": format!("m-{channel}"), "h": handle }),
-                    Some(&admin),
-                )
-                .await;
-            assert!(body["errors"].is_null(), "{body}");
+                ),
+            ];
+            for (document, variables) in writes {
+                let body = app.graphql(document, variables, Some(&admin)).await;
+                assert!(body["errors"].is_null(), "{body}");
+            }
         }
-        let limited = app
-            .graphql(
-                "mutation { createApiToken(input: {name: \"social agency\", scopes: [CUSTOMERS_READ, INTERACTIONS_READ], \
-                 channels: [TWITTER]}) { secret } }",
-                json!({}),
-                Some(&admin),
-            )
-            .await["data"]["createApiToken"]["secret"]
-            .as_str()
-            .unwrap_or_else(|| panic!("a token"))
-            .to_owned();
+        let limited = token_on(app, &admin, "CUSTOMERS_READ, INTERACTIONS_READ", Some("TWITTER")).await;
         let fields = "feedback { channel kind } touchpoints { channel } \
                       journeys { stageName path { stageName touchpoints } } \
                       metrics { interactionCount interactionsByChannel { channel count } csatResponses latestNps { score } }";
@@ -452,17 +442,7 @@ async fn a_channel_limited_token_sees_only_its_channels_in_every_list_and_figure
             .await
             .unwrap();
         }
-        let watcher = app
-            .graphql(
-                "mutation { createApiToken(input: {name: \"watch\", scopes: [INSIGHTS_READ], channels: [TWITTER]}) \
-                 { secret } }",
-                json!({}),
-                Some(&admin),
-            )
-            .await["data"]["createApiToken"]["secret"]
-            .as_str()
-            .unwrap_or_else(|| panic!("a token"))
-            .to_owned();
+        let watcher = token_on(app, &admin, "INSIGHTS_READ", Some("TWITTER")).await;
         let alerts = "{ alerts(first: 10) { edges { node { channel } } } }";
         let seen = |body: &Value| -> Vec<Value> {
             body["data"]["alerts"]["edges"].as_array().unwrap().iter().map(|e| e["node"]["channel"].clone()).collect()
