@@ -331,22 +331,44 @@ pub struct Settings {
     #[arg(long, env = "CXGRAPH_ROLLUP_INTERVAL", default_value_t = 5, value_parser = clap::value_parser!(u64).range(1..=3600), global = true)]
     pub rollup_interval: u64,
 
-    /// Width, in minutes, of the sliding window the negative-sentiment spike detector
-    /// counts in.
+    /// Minutes per bucket of the spike detector: its windows slide by this much, and a
+    /// burst is seen at most this late. Must divide a day.
+    #[arg(long, env = "CXGRAPH_SPIKE_STEP_MINUTES", default_value_t = 15, value_parser = clap::value_parser!(u32).range(1..=1440), global = true)]
+    pub spike_step_minutes: u32,
+
+    /// Width, in minutes, of the window the spike detector counts negative mentions in
+    /// (a whole number of steps).
     #[arg(long, env = "CXGRAPH_SPIKE_WINDOW_MINUTES", default_value_t = 60, value_parser = clap::value_parser!(u32).range(1..=10_080), global = true)]
     pub spike_window_minutes: u32,
 
-    /// How many windows before the current one make the detector's baseline.
-    #[arg(long, env = "CXGRAPH_SPIKE_BASELINE_WINDOWS", default_value_t = 24, value_parser = clap::value_parser!(u32).range(1..=1000), global = true)]
-    pub spike_baseline_windows: u32,
+    /// Days of history a window is compared with (the same window on each day).
+    #[arg(long, env = "CXGRAPH_SPIKE_HISTORY_DAYS", default_value_t = 28, value_parser = clap::value_parser!(u32).range(1..=365), global = true)]
+    pub spike_history_days: u32,
 
-    /// z-score (Poisson) above which a window's negative volume is a spike.
-    #[arg(long, env = "CXGRAPH_SPIKE_THRESHOLD", default_value_t = 3.0, value_parser = positive_number, global = true)]
-    pub spike_threshold: f64,
+    /// Days a channel, topic or inbox must have been heard of before it can alert.
+    #[arg(long, env = "CXGRAPH_SPIKE_MIN_HISTORY_DAYS", default_value_t = 7, value_parser = clap::value_parser!(u32).range(1..=365), global = true)]
+    pub spike_min_history_days: u32,
+
+    /// How unlikely a window's count must be, under its expected law, to spike.
+    #[arg(long, env = "CXGRAPH_SPIKE_SIGNIFICANCE", default_value_t = 1e-5, value_parser = probability, global = true)]
+    pub spike_significance: f64,
 
     /// Fewest negative mentions in a window that can make a spike.
-    #[arg(long, env = "CXGRAPH_SPIKE_MIN_COUNT", default_value_t = 5, value_parser = clap::value_parser!(u32).range(1..=1_000_000), global = true)]
+    #[arg(long, env = "CXGRAPH_SPIKE_MIN_COUNT", default_value_t = 8, value_parser = clap::value_parser!(u32).range(1..=1_000_000), global = true)]
     pub spike_min_count: u32,
+
+    /// The least over-dispersion (α of the variance μ + αμ²) the detector assumes.
+    #[arg(long, env = "CXGRAPH_SPIKE_MIN_DISPERSION", default_value_t = 0.05, value_parser = positive_number, global = true)]
+    pub spike_min_dispersion: f64,
+
+    /// Minutes after its end beyond which a found episode is a backfill: recorded,
+    /// not paged.
+    #[arg(long, env = "CXGRAPH_SPIKE_BACKFILL_AFTER_MINUTES", default_value_t = 120, value_parser = clap::value_parser!(u32).range(1..=1_000_000), global = true)]
+    pub spike_backfill_after_minutes: u32,
+
+    /// Page backfilled episodes as well (events, webhooks, priority lift).
+    #[arg(long, env = "CXGRAPH_SPIKE_PAGE_BACKFILL", default_value_t = false, action = clap::ArgAction::Set, global = true)]
+    pub spike_page_backfill: bool,
 
     /// When a spike is raised, lift open conversations on its channel (or mentioning
     /// its topic) to HIGH priority.
@@ -461,6 +483,13 @@ fn origin(s: &str) -> Result<axum::http::HeaderValue, String> {
             axum::http::HeaderValue::from_str(s).map_err(|_| format!("{s:?} is not an origin"))
         }
         _ => Err(format!("{s:?} is not an origin (scheme://host[:port], no path or wildcard)")),
+    }
+}
+
+fn probability(s: &str) -> Result<f64, String> {
+    match s.parse::<f64>() {
+        Ok(v) if v > 0.0 && v < 0.5 => Ok(v),
+        _ => Err(format!("{s:?} is not a probability above 0 and below 0.5")),
     }
 }
 

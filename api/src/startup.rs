@@ -48,6 +48,25 @@ pub struct Application {
     jobs_db: DatabaseConnection,
 }
 
+/// The spike detector's settings, refused at start when they cannot work together.
+fn spike_params(settings: &Settings) -> anyhow::Result<crate::alerts::spikes::Params> {
+    let params = crate::alerts::spikes::Params {
+        step: chrono::Duration::minutes(i64::from(settings.spike_step_minutes)),
+        window: chrono::Duration::minutes(i64::from(settings.spike_window_minutes)),
+        history_days: settings.spike_history_days,
+        min_history_days: settings.spike_min_history_days,
+        significance: settings.spike_significance,
+        min_count: settings.spike_min_count,
+        min_dispersion: settings.spike_min_dispersion,
+        backfill_after: chrono::Duration::minutes(i64::from(settings.spike_backfill_after_minutes)),
+        page_backfill: settings.spike_page_backfill,
+        raise_priority: settings.spike_raise_priority,
+        ..crate::alerts::spikes::Params::standard()
+    };
+    params.check().map_err(anyhow::Error::msg)?;
+    Ok(params)
+}
+
 /// Chooses the JWT key: the configured one, or a random one for the embedded demo.
 fn jwt_keys(settings: &Settings) -> anyhow::Result<(JwtKeys, bool)> {
     let (secret, ephemeral) = match settings.jwt_secret() {
@@ -116,6 +135,7 @@ pub async fn bootstrap(db: &DatabaseConnection, settings: &Settings) -> anyhow::
 impl Application {
     /// Connects, migrates, bootstraps and binds; does not serve yet.
     pub async fn build(settings: Settings) -> anyhow::Result<(Application, Bootstrap)> {
+        spike_params(&settings)?;
         let (keys, ephemeral) = jwt_keys(&settings)?;
         let persisted = PersistedQueries::load(settings.persisted_queries.as_deref(), settings.persisted_queries_only)?;
         let listener =
@@ -203,13 +223,7 @@ impl Application {
             self.jobs_db.clone(),
             std::time::Duration::from_secs(settings.rollup_interval),
         ));
-        let spikes = crate::alerts::spikes::Params {
-            window: chrono::Duration::minutes(i64::from(settings.spike_window_minutes)),
-            baseline_windows: settings.spike_baseline_windows,
-            threshold: settings.spike_threshold,
-            min_count: settings.spike_min_count,
-            raise_priority: settings.spike_raise_priority,
-        };
+        let spikes = spike_params(settings).unwrap_or_else(|_| crate::alerts::spikes::Params::standard());
         crate::alerts::spikes::spawn_detector(
             self.jobs_db.clone(),
             self.state.bus().clone(),

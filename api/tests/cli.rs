@@ -146,10 +146,15 @@ fn help_lists_every_setting() {
         "OTEL_EXPORTER_OTLP_ENDPOINT",
         "OTEL_EXPORTER_OTLP_PROTOCOL",
         "OTEL_SERVICE_NAME",
+        "CXGRAPH_SPIKE_STEP_MINUTES",
         "CXGRAPH_SPIKE_WINDOW_MINUTES",
-        "CXGRAPH_SPIKE_BASELINE_WINDOWS",
-        "CXGRAPH_SPIKE_THRESHOLD",
+        "CXGRAPH_SPIKE_HISTORY_DAYS",
+        "CXGRAPH_SPIKE_MIN_HISTORY_DAYS",
+        "CXGRAPH_SPIKE_SIGNIFICANCE",
         "CXGRAPH_SPIKE_MIN_COUNT",
+        "CXGRAPH_SPIKE_MIN_DISPERSION",
+        "CXGRAPH_SPIKE_BACKFILL_AFTER_MINUTES",
+        "CXGRAPH_SPIKE_PAGE_BACKFILL",
         "CXGRAPH_SPIKE_RAISE_PRIORITY",
         "CXGRAPH_SLA_AT_RISK_MINUTES",
         "CXGRAPH_WEBHOOK_RETRY_BASE_MS",
@@ -185,6 +190,13 @@ fn bad_settings_stop_with_one_clear_line() {
         &cxgraph(&["serve"], &[("CXGRAPH_JWT_SECRET", "short"), ("DATABASE_URL", "sqlite::memory:")]),
         "at least 32 bytes",
     );
+    assert_one_line_error(&cxgraph(&["schema"], &[("CXGRAPH_SPIKE_SIGNIFICANCE", "2")]), "--spike-significance");
+    let memory = ("DATABASE_URL", "sqlite::memory:");
+    assert_one_line_error(
+        &cxgraph(&["serve"], &[("CXGRAPH_SPIKE_WINDOW_MINUTES", "50"), memory]),
+        "whole number of steps",
+    );
+    assert_one_line_error(&cxgraph(&["serve"], &[("CXGRAPH_SPIKE_STEP_MINUTES", "7"), memory]), "divide a day");
     let dir = tempfile::tempdir().unwrap();
     let url = format!("sqlite://{}/no/such/dir/x.db?mode=rwc", dir.path().display());
     assert_one_line_error(&cxgraph(&["migrate"], &[("DATABASE_URL", &url)]), "cannot open database");

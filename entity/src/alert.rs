@@ -24,6 +24,14 @@ pub struct Model {
     pub acknowledged_at: Option<DateTimeUtc>,
     pub acknowledged_by: Option<Uuid>,
     pub resolved_at: Option<DateTimeUtc>,
+    /// What a spike is about (`channel:twitter`, `topic:<id>`, `inbox:<name>`).
+    pub scope: Option<String>,
+    /// A spike episode's span in event time: the start of its first spiking window…
+    pub window_start: Option<DateTimeUtc>,
+    /// …and the end of its last (at most the time it was seen).
+    pub window_end: Option<DateTimeUtc>,
+    /// Found long after it happened (history loaded later): recorded, not paged.
+    pub backfill: bool,
 }
 
 #[derive(Copy, Clone, Debug, EnumIter, DeriveRelation)]

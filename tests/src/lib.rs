@@ -10,6 +10,7 @@
 
 pub mod faults;
 pub mod process;
+pub mod streams;
 
 use std::net::SocketAddr;
 use std::sync::Once;

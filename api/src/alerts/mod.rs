@@ -2,6 +2,8 @@
 //! sentiment spikes, from [`spikes`]), raised once, read by staff, acknowledged and
 //! resolved by a person (a spike's episode also resolves itself when volume returns).
 
+pub mod baseline;
+pub mod mentions;
 pub mod spikes;
 
 use chrono::Utc;

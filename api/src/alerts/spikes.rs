@@ -1,32 +1,46 @@
-//! Early warning: negative-sentiment spikes per channel and per topic.
+//! Early warning: spikes of negative mentions per channel, topic and inbox, found in
+//! **event time**.
 //!
-//! Every run compares, for each channel and each topic, the negative mentions
-//! (negative inbound messages and negative feedback) in the current sliding window
-//! `[now − w, now)` with the trailing baseline of `k` windows before it. With the
-//! baseline rate `λ = baseline / k`, the window is a spike when it holds at least
-//! `min_count` mentions and its Poisson z-score `(count − λ) / √max(λ, 1)` reaches the
-//! threshold. Counting is grouped, whatever the number of channels and topics:
-//! channels through the insights' rollups, topics in one statement over the facts
-//! (see [`read`]).
+//! Mentions are counted in the fixed buckets (`step`) they *happened* in
+//! ([`mentions`]). Each run asks the facts' change stamps which buckets received
+//! mentions since the last run (the cursor in `detector_cursors`, read with a margin
+//! for writes that committed late) and evaluates every sliding window (`window`, a
+//! whole number of buckets) that holds one of them, in time order — the live window,
+//! and as well any window of the past that a connector catching up or a backfill
+//! filled in. Each window is judged against the same window on the previous days
+//! ([`baseline`]: seasonal, robust, over-dispersed); it spikes when it holds at least
+//! `min_count` mentions, the scope has `min_history_days` of history, and the
+//! observed count is at most `significance` likely under the expected law.
 //!
-//! Alerts are per **episode**, not per message: a spike raises one `negative_spike`
-//! alert (and an `alert.raised` event) and nothing more while that alert is open or
-//! acknowledged; the episode closes (the alert is resolved, `alert.resolved`) when the
-//! window's volume returns — fewer than `min_count` mentions or a z-score under half
-//! the threshold (hysteresis, so a hovering volume does not flap). Replicas running
-//! the detector at once agree through the alert's unique dedupe key, which names the
-//! scope and the window the episode started in.
+//! Alerts are per **episode**: a spiking window overlapping an episode of its scope
+//! (or following an open one) extends it; otherwise it raises one `negative_spike`
+//! alert with the episode's span (`window_start`/`window_end`), its lag and the
+//! evidence. An open episode resolves when a window wholly after it is calm (under
+//! `min_count`, or more likely than the square root of the significance: hysteresis,
+//! so a hovering volume does not flap). An episode found more than `backfill_after`
+//! after it ended is recorded as `backfill`, resolved or not, but pages nobody (no
+//! event, no priority lift) unless `page_backfill`.
+//!
+//! One detector runs at a time across replicas: the run is one write transaction,
+//! holding an advisory lock on PostgreSQL (a replica finding it taken skips its turn)
+//! and the write lock on SQLite; the dedupe key (scope and first window) backs it up.
+
+use std::collections::{BTreeSet, HashMap};
 
 use chrono::{DateTime, Duration, Utc};
 use entity::alert;
 use entity::enums::{AlertSeverity, AlertStatus, Channel, ConversationStatus, Priority};
 use sea_orm::sea_query::OnConflict;
 use sea_orm::{
-    ActiveEnum, ColumnTrait, ConnectionTrait, DatabaseConnection, EntityTrait, Iterable, QueryFilter, QuerySelect, Set,
+    ActiveEnum, ColumnTrait, ConnectionTrait, DatabaseConnection, DatabaseTransaction, EntityTrait, QueryFilter,
+    QuerySelect,
 };
 use serde_json::json;
 use uuid::Uuid;
 
+use super::baseline::{self, Expectation};
+pub use super::mentions::Scope;
+use super::mentions::{self, Counts, Grid, Tally};
 use crate::db;
 use crate::error::AppResult;
 use crate::events::{self, Bus, NewEvent};
@@ -36,56 +50,100 @@ use crate::insights::sql::Sql;
 pub const KIND: &str = "negative_spike";
 /// Most conversations one spike lifts to HIGH priority.
 const MAX_LIFTED: u64 = 500;
+/// The cursor's name in `detector_cursors`.
+const CURSOR: &str = "negative_spikes";
+/// The advisory lock one run holds on PostgreSQL.
+const LOCK: i64 = 4_242_003;
+/// How far back a run judges windows: a backfill older than a year is stored but
+/// raises nothing (what a run costs is bounded by this, not by the oldest fact,
+/// which may be from 1970).
+const HORIZON_DAYS: i64 = 366;
+/// Most days of windows judged with one read of the counts (a backfill of a year is
+/// read a week at a time: memory stays bounded).
+const CHUNK_DAYS: i64 = 7;
 
-/// The detector's settings.
+/// The detector's settings (README, "Early warning", says what each changes).
 #[derive(Debug, Clone, Copy)]
 pub struct Params {
+    /// Bucket width: windows slide by this much.
+    pub step: Duration,
+    /// Window width, a whole number of steps.
     pub window: Duration,
-    pub baseline_windows: u32,
-    pub threshold: f64,
+    /// Days of history a window is compared with.
+    pub history_days: u32,
+    /// Days a scope must have been heard of before it can alert.
+    pub min_history_days: u32,
+    /// How unlikely (under the expected law) a window must be to spike.
+    pub significance: f64,
+    /// Fewest mentions in a window that can spike.
     pub min_count: u32,
-    /// Lift open conversations of a spiking channel or topic to HIGH.
+    /// The least over-dispersion assumed.
+    pub min_dispersion: f64,
+    /// An episode found this long after it ended is a backfill.
+    pub backfill_after: Duration,
+    /// Page backfilled episodes too.
+    pub page_backfill: bool,
+    /// Lift open conversations of a spiking channel, topic or inbox to HIGH.
     pub raise_priority: bool,
+    /// Change stamps are taken before their transaction commits: a run reads this far
+    /// behind its cursor so a write that committed late is still seen (windows read
+    /// twice are judged twice, to the same verdict). Five minutes; the evaluation, which
+    /// writes and runs in one task, sets none.
+    pub margin: Duration,
 }
 
-/// What a spike is about.
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub enum Scope {
-    Channel(Channel),
-    Topic(Uuid),
-}
-
-impl Scope {
-    fn key(&self) -> String {
-        match self {
-            Scope::Channel(c) => format!("channel:{}", c.to_value()),
-            Scope::Topic(t) => format!("topic:{t}"),
+impl Params {
+    /// The defaults, as documented.
+    pub fn standard() -> Self {
+        Self {
+            step: Duration::minutes(15),
+            window: Duration::minutes(60),
+            history_days: 28,
+            min_history_days: 7,
+            significance: 1e-5,
+            min_count: 8,
+            min_dispersion: 0.05,
+            backfill_after: Duration::hours(2),
+            page_backfill: false,
+            raise_priority: false,
+            margin: Duration::minutes(5),
         }
     }
+
+    /// Why these settings cannot work together, if they cannot.
+    pub fn check(&self) -> Result<(), String> {
+        let (step, window) = (self.step.num_seconds(), self.window.num_seconds());
+        if step <= 0 || 86_400 % step != 0 {
+            return Err("the spike step must divide a day into whole minutes".into());
+        }
+        if window < step || window % step != 0 {
+            return Err("the spike window must be a whole number of steps".into());
+        }
+        if self.min_history_days > self.history_days {
+            return Err("the spike minimum history cannot exceed the history".into());
+        }
+        Ok(())
+    }
+
+    fn grid(&self) -> Grid {
+        Grid { seconds: self.step.num_seconds().max(1) }
+    }
+
+    /// Buckets per window and per day.
+    fn widths(&self) -> (i64, i64) {
+        let step = self.step.num_seconds().max(1);
+        ((self.window.num_seconds() / step).max(1), 86_400 / step)
+    }
 }
 
-/// One scope's counts.
+/// One window of one scope, judged.
 #[derive(Debug, Clone)]
-pub struct Reading {
-    pub scope: Scope,
-    pub current: i64,
-    pub baseline: i64,
-}
-
-impl Reading {
-    /// The baseline's mean per window and the current window's z-score against it.
-    pub fn z(&self, params: &Params) -> (f64, f64) {
-        let lambda = self.baseline as f64 / f64::from(params.baseline_windows.max(1));
-        (lambda, (self.current as f64 - lambda) / lambda.max(1.0).sqrt())
-    }
-
-    fn spiking(&self, params: &Params) -> bool {
-        self.current >= i64::from(params.min_count) && self.z(params).1 >= params.threshold
-    }
-
-    fn calm(&self, params: &Params) -> bool {
-        self.current < i64::from(params.min_count) || self.z(params).1 < params.threshold / 2.0
-    }
+struct Verdict {
+    observed: u32,
+    expected: Expectation,
+    p: f64,
+    /// How far the day before ran above its usual level (1: not at all).
+    level: f64,
 }
 
 /// What one run did.
@@ -94,248 +152,454 @@ pub struct Report {
     pub raised: u32,
     pub resolved: u32,
     pub lifted: u64,
+    /// Windows judged (scopes × windows with enough mentions, or an open episode).
+    pub judged: u64,
+    /// Alerts recorded as backfill (not paged).
+    pub backfilled: u32,
 }
 
-/// Negative mentions of topics in `[start, now)` as `(scope, occurred_at)` rows,
-/// through the facts' topic links. The conditions are literals, not parameters: the
-/// messages' half is read from the partial index of migration 20, which PostgreSQL
-/// uses only when it can see that the query implies its condition.
-fn topic_negatives(sql: &mut Sql, start: DateTime<Utc>, now: DateTime<Utc>) {
-    let parts = [
-        ("interactions", "interaction_topics", "interaction_id", " AND x.direction = 'inbound'"),
-        ("feedback", "feedback_topics", "feedback_id", ""),
-    ];
-    sql.push("(");
-    for (i, (facts, links, link_col, extra)) in parts.into_iter().enumerate() {
-        if i > 0 {
-            sql.push(" UNION ALL ");
-        }
-        sql.push(&format!(
-            "SELECT l.topic_id AS scope, x.occurred_at FROM {facts} x JOIN {links} l ON l.{link_col} = x.id"
-        ));
-        sql.push(" WHERE x.sentiment_label = 'negative' AND x.occurred_at >= ").bind(start);
-        sql.push(" AND x.occurred_at < ").bind(now).push(extra);
-    }
-    sql.push(")");
+/// A detector: its settings and what it has learnt of scopes' histories (when each
+/// was first heard of, kept once older than the whole history, when it can no longer
+/// change the verdicts).
+pub struct Detector {
+    params: Params,
+    seen: HashMap<Scope, DateTime<Utc>>,
+    /// Counts read by earlier runs, and the wall time of this detector's last run,
+    /// from which it knows which of them changed since.
+    tally: Tally,
+    tallied_at: Option<DateTime<Utc>>,
 }
 
-/// Counts per scope for the window ending at `now`.
-///
-/// Channels are counted by the insights (`insights::metrics`, negative feedback and
-/// negative messages per channel, the same sums the sentiment figures use), so the
-/// baseline's whole hours come from the rollups and only the minutes at its edges and
-/// the current window from the facts: a day of busy channels is a few hundred rollup
-/// rows, not every negative message of the day (137,000 in the ingest benchmark's
-/// day, 0.2–0.7 s a run). Topics have no rollups and are counted from the facts.
-pub async fn read(db: &DatabaseConnection, now: DateTime<Utc>, params: &Params) -> AppResult<Vec<Reading>> {
-    let backend = db.get_database_backend();
-    let current_start = now - params.window;
-    let baseline_start = current_start - params.window * i32::try_from(params.baseline_windows).unwrap_or(i32::MAX);
-    let mut out = channel_readings(db, baseline_start, current_start, now).await?;
-    let mut sql = Sql::new();
-    sql.push("SELECT n.scope, SUM(CASE WHEN n.occurred_at >= ").bind(current_start);
-    sql.push(" THEN 1 ELSE 0 END) AS current, SUM(CASE WHEN n.occurred_at < ").bind(current_start);
-    sql.push(" THEN 1 ELSE 0 END) AS baseline FROM ");
-    topic_negatives(&mut sql, baseline_start, now);
-    sql.push(" n GROUP BY n.scope");
-    for row in db.query_all_raw(sql.statement(backend)).await? {
-        out.push(Reading {
-            scope: Scope::Topic(row.try_get("", "scope")?),
-            current: row.try_get::<Option<i64>>("", "current")?.unwrap_or(0),
-            baseline: row.try_get::<Option<i64>>("", "baseline")?.unwrap_or(0),
-        });
-    }
-    Ok(out)
-}
-
-/// Negative mentions per channel in the baseline `[start, split)` and the current
-/// window `[split, now)`.
-///
-/// The two windows are cut as the insights cut any bucket ([`rollups::plan`]): their
-/// whole hours are the rollups' negative counts (through `insights::metrics`, the
-/// sums the sentiment figures use, pending deltas included), and only the minutes
-/// around them come from the facts, counted on the negative facts' index
-/// (`ix_interactions_sentiment_label_channel_occurred_at`, one range per channel)
-/// instead of summing every metric of every fact in them: the detector's current hour
-/// is never whole, and on the benchmark's busiest hour (378,000 interactions) summing
-/// it all cost 0.7–1.2 s of PostgreSQL a minute.
-///
-/// [`rollups::plan`]: crate::insights::rollups::plan
-async fn channel_readings(
-    db: &DatabaseConnection,
-    start: DateTime<Utc>,
-    split: DateTime<Utc>,
-    now: DateTime<Utc>,
-) -> AppResult<Vec<Reading>> {
-    use crate::insights::buckets::Range;
-    use crate::insights::metrics::{self, Dimension, Families, Filter, Request};
-    use crate::insights::rollups::{self, Piece};
-    let windows = [(0, Range { start, end: split }), (1, Range { start: split, end: now })];
-    let (mut whole, mut edges) = (Vec::new(), Vec::new());
-    for piece in rollups::plan(&windows) {
-        match piece {
-            Piece::Rollup { bucket, from, to, .. } => {
-                whole.push((bucket, Range { start: rollups::start_of(from), end: rollups::start_of(to) }));
-            }
-            Piece::Facts { bucket, range } => edges.push((bucket, range)),
-        }
-    }
-    let mut by_channel: Vec<Reading> = Vec::new();
-    let mut add = |channel: Channel, window: usize, negative: i64| {
-        let at = match by_channel.iter().position(|r| r.scope == Scope::Channel(channel)) {
-            Some(at) => at,
-            None => {
-                by_channel.push(Reading { scope: Scope::Channel(channel), current: 0, baseline: 0 });
-                by_channel.len() - 1
-            }
-        };
-        match window {
-            1 => by_channel[at].current += negative,
-            _ => by_channel[at].baseline += negative,
-        }
-    };
-    if !whole.is_empty() {
-        let req = Request {
-            from: start,
-            to: now,
-            group_by: vec![Dimension::Channel],
-            buckets: Some(whole.iter().map(|w| w.1).collect()),
-            filter: Filter::default(),
-            families: Families { feedback: true, interactions: true, conversations: false },
-        };
-        for cell in metrics::run(db, &req).await?.cells {
-            if let (Some(channel), Some(piece)) = (cell.key.channel, cell.key.bucket) {
-                let window = whole.get(piece).map_or(0, |w| w.0);
-                add(channel, window, cell.sentiment().negative);
-            }
-        }
-    }
-    if !edges.is_empty() {
-        let backend = db.get_database_backend();
-        let mut sql = Sql::new();
-        sql.push("SELECT n.channel, n.w, COUNT(*) AS negative FROM (");
-        for (i, (window, range)) in edges.iter().enumerate() {
-            for (j, (facts, channel_range)) in [("interactions", true), ("feedback", false)].into_iter().enumerate() {
-                if i + j > 0 {
-                    sql.push(" UNION ALL ");
-                }
-                sql.push(&format!(
-                    "SELECT x.channel, {window} AS w FROM {facts} x WHERE x.sentiment_label = 'negative'"
-                ));
-                if channel_range {
-                    // Every channel named, so the index is read as one range per channel.
-                    sql.push(" AND x.channel IN ").bind_list(Channel::iter().map(|c| c.to_value()));
-                }
-                sql.push(" AND x.occurred_at >= ").bind(range.start).push(" AND x.occurred_at < ").bind(range.end);
-            }
-        }
-        sql.push(") n GROUP BY n.channel, n.w");
-        for row in db.query_all_raw(sql.statement(backend)).await? {
-            let channel = Channel::try_from_value(&row.try_get::<String>("", "channel")?)?;
-            let window: i32 = row.try_get("", "w")?;
-            add(channel, usize::try_from(window).unwrap_or(0), row.try_get("", "negative")?);
-        }
-    }
-    by_channel.retain(|r| r.current > 0 || r.baseline > 0);
-    Ok(by_channel)
-}
-
-/// The scope an episode's alert is about.
-fn scope_of(episode: &alert::Model) -> Option<Scope> {
-    match (episode.topic_id, episode.channel) {
-        (Some(t), _) => Some(Scope::Topic(t)),
-        (None, Some(c)) => Some(Scope::Channel(c)),
-        (None, None) => None,
-    }
-}
-
-/// One detector run at `now`: two counting statements, one for the open episodes,
-/// then a write per alert raised or resolved.
+/// One run at `now` with a fresh detector (see [`Detector::run`]).
 pub async fn detect(db: &DatabaseConnection, now: DateTime<Utc>, params: &Params) -> AppResult<Report> {
-    let mut report = Report::default();
-    let readings = read(db, now, params).await?;
-    let open: Vec<alert::Model> = alert::Entity::find()
-        .filter(alert::Column::Kind.eq(KIND))
-        .filter(alert::Column::Status.is_in([AlertStatus::Open, AlertStatus::Acknowledged]))
-        .all(db)
-        .await?;
-    for r in &readings {
-        let episode = open.iter().find(|a| scope_of(a).as_ref() == Some(&r.scope));
-        match episode {
-            None if r.spiking(params) => {
-                if let Some(lifted) = raise(db, r, now, params).await? {
-                    report.raised += 1;
-                    report.lifted += lifted;
-                }
-            }
-            Some(episode) if r.calm(params) && resolve(db, episode, now).await? => report.resolved += 1,
-            _ => {}
-        }
-    }
-    // A scope without any negative mention in the whole period is calm too.
-    for episode in &open {
-        let quiet = scope_of(episode).is_some_and(|scope| !readings.iter().any(|r| r.scope == scope));
-        if quiet && resolve(db, episode, now).await? {
-            report.resolved += 1;
-        }
-    }
-    Ok(report)
+    Detector::new(*params).run(db, now).await
 }
 
-/// Raises the episode's alert (once, across replicas); returns how many
-/// conversations it lifted, or `None` when another run raised it first.
-async fn raise(db: &DatabaseConnection, r: &Reading, now: DateTime<Utc>, params: &Params) -> AppResult<Option<u64>> {
-    let (lambda, z) = r.z(params);
-    let window_index = now.timestamp() / params.window.num_seconds().max(1);
-    let (channel, topic_id, about) = match &r.scope {
-        Scope::Channel(c) => (Some(*c), None, format!("{c:?}")),
-        Scope::Topic(t) => (None, Some(*t), topic_name(db, *t).await?),
-    };
-    let severity = if z >= 2.0 * params.threshold { AlertSeverity::Critical } else { AlertSeverity::Warning };
-    let id = Uuid::now_v7();
-    let row = alert::ActiveModel {
-        id: Set(id),
-        kind: Set(KIND.to_owned()),
-        severity: Set(severity),
-        status: Set(AlertStatus::Open),
-        title: Set(format!(
-            "Negative mentions spiking on {about}: {} in the last {} min (usual {lambda:.1})",
-            r.current,
-            params.window.num_minutes()
-        )),
-        channel: Set(channel),
-        topic_id: Set(topic_id),
-        conversation_id: Set(None),
-        details: Set(json!({ "count": r.current, "baselinePerWindow": lambda, "z": z,
-            "windowMinutes": params.window.num_minutes(), "baselineWindows": params.baseline_windows })),
-        dedupe_key: Set(format!("{KIND}:{}:{window_index}", r.scope.key())),
-        raised_at: Set(now),
-        acknowledged_at: Set(None),
-        acknowledged_by: Set(None),
-        resolved_at: Set(None),
-    };
-    let txn = db::begin_write(db).await?;
-    let inserted = alert::Entity::insert(row)
-        .on_conflict(OnConflict::column(alert::Column::DedupeKey).do_nothing().to_owned())
-        .exec_without_returning(&txn)
-        .await?;
-    if inserted == 0 {
-        txn.rollback().await.ok();
-        return Ok(None);
+impl Detector {
+    pub fn new(params: Params) -> Self {
+        Self { params, seen: HashMap::new(), tally: Tally::default(), tallied_at: None }
     }
-    let lifted = if params.raise_priority { lift(&txn, &r.scope, now - params.window).await? } else { 0 };
-    let payload = json!({ "kind": KIND, "scope": r.scope.key(), "count": r.current, "lifted": lifted });
-    let event = NewEvent {
-        event_type: "alert.raised",
-        aggregate_type: "alert",
-        aggregate_id: id,
-        customer_id: None,
-        channel,
-        payload,
-    };
-    events::emit(&txn, event).await?;
-    txn.commit().await?;
-    Ok(Some(lifted))
+
+    /// One run: judges every window that received mentions since the last run (its
+    /// end at most the bucket after `now`'s) and the live one; raises, extends and
+    /// resolves episodes. An empty report when another replica holds the run.
+    pub async fn run(&mut self, db: &DatabaseConnection, now: DateTime<Utc>) -> AppResult<Report> {
+        let backend = db.get_database_backend();
+        let txn = db::begin_write(db).await?;
+        if backend == sea_orm::DatabaseBackend::Postgres {
+            let row = txn
+                .query_one_raw(sea_orm::Statement::from_string(
+                    backend,
+                    format!("SELECT pg_try_advisory_xact_lock({LOCK}) AS locked"),
+                ))
+                .await?;
+            if !row.map(|r| r.try_get::<bool>("", "locked")).transpose()?.unwrap_or(false) {
+                return Ok(Report::default());
+            }
+        }
+        // The cursor is the wall clock (the facts' stamps are), `now` the event clock.
+        let wall = Utc::now();
+        let grid = self.params.grid();
+        let (width, _) = self.params.widths();
+        let last = grid.bucket(now) + 1;
+        let since = match read_cursor(&txn).await? {
+            Some(cursor) => cursor - self.params.margin,
+            None => now - self.params.window,
+        };
+        let mut ends = BTreeSet::from([last]);
+        let touched = mentions::touched(&txn, grid, since).await?;
+        let horizon = grid.bucket(now - Duration::days(HORIZON_DAYS));
+        for b in touched.iter().filter(|b| **b >= horizon) {
+            ends.extend((b + 1..=b + width).filter(|e| *e <= last));
+        }
+        // What changed since this detector's own last run (another replica may have
+        // moved the shared cursor since) is read afresh.
+        match self.tallied_at {
+            Some(at) if at - self.params.margin < since => {
+                self.tally.forget(&mentions::touched(&txn, grid, at - self.params.margin).await?);
+            }
+            Some(_) => self.tally.forget(&touched),
+            None => self.tally = Tally::default(),
+        }
+        let mut episodes: Vec<alert::Model> = alert::Entity::find()
+            .filter(alert::Column::Kind.eq(KIND))
+            .filter(alert::Column::WindowEnd.gte(grid.start(ends.first().copied().unwrap_or(last) - 2 * width)))
+            .all(&txn)
+            .await?;
+        episodes.extend(
+            alert::Entity::find()
+                .filter(alert::Column::Kind.eq(KIND))
+                .filter(alert::Column::Status.ne(AlertStatus::Resolved))
+                .all(&txn)
+                .await?
+                .into_iter()
+                .filter(|open| !episodes.iter().any(|e| e.id == open.id))
+                .collect::<Vec<_>>(),
+        );
+        let mut report = Report::default();
+        let ends: Vec<i64> = ends.into_iter().collect();
+        let (_, day) = self.params.widths();
+        let chunk = CHUNK_DAYS * day;
+        let mut from = 0;
+        while from < ends.len() {
+            let to = ends[from..].iter().position(|e| *e > ends[from] + chunk).map_or(ends.len(), |n| from + n);
+            let ranges = self.ranges(&ends[from..to]);
+            self.tally.drop_before(ranges.first().map_or(i64::MIN, |r| r.0));
+            self.tally.fill(&txn, grid, &ranges).await?;
+            let tally = std::mem::take(&mut self.tally);
+            for e in &ends[from..to] {
+                let judged = self.judge(&txn, tally.counts(), *e, now, &mut episodes, &mut report).await;
+                if let Err(e) = judged {
+                    self.tallied_at = None;
+                    return Err(e);
+                }
+            }
+            self.tally = tally;
+            from = to;
+        }
+        write_cursor(&txn, wall).await?;
+        txn.commit().await?;
+        self.tallied_at = Some(wall);
+        Ok(report)
+    }
+
+    /// The bucket ranges the windows ending at `ends` and their histories cover: the
+    /// windows, the day before them (its level) and the history of both.
+    fn ranges(&self, ends: &[i64]) -> Vec<(i64, i64)> {
+        let (width, day) = self.params.widths();
+        let history = i64::from(self.params.history_days) + 1;
+        mentions::merge(ends.iter().map(|e| (e - 2 * width - day - history * day, *e)).collect())
+    }
+
+    /// Judges each scope's window ending at bucket `end`.
+    async fn judge(
+        &mut self,
+        txn: &DatabaseTransaction,
+        counts: &Counts,
+        end: i64,
+        now: DateTime<Utc>,
+        episodes: &mut Vec<alert::Model>,
+        report: &mut Report,
+    ) -> AppResult<()> {
+        let grid = self.params.grid();
+        let (width, _) = self.params.widths();
+        let (start_at, end_at) = (grid.start(end - width), grid.start(end).min(now));
+        for (scope, buckets) in counts {
+            let observed: u32 = buckets.range(end - width..end).map(|(_, n)| *n).sum();
+            let key = scope.key();
+            let open =
+                episodes.iter().position(|a| a.scope.as_deref() == Some(&key) && a.status != AlertStatus::Resolved);
+            if observed < self.params.min_count && open.is_none() {
+                continue;
+            }
+            report.judged += 1;
+            let verdict = self.verdict(txn, scope, buckets, end, observed).await?;
+            let spiking =
+                verdict.as_ref().is_some_and(|v| observed >= self.params.min_count && v.p <= self.params.significance);
+            if spiking {
+                let Some(v) = verdict else { continue };
+                let overlapping = episodes.iter().position(|a| {
+                    a.scope.as_deref() == Some(&key)
+                        && a.window_start.is_some_and(|s| s < end_at)
+                        && a.window_end.is_some_and(|e| e > start_at)
+                });
+                match overlapping.or(open) {
+                    Some(at) if episodes[at].status != AlertStatus::Resolved => {
+                        extend(txn, &mut episodes[at], end_at, &v).await?;
+                    }
+                    Some(_) => {}
+                    None => {
+                        let raised = self.raise(txn, scope, start_at, end_at, now, &v, report).await?;
+                        if let Some(a) = raised {
+                            episodes.push(a);
+                        }
+                    }
+                }
+                continue;
+            }
+            let calm = observed < self.params.min_count
+                || verdict.as_ref().is_none_or(|v| v.p > self.params.significance.sqrt());
+            if let Some(at) = open.filter(|_| calm) {
+                report.resolved += u32::from(settle(txn, &mut episodes[at], start_at, now).await?);
+            }
+        }
+        // An open episode whose scope had no mention at all in what was read is calm.
+        for episode in episodes.iter_mut() {
+            let silent = episode.scope.as_ref().is_some_and(|k| !counts.keys().any(|s| &s.key() == k));
+            if silent && episode.status != AlertStatus::Resolved {
+                report.resolved += u32::from(settle(txn, episode, start_at, now).await?);
+            }
+        }
+        Ok(())
+    }
+
+    /// The window's verdict; `None` when the scope's history is too short.
+    async fn verdict(
+        &mut self,
+        txn: &DatabaseTransaction,
+        scope: &Scope,
+        buckets: &std::collections::BTreeMap<i64, u32>,
+        end: i64,
+        observed: u32,
+    ) -> AppResult<Option<Verdict>> {
+        let grid = self.params.grid();
+        let Some(first) = self.first_seen(txn, scope, grid.start(end)).await? else {
+            return Ok(None);
+        };
+        let Some((daily, weekday)) = self.samples(buckets, end, first) else {
+            return Ok(None);
+        };
+        let floor = self.params.min_dispersion;
+        let Some(mut expected) = baseline::expect(&daily, &weekday, floor) else {
+            return Ok(None);
+        };
+        let mut p = expected.upper_tail(u64::from(observed));
+        let mut level = 1.0;
+        if p <= self.params.significance {
+            // Before calling it a spike, look at the whole day before: how clumpy the
+            // scope is (pooled over the day's windows), and whether it has run above
+            // its usual level all day (a new normal, or a slow ramp): then expect that
+            // much more.
+            let (day_level, alpha) = self.day_before(buckets, end, first);
+            if let Some(better) = baseline::expect(&daily, &weekday, floor.max(alpha)) {
+                expected = better;
+            }
+            level = day_level.max(1.0);
+            expected.mean *= level;
+            p = expected.upper_tail(u64::from(observed));
+        }
+        Ok(Some(Verdict { observed, p, expected, level }))
+    }
+
+    /// The window's counts on each previous day since `first` (`daily`) and on the
+    /// same weekday (`weekday`); `None` when that history is shorter than the minimum.
+    fn samples(
+        &self,
+        buckets: &std::collections::BTreeMap<i64, u32>,
+        end: i64,
+        first: DateTime<Utc>,
+    ) -> Option<(Vec<f64>, Vec<f64>)> {
+        let grid = self.params.grid();
+        let (width, day) = self.params.widths();
+        let (mut daily, mut weekday) = (Vec::new(), Vec::new());
+        for d in 1..=i64::from(self.params.history_days) {
+            let (a, b) = (end - width - d * day, end - d * day);
+            if grid.start(a) < first {
+                break;
+            }
+            let n: u32 = buckets.range(a..b).map(|(_, n)| *n).sum();
+            daily.push(f64::from(n));
+            if d % 7 == 0 {
+                weekday.push(f64::from(n));
+            }
+        }
+        (daily.len() >= self.params.min_history_days as usize).then_some((daily, weekday))
+    }
+
+    /// The day before the window ending at `end`, window by window: how far above its
+    /// seasonal expectation the scope ran, and the over-dispersion pooled over those
+    /// windows' histories. The level is a ratio of sums over the day's windows with the
+    /// four of most excess left out: a burst of a few hours does not lift it, a whole
+    /// day at a new level (a new normal, a slow ramp) does, and quiet night windows
+    /// weigh as little as they hold.
+    fn day_before(&self, buckets: &std::collections::BTreeMap<i64, u32>, end: i64, first: DateTime<Utc>) -> (f64, f64) {
+        let (width, day) = self.params.widths();
+        let (mut windows, mut histories) = (Vec::new(), Vec::new());
+        for k in 0..(day / width).max(1) {
+            let e = end - width - k * width;
+            let Some((daily, weekday)) = self.samples(buckets, e, first) else { continue };
+            let Some(expected) = baseline::expect(&daily, &weekday, 0.0) else { continue };
+            let observed: u32 = buckets.range(e - width..e).map(|(_, n)| *n).sum();
+            windows.push((f64::from(observed), expected.mean));
+            histories.push(daily);
+        }
+        let pooled: Vec<&[f64]> = histories.iter().map(Vec::as_slice).collect();
+        let alpha = baseline::dispersion(&pooled);
+        windows.sort_by(|a, b| (a.0 - a.1).total_cmp(&(b.0 - b.1)));
+        let kept = &windows[..windows.len().saturating_sub(4)];
+        let (observed, expected) = kept.iter().fold((0.0, 0.0), |(o, e), w| (o + w.0, e + w.1));
+        ((observed + 1.0) / (expected + 1.0), alpha)
+    }
+
+    /// When the scope was first heard of, remembered once it is older than any history
+    /// a window at `at` can use.
+    async fn first_seen(
+        &mut self,
+        txn: &DatabaseTransaction,
+        scope: &Scope,
+        at: DateTime<Utc>,
+    ) -> AppResult<Option<DateTime<Utc>>> {
+        if let Some(first) = self.seen.get(scope) {
+            return Ok(Some(*first));
+        }
+        let first = mentions::first_seen(txn, scope).await?;
+        let horizon = at - Duration::days(i64::from(self.params.history_days) + 1);
+        if let Some(f) = first.filter(|f| *f < horizon) {
+            self.seen.insert(scope.clone(), f);
+        }
+        Ok(first)
+    }
+
+    /// Raises a new episode's alert; `None` when a replica raised it first.
+    #[allow(clippy::too_many_arguments)]
+    async fn raise(
+        &self,
+        txn: &DatabaseTransaction,
+        scope: &Scope,
+        start: DateTime<Utc>,
+        end: DateTime<Utc>,
+        now: DateTime<Utc>,
+        v: &Verdict,
+        report: &mut Report,
+    ) -> AppResult<Option<alert::Model>> {
+        let p = &self.params;
+        let backfill = now - end > p.backfill_after;
+        let (channel, topic_id, about) = match scope {
+            Scope::Channel(c) => (Some(*c), None, format!("{c:?}")),
+            Scope::Topic(t) => (None, Some(*t), topic_name(txn, *t).await?),
+            Scope::Inbox(i) => (None, None, format!("inbox {i}")),
+        };
+        let severity =
+            if v.p <= p.significance * p.significance { AlertSeverity::Critical } else { AlertSeverity::Warning };
+        let (low, high) = v.expected.interval(0.9);
+        let row = alert::Model {
+            id: Uuid::now_v7(),
+            kind: KIND.to_owned(),
+            severity,
+            status: AlertStatus::Open,
+            title: format!(
+                "Negative mentions spiking on {about}: {} in {} min from {} UTC (usually {low}–{high})",
+                v.observed,
+                p.window.num_minutes(),
+                start.format("%Y-%m-%d %H:%M"),
+            ),
+            channel,
+            topic_id,
+            conversation_id: None,
+            details: evidence(v, p, start, end, now),
+            dedupe_key: format!("{KIND}:{}:{}", scope.key(), start.timestamp()),
+            raised_at: now,
+            acknowledged_at: None,
+            acknowledged_by: None,
+            resolved_at: None,
+            scope: Some(scope.key()),
+            window_start: Some(start),
+            window_end: Some(end),
+            backfill,
+        };
+        let inserted = alert::Entity::insert(sea_orm::IntoActiveModel::into_active_model(row.clone()))
+            .on_conflict(OnConflict::column(alert::Column::DedupeKey).do_nothing().to_owned())
+            .exec_without_returning(txn)
+            .await?;
+        if inserted == 0 {
+            return Ok(None);
+        }
+        report.raised += 1;
+        if backfill {
+            report.backfilled += 1;
+        }
+        if backfill && !p.page_backfill {
+            return Ok(Some(row));
+        }
+        let lifted = if p.raise_priority { lift(txn, scope, start).await? } else { 0 };
+        report.lifted += lifted;
+        let payload = json!({ "kind": KIND, "scope": scope.key(), "count": v.observed, "lifted": lifted,
+            "windowStart": start, "windowEnd": end, "backfill": backfill });
+        let event = NewEvent {
+            event_type: "alert.raised",
+            aggregate_type: "alert",
+            aggregate_id: row.id,
+            customer_id: None,
+            channel,
+            payload,
+        };
+        events::emit(txn, event).await?;
+        Ok(Some(row))
+    }
+}
+
+/// What an alert says of its window: observed, expected and its usual range, the
+/// alarm line, how unlikely, and the settings it was judged with.
+fn evidence(
+    v: &Verdict,
+    p: &Params,
+    start: DateTime<Utc>,
+    end: DateTime<Utc>,
+    now: DateTime<Utc>,
+) -> serde_json::Value {
+    let (low, high) = v.expected.interval(0.9);
+    json!({
+        "count": v.observed,
+        "peak": v.observed,
+        "expected": (v.expected.mean * 100.0).round() / 100.0,
+        "usualLow": low,
+        "usualHigh": high,
+        "alarmAt": v.expected.line(p.significance),
+        "pValue": v.p,
+        "dispersion": (v.expected.dispersion * 1000.0).round() / 1000.0,
+        "model": v.expected.model.name(),
+        "level": (v.level * 100.0).round() / 100.0,
+        "historyDays": v.expected.days,
+        "windowStart": start,
+        "windowEnd": end,
+        "lagSeconds": (now - end).num_seconds().max(0),
+        "windowMinutes": p.window.num_minutes(),
+        "significance": p.significance,
+    })
+}
+
+/// Resolves an open episode judged calm in the window starting at `start`, if that
+/// window lies wholly after the episode; true when it did.
+async fn settle(
+    txn: &DatabaseTransaction,
+    episode: &mut alert::Model,
+    start: DateTime<Utc>,
+    now: DateTime<Utc>,
+) -> AppResult<bool> {
+    let after = episode.window_end.is_none_or(|e| start >= e);
+    if !after || !resolve(txn, episode, now).await? {
+        return Ok(false);
+    }
+    episode.status = AlertStatus::Resolved;
+    Ok(true)
+}
+
+/// An episode goes on: its span reaches `end`, and its peak is kept.
+async fn extend(
+    txn: &DatabaseTransaction,
+    episode: &mut alert::Model,
+    end: DateTime<Utc>,
+    v: &Verdict,
+) -> AppResult<()> {
+    let new_end = episode.window_end.map_or(end, |e| e.max(end));
+    let peak = episode.details["peak"].as_u64().unwrap_or(0).max(u64::from(v.observed));
+    if Some(new_end) == episode.window_end && Some(peak) == episode.details["peak"].as_u64() {
+        return Ok(());
+    }
+    episode.window_end = Some(new_end);
+    episode.details["peak"] = json!(peak);
+    alert::Entity::update_many()
+        .col_expr(alert::Column::WindowEnd, sea_orm::sea_query::Expr::value(new_end))
+        .col_expr(alert::Column::Details, sea_orm::sea_query::Expr::value(episode.details.clone()))
+        .filter(alert::Column::Id.eq(episode.id))
+        .exec(txn)
+        .await?;
+    Ok(())
+}
+
+async fn read_cursor(txn: &DatabaseTransaction) -> AppResult<Option<DateTime<Utc>>> {
+    let mut sql = Sql::new();
+    sql.push("SELECT position FROM detector_cursors WHERE name = ").bind(CURSOR);
+    let row = txn.query_one_raw(sql.statement(txn.get_database_backend())).await?;
+    Ok(row.map(|r| r.try_get::<DateTime<Utc>>("", "position")).transpose()?)
+}
+
+async fn write_cursor(txn: &DatabaseTransaction, at: DateTime<Utc>) -> AppResult<()> {
+    let mut sql = Sql::new();
+    sql.push("INSERT INTO detector_cursors (name, position) VALUES (").bind(CURSOR).push(", ").bind(at);
+    sql.push(") ON CONFLICT (name) DO UPDATE SET position = excluded.position");
+    txn.execute_raw(sql.statement(txn.get_database_backend())).await?;
+    Ok(())
 }
 
 async fn topic_name(db: &impl ConnectionTrait, id: Uuid) -> AppResult<String> {
@@ -343,8 +607,8 @@ async fn topic_name(db: &impl ConnectionTrait, id: Uuid) -> AppResult<String> {
 }
 
 /// Lifts the scope's open conversations to HIGH priority (each with a
-/// `conversation.updated` event); for a topic, those with a message about it in the
-/// window.
+/// `conversation.updated` event); for a topic, those with a message about it since the
+/// episode began.
 async fn lift(txn: &impl ConnectionTrait, scope: &Scope, since: DateTime<Utc>) -> AppResult<u64> {
     use entity::conversation;
     let mut q = conversation::Entity::find()
@@ -355,6 +619,7 @@ async fn lift(txn: &impl ConnectionTrait, scope: &Scope, since: DateTime<Utc>) -
         .limit(MAX_LIFTED);
     q = match scope {
         Scope::Channel(c) => q.filter(conversation::Column::Channel.eq(*c)),
+        Scope::Inbox(i) => q.filter(conversation::Column::Inbox.eq(i.clone())),
         Scope::Topic(t) => {
             let mut about = Sql::new();
             about.push(
@@ -385,17 +650,17 @@ async fn lift(txn: &impl ConnectionTrait, scope: &Scope, since: DateTime<Utc>) -
     Ok(rows.len() as u64)
 }
 
-/// Closes an episode; true when this call closed it.
-async fn resolve(db: &DatabaseConnection, episode: &alert::Model, now: DateTime<Utc>) -> AppResult<bool> {
-    let txn = db::begin_write(db).await?;
+/// Closes an episode (in the run's transaction); true when this call closed it. A
+/// backfilled episode closes as quietly as it was raised.
+async fn resolve(txn: &DatabaseTransaction, episode: &alert::Model, now: DateTime<Utc>) -> AppResult<bool> {
     let done = alert::Entity::update_many()
         .col_expr(alert::Column::Status, sea_orm::sea_query::Expr::value(AlertStatus::Resolved.to_value()))
         .col_expr(alert::Column::ResolvedAt, sea_orm::sea_query::Expr::value(now))
         .filter(alert::Column::Id.eq(episode.id))
         .filter(alert::Column::Status.ne(AlertStatus::Resolved))
-        .exec(&txn)
+        .exec(txn)
         .await?;
-    if done.rows_affected == 1 {
+    if done.rows_affected == 1 && !episode.backfill {
         let event = NewEvent {
             event_type: "alert.resolved",
             aggregate_type: "alert",
@@ -404,29 +669,42 @@ async fn resolve(db: &DatabaseConnection, episode: &alert::Model, now: DateTime<
             channel: episode.channel,
             payload: json!({ "kind": episode.kind, "by": "detector" }),
         };
-        events::emit(&txn, event).await?;
+        events::emit(txn, event).await?;
     }
-    txn.commit().await?;
     Ok(done.rows_affected == 1)
 }
 
-/// Runs the detector every `interval` in the background, waking subscribers when it
-/// raised or resolved something.
+/// Runs the detector every `interval` in the background, the first time one interval
+/// after start (a server starting has nothing new to judge yet), waking subscribers
+/// when it raised or resolved something.
 pub fn spawn_detector(
     db: DatabaseConnection,
     bus: Bus,
     interval: std::time::Duration,
     params: Params,
 ) -> tokio::task::JoinHandle<()> {
+    let detector = std::sync::Arc::new(tokio::sync::Mutex::new(Detector::new(params)));
+    let mut started = false;
     crate::jobs::every(interval, move || {
-        let (db, bus) = (db.clone(), bus.clone());
+        let (db, bus, detector) = (db.clone(), bus.clone(), detector.clone());
+        let first = !std::mem::replace(&mut started, true);
         async move {
-            match detect(&db, Utc::now(), &params).await {
-                Ok(r) if r == Report::default() => {}
+            if first {
+                return;
+            }
+            let mut detector = detector.lock().await;
+            match detector.run(&db, Utc::now()).await {
+                Ok(r) if r.raised == 0 && r.resolved == 0 => {}
                 Ok(r) => {
                     bus.wake();
                     crate::metrics::get().alerts_raised(KIND, u64::from(r.raised));
-                    tracing::info!(raised = r.raised, resolved = r.resolved, lifted = r.lifted, "spike detector");
+                    tracing::info!(
+                        raised = r.raised,
+                        resolved = r.resolved,
+                        backfilled = r.backfilled,
+                        lifted = r.lifted,
+                        "spike detector"
+                    );
                 }
                 Err(e) => tracing::warn!(error = e.message(), "spike detection failed; retrying next interval"),
             }

@@ -56,6 +56,7 @@ pub const FIELDS: &[(&str, &str, Masking)] = &[
     ("Alert", "kind", Masking::Open),
     ("Alert", "title", Masking::Open),
     ("Alert", "details", Masking::Open),
+    ("Alert", "scope", Masking::Open),
     // Admin-only; records field names, outcomes and ids, never values.
     ("AuditEntry", "changes", Masking::Open),
     ("AuditEntry", "operation", Masking::Open),

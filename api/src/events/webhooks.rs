@@ -377,6 +377,7 @@ async fn raise_disabled_alert(
         acknowledged_at: Set(None),
         acknowledged_by: Set(None),
         resolved_at: Set(None),
+        ..Default::default()
     };
     alert::Entity::insert(a)
         .on_conflict(OnConflict::column(alert::Column::DedupeKey).do_nothing().to_owned())

@@ -71,8 +71,11 @@ impl Alert {
     async fn conversation_id(&self) -> Option<ID> {
         self.0.conversation_id.map(id)
     }
-    /// Details: for SLA alerts the clock and due time; for spikes the window's count,
-    /// the baseline per window and the z-score.
+    /// Details: for SLA alerts the clock and due time; for spikes the evidence:
+    /// `count` (the first spiking window's), `peak`, `expected` with the usual range
+    /// `usualLow`–`usualHigh` (90 %), `alarmAt` (the count that spikes), `pValue`,
+    /// `dispersion`, `model` (`daily` or `weekday`), `historyDays`, `lagSeconds` and
+    /// the settings it was judged with.
     async fn details(&self) -> Json<serde_json::Value> {
         Json(self.0.details.clone())
     }
@@ -87,6 +90,30 @@ impl Alert {
     /// When it was resolved (by a person, or a spike's episode ending).
     async fn resolved_at(&self) -> Option<DateTime<Utc>> {
         self.0.resolved_at
+    }
+    /// What a spike is about: `channel:<channel>`, `topic:<id>` or `inbox:<name>`.
+    async fn scope(&self) -> Option<&str> {
+        self.0.scope.as_deref()
+    }
+    /// A spike episode's start in event time: when its first spiking window began
+    /// (the mentions' own times, however late they arrived).
+    async fn occurred_at(&self) -> Option<DateTime<Utc>> {
+        self.0.window_start
+    }
+    /// The end of the episode's last spiking window (at most when it was seen).
+    async fn window_end(&self) -> Option<DateTime<Utc>> {
+        self.0.window_end
+    }
+    /// Seconds from the end of the window that revealed the spike to `raisedAt`: how
+    /// late the warning came (late or backfilled mentions make it large).
+    async fn lag_seconds(&self) -> Option<i64> {
+        self.0.details.get("lagSeconds").and_then(serde_json::Value::as_i64)
+    }
+    /// Found long after it happened (history loaded later): recorded without paging
+    /// anyone (no `alertRaised`, no webhook, no priority lift) unless
+    /// `CXGRAPH_SPIKE_PAGE_BACKFILL` is set.
+    async fn backfill(&self) -> bool {
+        self.0.backfill
     }
 }
 

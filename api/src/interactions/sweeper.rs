@@ -121,6 +121,7 @@ fn sla_alert(
         acknowledged_at: Set(None),
         acknowledged_by: Set(None),
         resolved_at: Set(None),
+        ..Default::default()
     }
 }
 

@@ -1,48 +1,50 @@
-//! Early warning on both backends, with synthetic episodes: a spike of negative
-//! mentions on a channel and on a topic is caught within one window, raises one alert
-//! per episode (not one per message or per run), optionally lifts the channel's open
-//! conversations, and closes when volume returns; steady or noisy volume raises
-//! nothing. Over HTTP: the detector's alert reaches an `alertRaised` subscriber, and a
-//! person can resolve an alert.
+//! Early warning on both backends, with synthetic streams (`cxgraph_tests::streams`):
+//! a spike of negative mentions on a channel, a topic and an inbox is caught within
+//! one window, raises one alert per episode (not one per message or per run),
+//! optionally lifts the channel's open conversations, and closes when volume returns;
+//! a daily rhythm raises nothing while a burst on top of it does; history loaded later
+//! raises its episodes once, marked as backfill and paging nobody, while late but
+//! recent mentions still page; two detectors at once agree. Over HTTP: the detector's
+//! alert reaches an `alertRaised` subscriber, and a person can resolve an alert.
 
 use chrono::{DateTime, Duration, Utc};
 use cxgraph::alerts::spikes::{self, Params};
+use cxgraph_tests::streams::{self, Mention, Rhythm, Streams};
 use cxgraph_tests::{Subscription, TestApp, backends};
-use entity::enums::{
-    AlertStatus, AuthorKind, Channel, ConversationStatus, Direction, Priority, SentimentLabel, Visibility,
-};
-use entity::{alert, conversation, interaction, interaction_topic, topic};
+use entity::enums::{AlertStatus, Channel, ConversationStatus, Priority};
+use entity::{alert, conversation, outbox_event, topic};
 use sea_orm::{ActiveModelTrait, ColumnTrait, DatabaseConnection, EntityTrait, IntoActiveModel, QueryFilter};
 use serde_json::json;
 use uuid::Uuid;
 
 fn params(raise_priority: bool) -> Params {
-    Params { window: Duration::minutes(60), baseline_windows: 24, threshold: 3.0, min_count: 5, raise_priority }
+    Params { raise_priority, ..Params::standard() }
 }
 
-async fn customer(db: &DatabaseConnection) -> Uuid {
-    cxgraph_tests::insert_customer(db, None).await
+/// A test server whose own detector stays out of the way (it runs once at start, on
+/// an empty database); the test runs the detector itself at the times it chooses.
+async fn quiet_app(backend: &cxgraph_tests::Backend) -> TestApp {
+    TestApp::spawn_with(backend, |s| s.insights_job_interval = 3600).await
 }
 
-/// A negative inbound message; returns its id.
-async fn negative(db: &DatabaseConnection, customer_id: Uuid, channel: Channel, at: DateTime<Utc>) -> Uuid {
-    interaction::Model {
+async fn spikes_in(db: &DatabaseConnection) -> Vec<alert::Model> {
+    alert::Entity::find().filter(alert::Column::Kind.eq(spikes::KIND)).all(db).await.unwrap()
+}
+
+async fn pages(db: &DatabaseConnection) -> usize {
+    outbox_event::Entity::find().filter(outbox_event::Column::EventType.eq("alert.raised")).all(db).await.unwrap().len()
+}
+
+async fn new_topic(db: &DatabaseConnection, name: &str) -> Uuid {
+    let now = Utc::now();
+    topic::Model {
         id: Uuid::now_v7(),
-        customer_id,
-        conversation_id: None,
-        channel,
-        direction: Direction::Inbound,
-        visibility: Visibility::PublicPost,
-        author_kind: AuthorKind::Customer,
-        author_user_id: None,
-        inbox: None,
-        body: None,
-        sentiment_score: Some(-0.7),
-        sentiment_label: Some(SentimentLabel::Negative),
-        external_id: Some(Uuid::now_v7().to_string()),
-        occurred_at: at,
-        created_at: at,
-        updated_at: at,
+        name: name.into(),
+        keywords: json!([name.to_lowercase()]),
+        created_at: now,
+        updated_at: now,
+        retag_requested_at: None,
+        retagged_at: None,
     }
     .into_active_model()
     .insert(db)
@@ -51,92 +53,78 @@ async fn negative(db: &DatabaseConnection, customer_id: Uuid, channel: Channel, 
     .id
 }
 
-async fn spikes_in(db: &DatabaseConnection) -> Vec<alert::Model> {
-    alert::Entity::find().filter(alert::Column::Kind.eq(spikes::KIND)).all(db).await.unwrap()
+fn at(t: &str) -> DateTime<Utc> {
+    t.parse().unwrap()
+}
+
+/// Steady hourly history: `per_hour` mentions at half past each hour for `days`.
+fn steady(channel: Channel, now: DateTime<Utc>, days: i64, per_hour: usize) -> Vec<Mention> {
+    let mut out = Vec::new();
+    for hour in 1..=days * 24 {
+        for _ in 0..per_hour {
+            out.push(Mention::on(channel, now - Duration::hours(hour) - Duration::minutes(30)));
+        }
+    }
+    out
 }
 
 #[tokio::test]
 async fn a_spike_is_one_episode_caught_within_a_window_and_closed_when_volume_returns() {
     for backend in backends() {
-        let app = TestApp::spawn(&backend).await;
+        let app = quiet_app(&backend).await;
         let db = &app.db;
-        let now: DateTime<Utc> = "2026-06-10T12:00:00Z".parse().unwrap();
-        let c = customer(db).await;
-        let delivery = topic::Model {
-            id: Uuid::now_v7(),
-            name: "Delivery".into(),
-            keywords: json!(["parcel"]),
-            created_at: now,
-            updated_at: now,
-            retag_requested_at: None,
-            retagged_at: None,
-        }
-        .into_active_model()
-        .insert(db)
-        .await
-        .unwrap()
-        .id;
-        let open = conversation::Model {
-            id: Uuid::now_v7(),
-            customer_id: c,
-            channel: Channel::Twitter,
-            inbox: None,
-            status: ConversationStatus::Open,
-            priority: Priority::Normal,
-            subject: None,
-            team_id: None,
-            assignee_id: None,
-            sla_policy_id: None,
-            routing_rule_id: None,
-            tags: json!([]),
-            opened_at: now,
-            last_message_at: now,
-            first_response_due_at: None,
-            resolution_due_at: None,
-            first_response_at: None,
-            resolved_at: None,
-            closed_at: None,
-            first_response_breached: false,
-            resolution_breached: false,
-            pending_since: None,
-            next_due_at: None,
-            created_at: now,
-            updated_at: now,
-        }
-        .into_active_model()
-        .insert(db)
-        .await
-        .unwrap()
-        .id;
-        // Baseline: two negative tweets and three negative e-mails every hour for a day.
-        for hour in 1..=24 {
-            let t = now - Duration::hours(hour) - Duration::minutes(30);
-            for _ in 0..2 {
-                negative(db, c, Channel::Twitter, t).await;
+        let now = at("2026-06-10T12:00:00Z");
+        let c = cxgraph_tests::insert_customer(db, None).await;
+        let delivery = new_topic(db, "Delivery").await;
+        let open = open_conversation(db, c, now).await;
+        // Eight days of history: two negative tweets and three negative e-mails an
+        // hour, one tweet in six about a parcel, and a trickle into our support inbox.
+        let mut history = steady(Channel::Twitter, now, 8, 2);
+        for (i, m) in history.iter_mut().enumerate() {
+            if i % 12 == 0 {
+                m.topic = Some(delivery);
             }
-            for _ in 0..3 {
-                negative(db, c, Channel::Email, t).await;
+            if i % 24 == 1 {
+                m.inbox = Some("@acme_help".into());
             }
         }
+        history.extend(steady(Channel::Email, now, 8, 3));
+        streams::write(db, c, &history).await;
         // The last half hour: e-mail as usual, and 15 angry tweets about a parcel.
+        let mut last = Vec::new();
         for i in 0..3 {
-            negative(db, c, Channel::Email, now - Duration::minutes(10 + i)).await;
+            last.push(Mention::on(Channel::Email, now - Duration::minutes(10 + i)));
         }
         for i in 0..15 {
-            let id = negative(db, c, Channel::Twitter, now - Duration::minutes(30) + Duration::minutes(i)).await;
-            interaction_topic::Model { interaction_id: id, topic_id: delivery }
-                .into_active_model()
-                .insert(db)
-                .await
-                .unwrap();
+            let mut m = Mention::on(Channel::Twitter, now - Duration::minutes(30) + Duration::minutes(i));
+            m.topic = Some(delivery);
+            m.inbox = Some("@acme_help".into());
+            last.push(m);
         }
+        streams::write(db, c, &last).await;
 
         let report = spikes::detect(db, now, &params(true)).await.unwrap();
-        assert_eq!((report.raised, report.resolved), (2, 0), "the channel and the topic, not e-mail: {report:?}");
+        assert_eq!(
+            (report.raised, report.resolved),
+            (3, 0),
+            "the channel, the topic, the inbox; not e-mail: {report:?}"
+        );
         let raised = spikes_in(db).await;
-        let on_channel = raised.iter().find(|a| a.channel == Some(Channel::Twitter) && a.topic_id.is_none()).unwrap();
+        let scopes: Vec<_> = raised.iter().filter_map(|a| a.scope.clone()).collect();
+        for scope in ["channel:twitter".to_owned(), format!("topic:{delivery}"), "inbox:@acme_help".to_owned()] {
+            assert!(scopes.contains(&scope), "{scope} in {scopes:?}");
+        }
+        let on_channel = raised.iter().find(|a| a.scope.as_deref() == Some("channel:twitter")).unwrap();
         assert_eq!(on_channel.details["count"], 15);
-        assert!(raised.iter().any(|a| a.topic_id == Some(delivery)));
+        assert!(on_channel.details["expected"].as_f64().unwrap() < 3.0, "{}", on_channel.details);
+        assert!(on_channel.details["alarmAt"].as_u64().unwrap() <= 15, "{}", on_channel.details);
+        // The episode began in the window that first held the burst, and was seen
+        // within one window of it.
+        let started = on_channel.window_start.unwrap();
+        assert!(started <= now - Duration::minutes(30) && started > now - Duration::minutes(90), "{started}");
+        assert!(on_channel.details["lagSeconds"].as_i64().unwrap() <= 15 * 60, "{}", on_channel.details);
+        assert!(!on_channel.backfill);
+        assert_eq!(pages(db).await, 3, "a live spike pages");
         let lifted = conversation::Entity::find_by_id(open).one(db).await.unwrap().unwrap();
         assert_eq!(lifted.priority, Priority::High, "the spike reaches the right people");
 
@@ -145,42 +133,164 @@ async fn a_spike_is_one_episode_caught_within_a_window_and_closed_when_volume_re
             let again = spikes::detect(db, now + Duration::minutes(minutes), &params(true)).await.unwrap();
             assert_eq!(again.raised, 0, "one alert per episode");
         }
-        assert_eq!(spikes_in(db).await.len(), 2);
+        assert_eq!(spikes_in(db).await.len(), 3);
 
-        // Volume returns to normal: both episodes close.
-        for i in 0..2 {
-            negative(db, c, Channel::Twitter, now + Duration::minutes(100 + i)).await;
-        }
+        // Volume returns to normal: every episode closes.
+        let calm: Vec<_> = (0..2).map(|i| Mention::on(Channel::Twitter, now + Duration::minutes(100 + i))).collect();
+        streams::write(db, c, &calm).await;
         let closed = spikes::detect(db, now + Duration::minutes(130), &params(true)).await.unwrap();
-        assert_eq!(closed.resolved, 2, "{closed:?}");
+        assert_eq!(closed.resolved, 3, "{closed:?}");
         assert!(spikes_in(db).await.iter().all(|a| a.status == AlertStatus::Resolved && a.resolved_at.is_some()));
         app.stop().await;
     }
 }
 
+async fn open_conversation(db: &DatabaseConnection, customer_id: Uuid, now: DateTime<Utc>) -> Uuid {
+    conversation::Model {
+        id: Uuid::now_v7(),
+        customer_id,
+        channel: Channel::Twitter,
+        inbox: None,
+        status: ConversationStatus::Open,
+        priority: Priority::Normal,
+        subject: None,
+        team_id: None,
+        assignee_id: None,
+        sla_policy_id: None,
+        routing_rule_id: None,
+        tags: json!([]),
+        opened_at: now,
+        last_message_at: now,
+        first_response_due_at: None,
+        resolution_due_at: None,
+        first_response_at: None,
+        resolved_at: None,
+        closed_at: None,
+        first_response_breached: false,
+        resolution_breached: false,
+        pending_since: None,
+        next_due_at: None,
+        created_at: now,
+        updated_at: now,
+    }
+    .into_active_model()
+    .insert(db)
+    .await
+    .unwrap()
+    .id
+}
+
+/// An e-mail channel's rhythm: about 2 negatives an hour by day, 4 times that in the
+/// evening, quieter at weekends, in clumps.
+const EVENINGS: Rhythm = Rhythm { per_hour: 2.0, evening: 4.0, weekend: 0.7, clumping: 0.2 };
+
 #[tokio::test]
-async fn steady_or_noisy_volume_raises_nothing() {
+async fn a_daily_rhythm_is_not_a_crisis_and_a_burst_on_top_of_it_is() {
     for backend in backends() {
-        let app = TestApp::spawn(&backend).await;
+        let app = quiet_app(&backend).await;
         let db = &app.db;
-        let start: DateTime<Utc> = "2026-06-01T00:00:00Z".parse().unwrap();
-        let c = customer(db).await;
-        // Two days of hourly noise: 0 to 6 negative posts an hour (mean 3).
-        let mut state: u64 = 42;
-        for hour in 0..48 {
-            state = state.wrapping_mul(6_364_136_223_846_793_005).wrapping_add(1_442_695_040_888_963_407);
-            let count = (state >> 33) % 7;
-            for i in 0..count {
-                negative(db, c, Channel::Facebook, start + Duration::hours(hour) + Duration::minutes(i as i64 * 7))
-                    .await;
-            }
+        let c = cxgraph_tests::insert_customer(db, None).await;
+        let start = at("2026-05-01T00:00:00Z");
+        let now = start + Duration::days(21);
+        let mut streams = Streams::new(7);
+        let quiet = streams.quiet(&EVENINGS, start, now, |_| 1.0);
+        let history: Vec<_> = quiet.iter().map(|t| Mention::on(Channel::Email, *t)).collect();
+        streams::write(db, c, &history).await;
+        // Three weeks of evenings (the old flat baseline raised 18 alerts on such a
+        // series in two weeks), judged in one run and then hour by hour.
+        let first = spikes::detect(db, now - Duration::hours(6), &params(false)).await.unwrap();
+        assert_eq!(first.raised, 0, "{first:?}");
+        assert!(first.judged > 100, "the evenings were judged: {first:?}");
+        for hour in 0..6 {
+            let report = spikes::detect(db, now - Duration::hours(5 - hour), &params(false)).await.unwrap();
+            assert_eq!(report.raised, 0, "hour {hour}: {report:?}");
         }
-        // Run every hour of the second day, as the background job would.
-        for hour in 24..=48 {
-            let report = spikes::detect(db, start + Duration::hours(hour), &params(false)).await.unwrap();
-            assert_eq!(report.raised, 0, "hour {hour}");
+        // The next afternoon, 25 extra complaints in 40 minutes are a crisis.
+        let burst_at = now + Duration::hours(15);
+        let tonight = streams.quiet(&EVENINGS, now, burst_at + Duration::minutes(40), |_| 1.0);
+        let mut more: Vec<_> = tonight.iter().map(|t| Mention::on(Channel::Email, *t)).collect();
+        more.extend(streams.burst(burst_at, 25, 40).into_iter().map(|t| Mention::on(Channel::Email, t)));
+        streams::write(db, c, &more).await;
+        let report = spikes::detect(db, burst_at + Duration::minutes(40), &params(false)).await.unwrap();
+        assert_eq!(report.raised, 1, "{report:?}");
+        let alert = &spikes_in(db).await[0];
+        assert_eq!(alert.scope.as_deref(), Some("channel:email"));
+        assert!(alert.window_end.unwrap() > burst_at, "{alert:?}");
+        app.stop().await;
+    }
+}
+
+#[tokio::test]
+async fn history_loaded_later_raises_its_episodes_once_without_paging_and_late_recent_mentions_page() {
+    for backend in backends() {
+        let app = quiet_app(&backend).await;
+        let db = &app.db;
+        let c = cxgraph_tests::insert_customer(db, None).await;
+        let start = at("2026-03-02T00:00:00Z");
+        let now = start + Duration::days(15);
+        // Two weeks of e-mail with two obvious bursts, loaded at once with their
+        // real times: 60 negatives in 45 minutes, and 25 in 30.
+        let mut streams = Streams::new(11);
+        let first_burst = start + Duration::days(9) + Duration::hours(14);
+        let second_burst = start + Duration::days(12) + Duration::hours(10);
+        let mut times = streams.quiet(&EVENINGS, start, now - Duration::hours(3), |_| 1.0);
+        times.extend(streams.burst(first_burst, 60, 45));
+        times.extend(streams.burst(second_burst, 25, 30));
+        let series: Vec<_> = times.iter().map(|t| Mention::on(Channel::Email, *t)).collect();
+        streams::write(db, c, &series).await;
+
+        let report = spikes::detect(db, now, &params(true)).await.unwrap();
+        assert_eq!((report.raised, report.backfilled), (2, 2), "{report:?}");
+        let mut found = spikes_in(db).await;
+        found.sort_by_key(|a| a.window_start);
+        for (alert, burst) in found.iter().zip([first_burst, second_burst]) {
+            let (from, to) = (alert.window_start.unwrap(), alert.window_end.unwrap());
+            assert!(from <= burst + Duration::minutes(15) && to > burst, "{from}–{to} holds {burst}");
+            assert!(alert.backfill && alert.status == AlertStatus::Resolved, "{alert:?}");
+            assert!(alert.details["lagSeconds"].as_i64().unwrap() > 2 * 86_400, "{}", alert.details);
         }
-        assert!(spikes_in(db).await.is_empty());
+        assert_eq!(pages(db).await, 0, "history pages nobody");
+
+        // Run again, and load a little more of the first burst late: still two.
+        let again = spikes::detect(db, now + Duration::minutes(1), &params(true)).await.unwrap();
+        assert_eq!(again.raised, 0);
+        let late: Vec<_> =
+            streams.burst(first_burst, 5, 30).into_iter().map(|t| Mention::on(Channel::Email, t)).collect();
+        streams::write(db, c, &late).await;
+        let more = spikes::detect(db, now + Duration::minutes(2), &params(true)).await.unwrap();
+        assert_eq!(more.raised, 0, "{more:?}");
+        assert_eq!(spikes_in(db).await.len(), 2);
+
+        // A connector catching up: a burst from forty minutes ago arrives now. It is
+        // recent, so it pages.
+        let recent = now + Duration::minutes(3) - Duration::minutes(40);
+        let caught_up: Vec<_> =
+            streams.burst(recent, 30, 20).into_iter().map(|t| Mention::on(Channel::Email, t)).collect();
+        streams::write(db, c, &caught_up).await;
+        let live = spikes::detect(db, now + Duration::minutes(3), &params(true)).await.unwrap();
+        assert_eq!((live.raised, live.backfilled), (1, 0), "{live:?}");
+        assert_eq!(pages(db).await, 1);
+        app.stop().await;
+    }
+}
+
+#[tokio::test]
+async fn two_detectors_at_once_raise_one_alert_per_episode() {
+    for backend in backends() {
+        let app = quiet_app(&backend).await;
+        let db = &app.db;
+        let c = cxgraph_tests::insert_customer(db, None).await;
+        let now = at("2026-06-10T12:00:00Z");
+        let mut mentions = steady(Channel::Facebook, now, 8, 1);
+        mentions.extend((0..20).map(|i| Mention::on(Channel::Facebook, now - Duration::minutes(i))));
+        streams::write(db, c, &mentions).await;
+        let other = app.database.connect().await;
+        let p = params(false);
+        let (a, b) = tokio::join!(spikes::detect(db, now, &p), spikes::detect(&other, now, &p));
+        let (a, b) = (a.unwrap(), b.unwrap());
+        assert_eq!(a.raised + b.raised, 1, "{a:?} {b:?}");
+        assert_eq!(spikes_in(db).await.len(), 1);
+        assert_eq!(pages(db).await, 1);
         app.stop().await;
     }
 }
@@ -191,8 +301,13 @@ async fn subscribers_hear_of_a_spike_and_people_resolve_alerts() {
         let app = TestApp::spawn_with(&backend, |s| {
             s.insights_job_interval = 1;
             s.spike_min_count = 3;
+            s.spike_significance = 0.05;
         })
         .await;
+        // Instagram has been heard of for a fortnight (a scope needs a week of
+        // history before it can alert).
+        let c = cxgraph_tests::insert_customer(&app.db, None).await;
+        streams::write(&app.db, c, &[Mention::on(Channel::Instagram, Utc::now() - Duration::days(14))]).await;
         let admin = app.login_admin().await.access;
         let mut sub = Subscription::start(
             &app,

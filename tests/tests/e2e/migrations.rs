@@ -34,6 +34,7 @@ const TABLES: &[&str] = &[
     "customer_merge_rows",
     "customer_merges",
     "customers",
+    "detector_cursors",
     "duration_buckets",
     "feedback",
     "feedback_rollup_deltas",

@@ -436,6 +436,10 @@ async fn a_channel_limited_token_sees_only_its_channels_in_every_list_and_figure
                 acknowledged_at: None,
                 acknowledged_by: None,
                 resolved_at: None,
+                scope: channel.map(|c| format!("channel:{c:?}")),
+                window_start: None,
+                window_end: None,
+                backfill: false,
             }
             .into_active_model()
             .insert(&app.db)
