@@ -224,12 +224,12 @@ impl Application {
             std::time::Duration::from_secs(settings.rollup_interval),
         ));
         let spikes = spike_params(settings).unwrap_or_else(|_| crate::alerts::spikes::Params::standard());
-        crate::alerts::spikes::spawn_detector(
+        jobs.push(crate::alerts::spikes::spawn_detector(
             self.jobs_db.clone(),
             self.state.bus().clone(),
             insights_interval,
             spikes,
-        );
+        ));
         let router = http::router(self.state.clone());
         // The metrics listener stops with the API (it holds the pool too).
         let (stop_metrics, stopped) = tokio::sync::oneshot::channel::<()>();

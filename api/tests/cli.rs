@@ -197,6 +197,7 @@ fn bad_settings_stop_with_one_clear_line() {
         "whole number of steps",
     );
     assert_one_line_error(&cxgraph(&["serve"], &[("CXGRAPH_SPIKE_STEP_MINUTES", "7"), memory]), "divide a day");
+    assert_one_line_error(&cxgraph(&["serve"], &[("CXGRAPH_SPIKE_MIN_DISPERSION", "5"), memory]), "dispersion");
     let dir = tempfile::tempdir().unwrap();
     let url = format!("sqlite://{}/no/such/dir/x.db?mode=rwc", dir.path().display());
     assert_one_line_error(&cxgraph(&["migrate"], &[("DATABASE_URL", &url)]), "cannot open database");

@@ -55,6 +55,12 @@ impl MigrationTrait for Migration {
                     .to_owned(),
             );
         }
+        // Their span is unknown: the time they were raised stands for it.
+        scopes.push(
+            "UPDATE alerts SET window_start = raised_at, window_end = raised_at \
+             WHERE kind = 'negative_spike' AND window_start IS NULL"
+                .to_owned(),
+        );
         execute_all(manager, scopes).await?;
         create_all(
             manager,

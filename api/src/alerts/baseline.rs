@@ -57,7 +57,7 @@ impl Model {
 /// hour still needs several mentions, not one, to be surprising.
 pub const MIN_MEAN: f64 = 1.0;
 /// The largest dispersion the spread of the samples can claim.
-const MAX_DISPERSION: f64 = 4.0;
+pub const MAX_DISPERSION: f64 = 4.0;
 /// Share of the daily samples trimmed at each end.
 const TRIM: f64 = 0.2;
 /// Share of each window's samples winsorized (capped) at the top before its spread
@@ -90,7 +90,7 @@ pub fn expect(daily: &[f64], weekday: &[f64], min_dispersion: f64) -> Option<Exp
         }
     }
     let mean = mean.max(MIN_MEAN);
-    let alpha = dispersion(&[daily]).clamp(min_dispersion, MAX_DISPERSION);
+    let alpha = dispersion(&[daily]).max(min_dispersion).min(MAX_DISPERSION);
     // The mean is itself estimated from `n` samples (a trimmed mean's variance is about
     // 1.2 times the plain mean's): the predictive law is that much wider.
     let uncertainty = 1.2 * (mean + alpha * mean * mean) / n as f64 / (mean * mean);
@@ -294,6 +294,18 @@ mod tests {
         assert_eq!((sunday.model, sunday.mean), (Model::Daily, 10.0));
         let early = expect(&daily, &[30.0, 30.0], 0.02).unwrap();
         assert_eq!(early.model, Model::Daily, "two weeks are not a weekly pattern yet");
+    }
+
+    #[test]
+    fn a_weekly_pulse_or_a_floor_above_the_cap_never_panics() {
+        // A weekly survey hour: four busy days in 28, nothing otherwise.
+        let pulse: Vec<f64> = (0..28).map(|d| if d % 7 == 0 { 20.0 } else { 0.0 }).collect();
+        assert!(dispersion(&[&pulse]) > MAX_DISPERSION, "the pooled estimate can exceed the cap");
+        for floor in [0.05, MAX_DISPERSION, 6.0] {
+            let e = expect(&pulse, &[20.0, 20.0, 20.0, 20.0], floor).unwrap();
+            assert!(e.dispersion.is_finite() && e.dispersion <= MAX_DISPERSION + 1.0, "{e:?}");
+            assert!(e.upper_tail(60) < 1.0 && e.line(1e-5) > 20, "{e:?}");
+        }
     }
 
     #[test]

@@ -5,8 +5,8 @@
 //! A mention is a negative inbound message or a negative feedback answer. Scopes:
 //! its channel, its topics, and for messages the inbox that received it. Reads are
 //! grouped (one statement per scope kind, whatever the number of scopes) over a list
-//! of time ranges, so a live run reads the current window and the same window on
-//! each day of history (29 short ranges), and a backfill one long range.
+//! of time ranges; the detector keeps what it read ([`Tally`]) and reads again only
+//! the buckets whose facts changed.
 
 use std::collections::BTreeMap;
 
@@ -82,8 +82,9 @@ fn within(sql: &mut Sql, grid: Grid, alias: &str, ranges: &[(i64, i64)]) {
 /// messages (migration 20).
 const FACTS: [(&str, &str); 2] = [("interactions", " AND x.direction = 'inbound'"), ("feedback", "")];
 
-/// The buckets that received negative mentions (or whose negative mentions changed)
-/// at or after `since`, by the facts' change stamps.
+/// The buckets that received facts, or whose facts changed, at or after `since`, by
+/// the facts' change stamps (whatever their sentiment: a fact that stopped being
+/// negative changes its bucket's count too).
 pub async fn touched(db: &impl ConnectionTrait, grid: Grid, since: DateTime<Utc>) -> AppResult<Vec<i64>> {
     let mut sql = Sql::new();
     for (i, (facts, extra)) in FACTS.into_iter().enumerate() {
@@ -94,7 +95,7 @@ pub async fn touched(db: &impl ConnectionTrait, grid: Grid, since: DateTime<Utc>
             "SELECT DISTINCT {} AS b FROM {facts} x WHERE x.updated_at >= ",
             grid.expr(db, "x.occurred_at")
         ));
-        sql.bind(since).push(" AND x.sentiment_label = 'negative'").push(extra);
+        sql.bind(since).push(extra);
     }
     let mut out = Vec::new();
     for row in db.query_all_raw(sql.statement(db.get_database_backend())).await? {

@@ -32,8 +32,8 @@ use entity::alert;
 use entity::enums::{AlertSeverity, AlertStatus, Channel, ConversationStatus, Priority};
 use sea_orm::sea_query::OnConflict;
 use sea_orm::{
-    ActiveEnum, ColumnTrait, ConnectionTrait, DatabaseConnection, DatabaseTransaction, EntityTrait, QueryFilter,
-    QuerySelect,
+    ActiveEnum, ColumnTrait, ConnectionTrait, DatabaseConnection, EntityTrait, QueryFilter, QuerySelect,
+    TransactionSession, TransactionTrait,
 };
 use serde_json::json;
 use uuid::Uuid;
@@ -119,6 +119,12 @@ impl Params {
         if window < step || window % step != 0 {
             return Err("the spike window must be a whole number of steps".into());
         }
+        if !(self.min_dispersion > 0.0 && self.min_dispersion <= baseline::MAX_DISPERSION) {
+            return Err(format!(
+                "the spike minimum dispersion must be above 0 and at most {}",
+                baseline::MAX_DISPERSION
+            ));
+        }
         if self.min_history_days > self.history_days {
             return Err("the spike minimum history cannot exceed the history".into());
         }
@@ -146,6 +152,14 @@ struct Verdict {
     level: f64,
 }
 
+/// A spiking window: its span in event time, the run's clock and its verdict.
+struct Spike<'a> {
+    start: DateTime<Utc>,
+    end: DateTime<Utc>,
+    now: DateTime<Utc>,
+    verdict: &'a Verdict,
+}
+
 /// What one run did.
 #[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
 pub struct Report {
@@ -168,6 +182,9 @@ pub struct Detector {
     /// from which it knows which of them changed since.
     tally: Tally,
     tallied_at: Option<DateTime<Utc>>,
+    /// When the tally was last read from scratch: once an hour, so changes no change
+    /// stamp announces (topic links re-tagged or deleted) are seen within the hour.
+    tally_read_at: Option<DateTime<Utc>>,
 }
 
 /// One run at `now` with a fresh detector (see [`Detector::run`]).
@@ -177,7 +194,7 @@ pub async fn detect(db: &DatabaseConnection, now: DateTime<Utc>, params: &Params
 
 impl Detector {
     pub fn new(params: Params) -> Self {
-        Self { params, seen: HashMap::new(), tally: Tally::default(), tallied_at: None }
+        Self { params, seen: HashMap::new(), tally: Tally::default(), tallied_at: None, tally_read_at: None }
     }
 
     /// One run: judges every window that received mentions since the last run (its
@@ -185,29 +202,43 @@ impl Detector {
     /// resolves episodes. An empty report when another replica holds the run.
     pub async fn run(&mut self, db: &DatabaseConnection, now: DateTime<Utc>) -> AppResult<Report> {
         let backend = db.get_database_backend();
-        let txn = db::begin_write(db).await?;
-        if backend == sea_orm::DatabaseBackend::Postgres {
-            let row = txn
-                .query_one_raw(sea_orm::Statement::from_string(
-                    backend,
-                    format!("SELECT pg_try_advisory_xact_lock({LOCK}) AS locked"),
-                ))
-                .await?;
-            if !row.map(|r| r.try_get::<bool>("", "locked")).transpose()?.unwrap_or(false) {
-                return Ok(Report::default());
-            }
+        if backend != sea_orm::DatabaseBackend::Postgres {
+            // SQLite has one writer: the run reads without holding it, and each raise,
+            // extension or resolution is its own short write transaction (a backfill's
+            // judging must not lock ingest out).
+            return self.run_on(db, now).await;
         }
+        let txn = db::begin_write(db).await?;
+        let row = txn
+            .query_one_raw(sea_orm::Statement::from_string(
+                backend,
+                format!("SELECT pg_try_advisory_xact_lock({LOCK}) AS locked"),
+            ))
+            .await?;
+        if !row.map(|r| r.try_get::<bool>("", "locked")).transpose()?.unwrap_or(false) {
+            return Ok(Report::default());
+        }
+        let report = self.run_on(&txn, now).await?;
+        txn.commit().await?;
+        Ok(report)
+    }
+
+    async fn run_on<C: ConnectionTrait + TransactionTrait>(
+        &mut self,
+        txn: &C,
+        now: DateTime<Utc>,
+    ) -> AppResult<Report> {
         // The cursor is the wall clock (the facts' stamps are), `now` the event clock.
         let wall = Utc::now();
         let grid = self.params.grid();
         let (width, _) = self.params.widths();
         let last = grid.bucket(now) + 1;
-        let since = match read_cursor(&txn).await? {
+        let since = match read_cursor(txn).await? {
             Some(cursor) => cursor - self.params.margin,
             None => now - self.params.window,
         };
         let mut ends = BTreeSet::from([last]);
-        let touched = mentions::touched(&txn, grid, since).await?;
+        let touched = mentions::touched(txn, grid, since).await?;
         let horizon = grid.bucket(now - Duration::days(HORIZON_DAYS));
         for b in touched.iter().filter(|b| **b >= horizon) {
             ends.extend((b + 1..=b + width).filter(|e| *e <= last));
@@ -216,21 +247,25 @@ impl Detector {
         // moved the shared cursor since) is read afresh.
         match self.tallied_at {
             Some(at) if at - self.params.margin < since => {
-                self.tally.forget(&mentions::touched(&txn, grid, at - self.params.margin).await?);
+                self.tally.forget(&mentions::touched(txn, grid, at - self.params.margin).await?);
             }
             Some(_) => self.tally.forget(&touched),
             None => self.tally = Tally::default(),
         }
+        if self.tally_read_at.is_none_or(|at| wall - at > Duration::hours(1)) {
+            self.tally = Tally::default();
+            self.tally_read_at = Some(wall);
+        }
         let mut episodes: Vec<alert::Model> = alert::Entity::find()
             .filter(alert::Column::Kind.eq(KIND))
             .filter(alert::Column::WindowEnd.gte(grid.start(ends.first().copied().unwrap_or(last) - 2 * width)))
-            .all(&txn)
+            .all(txn)
             .await?;
         episodes.extend(
             alert::Entity::find()
                 .filter(alert::Column::Kind.eq(KIND))
                 .filter(alert::Column::Status.ne(AlertStatus::Resolved))
-                .all(&txn)
+                .all(txn)
                 .await?
                 .into_iter()
                 .filter(|open| !episodes.iter().any(|e| e.id == open.id))
@@ -245,10 +280,10 @@ impl Detector {
             let to = ends[from..].iter().position(|e| *e > ends[from] + chunk).map_or(ends.len(), |n| from + n);
             let ranges = self.ranges(&ends[from..to]);
             self.tally.drop_before(ranges.first().map_or(i64::MIN, |r| r.0));
-            self.tally.fill(&txn, grid, &ranges).await?;
+            self.tally.fill(txn, grid, &ranges).await?;
             let tally = std::mem::take(&mut self.tally);
             for e in &ends[from..to] {
-                let judged = self.judge(&txn, tally.counts(), *e, now, &mut episodes, &mut report).await;
+                let judged = self.judge(txn, tally.counts(), *e, now, &mut episodes, &mut report).await;
                 if let Err(e) = judged {
                     self.tallied_at = None;
                     return Err(e);
@@ -257,8 +292,7 @@ impl Detector {
             self.tally = tally;
             from = to;
         }
-        write_cursor(&txn, wall).await?;
-        txn.commit().await?;
+        write_cursor(txn, wall).await?;
         self.tallied_at = Some(wall);
         Ok(report)
     }
@@ -272,9 +306,9 @@ impl Detector {
     }
 
     /// Judges each scope's window ending at bucket `end`.
-    async fn judge(
+    async fn judge<C: ConnectionTrait + TransactionTrait>(
         &mut self,
-        txn: &DatabaseTransaction,
+        txn: &C,
         counts: &Counts,
         end: i64,
         now: DateTime<Utc>,
@@ -303,13 +337,23 @@ impl Detector {
                         && a.window_start.is_some_and(|s| s < end_at)
                         && a.window_end.is_some_and(|e| e > start_at)
                 });
-                match overlapping.or(open) {
+                // An open episode this window follows (it starts within one window of
+                // the episode's end): the same incident going on. A window far before or
+                // after it (history loaded later) is an episode of its own.
+                let window = self.params.window;
+                let follows = open.filter(|at| {
+                    let a = &episodes[*at];
+                    a.window_start.is_some_and(|s| s <= start_at) && a.window_end.is_none_or(|e| start_at <= e + window)
+                });
+                match overlapping.or(follows) {
                     Some(at) if episodes[at].status != AlertStatus::Resolved => {
-                        extend(txn, &mut episodes[at], end_at, &v).await?;
+                        let spike = Spike { start: start_at, end: end_at, now, verdict: &v };
+                        self.extend(txn, &mut episodes[at], scope, &spike, report).await?;
                     }
                     Some(_) => {}
                     None => {
-                        let raised = self.raise(txn, scope, start_at, end_at, now, &v, report).await?;
+                        let spike = Spike { start: start_at, end: end_at, now, verdict: &v };
+                        let raised = self.raise(txn, scope, &spike, report).await?;
                         if let Some(a) = raised {
                             episodes.push(a);
                         }
@@ -320,14 +364,17 @@ impl Detector {
             let calm = observed < self.params.min_count
                 || verdict.as_ref().is_none_or(|v| v.p > self.params.significance.sqrt());
             if let Some(at) = open.filter(|_| calm) {
-                report.resolved += u32::from(settle(txn, &mut episodes[at], start_at, now).await?);
+                let page = self.params.page_backfill;
+                report.resolved += u32::from(settle(txn, &mut episodes[at], start_at, now, page).await?);
             }
         }
         // An open episode whose scope had no mention at all in what was read is calm.
+        let heard: std::collections::HashSet<String> = counts.keys().map(Scope::key).collect();
         for episode in episodes.iter_mut() {
-            let silent = episode.scope.as_ref().is_some_and(|k| !counts.keys().any(|s| &s.key() == k));
+            let silent = episode.scope.as_ref().is_some_and(|k| !heard.contains(k));
             if silent && episode.status != AlertStatus::Resolved {
-                report.resolved += u32::from(settle(txn, episode, start_at, now).await?);
+                let page = self.params.page_backfill;
+                report.resolved += u32::from(settle(txn, episode, start_at, now, page).await?);
             }
         }
         Ok(())
@@ -336,7 +383,7 @@ impl Detector {
     /// The window's verdict; `None` when the scope's history is too short.
     async fn verdict(
         &mut self,
-        txn: &DatabaseTransaction,
+        txn: &impl ConnectionTrait,
         scope: &Scope,
         buckets: &std::collections::BTreeMap<i64, u32>,
         end: i64,
@@ -414,49 +461,53 @@ impl Detector {
             histories.push(daily);
         }
         let pooled: Vec<&[f64]> = histories.iter().map(Vec::as_slice).collect();
-        let alpha = baseline::dispersion(&pooled);
+        let alpha = baseline::dispersion(&pooled).min(baseline::MAX_DISPERSION);
         windows.sort_by(|a, b| (a.0 - a.1).total_cmp(&(b.0 - b.1)));
         let kept = &windows[..windows.len().saturating_sub(4)];
         let (observed, expected) = kept.iter().fold((0.0, 0.0), |(o, e), w| (o + w.0, e + w.1));
         ((observed + 1.0) / (expected + 1.0), alpha)
     }
 
-    /// When the scope was first heard of, remembered once it is older than any history
-    /// a window at `at` can use.
+    /// When the scope was first heard of. Remembered once older than the history of the
+    /// window at `at`, and used only for windows whose history lies wholly after it: an
+    /// import of older history cannot change their verdicts, while a window of that
+    /// older history asks the database again.
     async fn first_seen(
         &mut self,
-        txn: &DatabaseTransaction,
+        txn: &impl ConnectionTrait,
         scope: &Scope,
         at: DateTime<Utc>,
     ) -> AppResult<Option<DateTime<Utc>>> {
-        if let Some(first) = self.seen.get(scope) {
+        let horizon = at - Duration::days(i64::from(self.params.history_days) + 1);
+        if let Some(first) = self.seen.get(scope).filter(|f| **f <= horizon) {
             return Ok(Some(*first));
         }
         let first = mentions::first_seen(txn, scope).await?;
-        let horizon = at - Duration::days(i64::from(self.params.history_days) + 1);
         if let Some(f) = first.filter(|f| *f < horizon) {
             self.seen.insert(scope.clone(), f);
         }
         Ok(first)
     }
 
-    /// Raises a new episode's alert; `None` when a replica raised it first.
-    #[allow(clippy::too_many_arguments)]
-    async fn raise(
+    /// Raises a new episode's alert (or, when another run raised it first, returns that
+    /// one); `None` when there is nothing to raise about.
+    async fn raise<C: ConnectionTrait + TransactionTrait>(
         &self,
-        txn: &DatabaseTransaction,
+        conn: &C,
         scope: &Scope,
-        start: DateTime<Utc>,
-        end: DateTime<Utc>,
-        now: DateTime<Utc>,
-        v: &Verdict,
+        spike: &Spike<'_>,
         report: &mut Report,
     ) -> AppResult<Option<alert::Model>> {
+        let (start, end, now, v) = (spike.start, spike.end, spike.now, spike.verdict);
         let p = &self.params;
         let backfill = now - end > p.backfill_after;
         let (channel, topic_id, about) = match scope {
             Scope::Channel(c) => (Some(*c), None, format!("{c:?}")),
-            Scope::Topic(t) => (None, Some(*t), topic_name(txn, *t).await?),
+            Scope::Topic(t) => match topic_name(conn, *t).await? {
+                Some(name) => (None, Some(*t), name),
+                // Deleted since its mentions were counted: nothing to raise about.
+                None => return Ok(None),
+            },
             Scope::Inbox(i) => (None, None, format!("inbox {i}")),
         };
         let severity =
@@ -487,34 +538,96 @@ impl Detector {
             window_end: Some(end),
             backfill,
         };
+        let txn = db::begin_write(conn).await?;
         let inserted = alert::Entity::insert(sea_orm::IntoActiveModel::into_active_model(row.clone()))
             .on_conflict(OnConflict::column(alert::Column::DedupeKey).do_nothing().to_owned())
-            .exec_without_returning(txn)
+            .exec_without_returning(&txn)
             .await?;
         if inserted == 0 {
-            return Ok(None);
+            // Another run raised it first: its alert is the episode the windows after
+            // this one extend.
+            txn.rollback().await?;
+            let key = alert::Column::DedupeKey.eq(row.dedupe_key.clone());
+            return Ok(alert::Entity::find().filter(key).one(conn).await?);
         }
         report.raised += 1;
-        if backfill {
-            report.backfilled += 1;
+        report.backfilled += u32::from(backfill);
+        if !backfill || p.page_backfill {
+            self.page(&txn, &row, scope, report).await?;
         }
-        if backfill && !p.page_backfill {
-            return Ok(Some(row));
-        }
-        let lifted = if p.raise_priority { lift(txn, scope, start).await? } else { 0 };
+        txn.commit().await?;
+        Ok(Some(row))
+    }
+
+    /// Pages an episode: `alert.raised` (subscribers, webhooks) and, when set, the
+    /// lift of the scope's open conversations.
+    async fn page(
+        &self,
+        txn: &impl ConnectionTrait,
+        episode: &alert::Model,
+        scope: &Scope,
+        report: &mut Report,
+    ) -> AppResult<()> {
+        let since = episode.window_start.unwrap_or(episode.raised_at);
+        let lifted = if self.params.raise_priority { lift(txn, scope, since).await? } else { 0 };
         report.lifted += lifted;
-        let payload = json!({ "kind": KIND, "scope": scope.key(), "count": v.observed, "lifted": lifted,
-            "windowStart": start, "windowEnd": end, "backfill": backfill });
+        let payload = json!({ "kind": KIND, "scope": scope.key(), "count": episode.details["count"],
+            "lifted": lifted, "windowStart": episode.window_start, "windowEnd": episode.window_end,
+            "backfill": episode.backfill });
         let event = NewEvent {
             event_type: "alert.raised",
             aggregate_type: "alert",
-            aggregate_id: row.id,
+            aggregate_id: episode.id,
             customer_id: None,
-            channel,
+            channel: episode.channel,
             payload,
         };
         events::emit(txn, event).await?;
-        Ok(Some(row))
+        Ok(())
+    }
+
+    /// An episode goes on: its span covers the window `[start, end)`, its peak is kept,
+    /// and a backfilled episode that reaches the present (an incident still going on
+    /// when its late mentions arrived) becomes live and pages.
+    async fn extend<C: ConnectionTrait + TransactionTrait>(
+        &self,
+        conn: &C,
+        episode: &mut alert::Model,
+        scope: &Scope,
+        spike: &Spike<'_>,
+        report: &mut Report,
+    ) -> AppResult<()> {
+        let (start, end, now, v) = (spike.start, spike.end, spike.now, spike.verdict);
+        let new_start = episode.window_start.map_or(start, |s| s.min(start));
+        let new_end = episode.window_end.map_or(end, |e| e.max(end));
+        let peak = episode.details["peak"].as_u64().unwrap_or(0).max(u64::from(v.observed));
+        let goes_live = episode.backfill && now - end <= self.params.backfill_after;
+        let unchanged = Some(new_start) == episode.window_start
+            && Some(new_end) == episode.window_end
+            && Some(peak) == episode.details["peak"].as_u64();
+        if unchanged && !goes_live {
+            return Ok(());
+        }
+        episode.window_start = Some(new_start);
+        episode.window_end = Some(new_end);
+        episode.details["peak"] = json!(peak);
+        let txn = db::begin_write(conn).await?;
+        let mut update = alert::Entity::update_many()
+            .col_expr(alert::Column::WindowStart, sea_orm::sea_query::Expr::value(new_start))
+            .col_expr(alert::Column::WindowEnd, sea_orm::sea_query::Expr::value(new_end))
+            .col_expr(alert::Column::Details, sea_orm::sea_query::Expr::value(episode.details.clone()));
+        if goes_live {
+            update = update.col_expr(alert::Column::Backfill, sea_orm::sea_query::Expr::value(false));
+        }
+        let changed = update.filter(alert::Column::Id.eq(episode.id)).exec(&txn).await?.rows_affected;
+        if goes_live && changed == 1 {
+            episode.backfill = false;
+            if !self.params.page_backfill {
+                self.page(&txn, episode, scope, report).await?;
+            }
+        }
+        txn.commit().await?;
+        Ok(())
     }
 }
 
@@ -550,51 +663,29 @@ fn evidence(
 
 /// Resolves an open episode judged calm in the window starting at `start`, if that
 /// window lies wholly after the episode; true when it did.
-async fn settle(
-    txn: &DatabaseTransaction,
+async fn settle<C: ConnectionTrait + TransactionTrait>(
+    conn: &C,
     episode: &mut alert::Model,
     start: DateTime<Utc>,
     now: DateTime<Utc>,
+    page_backfill: bool,
 ) -> AppResult<bool> {
     let after = episode.window_end.is_none_or(|e| start >= e);
-    if !after || !resolve(txn, episode, now).await? {
+    if !after || !resolve(conn, episode, now, page_backfill).await? {
         return Ok(false);
     }
     episode.status = AlertStatus::Resolved;
     Ok(true)
 }
 
-/// An episode goes on: its span reaches `end`, and its peak is kept.
-async fn extend(
-    txn: &DatabaseTransaction,
-    episode: &mut alert::Model,
-    end: DateTime<Utc>,
-    v: &Verdict,
-) -> AppResult<()> {
-    let new_end = episode.window_end.map_or(end, |e| e.max(end));
-    let peak = episode.details["peak"].as_u64().unwrap_or(0).max(u64::from(v.observed));
-    if Some(new_end) == episode.window_end && Some(peak) == episode.details["peak"].as_u64() {
-        return Ok(());
-    }
-    episode.window_end = Some(new_end);
-    episode.details["peak"] = json!(peak);
-    alert::Entity::update_many()
-        .col_expr(alert::Column::WindowEnd, sea_orm::sea_query::Expr::value(new_end))
-        .col_expr(alert::Column::Details, sea_orm::sea_query::Expr::value(episode.details.clone()))
-        .filter(alert::Column::Id.eq(episode.id))
-        .exec(txn)
-        .await?;
-    Ok(())
-}
-
-async fn read_cursor(txn: &DatabaseTransaction) -> AppResult<Option<DateTime<Utc>>> {
+async fn read_cursor(txn: &impl ConnectionTrait) -> AppResult<Option<DateTime<Utc>>> {
     let mut sql = Sql::new();
     sql.push("SELECT position FROM detector_cursors WHERE name = ").bind(CURSOR);
     let row = txn.query_one_raw(sql.statement(txn.get_database_backend())).await?;
     Ok(row.map(|r| r.try_get::<DateTime<Utc>>("", "position")).transpose()?)
 }
 
-async fn write_cursor(txn: &DatabaseTransaction, at: DateTime<Utc>) -> AppResult<()> {
+async fn write_cursor(txn: &impl ConnectionTrait, at: DateTime<Utc>) -> AppResult<()> {
     let mut sql = Sql::new();
     sql.push("INSERT INTO detector_cursors (name, position) VALUES (").bind(CURSOR).push(", ").bind(at);
     sql.push(") ON CONFLICT (name) DO UPDATE SET position = excluded.position");
@@ -602,8 +693,8 @@ async fn write_cursor(txn: &DatabaseTransaction, at: DateTime<Utc>) -> AppResult
     Ok(())
 }
 
-async fn topic_name(db: &impl ConnectionTrait, id: Uuid) -> AppResult<String> {
-    Ok(entity::topic::Entity::find_by_id(id).one(db).await?.map_or_else(|| "a topic".to_owned(), |t| t.name))
+async fn topic_name(db: &impl ConnectionTrait, id: Uuid) -> AppResult<Option<String>> {
+    Ok(entity::topic::Entity::find_by_id(id).one(db).await?.map(|t| t.name))
 }
 
 /// Lifts the scope's open conversations to HIGH priority (each with a
@@ -650,17 +741,23 @@ async fn lift(txn: &impl ConnectionTrait, scope: &Scope, since: DateTime<Utc>) -
     Ok(rows.len() as u64)
 }
 
-/// Closes an episode (in the run's transaction); true when this call closed it. A
-/// backfilled episode closes as quietly as it was raised.
-async fn resolve(txn: &DatabaseTransaction, episode: &alert::Model, now: DateTime<Utc>) -> AppResult<bool> {
+/// Closes an episode; true when this call closed it. A backfilled episode closes as
+/// quietly as it was raised (unless backfills page).
+async fn resolve<C: ConnectionTrait + TransactionTrait>(
+    conn: &C,
+    episode: &alert::Model,
+    now: DateTime<Utc>,
+    page_backfill: bool,
+) -> AppResult<bool> {
+    let txn = db::begin_write(conn).await?;
     let done = alert::Entity::update_many()
         .col_expr(alert::Column::Status, sea_orm::sea_query::Expr::value(AlertStatus::Resolved.to_value()))
         .col_expr(alert::Column::ResolvedAt, sea_orm::sea_query::Expr::value(now))
         .filter(alert::Column::Id.eq(episode.id))
         .filter(alert::Column::Status.ne(AlertStatus::Resolved))
-        .exec(txn)
+        .exec(&txn)
         .await?;
-    if done.rows_affected == 1 && !episode.backfill {
+    if done.rows_affected == 1 && (!episode.backfill || page_backfill) {
         let event = NewEvent {
             event_type: "alert.resolved",
             aggregate_type: "alert",
@@ -669,8 +766,9 @@ async fn resolve(txn: &DatabaseTransaction, episode: &alert::Model, now: DateTim
             channel: episode.channel,
             payload: json!({ "kind": episode.kind, "by": "detector" }),
         };
-        events::emit(txn, event).await?;
+        events::emit(&txn, event).await?;
     }
+    txn.commit().await?;
     Ok(done.rows_affected == 1)
 }
 

@@ -343,3 +343,48 @@ async fn subscribers_hear_of_a_spike_and_people_resolve_alerts() {
         app.stop().await;
     }
 }
+
+#[tokio::test]
+async fn a_long_lived_detector_sees_older_history_imported_later_and_an_incident_still_going_when_it_arrives() {
+    for backend in backends() {
+        let app = quiet_app(&backend).await;
+        let db = &app.db;
+        let c = cxgraph_tests::insert_customer(db, None).await;
+        let now = at("2026-06-10T12:00:00Z");
+        let mut detector = spikes::Detector::new(params(false));
+        // Forty days of steady tweets: the detector learns when Twitter was first heard of.
+        streams::write(db, c, &steady(Channel::Twitter, now, 40, 2)).await;
+        assert_eq!(detector.run(db, now).await.unwrap().raised, 0);
+
+        // Then older history is imported, with a burst 55 days ago: judged on the history
+        // before it, though the detector had learnt a later first day.
+        let older: Vec<_> = steady(Channel::Twitter, now - Duration::days(40), 35, 2);
+        let burst_at = now - Duration::days(55) + Duration::hours(3);
+        let mut import = older;
+        import.extend((0..30).map(|i| Mention::on(Channel::Twitter, burst_at + Duration::minutes(i))));
+        streams::write(db, c, &import).await;
+        let report = detector.run(db, now + Duration::minutes(1)).await.unwrap();
+        assert_eq!((report.raised, report.backfilled), (1, 1), "{report:?}");
+        assert_eq!(pages(db).await, 0);
+
+        // A connector down for three hours delivers an incident that began then and is
+        // still going: found late, but live, so it pages.
+        let began = now - Duration::hours(3);
+        let late: Vec<_> = (0..36).map(|i| Mention::on(Channel::Twitter, began + Duration::minutes(i * 5))).collect();
+        streams::write(db, c, &late).await;
+        let report = detector.run(db, now + Duration::minutes(2)).await.unwrap();
+        assert_eq!(report.raised, 1, "{report:?}");
+        let live =
+            spikes_in(db).await.into_iter().find(|a| a.window_start.unwrap() >= began - Duration::hours(1)).unwrap();
+        assert!(!live.backfill, "{live:?}");
+        assert_eq!(pages(db).await, 1, "the incident still going pages once");
+
+        // The same detector, its counts kept between runs, sees the next burst.
+        let next = now + Duration::hours(6);
+        let fresh: Vec<_> = (0..25).map(|i| Mention::on(Channel::Twitter, next + Duration::minutes(i))).collect();
+        streams::write(db, c, &fresh).await;
+        let report = detector.run(db, next + Duration::minutes(30)).await.unwrap();
+        assert_eq!(report.raised, 1, "{report:?}");
+        app.stop().await;
+    }
+}
