@@ -48,8 +48,20 @@ pub struct Application {
     jobs_db: DatabaseConnection,
 }
 
+/// Settings of the flat-baseline detector, gone with it: set, they would be silently
+/// ignored, so start-up names their replacement instead.
+const RETIRED_SPIKE_SETTINGS: [(&str, &str); 2] = [
+    ("CXGRAPH_SPIKE_THRESHOLD", "CXGRAPH_SPIKE_SIGNIFICANCE"),
+    ("CXGRAPH_SPIKE_BASELINE_WINDOWS", "CXGRAPH_SPIKE_HISTORY_DAYS"),
+];
+
 /// The spike detector's settings, refused at start when they cannot work together.
 fn spike_params(settings: &Settings) -> anyhow::Result<crate::alerts::spikes::Params> {
+    for (old, new) in RETIRED_SPIKE_SETTINGS {
+        if std::env::var_os(old).is_some() {
+            anyhow::bail!("{old} is no longer read: the spike detector now uses {new} (see README, Early warning)");
+        }
+    }
     let params = crate::alerts::spikes::Params {
         step: chrono::Duration::minutes(i64::from(settings.spike_step_minutes)),
         window: chrono::Duration::minutes(i64::from(settings.spike_window_minutes)),

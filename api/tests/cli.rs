@@ -198,6 +198,10 @@ fn bad_settings_stop_with_one_clear_line() {
     );
     assert_one_line_error(&cxgraph(&["serve"], &[("CXGRAPH_SPIKE_STEP_MINUTES", "7"), memory]), "divide a day");
     assert_one_line_error(&cxgraph(&["serve"], &[("CXGRAPH_SPIKE_MIN_DISPERSION", "5"), memory]), "dispersion");
+    assert_one_line_error(
+        &cxgraph(&["serve"], &[("CXGRAPH_SPIKE_THRESHOLD", "3"), memory]),
+        "CXGRAPH_SPIKE_SIGNIFICANCE",
+    );
     let dir = tempfile::tempdir().unwrap();
     let url = format!("sqlite://{}/no/such/dir/x.db?mode=rwc", dir.path().display());
     assert_one_line_error(&cxgraph(&["migrate"], &[("DATABASE_URL", &url)]), "cannot open database");

@@ -87,11 +87,14 @@ async fn a_large_export_streams_in_flat_memory() {
         );
         assert_eq!(lines, ROWS + 1, "header and every row");
         assert!(body_mib >= 50, "the export is big enough to tell streaming from buffering");
-        // Flat: once the first fifth is out, memory does not grow with the rows (the
-        // remaining four fifths are 44 MiB; allocator noise is a few MiB).
+        // Flat: once the first fifth is out, memory does not grow with the rows. The
+        // remaining four fifths are 44 MiB; what may still fill is bounded: SQLite's
+        // page cache up to its soft heap limit (16 MiB, `db.rs`) and allocator noise
+        // (a few MiB). A run in CI reached +18 MiB that way, under the +16 this test
+        // allowed before; buffering would add the 44 MiB.
         let settled = samples[1];
         let last = *samples.iter().max().unwrap();
-        assert!(last <= settled + 16, "memory kept growing with the export: {samples:?} MiB");
+        assert!(last <= settled + 24, "memory kept growing with the export: {samples:?} MiB");
         // Buffering the body would add all of it on top.
         assert!(growth_mib < body_mib as u64, "memory grew {growth_mib} MiB for a {body_mib} MiB export");
         app.stop().await;
