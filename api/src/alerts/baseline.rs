@@ -12,8 +12,9 @@
 //! median of the same weekday's samples is taken when it is higher (a busy Monday
 //! morning is not an incident; a quiet Sunday keeps the daily line, which only makes
 //! Sunday alarms a little harder). A median or trimmed mean rather than a seasonal
-//! EWMA: an EWMA keeps a fraction of every incident in its state for days, and the
-//! evaluation (README, "Early warning") measured the difference as false alarms.
+//! EWMA: an EWMA keeps a fraction of every incident in its state for days (raising
+//! the line after each one); a trimmed sample forgets it at once. (Reasoned, not
+//! measured: the evaluation in the README compares settings of this baseline only.)
 //!
 //! **Over-dispersion.** Counts are negative-binomial, variance `μ + αμ²`: quiet
 //! channels come in clumps (one angry thread, five messages), not as Poisson drops. α
