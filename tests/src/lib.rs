@@ -572,6 +572,42 @@ pub async fn insert_customer(db: &DatabaseConnection, segment: Option<&str>) -> 
     .id
 }
 
+/// An open, normal-priority conversation with no team, SLA or clocks, opened at `at`:
+/// tests change what they need with struct update syntax.
+pub fn open_conversation(
+    customer_id: Uuid,
+    channel: entity::enums::Channel,
+    at: chrono::DateTime<chrono::Utc>,
+) -> entity::conversation::Model {
+    entity::conversation::Model {
+        id: Uuid::now_v7(),
+        customer_id,
+        channel,
+        inbox: None,
+        status: entity::enums::ConversationStatus::Open,
+        priority: entity::enums::Priority::Normal,
+        subject: None,
+        team_id: None,
+        assignee_id: None,
+        sla_policy_id: None,
+        routing_rule_id: None,
+        tags: json!([]),
+        opened_at: at,
+        last_message_at: at,
+        first_response_due_at: None,
+        resolution_due_at: None,
+        first_response_at: None,
+        resolved_at: None,
+        closed_at: None,
+        first_response_breached: false,
+        resolution_breached: false,
+        pending_since: None,
+        next_due_at: None,
+        created_at: at,
+        updated_at: at,
+    }
+}
+
 /// A transaction of a test's own, standing for a concurrent writer: it runs `first`
 /// on `id`, and holds what that locked until [`Writer::finish`].
 pub struct Writer {

@@ -11,7 +11,7 @@ use chrono::{DateTime, Duration, Utc};
 use cxgraph::alerts::spikes::{self, Params};
 use cxgraph_tests::streams::{self, Mention, Rhythm, Streams};
 use cxgraph_tests::{Subscription, TestApp, backends};
-use entity::enums::{AlertStatus, Channel, ConversationStatus, Priority};
+use entity::enums::{AlertStatus, Channel, Priority};
 use entity::{alert, conversation, outbox_event, topic};
 use sea_orm::{ActiveModelTrait, ColumnTrait, DatabaseConnection, EntityTrait, IntoActiveModel, QueryFilter};
 use serde_json::json;
@@ -146,38 +146,12 @@ async fn a_spike_is_one_episode_caught_within_a_window_and_closed_when_volume_re
 }
 
 async fn open_conversation(db: &DatabaseConnection, customer_id: Uuid, now: DateTime<Utc>) -> Uuid {
-    conversation::Model {
-        id: Uuid::now_v7(),
-        customer_id,
-        channel: Channel::Twitter,
-        inbox: None,
-        status: ConversationStatus::Open,
-        priority: Priority::Normal,
-        subject: None,
-        team_id: None,
-        assignee_id: None,
-        sla_policy_id: None,
-        routing_rule_id: None,
-        tags: json!([]),
-        opened_at: now,
-        last_message_at: now,
-        first_response_due_at: None,
-        resolution_due_at: None,
-        first_response_at: None,
-        resolved_at: None,
-        closed_at: None,
-        first_response_breached: false,
-        resolution_breached: false,
-        pending_since: None,
-        next_due_at: None,
-        created_at: now,
-        updated_at: now,
-    }
-    .into_active_model()
-    .insert(db)
-    .await
-    .unwrap()
-    .id
+    cxgraph_tests::open_conversation(customer_id, Channel::Twitter, now)
+        .into_active_model()
+        .insert(db)
+        .await
+        .unwrap()
+        .id
 }
 
 /// An e-mail channel's rhythm: about 2 negatives an hour by day, 4 times that in the

@@ -10,8 +10,8 @@ use std::collections::BTreeMap;
 use chrono::{DateTime, Datelike, Duration, Utc};
 use cxgraph_tests::{TestApp, error_code, on_each_backend};
 use entity::enums::{
-    AuthorKind, Channel, ConversationStatus, Direction, FeedbackKind, Priority, Role, SentimentLabel,
-    TouchpointOutcome, Visibility,
+    AuthorKind, Channel, ConversationStatus, Direction, FeedbackKind, Role, SentimentLabel, TouchpointOutcome,
+    Visibility,
 };
 use entity::{
     conversation, feedback, feedback_topic, interaction, journey, journey_stage, sla_policy, topic, touchpoint,
@@ -294,31 +294,15 @@ async fn response_times_sla_and_volume_come_from_conversations_and_messages() {
             let breached = *m > 30;
             let resolved = i % 2 == 0 && answered;
             conversation::Model {
-                id: Uuid::now_v7(),
-                customer_id: c,
-                channel: Channel::Chat,
-                inbox: None,
                 status: if resolved { ConversationStatus::Resolved } else { ConversationStatus::Open },
-                priority: Priority::Normal,
-                subject: None,
-                team_id: None,
-                assignee_id: None,
                 sla_policy_id: Some(policy.id),
-                routing_rule_id: None,
-                tags: json!([]),
                 opened_at: opened + Duration::hours(i as i64),
-                last_message_at: opened,
-                first_response_due_at: None,
-                resolution_due_at: None,
                 first_response_at: answered.then(|| opened + Duration::hours(i as i64) + Duration::minutes(*m)),
                 resolved_at: resolved.then(|| opened + Duration::hours(i as i64 + 2)),
-                closed_at: None,
                 first_response_breached: breached,
-                resolution_breached: false,
-                pending_since: None,
-                next_due_at: None,
                 created_at: now,
                 updated_at: now,
+                ..cxgraph_tests::open_conversation(c, Channel::Chat, opened)
             }
             .into_active_model()
             .insert(db)

@@ -590,31 +590,11 @@ async fn the_sweeper_marks_breaches_and_alerts_exactly_once_across_replicas() {
 fn running(customer: Uuid, due: chrono::DateTime<Utc>, answered: bool) -> entity::conversation::Model {
     let opened = due - Duration::hours(2);
     entity::conversation::Model {
-        id: Uuid::now_v7(),
-        customer_id: customer,
-        channel: Channel::Email,
-        inbox: None,
-        status: ConversationStatus::Open,
-        priority: Priority::Normal,
-        subject: None,
-        team_id: None,
-        assignee_id: None,
-        sla_policy_id: None,
-        routing_rule_id: None,
-        tags: json!([]),
-        opened_at: opened,
-        last_message_at: opened,
         first_response_due_at: (!answered).then_some(due),
         resolution_due_at: Some(due),
         first_response_at: answered.then_some(opened + Duration::minutes(5)),
-        resolved_at: None,
-        closed_at: None,
-        first_response_breached: false,
-        resolution_breached: false,
-        pending_since: None,
         next_due_at: Some(due),
-        created_at: opened,
-        updated_at: opened,
+        ..cxgraph_tests::open_conversation(customer, Channel::Email, opened)
     }
 }
 

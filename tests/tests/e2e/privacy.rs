@@ -57,30 +57,10 @@ async fn add_facts(db: &DatabaseConnection, customer_id: Uuid, tag: &str, at: ch
     let conversation_id = Uuid::now_v7();
     conversation::Model {
         id: conversation_id,
-        customer_id,
-        channel: Channel::Email,
         inbox: Some("support".into()),
-        status: ConversationStatus::Open,
-        priority: Priority::Normal,
         subject: Some(format!("subject {tag}")),
-        team_id: None,
-        assignee_id: None,
-        sla_policy_id: None,
-        routing_rule_id: None,
         tags: json!([format!("asked-by-{tag}")]),
-        opened_at: at,
-        last_message_at: at,
-        first_response_due_at: None,
-        resolution_due_at: None,
-        first_response_at: None,
-        resolved_at: None,
-        closed_at: None,
-        first_response_breached: false,
-        resolution_breached: false,
-        pending_since: None,
-        next_due_at: None,
-        created_at: at,
-        updated_at: at,
+        ..cxgraph_tests::open_conversation(customer_id, Channel::Email, at)
     }
     .into_active_model()
     .insert(db)
