@@ -26,7 +26,8 @@ use uuid::Uuid;
 
 use crate::config::SeedArgs;
 use crate::error::{AppError, AppResult};
-use crate::feedback::topics::Tagger;
+use crate::feedback::topics::{Side, Tagger};
+use crate::sentiment::label;
 
 /// Row counts of what was generated.
 #[derive(Debug, Default, Clone, Copy, PartialEq, Eq)]
@@ -86,16 +87,6 @@ const COMMENTS: &[(&str, f64)] = &[
     ("Best customer service I've had in years.", 0.9),
     ("Parcel arrived damaged and the refund took two weeks.", -0.8),
 ];
-
-fn label(score: f64) -> SentimentLabel {
-    if score <= -0.25 {
-        SentimentLabel::Negative
-    } else if score >= 0.25 {
-        SentimentLabel::Positive
-    } else {
-        SentimentLabel::Neutral
-    }
-}
 
 fn pick<'a, T>(rng: &mut ChaCha8Rng, items: &'a [T]) -> &'a T {
     &items[rng.gen_range(0..items.len())]
@@ -347,11 +338,15 @@ async fn load_catalogue(db: &DatabaseConnection, now: DateTime<Utc>) -> AppResul
         .await?;
         surveys.push((id, kind));
     }
-    for (name, keywords) in [
-        ("Delivery", vec!["parcel", "delivery", "courier", "tracking"]),
-        ("Billing", vec!["charged", "refund", "invoice", "discount"]),
-        ("App", vec!["app", "logging", "checkout"]),
-        ("Staff", vec!["agent", "helpful", "service"]),
+    // Topics, and the brand watch list: ours (every message to @AcmeCare is about
+    // us) and a competitor.
+    for (name, keywords, brand, handles) in [
+        ("Delivery", vec!["parcel", "delivery", "courier", "tracking"], None, None),
+        ("Billing", vec!["charged", "refund", "invoice", "discount"], None, None),
+        ("App", vec!["app", "logging", "checkout"], None, None),
+        ("Staff", vec!["agent", "helpful", "service"], None, None),
+        ("Acme", vec!["acme"], Some(Side::Ours), Some(json!(["@AcmeCare"]))),
+        ("Zed Parcels", vec!["zed parcels", "zedparcels"], Some(Side::Competitor), Some(json!(["@ZedParcels"]))),
     ] {
         topic::Model {
             id: Uuid::now_v7(),
@@ -362,6 +357,8 @@ async fn load_catalogue(db: &DatabaseConnection, now: DateTime<Utc>) -> AppResul
             // The generated rows are tagged as they are built: nothing to re-tag.
             retag_requested_at: None,
             retagged_at: None,
+            brand: brand.map(|b: Side| b.as_str().to_owned()),
+            handles,
         }
         .into_active_model()
         .insert(&txn)
@@ -568,8 +565,9 @@ fn conversations(
                 first_response_at = Some(at);
             }
             let interaction_id = Uuid::now_v7();
+            let inbox = if public { "@AcmeCare" } else { "support" };
             if inbound {
-                for topic_id in cat.tagger.tag(text) {
+                for topic_id in cat.tagger.tag_message(text, Some(inbox)) {
                     chunk.interaction_topics.push(interaction_topic::ActiveModel {
                         interaction_id: Set(interaction_id),
                         topic_id: Set(topic_id),
@@ -586,7 +584,7 @@ fn conversations(
                     visibility,
                     author_kind: if inbound { AuthorKind::Customer } else { AuthorKind::Agent },
                     author_user_id: None,
-                    inbox: Some(if public { "@AcmeCare".into() } else { "support".into() }),
+                    inbox: Some(inbox.to_owned()),
                     body: Some(text.to_owned()),
                     sentiment_score: sentiment,
                     sentiment_label: sentiment.map(label),

@@ -1,4 +1,5 @@
 //! A topic managers define by keywords; feedback and interactions are tagged with it.
+//! A topic with a `brand` side is a brand on the watch list (ours or a competitor's).
 
 use sea_orm::entity::prelude::*;
 
@@ -17,6 +18,12 @@ pub struct Model {
     pub retag_requested_at: Option<DateTimeUtc>,
     /// The request the last completed re-tagging ran for.
     pub retagged_at: Option<DateTimeUtc>,
+    /// A brand on the watch list: `ours` or `competitor` (`None` for a plain topic).
+    pub brand: Option<String>,
+    /// A brand's accounts (JSON array of strings), matched in texts and against the
+    /// inbox a message reached.
+    #[sea_orm(column_type = "JsonBinary", nullable)]
+    pub handles: Option<Json>,
 }
 
 #[derive(Copy, Clone, Debug, EnumIter, DeriveRelation)]

@@ -3,7 +3,8 @@
 //! whenever it arrived), and which buckets received mentions since a change stamp.
 //!
 //! A mention is a negative inbound message or a negative feedback answer. Scopes:
-//! its channel, its topics, and for messages the inbox that received it. Reads are
+//! its channel, its topics or brands (a brand is a topic with a side), and for
+//! messages the inbox that received it. Reads are
 //! grouped (one statement per scope kind, whatever the number of scopes) over a list
 //! of time ranges; the detector keeps what it read ([`Tally`]) and reads again only
 //! the buckets whose facts changed.
@@ -25,6 +26,8 @@ pub enum Scope {
     Topic(Uuid),
     /// Which of our accounts (a handle, a number, an address) the mention reached.
     Inbox(String),
+    /// A brand on the watch list (a topic with a side): ours, or a competitor's.
+    Brand(Uuid),
 }
 
 impl Scope {
@@ -34,6 +37,7 @@ impl Scope {
             Scope::Channel(c) => format!("channel:{}", c.to_value()),
             Scope::Topic(t) => format!("topic:{t}"),
             Scope::Inbox(i) => format!("inbox:{i}"),
+            Scope::Brand(b) => format!("brand:{b}"),
         }
     }
 }
@@ -81,6 +85,19 @@ fn within(sql: &mut Sql, grid: Grid, alias: &str, ranges: &[(i64, i64)]) {
 /// conditions as literals so PostgreSQL can use the partial index of negative inbound
 /// messages (migration 20).
 const FACTS: [(&str, &str); 2] = [("interactions", " AND x.direction = 'inbound'"), ("feedback", "")];
+/// Each kind of fact's topic links: `(links table, its fact column)`.
+const LINKS: [(&str, &str); 2] = [("interaction_topics", "interaction_id"), ("feedback_topics", "feedback_id")];
+
+/// ` AND` the fact `x` is not about a competitor alone: a complaint about a
+/// competitor counts for that competitor's brand, not towards our channel's, inbox's
+/// or topic's crisis (a fact naming one of our brands too still counts for us).
+fn not_competitors_alone((links, column): (&str, &str)) -> String {
+    format!(
+        " AND NOT EXISTS (SELECT 1 FROM {links} cl JOIN topics ct ON ct.id = cl.topic_id \
+         WHERE cl.{column} = x.id AND ct.brand = 'competitor' AND NOT EXISTS (SELECT 1 FROM {links} ol \
+         JOIN topics ot ON ot.id = ol.topic_id WHERE ol.{column} = x.id AND ot.brand = 'ours'))"
+    )
+}
 
 /// The buckets that received facts, or whose facts changed, at or after `since`, by
 /// the facts' change stamps (whatever their sentiment: a fact that stopped being
@@ -116,13 +133,14 @@ pub async fn count(db: &impl ConnectionTrait, grid: Grid, ranges: &[(i64, i64)])
     let bucket = grid.expr(db, "x.occurred_at");
     // Channels: messages and feedback.
     let mut sql = Sql::new();
-    for (i, (facts, extra)) in FACTS.into_iter().enumerate() {
+    for (i, ((facts, extra), links)) in FACTS.into_iter().zip(LINKS).enumerate() {
         if i > 0 {
             sql.push(" UNION ALL ");
         }
         sql.push(&format!(
             "SELECT x.channel AS scope, {bucket} AS b, COUNT(*) AS n FROM {facts} x \
-             WHERE x.sentiment_label = 'negative'{extra}"
+             WHERE x.sentiment_label = 'negative'{extra}{}",
+            not_competitors_alone(links)
         ));
         within(&mut sql, grid, "x", ranges);
         sql.push(" GROUP BY x.channel, 2");
@@ -135,30 +153,38 @@ pub async fn count(db: &impl ConnectionTrait, grid: Grid, ranges: &[(i64, i64)])
     let mut sql = Sql::new();
     sql.push(&format!(
         "SELECT x.inbox AS scope, {bucket} AS b, COUNT(*) AS n FROM interactions x \
-         WHERE x.sentiment_label = 'negative' AND x.direction = 'inbound' AND x.inbox IS NOT NULL"
+         WHERE x.sentiment_label = 'negative' AND x.direction = 'inbound' AND x.inbox IS NOT NULL{}",
+        not_competitors_alone(LINKS[0])
     ));
     within(&mut sql, grid, "x", ranges);
     sql.push(" GROUP BY x.inbox, 2");
     for row in db.query_all_raw(sql.statement(backend)).await? {
         add(&mut out, Scope::Inbox(row.try_get("", "scope")?), row.try_get("", "b")?, row.try_get("", "n")?);
     }
-    // Topics: through the facts' topic links.
+    // Topics and brands: through the facts' topic links.
     let mut sql = Sql::new();
-    let links =
-        [("interactions", "interaction_topics", "interaction_id"), ("feedback", "feedback_topics", "feedback_id")];
-    for (i, ((facts, extra), (_, links, link_col))) in FACTS.into_iter().zip(links).enumerate() {
+    for (i, ((facts, extra), (links, link_col))) in FACTS.into_iter().zip(LINKS).enumerate() {
         if i > 0 {
             sql.push(" UNION ALL ");
         }
+        // A plain topic counts only what is not about a competitor alone; a brand, its
+        // own mentions.
+        let ours = not_competitors_alone((links, link_col));
         sql.push(&format!(
-            "SELECT l.topic_id AS scope, {bucket} AS b, COUNT(*) AS n FROM {facts} x \
-             JOIN {links} l ON l.{link_col} = x.id WHERE x.sentiment_label = 'negative'{extra}"
+            "SELECT l.topic_id AS scope, t.brand AS brand, {bucket} AS b, COUNT(*) AS n FROM {facts} x \
+             JOIN {links} l ON l.{link_col} = x.id JOIN topics t ON t.id = l.topic_id \
+             WHERE x.sentiment_label = 'negative'{extra} AND (t.brand IS NOT NULL OR (1 = 1{ours}))"
         ));
         within(&mut sql, grid, "x", ranges);
-        sql.push(" GROUP BY l.topic_id, 2");
+        sql.push(" GROUP BY l.topic_id, t.brand, 3");
     }
     for row in db.query_all_raw(sql.statement(backend)).await? {
-        add(&mut out, Scope::Topic(row.try_get("", "scope")?), row.try_get("", "b")?, row.try_get("", "n")?);
+        let id = row.try_get("", "scope")?;
+        let scope = match row.try_get::<Option<String>>("", "brand")? {
+            Some(_) => Scope::Brand(id),
+            None => Scope::Topic(id),
+        };
+        add(&mut out, scope, row.try_get("", "b")?, row.try_get("", "n")?);
     }
     Ok(out)
 }
@@ -181,7 +207,7 @@ pub async fn first_seen(db: &impl ConnectionTrait, scope: &Scope) -> AppResult<O
         Scope::Inbox(i) => {
             sql.push("SELECT MIN(occurred_at) AS first FROM interactions WHERE inbox = ").bind(i.clone());
         }
-        Scope::Topic(t) => {
+        Scope::Topic(t) | Scope::Brand(t) => {
             sql.push(
                 "SELECT MIN(t) AS first FROM (SELECT MIN(x.occurred_at) AS t FROM interaction_topics l \
                  JOIN interactions x ON x.id = l.interaction_id WHERE l.topic_id = ",

@@ -1,5 +1,5 @@
-//! Early warning: spikes of negative mentions per channel, topic and inbox, found in
-//! **event time**.
+//! Early warning: spikes of negative mentions per channel, topic, brand and inbox,
+//! found in **event time**.
 //!
 //! Mentions are counted in the fixed buckets (`step`) they *happened* in
 //! ([`mentions`]). Each run asks the facts' change stamps which buckets received
@@ -15,7 +15,9 @@
 //! Alerts are per **episode**: a spiking window overlapping an episode of its scope
 //! (or following an open one) extends it; otherwise it raises one `negative_spike`
 //! alert with the episode's span (`window_start`/`window_end`), its lag and the
-//! evidence. An open episode resolves when a window wholly after it is calm (under
+//! evidence — or, for a competitor's brand, one `opportunity` alert (their unhappy
+//! customers are a moment to reach out, not our crisis: it lifts none of our
+//! conversations). An open episode resolves when a window wholly after it is calm (under
 //! `min_count`, or more likely than the square root of the significance: hysteresis,
 //! so a hovering volume does not flap). An episode found more than `backfill_after`
 //! after it ended is recorded as `backfill`, resolved or not, but pages nobody (no
@@ -44,10 +46,14 @@ use super::mentions::{self, Counts, Grid, Tally};
 use crate::db;
 use crate::error::AppResult;
 use crate::events::{self, Bus, NewEvent};
+use crate::feedback::topics::Side;
 use crate::insights::sql::Sql;
 
 /// The alert kind of a spike.
 pub const KIND: &str = "negative_spike";
+/// The alert kind of a competitor's spike: their unhappy customers, a moment to reach
+/// out (it pages like a spike, but lifts none of our conversations).
+pub const OPPORTUNITY: &str = "opportunity";
 /// Most conversations one spike lifts to HIGH priority.
 const MAX_LIFTED: u64 = 500;
 /// The cursor's name in `detector_cursors`.
@@ -257,13 +263,13 @@ impl Detector {
             self.tally_read_at = Some(wall);
         }
         let mut episodes: Vec<alert::Model> = alert::Entity::find()
-            .filter(alert::Column::Kind.eq(KIND))
+            .filter(alert::Column::Kind.is_in([KIND, OPPORTUNITY]))
             .filter(alert::Column::WindowEnd.gte(grid.start(ends.first().copied().unwrap_or(last) - 2 * width)))
             .all(txn)
             .await?;
         episodes.extend(
             alert::Entity::find()
-                .filter(alert::Column::Kind.eq(KIND))
+                .filter(alert::Column::Kind.is_in([KIND, OPPORTUNITY]))
                 .filter(alert::Column::Status.ne(AlertStatus::Resolved))
                 .all(txn)
                 .await?
@@ -501,21 +507,29 @@ impl Detector {
         let (start, end, now, v) = (spike.start, spike.end, spike.now, spike.verdict);
         let p = &self.params;
         let backfill = now - end > p.backfill_after;
-        let (channel, topic_id, about) = match scope {
-            Scope::Channel(c) => (Some(*c), None, format!("{c:?}")),
-            Scope::Topic(t) => match topic_name(conn, *t).await? {
-                Some(name) => (None, Some(*t), name),
+        let (channel, topic_id, about, kind) = match scope {
+            Scope::Channel(c) => (Some(*c), None, format!("{c:?}"), KIND),
+            Scope::Topic(t) | Scope::Brand(t) => match entity::topic::Entity::find_by_id(*t).one(conn).await? {
+                Some(topic) if Side::of(&topic) == Some(Side::Competitor) => {
+                    (None, Some(*t), format!("competitor {}", topic.name), OPPORTUNITY)
+                }
+                Some(topic) => (None, Some(*t), topic.name, KIND),
                 // Deleted since its mentions were counted: nothing to raise about.
                 None => return Ok(None),
             },
-            Scope::Inbox(i) => (None, None, format!("inbox {i}")),
+            Scope::Inbox(i) => (None, None, format!("inbox {i}"), KIND),
         };
-        let severity =
-            if v.p <= p.significance * p.significance { AlertSeverity::Critical } else { AlertSeverity::Warning };
+        let severity = if kind == OPPORTUNITY {
+            AlertSeverity::Info
+        } else if v.p <= p.significance * p.significance {
+            AlertSeverity::Critical
+        } else {
+            AlertSeverity::Warning
+        };
         let (low, high) = v.expected.interval(0.9);
         let row = alert::Model {
             id: Uuid::now_v7(),
-            kind: KIND.to_owned(),
+            kind: kind.to_owned(),
             severity,
             status: AlertStatus::Open,
             title: format!(
@@ -528,7 +542,7 @@ impl Detector {
             topic_id,
             conversation_id: None,
             details: evidence(v, p, start, end, now),
-            dedupe_key: format!("{KIND}:{}:{}", scope.key(), start.timestamp()),
+            dedupe_key: format!("{kind}:{}:{}", scope.key(), start.timestamp()),
             raised_at: now,
             acknowledged_at: None,
             acknowledged_by: None,
@@ -569,9 +583,11 @@ impl Detector {
         report: &mut Report,
     ) -> AppResult<()> {
         let since = episode.window_start.unwrap_or(episode.raised_at);
-        let lifted = if self.params.raise_priority { lift(txn, scope, since).await? } else { 0 };
+        // A competitor's crisis is not ours: none of our conversations is lifted.
+        let ours = episode.kind == KIND;
+        let lifted = if self.params.raise_priority && ours { lift(txn, scope, since).await? } else { 0 };
         report.lifted += lifted;
-        let payload = json!({ "kind": KIND, "scope": scope.key(), "count": episode.details["count"],
+        let payload = json!({ "kind": episode.kind, "scope": scope.key(), "count": episode.details["count"],
             "lifted": lifted, "windowStart": episode.window_start, "windowEnd": episode.window_end,
             "backfill": episode.backfill });
         let event = NewEvent {
@@ -693,10 +709,6 @@ async fn write_cursor(txn: &impl ConnectionTrait, at: DateTime<Utc>) -> AppResul
     Ok(())
 }
 
-async fn topic_name(db: &impl ConnectionTrait, id: Uuid) -> AppResult<Option<String>> {
-    Ok(entity::topic::Entity::find_by_id(id).one(db).await?.map(|t| t.name))
-}
-
 /// Lifts the scope's open conversations to HIGH priority (each with a
 /// `conversation.updated` event); for a topic, those with a message about it since the
 /// episode began.
@@ -711,7 +723,7 @@ async fn lift(txn: &impl ConnectionTrait, scope: &Scope, since: DateTime<Utc>) -
     q = match scope {
         Scope::Channel(c) => q.filter(conversation::Column::Channel.eq(*c)),
         Scope::Inbox(i) => q.filter(conversation::Column::Inbox.eq(i.clone())),
-        Scope::Topic(t) => {
+        Scope::Topic(t) | Scope::Brand(t) => {
             let mut about = Sql::new();
             about.push(
                 "SELECT DISTINCT i.conversation_id FROM interactions i JOIN interaction_topics it ON it.interaction_id = i.id \

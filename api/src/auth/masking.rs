@@ -97,6 +97,9 @@ pub const FIELDS: &[(&str, &str, Masking)] = &[
     ("TopicDriver", "topicName", Masking::Open),
     ("Topic", "name", Masking::Open),
     ("Topic", "keywords", Masking::Open),
+    // Our brands' and competitors' public accounts.
+    ("Topic", "handles", Masking::Open),
+    ("BrandFigure", "name", Masking::Open),
     ("TopicTag", "name", Masking::Open),
     ("Survey", "name", Masking::Open),
     ("Survey", "question", Masking::Open),

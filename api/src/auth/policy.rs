@@ -167,6 +167,7 @@ pub const ROOT_FIELDS: &[(&str, &str, Policy)] = &[
     ("Query", "insights", READ_INSIGHTS),
     ("Query", "channelComparison", READ_INSIGHTS),
     ("Query", "topicDrivers", READ_INSIGHTS),
+    ("Query", "brandComparison", READ_INSIGHTS),
     ("Query", "journeyFunnel", READ_INSIGHTS),
     ("Mutation", "login", Policy::PUBLIC),
     ("Mutation", "refreshToken", Policy::PUBLIC),
@@ -288,6 +289,7 @@ mod tests {
         ("Query", "insights", [U, U, A, A, F, A, F, A]),
         ("Query", "channelComparison", [U, U, A, A, F, A, F, A]),
         ("Query", "topicDrivers", [U, U, A, A, F, A, F, A]),
+        ("Query", "brandComparison", [U, U, A, A, F, A, F, A]),
         ("Query", "journeyFunnel", [U, U, A, A, F, A, F, A]),
     ];
 

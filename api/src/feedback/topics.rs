@@ -40,10 +40,23 @@ fn words(text: &str) -> Vec<String> {
         .collect()
 }
 
-/// Compiled topics: each one's phrases as word sequences.
+/// Compiled topics: each one's phrases as word sequences and, for a brand, its
+/// handles as an inbox would name them.
 #[derive(Debug, Clone, Default)]
 pub struct Tagger {
-    topics: Vec<(Uuid, Vec<Vec<String>>)>,
+    topics: Vec<Compiled>,
+}
+
+#[derive(Debug, Clone)]
+struct Compiled {
+    id: Uuid,
+    phrases: Vec<Vec<String>>,
+    handles: Vec<String>,
+}
+
+/// An account name as compared: lowercase, without a leading `@`.
+fn handle_key(handle: &str) -> String {
+    handle.trim().trim_start_matches('@').to_lowercase()
 }
 
 impl Tagger {
@@ -52,8 +65,11 @@ impl Tagger {
         let topics = topics
             .iter()
             .map(|t| {
-                let phrases = keywords_of(t).iter().map(|k| words(k)).filter(|p| !p.is_empty()).collect();
-                (t.id, phrases)
+                let handles = handles_of(t);
+                // A handle written in a text ("@AcmeCare") is matched as its words.
+                let phrases =
+                    keywords_of(t).iter().chain(&handles).map(|k| words(k)).filter(|p| !p.is_empty()).collect();
+                Compiled { id: t.id, phrases, handles: handles.iter().map(|h| handle_key(h)).collect() }
             })
             .collect();
         Tagger { topics }
@@ -66,14 +82,24 @@ impl Tagger {
 
     /// The topics a text mentions.
     pub fn tag(&self, text: &str) -> Vec<Uuid> {
+        self.tag_message(text, None)
+    }
+
+    /// The topics a message mentions: by its text, and a brand's too when the message
+    /// reached one of the brand's accounts.
+    pub fn tag_message(&self, text: &str, inbox: Option<&str>) -> Vec<Uuid> {
         if self.topics.is_empty() {
             return Vec::new();
         }
         let words = words(text);
+        let inbox = inbox.map(handle_key);
         self.topics
             .iter()
-            .filter(|(_, phrases)| phrases.iter().any(|p| words.windows(p.len()).any(|w| w == p.as_slice())))
-            .map(|(id, _)| *id)
+            .filter(|t| {
+                inbox.as_ref().is_some_and(|i| t.handles.contains(i))
+                    || t.phrases.iter().any(|p| words.windows(p.len()).any(|w| w == p.as_slice()))
+            })
+            .map(|t| t.id)
             .collect()
     }
 }
@@ -81,6 +107,11 @@ impl Tagger {
 /// A topic's keywords as stored (a JSON array of strings).
 pub fn keywords_of(t: &topic::Model) -> Vec<String> {
     t.keywords.as_array().into_iter().flatten().filter_map(|k| k.as_str().map(str::to_owned)).collect()
+}
+
+/// A brand's handles as stored (a JSON array of strings; none for a plain topic).
+pub fn handles_of(t: &topic::Model) -> Vec<String> {
+    t.handles.iter().filter_map(|h| h.as_array()).flatten().filter_map(|k| k.as_str().map(str::to_owned)).collect()
 }
 
 /// Links a feedback row to the topics its comment mentions.
@@ -160,11 +191,45 @@ pub async fn of(
     Ok(out)
 }
 
-/// A topic as a manager writes it.
+/// Whose a brand on the watch list is.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Side {
+    Ours,
+    /// A competitor's: its spikes are opportunities, not our crises.
+    Competitor,
+}
+
+impl Side {
+    /// As stored in `topics.brand`.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Side::Ours => "ours",
+            Side::Competitor => "competitor",
+        }
+    }
+
+    /// A topic's side, when it is a brand.
+    pub fn of(t: &topic::Model) -> Option<Side> {
+        match t.brand.as_deref() {
+            Some("ours") => Some(Side::Ours),
+            Some("competitor") => Some(Side::Competitor),
+            _ => None,
+        }
+    }
+}
+
+/// Most handles per brand.
+pub const MAX_HANDLES: usize = 20;
+
+/// A topic (or a brand) as a manager writes it.
 #[derive(Debug, Clone, Default)]
 pub struct TopicInput {
     pub name: Option<String>,
     pub keywords: Option<Vec<String>>,
+    /// Makes the topic a brand on the watch list (a brand stays one).
+    pub brand: Option<Side>,
+    /// A brand's accounts; only for brands.
+    pub handles: Option<Vec<String>>,
 }
 
 /// Every topic, by name.
@@ -206,6 +271,21 @@ pub async fn save(
         }
         _ => {}
     }
+    let handles: Option<Vec<String>> = input.handles.as_ref().map(|h| {
+        let mut out: Vec<String> = h.iter().map(|h| h.trim().to_owned()).collect();
+        out.sort_by_key(|h| handle_key(h));
+        out.dedup_by_key(|h| handle_key(h));
+        out
+    });
+    if let Some(h) = &handles
+        && (h.len() > MAX_HANDLES || h.iter().any(|h| handle_key(h).is_empty() || h.chars().count() > 200))
+    {
+        errors.push(FieldError::new(
+            &["input", "handles"],
+            "INVALID",
+            format!("at most {MAX_HANDLES} handles of 1 to 200 characters"),
+        ));
+    }
     if !errors.is_empty() {
         return Err(AppError::Invalid(errors));
     }
@@ -221,7 +301,14 @@ pub async fn save(
         Some(id) => Some(topic::Entity::find_by_id(id).one(&txn).await?.ok_or(AppError::NotFound("topic"))?),
         None => None,
     };
+    let side = input.brand.or(existing.as_ref().and_then(Side::of));
+    if handles.as_ref().is_some_and(|h| !h.is_empty()) && side.is_none() {
+        return Err(AppError::invalid(&["input", "handles"], "NOT_A_BRAND", "only a brand has handles"));
+    }
     let keywords_changed = keywords.as_ref().is_some_and(|k| existing.as_ref().is_none_or(|e| keywords_of(e) != *k));
+    let handles_changed =
+        handles.as_ref().is_some_and(|h| existing.as_ref().map_or(!h.is_empty(), |e| handles_of(e) != *h));
+    let side_changed = input.brand.is_some_and(|b| existing.as_ref().is_none_or(|e| Side::of(e) != Some(b)));
     let mut model = match existing {
         Some(e) => e.into_active_model(),
         None => topic::ActiveModel {
@@ -232,6 +319,8 @@ pub async fn save(
             updated_at: Set(now),
             retag_requested_at: Set(None),
             retagged_at: Set(None),
+            brand: Set(None),
+            handles: Set(None),
         },
     };
     if let Some(name) = &input.name {
@@ -240,17 +329,30 @@ pub async fn save(
     if let Some(k) = keywords {
         model.keywords = Set(json!(k));
     }
-    if keywords_changed {
+    if let Some(h) = handles {
+        model.handles = Set(Some(json!(h)));
+    }
+    if let Some(side) = input.brand {
+        model.brand = Set(Some(side.as_str().to_owned()));
+    }
+    // New handles match new messages and, through their inbox, old ones: the history
+    // is re-tagged as for new keywords.
+    if keywords_changed || handles_changed {
         model.retag_requested_at = Set(Some(now));
     }
     model.updated_at = Set(now);
     let saved = if id.is_some() { model.update(&txn).await? } else { model.insert(&txn).await? };
     let op = if id.is_some() { "updateTopic" } else { "createTopic" };
-    let fields: Vec<&str> = [(input.name.is_some(), "name"), (keywords_changed, "keywords")]
-        .into_iter()
-        .filter(|(c, _)| *c)
-        .map(|(_, f)| f)
-        .collect();
+    let fields: Vec<&str> = [
+        (input.name.is_some(), "name"),
+        (keywords_changed, "keywords"),
+        (handles_changed, "handles"),
+        (side_changed, "brand"),
+    ]
+    .into_iter()
+    .filter(|(c, _)| *c)
+    .map(|(_, f)| f)
+    .collect();
     audit::record(&txn, actor, op, "topic", Some(saved.id), json!({ "fields": fields })).await?;
     txn.commit().await?;
     Ok(saved)
@@ -321,7 +423,7 @@ pub async fn retag_pending(db: &DatabaseConnection) -> AppResult<usize> {
         loop {
             let mut q = interaction::Entity::find()
                 .select_only()
-                .columns([interaction::Column::Id, interaction::Column::Body])
+                .columns([interaction::Column::Id, interaction::Column::Body, interaction::Column::Inbox])
                 .filter(interaction::Column::Direction.eq(Direction::Inbound))
                 .filter(interaction::Column::Body.is_not_null())
                 .order_by_asc(interaction::Column::Id)
@@ -329,12 +431,14 @@ pub async fn retag_pending(db: &DatabaseConnection) -> AppResult<usize> {
             if let Some(a) = after {
                 q = q.filter(interaction::Column::Id.gt(a));
             }
-            let rows: Vec<(Uuid, Option<String>)> = q.into_tuple().all(db).await?;
+            let rows: Vec<(Uuid, Option<String>, Option<String>)> = q.into_tuple().all(db).await?;
             let Some(last) = rows.last().map(|r| r.0) else { break };
             let links = rows
                 .iter()
-                .filter(|(_, b)| b.as_deref().is_some_and(|b| !tagger.tag(b).is_empty()))
-                .map(|(id, _)| (*id, t.id))
+                .filter(|(_, b, inbox)| {
+                    b.as_deref().is_some_and(|b| !tagger.tag_message(b, inbox.as_deref()).is_empty())
+                })
+                .map(|(id, _, _)| (*id, t.id))
                 .collect();
             let txn = crate::db::begin_write(db).await?;
             let mut stale = interaction_topic::Entity::delete_many()
@@ -390,6 +494,8 @@ mod tests {
             updated_at: now,
             retag_requested_at: None,
             retagged_at: None,
+            brand: None,
+            handles: None,
         }
     }
 

@@ -143,6 +143,16 @@ pub enum FeedbackKind {
     Comment,
 }
 
+/// Whose a brand on the watch list is.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Enum)]
+#[graphql(remote = "crate::feedback::topics::Side")]
+pub enum BrandSide {
+    /// One of our brands: its negative spikes are `negative_spike` alerts.
+    Ours,
+    /// A competitor's: its negative spikes are `opportunity` alerts.
+    Competitor,
+}
+
 /// Coarse sentiment.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Enum)]
 #[graphql(remote = "entity::enums::SentimentLabel")]

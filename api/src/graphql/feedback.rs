@@ -6,7 +6,7 @@ use chrono::{DateTime, Utc};
 use entity::{survey, topic};
 
 use super::customer::IdentityValueInput;
-use super::enums::{Channel, FeedbackKind, SurveyKind};
+use super::enums::{BrandSide, Channel, FeedbackKind, SurveyKind};
 use super::facts::Feedback;
 use super::interactions::customer_ref;
 use super::types::{
@@ -86,6 +86,15 @@ impl Topic {
     async fn retagged_at(&self) -> Option<DateTime<Utc>> {
         self.0.retagged_at
     }
+    /// Set when the topic is a brand on the watch list: ours or a competitor's.
+    async fn brand(&self) -> Option<BrandSide> {
+        topics::Side::of(&self.0).map(Into::into)
+    }
+    /// A brand's accounts (`@acmecare`, a number, an address): matched as words in
+    /// texts, and a message that reached one of them (its `inbox`) mentions the brand.
+    async fn handles(&self) -> Vec<String> {
+        topics::handles_of(&self.0)
+    }
 }
 
 /// A survey to create (no `id`) or update (absent fields stay as they are).
@@ -126,6 +135,12 @@ pub struct SaveTopicInput {
     /// Words and phrases (required to create). Changing them re-tags the history in
     /// the background (`retagPending` until done).
     keywords: Option<Vec<String>>,
+    /// Puts the topic on the brand watch list, as ours or a competitor's (a brand
+    /// stays one; its side can change).
+    brand: Option<BrandSide>,
+    /// A brand's accounts, at most 20 (only brands have them). Changing them re-tags
+    /// the history like keywords.
+    handles: Option<Vec<String>>,
 }
 
 /// Result of `saveTopic`.
@@ -322,7 +337,12 @@ impl FeedbackMutation {
         let (state, _) = context(ctx)?;
         let result = async {
             let topic_id = input.id.as_ref().map(|i| parse_id(i, &["input", "id"])).transpose()?;
-            let domain = TopicInput { name: input.name, keywords: input.keywords };
+            let domain = TopicInput {
+                name: input.name,
+                keywords: input.keywords,
+                brand: input.brand.map(Into::into),
+                handles: input.handles,
+            };
             topics::save(state.db(), actor(ctx)?, topic_id, domain).await
         }
         .await;

@@ -16,10 +16,11 @@ use entity::{journey_stage, team, topic};
 use sea_orm::{ActiveEnum, EntityTrait};
 use uuid::Uuid;
 
-use super::enums::Channel;
+use super::enums::{BrandSide, Channel};
 use super::journeys::Journey;
 use super::types::{capped, context, id, parse_id, within_channel_limit};
 use crate::error::AppError;
+use crate::insights::brands;
 use crate::insights::buckets;
 use crate::insights::drivers;
 use crate::insights::funnel::{self, FunnelGroup};
@@ -424,6 +425,77 @@ impl TopicDriver {
     }
 }
 
+/// One brand's mentions in a range.
+pub struct BrandFigure {
+    brand: brands::Brand,
+    share_of_voice: stats::Estimate,
+    min: i64,
+}
+
+#[Object]
+impl BrandFigure {
+    /// The brand (a topic with a side).
+    async fn brand_id(&self) -> ID {
+        id(self.brand.id)
+    }
+    /// Its name.
+    async fn name(&self) -> &str {
+        &self.brand.name
+    }
+    /// Ours or a competitor's.
+    async fn side(&self) -> BrandSide {
+        self.brand.side.into()
+    }
+    /// Feedback and inbound messages mentioning it in the range.
+    async fn mentions(&self) -> i32 {
+        count(self.brand.volume.mentions)
+    }
+    /// Of those, labelled negative.
+    async fn negative_mentions(&self) -> i32 {
+        count(self.brand.volume.negative)
+    }
+    /// Percent of its mentions that are negative.
+    async fn negative_share(&self) -> Estimate {
+        estimate(self.brand.volume.negative_share(), self.min)
+    }
+    /// Percent of all brand mentions that are about it.
+    async fn share_of_voice(&self) -> Estimate {
+        estimate(self.share_of_voice, self.min)
+    }
+}
+
+/// Our brands beside our competitors' in a range.
+pub struct BrandComparison {
+    comparison: brands::Comparison,
+    min: i64,
+}
+
+#[Object]
+impl BrandComparison {
+    /// Every brand on the watch list, ours first, then by mentions.
+    async fn brands(&self) -> Vec<BrandFigure> {
+        let c = &self.comparison;
+        c.brands
+            .iter()
+            .map(|b| BrandFigure { brand: b.clone(), share_of_voice: c.share_of_voice(b), min: self.min })
+            .collect()
+    }
+    /// Percent of the mentions of any of our brands that are negative (a fact naming
+    /// two of them counts once).
+    async fn our_negative_share(&self) -> Estimate {
+        estimate(self.comparison.ours.negative_share(), self.min)
+    }
+    /// The same for our competitors, pooled.
+    async fn competitors_negative_share(&self) -> Estimate {
+        estimate(self.comparison.competitors.negative_share(), self.min)
+    }
+    /// Ours minus theirs, in percentage points (negative: we are talked about less
+    /// badly); a margin that spans 0 means no difference can be told.
+    async fn negative_share_gap(&self) -> Estimate {
+        estimate(self.comparison.gap(), self.min)
+    }
+}
+
 /// What a funnel is split by.
 #[derive(Enum, Copy, Clone, PartialEq, Eq)]
 #[graphql(remote = "crate::insights::funnel::FunnelGroup")]
@@ -665,6 +737,30 @@ impl InsightQuery {
         };
         let ranked = drivers::run(state.read_db(), &request, order_by.into()).await?;
         Ok(ranked.into_iter().map(|driver| TopicDriver { driver, min }).collect())
+    }
+
+    /// Our brands and our competitors side by side: mentions, negative share and share
+    /// of voice per brand, and the gap between the sides' negative shares, each with
+    /// its margin.
+    async fn brand_comparison(
+        &self,
+        ctx: &Context<'_>,
+        range: InsightRange,
+        #[graphql(default)] filter: FunnelFilter,
+        #[graphql(default_with = "DEFAULT_MIN_SAMPLE")] min_sample_size: i32,
+    ) -> Result<BrandComparison> {
+        let (state, principal) = context(ctx)?;
+        let min = min_sample(min_sample_size)?;
+        let channels =
+            capped(filter.channels, &["filter", "channels"])?.map(|c| c.into_iter().map(Into::into).collect());
+        let request = drivers::Request {
+            from: range.from,
+            to: range.to,
+            channels: within_channel_limit(principal, channels),
+            segments: capped(filter.segments, &["filter", "segments"])?,
+        };
+        let comparison = brands::compare(state.read_db(), &request).await?;
+        Ok(BrandComparison { comparison, min })
     }
 
     /// A journey's funnel in a range: runs (passes of a customer through the

@@ -83,7 +83,7 @@ impl Driver {
 }
 
 /// The tagged facts in the window: `(topic_id, customer_id, sentiment_label)`.
-fn mentions(sql: &mut Sql, req: &Request) {
+pub(super) fn mentions(sql: &mut Sql, req: &Request) {
     let segment_join = if req.segments.is_some() { " JOIN customers c ON c.id = x.customer_id" } else { "" };
     let parts = [
         ("feedback_topics", "feedback", "feedback_id", ""),
@@ -107,7 +107,7 @@ fn mentions(sql: &mut Sql, req: &Request) {
     sql.push(")");
 }
 
-fn filters(sql: &mut Sql, req: &Request, alias: &str) {
+pub(super) fn filters(sql: &mut Sql, req: &Request, alias: &str) {
     if let Some(channels) = &req.channels {
         sql.push(&format!(" AND {alias}.channel IN ")).bind_list(channels.iter().map(|c| c.to_value()));
     }

@@ -265,9 +265,10 @@ impl Analysis {
     fn of(pipeline: &Pipeline, input: &NewInteraction) -> Analysis {
         let text = input.body.as_deref().filter(|b| !b.trim().is_empty());
         match text {
-            Some(text) if input.direction == Direction::Inbound => {
-                Analysis { sentiment: Some(sentiment::analyse(text)), topics: pipeline.topics.tag(text) }
-            }
+            Some(text) if input.direction == Direction::Inbound => Analysis {
+                sentiment: Some(sentiment::analyse(text)),
+                topics: pipeline.topics.tag_message(text, input.inbox.as_deref()),
+            },
             _ => Analysis { sentiment: None, topics: Vec::new() },
         }
     }

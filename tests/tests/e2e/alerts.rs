@@ -45,6 +45,8 @@ async fn new_topic(db: &DatabaseConnection, name: &str) -> Uuid {
         updated_at: now,
         retag_requested_at: None,
         retagged_at: None,
+        brand: None,
+        handles: None,
     }
     .into_active_model()
     .insert(db)

@@ -441,6 +441,8 @@ async fn topic_drivers_compare_nps_with_and_without_the_topic() {
                 updated_at: now,
                 retag_requested_at: None,
                 retagged_at: None,
+                brand: None,
+                handles: None,
             }
             .into_active_model()
             .insert(db)

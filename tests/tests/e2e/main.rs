@@ -3,6 +3,7 @@
 
 mod alerts;
 mod auth;
+mod brands;
 mod browser;
 mod customers;
 mod export;
