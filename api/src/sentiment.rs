@@ -807,12 +807,16 @@ mod tests {
     }
 
     /// The README's figures, rounded down: `(file, least messages, [accuracy, macro-F1,
-    /// negative recall])`. The first two sets were tuned on; the held-out sets were
-    /// written afterwards and never used for tuning.
+    /// negative recall])`. The analyser was tuned on `sentiment.tsv` and
+    /// `sentiment_tune2.tsv`; `sentiment_holdout.tsv` was written after the first
+    /// tuning and `sentiment_holdout2.tsv` (by another independent author) after the
+    /// second, and neither was tuned on. The second held-out set is the figure to expect
+    /// on new text.
     const REPORTED: &[(&str, usize, [f64; 3])] = &[
         ("sentiment.tsv", 300, [0.97, 0.97, 0.96]),
         ("sentiment_tune2.tsv", 400, [0.92, 0.93, 0.88]),
         ("sentiment_holdout.tsv", 90, [0.98, 0.98, 0.96]),
+        ("sentiment_holdout2.tsv", 300, [0.73, 0.74, 0.61]),
     ];
 
     #[test]
