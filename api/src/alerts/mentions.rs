@@ -40,6 +40,18 @@ impl Scope {
             Scope::Brand(b) => format!("brand:{b}"),
         }
     }
+
+    /// The scope an alert stores (`None` for a key this version does not know).
+    pub fn parse(key: &str) -> Option<Scope> {
+        let (kind, value) = key.split_once(':')?;
+        match kind {
+            "channel" => Channel::try_from_value(&value.to_owned()).ok().map(Scope::Channel),
+            "topic" => value.parse().ok().map(Scope::Topic),
+            "brand" => value.parse().ok().map(Scope::Brand),
+            "inbox" => Some(Scope::Inbox(value.to_owned())),
+            _ => None,
+        }
+    }
 }
 
 /// Counts per scope and bucket.
@@ -84,14 +96,15 @@ fn within(sql: &mut Sql, grid: Grid, alias: &str, ranges: &[(i64, i64)]) {
 /// The negative facts of one kind: messages (inbound only) or feedback, with the
 /// conditions as literals so PostgreSQL can use the partial index of negative inbound
 /// messages (migration 20).
-const FACTS: [(&str, &str); 2] = [("interactions", " AND x.direction = 'inbound'"), ("feedback", "")];
+pub(super) const FACTS: [(&str, &str); 2] = [("interactions", " AND x.direction = 'inbound'"), ("feedback", "")];
 /// Each kind of fact's topic links: `(links table, its fact column)`.
-const LINKS: [(&str, &str); 2] = [("interaction_topics", "interaction_id"), ("feedback_topics", "feedback_id")];
+pub(super) const LINKS: [(&str, &str); 2] =
+    [("interaction_topics", "interaction_id"), ("feedback_topics", "feedback_id")];
 
 /// ` AND` the fact `x` is not about a competitor alone: a complaint about a
 /// competitor counts for that competitor's brand, not towards our channel's, inbox's
 /// or topic's crisis (a fact naming one of our brands too still counts for us).
-fn not_competitors_alone((links, column): (&str, &str)) -> String {
+pub(super) fn not_competitors_alone((links, column): (&str, &str)) -> String {
     format!(
         " AND NOT EXISTS (SELECT 1 FROM {links} cl JOIN topics ct ON ct.id = cl.topic_id \
          WHERE cl.{column} = x.id AND ct.brand = 'competitor' AND NOT EXISTS (SELECT 1 FROM {links} ol \

@@ -3,6 +3,7 @@
 //! resolved by a person (a spike's episode also resolves itself when volume returns).
 
 pub mod baseline;
+pub mod explain;
 pub mod mentions;
 pub mod spikes;
 

@@ -57,6 +57,10 @@ pub const FIELDS: &[(&str, &str, Masking)] = &[
     ("Alert", "title", Masking::Open),
     ("Alert", "details", Masking::Open),
     ("Alert", "scope", Masking::Open),
+    ("AlertTopic", "name", Masking::Open),
+    // Our own query text and its variables (scope, window).
+    ("InsightsQuery", "query", Masking::Open),
+    ("InsightsQuery", "variables", Masking::Open),
     // Admin-only; records field names, outcomes and ids, never values.
     ("AuditEntry", "changes", Masking::Open),
     ("AuditEntry", "operation", Masking::Open),

@@ -6,8 +6,13 @@ use chrono::{DateTime, Utc};
 use entity::alert;
 
 use super::enums::Channel;
-use super::types::{UserError, actor, context, id, parse_id, split_user_errors};
+use super::facts::{Feedback, Interaction};
+use super::types::{UserError, actor, context, id, parse_id, split_user_errors, within_channel_limit};
 use crate::alerts;
+use crate::alerts::explain;
+use crate::alerts::mentions::Scope;
+use crate::auth::policy::{READ_CUSTOMERS, READ_INTERACTIONS};
+use crate::error::AppError;
 use crate::pagination::PageRequest;
 
 /// How urgent an alert is.
@@ -43,7 +48,8 @@ impl Alert {
     async fn id(&self) -> ID {
         id(self.0.id)
     }
-    /// Kind: `sla_at_risk`, `sla_breached` or `negative_spike`.
+    /// Kind: `sla_at_risk`, `sla_breached`, `negative_spike`, or `opportunity` (a
+    /// competitor's brand spiking: their unhappy customers, not our crisis).
     async fn kind(&self) -> &str {
         &self.0.kind
     }
@@ -91,7 +97,8 @@ impl Alert {
     async fn resolved_at(&self) -> Option<DateTime<Utc>> {
         self.0.resolved_at
     }
-    /// What a spike is about: `channel:<channel>`, `topic:<id>` or `inbox:<name>`.
+    /// What a spike is about: `channel:<channel>`, `topic:<id>`, `brand:<id>` or
+    /// `inbox:<name>`.
     async fn scope(&self) -> Option<&str> {
         self.0.scope.as_deref()
     }
@@ -115,6 +122,116 @@ impl Alert {
     async fn backfill(&self) -> bool {
         self.0.backfill
     }
+    /// A spike's mentions by topic over its whole span (the scope's own topic or
+    /// brand left out), most mentioned first; empty for other alerts.
+    async fn top_topics(
+        &self,
+        ctx: &Context<'_>,
+        #[graphql(desc = "At most this many (1 to 20).", default = 5)] first: i32,
+    ) -> Result<Vec<AlertTopic>> {
+        let (state, principal) = context(ctx)?;
+        let Some(episode) = episode(&self.0, principal) else { return Ok(Vec::new()) };
+        let top = explain::top_topics(state.read_db(), &episode, shown(first)?).await?;
+        Ok(top
+            .into_iter()
+            .map(|t| AlertTopic { topic_id: id(t.topic_id), name: t.name, mentions: count(t.mentions) })
+            .collect())
+    }
+    /// The latest negative messages behind a spike (as for any interaction: bodies
+    /// masked for callers who may not read personal data); empty for other alerts.
+    #[graphql(guard = "READ_INTERACTIONS", complexity = "super::cost::list(first, child_complexity)")]
+    async fn sample_messages(
+        &self,
+        ctx: &Context<'_>,
+        #[graphql(desc = "At most this many (1 to 20).", default = 5)] first: i32,
+    ) -> Result<Vec<Interaction>> {
+        let (state, principal) = context(ctx)?;
+        let Some(episode) = episode(&self.0, principal) else { return Ok(Vec::new()) };
+        let rows = explain::sample_messages(state.read_db(), &episode, shown(first)?).await?;
+        Ok(rows.into_iter().map(Interaction).collect())
+    }
+    /// The latest negative feedback behind a spike (comments masked as anywhere else);
+    /// empty for other alerts.
+    #[graphql(guard = "READ_CUSTOMERS", complexity = "super::cost::list(first, child_complexity)")]
+    async fn sample_feedback(
+        &self,
+        ctx: &Context<'_>,
+        #[graphql(desc = "At most this many (1 to 20).", default = 5)] first: i32,
+    ) -> Result<Vec<Feedback>> {
+        let (state, principal) = context(ctx)?;
+        let Some(episode) = episode(&self.0, principal) else { return Ok(Vec::new()) };
+        let rows = explain::sample_feedback(state.read_db(), &episode, shown(first)?).await?;
+        Ok(rows.into_iter().map(Feedback).collect())
+    }
+    /// An `insights` query that recounts the first spiking window: its one cell's
+    /// `sentiment.negativePercent` × `sampleSize` / 100 is the alert's `count`. It
+    /// counts every mention in the scope, those about a competitor alone included
+    /// (the detector leaves them to the competitor's brand). Null for inbox scopes
+    /// (insights are not filtered by inbox) and for other alerts.
+    async fn insights_query(&self) -> Option<InsightsQuery> {
+        let scope = self.0.scope.as_deref().and_then(Scope::parse)?;
+        let filter = match scope {
+            Scope::Channel(c) => {
+                let name = async_graphql::InputType::to_value(&Channel::from(c)).into_json().ok()?;
+                serde_json::json!({ "channels": [name] })
+            }
+            Scope::Topic(t) | Scope::Brand(t) => serde_json::json!({ "topicIds": [t.to_string()] }),
+            Scope::Inbox(_) => return None,
+        };
+        let range =
+            serde_json::json!({ "from": self.0.details.get("windowStart")?, "to": self.0.details.get("windowEnd")? });
+        Some(InsightsQuery {
+            query: RECOUNT.to_owned(),
+            variables: Json(serde_json::json!({ "range": range, "filter": filter })),
+        })
+    }
+}
+
+/// The query [`Alert::insights_query`] links to.
+const RECOUNT: &str = "query Recount($range: InsightRange!, $filter: InsightFilter!) { \
+    insights(range: $range, filter: $filter, minSampleSize: 1) { cells { sentiment { negativePercent { value sampleSize } } } } }";
+
+/// A topic a spike's mentions are about.
+#[derive(SimpleObject)]
+pub struct AlertTopic {
+    /// The topic.
+    topic_id: ID,
+    /// Its name.
+    name: String,
+    /// The spike's negative mentions that name it.
+    mentions: i32,
+}
+
+/// A GraphQL query and its variables, to run as they are.
+#[derive(SimpleObject)]
+pub struct InsightsQuery {
+    /// The document.
+    query: String,
+    /// Its variables.
+    variables: Json<serde_json::Value>,
+}
+
+/// A spike alert's mentions as the caller may see them: its scope over the episode's
+/// span, within a channel-limited token's channels.
+fn episode(alert: &alert::Model, principal: &crate::auth::Principal) -> Option<explain::Episode> {
+    Some(explain::Episode {
+        scope: Scope::parse(alert.scope.as_deref()?)?,
+        from: alert.window_start?,
+        to: alert.window_end?,
+        channels: within_channel_limit(principal, None),
+    })
+}
+
+/// A `first` argument within 1 to [`explain::MAX_SHOWN`].
+fn shown(first: i32) -> Result<u64, AppError> {
+    u64::try_from(first)
+        .ok()
+        .filter(|n| (1..=explain::MAX_SHOWN).contains(n))
+        .ok_or_else(|| AppError::invalid(&["first"], "OUT_OF_RANGE", format!("must be 1 to {}", explain::MAX_SHOWN)))
+}
+
+fn count(n: i64) -> i32 {
+    i32::try_from(n).unwrap_or(i32::MAX)
 }
 
 /// An alert to acknowledge or resolve.

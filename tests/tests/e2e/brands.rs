@@ -236,3 +236,109 @@ async fn a_competitors_incident_is_an_opportunity_not_our_crisis() {
         app.stop().await;
     }
 }
+
+const EXPLAINED: &str = "{ alerts(first: 10) { edges { node { kind scope details \
+    topTopics { name mentions } sampleMessages(first: 3) { id body occurredAt } \
+    insightsQuery { query variables } } } } }";
+
+/// The alerts as `token` sees them, by scope.
+async fn explained(app: &TestApp, token: &str) -> (Vec<Value>, Value) {
+    let body = app.graphql(EXPLAINED, json!({}), Some(token)).await;
+    let nodes = body["data"]["alerts"]["edges"].as_array().map(|e| e.iter().map(|e| e["node"].clone()).collect());
+    (nodes.unwrap_or_default(), body)
+}
+
+#[tokio::test]
+async fn a_spike_alert_explains_itself_as_the_reader_may_see_it() {
+    for backend in backends() {
+        let app = TestApp::spawn_with(&backend, |s| s.insights_job_interval = 3600).await;
+        let db = &app.db;
+        let admin = app.login_admin().await.access;
+        let now = Utc::now();
+        let c = cxgraph_tests::insert_customer(db, None).await;
+        let delivery = save(&app, &admin, json!({ "name": "Delivery", "keywords": ["parcel"] })).await;
+        save(&app, &admin, json!({ "name": "Billing", "keywords": ["refund"] })).await;
+        // Eight days of two negative tweets an hour, then 20 complaints in half an hour
+        // through the real ingest: all about a parcel, a quarter also about a refund.
+        // One in six of the old ones was about a parcel.
+        let delivery_id: Uuid = delivery["topic"]["id"].as_str().unwrap().parse().unwrap();
+        let mut history = Vec::new();
+        for hour in 1..=8 * 24 {
+            let mut m = Mention::on(Channel::Twitter, now - Duration::hours(hour) - Duration::minutes(25));
+            m.topic = (hour % 3 == 0).then_some(delivery_id);
+            history.push(m);
+            history.push(Mention::on(Channel::Twitter, now - Duration::hours(hour) - Duration::minutes(45)));
+        }
+        streams::write(db, c, &history).await;
+        let burst: Vec<Value> = (0..20)
+            .map(|i| {
+                let text = if i % 4 == 0 {
+                    format!("Still no parcel and no refund, order {i}. Third time asking.")
+                } else {
+                    format!("My parcel never arrived, order {i}. Nobody answers.")
+                };
+                let mut m = message(&format!("burst{i}"), "@AcmeCare", &text);
+                m["occurredAt"] = json!((now - Duration::minutes(28) + Duration::seconds(i * 80)).to_rfc3339());
+                m
+            })
+            .collect();
+        let body = app.graphql(INGEST, json!({ "inputs": burst }), Some(&admin)).await;
+        assert!(body["errors"].is_null(), "{body}");
+        spikes::detect(db, now, &Params::standard()).await.unwrap();
+
+        let (alerts, body) = explained(&app, &admin).await;
+        let on_channel = alerts.iter().find(|a| a["scope"] == "channel:twitter").unwrap_or_else(|| panic!("{body}"));
+        assert_eq!(on_channel["kind"], spikes::KIND);
+        // The topics it is about, the scope's own left out for a topic alert.
+        assert_eq!(
+            on_channel["topTopics"],
+            json!([{ "name": "Delivery", "mentions": 20 }, { "name": "Billing", "mentions": 5 }])
+        );
+        let on_topic = alerts.iter().find(|a| a["scope"] == format!("topic:{delivery_id}"));
+        assert_eq!(
+            on_topic.unwrap_or_else(|| panic!("{body}"))["topTopics"],
+            json!([{ "name": "Billing", "mentions": 5 }])
+        );
+        // The latest mentions behind it, newest first, readable by an administrator.
+        let sample = on_channel["sampleMessages"].as_array().unwrap();
+        assert_eq!(sample.len(), 3);
+        assert_eq!(sample[0]["body"], "My parcel never arrived, order 19. Nobody answers.");
+        assert!(sample[0]["occurredAt"].as_str() > sample[1]["occurredAt"].as_str());
+        // The linked insights query recounts the first spiking window exactly.
+        let link = &on_channel["insightsQuery"];
+        let recount = app.graphql(link["query"].as_str().unwrap(), link["variables"].clone(), Some(&admin)).await;
+        let cell = &recount["data"]["insights"]["cells"][0]["sentiment"]["negativePercent"];
+        let negatives = cell["value"].as_f64().unwrap() * cell["sampleSize"].as_f64().unwrap() / 100.0;
+        assert_eq!(negatives.round() as i64, on_channel["details"]["count"].as_i64().unwrap(), "{recount}");
+
+        // An analyst reads the same alert with the texts masked…
+        let (email, password) = app.create_user(Role::Analyst).await;
+        let analyst = app.login(&email, &password).await.access;
+        let (alerts, body) = explained(&app, &analyst).await;
+        let on_channel = alerts.iter().find(|a| a["scope"] == "channel:twitter").unwrap_or_else(|| panic!("{body}"));
+        let sample = on_channel["sampleMessages"].as_array().unwrap();
+        assert_eq!(sample.len(), 3);
+        assert!(sample.iter().all(|m| m["body"].is_null() && m["id"].is_string()), "{body}");
+        // …and a partner token that reads insights and alerts, but not interactions,
+        // sees the alert without its messages.
+        let token = app
+            .graphql(
+                "mutation { createApiToken(input: {name: \"bi\", scopes: [INSIGHTS_READ]}) { secret } }",
+                json!({}),
+                Some(&admin),
+            )
+            .await["data"]["createApiToken"]["secret"]
+            .as_str()
+            .unwrap()
+            .to_owned();
+        let (_, body) = explained(&app, &token).await;
+        assert_eq!(body["errors"][0]["extensions"]["code"], "FORBIDDEN", "{body}");
+        assert_eq!(body["errors"][0]["path"][4], "sampleMessages", "{body}");
+        // Out of bounds: a clear error, not a huge read.
+        let huge = app
+            .graphql("{ alerts { edges { node { topTopics(first: 1000) { name } } } } }", json!({}), Some(&admin))
+            .await;
+        assert_eq!(huge["errors"][0]["extensions"]["code"], "BAD_USER_INPUT", "{huge}");
+        app.stop().await;
+    }
+}
