@@ -32,6 +32,7 @@ mod m20261204_000020_add_negative_inbound_index;
 mod m20261205_000021_add_fact_updated_at;
 mod m20261206_000022_add_spike_episodes;
 mod m20261206_000023_add_brand_watch_list;
+mod m20261206_000024_relabel_sentiment;
 
 pub use dsl::epoch_units;
 pub use m20261204_000018_add_unswept_sla_index::UNSWEPT as UNSWEPT_CONVERSATIONS;
@@ -72,6 +73,7 @@ impl MigratorTrait for Migrator {
             Box::new(m20261205_000021_add_fact_updated_at::Migration),
             Box::new(m20261206_000022_add_spike_episodes::Migration),
             Box::new(m20261206_000023_add_brand_watch_list::Migration),
+            Box::new(m20261206_000024_relabel_sentiment::Migration),
         ]
     }
 }

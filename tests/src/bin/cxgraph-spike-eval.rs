@@ -29,6 +29,8 @@ enum Kind {
     Ramp,
     Gap,
     Late,
+    /// A competitor's brand on a shared channel, with incidents of its own.
+    Competitor,
 }
 
 impl Kind {
@@ -39,6 +41,7 @@ impl Kind {
             Kind::Ramp => "slow three-day ramp (×3)",
             Kind::Gap => "two-day gap in the data",
             Kind::Late => "bursts arriving 1–3 h late",
+            Kind::Competitor => "a competitor's incidents (opportunity alerts)",
         }
     }
 }
@@ -50,6 +53,8 @@ struct Burst {
     start: DateTime<Utc>,
     extra: u32,
     minutes: i64,
+    /// About the competitor (an opportunity), not about us.
+    competitor: bool,
 }
 
 /// One series of a world.
@@ -77,6 +82,9 @@ fn world() -> Vec<Series> {
         s(Review, Kind::Gap, 2.0),
         s(InPerson, Kind::Late, 1.0),
         s(Web, Kind::Late, 3.0),
+        // On the same channel as one of our bursty series: its incidents must raise
+        // opportunities, and no crisis on Twitter.
+        s(Twitter, Kind::Competitor, 1.0),
     ]
 }
 
@@ -87,6 +95,8 @@ struct Plan {
     bursts: Vec<Burst>,
     /// Where scoring starts.
     scored: DateTime<Utc>,
+    /// The competitor's brand (a topic with a side).
+    competitor: uuid::Uuid,
 }
 
 fn plan(seed: u64, start: DateTime<Utc>) -> Plan {
@@ -94,7 +104,10 @@ fn plan(seed: u64, start: DateTime<Utc>) -> Plan {
     let end = start + Duration::weeks(WEEKS);
     let scored = start + Duration::days(HISTORY_DAYS);
     let (mut mentions, mut bursts) = (Vec::new(), Vec::new());
+    let competitor = uuid::Uuid::from_u128(0xC0_4E_7E_u128 << 64 | u128::from(seed));
     for series in world() {
+        let about = (series.kind == Kind::Competitor).then_some(competitor);
+        let mention = |at| Mention { topic: about, ..Mention::on(series.channel, at) };
         let rhythm = Rhythm { per_hour: series.per_hour, evening: 3.0, weekend: 0.6, clumping: 0.3 };
         let ramp_start = scored + Duration::days(7);
         let gap = (scored + Duration::days(5), scored + Duration::days(7));
@@ -104,9 +117,9 @@ fn plan(seed: u64, start: DateTime<Utc>) -> Plan {
             _ => 1.0,
         };
         for at in streams.quiet(&rhythm, start, end, scale) {
-            mentions.push((at, Mention::on(series.channel, at)));
+            mentions.push((at, mention(at)));
         }
-        if matches!(series.kind, Kind::Bursts | Kind::Late) {
+        if matches!(series.kind, Kind::Bursts | Kind::Late | Kind::Competitor) {
             // Three bursts a week in the scored weeks, of 20 to 60 extra mentions over
             // 15 to 60 minutes, at any hour (the evening peak included).
             for week in 0..WEEKS - 2 {
@@ -116,7 +129,9 @@ fn plan(seed: u64, start: DateTime<Utc>) -> Plan {
                         continue;
                     }
                     let day = scored + Duration::weeks(week) + Duration::days(n as i64 + 1);
-                    let hour = (seed as i64 * 7 + week * 5 + n as i64 * 11) % 24;
+                    // The competitor's incidents half a day from ours.
+                    let shift = if series.kind == Kind::Competitor { 12 } else { 0 };
+                    let hour = (seed as i64 * 7 + week * 5 + n as i64 * 11 + shift) % 24;
                     let burst_start = day + Duration::hours(hour) + Duration::minutes((seed as i64 * 13) % 60);
                     let delay = if series.kind == Kind::Late {
                         Duration::minutes(60 + (seed as i64 * 37 + n as i64 * 53) % 120)
@@ -124,15 +139,16 @@ fn plan(seed: u64, start: DateTime<Utc>) -> Plan {
                         Duration::zero()
                     };
                     for at in streams.burst(burst_start, extra, minutes) {
-                        mentions.push((at + delay, Mention::on(series.channel, at)));
+                        mentions.push((at + delay, mention(at)));
                     }
-                    bursts.push(Burst { channel: series.channel, start: burst_start, extra, minutes });
+                    let competitor = about.is_some();
+                    bursts.push(Burst { channel: series.channel, start: burst_start, extra, minutes, competitor });
                 }
             }
         }
     }
     mentions.sort_by_key(|(arrives, _)| *arrives);
-    Plan { mentions, bursts, scored }
+    Plan { mentions, bursts, scored, competitor }
 }
 
 /// One world's alerts, after running it.
@@ -142,6 +158,19 @@ async fn run(seed: u64, params: &Params, cadence: Duration, backend: &Backend) -
     let app = TestApp::spawn_with(backend, |s| s.insights_job_interval = 3600).await;
     let db = &app.db;
     let customer = cxgraph_tests::insert_customer(db, None).await;
+    let now = Utc::now();
+    let brand = entity::topic::Model {
+        id: plan.competitor,
+        name: "Zed Parcels".into(),
+        keywords: serde_json::json!(["zed parcels"]),
+        created_at: now,
+        updated_at: now,
+        retag_requested_at: None,
+        retagged_at: None,
+        brand: Some("competitor".into()),
+        handles: None,
+    };
+    sea_orm::ActiveModelTrait::insert(sea_orm::IntoActiveModel::into_active_model(brand), db).await.expect("the brand");
     let scored = start + Duration::days(HISTORY_DAYS);
     let (history, live): (Vec<_>, Vec<_>) = plan.mentions.iter().partition(|(arrives, _)| *arrives < scored);
     streams::write(db, customer, &history.into_iter().map(|(_, m)| m.clone()).collect::<Vec<_>>()).await;
@@ -177,7 +206,8 @@ async fn run(seed: u64, params: &Params, cadence: Duration, backend: &Backend) -
             eprintln!("sms hour {h:?}: {:.2} a day ({sample})", n as f64 / (WEEKS * 7) as f64);
         }
     }
-    let alerts = alert::Entity::find().filter(alert::Column::Kind.eq(spikes::KIND)).all(db).await.expect("alerts");
+    let kinds = [spikes::KIND, spikes::OPPORTUNITY];
+    let alerts = alert::Entity::find().filter(alert::Column::Kind.is_in(kinds)).all(db).await.expect("alerts");
     app.stop().await;
     (plan, alerts, per_run)
 }
@@ -192,6 +222,9 @@ struct Score {
     false_alarms: u32,
     /// Bursts caught, but found so late they were recorded as backfill (not paged).
     caught_as_backfill: u32,
+    /// For the competitor: crisis alerts (ours) during its incidents that none of our
+    /// own bursts explains.
+    false_crises: u32,
 }
 
 /// A row of the table: a kind of series at one volume (negatives an hour by day).
@@ -206,11 +239,18 @@ fn score(plan: &Plan, alerts: &[alert::Model], params: &Params, scores: &mut [(R
     let from = plan.scored;
     let scored = alerts.iter().filter(|a| a.window_start.is_some_and(|w| w >= from));
     for series in world() {
-        let key = format!("channel:{}", sea_orm::ActiveEnum::to_value(&series.channel));
+        let competitor = series.kind == Kind::Competitor;
+        let (key, kind) = if competitor {
+            (format!("brand:{}", plan.competitor), spikes::OPPORTUNITY)
+        } else {
+            (format!("channel:{}", sea_orm::ActiveEnum::to_value(&series.channel)), spikes::KIND)
+        };
         let Some((_, s)) = scores.iter_mut().find(|(k, _)| *k == row(&series)) else { continue };
         s.series += 1;
-        let mine: Vec<&alert::Model> = scored.clone().filter(|a| a.scope.as_deref() == Some(&key)).collect();
-        let bursts: Vec<&Burst> = plan.bursts.iter().filter(|b| b.channel == series.channel).collect();
+        let mine: Vec<&alert::Model> =
+            scored.clone().filter(|a| a.scope.as_deref() == Some(&key) && a.kind == kind).collect();
+        let bursts: Vec<&Burst> =
+            plan.bursts.iter().filter(|b| b.channel == series.channel && b.competitor == competitor).collect();
         for b in &bursts {
             s.bursts += 1;
             let end = b.start + Duration::minutes(b.minutes);
@@ -230,6 +270,18 @@ fn score(plan: &Plan, alerts: &[alert::Model], params: &Params, scores: &mut [(R
                     s.in_one_window += 1;
                 }
             }
+        }
+        if competitor {
+            let overlaps = |a: &alert::Model, b: &Burst| {
+                let end = b.start + Duration::minutes(b.minutes);
+                a.window_start.is_some_and(|w| w < end) && a.window_end.is_some_and(|w| w > b.start)
+            };
+            s.false_crises += scored
+                .clone()
+                .filter(|a| a.kind == spikes::KIND)
+                .filter(|a| bursts.iter().any(|b| overlaps(a, b)))
+                .filter(|a| !plan.bursts.iter().any(|b| !b.competitor && overlaps(a, b)))
+                .count() as u32;
         }
         for a in &mine {
             let explained = bursts.iter().any(|b| {
@@ -313,6 +365,10 @@ async fn main() {
             s.false_alarms
         );
     }
+    let false_crises: u32 = scores.iter().map(|(_, s)| s.false_crises).sum();
+    println!(
+        "\nCrisis alerts (ours) raised during the competitor's incidents, explained by none of ours: {false_crises}."
+    );
     let mean = per_run.iter().sum::<f64>() / per_run.len().max(1) as f64;
     println!("\nDetector run, mean over the simulated weeks: {mean:.1} ms.");
 }

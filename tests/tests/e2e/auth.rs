@@ -269,6 +269,10 @@ const PROTECTED_SAMPLES: &[(&str, &str)] = &[
         "{ topicDrivers(range: {from: \"2026-01-01T00:00:00Z\", to: \"2026-02-01T00:00:00Z\"}) { mentions } }",
     ),
     (
+        "brandComparison",
+        "{ brandComparison(range: {from: \"2026-01-01T00:00:00Z\", to: \"2026-02-01T00:00:00Z\"}) { brands { name } } }",
+    ),
+    (
         "journeyFunnel",
         "{ journeyFunnel(journeyId: \"01a20815-91b7-7562-85d0-8fc0ed28182d\", \
          range: {from: \"2026-01-01T00:00:00Z\", to: \"2026-02-01T00:00:00Z\"}) { groups { entered } } }",

@@ -3,8 +3,8 @@
 
 use chrono::{DateTime, Utc};
 use cxgraph_tests::{TestDatabase, backends};
-use entity::enums::{Channel, FeedbackKind, IdentityKind};
-use entity::{customer, customer_identity, feedback};
+use entity::enums::{AuthorKind, Channel, Direction, FeedbackKind, IdentityKind, SentimentLabel, Visibility};
+use entity::{customer, customer_identity, feedback, interaction};
 use migration::{Migrator, MigratorTrait};
 use sea_orm::{
     ActiveModelTrait, ConnectionTrait, DatabaseConnection, EntityTrait, IntoActiveModel, PaginatorTrait, Statement,
@@ -200,6 +200,70 @@ async fn dirty_hours_become_deltas_when_the_rollups_move_to_deltas() {
             [[1, hour, 2, 1, 1, 0, 0], [1, hour + 4, 1, 0, 0, 1, 5], [24, day, 3, 1, 1, 1, 5]],
             "[{who}] hour and day rows equal their facts"
         );
+        db.close().await.ok();
+    }
+}
+
+#[tokio::test]
+async fn stored_sentiment_labels_move_to_the_schemas_thresholds_and_insights_follow() {
+    for backend in backends() {
+        let who = backend.name();
+        let database = TestDatabase::create(&backend).await;
+        let db = database.connect().await;
+        Migrator::up(&db, Some(23)).await.unwrap();
+        let c = new_customer().into_active_model().insert(&db).await.unwrap();
+        let at: DateTime<Utc> = "2026-11-20T10:15:00Z".parse().unwrap();
+        // Labelled at ±0.1, as before: 0.15 was positive, −0.2 negative.
+        let mut ids = Vec::new();
+        for (score, label) in [
+            (Some(0.15), Some(SentimentLabel::Positive)),
+            (Some(-0.2), Some(SentimentLabel::Negative)),
+            (Some(-0.3), Some(SentimentLabel::Negative)),
+            (Some(0.6), Some(SentimentLabel::Positive)),
+            (None, None),
+        ] {
+            let id = Uuid::now_v7();
+            ids.push(id);
+            interaction::Model {
+                id,
+                customer_id: c.id,
+                conversation_id: None,
+                channel: Channel::Email,
+                direction: Direction::Inbound,
+                visibility: Visibility::Private,
+                author_kind: AuthorKind::Customer,
+                author_user_id: None,
+                inbox: None,
+                body: Some("text".into()),
+                sentiment_score: score,
+                sentiment_label: label,
+                external_id: None,
+                occurred_at: at,
+                created_at: at,
+                updated_at: at,
+            }
+            .into_active_model()
+            .insert(&db)
+            .await
+            .unwrap();
+        }
+        cxgraph::insights::rollups::refresh(&db, 10).await.unwrap();
+        Migrator::up(&db, None).await.unwrap();
+        let mut labels = Vec::new();
+        for id in &ids {
+            let row = interaction::Entity::find_by_id(*id).one(&db).await.unwrap().unwrap();
+            labels.push(row.sentiment_label);
+            assert_eq!(row.updated_at, at, "[{who}] the change stamp stays: history is not re-judged");
+        }
+        use SentimentLabel::*;
+        assert_eq!(labels, [Some(Neutral), Some(Neutral), Some(Negative), Some(Positive), None], "[{who}]");
+        // The rollup of that hour was marked dirty by the relabelling: recomputed, it
+        // counts one negative.
+        cxgraph::insights::rollups::refresh(&db, 10).await.unwrap();
+        let sql = "SELECT s_neg FROM interaction_rollups WHERE hours = 1 AND s_n <> 0";
+        let rows = db.query_all_raw(Statement::from_string(db.get_database_backend(), sql)).await.unwrap();
+        let negatives: Vec<i64> = rows.iter().map(|r| r.try_get::<i64>("", "s_neg").unwrap()).collect();
+        assert_eq!(negatives, [1], "[{who}]");
         db.close().await.ok();
     }
 }
