@@ -209,6 +209,10 @@ impl Application {
     pub async fn run_until(self, shutdown: impl Future<Output = ()> + Send + 'static) -> anyhow::Result<()> {
         let settings = self.state.settings();
         let mut jobs = Vec::new();
+        // The sentiment model trains on first use: now, off the request path.
+        jobs.push(tokio::task::spawn_blocking(|| {
+            crate::sentiment::analyse("");
+        }));
         if let Some(days) = settings.retention_text_days {
             let policy = RetentionPolicy { text_days: days };
             let interval = std::time::Duration::from_secs(settings.retention_interval);
