@@ -149,6 +149,7 @@ mod tests {
         ("sentiment_holdout.tsv", 90, [0.99, 0.99, 0.99]),
         ("sentiment_holdout2.tsv", 300, [0.98, 0.98, 0.98]),
         ("sentiment_tune3.tsv", 500, [0.98, 0.98, 0.99]),
+        ("sentiment_holdout3.tsv", 300, [0.87, 0.87, 0.92]),
     ];
 
     #[test]
