@@ -3,15 +3,18 @@
 //! "not great, not terrible" of 0.15 was POSITIVE; every stored label is recomputed
 //! here from its stored score, so history and new facts mean the same thing.
 //!
-//! Only rows whose label changes are written. The rollup triggers mark their hours
-//! dirty in this same transaction, so insights recompute them; the change stamps
-//! (`updated_at`) are left alone, so the spike detector does not re-judge a year of
-//! history because a definition moved. The scores themselves stay as the analyser of
-//! their day computed them (re-scoring text needs the analyser, not SQL).
+//! Only rows whose label changes are written, and their change stamp (`updated_at`)
+//! moves as for any change: a warehouse pulling `updatedSince` receives the new
+//! labels, insights recompute the hours (the rollup triggers mark them dirty in this
+//! same transaction), and the spike detector judges again the windows whose counts
+//! changed (episodes it finds in old history are recorded as backfill, paging nobody).
+//! The scores themselves stay as the analyser of their day computed them (re-scoring
+//! text needs the analyser, not SQL). A replica of the previous version still running
+//! during a rolling upgrade writes labels by the old thresholds until it is replaced.
 
 use sea_orm_migration::prelude::*;
-
-use crate::dsl::execute_all;
+use sea_orm_migration::sea_orm::prelude::ChronoUtc;
+use sea_orm_migration::sea_orm::{ConnectionTrait, DatabaseBackend, Statement};
 
 /// The label of `sentiment_score`, as `api/src/sentiment.rs` defines it.
 const LABEL: &str = "CASE WHEN sentiment_score < -0.25 THEN 'negative' \
@@ -23,16 +26,18 @@ pub struct Migration;
 #[async_trait::async_trait]
 impl MigrationTrait for Migration {
     async fn up(&self, manager: &SchemaManager) -> Result<(), DbErr> {
-        let statements = ["interactions", "feedback"]
-            .into_iter()
-            .map(|table| {
-                format!(
-                    "UPDATE {table} SET sentiment_label = {LABEL} WHERE sentiment_score IS NOT NULL \
-                     AND (sentiment_label IS NULL OR sentiment_label <> {LABEL})"
-                )
-            })
-            .collect();
-        execute_all(manager, statements).await
+        let db = manager.get_connection();
+        let backend = manager.get_database_backend();
+        let stamp = if backend == DatabaseBackend::Postgres { "$1" } else { "?" };
+        let now = ChronoUtc::now();
+        for table in ["interactions", "feedback"] {
+            let sql = format!(
+                "UPDATE {table} SET sentiment_label = {LABEL}, updated_at = {stamp} WHERE sentiment_score IS NOT NULL \
+                 AND (sentiment_label IS NULL OR sentiment_label <> {LABEL})"
+            );
+            db.execute_raw(Statement::from_sql_and_values(backend, sql, [now.into()])).await?;
+        }
+        Ok(())
     }
 
     async fn down(&self, _manager: &SchemaManager) -> Result<(), DbErr> {

@@ -19,11 +19,14 @@ pub struct Mention {
     pub at: DateTime<Utc>,
     pub topic: Option<Uuid>,
     pub inbox: Option<String>,
+    /// A message to us rather than a public post.
+    pub private: bool,
+    pub body: Option<String>,
 }
 
 impl Mention {
     pub fn on(channel: Channel, at: DateTime<Utc>) -> Self {
-        Self { channel, at, topic: None, inbox: None }
+        Self { channel, at, topic: None, inbox: None, private: false, body: None }
     }
 }
 
@@ -133,7 +136,11 @@ impl Streams {
 /// Writes negative inbound messages for the mentions, as ingest writes them (stamped
 /// now), with their topic links; in chunks, so a season of history is quick.
 pub async fn write(db: &DatabaseConnection, customer_id: Uuid, mentions: &[Mention]) {
-    let stamped = Utc::now();
+    write_stamped(db, customer_id, mentions, Utc::now()).await;
+}
+
+/// [`write`], with the change stamp `stamped` (history written well before a run).
+pub async fn write_stamped(db: &DatabaseConnection, customer_id: Uuid, mentions: &[Mention], stamped: DateTime<Utc>) {
     for chunk in mentions.chunks(500) {
         let mut links = Vec::new();
         let rows: Vec<interaction::ActiveModel> = chunk
@@ -149,11 +156,11 @@ pub async fn write(db: &DatabaseConnection, customer_id: Uuid, mentions: &[Menti
                     conversation_id: None,
                     channel: m.channel,
                     direction: Direction::Inbound,
-                    visibility: Visibility::PublicPost,
+                    visibility: if m.private { Visibility::Private } else { Visibility::PublicPost },
                     author_kind: AuthorKind::Customer,
                     author_user_id: None,
                     inbox: m.inbox.clone(),
-                    body: None,
+                    body: m.body.clone(),
                     sentiment_score: Some(-0.7),
                     sentiment_label: Some(SentimentLabel::Negative),
                     external_id: Some(id.to_string()),

@@ -41,7 +41,7 @@ pub struct TopTopic {
 /// mentions; `None` when that kind cannot be (feedback reaches no inbox).
 fn in_episode(sql: &mut Sql, episode: &Episode, kind: usize) -> Option<()> {
     let (_, extra) = FACTS[kind];
-    let (links, column) = LINKS[kind];
+    let (links, column, public) = LINKS[kind];
     sql.push(" x.sentiment_label = 'negative'").push(extra);
     sql.push(" AND x.occurred_at >= ").bind(episode.from).push(" AND x.occurred_at < ").bind(episode.to);
     if let Some(channels) = &episode.channels {
@@ -49,17 +49,17 @@ fn in_episode(sql: &mut Sql, episode: &Episode, kind: usize) -> Option<()> {
     }
     match &episode.scope {
         Scope::Channel(c) => {
-            sql.push(" AND x.channel = ").bind(c.to_value()).push(&not_competitors_alone((links, column)));
+            sql.push(" AND x.channel = ").bind(c.to_value()).push(&not_competitors_alone((links, column, public)));
         }
         Scope::Inbox(i) => {
             if kind == 1 {
                 return None;
             }
-            sql.push(" AND x.inbox = ").bind(i.clone()).push(&not_competitors_alone((links, column)));
+            sql.push(" AND x.inbox = ").bind(i.clone()).push(&not_competitors_alone((links, column, public)));
         }
         Scope::Topic(t) => {
             sql.push(&format!(" AND EXISTS (SELECT 1 FROM {links} sl WHERE sl.{column} = x.id AND sl.topic_id = "));
-            sql.bind(*t).push(")").push(&not_competitors_alone((links, column)));
+            sql.bind(*t).push(")").push(&not_competitors_alone((links, column, public)));
         }
         Scope::Brand(b) => {
             sql.push(&format!(" AND EXISTS (SELECT 1 FROM {links} sl WHERE sl.{column} = x.id AND sl.topic_id = "));
@@ -79,7 +79,7 @@ pub async fn top_topics(db: &impl ConnectionTrait, episode: &Episode, limit: u64
     let mut sql = Sql::new();
     sql.push("SELECT m.topic_id, t.name, COUNT(*) AS mentions FROM (");
     let mut first = true;
-    for (kind, ((facts, _), (links, column))) in FACTS.into_iter().zip(LINKS).enumerate() {
+    for (kind, ((facts, _), (links, column, _))) in FACTS.into_iter().zip(LINKS).enumerate() {
         let mut part = Sql::new();
         part.push(&format!("SELECT l.topic_id FROM {facts} x JOIN {links} l ON l.{column} = x.id WHERE"));
         if in_episode(&mut part, episode, kind).is_none() {

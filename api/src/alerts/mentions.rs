@@ -97,17 +97,22 @@ fn within(sql: &mut Sql, grid: Grid, alias: &str, ranges: &[(i64, i64)]) {
 /// conditions as literals so PostgreSQL can use the partial index of negative inbound
 /// messages (migration 20).
 pub(super) const FACTS: [(&str, &str); 2] = [("interactions", " AND x.direction = 'inbound'"), ("feedback", "")];
-/// Each kind of fact's topic links: `(links table, its fact column)`.
-pub(super) const LINKS: [(&str, &str); 2] =
-    [("interaction_topics", "interaction_id"), ("feedback_topics", "feedback_id")];
+/// Each kind of fact's topic links: `(links table, its fact column, when the fact is
+/// a public mention rather than a customer talking to us)`.
+pub(super) const LINKS: [(&str, &str, &str); 2] = [
+    ("interaction_topics", "interaction_id", "x.visibility = 'public_post'"),
+    ("feedback_topics", "feedback_id", "x.kind = 'social_mention'"),
+];
 
-/// ` AND` the fact `x` is not about a competitor alone: a complaint about a
-/// competitor counts for that competitor's brand, not towards our channel's, inbox's
-/// or topic's crisis (a fact naming one of our brands too still counts for us).
-pub(super) fn not_competitors_alone((links, column): (&str, &str)) -> String {
+/// ` AND` the fact `x` is not a public mention about a competitor alone: such a
+/// complaint counts for that competitor's brand, not towards our channel's, inbox's or
+/// topic's crisis. A customer writing to us (a private message, a survey answer, a
+/// review on our page) is about us whatever names it drops ("third lost parcel, I'm
+/// switching to Zed"), and so is a public mention naming one of our brands too.
+pub(super) fn not_competitors_alone((links, column, public): (&str, &str, &str)) -> String {
     format!(
-        " AND NOT EXISTS (SELECT 1 FROM {links} cl JOIN topics ct ON ct.id = cl.topic_id \
-         WHERE cl.{column} = x.id AND ct.brand = 'competitor' AND NOT EXISTS (SELECT 1 FROM {links} ol \
+        " AND NOT ({public} AND EXISTS (SELECT 1 FROM {links} cl JOIN topics ct ON ct.id = cl.topic_id \
+         WHERE cl.{column} = x.id AND ct.brand = 'competitor') AND NOT EXISTS (SELECT 1 FROM {links} ol \
          JOIN topics ot ON ot.id = ol.topic_id WHERE ol.{column} = x.id AND ot.brand = 'ours'))"
     )
 }
@@ -176,13 +181,13 @@ pub async fn count(db: &impl ConnectionTrait, grid: Grid, ranges: &[(i64, i64)])
     }
     // Topics and brands: through the facts' topic links.
     let mut sql = Sql::new();
-    for (i, ((facts, extra), (links, link_col))) in FACTS.into_iter().zip(LINKS).enumerate() {
+    for (i, ((facts, extra), (links, link_col, public))) in FACTS.into_iter().zip(LINKS).enumerate() {
         if i > 0 {
             sql.push(" UNION ALL ");
         }
         // A plain topic counts only what is not about a competitor alone; a brand, its
         // own mentions.
-        let ours = not_competitors_alone((links, link_col));
+        let ours = not_competitors_alone((links, link_col, public));
         sql.push(&format!(
             "SELECT l.topic_id AS scope, t.brand AS brand, {bucket} AS b, COUNT(*) AS n FROM {facts} x \
              JOIN {links} l ON l.{link_col} = x.id JOIN topics t ON t.id = l.topic_id \

@@ -176,6 +176,8 @@ pub struct Report {
     pub judged: u64,
     /// Alerts recorded as backfill (not paged).
     pub backfilled: u32,
+    /// Of the alerts raised, `opportunity` alerts (a competitor's spike).
+    pub opportunities: u32,
 }
 
 /// A detector: its settings and what it has learnt of scopes' histories (when each
@@ -191,6 +193,10 @@ pub struct Detector {
     /// When the tally was last read from scratch: once an hour, so changes no change
     /// stamp announces (topic links re-tagged or deleted) are seen within the hour.
     tally_read_at: Option<DateTime<Utc>>,
+    /// What the topics and brands were when the tally was read (see [`topic_state`]).
+    topics: Option<String>,
+    /// Topics and brands whose history is being re-tagged: not judged until done.
+    retagging: std::collections::HashSet<Uuid>,
 }
 
 /// One run at `now` with a fresh detector (see [`Detector::run`]).
@@ -200,7 +206,15 @@ pub async fn detect(db: &DatabaseConnection, now: DateTime<Utc>, params: &Params
 
 impl Detector {
     pub fn new(params: Params) -> Self {
-        Self { params, seen: HashMap::new(), tally: Tally::default(), tallied_at: None, tally_read_at: None }
+        Self {
+            params,
+            seen: HashMap::new(),
+            tally: Tally::default(),
+            tallied_at: None,
+            tally_read_at: None,
+            topics: None,
+            retagging: Default::default(),
+        }
     }
 
     /// One run: judges every window that received mentions since the last run (its
@@ -262,6 +276,18 @@ impl Detector {
             self.tally = Tally::default();
             self.tally_read_at = Some(wall);
         }
+        // A topic or brand changed (keywords, handles, side, a re-tagging finished, one
+        // deleted): counts read before may be filed under the wrong scope or miss links
+        // no change stamp announces, so they are read afresh — a brand made of an old
+        // topic is judged on its whole history, not on zeros.
+        let (fingerprint, retagging) = topic_state(txn).await?;
+        if self.topics.as_ref() != Some(&fingerprint) {
+            self.tally = Tally::default();
+            self.tally_read_at = Some(wall);
+            self.seen.clear();
+            self.topics = Some(fingerprint);
+        }
+        self.retagging = retagging;
         let mut episodes: Vec<alert::Model> = alert::Entity::find()
             .filter(alert::Column::Kind.is_in([KIND, OPPORTUNITY]))
             .filter(alert::Column::WindowEnd.gte(grid.start(ends.first().copied().unwrap_or(last) - 2 * width)))
@@ -325,6 +351,12 @@ impl Detector {
         let (width, _) = self.params.widths();
         let (start_at, end_at) = (grid.start(end - width), grid.start(end).min(now));
         for (scope, buckets) in counts {
+            // A history half re-tagged would read as quiet: wait for the re-tagging.
+            if let Scope::Topic(t) | Scope::Brand(t) = scope
+                && self.retagging.contains(t)
+            {
+                continue;
+            }
             let observed: u32 = buckets.range(end - width..end).map(|(_, n)| *n).sum();
             let key = scope.key();
             let open =
@@ -565,6 +597,7 @@ impl Detector {
             return Ok(alert::Entity::find().filter(key).one(conn).await?);
         }
         report.raised += 1;
+        report.opportunities += u32::from(kind == OPPORTUNITY);
         report.backfilled += u32::from(backfill);
         if !backfill || p.page_backfill {
             self.page(&txn, &row, scope, report).await?;
@@ -709,6 +742,20 @@ async fn write_cursor(txn: &impl ConnectionTrait, at: DateTime<Utc>) -> AppResul
     Ok(())
 }
 
+/// The topics and brands as the detector's counts depend on them: a fingerprint that
+/// changes whenever one is created, edited, deleted or finishes re-tagging, and those
+/// whose re-tagging is pending.
+async fn topic_state(db: &impl ConnectionTrait) -> AppResult<(String, std::collections::HashSet<Uuid>)> {
+    let topics = entity::topic::Entity::find().all(db).await?;
+    let latest = topics.iter().map(|t| t.updated_at).max();
+    let mut pending: Vec<Uuid> =
+        topics.iter().filter(|t| crate::feedback::topics::retag_pending_for(t)).map(|t| t.id).collect();
+    pending.sort_unstable();
+    // A re-tagging finishing changes the pending list (its stamp is the request's).
+    let fingerprint = format!("{}:{latest:?}:{pending:?}", topics.len());
+    Ok((fingerprint, pending.into_iter().collect()))
+}
+
 /// Lifts the scope's open conversations to HIGH priority (each with a
 /// `conversation.updated` event); for a topic, those with a message about it since the
 /// episode began.
@@ -807,7 +854,8 @@ pub fn spawn_detector(
                 Ok(r) if r.raised == 0 && r.resolved == 0 => {}
                 Ok(r) => {
                     bus.wake();
-                    crate::metrics::get().alerts_raised(KIND, u64::from(r.raised));
+                    crate::metrics::get().alerts_raised(KIND, u64::from(r.raised - r.opportunities));
+                    crate::metrics::get().alerts_raised(OPPORTUNITY, u64::from(r.opportunities));
                     tracing::info!(
                         raised = r.raised,
                         resolved = r.resolved,

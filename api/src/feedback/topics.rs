@@ -271,14 +271,16 @@ pub async fn save(
         }
         _ => {}
     }
-    let handles: Option<Vec<String>> = input.handles.as_ref().map(|h| {
+    // Checked before anything is sorted: a list of a million handles costs nothing.
+    let too_many = input.handles.as_ref().is_some_and(|h| h.len() > MAX_HANDLES);
+    let handles: Option<Vec<String>> = input.handles.as_ref().filter(|_| !too_many).map(|h| {
         let mut out: Vec<String> = h.iter().map(|h| h.trim().to_owned()).collect();
-        out.sort_by_key(|h| handle_key(h));
+        out.sort_by_cached_key(|h| handle_key(h));
         out.dedup_by_key(|h| handle_key(h));
         out
     });
-    if let Some(h) = &handles
-        && (h.len() > MAX_HANDLES || h.iter().any(|h| handle_key(h).is_empty() || h.chars().count() > 200))
+    if too_many
+        || handles.as_ref().is_some_and(|h| h.iter().any(|h| handle_key(h).is_empty() || h.chars().count() > 200))
     {
         errors.push(FieldError::new(
             &["input", "handles"],
@@ -304,6 +306,23 @@ pub async fn save(
     let side = input.brand.or(existing.as_ref().and_then(Side::of));
     if handles.as_ref().is_some_and(|h| !h.is_empty()) && side.is_none() {
         return Err(AppError::invalid(&["input", "handles"], "NOT_A_BRAND", "only a brand has handles"));
+    }
+    // One account belongs to one brand: two brands sharing a handle would both claim
+    // every message that reached it.
+    if let Some(h) = &handles {
+        let mine: std::collections::HashSet<String> = h.iter().map(|h| handle_key(h)).collect();
+        let others = topic::Entity::find().filter(topic::Column::Brand.is_not_null()).all(&txn).await?;
+        if let Some(other) = others
+            .iter()
+            .filter(|t| Some(t.id) != id)
+            .find(|t| handles_of(t).iter().any(|o| mine.contains(&handle_key(o))))
+        {
+            return Err(AppError::invalid(
+                &["input", "handles"],
+                "TAKEN",
+                format!("a handle already belongs to the brand {}", other.name),
+            ));
+        }
     }
     let keywords_changed = keywords.as_ref().is_some_and(|k| existing.as_ref().is_none_or(|e| keywords_of(e) != *k));
     let handles_changed =

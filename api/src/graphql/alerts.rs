@@ -124,6 +124,7 @@ impl Alert {
     }
     /// A spike's mentions by topic over its whole span (the scope's own topic or
     /// brand left out), most mentioned first; empty for other alerts.
+    #[graphql(complexity = "super::cost::list(first, child_complexity)")]
     async fn top_topics(
         &self,
         ctx: &Context<'_>,

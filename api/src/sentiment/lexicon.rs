@@ -595,9 +595,11 @@ fn blank_out(text: &mut String, phrase: &str) -> usize {
         // A phrase ending in punctuation ("it isn't.") is bounded by it.
         let bounded = bounded || (!word(text[..at].chars().next_back()) && !phrase.ends_with(char::is_alphanumeric));
         if bounded {
-            text.replace_range(at..end, " ");
+            // Blanked to the same length: nothing after it moves, so a long message
+            // full of one phrase costs its length, not length × occurrences.
+            text.replace_range(at..end, &" ".repeat(end - at));
             n += 1;
-            from = at + 1;
+            from = end;
         } else {
             from = at + phrase.chars().next().map_or(1, char::len_utf8);
         }
@@ -632,7 +634,9 @@ pub fn read(text: &str) -> Reading {
         phrase_sum += v * n as f64;
     }
     // Words shouted in the original (all capitals) keep that mark after lower-casing.
-    let shouted: Vec<String> = tokens(text).into_iter().filter(|(_, s)| *s).map(|(w, _)| w).collect();
+    // A set: a 64 KiB message of shouted words must not cost words × words.
+    let shouted: std::collections::HashSet<String> =
+        tokens(text).into_iter().filter(|(_, s)| *s).map(|(w, _)| w).collect();
     let kept: Vec<String> = tokens(&consumed).into_iter().map(|(w, _)| w).collect();
     let contrast = kept.iter().position(|w| matches!(w.as_str(), "but" | "however" | "although" | "despite"));
     let (mut praise, mut blame) = (0.0, 0.0);

@@ -71,6 +71,14 @@ async fn brands_are_attributed_at_ingest_and_compared_side_by_side_with_margins(
         // Handles belong to brands; a watch list entry has a bounded number of them.
         let plain = save(&app, &admin, json!({ "name": "Delivery", "keywords": ["parcel"], "handles": ["@x"] })).await;
         assert_eq!(plain["userErrors"], json!([{ "field": ["input", "handles"], "code": "NOT_A_BRAND" }]));
+        // One account, one brand.
+        let shared = save(
+            &app,
+            &admin,
+            json!({ "name": "Other", "keywords": ["o"], "brand": "COMPETITOR", "handles": ["acmecare"] }),
+        )
+        .await;
+        assert_eq!(shared["userErrors"], json!([{ "field": ["input", "handles"], "code": "TAKEN" }]), "{shared}");
         let many: Vec<String> = (0..21).map(|i| format!("@h{i}")).collect();
         let too_many =
             save(&app, &admin, json!({ "name": "Many", "keywords": ["m"], "brand": "OURS", "handles": many })).await;
@@ -217,8 +225,28 @@ async fn a_competitors_incident_is_an_opportunity_not_our_crisis() {
         let untouched = conversation::Entity::find_by_id(open.id).one(db).await.unwrap().unwrap();
         assert_eq!(untouched.priority, Priority::Normal, "their crisis lifts none of our conversations");
 
+        // Our own customers writing to us and naming the competitor ("third lost
+        // parcel, I'm switching to Zed") are our crisis, not their opportunity: 25
+        // private e-mails, on a channel with a quiet history.
+        let mut email_history = Vec::new();
+        for hour in 1..=8 * 24 {
+            email_history.push(Mention::on(Channel::Email, now - Duration::hours(hour) - Duration::minutes(10)));
+        }
+        streams::write(db, c, &email_history).await;
+        let switching: Vec<Mention> = (0..25)
+            .map(|i| Mention {
+                topic: Some(theirs),
+                private: true,
+                ..Mention::on(Channel::Email, now + Duration::hours(1) + Duration::seconds(i * 70))
+            })
+            .collect();
+        streams::write(db, c, &switching).await;
+        spikes::detect(db, now + Duration::minutes(95), &params).await.unwrap();
+        let on_email = alert::Entity::find().filter(alert::Column::Scope.eq("channel:email")).one(db).await.unwrap();
+        assert_eq!(on_email.map(|a| a.kind), Some(spikes::KIND.to_owned()), "customers writing to us count for us");
+
         // Later the same day our own customers complain: that is a crisis.
-        let later = now + Duration::hours(3);
+        let later = now + Duration::hours(4);
         streams::write(db, c, &burst(ours, later, 25)).await;
         spikes::detect(db, later, &params).await.unwrap();
         let crises: Vec<String> = alert::Entity::find()
@@ -264,10 +292,16 @@ async fn a_spike_alert_explains_itself_as_the_reader_may_see_it() {
         let delivery_id: Uuid = delivery["topic"]["id"].as_str().unwrap().parse().unwrap();
         let mut history = Vec::new();
         for hour in 1..=8 * 24 {
-            let mut m = Mention::on(Channel::Twitter, now - Duration::hours(hour) - Duration::minutes(25));
-            m.topic = (hour % 3 == 0).then_some(delivery_id);
-            history.push(m);
-            history.push(Mention::on(Channel::Twitter, now - Duration::hours(hour) - Duration::minutes(45)));
+            let about_parcel = hour % 3 == 0;
+            history.push(Mention {
+                topic: about_parcel.then_some(delivery_id),
+                body: Some(if about_parcel { "lost parcel" } else { "still waiting" }.into()),
+                ..Mention::on(Channel::Twitter, now - Duration::hours(hour) - Duration::minutes(25))
+            });
+            history.push(Mention {
+                body: Some("still waiting".into()),
+                ..Mention::on(Channel::Twitter, now - Duration::hours(hour) - Duration::minutes(45))
+            });
         }
         streams::write(db, c, &history).await;
         let burst: Vec<Value> = (0..20)
@@ -284,6 +318,8 @@ async fn a_spike_alert_explains_itself_as_the_reader_may_see_it() {
             .collect();
         let body = app.graphql(INGEST, json!({ "inputs": burst }), Some(&admin)).await;
         assert!(body["errors"].is_null(), "{body}");
+        // New topics are judged once their history is tagged.
+        cxgraph::feedback::topics::retag_pending(db).await.unwrap();
         spikes::detect(db, now, &Params::standard()).await.unwrap();
 
         let (alerts, body) = explained(&app, &admin).await;
@@ -339,6 +375,50 @@ async fn a_spike_alert_explains_itself_as_the_reader_may_see_it() {
             .graphql("{ alerts { edges { node { topTopics(first: 1000) { name } } } } }", json!({}), Some(&admin))
             .await;
         assert_eq!(huge["errors"][0]["extensions"]["code"], "BAD_USER_INPUT", "{huge}");
+        app.stop().await;
+    }
+}
+
+#[tokio::test]
+async fn a_topic_made_a_brand_is_judged_on_its_whole_history_not_on_zeros() {
+    for backend in backends() {
+        let app = TestApp::spawn_with(&backend, |s| s.insights_job_interval = 3600).await;
+        let db = &app.db;
+        let now = at("2026-06-10T12:00:00Z");
+        let c = cxgraph_tests::insert_customer(db, None).await;
+        // Eight days of eight complaints an hour in direct messages to our account.
+        let dm = |at: DateTime<Utc>, topic: Option<Uuid>| Mention {
+            inbox: Some("@AcmeCare".into()),
+            private: true,
+            body: Some("where is my parcel".into()),
+            topic,
+            ..Mention::on(Channel::Twitter, at)
+        };
+        // Written an hour ago: later runs do not read it again on their own.
+        let history: Vec<Mention> = (1..=8 * 24 * 8).map(|k| dm(now - Duration::minutes(7 * k + 60), None)).collect();
+        streams::write_stamped(db, c, &history, Utc::now() - Duration::hours(1)).await;
+        // One detector that keeps what it reads, as the server's does.
+        let mut detector = spikes::Detector::new(Params::standard());
+        detector.run(db, now - Duration::minutes(60)).await.unwrap();
+        // A manager puts our account on the watch list: its history is re-tagged, and
+        // the messages of the hour that follows are attributed at ingest as usual.
+        let admin = app.login_admin().await.access;
+        let saved = save(
+            &app,
+            &admin,
+            json!({ "name": "Acme", "keywords": ["acme"], "brand": "OURS",
+            "handles": ["@AcmeCare"] }),
+        )
+        .await;
+        let acme = saved["topic"]["id"].as_str().unwrap().parse::<Uuid>().unwrap();
+        // A busy hour, but an ordinary one for this account (it hears 8.6 an hour).
+        let hour: Vec<Mention> = (0..12).map(|k| dm(now - Duration::minutes(44 - 3 * k), Some(acme))).collect();
+        streams::write(db, c, &hour).await;
+        detector.run(db, now - Duration::minutes(1)).await.unwrap();
+        cxgraph::feedback::topics::retag_pending(db).await.unwrap();
+        detector.run(db, now).await.unwrap();
+        let raised: Vec<_> = alert::Entity::find().all(db).await.unwrap().into_iter().filter_map(|a| a.scope).collect();
+        assert!(raised.is_empty(), "an ordinary hour raises nothing, however new the brand: {raised:?}");
         app.stop().await;
     }
 }
