@@ -490,7 +490,9 @@ impl BrandComparison {
         estimate(self.comparison.competitors.negative_share(), self.min)
     }
     /// Ours minus theirs, in percentage points (negative: we are talked about less
-    /// badly); a margin that spans 0 means no difference can be told.
+    /// badly); a margin that spans 0 means no difference can be told. The margin
+    /// treats the sides as independent samples; a fact naming both sides is in both,
+    /// so where many do, it is approximate.
     async fn negative_share_gap(&self) -> Estimate {
         estimate(self.comparison.gap(), self.min)
     }
