@@ -195,8 +195,10 @@ pub struct Detector {
     tally_read_at: Option<DateTime<Utc>>,
     /// What the topics and brands were when the tally was read (see [`topic_state`]).
     topics: Option<String>,
-    /// Topics and brands whose history is being re-tagged: not judged until done.
-    retagging: std::collections::HashSet<Uuid>,
+    /// Topics and brands whose history is being re-tagged: judged, but a new episode
+    /// of theirs is held until the re-tagging is done (then their windows since the
+    /// request are judged again).
+    retagging: HashMap<Uuid, DateTime<Utc>>,
 }
 
 /// One run at `now` with a fresh detector (see [`Detector::run`]).
@@ -287,6 +289,14 @@ impl Detector {
             self.seen.clear();
             self.topics = Some(fingerprint);
         }
+        // A re-tagging finished: the windows since it was asked for are judged again
+        // (episodes held meanwhile are raised now; the rest come to the same verdicts).
+        for (id, asked) in &self.retagging {
+            if !retagging.contains_key(id) {
+                let from = grid.bucket((*asked).min(now)).max(horizon);
+                ends.extend((from + 1..=last).filter(|e| *e <= last));
+            }
+        }
         self.retagging = retagging;
         let mut episodes: Vec<alert::Model> = alert::Entity::find()
             .filter(alert::Column::Kind.is_in([KIND, OPPORTUNITY]))
@@ -351,12 +361,6 @@ impl Detector {
         let (width, _) = self.params.widths();
         let (start_at, end_at) = (grid.start(end - width), grid.start(end).min(now));
         for (scope, buckets) in counts {
-            // A history half re-tagged would read as quiet: wait for the re-tagging.
-            if let Scope::Topic(t) | Scope::Brand(t) = scope
-                && self.retagging.contains(t)
-            {
-                continue;
-            }
             let observed: u32 = buckets.range(end - width..end).map(|(_, n)| *n).sum();
             let key = scope.key();
             let open =
@@ -389,6 +393,9 @@ impl Detector {
                         self.extend(txn, &mut episodes[at], scope, &spike, report).await?;
                     }
                     Some(_) => {}
+                    // A history half re-tagged reads as quiet: a new episode of a
+                    // topic being re-tagged waits for the re-tagging.
+                    None if matches!(scope, Scope::Topic(t) | Scope::Brand(t) if self.retagging.contains_key(t)) => {}
                     None => {
                         let spike = Spike { start: start_at, end: end_at, now, verdict: &v };
                         let raised = self.raise(txn, scope, &spike, report).await?;
@@ -742,18 +749,25 @@ async fn write_cursor(txn: &impl ConnectionTrait, at: DateTime<Utc>) -> AppResul
     Ok(())
 }
 
-/// The topics and brands as the detector's counts depend on them: a fingerprint that
-/// changes whenever one is created, edited, deleted or finishes re-tagging, and those
-/// whose re-tagging is pending.
-async fn topic_state(db: &impl ConnectionTrait) -> AppResult<(String, std::collections::HashSet<Uuid>)> {
-    let topics = entity::topic::Entity::find().all(db).await?;
-    let latest = topics.iter().map(|t| t.updated_at).max();
-    let mut pending: Vec<Uuid> =
-        topics.iter().filter(|t| crate::feedback::topics::retag_pending_for(t)).map(|t| t.id).collect();
-    pending.sort_unstable();
-    // A re-tagging finishing changes the pending list (its stamp is the request's).
-    let fingerprint = format!("{}:{latest:?}:{pending:?}", topics.len());
-    Ok((fingerprint, pending.into_iter().collect()))
+/// The topics and brands as the detector's counts depend on them: a fingerprint of
+/// what decides which scope a fact counts for (ids, sides, keywords, handles, pending
+/// re-taggings; not names or clocks, so a rename costs no re-read and replicas' clocks
+/// do not matter), and the topics whose re-tagging is pending, with when it was asked.
+async fn topic_state(db: &impl ConnectionTrait) -> AppResult<(String, HashMap<Uuid, DateTime<Utc>>)> {
+    use std::hash::{Hash, Hasher};
+    let mut topics = entity::topic::Entity::find().all(db).await?;
+    topics.sort_by_key(|t| t.id);
+    let mut hasher = std::collections::hash_map::DefaultHasher::new();
+    let mut pending = HashMap::new();
+    for t in &topics {
+        let retagging = crate::feedback::topics::retag_pending_for(t);
+        (t.id, &t.brand, t.keywords.to_string(), t.handles.as_ref().map(ToString::to_string), retagging)
+            .hash(&mut hasher);
+        if retagging && let Some(asked) = t.retag_requested_at {
+            pending.insert(t.id, asked);
+        }
+    }
+    Ok((format!("{}:{:x}", topics.len(), hasher.finish()), pending))
 }
 
 /// Lifts the scope's open conversations to HIGH priority (each with a

@@ -26,9 +26,12 @@ async fn save(app: &TestApp, token: &str, input: Value) -> Value {
 const INGEST: &str = "mutation($inputs: [RecordInteractionInput!]!) { ingestInteractions(inputs: $inputs) { \
     results { status interaction { id sentimentLabel topics { name } } userErrors { field code } } } }";
 
+/// A tweet: a direct message when it reached our account, else a public post (what a
+/// listening feed brings).
 fn message(ext: &str, inbox: &str, body: &str) -> Value {
+    let visibility = if inbox.starts_with('@') { "PRIVATE" } else { "PUBLIC_POST" };
     json!({ "channel": "TWITTER", "direction": "INBOUND", "inbox": inbox, "body": body, "externalId": ext,
-        "identities": [{ "kind": "TWITTER", "value": format!("@{ext}") }] })
+        "visibility": visibility, "identities": [{ "kind": "TWITTER", "value": format!("@{ext}") }] })
 }
 
 const COMPARE: &str = "query($from: DateTime!, $to: DateTime!) { brandComparison(range: {from: $from, to: $to}, \
@@ -417,8 +420,31 @@ async fn a_topic_made_a_brand_is_judged_on_its_whole_history_not_on_zeros() {
         detector.run(db, now - Duration::minutes(1)).await.unwrap();
         cxgraph::feedback::topics::retag_pending(db).await.unwrap();
         detector.run(db, now).await.unwrap();
-        let raised: Vec<_> = alert::Entity::find().all(db).await.unwrap().into_iter().filter_map(|a| a.scope).collect();
-        assert!(raised.is_empty(), "an ordinary hour raises nothing, however new the brand: {raised:?}");
+        let scopes = || async {
+            let all = alert::Entity::find().all(db).await.unwrap();
+            all.into_iter().filter_map(|a| a.scope).collect::<Vec<_>>()
+        };
+        assert!(
+            scopes().await.is_empty(),
+            "an ordinary hour raises nothing, however new the brand: {:?}",
+            scopes().await
+        );
+
+        // While its history is re-tagged again, a burst about it is held (its history
+        // half tagged would read as quiet)…
+        let edited = save(&app, &admin, json!({ "id": acme.to_string(), "keywords": ["acme", "acme care"] })).await;
+        assert_eq!(edited["topic"]["keywords"], json!(["acme", "acme care"]), "{edited}");
+        let later = now + Duration::hours(2);
+        let burst: Vec<Mention> = (0..40).map(|k| dm(later - Duration::seconds(1800 - 45 * k), Some(acme))).collect();
+        streams::write(db, c, &burst).await;
+        detector.run(db, later).await.unwrap();
+        let brand = format!("brand:{acme}");
+        let held = scopes().await;
+        assert!(held.contains(&"inbox:@AcmeCare".to_owned()) && !held.contains(&brand), "{held:?}");
+        // …and raised once the re-tagging is done.
+        cxgraph::feedback::topics::retag_pending(db).await.unwrap();
+        detector.run(db, later + Duration::minutes(1)).await.unwrap();
+        assert!(scopes().await.contains(&brand), "{:?}", scopes().await);
         app.stop().await;
     }
 }
