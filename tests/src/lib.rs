@@ -293,6 +293,15 @@ impl TestApp {
         (email, password)
     }
 
+    /// Creates an API token as `admin`; `input` is the `createApiToken` input object as
+    /// GraphQL text (`{name: "bi", scopes: [INSIGHTS_READ]}`). Returns its secret.
+    pub async fn api_token(&self, admin: &str, input: &str) -> String {
+        let body = self
+            .graphql(&format!("mutation {{ createApiToken(input: {input}) {{ secret }} }}"), json!({}), Some(admin))
+            .await;
+        body["data"]["createApiToken"]["secret"].as_str().unwrap_or_else(|| panic!("a token: {body}")).to_owned()
+    }
+
     /// Stops the server gracefully (in-flight requests finish).
     pub async fn stop(mut self) {
         if let Some(tx) = self.shutdown.take() {
@@ -551,6 +560,29 @@ fn run_as_postgres(program: &std::path::Path, args: &[&str]) {
 
 /// Inserts a bare customer straight into the database, for tests that build facts
 /// directly (insights, alerts, exports); returns its id.
+/// Inserts a topic matched by its lowercased name, already tagged (nothing to
+/// re-tag); a brand on the watch list when `brand` (`ours` / `competitor`) is given.
+pub async fn insert_topic(db: &DatabaseConnection, name: &str, brand: Option<&str>) -> Uuid {
+    use sea_orm::{ActiveModelTrait, IntoActiveModel};
+    let now = chrono::Utc::now();
+    entity::topic::Model {
+        id: Uuid::now_v7(),
+        name: name.into(),
+        keywords: json!([name.to_lowercase()]),
+        created_at: now,
+        updated_at: now,
+        retag_requested_at: None,
+        retagged_at: None,
+        brand: brand.map(str::to_owned),
+        handles: None,
+    }
+    .into_active_model()
+    .insert(db)
+    .await
+    .expect("topic inserted")
+    .id
+}
+
 pub async fn insert_customer(db: &DatabaseConnection, segment: Option<&str>) -> Uuid {
     use sea_orm::{ActiveModelTrait, IntoActiveModel};
     let now = chrono::Utc::now();

@@ -7,6 +7,7 @@ use entity::alert;
 
 use super::enums::Channel;
 use super::facts::{Feedback, Interaction};
+use super::insights::count;
 use super::types::{UserError, actor, context, id, parse_id, split_user_errors, within_channel_limit};
 use crate::alerts;
 use crate::alerts::explain;
@@ -229,10 +230,6 @@ fn shown(first: i32) -> Result<u64, AppError> {
         .ok()
         .filter(|n| (1..=explain::MAX_SHOWN).contains(n))
         .ok_or_else(|| AppError::invalid(&["first"], "OUT_OF_RANGE", format!("must be 1 to {}", explain::MAX_SHOWN)))
-}
-
-fn count(n: i64) -> i32 {
-    i32::try_from(n).unwrap_or(i32::MAX)
 }
 
 /// An alert to acknowledge or resolve.

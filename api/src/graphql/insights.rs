@@ -135,7 +135,8 @@ fn estimate(e: stats::Estimate, min: i64) -> Estimate {
     }
 }
 
-fn count(n: i64) -> i32 {
+/// A count as a GraphQL `Int` (saturating).
+pub(super) fn count(n: i64) -> i32 {
     i32::try_from(n).unwrap_or(i32::MAX)
 }
 

@@ -5,7 +5,7 @@
 //!
 //! Brands are topics with a side (`feedback::topics::Side`), so the per-brand figures
 //! are the topic drivers' mention counts restricted to brands. The sides are counted
-//! in their own statement over distinct facts: a post naming two competitors counts
+//! over the same mentions, distinct per fact: a post naming two competitors counts
 //! once for "competitors", not twice.
 
 use std::collections::HashMap;
@@ -85,30 +85,10 @@ pub async fn compare(db: &impl ConnectionTrait, req: &Request) -> AppResult<Comp
     let mut per_side = Sql::new();
     per_side.push(
         "SELECT s.side, COUNT(*) AS mentions, SUM(CASE WHEN s.sentiment_label = 'negative' THEN 1 ELSE 0 END) \
-         AS negative FROM (",
+         AS negative FROM (SELECT DISTINCT t.brand AS side, m.fact_id, m.sentiment_label FROM ",
     );
-    let parts = [
-        ("feedback_topics", "feedback", "feedback_id", ""),
-        ("interaction_topics", "interactions", "interaction_id", " AND x.direction = 'inbound'"),
-    ];
-    let segment_join = if req.segments.is_some() { " JOIN customers c ON c.id = x.customer_id" } else { "" };
-    for (i, (links, facts, link_col, extra)) in parts.into_iter().enumerate() {
-        if i > 0 {
-            per_side.push(" UNION ALL ");
-        }
-        per_side
-            .push(&format!(
-                "SELECT DISTINCT t.brand AS side, x.id, x.sentiment_label FROM {links} l \
-                 JOIN topics t ON t.id = l.topic_id JOIN {facts} x ON x.id = l.{link_col}{segment_join} \
-                 WHERE t.brand IS NOT NULL AND x.occurred_at >= "
-            ))
-            .bind(req.from)
-            .push(" AND x.occurred_at < ")
-            .bind(req.to)
-            .push(extra);
-        drivers::filters(&mut per_side, req, "x");
-    }
-    per_side.push(") s GROUP BY s.side");
+    drivers::mentions(&mut per_side, req);
+    per_side.push(" m JOIN topics t ON t.id = m.topic_id WHERE t.brand IS NOT NULL) s GROUP BY s.side");
     let (mut ours, mut competitors) = (Volume::default(), Volume::default());
     for row in db.query_all_raw(per_side.statement(backend)).await? {
         let volume = Volume {

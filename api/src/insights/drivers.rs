@@ -82,7 +82,8 @@ impl Driver {
     }
 }
 
-/// The tagged facts in the window: `(topic_id, customer_id, sentiment_label)`.
+/// The tagged facts in the window: `(topic_id, customer_id, sentiment_label,
+/// fact_id)` (a fact's id is unique across messages and feedback: UUIDv7).
 pub(super) fn mentions(sql: &mut Sql, req: &Request) {
     let segment_join = if req.segments.is_some() { " JOIN customers c ON c.id = x.customer_id" } else { "" };
     let parts = [
@@ -95,7 +96,8 @@ pub(super) fn mentions(sql: &mut Sql, req: &Request) {
             sql.push(" UNION ALL ");
         }
         sql.push(&format!(
-            "SELECT l.topic_id, x.customer_id, x.sentiment_label FROM {links} l JOIN {facts} x ON x.id = l.{link_col}{segment_join} \
+            "SELECT l.topic_id, x.customer_id, x.sentiment_label, x.id AS fact_id FROM {links} l \
+             JOIN {facts} x ON x.id = l.{link_col}{segment_join} \
              WHERE x.occurred_at >= "
         ))
         .bind(req.from)

@@ -12,7 +12,7 @@ use cxgraph::alerts::spikes::{self, Params};
 use cxgraph_tests::streams::{self, Mention, Rhythm, Streams};
 use cxgraph_tests::{Subscription, TestApp, backends};
 use entity::enums::{AlertStatus, Channel, Priority};
-use entity::{alert, conversation, outbox_event, topic};
+use entity::{alert, conversation, outbox_event};
 use sea_orm::{ActiveModelTrait, ColumnTrait, DatabaseConnection, EntityTrait, IntoActiveModel, QueryFilter};
 use serde_json::json;
 use uuid::Uuid;
@@ -36,23 +36,7 @@ async fn pages(db: &DatabaseConnection) -> usize {
 }
 
 async fn new_topic(db: &DatabaseConnection, name: &str) -> Uuid {
-    let now = Utc::now();
-    topic::Model {
-        id: Uuid::now_v7(),
-        name: name.into(),
-        keywords: json!([name.to_lowercase()]),
-        created_at: now,
-        updated_at: now,
-        retag_requested_at: None,
-        retagged_at: None,
-        brand: None,
-        handles: None,
-    }
-    .into_active_model()
-    .insert(db)
-    .await
-    .unwrap()
-    .id
+    cxgraph_tests::insert_topic(db, name, None).await
 }
 
 fn at(t: &str) -> DateTime<Utc> {

@@ -9,7 +9,7 @@ use cxgraph::insights::stats::Z95;
 use cxgraph_tests::streams::{self, Mention};
 use cxgraph_tests::{TestApp, backends};
 use entity::enums::{AlertSeverity, Channel, Priority, Role};
-use entity::{alert, conversation, outbox_event, topic};
+use entity::{alert, conversation, outbox_event};
 use sea_orm::{ActiveModelTrait, ColumnTrait, DatabaseConnection, EntityTrait, IntoActiveModel, QueryFilter};
 use serde_json::{Value, json};
 use uuid::Uuid;
@@ -153,23 +153,7 @@ async fn brands_are_attributed_at_ingest_and_compared_side_by_side_with_margins(
 }
 
 async fn brand(db: &DatabaseConnection, name: &str, side: &str) -> Uuid {
-    let now = Utc::now();
-    topic::Model {
-        id: Uuid::now_v7(),
-        name: name.into(),
-        keywords: json!([name.to_lowercase()]),
-        created_at: now,
-        updated_at: now,
-        retag_requested_at: None,
-        retagged_at: None,
-        brand: Some(side.into()),
-        handles: None,
-    }
-    .into_active_model()
-    .insert(db)
-    .await
-    .unwrap()
-    .id
+    cxgraph_tests::insert_topic(db, name, Some(side)).await
 }
 
 fn at(t: &str) -> DateTime<Utc> {
@@ -360,16 +344,7 @@ async fn a_spike_alert_explains_itself_as_the_reader_may_see_it() {
         assert!(sample.iter().all(|m| m["body"].is_null() && m["id"].is_string()), "{body}");
         // …and a partner token that reads insights and alerts, but not interactions,
         // sees the alert without its messages.
-        let token = app
-            .graphql(
-                "mutation { createApiToken(input: {name: \"bi\", scopes: [INSIGHTS_READ]}) { secret } }",
-                json!({}),
-                Some(&admin),
-            )
-            .await["data"]["createApiToken"]["secret"]
-            .as_str()
-            .unwrap()
-            .to_owned();
+        let token = app.api_token(&admin, "{name: \"bi\", scopes: [INSIGHTS_READ]}").await;
         let (_, body) = explained(&app, &token).await;
         assert_eq!(body["errors"][0]["extensions"]["code"], "FORBIDDEN", "{body}");
         assert_eq!(body["errors"][0]["path"][4], "sampleMessages", "{body}");

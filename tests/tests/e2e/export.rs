@@ -129,16 +129,7 @@ async fn exports_carry_what_bi_needs_and_mask_what_callers_may_not_read() {
         assert!(first["comment"].is_null() && first["score"] == 4, "{feedback}");
 
         // A social agency's token: its channels only, and no customers.
-        let token = app
-            .graphql(
-                "mutation { createApiToken(input: {name: \"agency\", scopes: [EXPORT], channels: [TWITTER]}) { secret } }",
-                json!({}),
-                Some(&admin),
-            )
-            .await["data"]["createApiToken"]["secret"]
-            .as_str()
-            .unwrap()
-            .to_owned();
+        let token = app.api_token(&admin, "{name: \"agency\", scopes: [EXPORT], channels: [TWITTER]}").await;
         let (_, _, limited) = get(app, "/export/interactions?channels=TWITTER,EMAIL", Some(&token)).await;
         assert!(csv(&limited).iter().all(|r| r["channel"] == "TWITTER"), "{limited}");
         assert!(csv(&limited).iter().all(|r| r["body"].is_empty()), "no pii:read, no bodies");

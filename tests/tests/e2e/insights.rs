@@ -13,9 +13,7 @@ use entity::enums::{
     AuthorKind, Channel, ConversationStatus, Direction, FeedbackKind, Role, SentimentLabel, TouchpointOutcome,
     Visibility,
 };
-use entity::{
-    conversation, feedback, feedback_topic, interaction, journey, journey_stage, sla_policy, topic, touchpoint,
-};
+use entity::{conversation, feedback, feedback_topic, interaction, journey, journey_stage, sla_policy, touchpoint};
 use sea_orm::{ActiveModelTrait, DatabaseConnection, EntityTrait, IntoActiveModel};
 use serde_json::{Value, json};
 use uuid::Uuid;
@@ -393,19 +391,15 @@ async fn channel_comparison_lists_every_channel_a_caller_may_see() {
         assert_eq!(phone["nps"]["score"]["sampleSize"], 0);
         assert!(phone["nps"]["score"]["value"].is_null());
 
-        let token = app
-            .graphql(
-                "mutation { createApiToken(input: {name: \"bi\", scopes: [INSIGHTS_READ], channels: [TWITTER, FACEBOOK]}) { secret } }",
-                json!({}),
-                Some(&admin),
-            )
-            .await["data"]["createApiToken"]["secret"]
-            .as_str()
-            .unwrap()
-            .to_owned();
+        let token =
+            app.api_token(&admin, "{name: \"bi\", scopes: [INSIGHTS_READ], channels: [TWITTER, FACEBOOK]}").await;
         let limited = app.graphql(query, json!({}), Some(&token)).await;
-        let channels: Vec<&str> =
-            limited["data"]["channelComparison"].as_array().unwrap().iter().map(|r| r["channel"].as_str().unwrap()).collect();
+        let channels: Vec<&str> = limited["data"]["channelComparison"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .map(|r| r["channel"].as_str().unwrap())
+            .collect();
         assert_eq!(channels, ["TWITTER", "FACEBOOK"], "{limited}");
         // A filter naming none of the token's channels answers nothing, not an error.
         let none = app
@@ -430,25 +424,9 @@ async fn topic_drivers_compare_nps_with_and_without_the_topic() {
     on_each_backend(async |app: &TestApp| {
         let db = &app.db;
         let admin = app.login_admin().await.access;
-        let now = Utc::now();
         let mut topic_ids = Vec::new();
         for name in ["Delivery", "Billing"] {
-            let t = topic::Model {
-                id: Uuid::now_v7(),
-                name: name.into(),
-                keywords: json!([name.to_lowercase()]),
-                created_at: now,
-                updated_at: now,
-                retag_requested_at: None,
-                retagged_at: None,
-                brand: None,
-                handles: None,
-            }
-            .into_active_model()
-            .insert(db)
-            .await
-            .unwrap();
-            topic_ids.push(t.id);
+            topic_ids.push(cxgraph_tests::insert_topic(db, name, None).await);
         }
         let when = at("2026-03-10T10:00:00Z");
         // Six customers answer NPS; three of them complained about delivery (negative).

@@ -148,16 +148,7 @@ async fn touchpoint_batches_answer_per_item_and_tokens_keep_to_their_channels() 
         assert_eq!(p["results"][4]["errorCode"], "BAD_USER_INPUT");
 
         // A partner limited to the app channel cannot write web touchpoints.
-        let token = app
-            .graphql(
-                "mutation { createApiToken(input: {name: \"app vendor\", scopes: [TOUCHPOINTS_WRITE], channels: [CHAT]}) { secret } }",
-                json!({}),
-                Some(&admin),
-            )
-            .await["data"]["createApiToken"]["secret"]
-            .as_str()
-            .unwrap()
-            .to_owned();
+        let token = app.api_token(&admin, "{name: \"app vendor\", scopes: [TOUCHPOINTS_WRITE], channels: [CHAT]}").await;
         // A writer that may not read customers gets the id back, not the touchpoint.
         let write_only = "mutation($input: RecordTouchpointInput!) { recordTouchpoint(input: $input) { \
                           duplicate touchpointId userErrors { field code } } }";
